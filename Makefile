@@ -1,0 +1,54 @@
+# pandanode — one Makefile for set-up, running, testing and tooling.
+# Every target installs what it needs itself; nothing relies on a hand-made environment.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NODE_DIR   := tests/interop
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+
+.PHONY: setup run test lint typecheck unit format clean help
+
+help:
+	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
+	@echo "make test   set up, then lint, type-check and run every test"
+	@echo "make format apply ruff's formatter and autofixes"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): $(NODE_DIR)/package.json
+	@command -v node >/dev/null || { echo "error: node is required for the interop tests (install Node.js >= 18)"; exit 1; }
+	@command -v npm >/dev/null || { echo "error: npm is required for the interop tests"; exit 1; }
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(STAMP) $(NODE_STAMP)
+
+run: $(STAMP)
+	@echo "pandanode: the node itself arrives with the ingest service (issue 3)."
+	@echo "It will start NATS (JetStream) and the gRPC services on 127.0.0.1:2020, data in ./data."
+	@$(BIN)/python -c "import pandanode.core as c; print('protocol core ready:', c.__name__)"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy core tests
+
+unit: setup
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(NODE_DIR)/node_modules .mypy_cache .pytest_cache .ruff_cache .hypothesis
