@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 NODE_DIR   := tests/interop
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: setup run test lint typecheck unit format clean help
+.PHONY: setup run test lint typecheck unit format clean help proto
 
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
@@ -38,8 +38,25 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+TYPING := $(VENV)/typing
+
+# mypy cannot follow setuptools' editable-install finder, so it reads the packages through a
+# tree of symlinks that mirrors their import names.
 typecheck: $(STAMP)
-	$(BIN)/mypy core tests
+	@mkdir -p $(TYPING)/pandanode
+	@ln -sfn $(CURDIR)/core $(TYPING)/pandanode/core
+	@ln -sfn $(CURDIR)/services $(TYPING)/pandanode/services
+	@for p in protos/pandanode/*/; do ln -sfn $(CURDIR)/$${p%/} $(TYPING)/pandanode/$$(basename $$p); done
+	MYPYPATH=$(TYPING) $(BIN)/mypy -p pandanode.core -p pandanode.services
+	MYPYPATH=$(TYPING) $(BIN)/mypy tests
+
+PROTOS := $(shell find protos -name '*.proto')
+
+# Regenerate the committed Python code of the protos (and its type stubs).
+proto: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I protos \
+		--python_out=protos --mypy_out=protos --grpc_python_out=protos --mypy_grpc_out=protos \
+		$(PROTOS)
 
 unit: setup
 	$(BIN)/pytest

@@ -17,13 +17,15 @@ Python values used on both sides:
 =====================  ===============================================================
 CBOR                   Python
 =====================  ===============================================================
-major 0 / 1 integer    ``int`` (−2⁶⁴ … 2⁶⁴−1)
+major 0 / 1 integer    ``int`` (-2⁶⁴ … 2⁶⁴-1)
+tag 2 / 3 bignum       ``int``, when it wraps a definite byte string of at most 16 bytes
+                       (as ciborium reads it); otherwise a :class:`Tag`
 byte string            ``bytes`` (indefinite strings are joined)
 text string            ``str`` (strict UTF-8)
 array                  ``list`` (the writer also takes ``tuple``)
 map                    :class:`CborMap`
-tag                    :class:`Tag` (bignums are *not* converted: see :func:`bignum_value`)
-false / true / null    ``False`` / ``True`` / ``None``
+any other tag          :class:`Tag` (see :func:`bignum_value` for leftover bignums)
+false / true / null    ``False`` / ``True`` / ``None`` (also from the two-byte ``f8 14`` …)
 other simple values    :class:`Simple`, e.g. :data:`UNDEFINED`
 float (any width)      ``float``
 =====================  ===============================================================
@@ -34,7 +36,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 from .errors import OperationDecodeError, Reason
 
@@ -46,6 +48,8 @@ __all__ = [
     "Simple",
     "Tag",
     "bignum_value",
+    "Head",
+    "decode_head",
     "decode_item",
     "dumps",
     "encode_float",
@@ -53,7 +57,10 @@ __all__ = [
 ]
 
 MAX_DEPTH = 32
-"""Default bound on nesting (arrays, maps and tags) accepted by the reader."""
+"""Default bound on nesting (arrays, maps, tags) accepted by the reader.
+
+A p2panda operation nests at most four deep (array, fields map, list of view ids, view id).
+"""
 
 _MAX_UINT = 2**64 - 1
 _BREAK = 0xFF
@@ -102,8 +109,8 @@ UNDEFINED = Simple(23)
 """The CBOR ``undefined`` value (``f7``)."""
 
 CborValue: TypeAlias = (
-    "int | float | str | bytes | bool | None | list[CborValue] | tuple[CborValue, ...] "
-    "| CborMap | Tag | Simple"
+    "int | float | str | bytes | bool | list[CborValue] | tuple[CborValue, ...] "
+    "| CborMap | Tag | Simple | None"
 )
 """Any value the reader returns or the writer takes (arrays are lists when read)."""
 
@@ -120,26 +127,30 @@ def _eof(pos: int) -> OperationDecodeError:
 # Reader
 
 
-def loads(data: bytes, *, max_depth: int = MAX_DEPTH) -> CborValue:
+def loads(data: bytes | bytearray | memoryview, *, max_depth: int = MAX_DEPTH) -> CborValue:
     """Decode exactly one CBOR data item that fills all of ``data``.
 
     Raises:
         OperationDecodeError: (``INVALID_CBOR``) when ``data`` is not one well-formed item, has
             trailing bytes, or nests deeper than ``max_depth``.
     """
-    value, end = decode_item(data, 0, max_depth=max_depth)
-    if end != len(data):
-        raise _invalid(f"{len(data) - end} trailing byte(s) after the data item")
+    raw = bytes(data)
+    value, end = decode_item(raw, 0, max_depth=max_depth)
+    if end != len(raw):
+        raise _invalid(f"{len(raw) - end} trailing byte(s) after the data item")
     return value
 
 
-def decode_item(data: bytes, offset: int = 0, *, max_depth: int = MAX_DEPTH) -> tuple[CborValue, int]:
+def decode_item(
+    data: bytes | bytearray | memoryview, offset: int = 0, *, max_depth: int = MAX_DEPTH
+) -> tuple[CborValue, int]:
     """Decode one CBOR data item starting at ``offset``; bytes after it are left alone.
 
     Args:
         data: The buffer.
         offset: Where the item starts.
-        max_depth: How deeply arrays, maps and tags may nest (the top-level item is depth 1).
+        max_depth: How many arrays, maps, tags and indefinite-length strings may enclose one
+            another (a lone array is depth 1; scalars do not count).
 
     Returns:
         The value and the offset just past it.
@@ -148,9 +159,48 @@ def decode_item(data: bytes, offset: int = 0, *, max_depth: int = MAX_DEPTH) -> 
         OperationDecodeError: (``INVALID_CBOR``) when the item is not well-formed, the buffer
             ends early, or nesting exceeds ``max_depth``.
     """
-    if not isinstance(data, bytes):
-        data = bytes(data)
-    return _read(data, offset, max_depth)
+    raw = data if isinstance(data, bytes) else bytes(data)
+    if offset < 0:
+        raise _invalid(f"negative offset {offset}")
+    return _read(raw, offset, max_depth)
+
+
+class Head(NamedTuple):
+    """The head of one data item: its initial byte and the argument that follows.
+
+    Attributes:
+        major: The major type, 0 … 7.
+        info: The additional information, 0 … 31 (e.g. 25 for a half float in major 7).
+        argument: The head's argument: a value, a length, a count, a tag number or, for floats,
+            the raw bits; None for an indefinite length (``info`` 31).
+        end: The offset just past the head, where the item's content (if any) starts.
+    """
+
+    major: int
+    info: int
+    argument: int | None
+    end: int
+
+
+def decode_head(data: bytes, offset: int = 0) -> Head:
+    """Read only the head of the data item at ``offset``, e.g. to walk an array item by item.
+
+    Raises:
+        OperationDecodeError: (``INVALID_CBOR``) when the buffer ends inside the head or the
+            head uses a reserved encoding (additional information 28 … 30, or 31 where no
+            indefinite length is possible).
+    """
+    if offset >= len(data):
+        raise _eof(offset)
+    initial = data[offset]
+    major = initial >> 5
+    info = initial & 0x1F
+    if info == 31 and major in (2, 3, 4, 5, 7):
+        return Head(major, info, None, offset + 1)
+    if info >= 28:
+        raise _invalid(f"reserved or invalid head byte 0x{initial:02x} at byte {offset}")
+    argument, end = _read_argument(data, offset + 1, info)
+    return Head(major, info, argument, end)
 
 
 def _read_argument(data: bytes, pos: int, info: int) -> tuple[int, int]:
@@ -208,6 +258,15 @@ def _read(data: bytes, pos: int, depth: int) -> tuple[CborValue, int]:
             pairs.append((key, value))
         return CborMap(tuple(pairs)), pos
     # major == 6
+    if (arg == 2 or arg == 3) and pos < len(data):
+        content = data[pos]
+        # Like ciborium: a bignum over a definite byte string of at most 16 bytes is an integer.
+        if content >> 5 == 2 and content & 0x1F != 31:
+            value, end = _read(data, pos, depth - 1)
+            if isinstance(value, bytes) and len(value) <= 16:
+                magnitude = int.from_bytes(value, "big")
+                return (magnitude if arg == 2 else -1 - magnitude), end
+            return Tag(arg, value), end
     value, pos = _read(data, pos, depth - 1)
     return Tag(arg, value), pos
 
@@ -219,31 +278,47 @@ def _utf8(chunk: bytes, pos: int) -> str:
         raise _invalid(f"text string at byte {pos} is not valid UTF-8") from None
 
 
+def _read_chunks(data: bytes, pos: int, major: int, depth: int, chunks: list[bytes]) -> int:
+    """Collect the chunks of an indefinite-length string up to its break; return the end.
+
+    RFC 8949 wants every chunk to be a definite-length string of the same major type.
+    ciborium also accepts a nested indefinite-length string of the same type as a chunk (and
+    flattens it), so this reader does too. Each text chunk must be valid UTF-8 on its own.
+    """
+    size = len(data)
+    while True:
+        if pos >= size:
+            raise _eof(pos)
+        initial = data[pos]
+        if initial == _BREAK:
+            return pos + 1
+        info = initial & 0x1F
+        if initial >> 5 != major or 28 <= info <= 30:
+            raise _invalid(
+                f"chunk of an indefinite-length string at byte {pos} is not a string of the "
+                "same type"
+            )
+        if info == 31:
+            if depth <= 0:
+                raise _invalid("data items nest too deeply")
+            pos = _read_chunks(data, pos + 1, major, depth - 1, chunks)
+            continue
+        length, pos = _read_argument(data, pos + 1, info)
+        end = pos + length
+        if end > size:
+            raise _eof(size)
+        chunk = data[pos:end]
+        if major == 3:
+            _utf8(chunk, pos)
+        chunks.append(chunk)
+        pos = end
+
+
 def _read_indefinite(data: bytes, pos: int, major: int, depth: int) -> tuple[CborValue, int]:
     size = len(data)
     if major == 2 or major == 3:
         chunks: list[bytes] = []
-        while True:
-            if pos >= size:
-                raise _eof(pos)
-            initial = data[pos]
-            if initial == _BREAK:
-                pos += 1
-                break
-            info = initial & 0x1F
-            if initial >> 5 != major or info >= 28:
-                raise _invalid(
-                    f"chunk of an indefinite-length string at byte {pos} is not a definite "
-                    "string of the same type"
-                )
-            length, pos = _read_argument(data, pos + 1, info)
-            end = pos + length
-            if end > size:
-                raise _eof(size)
-            chunks.append(data[pos:end])
-            if major == 3:
-                _utf8(data[pos:end], pos)  # each chunk must be valid UTF-8 on its own
-            pos = end
+        pos = _read_chunks(data, pos, major, depth, chunks)
         joined = b"".join(chunks)
         return (joined if major == 2 else joined.decode("utf-8")), pos
     if depth <= 0:
@@ -283,8 +358,10 @@ def _read_simple_or_float(data: bytes, pos: int, info: int) -> tuple[CborValue, 
         if pos >= len(data):
             raise _eof(pos)
         value = data[pos]
-        if value < 32:
-            raise _invalid(f"simple value {value} must use the one-byte form (byte {pos - 1})")
+        # RFC 8949 calls ``f8 00`` … ``f8 1f`` not well-formed; ciborium reads them like the
+        # one-byte forms (``f8 15`` is true), and so do we.
+        if 20 <= value <= 23:
+            return _read_simple_or_float(data, pos, value)[0], pos + 1
         return Simple(value), pos + 1
     if info == 25:
         fmt = _HALF
@@ -325,7 +402,7 @@ def dumps(value: CborValue) -> bytes:
     Map entries are written in the order of :attr:`CborMap.items`.
 
     Raises:
-        OperationDecodeError: (``INVALID_CBOR``) for an integer outside −2⁶⁴ … 2⁶⁴−1, a simple
+        OperationDecodeError: (``INVALID_CBOR``) for an integer outside -2⁶⁴ … 2⁶⁴-1, a simple
             value that cannot be written, or a Python type with no CBOR counterpart.
     """
     out = bytearray()
@@ -386,7 +463,7 @@ def _write(out: bytearray, value: CborValue) -> None:
             _write(out, item)
     elif isinstance(value, Tag):
         if not 0 <= value.tag <= _MAX_UINT:
-            raise _invalid(f"tag number {value.tag} is outside 0 … 2^64−1")
+            raise _invalid(f"tag number {value.tag} is outside 0 … 2^64-1")
         _head(out, 6, value.tag)
         _write(out, value.value)
     elif isinstance(value, Simple):

@@ -98,6 +98,11 @@ class Reason(StrEnum):
     INVALID_GRAPH = "INVALID_GRAPH"
     INVALID_REDUCTION = "INVALID_REDUCTION"
     VIEW_NOT_FOUND = "VIEW_NOT_FOUND"
+    # service level (requests, limits, availability)
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    UNAVAILABLE = "UNAVAILABLE"
+    NOT_FOUND = "NOT_FOUND"
 
 
 class PandanodeError(Exception):

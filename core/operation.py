@@ -1,13 +1,56 @@
 """Operations: the CBOR payload of an entry (spec §3).
 
-SKELETON — types are final, the codec functions are being implemented.
+An operation is one CBOR array::
+
+    CREATE  [1, 0, schema_id, fields]
+    UPDATE  [1, 1, schema_id, previous, fields]
+    DELETE  [1, 2, schema_id, previous]
+
+:func:`encode_operation` writes exactly what p2panda 0.8 writes: definite lengths, minimal heads,
+floats in their shortest exact width, field names in byte-wise order, hashes as 34-byte byte
+strings. :func:`decode_operation` enforces what p2panda-js 0.8.1 enforces (field names strictly
+ascending byte-wise, no duplicates, sorted ``previous``) and is as lenient as it is elsewhere
+(non-minimal heads, indefinite lengths, any float width, ``previous`` as text, trailing bytes).
+Decoded field values are schema-less *plain values* (spec §3.2); only a schema gives them a type.
+
+Ids and hashes are lowercase hex at this API (68 characters, ``0020…``); a ``previous`` given as
+text on the wire is reported exactly as written.
+
+Behaviour checked against p2panda-js 0.8.1 ``decodeOperation``/``encodeOperation``:
+
+* Tags are skipped around the top-level array, the version, the action, the fields map, field
+  names and the items of ``previous``; they are rejected around the schema id, the ``previous``
+  array and any field value. A tag 2/3 bignum is an integer wherever one is expected (as a field
+  value only over a definite byte string of at most 16 bytes that fits i64).
+* With an indefinite-length top-level array, p2panda reads just the items the action needs and
+  ignores the rest, even a missing break code or malformed items; a definite array must hold
+  exactly the items the action needs.
+* ``f8 14`` / ``f8 15`` (two-byte false/true) are booleans.
+* An empty fields map decodes (and encodes) fine; the schema rejects it later.
+* Inner lists of a list of view ids are not checked for order at decode time; ``[[]]`` decodes.
+* The encoder sorts and deduplicates the ids of a pinned relation (and of each view id in a
+  pinned relation list), keeps relation lists as given, and rejects an unsorted ``previous``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from itertools import pairwise
+from typing import Literal, TypeAlias, TypeGuard
+
+from .cbor import (
+    MAX_DEPTH,
+    CborMap,
+    CborValue,
+    Tag,
+    bignum_value,
+    decode_head,
+    decode_item,
+    dumps,
+)
+from .errors import HashDecodeError, OperationDecodeError, Reason
+from .hash import HASH_LENGTH, hash_from_hex
 
 __all__ = [
     "Action",
@@ -68,25 +111,36 @@ class PinnedRelationList:
 
 
 FieldValue: TypeAlias = (
-    bool
-    | int
-    | float
-    | str
-    | bytes
-    | Relation
-    | RelationList
-    | PinnedRelation
-    | PinnedRelationList
+    bool | int | float | str | bytes | Relation | RelationList | PinnedRelation | PinnedRelationList
 )
 """What :func:`encode_operation` accepts as a field value."""
 
-PlainValue: TypeAlias = bool | int | float | str | bytes | tuple[str, ...] | tuple[tuple[str, ...], ...]
+PlainValue: TypeAlias = (
+    bool | int | float | str | bytes | tuple[str, ...] | tuple[tuple[str, ...], ...]
+)
 """A decoded, schema-less field value (spec §3.2).
 
 ``bytes`` may be a ``bytes`` field or a ``relation`` (34 bytes); a tuple of hex ids may be a
-``relation_list``, a ``pinned_relation`` or an (empty) ``pinned_relation_list``; a tuple of tuples is
-a ``pinned_relation_list``. Only the schema decides (spec §5.4).
+``relation_list``, a ``pinned_relation`` or an (empty) ``pinned_relation_list``; a tuple of tuples
+is a ``pinned_relation_list``. Only the schema decides (spec §5.4).
 """
+
+_ACTION_NAMES: dict[int, Action] = {0: "create", 1: "update", 2: "delete"}
+_ACTION_CODES: dict[str, int] = {"create": 0, "update": 1, "delete": 2}
+_VERSION = 1
+_Converter: TypeAlias = Callable[[object, str], CborValue]
+_I64_MIN = -(2**63)
+_I64_MAX = 2**63 - 1
+_MAJOR_NAMES = (
+    "an unsigned integer",
+    "a negative integer",
+    "a byte string",
+    "a text string",
+    "an array",
+    "a map",
+    "a tag",
+    "a simple value or float",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +161,38 @@ class Operation:
     previous: tuple[str, ...] | None
     fields: Mapping[str, PlainValue] | None
 
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Operation:
+        """Decode an operation; see :func:`decode_operation`."""
+        return decode_operation(data)
+
+    def to_bytes(self) -> bytes:
+        """Encode this operation canonically, as p2panda would encode the same plain values.
+
+        Plain values carry no schema, so ``bytes`` become a byte string, a tuple of hex ids an
+        array of 34-byte byte strings and a tuple of tuples an array of such arrays, all in the
+        order given. This reproduces the input of :func:`decode_operation` whenever that input
+        was itself canonical; received operations must still be stored and forwarded as the
+        bytes they arrived as, never re-encoded.
+
+        Raises:
+            OperationDecodeError: when the operation breaks a rule :func:`encode_operation`
+                enforces (version other than 1, ``previous``/``fields`` not matching the action,
+                malformed ids, integers outside i64).
+        """
+        if self.version != _VERSION:
+            raise OperationDecodeError(
+                f"unsupported operation version {self.version}", Reason.UNSUPPORTED_VERSION
+            )
+        fields = None
+        if self.fields is not None:
+            fields = _fields_map(self.fields, _plain_to_cbor)
+        return _encode(self.action, self.schema_id, self.previous, fields)
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
 
 def encode_operation(
     *,
@@ -115,10 +201,483 @@ def encode_operation(
     previous: Sequence[str] | str | None = None,
     fields: Mapping[str, FieldValue] | None = None,
 ) -> bytes:
-    """Encode an operation exactly as p2panda emits it (spec §3)."""
-    raise NotImplementedError
+    """Encode an operation exactly as p2panda emits it (spec §3).
+
+    Args:
+        action: ``"create"``, ``"update"`` or ``"delete"``.
+        schema_id: The schema id, written as given (parsing it is the schema module's job).
+        previous: For UPDATE and DELETE: the operation ids the operation builds on, as hex ids
+            or one ``"<id>_<id>…"`` string; they must be strictly ascending, like p2panda-js.
+        fields: For CREATE and UPDATE: field name → value. Use :class:`Relation`,
+            :class:`RelationList`, :class:`PinnedRelation` and :class:`PinnedRelationList` for
+            relations; plain ``bool``, ``int`` (i64), ``float``, ``str`` and ``bytes`` otherwise.
+
+    Returns:
+        The CBOR bytes of the operation.
+
+    Raises:
+        OperationDecodeError: for an unknown action, ``previous`` or ``fields`` present or
+            missing against the action, malformed or unsorted ids (``INVALID_HASH``,
+            ``INVALID_DOCUMENT_VIEW_ID``) or an unsupported field value
+            (``INVALID_FIELD_VALUE``).
+    """
+    encoded_fields = None if fields is None else _fields_map(fields, _field_value_to_cbor)
+    return _encode(action, schema_id, previous, encoded_fields)
+
+
+def _encode(
+    action: str,
+    schema_id: str,
+    previous: Sequence[str] | str | None,
+    fields: CborMap | None,
+) -> bytes:
+    code = _ACTION_CODES.get(action) if isinstance(action, str) else None
+    if code is None:
+        raise OperationDecodeError(f"unknown operation action {action!r}", Reason.UNKNOWN_ACTION)
+    if not isinstance(schema_id, str) or not schema_id:
+        raise OperationDecodeError(
+            f"schema id must be a non-empty string, got {schema_id!r}", Reason.INVALID_SCHEMA_ID
+        )
+    _check_text(schema_id, "schema id", Reason.INVALID_SCHEMA_ID)
+    items: list[CborValue] = [_VERSION, code, schema_id]
+    if action == "create":
+        if previous is not None:
+            raise OperationDecodeError(
+                "unexpected 'previous' in CREATE operation", Reason.INVALID_OPERATION
+            )
+    else:
+        if previous is None:
+            raise OperationDecodeError(
+                f"expected 'previous' in {action.upper()} operation", Reason.INVALID_OPERATION
+            )
+        items.append(_previous_to_cbor(previous))
+    if action == "delete":
+        if fields is not None:
+            raise OperationDecodeError(
+                "unexpected 'fields' in DELETE operation", Reason.INVALID_OPERATION
+            )
+    else:
+        if fields is None:
+            raise OperationDecodeError(
+                f"expected 'fields' in {action.upper()} operation", Reason.INVALID_OPERATION
+            )
+        items.append(fields)
+    return dumps(items)
+
+
+def _check_text(value: str, what: str, reason: Reason) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise OperationDecodeError(
+            f"{what} {value!r} is not valid UTF-8 (lone surrogate)", reason
+        ) from None
+
+
+def _id_bytes(value: object, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise OperationDecodeError(
+            f"{what} must be a hex string, got {type(value).__name__}", Reason.INVALID_HASH
+        )
+    try:
+        return hash_from_hex(value, name=what)
+    except HashDecodeError as err:
+        raise OperationDecodeError(err.message, Reason.INVALID_HASH) from None
+
+
+def _previous_to_cbor(previous: Sequence[str] | str) -> list[CborValue]:
+    ids: Sequence[str] = previous.split("_") if isinstance(previous, str) else previous
+    if isinstance(ids, (bytes, bytearray, memoryview)) or not isinstance(ids, Sequence):
+        raise OperationDecodeError(
+            "previous must be a list of operation ids or one '<id>_<id>…' string",
+            Reason.INVALID_DOCUMENT_VIEW_ID,
+        )
+    if len(ids) == 0:
+        raise OperationDecodeError(
+            "expected one or more operation ids in previous", Reason.INVALID_DOCUMENT_VIEW_ID
+        )
+    raw = [_id_bytes(op_id, f"previous[{i}]") for i, op_id in enumerate(ids)]
+    for i in range(1, len(raw)):
+        if raw[i - 1] >= raw[i]:
+            raise OperationDecodeError(
+                "expected sorted operation ids in previous (strictly ascending, no duplicates): "
+                f"{ids[i]!r} comes after {ids[i - 1]!r}",
+                Reason.INVALID_DOCUMENT_VIEW_ID,
+            )
+    return list(raw)
+
+
+def _fields_map(
+    fields: Mapping[str, FieldValue] | Mapping[str, PlainValue],
+    convert: _Converter,
+) -> CborMap:
+    if not isinstance(fields, Mapping):
+        raise OperationDecodeError(
+            f"fields must be a mapping of field names to values, got {type(fields).__name__}",
+            Reason.INVALID_OPERATION,
+        )
+    for name in fields:
+        if not isinstance(name, str):
+            raise OperationDecodeError(
+                f"field name must be a string, got {name!r}", Reason.INVALID_OPERATION
+            )
+        _check_text(name, "field name", Reason.INVALID_OPERATION)
+    # Python orders str by code point, which is exactly UTF-8 byte order (spec §3.3).
+    return CborMap(tuple((name, convert(fields[name], name)) for name in sorted(fields)))
+
+
+def _scalar_to_cbor(value: object, name: str) -> CborValue | None:
+    """Convert a bool/int/float/str/bytes value; None if ``value`` is none of these."""
+    if value is True or value is False:
+        return value
+    if isinstance(value, int):
+        if not _I64_MIN <= value <= _I64_MAX:
+            raise OperationDecodeError(
+                f"field {name!r}: integer {value} is outside the i64 range",
+                Reason.INVALID_FIELD_VALUE,
+            )
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        _check_text(value, f"field {name!r}: text", Reason.INVALID_FIELD_VALUE)
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    return None
+
+
+def _view_id_to_cbor(view_id: Sequence[str], what: str) -> list[CborValue]:
+    """A view id as p2panda-js writes it: ids sorted ascending and deduplicated."""
+    if isinstance(view_id, (str, bytes)):
+        raise OperationDecodeError(
+            f"{what} must be a sequence of operation ids", Reason.INVALID_FIELD_VALUE
+        )
+    raw = {_id_bytes(op_id, f"{what}[{i}]") for i, op_id in enumerate(view_id)}
+    return list(sorted(raw))
+
+
+def _field_value_to_cbor(value: object, name: str) -> CborValue:
+    scalar = _scalar_to_cbor(value, name)
+    if scalar is not None:
+        return scalar
+    if isinstance(value, Relation):
+        return _id_bytes(value.document_id, f"field {name!r}: relation")
+    if isinstance(value, RelationList):
+        return [
+            _id_bytes(doc_id, f"field {name!r}: relation_list[{i}]")
+            for i, doc_id in enumerate(value.document_ids)
+        ]
+    if isinstance(value, PinnedRelation):
+        return _view_id_to_cbor(value.view_id, f"field {name!r}: pinned_relation")
+    if isinstance(value, PinnedRelationList):
+        return [
+            _view_id_to_cbor(view_id, f"field {name!r}: pinned_relation_list[{i}]")
+            for i, view_id in enumerate(value.view_ids)
+        ]
+    hint = ""
+    if isinstance(value, (list, tuple)):
+        hint = " (wrap ids in RelationList, PinnedRelation or PinnedRelationList)"
+    raise OperationDecodeError(
+        f"field {name!r}: unsupported value of type {type(value).__name__}{hint}",
+        Reason.INVALID_FIELD_VALUE,
+    )
+
+
+def _plain_to_cbor(value: object, name: str) -> CborValue:
+    scalar = _scalar_to_cbor(value, name)
+    if scalar is not None:
+        return scalar
+    if isinstance(value, tuple):
+        if all(isinstance(item, str) for item in value):
+            return [_id_bytes(item, f"field {name!r}[{i}]") for i, item in enumerate(value)]
+        if all(isinstance(item, tuple) for item in value):
+            return [
+                [_id_bytes(op_id, f"field {name!r}[{i}][{j}]") for j, op_id in enumerate(inner)]
+                for i, inner in enumerate(value)
+            ]
+    raise OperationDecodeError(
+        f"field {name!r}: {type(value).__name__} is not a plain value", Reason.INVALID_FIELD_VALUE
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
 
 
 def decode_operation(data: bytes) -> Operation:
-    """Decode an operation, enforcing p2panda's rules (spec §3.1–§3.3)."""
-    raise NotImplementedError
+    """Decode an operation, enforcing p2panda's rules (spec §3.1-§3.3).
+
+    Args:
+        data: The operation bytes (an entry's payload). Bytes after the operation's top-level
+            array are ignored, as p2panda does.
+
+    Returns:
+        The operation with schema-less plain field values.
+
+    Raises:
+        OperationDecodeError: malformed CBOR (``INVALID_CBOR``), a version other than 1
+            (``UNSUPPORTED_VERSION``), an unknown action (``UNKNOWN_ACTION``), unsorted or
+            duplicate field names (``UNSORTED_FIELDS``, ``DUPLICATE_FIELD``), a field value that
+            is no plain value (``INVALID_FIELD_VALUE``), a malformed or unsorted ``previous``
+            (``INVALID_HASH``, ``INVALID_DOCUMENT_VIEW_ID``), or items missing, superfluous or of
+            the wrong type (``INVALID_OPERATION``, ``INVALID_SCHEMA_ID``).
+    """
+    items = _TopLevelItems(bytes(data))
+    version = _unsigned(items.next("version"), "version")
+    if version != _VERSION:
+        raise OperationDecodeError(
+            f"unsupported operation version {version}", Reason.UNSUPPORTED_VERSION
+        )
+    code = _unsigned(items.next("action"), "action")
+    action = _ACTION_NAMES.get(code)
+    if action is None:
+        raise OperationDecodeError(f"unknown operation action {code}", Reason.UNKNOWN_ACTION)
+    schema_id = items.next("schema id")
+    if not isinstance(schema_id, str):
+        raise OperationDecodeError(
+            f"expected the schema id as a text string, found {_describe(schema_id)}",
+            Reason.INVALID_SCHEMA_ID,
+        )
+    previous = None
+    if action != "create":
+        previous = _decode_previous(items.next("previous"))
+    fields = None
+    if action != "delete":
+        fields = _decode_fields(items.next("fields"))
+    items.finish()
+    return Operation(_VERSION, action, schema_id, previous, fields)
+
+
+class _TopLevelItems:
+    """Reads the items of the top-level array one by one, as p2panda's sequence visitor does."""
+
+    __slots__ = ("_count", "_data", "_pos", "_read")
+
+    def __init__(self, data: bytes) -> None:
+        pos = 0
+        while True:  # tags around the whole operation are skipped
+            head = decode_head(data, pos)
+            if head.major != 6:
+                break
+            pos = head.end
+        if head.major != 4:
+            raise OperationDecodeError(
+                f"expected the operation to be an array, found {_MAJOR_NAMES[head.major]}",
+                Reason.INVALID_OPERATION,
+            )
+        self._data = data
+        self._pos = head.end
+        self._count = head.argument  # None: indefinite length
+        self._read = 0
+
+    def next(self, what: str) -> CborValue:
+        if self._count is None:
+            if self._pos < len(self._data) and self._data[self._pos] == 0xFF:
+                raise self._missing(what)
+        elif self._read >= self._count:
+            raise self._missing(what)
+        value, self._pos = decode_item(self._data, self._pos, max_depth=MAX_DEPTH - 1)
+        self._read += 1
+        return value
+
+    def _missing(self, what: str) -> OperationDecodeError:
+        return OperationDecodeError(
+            f"missing {what} for this operation action (the array ends after {self._read} item(s))",
+            Reason.INVALID_OPERATION,
+        )
+
+    def finish(self) -> None:
+        # Only a definite length can say there is more; after an indefinite array p2panda stops
+        # reading, so extra items (even malformed ones) and a missing break are ignored.
+        if self._count is not None and self._count > self._read:
+            raise OperationDecodeError(
+                f"too many items for this operation action: {self._count} instead of {self._read}",
+                Reason.INVALID_OPERATION,
+            )
+
+
+def _describe(value: CborValue) -> str:
+    if value is True or value is False:
+        return f"boolean {str(value).lower()}"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return f"integer {value}"
+    if isinstance(value, float):
+        return f"float {value!r}"
+    if isinstance(value, str):
+        return "a text string"
+    if isinstance(value, bytes):
+        return f"a byte string of {len(value)} bytes"
+    if isinstance(value, (list, tuple)):
+        return f"an array of {len(value)} items"
+    if isinstance(value, CborMap):
+        return "a map"
+    if isinstance(value, Tag):
+        return f"tag {value.tag}"
+    return "undefined" if value.value == 23 else f"simple value {value.value}"
+
+
+def _unsigned(value: CborValue, what: str) -> int:
+    """Read an unsigned integer the way ciborium's ``u64`` does: tags skipped, bignums read."""
+    while isinstance(value, Tag):
+        if value.tag in (2, 3):
+            number = bignum_value(value)
+            if number is None:
+                raise OperationDecodeError(
+                    f"expected {what} as an integer, found a bignum tag over "
+                    f"{_describe(value.value)}",
+                    Reason.INVALID_OPERATION,
+                )
+            value = number
+            break
+        value = value.value
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise OperationDecodeError(
+            f"expected {what} as an unsigned integer, found {_describe(value)}",
+            Reason.INVALID_OPERATION,
+        )
+    if value < 0:
+        raise OperationDecodeError(
+            f"expected {what} as an unsigned integer, found {value}", Reason.INVALID_OPERATION
+        )
+    return value
+
+
+def _untag(value: CborValue) -> CborValue:
+    while isinstance(value, Tag):
+        value = value.value
+    return value
+
+
+def _is_hash(value: CborValue) -> TypeGuard[bytes]:
+    return type(value) is bytes and len(value) == HASH_LENGTH and value[0] == 0
+
+
+def _hash_list(value: list[CborValue]) -> tuple[str, ...] | None:
+    """The hex ids of an array of 34-byte hash byte strings; None if it is anything else."""
+    ids: list[str] = []
+    for item in value:
+        if not _is_hash(item):
+            return None
+        ids.append(item.hex())
+    return tuple(ids)
+
+
+def _decode_previous(value: CborValue) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return _decode_previous_text(value)
+    if not isinstance(value, list):
+        raise OperationDecodeError(
+            "expected previous as an array of operation ids or in string representation, "
+            f"found {_describe(value)}",
+            Reason.INVALID_DOCUMENT_VIEW_ID,
+        )
+    if not value:
+        raise OperationDecodeError(
+            "expected one or more operation ids in previous", Reason.INVALID_DOCUMENT_VIEW_ID
+        )
+    raw: list[bytes] = []
+    for i, item in enumerate(value):
+        item = _untag(item)
+        if not isinstance(item, bytes):
+            raise OperationDecodeError(
+                f"previous[{i}]: expected an operation id as a byte string, found "
+                f"{_describe(item)}",
+                Reason.INVALID_DOCUMENT_VIEW_ID,
+            )
+        if len(item) != HASH_LENGTH:
+            raise OperationDecodeError(
+                f"previous[{i}]: invalid hash length {len(item)} bytes, expected {HASH_LENGTH}",
+                Reason.INVALID_HASH,
+            )
+        if item[0] != 0:
+            raise OperationDecodeError(
+                f"previous[{i}]: unknown hash type {item[0]} (only 0, BLAKE3, exists)",
+                Reason.INVALID_HASH,
+            )
+        if raw and raw[-1] >= item:
+            raise OperationDecodeError(
+                "expected sorted operation ids in previous (strictly ascending, no duplicates)",
+                Reason.INVALID_DOCUMENT_VIEW_ID,
+            )
+        raw.append(item)
+    return tuple(op_id.hex() for op_id in raw)
+
+
+def _decode_previous_text(value: str) -> tuple[str, ...]:
+    ids = value.split("_")
+    for i, op_id in enumerate(ids):
+        try:
+            hash_from_hex(op_id, name=f"previous[{i}]")
+        except HashDecodeError as err:
+            raise OperationDecodeError(err.message, Reason.INVALID_HASH) from None
+    # p2panda compares the ids as the strings they were written as (case included).
+    if any(a >= b for a, b in pairwise(ids)):
+        raise OperationDecodeError(
+            "expected sorted operation ids in previous (strictly ascending, no duplicates)",
+            Reason.INVALID_DOCUMENT_VIEW_ID,
+        )
+    return tuple(ids)
+
+
+def _decode_fields(value: CborValue) -> dict[str, PlainValue]:
+    value = _untag(value)
+    if not isinstance(value, CborMap):
+        raise OperationDecodeError(
+            f"expected fields as a map, found {_describe(value)}", Reason.INVALID_OPERATION
+        )
+    fields: dict[str, PlainValue] = {}
+    last: str | None = None
+    for key, item in value.items:
+        name = _untag(key)
+        if not isinstance(name, str):
+            raise OperationDecodeError(
+                f"expected a field name as a text string, found {_describe(name)}",
+                Reason.INVALID_OPERATION,
+            )
+        if last is not None and name <= last:
+            if name == last:
+                raise OperationDecodeError(
+                    f"encountered duplicate field key {name!r}", Reason.DUPLICATE_FIELD
+                )
+            raise OperationDecodeError(
+                f"encountered unsorted field name: {name!r} should be before {last!r}",
+                Reason.UNSORTED_FIELDS,
+            )
+        fields[name] = _plain_value(item, name)
+        last = name
+    return fields
+
+
+def _plain_value(value: CborValue, name: str) -> PlainValue:
+    if value is True or value is False:
+        return value
+    if isinstance(value, int):
+        if _I64_MIN <= value <= _I64_MAX:
+            return value
+        raise OperationDecodeError(
+            f"field {name!r}: integer {value} is outside the i64 range",
+            Reason.INVALID_FIELD_VALUE,
+        )
+    if isinstance(value, (float, str, bytes)):
+        return value
+    if isinstance(value, list):
+        flat = _hash_list(value)
+        if flat is not None:
+            return flat
+        nested: list[tuple[str, ...]] = []
+        for item in value:
+            inner = _hash_list(item) if isinstance(item, list) else None
+            if inner is None:
+                break
+            nested.append(inner)
+        else:
+            return tuple(nested)
+    raise OperationDecodeError(
+        f"field {name!r}: {_describe(value)} is not a valid field value (expected a boolean, "
+        "i64 integer, float, text or byte string, an array of 34-byte hashes or an array of "
+        "such arrays)",
+        Reason.INVALID_FIELD_VALUE,
+    )

@@ -146,7 +146,9 @@ def seq_nums_needed(seq_num: int) -> tuple[int, ...]:
     return tuple(sorted(needed))
 
 
-def document_id_of(operation: Operation, operation_id: str, previous: Mapping[str, OperationRef]) -> str:
+def document_id_of(
+    operation: Operation, operation_id: str, previous: Mapping[str, OperationRef]
+) -> str:
     """Return the document an operation belongs to (spec §4.3 step 8).
 
     A CREATE starts a document named by its own id; UPDATE and DELETE belong to the document of
@@ -178,8 +180,7 @@ def document_id_of(operation: Operation, operation_id: str, previous: Mapping[st
         documents.add(ref.document_id)
     if len(documents) != 1:
         raise DocumentError(
-            "previous operations belong to different documents: "
-            + ", ".join(sorted(documents)),
+            "previous operations belong to different documents: " + ", ".join(sorted(documents)),
             Reason.MULTIPLE_DOCUMENTS,
         )
     return documents.pop()
@@ -250,9 +251,7 @@ def next_args(
     for op_id in view_id.ids:
         ref = refs.get(op_id)
         if ref is None:
-            raise NotFoundError(
-                f"previous operation {op_id} not found", Reason.PREVIOUS_NOT_FOUND
-            )
+            raise NotFoundError(f"previous operation {op_id} not found", Reason.PREVIOUS_NOT_FOUND)
         documents.add(ref.document_id)
     if len(documents) != 1:
         raise DocumentError(
@@ -335,8 +334,7 @@ def validate_publish(
         )
     if skiplink_target is not None and skiplink_target != entry.skiplink:
         raise LogIntegrityError(
-            f"skiplink {entry.skiplink} is not the hash of entry "
-            f"{lipmaa(entry.seq_num)} of {log}",
+            f"skiplink {entry.skiplink} is not the hash of entry {lipmaa(entry.seq_num)} of {log}",
             Reason.SKIPLINK_MISMATCH,
         )
     # 7. the operation fits its schema

@@ -22,8 +22,13 @@
 //     {"hashes": [hex, …]} (flat list, also the empty list) or {"hashLists": [[hex, …], …]}.
 //
 // The public p2panda-js wrapper refuses an empty hex string ("not a valid hexadecimal string")
-// before it reaches WebAssembly. For `generateHash` and `verifySignature` over empty data the oracle
-// calls the WebAssembly export (the same p2panda-rs code the wrapper calls) directly.
+// before it reaches WebAssembly. For empty data (`generateHash`, `verifySignature`, `decodeEntry`,
+// `decodeOperation`) the oracle calls the WebAssembly export (the same p2panda-rs code the wrapper
+// calls) directly, so the answer comes from p2panda-rs and not from the wrapper's input check.
+//
+// Beware: `KeyPair.sign(hex)` and `verifySignature(publicKey, hex, signature)` of p2panda-js 0.8.1
+// check that their argument is hex, then sign / verify the UTF-8 bytes of that *string*, not the
+// bytes it encodes. The `sign` and `verifySignature` ops pass the string through unchanged.
 
 'use strict';
 
@@ -41,11 +46,25 @@ function die(message) {
 let p2panda;
 let wasm;
 let version;
-try {
-  p2panda = require('p2panda-js');
+
+// (Re)load p2panda-js with a fresh WebAssembly instance. A Rust panic inside WebAssembly traps
+// ("unreachable") without unwinding, which can leave the instance's own stack pointer behind; so
+// after every trap the module is loaded anew rather than trusted again.
+function load() {
   const main = require.resolve('p2panda-js');
+  const root = path.dirname(path.dirname(path.dirname(main)));
+  for (const key of Object.keys(require.cache)) {
+    if (key.startsWith(root + path.sep)) {
+      delete require.cache[key];
+    }
+  }
+  p2panda = require('p2panda-js');
   wasm = require(path.join(path.dirname(main), 'wasm', 'index.cjs'));
   version = require('p2panda-js/package.json').version;
+}
+
+try {
+  load();
 } catch (error) {
   die(
     `p2panda-js is not installed (${error.message}); ` +
@@ -419,6 +438,9 @@ const OPS = {
   },
 
   decodeEntry({ entry }) {
+    if (entry === '') {
+      return entryToJson(wasm.decodeEntry(''));
+    }
     return entryToJson(p2panda.decodeEntry(entry));
   },
 
@@ -427,6 +449,9 @@ const OPS = {
   },
 
   decodeOperation({ operation }) {
+    if (operation === '') {
+      wasm.decodeOperation(''); // throws the decoder's own error
+    }
     const result = p2panda.decodeOperation(operation);
     return {
       version: result.version,
@@ -517,7 +542,12 @@ function run(op, args) {
   try {
     return { ok: handler(args || {}) };
   } catch (error) {
-    return { error: error instanceof Error ? error.message : String(error) };
+    const message = error instanceof Error ? error.message : String(error);
+    if (error instanceof WebAssembly.RuntimeError || /\bunreachable\b/.test(message)) {
+      load();
+      return { error: message, trapped: true };
+    }
+    return { error: message };
   }
 }
 

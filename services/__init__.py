@@ -1,0 +1,1 @@
+"""pandanode.services — the gRPC microservices and their shared runtime."""

@@ -1,0 +1,1 @@
+"""The ingest service: verifies every entry once, appends it to the log store, announces it."""

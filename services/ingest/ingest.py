@@ -1,0 +1,386 @@
+"""The use cases of ingest in plain async code: publish (one or many), next args, log reads.
+
+Publishing runs in two stages:
+
+1. *prepare* (pure, may run on worker threads since PyNaCl releases the GIL): size limits,
+   operation decoding, entry decoding with its signature check;
+2. *apply* (one writer task, group commit): the stateful rules of spec §4.3 against the store
+   seen through the batch's overlay, then one synced RocksDB write for the whole batch. Only
+   then are the callers answered, so an acknowledged entry is durable.
+
+One writer makes concurrent publishes to the same log (and to the same author or document)
+safe without locks; verification, the costly part, still runs in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from pandanode.core.entry import Entry, decode_entry
+from pandanode.core.errors import LogIntegrityError, PandanodeError, Reason, SchemaNotFoundError
+from pandanode.core.hash import generate_hash
+from pandanode.core.ids import DocumentViewId
+from pandanode.core.lipmaa import is_skiplink_required, lipmaa
+from pandanode.core.operation import Operation, decode_operation
+from pandanode.core.publish import (
+    LogTip,
+    NextArgs,
+    OperationRef,
+    PublishResult,
+    PublishState,
+    next_args,
+    next_args_in_log,
+    seq_nums_needed,
+    validate_publish,
+)
+from pandanode.services.runtime.errors import (
+    InvalidRequestError,
+    LimitExceededError,
+    UnavailableError,
+)
+from pandanode.services.runtime.settings import Settings
+
+from .schemas import FIELD_DEFINITION, SCHEMA_DEFINITION, SchemaRegistry
+from .store import LogStore, StoredEntry, StoredLog, WriteBatchView
+
+__all__ = ["Ingest", "PublishOutcome"]
+
+log = logging.getLogger(__name__)
+
+PublishOutcome = PublishResult | PandanodeError
+"""One item's outcome in a batch: its result, or the error that rejected it."""
+
+# Below this many items a batch is verified inline: a thread hop costs more than it saves.
+_PARALLEL_VERIFY_MIN = 16
+
+
+@dataclass(slots=True)
+class _Prepared:
+    entry: Entry
+    operation_bytes: bytes
+    operation: Operation
+    future: asyncio.Future[PublishResult] = field(repr=False)
+
+
+def _hex(value: str, what: str, length: int) -> str:
+    text = value.lower()
+    if len(text) != length or any(c not in "0123456789abcdef" for c in text):
+        raise InvalidRequestError(f"{what} must be {length} hex characters, got {value[:80]!r}")
+    return text
+
+
+class Ingest:
+    """Verifies, stores and answers for entries; the only writer of the log store.
+
+    Args:
+        store: The RocksDB log store (owned by this object once started).
+        settings: Limits and batch sizes.
+        on_stored: Called (in the event loop) after each commit that stored entries, e.g. to
+            wake the outbox announcer.
+    """
+
+    def __init__(
+        self,
+        store: LogStore,
+        settings: Settings,
+        on_stored: asyncio.Event | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.schemas = SchemaRegistry(store)
+        self._on_stored = on_stored
+        self._queue: asyncio.Queue[_Prepared] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._verify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
+        self._commit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
+        self._closing = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the writer task."""
+        self._writer = asyncio.create_task(self._write_loop(), name="ingest-writer")
+
+    async def stop(self) -> None:
+        """Finish what was accepted, then stop the writer (pending callers are answered)."""
+        self._closing = True
+        if self._writer is not None:
+            await self._queue.join()
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        self._verify_pool.shutdown(wait=True)
+        self._commit_pool.shutdown(wait=True)
+
+    # -- publish ----------------------------------------------------------------------------
+
+    def _prepare(self, entry_bytes: bytes, operation_bytes: bytes) -> tuple[Entry, Operation]:
+        if len(entry_bytes) > self.settings.max_entry_bytes:
+            raise InvalidRequestError(
+                f"entry of {len(entry_bytes)} bytes is over the limit of "
+                f"{self.settings.max_entry_bytes} bytes",
+                Reason.LIMIT_EXCEEDED,
+            )
+        if len(operation_bytes) > self.settings.max_operation_bytes:
+            raise InvalidRequestError(
+                f"operation of {len(operation_bytes)} bytes is over the limit of "
+                f"{self.settings.max_operation_bytes} bytes",
+                Reason.LIMIT_EXCEEDED,
+            )
+        operation = decode_operation(operation_bytes)
+        entry = decode_entry(entry_bytes)
+        return entry, operation
+
+    def _prepare_many(
+        self, items: Sequence[tuple[bytes, bytes]]
+    ) -> list[tuple[Entry, Operation] | PandanodeError]:
+        results: list[tuple[Entry, Operation] | PandanodeError] = []
+        for entry_bytes, operation_bytes in items:
+            try:
+                results.append(self._prepare(entry_bytes, operation_bytes))
+            except PandanodeError as err:
+                results.append(err)
+        return results
+
+    async def publish(self, entry: bytes, operation: bytes) -> PublishResult:
+        """Publish one entry with its operation; returns once it is durable.
+
+        Raises:
+            PandanodeError: the entry was rejected (nothing of it is stored).
+        """
+        if self._closing:
+            raise UnavailableError("the node is shutting down; retry on another node or later")
+        decoded_entry, decoded_operation = self._prepare(entry, operation)
+        return await self._submit(decoded_entry, operation, decoded_operation)
+
+    async def publish_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[PublishOutcome]:
+        """Publish a batch; one outcome per item, in order. Rejected items do not stop the rest."""
+        if self._closing:
+            raise UnavailableError("the node is shutting down; retry on another node or later")
+        if len(items) > self.settings.max_batch_items:
+            raise LimitExceededError(
+                f"a batch holds at most {self.settings.max_batch_items} items, got {len(items)}"
+            )
+        if len(items) >= _PARALLEL_VERIFY_MIN:
+            loop = asyncio.get_running_loop()
+            half = (len(items) + 1) // 2
+            parts = await asyncio.gather(
+                loop.run_in_executor(self._verify_pool, self._prepare_many, items[:half]),
+                loop.run_in_executor(self._verify_pool, self._prepare_many, items[half:]),
+            )
+            prepared = parts[0] + parts[1]
+        else:
+            prepared = self._prepare_many(items)
+        loop = asyncio.get_running_loop()
+        waiting: list[asyncio.Future[PublishResult] | PandanodeError] = []
+        for item, (_, operation_bytes) in zip(prepared, items, strict=True):
+            if isinstance(item, PandanodeError):
+                waiting.append(item)
+                continue
+            future: asyncio.Future[PublishResult] = loop.create_future()
+            self._queue.put_nowait(_Prepared(item[0], operation_bytes, item[1], future))
+            waiting.append(future)
+        outcomes: list[PublishOutcome] = []
+        for waiter in waiting:
+            if isinstance(waiter, PandanodeError):
+                outcomes.append(waiter)
+                continue
+            try:
+                outcomes.append(await waiter)
+            except PandanodeError as err:
+                outcomes.append(err)
+        return outcomes
+
+    async def _submit(
+        self, entry: Entry, operation_bytes: bytes, operation: Operation
+    ) -> PublishResult:
+        future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Prepared(entry, operation_bytes, operation, future))
+        return await future
+
+    # -- the writer -------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.settings.write_batch_max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._apply_batch(loop, batch)
+            except Exception as err:  # a store failure: nobody in this batch is acknowledged
+                log.exception("write failed")
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(
+                            UnavailableError(f"the log store failed to write: {err}")
+                        )
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _apply_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Prepared]) -> None:
+        view = self.store.begin()
+        applied: list[tuple[_Prepared, PublishResult]] = []
+        schema_documents: set[str] = set()
+
+        async def commit() -> None:
+            nonlocal view, applied
+            await loop.run_in_executor(self._commit_pool, self.store.commit, view)
+            if schema_documents:
+                # Build schemas before answering, so the next call can use them.
+                self.schemas.refresh(schema_documents)
+                schema_documents.clear()
+            self._resolve(applied)
+            applied = []
+            view = self.store.begin()
+
+        for item in batch:
+            try:
+                try:
+                    result, stored = self._apply(item, view)
+                except SchemaNotFoundError:
+                    if not schema_documents:
+                        raise
+                    # The schema may be defined by an earlier item of this batch.
+                    await commit()
+                    result, stored = self._apply(item, view)
+            except PandanodeError as err:
+                item.future.set_exception(err)
+                continue
+            applied.append((item, result))
+            if stored and item.operation.schema_id in (SCHEMA_DEFINITION, FIELD_DEFINITION):
+                schema_documents.add(result.document_id)
+        await commit()
+
+    def _resolve(self, applied: list[tuple[_Prepared, PublishResult]]) -> None:
+        for item, result in applied:
+            if not item.future.done():
+                item.future.set_result(result)
+        if applied and self._on_stored is not None:
+            self._on_stored.set()
+
+    def _apply(self, item: _Prepared, view: WriteBatchView) -> tuple[PublishResult, bool]:
+        entry, operation = item.entry, item.operation
+        existing = view.operation_ref(entry.hash)
+        if existing is not None:
+            # The exact same entry again (same hash, same bytes): answer as the first time,
+            # provided the operation sent along is the one it signs.
+            if entry.payload_hash != generate_hash(item.operation_bytes):
+                raise LogIntegrityError(
+                    "payload hash in the entry does not match the hash of the operation bytes",
+                    Reason.PAYLOAD_HASH_MISMATCH,
+                )
+            return self._result_for_stored(view, entry, existing.document_id), False
+        schema = self.schemas.get(operation.schema_id)
+        if schema is None:
+            raise SchemaNotFoundError(
+                f"schema {operation.schema_id} not found: publish its schema definition and "
+                "field definitions to this node first",
+                Reason.SCHEMA_NOT_FOUND,
+            )
+        stored_log = view.log(entry.public_key, entry.log_id)
+        hashes: dict[int, str] = {}
+        for seq in seq_nums_needed(entry.seq_num):
+            value = view.entry_hash_at(entry.public_key, entry.log_id, seq)
+            if value is not None:
+                hashes[seq] = value
+        previous: dict[str, OperationRef] = {}
+        document_id: str | None = None
+        for op_id in operation.previous or ():
+            ref = view.operation_ref(op_id)
+            if ref is not None:
+                previous[op_id] = OperationRef(ref.document_id, ref.schema_id)
+                document_id = ref.document_id
+        state = PublishState(
+            latest_seq_num=None if stored_log is None else stored_log.seq_num,
+            log_hashes=hashes,
+            previous=previous,
+            document_deleted=document_id is not None and view.document_deleted(document_id),
+            author_log_id=(
+                None if document_id is None else view.author_log_id(entry.public_key, document_id)
+            ),
+        )
+        result = validate_publish(entry, item.operation_bytes, operation, schema, state)
+        view.put_entry(
+            public_key=entry.public_key,
+            log_id=entry.log_id,
+            seq_num=entry.seq_num,
+            entry_hash=entry.hash,
+            entry=entry.raw,
+            operation=item.operation_bytes,
+            document_id=result.document_id,
+            schema_id=operation.schema_id,
+            deletes_document=operation.action == "delete",
+        )
+        return result, True
+
+    def _result_for_stored(
+        self, view: WriteBatchView, entry: Entry, document_id: str
+    ) -> PublishResult:
+        hashes = {entry.seq_num: entry.hash}
+        next_seq = entry.seq_num + 1
+        if is_skiplink_required(next_seq):
+            target = lipmaa(next_seq)
+            value = view.entry_hash_at(entry.public_key, entry.log_id, target)
+            if value is not None:
+                hashes[target] = value
+        tip = LogTip(log_id=entry.log_id, seq_num=entry.seq_num, hashes=hashes)
+        return PublishResult(entry.hash, document_id, next_args_in_log(tip))
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def next_args(self, public_key: str, document_view_id: str = "") -> NextArgs:
+        """Arguments for an author's next entry (spec §4.2); empty view id for a new document.
+
+        Raises:
+            InvalidRequestError: malformed public key or view id.
+            NotFoundError, DocumentError: see :func:`pandanode.core.publish.next_args`.
+        """
+        public_key = _hex(public_key, "public_key", 64)
+        max_log_id = self.store.max_log_id(public_key)
+        if not document_view_id:
+            return next_args(max_log_id=max_log_id)
+        view_id = DocumentViewId.from_str(document_view_id.lower())
+        previous: dict[str, OperationRef] = {}
+        for op_id in view_id.ids:
+            ref = self.store.operation_ref(op_id)
+            if ref is not None:
+                previous[op_id] = OperationRef(ref.document_id, ref.schema_id)
+        document_ids = {ref.document_id for ref in previous.values()}
+        document_id = next(iter(document_ids)) if len(document_ids) == 1 else None
+        author_log: LogTip | None = None
+        if document_id is not None:
+            log_id = self.store.author_log_id(public_key, document_id)
+            stored_log = None if log_id is None else self.store.log(public_key, log_id)
+            if stored_log is not None:
+                hashes = {}
+                for seq in seq_nums_needed(stored_log.seq_num + 1):
+                    value = self.store.entry_hash_at(public_key, stored_log.log_id, seq)
+                    if value is not None:
+                        hashes[seq] = value
+                author_log = LogTip(stored_log.log_id, stored_log.seq_num, hashes)
+        return next_args(
+            view_id=view_id,
+            previous=previous,
+            document_deleted=document_id is not None and self.store.document_deleted(document_id),
+            author_log=author_log,
+            max_log_id=max_log_id,
+        )
+
+    def log_heights(self, schema_ids: Sequence[str] = ()) -> list[StoredLog]:
+        """Every log with its height, optionally only logs of documents of these schemas."""
+        wanted = set(schema_ids)
+        return [log_ for log_ in self.store.logs() if not wanted or log_.schema_id in wanted]
+
+    def read_log(
+        self, public_key: str, log_id: int, from_seq_num: int = 1
+    ) -> Iterator[StoredEntry]:
+        """The entries of one log in seq order from ``from_seq_num``."""
+        return self.store.read_log(_hex(public_key, "public_key", 64), log_id, from_seq_num)

@@ -1,0 +1,128 @@
+"""The gRPC face of ingest: translate messages, call the use cases, map errors. Nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from pandanode.core.errors import PandanodeError
+from pandanode.core.publish import NextArgs, PublishResult
+from pandanode.ingest.v1 import ingest_pb2 as pb
+from pandanode.ingest.v1 import ingest_pb2_grpc as pb_grpc
+from pandanode.services.runtime.errors import (
+    InvalidRequestError,
+    LimitExceededError,
+    abort,
+    status_code_for,
+)
+
+from .ingest import Ingest
+
+__all__ = ["IngestServicer"]
+
+
+def _next_args(args: NextArgs) -> pb.NextArguments:
+    return pb.NextArguments(
+        log_id=args.log_id,
+        seq_num=args.seq_num,
+        backlink=args.backlink or "",
+        skiplink=args.skiplink or "",
+    )
+
+
+def _response(result: PublishResult) -> pb.PublishResponse:
+    return pb.PublishResponse(
+        operation_id=result.operation_id,
+        document_id=result.document_id,
+        next_args=_next_args(result.next_args),
+    )
+
+
+class IngestServicer(pb_grpc.IngestServiceServicer):
+    """Serves ``pandanode.ingest.v1.IngestService``."""
+
+    def __init__(self, ingest: Ingest) -> None:
+        self._ingest = ingest
+
+    async def Publish(  # noqa: N802 - gRPC method name
+        self, request: pb.PublishRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.PublishResponse:
+        """Publish one entry; answers once it is durable."""
+        try:
+            return _response(await self._ingest.publish(request.entry, request.operation))
+        except PandanodeError as err:
+            await abort(context, err)
+
+    async def PublishStream(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[pb.PublishStreamRequest],
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> AsyncIterator[pb.PublishStreamResponse]:
+        """Publish batches; one result per item, in order."""
+        try:
+            async for request in request_iterator:
+                items = [(item.entry, item.operation) for item in request.items]
+                outcomes = await self._ingest.publish_many(items)
+                results = []
+                for outcome in outcomes:
+                    if isinstance(outcome, PandanodeError):
+                        error = pb.PublishError(
+                            code=status_code_for(outcome).value[0],
+                            reason=outcome.reason.value,
+                            message=outcome.message,
+                        )
+                        results.append(pb.PublishResult(error=error))
+                    else:
+                        results.append(pb.PublishResult(ok=_response(outcome)))
+                yield pb.PublishStreamResponse(results=results)
+        except (LimitExceededError, PandanodeError) as err:
+            await abort(context, err)
+
+    async def NextArgs(  # noqa: N802 - gRPC method name
+        self, request: pb.NextArgsRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.NextArgsResponse:
+        """Arguments for an author's next entry."""
+        try:
+            args = self._ingest.next_args(request.public_key, request.document_view_id)
+        except PandanodeError as err:
+            await abort(context, err)
+        return pb.NextArgsResponse(next_args=_next_args(args))
+
+    async def GetLogHeights(  # noqa: N802 - gRPC method name
+        self, request: pb.GetLogHeightsRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.GetLogHeightsResponse:
+        """Latest seq num of every (matching) log."""
+        logs = self._ingest.log_heights(list(request.schema_ids))
+        return pb.GetLogHeightsResponse(
+            log_heights=[
+                pb.LogHeight(
+                    public_key=log.public_key,
+                    log_id=log.log_id,
+                    seq_num=log.seq_num,
+                    document_id=log.document_id,
+                    schema_id=log.schema_id,
+                )
+                for log in logs
+            ]
+        )
+
+    async def ReadLog(  # noqa: N802 - gRPC method name
+        self, request: pb.ReadLogRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> AsyncIterator[pb.ReadLogResponse]:
+        """Stream one log's entries in seq order."""
+        try:
+            entries = self._ingest.read_log(
+                request.public_key, request.log_id, request.from_seq_num
+            )
+        except InvalidRequestError as err:
+            await abort(context, err)
+        page: list[pb.LogEntry] = []
+        for stored in entries:
+            page.append(
+                pb.LogEntry(seq_num=stored.seq_num, entry=stored.entry, operation=stored.operation)
+            )
+            if len(page) >= self._ingest.settings.read_log_page:
+                yield pb.ReadLogResponse(entries=page)
+                page = []
+        if page:
+            yield pb.ReadLogResponse(entries=page)

@@ -1,0 +1,325 @@
+"""The log store of ingest: entries, operations and the indexes publishing needs, in RocksDB.
+
+One RocksDB (``rocksdict``, raw bytes) with one-byte key prefixes; every multi-byte integer is
+big-endian so keys sort by (public key, log id, seq num). Every read the publish rules need is a
+point lookup, so a :class:`WriteBatchView` can overlay not-yet-committed writes of a group
+commit and later items of the same batch see earlier ones.
+
+Keys (``pk`` 32 raw bytes, ids 34 raw bytes, integers u64 big-endian)::
+
+    E pk log seq      -> entry hash(34) ‖ entry length(u16) ‖ entry ‖ operation
+    H op_id           -> pk ‖ log ‖ seq ‖ document id(34) ‖ schema id (utf-8)
+    G pk log          -> document id(34) ‖ latest seq(u64) ‖ schema id (utf-8)
+    A pk document_id  -> log
+    M pk              -> highest log id in use
+    D document_id     -> deleted flag(1) ‖ schema id (utf-8)
+    O document_id op_id -> (empty)            the document's operations
+    Q sequence        -> op_id                the outbox, in store order
+    C                 -> outbox cursor (u64): every Q at or below it was announced
+    N                 -> next outbox sequence (u64)
+    S schema_id       -> JSON of an application schema built from stored definitions
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+
+__all__ = ["LogStore", "StoredEntry", "StoredLog", "WriteBatchView"]
+
+_U64 = struct.Struct(">Q")
+_U16 = struct.Struct(">H")
+_MISSING = object()
+
+
+def u64(value: int) -> bytes:
+    """Encode an unsigned 64-bit integer big-endian (so keys sort numerically)."""
+    return _U64.pack(value)
+
+
+def _entry_key(public_key: bytes, log_id: int, seq_num: int) -> bytes:
+    return b"E" + public_key + _U64.pack(log_id) + _U64.pack(seq_num)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """An entry as stored, with the operation it signs."""
+
+    public_key: str
+    log_id: int
+    seq_num: int
+    hash: str
+    entry: bytes
+    operation: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOperationRef:
+    """Where an operation lives and what it belongs to."""
+
+    public_key: str
+    log_id: int
+    seq_num: int
+    document_id: str
+    schema_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLog:
+    """One log: its document, schema and height."""
+
+    public_key: str
+    log_id: int
+    seq_num: int
+    document_id: str
+    schema_id: str
+
+
+def _decode_entry_value(pk: bytes, log_id: int, seq_num: int, value: bytes) -> StoredEntry:
+    (length,) = _U16.unpack_from(value, 34)
+    return StoredEntry(
+        public_key=pk.hex(),
+        log_id=log_id,
+        seq_num=seq_num,
+        hash=value[:34].hex(),
+        entry=value[36 : 36 + length],
+        operation=value[36 + length :],
+    )
+
+
+class _Reads:
+    """Point reads shared by the store and by a write batch's overlaid view."""
+
+    def _get(self, key: bytes) -> bytes | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def entry(self, public_key: str, log_id: int, seq_num: int) -> StoredEntry | None:
+        """Return the entry at a log position, if stored."""
+        pk = bytes.fromhex(public_key)
+        value = self._get(_entry_key(pk, log_id, seq_num))
+        return None if value is None else _decode_entry_value(pk, log_id, seq_num, value)
+
+    def entry_hash_at(self, public_key: str, log_id: int, seq_num: int) -> str | None:
+        """Return the hash of the entry at a log position, if stored."""
+        value = self._get(_entry_key(bytes.fromhex(public_key), log_id, seq_num))
+        return None if value is None else value[:34].hex()
+
+    def operation_ref(self, operation_id: str) -> StoredOperationRef | None:
+        """Return where an operation lives and its document and schema, if stored."""
+        value = self._get(b"H" + bytes.fromhex(operation_id))
+        if value is None:
+            return None
+        return StoredOperationRef(
+            public_key=value[:32].hex(),
+            log_id=_U64.unpack_from(value, 32)[0],
+            seq_num=_U64.unpack_from(value, 40)[0],
+            document_id=value[48:82].hex(),
+            schema_id=value[82:].decode(),
+        )
+
+    def log(self, public_key: str, log_id: int) -> StoredLog | None:
+        """Return a log's document, schema and height, if the log has entries."""
+        value = self._get(b"G" + bytes.fromhex(public_key) + _U64.pack(log_id))
+        if value is None:
+            return None
+        return StoredLog(
+            public_key=public_key,
+            log_id=log_id,
+            document_id=value[:34].hex(),
+            seq_num=_U64.unpack_from(value, 34)[0],
+            schema_id=value[42:].decode(),
+        )
+
+    def author_log_id(self, public_key: str, document_id: str) -> int | None:
+        """Return the log id an author uses for a document, if any."""
+        value = self._get(b"A" + bytes.fromhex(public_key) + bytes.fromhex(document_id))
+        return None if value is None else int(_U64.unpack(value)[0])
+
+    def max_log_id(self, public_key: str) -> int | None:
+        """Return the highest log id an author has used, if any."""
+        value = self._get(b"M" + bytes.fromhex(public_key))
+        return None if value is None else int(_U64.unpack(value)[0])
+
+    def document_deleted(self, document_id: str) -> bool:
+        """Whether a document holds a DELETE operation."""
+        value = self._get(b"D" + bytes.fromhex(document_id))
+        return value is not None and value[0] == 1
+
+    def document_schema_id(self, document_id: str) -> str | None:
+        """The schema id of a stored document."""
+        value = self._get(b"D" + bytes.fromhex(document_id))
+        return None if value is None else value[1:].decode()
+
+    def next_outbox_sequence(self) -> int:
+        """The sequence number the next stored entry gets in the outbox."""
+        value = self._get(b"N")
+        return 1 if value is None else int(_U64.unpack(value)[0])
+
+
+class LogStore(_Reads):
+    """The RocksDB log store. One process owns it (RocksDB refuses a second writer)."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        self._db = Rdict(str(path), options=options)
+        self._sync = WriteOptions()
+        self._sync.sync = True
+        self._async = WriteOptions()
+
+    def _get(self, key: bytes) -> bytes | None:
+        value = self._db.get(key)
+        return None if value is None else bytes(value)
+
+    def close(self) -> None:
+        """Flush and close the database."""
+        self._db.close()
+
+    def begin(self) -> WriteBatchView:
+        """Start a group commit: writes are buffered and visible to reads through the view."""
+        return WriteBatchView(self)
+
+    def commit(self, view: WriteBatchView, *, sync: bool = True) -> None:
+        """Write a batch atomically; with ``sync`` it is durable (WAL fsynced) on return."""
+        if not view.overlay:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for key, value in view.overlay.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self._db.write(batch, write_opt=self._sync if sync else self._async)
+        view.overlay.clear()
+
+    # -- scans (not used on the publish path) ---------------------------------------------
+
+    def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.items(from_key=start or prefix):
+            assert isinstance(key, bytes) and isinstance(value, bytes)  # raw mode
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+    def read_log(
+        self, public_key: str, log_id: int, from_seq_num: int = 1
+    ) -> Iterator[StoredEntry]:
+        """Yield the entries of one log in seq order, from ``from_seq_num``."""
+        pk = bytes.fromhex(public_key)
+        prefix = b"E" + pk + _U64.pack(log_id)
+        for key, value in self._scan(prefix, prefix + _U64.pack(max(from_seq_num, 1))):
+            seq_num = _U64.unpack_from(key, 41)[0]
+            yield _decode_entry_value(pk, log_id, seq_num, value)
+
+    def logs(self) -> Iterator[StoredLog]:
+        """Yield every log with its document, schema and height."""
+        for key, value in self._scan(b"G"):
+            yield StoredLog(
+                public_key=key[1:33].hex(),
+                log_id=_U64.unpack_from(key, 33)[0],
+                document_id=value[:34].hex(),
+                seq_num=_U64.unpack_from(value, 34)[0],
+                schema_id=value[42:].decode(),
+            )
+
+    def document_operation_ids(self, document_id: str) -> list[str]:
+        """Return the ids of every stored operation of a document."""
+        prefix = b"O" + bytes.fromhex(document_id)
+        return [key[35:].hex() for key, _ in self._scan(prefix)]
+
+    def outbox(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """Return up to ``limit`` outbox records (sequence, operation id) after ``after``."""
+        records = []
+        for key, value in self._scan(b"Q", b"Q" + _U64.pack(after + 1)):
+            records.append((int(_U64.unpack_from(key, 1)[0]), value.hex()))
+            if len(records) >= limit:
+                break
+        return records
+
+    def outbox_cursor(self) -> int:
+        """The highest outbox sequence known to be announced."""
+        value = self._get(b"C")
+        return 0 if value is None else int(_U64.unpack(value)[0])
+
+    def advance_outbox(self, cursor: int) -> None:
+        """Record that every outbox record up to ``cursor`` was announced, and drop them."""
+        batch = WriteBatch(raw_mode=True)
+        batch.delete_range(b"Q", b"Q" + _U64.pack(cursor + 1))
+        batch.put(b"C", _U64.pack(cursor))
+        self._db.write(batch, write_opt=self._async)
+
+    def application_schemas(self) -> Iterator[tuple[str, bytes]]:
+        """Yield (schema id, serialized schema) of every stored application schema."""
+        for key, value in self._scan(b"S"):
+            yield key[1:].decode(), value
+
+    def put_schema(self, schema_id: str, data: bytes) -> None:
+        """Store a built application schema (synced)."""
+        self._db.put(b"S" + schema_id.encode(), data, write_opt=self._sync)
+
+    def stats(self) -> dict[str, int]:
+        """A few numbers about the store (estimated keys, live data size)."""
+        return {
+            "estimated_keys": int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0),
+            "live_data_bytes": int(
+                self._db.property_int_value("rocksdb.estimate-live-data-size") or 0
+            ),
+        }
+
+
+class WriteBatchView(_Reads):
+    """Buffered writes of one group commit, overlaid on the store for reads."""
+
+    def __init__(self, store: LogStore) -> None:
+        self._store = store
+        self.overlay: dict[bytes, bytes | None] = {}
+
+    def _get(self, key: bytes) -> bytes | None:
+        value = self.overlay.get(key, _MISSING)
+        if value is _MISSING:
+            return self._store._get(key)
+        return value  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.overlay)
+
+    def put_entry(
+        self,
+        *,
+        public_key: str,
+        log_id: int,
+        seq_num: int,
+        entry_hash: str,
+        entry: bytes,
+        operation: bytes,
+        document_id: str,
+        schema_id: str,
+        deletes_document: bool,
+    ) -> int:
+        """Buffer an entry with every index; return its outbox sequence."""
+        pk = bytes.fromhex(public_key)
+        op_id = bytes.fromhex(entry_hash)
+        doc = bytes.fromhex(document_id)
+        log = _U64.pack(log_id)
+        schema = schema_id.encode()
+        put = self.overlay.__setitem__
+        put(_entry_key(pk, log_id, seq_num), op_id + _U16.pack(len(entry)) + entry + operation)
+        put(b"H" + op_id, pk + log + _U64.pack(seq_num) + doc + schema)
+        put(b"G" + pk + log, doc + _U64.pack(seq_num) + schema)
+        if seq_num == 1:
+            put(b"A" + pk + doc, log)
+            max_log = self.max_log_id(public_key)
+            if max_log is None or log_id > max_log:
+                put(b"M" + pk, log)
+        if deletes_document or self._get(b"D" + doc) is None:
+            put(b"D" + doc, (b"\x01" if deletes_document else b"\x00") + schema)
+        put(b"O" + doc + op_id, b"")
+        sequence = self.next_outbox_sequence()
+        put(b"Q" + _U64.pack(sequence), op_id)
+        put(b"N", _U64.pack(sequence + 1))
+        return sequence

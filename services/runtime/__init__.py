@@ -1,0 +1,1 @@
+"""The shared runtime: settings, server lifecycle, NATS, error mapping, events and logging."""

@@ -1,0 +1,90 @@
+"""The one error boundary of the services: domain errors to gRPC status, with details.
+
+Every status carries a ``google.rpc.ErrorInfo`` (domain ``pandanode``, the machine-readable
+reason) so clients in any language can act on it; the bundled client maps it back to the same
+exception classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from pandanode.core.errors import (
+    DecodeError,
+    NotFoundError,
+    PandanodeError,
+    Reason,
+    ValidationError,
+)
+
+__all__ = [
+    "ERROR_DOMAIN",
+    "ResourceNotFoundError",
+    "abort",
+    "InvalidRequestError",
+    "LimitExceededError",
+    "UnavailableError",
+    "status_code_for",
+    "to_status",
+]
+
+ERROR_DOMAIN = "pandanode"
+
+
+class InvalidRequestError(PandanodeError):
+    """A request whose arguments are malformed (not protocol data): INVALID_ARGUMENT."""
+
+    default_reason = Reason.INVALID_ARGUMENT
+
+
+class LimitExceededError(PandanodeError):
+    """A request over a configured limit (size, count, in-flight): RESOURCE_EXHAUSTED."""
+
+    default_reason = Reason.LIMIT_EXCEEDED
+
+
+class UnavailableError(PandanodeError):
+    """A dependency (store, NATS) is unavailable; safe to retry later: UNAVAILABLE."""
+
+    default_reason = Reason.UNAVAILABLE
+
+
+class ResourceNotFoundError(PandanodeError):
+    """A requested resource does not exist: NOT_FOUND."""
+
+    default_reason = Reason.NOT_FOUND
+
+
+def status_code_for(error: PandanodeError) -> grpc.StatusCode:
+    """Return the gRPC status code a domain error maps to."""
+    if isinstance(error, DecodeError | InvalidRequestError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(error, LimitExceededError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(error, UnavailableError):
+        return grpc.StatusCode.UNAVAILABLE
+    if isinstance(error, ResourceNotFoundError):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(error, ValidationError | NotFoundError):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    return grpc.StatusCode.INTERNAL
+
+
+def to_status(error: PandanodeError) -> grpc.Status:
+    """Build a rich gRPC status (code, message, ``google.rpc.ErrorInfo``) for a domain error."""
+    code = status_code_for(error)
+    info = error_details_pb2.ErrorInfo(reason=error.reason.value, domain=ERROR_DOMAIN)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+async def abort(context: Any, error: PandanodeError) -> NoReturn:
+    """End the current call with the rich status of ``error`` (never returns)."""
+    await context.abort_with_status(to_status(error))
+    raise AssertionError("abort_with_status returned")  # pragma: no cover

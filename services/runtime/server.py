@@ -1,0 +1,66 @@
+"""gRPC server lifecycle shared by every service: limits, health checking and reflection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .settings import Settings
+
+__all__ = ["GrpcServer"]
+
+
+class GrpcServer:
+    """A ``grpc.aio`` server with health checking and reflection, bound to one address.
+
+    Health is NOT_SERVING until :meth:`set_serving` is called, so probes only pass once every
+    part of the node is ready.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+                ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._service_names: list[str] = [
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        ]
+        self.port = 0
+
+    def add_services(self, service_names: Iterable[str]) -> None:
+        """Register the full names of services added to :attr:`server` (for reflection/health)."""
+        self._service_names.extend(service_names)
+
+    async def start(self) -> str:
+        """Bind and start; returns the address actually bound (``host:port``)."""
+        reflection.enable_server_reflection(
+            [*self._service_names, reflection.SERVICE_NAME], self.server
+        )
+        self.port = self.server.add_insecure_port(self.settings.listen)
+        if self.port == 0:
+            raise OSError(f"could not bind gRPC server to {self.settings.listen}")
+        for name in ["", *self._service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+        host = self.settings.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    async def set_serving(self) -> None:
+        """Report SERVING for the node and every service."""
+        for name in ["", *self._service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Report NOT_SERVING, stop taking calls, let running ones finish within ``grace``."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)

@@ -1,0 +1,122 @@
+"""Settings of every service: explicit limits with sane defaults.
+
+Sources, highest precedence first: command-line flags, environment variables
+(``PANDANODE_<NAME>``, e.g. ``PANDANODE_LISTEN``), a TOML file (``--config``), the defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError"]
+
+ENV_PREFIX = "PANDANODE_"
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be parsed or is out of range."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a node or a single service can be configured with.
+
+    Attributes:
+        data_dir: Where the node keeps its data (RocksDB stores, the embedded NATS store).
+        listen: ``host:port`` the gRPC server binds to.
+        nats_url: A NATS server to use; empty to start an embedded one (all-in-one node).
+        max_entry_bytes: Largest accepted entry (a p2panda entry is at most 226 bytes).
+        max_operation_bytes: Largest accepted operation (a blob piece holds 256 000 bytes).
+        max_message_bytes: Largest gRPC message received or sent.
+        max_batch_items: Most (entry, operation) pairs in one PublishStream message.
+        max_stream_in_flight: Most items of one PublishStream being processed at once.
+        max_concurrent_streams: Most concurrent streams (HTTP/2) per connection.
+        write_batch_max: Most entries committed together in one synced RocksDB write.
+        read_log_page: Entries per ReadLog response message.
+        log_level: Python logging level name.
+    """
+
+    data_dir: Path = Path("data")
+    listen: str = "127.0.0.1:2020"
+    nats_url: str = ""
+    max_entry_bytes: int = 1024
+    max_operation_bytes: int = 256 * 1024 + 16 * 1024
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_batch_items: int = 1000
+    max_stream_in_flight: int = 4000
+    max_concurrent_streams: int = 100
+    write_batch_max: int = 1000
+    read_log_page: int = 200
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and value <= 0:
+                raise SettingsError(f"setting {f.name} must be positive, got {value}")
+        if ":" not in self.listen:
+            raise SettingsError(f"setting listen must be host:port, got {self.listen!r}")
+
+    @classmethod
+    def load(
+        cls,
+        flags: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        config_file: Path | None = None,
+    ) -> Settings:
+        """Merge flags over environment over a TOML file over the defaults.
+
+        Args:
+            flags: Values given on the command line (None values are ignored).
+            env: The environment (``os.environ`` when None).
+            config_file: A TOML file with top-level keys named like the attributes.
+
+        Raises:
+            SettingsError: an unknown key in the file, or a value of the wrong type.
+        """
+        env = os.environ if env is None else env
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            try:
+                data = tomllib.loads(Path(config_file).read_text())
+            except (OSError, tomllib.TOMLDecodeError) as err:
+                raise SettingsError(f"cannot read config file {config_file}: {err}") from err
+            for key, value in data.items():
+                if key not in known:
+                    raise SettingsError(
+                        f"unknown setting {key!r} in {config_file}; known: {', '.join(known)}"
+                    )
+                values[key] = value
+        for name in known:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                values[name] = raw
+        for name, value in (flags or {}).items():
+            if value is not None and name in known:
+                values[name] = value
+        return cls(**{name: cls._coerce(name, value) for name, value in values.items()})
+
+    @classmethod
+    def _coerce(cls, name: str, value: Any) -> Any:
+        default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
+        try:
+            if isinstance(default, bool):
+                return value if isinstance(value, bool) else str(value).lower() in {"1", "true"}
+            if isinstance(default, int):
+                return int(value)
+            if isinstance(default, Path):
+                return Path(value)
+            return str(value)
+        except (TypeError, ValueError) as err:
+            raise SettingsError(f"setting {name}: cannot use {value!r}: {err}") from err
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """Return a copy with some settings changed."""
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,98 @@
+"""Malformed and non-canonical inputs: we refuse what p2panda-js refuses, accept what it accepts.
+
+The cases live in ``cases.py`` (spec §2.4, §3.3, §11.7). p2panda-js answers for all of them come
+from one batch request per table; each case is still its own test id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+from pandanode.core import Operation, decode_entry, decode_operation
+from pandanode.core.schema import parse_schema_id
+
+from .cases import (
+    ENTRIES_ACCEPTED,
+    ENTRIES_REJECTED,
+    OPERATIONS_ACCEPTED,
+    OPERATIONS_REJECTED,
+    OPERATIONS_WITH_MALFORMED_SCHEMA_ID,
+)
+from .oracle_client import JsEntry, JsOperation, Oracle, Outcome
+from .support import entry_json, expect_decode_error, normalise_js_operation, operation_json
+
+pytestmark = pytest.mark.interop
+
+
+def _decode_all(
+    oracle: Oracle, op: str, key: str, cases: Mapping[str, bytes]
+) -> dict[str, Outcome]:
+    answers = oracle.batch([(op, {key: data.hex()}) for data in cases.values()])
+    return dict(zip(cases, answers, strict=True))
+
+
+@pytest.fixture(scope="module")
+def js_entries(oracle: Oracle) -> dict[str, Outcome]:
+    return _decode_all(oracle, "decodeEntry", "entry", {**ENTRIES_REJECTED, **ENTRIES_ACCEPTED})
+
+
+@pytest.fixture(scope="module")
+def js_operations(oracle: Oracle) -> dict[str, Outcome]:
+    cases = {**OPERATIONS_REJECTED, **OPERATIONS_WITH_MALFORMED_SCHEMA_ID, **OPERATIONS_ACCEPTED}
+    return _decode_all(oracle, "decodeOperation", "operation", cases)
+
+
+@pytest.mark.parametrize("case", ENTRIES_REJECTED)
+def test_malformed_entry_is_rejected_by_js_and_raises_decode_error(
+    js_entries: dict[str, Outcome], case: str
+) -> None:
+    data = ENTRIES_REJECTED[case]
+    assert not js_entries[case].accepted, f"p2panda-js accepted {data.hex()}"
+    expect_decode_error(decode_entry, data)
+
+
+@pytest.mark.parametrize("case", ENTRIES_ACCEPTED)
+def test_lenient_entry_is_accepted_by_js_and_us_with_equal_values(
+    js_entries: dict[str, Outcome], case: str
+) -> None:
+    data = ENTRIES_ACCEPTED[case]
+    js: JsEntry = js_entries[case].unwrap()
+    ours = decode_entry(data)
+    assert entry_json(ours) == js
+    assert ours.raw == data
+
+
+@pytest.mark.parametrize("case", OPERATIONS_REJECTED)
+def test_malformed_operation_is_rejected_by_js_and_raises_decode_error(
+    js_operations: dict[str, Outcome], case: str
+) -> None:
+    data = OPERATIONS_REJECTED[case]
+    assert not js_operations[case].accepted, f"p2panda-js accepted {data.hex()}"
+    expect_decode_error(decode_operation, data)
+
+
+def _decode_and_parse_schema_id(data: bytes) -> Operation:
+    operation = decode_operation(data)
+    parse_schema_id(operation.schema_id)
+    return operation
+
+
+@pytest.mark.parametrize("case", OPERATIONS_WITH_MALFORMED_SCHEMA_ID)
+def test_operation_with_malformed_schema_id_is_rejected_by_js_and_by_our_schema_id_parser(
+    js_operations: dict[str, Outcome], case: str
+) -> None:
+    # p2panda-js fails decodeOperation itself; pandanode keeps the schema id as text in
+    # decode_operation and refuses it in parse_schema_id, which raises a DecodeError too.
+    data = OPERATIONS_WITH_MALFORMED_SCHEMA_ID[case]
+    assert not js_operations[case].accepted, f"p2panda-js accepted {data.hex()}"
+    expect_decode_error(_decode_and_parse_schema_id, data)
+
+
+@pytest.mark.parametrize("case", OPERATIONS_ACCEPTED)
+def test_lenient_operation_is_accepted_by_js_and_us_with_equal_values(
+    js_operations: dict[str, Outcome], case: str
+) -> None:
+    data = OPERATIONS_ACCEPTED[case]
+    js: JsOperation = js_operations[case].unwrap()
+    assert operation_json(_decode_and_parse_schema_id(data)) == normalise_js_operation(js)
