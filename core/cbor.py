@@ -2,11 +2,14 @@
 
 The reader keeps what p2panda's rules need to see and a generic decoder would hide: map entries
 come back as a :class:`CborMap` of key/value pairs **in wire order** (so unsorted and duplicate
-keys can be detected), tags come back as :class:`Tag` (so bignums and stray tags can be told
-apart), and simple values other than booleans and null come back as :class:`Simple`. It accepts
-every well-formed encoding — non-minimal heads, indefinite lengths, any float width — and rejects
-everything that is not well-formed with :class:`~.errors.OperationDecodeError`
-(:attr:`~.errors.Reason.INVALID_CBOR`); no other exception escapes it.
+keys can be detected), tags other than small bignums come back as :class:`Tag` (so stray tags
+can be rejected), and simple values other than booleans and null come back as :class:`Simple`.
+It accepts every well-formed encoding — non-minimal heads, indefinite lengths, any float width —
+plus the two ill-formed ones ciborium (p2panda's CBOR library) reads: two-byte simple values
+below 32 (``f8 15`` is true) and indefinite-length strings nested inside one another. Everything
+else that is not well-formed raises :class:`~.errors.OperationDecodeError`
+(:attr:`~.errors.Reason.INVALID_CBOR`); no other exception escapes the reader. Nesting is
+bounded (:data:`MAX_DEPTH`).
 
 The writer emits what p2panda (ciborium) emits: definite lengths, the shortest head for every
 integer and length, and each float in the shortest IEEE width (half, single, double) that holds the
@@ -45,10 +48,10 @@ __all__ = [
     "UNDEFINED",
     "CborMap",
     "CborValue",
+    "Head",
     "Simple",
     "Tag",
     "bignum_value",
-    "Head",
     "decode_head",
     "decode_item",
     "dumps",
@@ -99,7 +102,8 @@ class Simple:
     """A simple value other than false, true and null (major type 7), e.g. ``undefined`` (23).
 
     Attributes:
-        value: Its number, 0 … 19, 23 or 32 … 255.
+        value: Its number, 0 … 19 or 23 … 255. The reader yields 24 … 31 only from the
+            ill-formed two-byte forms ``f8 18`` … ``f8 1f``; the writer refuses them.
     """
 
     value: int

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import EntryDecodeError, HashDecodeError, Reason
+from .errors import EntryDecodeError, HashDecodeError, Reason, SignatureError
 from .hash import HASH_LENGTH, decode_hash, hash_bytes, hash_from_hex
 from .keypair import KeyPair, verify_or_raise
 from .lipmaa import is_skiplink_required
@@ -112,9 +112,16 @@ def decode_entry(data: bytes, *, verify: bool = True) -> Entry:
     if skiplink is not None and skiplink == backlink:
         raise EntryDecodeError("backlink and skiplink are identical", Reason.INVALID_LINKS)
     signature = data[offset : offset + SIGNATURE_LENGTH]
+    if len(data) != offset + SIGNATURE_LENGTH:
+        # p2panda checks the signature found at this offset against all bytes but the last 64,
+        # so an entry with bytes after its signature never verifies.
+        raise SignatureError(
+            f"signature invalid: {len(data) - offset - SIGNATURE_LENGTH} unexpected bytes follow "
+            "the signature",
+            Reason.INVALID_SIGNATURE,
+        )
     if verify:
-        # Signed bytes are everything but the last 64, so trailing bytes fail verification.
-        verify_or_raise(public_key, data[:-SIGNATURE_LENGTH], data[-SIGNATURE_LENGTH:])
+        verify_or_raise(public_key, data[:offset], signature)
     return Entry(
         public_key=public_key.hex(),
         log_id=log_id,

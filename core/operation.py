@@ -162,7 +162,7 @@ class Operation:
     fields: Mapping[str, PlainValue] | None
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Operation:
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> Operation:
         """Decode an operation; see :func:`decode_operation`."""
         return decode_operation(data)
 
@@ -405,7 +405,7 @@ def _plain_to_cbor(value: object, name: str) -> CborValue:
 # Decoding
 
 
-def decode_operation(data: bytes) -> Operation:
+def decode_operation(data: bytes | bytearray | memoryview) -> Operation:
     """Decode an operation, enforcing p2panda's rules (spec §3.1-§3.3).
 
     Args:

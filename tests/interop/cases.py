@@ -68,6 +68,15 @@ ENTRIES_REJECTED: dict[str, bytes] = {
     "seq_num_non_canonical_f8_01": raw_entry(KEY, seq_num=b"\xf8\x01"),
     "payload_size_non_canonical": raw_entry(KEY, payload_size=b"\xf8\x03"),
     "trailing_byte_after_signature": raw_entry(KEY, after_signature=b"\x00"),
+    # Extra bytes between the payload hash and the signature, covered by the signature: the
+    # signature is "the last 64 bytes" for verification but "the 64 bytes after the payload hash"
+    # for decoding, so the entry must be exactly as long as its fields. p2panda-js refuses
+    # (with "signature invalid", or by panicking: "unreachable").
+    "signed_extra_byte_before_signature": raw_entry(KEY, before_signature=b"\x00"),
+    "signed_extra_byte_before_signature_seq_4": raw_entry(
+        KEY, seq_num=b"\x04", skiplink=LINK_1, backlink=LINK_2, before_signature=b"\xff"
+    ),
+    "signed_extra_64_bytes_before_signature": raw_entry(KEY, before_signature=bytes(64)),
     "seq_2_without_backlink": raw_entry(KEY, seq_num=b"\x02"),
     "seq_1_with_backlink": raw_entry(KEY, backlink=LINK_2),
     "seq_4_without_skiplink": raw_entry(KEY, seq_num=b"\x04", backlink=LINK_2),

@@ -23,7 +23,7 @@
 //
 // The public p2panda-js wrapper refuses an empty hex string ("not a valid hexadecimal string")
 // before it reaches WebAssembly. For empty data (`generateHash`, `verifySignature`, `decodeEntry`,
-// `decodeOperation`) the oracle calls the WebAssembly export (the same p2panda-rs code the wrapper
+// `decodeOperation`, an empty payload in `signAndEncodeEntry`) the oracle calls the WebAssembly export (the same p2panda-rs code the wrapper
 // calls) directly, so the answer comes from p2panda-rs and not from the wrapper's input check.
 //
 // Beware: `KeyPair.sign(hex)` and `verifySignature(publicKey, hex, signature)` of p2panda-js 0.8.1
@@ -434,7 +434,18 @@ const OPS = {
     if (skiplink !== undefined && skiplink !== null) {
       args.skiplink = skiplink;
     }
-    return p2panda.signAndEncodeEntry(args, new p2panda.KeyPair(privateKey));
+    const keyPair = new p2panda.KeyPair(privateKey);
+    if (operation === '') {
+      return wasm.signAndEncodeEntry(
+        args.logId,
+        args.seqNum,
+        args.skiplink,
+        args.backlink,
+        '',
+        keyPair.__internal,
+      );
+    }
+    return p2panda.signAndEncodeEntry(args, keyPair);
   },
 
   decodeEntry({ entry }) {

@@ -226,10 +226,15 @@ def raw_entry(
     payload: bytes = b"\x11\x22\x33",
     payload_size: bytes | None = None,
     payload_hash: bytes | None = None,
+    before_signature: bytes = b"",
     after_signature: bytes = b"",
     public_key: bytes | None = None,
 ) -> bytes:
-    """A Bamboo entry assembled field by field from raw bytes and signed with ``signing_key``."""
+    """A Bamboo entry assembled field by field from raw bytes and signed with ``signing_key``.
+
+    ``before_signature`` is appended to the signed part (so the signature still verifies over
+    "everything but the last 64 bytes"); ``after_signature`` is appended after the signature.
+    """
     key = bytes(signing_key.verify_key) if public_key is None else public_key
     unsigned = b"".join(
         (
@@ -241,6 +246,7 @@ def raw_entry(
             backlink or b"",
             varu64(len(payload)) if payload_size is None else payload_size,
             blake3_yasmf(payload) if payload_hash is None else payload_hash,
+            before_signature,
         )
     )
     return unsigned + signing_key.sign(unsigned).signature + after_signature

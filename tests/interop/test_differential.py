@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import nacl.signing
 import pytest
-
 from pandanode.core import DecodeError, Operation, decode_entry, decode_operation
 from pandanode.core.schema import parse_schema_id
 
@@ -23,8 +23,13 @@ from .support import entry_json, normalise_js_operation, operation_json
 
 pytestmark = pytest.mark.interop
 
-SPECIAL_BYTES = (0x00, 0x01, 0x17, 0x18, 0x1F, 0x20, 0x40, 0x5F, 0x60, 0x7F, 0x80, 0x9F, 0xA0)
-SPECIAL_BYTES += (0xBF, 0xC2, 0xC3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9, 0xFA, 0xFB, 0xFF)
+# CBOR heads that change meaning (lengths, indefinite, tags, simple values, floats) and the
+# varu64 length markers of entries.
+SPECIAL_BYTES: tuple[int, ...] = (
+    *(0x00, 0x01, 0x17, 0x18, 0x1F, 0x20, 0x40, 0x5F, 0x60, 0x7F, 0x80, 0x9F, 0xA0),
+    *(0xBF, 0xC2, 0xC3, 0xF4, 0xF5, 0xF6, 0xF7, 0xF8, 0xF9, 0xFA, 0xFB, 0xFF),
+)
+T = TypeVar("T")
 
 
 def _mutate(rng: random.Random, data: bytes) -> bytes:
@@ -56,9 +61,9 @@ def _mutate(rng: random.Random, data: bytes) -> bytes:
 def _compare(
     data: bytes,
     js: Outcome,
-    decode: Callable[[bytes], object],
-    as_json: Callable[[object], object],
-    js_json: Callable[[object], object],
+    decode: Callable[[bytes], T],
+    as_json: Callable[[T], object],
+    js_json: Callable[[Any], object],
 ) -> str | None:
     """None when both sides agree on ``data``, else a description of the disagreement."""
     try:
@@ -96,8 +101,8 @@ def test_mutated_operations_are_accepted_or_rejected_alike(oracle: Oracle) -> No
                 data,
                 js,
                 _decode_operation_and_schema_id,
-                lambda op: operation_json(op),  # type: ignore[arg-type]
-                lambda js_op: normalise_js_operation(js_op),  # type: ignore[arg-type]
+                operation_json,
+                normalise_js_operation,
             )
         )
     ]
@@ -117,7 +122,7 @@ def test_mutated_and_re_signed_entries_are_accepted_or_rejected_alike(oracle: Or
     corpus = [(bytes.fromhex(e), log["publicKey"]) for log in logs for e in log["entries"]]
     corpus += [(data, "") for data in ENTRIES_ACCEPTED.values()]
     mutants: set[bytes] = set()
-    for _ in range(3000):
+    for _ in range(2000):
         entry, public_key = rng.choice(corpus)
         if public_key and rng.random() < 0.7:
             # Mutate the signed part and sign again, so decoding reaches past the signature.
@@ -135,7 +140,7 @@ def test_mutated_and_re_signed_entries_are_accepted_or_rejected_alike(oracle: Or
                 data,
                 js,
                 decode_entry,
-                lambda entry: entry_json(entry),  # type: ignore[arg-type]
+                entry_json,
                 lambda js_entry: js_entry,
             )
         )

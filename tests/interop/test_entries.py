@@ -221,6 +221,18 @@ def test_entries_at_large_seq_nums_carry_the_links_js_demands_and_are_byte_ident
         assert answer.unwrap()["seqNum"] == str(seq_num)
 
 
+def test_an_entry_with_an_empty_payload_is_byte_identical_and_decodes_alike(
+    oracle: Oracle,
+) -> None:
+    key_pair = KeyPair("ec6e84f8255cbd7243599545364fd7364a83830774d4c873aaba9bd5d60c773e")
+    js = oracle.sign_and_encode_entry(key_pair.private_key(), b"", log_id=7)
+    ours = sign_and_encode_entry(b"", key_pair, log_id=7)
+    assert ours == js
+    assert oracle.decode_entry(ours) == entry_json(decode_entry(js))
+    assert decode_entry(js).payload_size == 0
+    assert decode_entry(js).payload_hash == generate_hash(b"")
+
+
 def test_an_unneeded_skiplink_is_dropped_by_us_while_js_writes_an_undecodable_entry(
     oracle: Oracle,
 ) -> None:

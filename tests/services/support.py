@@ -1,0 +1,105 @@
+"""Helpers for service tests: polling with a deadline, building valid logs, reading the stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import nats
+from nats.js.api import DeliverPolicy
+from pandanode.core import (
+    KeyPair,
+    decode_entry,
+    encode_operation,
+    is_skiplink_required,
+    lipmaa,
+    sign_and_encode_entry,
+)
+from pandanode.ingest.v1 import ingest_pb2 as pb
+from pandanode.services.runtime.events import STREAM_NAME
+
+T = TypeVar("T")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, timeout: float = 15.0, what: str = "condition"
+) -> T:
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)  # poll
+
+
+@dataclass
+class FieldDefinitionLog:
+    """One author's log of ``schema_field_definition_v1`` operations: CREATE then UPDATEs.
+
+    System schemas need no set-up, so these make convenient valid entries for any log.
+    """
+
+    key_pair: KeyPair
+    log_id: int
+    hashes: dict[int, str] = field(default_factory=dict)
+    built: dict[int, pb.PublishRequest] = field(default_factory=dict)
+
+    def entry_bytes(self, seq_num: int) -> bytes:
+        """The bytes of an entry built before."""
+        return self.built[seq_num].entry
+
+    def entry(self, seq_num: int) -> pb.PublishRequest:
+        """Build the entry at ``seq_num`` (all earlier ones must have been built first)."""
+        if seq_num in self.built:
+            return self.built[seq_num]
+        if seq_num == 1:
+            operation = encode_operation(
+                schema_id="schema_field_definition_v1",
+                fields={"name": f"field{self.log_id}", "type": "str"},
+            )
+        else:
+            operation = encode_operation(
+                action="update",
+                schema_id="schema_field_definition_v1",
+                previous=[self.hashes[seq_num - 1]],
+                fields={"name": f"f{self.log_id}_{seq_num}"},
+            )
+        entry = sign_and_encode_entry(
+            operation,
+            self.key_pair,
+            log_id=self.log_id,
+            seq_num=seq_num,
+            backlink=self.hashes.get(seq_num - 1),
+            skiplink=self.hashes[lipmaa(seq_num)] if is_skiplink_required(seq_num) else None,
+        )
+        self.hashes[seq_num] = decode_entry(entry, verify=False).hash
+        self.built[seq_num] = pb.PublishRequest(entry=entry, operation=operation)
+        return self.built[seq_num]
+
+
+async def stream_message_ids(nats_url: str) -> list[str]:
+    """Return the ``Nats-Msg-Id`` of every message in the event stream, in stream order."""
+    client = await nats.connect(nats_url)
+    try:
+        js = client.jetstream()
+        info = await js.stream_info(STREAM_NAME)
+        count = info.state.messages
+        if count == 0:
+            return []
+        subscription = await js.subscribe(
+            "pandanode.v1.evt.>", ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        )
+        ids = []
+        for _ in range(count):
+            message = await subscription.next_msg(timeout=10)
+            ids.append((message.headers or {}).get("Nats-Msg-Id", ""))
+        await subscription.unsubscribe()
+        return ids
+    finally:
+        await client.close()
