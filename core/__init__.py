@@ -35,6 +35,7 @@ from .operation import (
     decode_operation,
     encode_operation,
 )
+from .schema_id import SchemaId, parse_schema_id
 
 __all__ = [
     "DecodeError",
@@ -55,6 +56,7 @@ __all__ = [
     "Relation",
     "RelationList",
     "SchemaError",
+    "SchemaId",
     "SchemaIdError",
     "SchemaNotFoundError",
     "SignatureError",
@@ -66,6 +68,7 @@ __all__ = [
     "generate_hash",
     "is_skiplink_required",
     "lipmaa",
+    "parse_schema_id",
     "sign_and_encode_entry",
     "verify_signature",
 ]

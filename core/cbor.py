@@ -153,8 +153,8 @@ def decode_item(
     Args:
         data: The buffer.
         offset: Where the item starts.
-        max_depth: How many arrays, maps, tags and indefinite-length strings may enclose one
-            another (a lone array is depth 1; scalars do not count).
+        max_depth: How many arrays, maps and tags may enclose one another (a lone array is
+            depth 1; scalars do not count; nested indefinite-length strings count too).
 
     Returns:
         The value and the offset just past it.
@@ -194,6 +194,8 @@ def decode_head(data: bytes, offset: int = 0) -> Head:
             head uses a reserved encoding (additional information 28 … 30, or 31 where no
             indefinite length is possible).
     """
+    if offset < 0:
+        raise _invalid(f"negative offset {offset}")
     if offset >= len(data):
         raise _eof(offset)
     initial = data[offset]

@@ -8,9 +8,10 @@ An operation is one CBOR array::
 
 :func:`encode_operation` writes exactly what p2panda 0.8 writes: definite lengths, minimal heads,
 floats in their shortest exact width, field names in byte-wise order, hashes as 34-byte byte
-strings. :func:`decode_operation` enforces what p2panda-js 0.8.1 enforces (field names strictly
-ascending byte-wise, no duplicates, sorted ``previous``) and is as lenient as it is elsewhere
-(non-minimal heads, indefinite lengths, any float width, ``previous`` as text, trailing bytes).
+strings. :func:`decode_operation` enforces what p2panda-js 0.8.1 enforces (a well-formed schema
+id, field names strictly ascending byte-wise, no duplicates, sorted ``previous``) and is as lenient
+as it is elsewhere (non-minimal heads, indefinite lengths, any float width, ``previous`` as text,
+trailing bytes).
 Decoded field values are schema-less *plain values* (spec §3.2); only a schema gives them a type.
 
 Ids and hashes are lowercase hex at this API (68 characters, ``0020…``); a ``previous`` given as
@@ -18,6 +19,9 @@ text on the wire is reported exactly as written.
 
 Behaviour checked against p2panda-js 0.8.1 ``decodeOperation``/``encodeOperation``:
 
+* The schema id is parsed (:func:`~.schema_id.parse_schema_id`) as soon as it is read, before
+  ``previous`` and the fields, so a malformed one is what gets reported; it is kept as written
+  (``blob_v01`` stays ``blob_v01``). The encoder refuses malformed schema ids the same way.
 * Tags are skipped around the top-level array, the version, the action, the fields map, field
   names and the items of ``previous``; they are rejected around the schema id, the ``previous``
   array and any field value. A tag 2/3 bignum is an integer wherever one is expected (as a field
@@ -51,6 +55,7 @@ from .cbor import (
 )
 from .errors import HashDecodeError, OperationDecodeError, Reason
 from .hash import HASH_LENGTH, hash_from_hex
+from .schema_id import parse_schema_id
 
 __all__ = [
     "Action",
@@ -150,7 +155,8 @@ class Operation:
     Attributes:
         version: Always 1.
         action: ``"create"``, ``"update"`` or ``"delete"``.
-        schema_id: The schema id string, as written.
+        schema_id: The schema id string, as written (:func:`decode_operation` has checked that
+            it parses; ``parse_schema_id`` gives the :class:`~.schema_id.SchemaId`).
         previous: Operation ids (hex) this operation builds on; None for CREATE.
         fields: Field name → plain value, in byte-wise key order; None for DELETE.
     """
@@ -176,7 +182,8 @@ class Operation:
         bytes they arrived as, never re-encoded.
 
         Raises:
-            OperationDecodeError: when the operation breaks a rule :func:`encode_operation`
+            SchemaIdError: when the schema id does not parse.
+            OperationDecodeError: when the operation breaks another rule :func:`encode_operation`
                 enforces (version other than 1, ``previous``/``fields`` not matching the action,
                 malformed ids, integers outside i64).
         """
@@ -184,10 +191,7 @@ class Operation:
             raise OperationDecodeError(
                 f"unsupported operation version {self.version}", Reason.UNSUPPORTED_VERSION
             )
-        fields = None
-        if self.fields is not None:
-            fields = _fields_map(self.fields, _plain_to_cbor)
-        return _encode(self.action, self.schema_id, self.previous, fields)
+        return _encode(self.action, self.schema_id, self.previous, self.fields, _plain_to_cbor)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +209,8 @@ def encode_operation(
 
     Args:
         action: ``"create"``, ``"update"`` or ``"delete"``.
-        schema_id: The schema id, written as given (parsing it is the schema module's job).
+        schema_id: The schema id, e.g. ``blob_v1`` or ``<name>_<view id>``; it must parse
+            (:func:`~.schema_id.parse_schema_id`) and is written as given.
         previous: For UPDATE and DELETE: the operation ids the operation builds on, as hex ids
             or one ``"<id>_<id>…"`` string; they must be strictly ascending, like p2panda-js.
         fields: For CREATE and UPDATE: field name → value. Use :class:`Relation`,
@@ -216,29 +221,31 @@ def encode_operation(
         The CBOR bytes of the operation.
 
     Raises:
-        OperationDecodeError: for an unknown action, ``previous`` or ``fields`` present or
-            missing against the action, malformed or unsorted ids (``INVALID_HASH``,
-            ``INVALID_DOCUMENT_VIEW_ID``) or an unsupported field value
-            (``INVALID_FIELD_VALUE``).
+        SchemaIdError: for a malformed schema id (``INVALID_SCHEMA_ID``,
+            ``UNSUPPORTED_SYSTEM_SCHEMA``), as :func:`decode_operation` raises.
+        OperationDecodeError: for an unknown action, a schema id that is not a string,
+            ``previous`` or ``fields`` present or missing against the action, malformed or
+            unsorted ids (``INVALID_HASH``, ``INVALID_DOCUMENT_VIEW_ID``) or an unsupported field
+            value (``INVALID_FIELD_VALUE``).
     """
-    encoded_fields = None if fields is None else _fields_map(fields, _field_value_to_cbor)
-    return _encode(action, schema_id, previous, encoded_fields)
+    return _encode(action, schema_id, previous, fields, _field_value_to_cbor)
 
 
 def _encode(
     action: str,
     schema_id: str,
     previous: Sequence[str] | str | None,
-    fields: CborMap | None,
+    fields: Mapping[str, FieldValue] | Mapping[str, PlainValue] | None,
+    convert: _Converter,
 ) -> bytes:
     code = _ACTION_CODES.get(action) if isinstance(action, str) else None
     if code is None:
         raise OperationDecodeError(f"unknown operation action {action!r}", Reason.UNKNOWN_ACTION)
-    if not isinstance(schema_id, str) or not schema_id:
+    if not isinstance(schema_id, str):
         raise OperationDecodeError(
-            f"schema id must be a non-empty string, got {schema_id!r}", Reason.INVALID_SCHEMA_ID
+            f"schema id must be a string, got {type(schema_id).__name__}", Reason.INVALID_SCHEMA_ID
         )
-    _check_text(schema_id, "schema id", Reason.INVALID_SCHEMA_ID)
+    parse_schema_id(schema_id)  # a parsed id is pure ASCII, so valid UTF-8 too
     items: list[CborValue] = [_VERSION, code, schema_id]
     if action == "create":
         if previous is not None:
@@ -261,7 +268,7 @@ def _encode(
             raise OperationDecodeError(
                 f"expected 'fields' in {action.upper()} operation", Reason.INVALID_OPERATION
             )
-        items.append(fields)
+        items.append(_fields_map(fields, convert))
     return dumps(items)
 
 
@@ -416,12 +423,15 @@ def decode_operation(data: bytes | bytearray | memoryview) -> Operation:
         The operation with schema-less plain field values.
 
     Raises:
+        SchemaIdError: the schema id is text but malformed, as p2panda-js reports it
+            (``INVALID_SCHEMA_ID``, or ``UNSUPPORTED_SYSTEM_SCHEMA`` for ``<unknown>_v<n>``).
         OperationDecodeError: malformed CBOR (``INVALID_CBOR``), a version other than 1
             (``UNSUPPORTED_VERSION``), an unknown action (``UNKNOWN_ACTION``), unsorted or
             duplicate field names (``UNSORTED_FIELDS``, ``DUPLICATE_FIELD``), a field value that
             is no plain value (``INVALID_FIELD_VALUE``), a malformed or unsorted ``previous``
             (``INVALID_HASH``, ``INVALID_DOCUMENT_VIEW_ID``), or items missing, superfluous or of
-            the wrong type (``INVALID_OPERATION``, ``INVALID_SCHEMA_ID``).
+            the wrong type (``INVALID_OPERATION``, ``INVALID_SCHEMA_ID`` for a schema id that
+            is not text).
     """
     items = _TopLevelItems(bytes(data))
     version = _unsigned(items.next("version"), "version")
@@ -439,6 +449,8 @@ def decode_operation(data: bytes | bytearray | memoryview) -> Operation:
             f"expected the schema id as a text string, found {_describe(schema_id)}",
             Reason.INVALID_SCHEMA_ID,
         )
+    # p2panda reads the schema id into a `SchemaId` right here, before `previous` and the fields.
+    parse_schema_id(schema_id)
     previous = None
     if action != "create":
         previous = _decode_previous(items.next("previous"))

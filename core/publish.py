@@ -219,6 +219,12 @@ def _hash_at(hashes: Mapping[int, str], seq_num: int, log_id: int) -> str:
 
 
 def _new_log(max_log_id: int | None) -> NextArgs:
+    if max_log_id is not None and max_log_id >= MAX_U64:
+        raise LogIntegrityError(
+            "max log id reached: this author used log id 2^64−1, so no new log can follow; "
+            "use another key pair",
+            Reason.MAX_LOG_ID_REACHED,
+        )
     log_id = 0 if max_log_id is None else max_log_id + 1
     return NextArgs(log_id=log_id, seq_num=1, backlink=None, skiplink=None)
 

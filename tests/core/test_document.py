@@ -12,6 +12,7 @@ from types import MappingProxyType
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pandanode.core.document import (
     Document,
     DocumentOperation,

@@ -13,8 +13,15 @@ from typing import Any, cast
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from pandanode.core.cbor import CborMap, CborValue, dumps
-from pandanode.core.errors import OperationDecodeError, PandanodeError, Reason
+from pandanode.core.errors import (
+    DecodeError,
+    OperationDecodeError,
+    PandanodeError,
+    Reason,
+    SchemaIdError,
+)
 from pandanode.core.operation import (
     Action,
     FieldValue,
@@ -337,10 +344,89 @@ def test_decode_requires_the_schema_id_as_untagged_text() -> None:
 
 
 def test_decode_keeps_the_schema_id_as_written() -> None:
-    # Parsing the schema id is the schema module's job.
-    assert decode_operation(raw("01", "00", enc("Anything at all"), "a0")).schema_id == (
-        "Anything at all"
+    # [JS] p2panda-js reports these back re-rendered (`blob_v1`); we never re-encode received data.
+    for schema_id in ["blob_v01", "blob_v+1", "schema_definition_v2", f"Venue_{A.upper()}"]:
+        assert decode_operation(raw("01", "00", enc(schema_id), "a0")).schema_id == schema_id
+
+
+def schema_id_error(schema_id: str, previous_hex: str | None = None) -> SchemaIdError:
+    """Decode a CREATE (or, given ``previous_hex``, a DELETE) with this schema id; must fail."""
+    if previous_hex is None:
+        data = raw("01", "00", enc(schema_id), "a1 6161 01")
+    else:
+        data = raw("01", "02", enc(schema_id), previous_hex)
+    with pytest.raises(SchemaIdError) as info:
+        decode_operation(data)
+    return info.value
+
+
+def test_decode_rejects_an_unsupported_system_schema() -> None:
+    # [JS] "Could not decode operation: unsupported system schema: foo"
+    error = schema_id_error("foo_v1")
+    assert error.reason is Reason.UNSUPPORTED_SYSTEM_SCHEMA
+    assert error.message == "unsupported system schema: foo"
+    assert schema_id_error("venue_v1").message == "unsupported system schema: venue"
+
+
+def test_decode_rejects_a_one_character_schema_name() -> None:
+    error = schema_id_error(f"a_{A}")
+    assert error.reason is Reason.INVALID_SCHEMA_ID
+    assert error.message == (
+        f"malformed schema id `a_{A}`: name contains too many or invalid characters"
     )
+
+
+@pytest.mark.parametrize("ids", [(B, A), (A, A), (H1, H3, H2)])
+def test_decode_rejects_unsorted_or_duplicate_view_ids_in_the_schema_id(
+    ids: tuple[str, ...],
+) -> None:
+    error = schema_id_error("venue_" + "_".join(ids))
+    assert error.reason is Reason.INVALID_SCHEMA_ID
+    assert error.message == (
+        "encountered invalid document view id while parsing application schema id: "
+        "expected sorted operation ids in document view id"
+    )
+
+
+@pytest.mark.parametrize(
+    ("schema_id", "message"),
+    [
+        ("", "malformed schema id ``: doesn't contain an underscore"),
+        ("Anything at all", "malformed schema id `Anything at all`: doesn't contain an underscore"),
+        ("blob_v", "malformed schema id `blob_v`: couldn't parse system schema version"),
+        ("blob_v256", "malformed schema id `blob_v256`: couldn't parse system schema version"),
+        (
+            "venue_" + "zz" * 34,
+            "encountered invalid hash while parsing application schema id: "
+            "invalid hex encoding in hash string",
+        ),
+        (
+            f"venue_{A[:-2]}",
+            "encountered invalid hash while parsing application schema id: "
+            "invalid hash length 33 bytes, expected 34 bytes",
+        ),
+    ],
+)
+def test_decode_rejects_malformed_schema_ids_with_p2panda_messages(
+    schema_id: str, message: str
+) -> None:
+    error = schema_id_error(schema_id)
+    assert error.reason is Reason.INVALID_SCHEMA_ID
+    assert error.message == message
+
+
+def test_decode_reports_the_schema_id_before_previous_and_fields() -> None:
+    # [JS] p2panda reads the schema id into a SchemaId before it reads on.
+    assert schema_id_error("foo_v1", previous_hex="01").reason is Reason.UNSUPPORTED_SYSTEM_SCHEMA
+    data = raw("01", "00", enc("foo_v1"), "a2 6162 01 6161 01")  # unsorted fields too
+    with pytest.raises(SchemaIdError):
+        decode_operation(data)
+    with pytest.raises(SchemaIdError):  # and before a missing item
+        decode_operation(raw("01", "01", enc("foo_v1")))
+
+
+def test_decode_schema_id_errors_are_decode_errors() -> None:
+    assert isinstance(schema_id_error("foo_v1"), DecodeError)
 
 
 @pytest.mark.parametrize(
@@ -812,13 +898,53 @@ def test_encode_checks_previous_and_fields_against_the_action() -> None:
         assert info.value.reason is Reason.INVALID_OPERATION
 
 
+def test_encode_checks_the_action_shape_before_the_field_values() -> None:
+    with pytest.raises(OperationDecodeError, match="unexpected 'fields'"):
+        encode_operation(action="delete", schema_id=SID, previous=[A], fields={"a": 2**64})
+
+
 def test_encode_rejects_unknown_actions_and_missing_schema_ids() -> None:
     with pytest.raises(OperationDecodeError) as info:
         encode_operation(action=cast(Any, "foo"), schema_id=SID, fields={})
     assert info.value.reason is Reason.UNKNOWN_ACTION
     with pytest.raises(OperationDecodeError) as info:
-        encode_operation(schema_id="", fields={})
+        encode_operation(schema_id=cast(Any, None), fields={})
     assert info.value.reason is Reason.INVALID_SCHEMA_ID
+    with pytest.raises(SchemaIdError) as schema_info:
+        encode_operation(schema_id="", fields={})
+    assert schema_info.value.reason is Reason.INVALID_SCHEMA_ID
+
+
+@pytest.mark.parametrize(
+    ("schema_id", "reason"),
+    [
+        ("foo_v1", Reason.UNSUPPORTED_SYSTEM_SCHEMA),
+        ("venue_v1", Reason.UNSUPPORTED_SYSTEM_SCHEMA),
+        (f"a_{A}", Reason.INVALID_SCHEMA_ID),
+        (f"venue_{B}_{A}", Reason.INVALID_SCHEMA_ID),
+        ("venue", Reason.INVALID_SCHEMA_ID),
+        ("blob_v", Reason.INVALID_SCHEMA_ID),
+    ],
+)
+def test_encode_rejects_malformed_schema_ids_like_decode(schema_id: str, reason: Reason) -> None:
+    # [JS] encodeOperation refuses them with the messages of decodeOperation, and checks the
+    # schema id before `previous`.
+    with pytest.raises(SchemaIdError) as info:
+        encode_operation(action="delete", schema_id=schema_id, previous=["nope"])
+    assert info.value.reason is reason
+    assert info.value.message == schema_id_error(schema_id).message
+
+
+def test_encode_rejects_a_schema_id_that_is_not_utf8() -> None:
+    with pytest.raises(SchemaIdError) as info:
+        encode_operation(schema_id="venue_\ud800", fields={})
+    assert info.value.reason is Reason.INVALID_SCHEMA_ID
+
+
+def test_encode_writes_a_well_formed_schema_id_as_given() -> None:
+    assert encode_operation(schema_id="blob_v01", fields={}) == raw(
+        "01", "00", enc("blob_v01"), "a0"
+    )
 
 
 def test_encode_accepts_empty_fields_like_p2panda_js() -> None:
@@ -886,6 +1012,8 @@ def test_to_bytes_rejects_operations_that_could_not_be_encoded() -> None:
     for op in bad:
         with pytest.raises(OperationDecodeError):
             op.to_bytes()
+    with pytest.raises(SchemaIdError):
+        Operation(1, "create", "foo_v1", None, {}).to_bytes()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -914,6 +1042,13 @@ _field_values: st.SearchStrategy[FieldValue] = st.one_of(
     st.lists(st.lists(_hash_ids_upper, max_size=3), max_size=3).map(PinnedRelationList),
 )
 _fields = st.dictionaries(st.text(max_size=8), _field_values, max_size=6)
+_schema_ids = st.sampled_from(
+    ["blob_v1", "blob_piece_v1", "schema_definition_v1", "schema_field_definition_v1", "blob_v01"]
+) | st.builds(
+    lambda name, ids: f"{name}_{'_'.join(sorted(ids))}",
+    st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,62}[A-Za-z0-9]", fullmatch=True),
+    st.lists(_hash_ids_upper, min_size=1, max_size=3, unique=True),
+)
 
 
 def _expected_plain(value: FieldValue) -> PlainValue:
@@ -942,7 +1077,7 @@ def _operations(
     draw: st.DrawFn,
 ) -> tuple[Action, str, list[str] | None, dict[str, FieldValue] | None]:
     action: Action = draw(st.sampled_from(["create", "update", "delete"]))
-    schema_id = draw(st.text(min_size=1, max_size=80))
+    schema_id = draw(_schema_ids)
     previous = None
     if action != "create":
         ids = draw(st.lists(_hash_ids, min_size=1, max_size=4, unique=True))
@@ -975,14 +1110,14 @@ def test_encode_then_decode_is_identity(
 
 @settings(max_examples=300)
 @given(st.binary(max_size=120))
-def test_decode_of_arbitrary_bytes_raises_only_operation_decode_error(data: bytes) -> None:
-    with contextlib.suppress(OperationDecodeError):
+def test_decode_of_arbitrary_bytes_raises_only_operation_or_schema_id_errors(data: bytes) -> None:
+    with contextlib.suppress(OperationDecodeError, SchemaIdError):
         decode_operation(data)
 
 
 @settings(max_examples=300)
 @given(_operations(), st.data())
-def test_decode_of_corrupted_operations_raises_only_operation_decode_error(
+def test_decode_of_corrupted_operations_raises_only_operation_or_schema_id_errors(
     case: tuple[Action, str, list[str] | None, dict[str, FieldValue] | None],
     data: st.DataObject,
 ) -> None:
@@ -996,6 +1131,6 @@ def test_decode_of_corrupted_operations_raises_only_operation_decode_error(
     cut = data.draw(st.integers(min_value=0, max_value=len(encoded)))
     try:
         op = decode_operation(bytes(encoded[:cut]))
-    except OperationDecodeError:
+    except (OperationDecodeError, SchemaIdError):
         return
     assert op.action in ("create", "update", "delete")

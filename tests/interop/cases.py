@@ -223,8 +223,8 @@ OPERATIONS_REJECTED: dict[str, bytes] = {
     "field_key_invalid_utf8": cbor_array(ONE, CREATE, S, cbor_map((b"\x61\xff", ONE))),
 }
 
-# p2panda-js parses the schema id while decoding; pandanode decodes it as text and parses it with
-# ``parse_schema_id`` (core/schema.py) before the operation is used.
+# p2panda-js parses the schema id while decoding, and so does our ``decode_operation`` (with
+# ``parse_schema_id``, core/schema_id.py): it must raise a ``SchemaIdError`` with p2panda's message.
 OPERATIONS_WITH_MALFORMED_SCHEMA_ID: dict[str, bytes] = {
     "schema_id_unsupported_system_schema": cbor_array(ONE, CREATE, cbor_text("foo_v1"), FIELDS),
     "schema_id_one_letter_name": cbor_array(ONE, CREATE, cbor_text(f"a_{ID_A}"), FIELDS),

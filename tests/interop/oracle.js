@@ -8,6 +8,9 @@
 //   {"id": 1, "op": "decodeEntry", "args": {…}}
 // with exactly one response line
 //   {"id": 1, "ok": <result>}   or   {"id": 1, "error": "<message>"}
+// (plus "trapped": true when p2panda-js panicked instead of returning an error). The op "batch"
+// ({"calls": [{"op", "args"}, …]}) answers many requests in one line: a list of {"ok"}/{"error"}.
+// stdin closing ends the process.
 //
 // JSON conventions (shared with tests/interop/oracle_client.py):
 //   - bytes, hashes, keys, signatures, entries and operations: lowercase hex strings;
@@ -23,8 +26,9 @@
 //
 // The public p2panda-js wrapper refuses an empty hex string ("not a valid hexadecimal string")
 // before it reaches WebAssembly. For empty data (`generateHash`, `verifySignature`, `decodeEntry`,
-// `decodeOperation`, an empty payload in `signAndEncodeEntry`) the oracle calls the WebAssembly export (the same p2panda-rs code the wrapper
-// calls) directly, so the answer comes from p2panda-rs and not from the wrapper's input check.
+// `decodeOperation`, an empty payload in `signAndEncodeEntry`) the oracle calls the WebAssembly
+// export (the same p2panda-rs code the wrapper calls) directly, so the answer comes from
+// p2panda-rs and not from the wrapper's input check.
 //
 // Beware: `KeyPair.sign(hex)` and `verifySignature(publicKey, hex, signature)` of p2panda-js 0.8.1
 // check that their argument is hex, then sign / verify the UTF-8 bytes of that *string*, not the

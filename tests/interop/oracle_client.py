@@ -29,6 +29,7 @@ __all__ = [
     "JsRandomOperation",
     "Oracle",
     "OracleError",
+    "OracleProtocolError",
     "OracleUnavailableError",
     "Outcome",
     "TypedSpec",
@@ -45,6 +46,13 @@ HOW_TO_INSTALL = (
 
 class OracleUnavailableError(RuntimeError):
     """Node or p2panda-js is missing, or the oracle process died: the interop suite cannot run."""
+
+
+class OracleProtocolError(RuntimeError):
+    """The oracle itself could not handle a request (a bug in the harness, not a p2panda-js answer).
+
+    Such errors start with ``oracle:`` on the wire and are never taken for a refusal by p2panda-js.
+    """
 
 
 class OracleError(Exception):
@@ -123,6 +131,15 @@ class Outcome:
         if self.error is not None:
             raise OracleError(self.error)
         return self.ok
+
+
+def _outcome(answer: Mapping[str, Any]) -> Outcome:
+    if "error" not in answer:
+        return Outcome(ok=answer["ok"])
+    error = str(answer["error"])
+    if error.startswith("oracle:"):
+        raise OracleProtocolError(error)
+    return Outcome(error=error, trapped=bool(answer.get("trapped")))
 
 
 class Oracle:
@@ -223,9 +240,7 @@ class Oracle:
         response = json.loads(self._read_line())
         if response.get("id") != self._next_id:
             raise self._dead(f"answered out of order: {response!r}")
-        if "error" in response:
-            return Outcome(error=str(response["error"]), trapped=bool(response.get("trapped")))
-        return Outcome(ok=response["ok"])
+        return _outcome(response)
 
     def call(self, op: str, **args: Any) -> Any:
         """Run one op; raise :class:`OracleError` when p2panda-js rejects the input."""
@@ -234,10 +249,7 @@ class Oracle:
     def batch(self, calls: Sequence[tuple[str, Mapping[str, Any]]]) -> list[Outcome]:
         """Run many ops in one round trip; one :class:`Outcome` per call, in order."""
         answers = self.call("batch", calls=[{"op": op, "args": dict(a)} for op, a in calls])
-        return [
-            Outcome(ok=a.get("ok"), error=a.get("error"), trapped=bool(a.get("trapped")))
-            for a in answers
-        ]
+        return [_outcome(answer) for answer in answers]
 
     def close(self) -> None:
         """Stop the oracle (closing stdin ends it; it is killed if it lingers)."""

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import blake3
 import nacl.signing
+
 from pandanode.core import (
     DecodeError,
     Entry,

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import nacl.signing
 import pytest
+
 from pandanode.core import DecodeError, Operation, decode_entry, decode_operation
 from pandanode.core.schema import parse_schema_id
 

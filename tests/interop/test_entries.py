@@ -11,6 +11,7 @@ import random
 from typing import Any
 
 import pytest
+
 from pandanode.core import (
     Entry,
     KeyPair,

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
-from pandanode.core import Operation, decode_entry, decode_operation
-from pandanode.core.schema import parse_schema_id
+
+from pandanode.core import SchemaIdError, decode_entry, decode_operation
 
 from .cases import (
     ENTRIES_ACCEPTED,
@@ -72,21 +72,20 @@ def test_malformed_operation_is_rejected_by_js_and_raises_decode_error(
     expect_decode_error(decode_operation, data)
 
 
-def _decode_and_parse_schema_id(data: bytes) -> Operation:
-    operation = decode_operation(data)
-    parse_schema_id(operation.schema_id)
-    return operation
+_JS_DECODE_PREFIX = "Could not decode operation: "
 
 
 @pytest.mark.parametrize("case", OPERATIONS_WITH_MALFORMED_SCHEMA_ID)
-def test_operation_with_malformed_schema_id_is_rejected_by_js_and_by_our_schema_id_parser(
+def test_operation_with_malformed_schema_id_is_rejected_by_js_and_our_decoder_alike(
     js_operations: dict[str, Outcome], case: str
 ) -> None:
-    # p2panda-js fails decodeOperation itself; pandanode keeps the schema id as text in
-    # decode_operation and refuses it in parse_schema_id, which raises a DecodeError too.
+    # Both decoders parse the schema id while decoding and refuse it with p2panda's message.
     data = OPERATIONS_WITH_MALFORMED_SCHEMA_ID[case]
-    assert not js_operations[case].accepted, f"p2panda-js accepted {data.hex()}"
-    expect_decode_error(_decode_and_parse_schema_id, data)
+    js = js_operations[case]
+    assert js.error is not None, f"p2panda-js accepted {data.hex()}"
+    error = expect_decode_error(decode_operation, data)
+    assert isinstance(error, SchemaIdError)
+    assert _JS_DECODE_PREFIX + error.message == js.error
 
 
 @pytest.mark.parametrize("case", OPERATIONS_ACCEPTED)
@@ -95,4 +94,4 @@ def test_lenient_operation_is_accepted_by_js_and_us_with_equal_values(
 ) -> None:
     data = OPERATIONS_ACCEPTED[case]
     js: JsOperation = js_operations[case].unwrap()
-    assert operation_json(_decode_and_parse_schema_id(data)) == normalise_js_operation(js)
+    assert operation_json(decode_operation(data)) == normalise_js_operation(js)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+
 from pandanode.core import KeyPair, generate_hash, verify_signature
 
 from .oracle_client import Oracle, OracleError

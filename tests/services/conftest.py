@@ -7,6 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import EmbeddedNats

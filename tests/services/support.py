@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import nats
 from nats.js.api import DeliverPolicy
+
 from pandanode.core import (
     KeyPair,
     decode_entry,
