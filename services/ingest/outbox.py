@@ -95,8 +95,8 @@ class Announcer:
                     backoff = min(backoff * 2, 2.0)
                     continue
                 backoff = 0.05
-                self.announced = records[-1][0]
-                self._store.advance_outbox(self.announced)
+                previous, self.announced = self.announced, records[-1][0]
+                self._store.advance_outbox(previous, self.announced)
 
     async def _publish(self, records: list[tuple[int, str]]) -> None:
         publishes = []

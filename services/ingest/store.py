@@ -233,12 +233,16 @@ class LogStore(_Reads):
         return [key[35:].hex() for key, _ in self._scan(prefix)]
 
     def outbox(self, after: int, limit: int) -> list[tuple[int, str]]:
-        """Return up to ``limit`` outbox records (sequence, operation id) after ``after``."""
+        """Return up to ``limit`` outbox records (sequence, operation id) after ``after``.
+
+        Sequences are contiguous, so this is point lookups, never a scan over deleted records.
+        """
         records = []
-        for key, value in self._scan(b"Q", b"Q" + _U64.pack(after + 1)):
-            records.append((int(_U64.unpack_from(key, 1)[0]), value.hex()))
-            if len(records) >= limit:
-                break
+        end = min(after + limit, self.next_outbox_sequence() - 1)
+        for sequence in range(after + 1, end + 1):
+            value = self._get(b"Q" + _U64.pack(sequence))
+            if value is not None:
+                records.append((sequence, value.hex()))
         return records
 
     def outbox_cursor(self) -> int:
@@ -246,10 +250,11 @@ class LogStore(_Reads):
         value = self._get(b"C")
         return 0 if value is None else int(_U64.unpack(value)[0])
 
-    def advance_outbox(self, cursor: int) -> None:
+    def advance_outbox(self, previous: int, cursor: int) -> None:
         """Record that every outbox record up to ``cursor`` was announced, and drop them."""
         batch = WriteBatch(raw_mode=True)
-        batch.delete_range(b"Q", b"Q" + _U64.pack(cursor + 1))
+        for sequence in range(previous + 1, cursor + 1):
+            batch.delete(b"Q" + _U64.pack(sequence))
         batch.put(b"C", _U64.pack(cursor))
         self._db.write(batch, write_opt=self._async)
 
