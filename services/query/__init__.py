@@ -1,0 +1,1 @@
+"""The query service: materialized documents, lists, watches, schemas, blobs and entries."""
