@@ -30,9 +30,7 @@ $(NODE_STAMP): $(NODE_DIR)/package.json
 setup: $(STAMP) $(NODE_STAMP)
 
 run: $(STAMP)
-	@echo "pandanode: the node itself arrives with the ingest service (issue 3)."
-	@echo "It will start NATS (JetStream) and the gRPC services on 127.0.0.1:2020, data in ./data."
-	@$(BIN)/python -c "import pandanode.core as c; print('protocol core ready:', c.__name__)"
+	$(BIN)/pandanode up $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
