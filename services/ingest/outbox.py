@@ -99,15 +99,16 @@ class Announcer:
                 self._store.advance_outbox(previous, self.announced)
 
     async def _publish(self, records: list[tuple[int, str]]) -> None:
-        publishes = []
+        # Pipelined: every publish goes out at once and the acks are awaited together.
+        acks = []
         for sequence, operation_id in records:
             event = self._event(sequence, operation_id)
             if event is None:
                 continue
             subject, payload = event
-            publishes.append(
-                self._bus.js.publish(
-                    subject, payload, headers={"Nats-Msg-Id": operation_id}, timeout=5.0
+            acks.append(
+                await self._bus.js.publish_async(
+                    subject, payload, headers={"Nats-Msg-Id": operation_id}
                 )
             )
-        await asyncio.gather(*publishes)
+        await asyncio.wait_for(asyncio.gather(*acks), timeout=10.0)
