@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed
 NODE_DIR   := tests/interop
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: setup run test lint typecheck unit format clean help proto
+.PHONY: setup run test lint typecheck unit format clean help proto bench
 
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
 	@echo "make test   set up, then lint, type-check and run every test"
 	@echo "make format apply ruff's formatter and autofixes"
+	@echo "make bench  set up, then run the benchmarks (minutes; ARGS=\"--help\" for sizes)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,9 +45,11 @@ typecheck: $(STAMP)
 	@mkdir -p $(TYPING)/pandanode
 	@ln -sfn $(CURDIR)/core $(TYPING)/pandanode/core
 	@ln -sfn $(CURDIR)/services $(TYPING)/pandanode/services
+	@ln -sfn $(CURDIR)/client $(TYPING)/pandanode/client
 	@for p in protos/pandanode/*/; do ln -sfn $(CURDIR)/$${p%/} $(TYPING)/pandanode/$$(basename $$p); done
-	MYPYPATH=$(TYPING) $(BIN)/mypy -p pandanode.core -p pandanode.services
+	MYPYPATH=$(TYPING) $(BIN)/mypy -p pandanode.core -p pandanode.services -p pandanode.client
 	MYPYPATH=$(TYPING) $(BIN)/mypy tests
+	MYPYPATH=$(TYPING) $(BIN)/mypy bench
 
 PROTOS := $(shell find protos -name '*.proto')
 
@@ -60,6 +63,11 @@ unit: setup
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# Benchmarks, not part of `make test` (tests/bench runs a smoke-sized pass of them): real nodes
+# on loopback; writes bench/results/<UTC date-time>.json and PNG charts, prints the table.
+bench: setup
+	$(BIN)/python -m bench $(ARGS)
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -90,6 +90,7 @@ __all__ = [
     "is_valid_schema_name",
     "parse_schema_id",
     "system_schema",
+    "typed_fields",
     "validate_operation",
 ]
 
@@ -490,6 +491,31 @@ def validate_operation(operation: Operation, schema: Schema) -> dict[str, FieldV
                 f"{schema.id} must give exactly these fields: {schema.describe_fields()}",
                 Reason.MISSING_FIELD,
             )
+    typed = typed_fields(fields, schema)
+    if schema.id.is_system:
+        _check_system_fields(schema.id, fields)
+    return typed
+
+
+def typed_fields(fields: Mapping[str, PlainValue], schema: Schema) -> dict[str, FieldValue]:
+    """Type plain field values with a schema, exactly as :func:`validate_operation` does.
+
+    Use it for values that are known to be valid already, e.g. the fields of a materialized
+    document view (every operation was validated when it was published). Only the types are
+    checked: no field is required, and the extra rules of the system schemas are not applied.
+
+    Args:
+        fields: Field name → plain value (any subset of the schema's fields).
+        schema: The schema the values belong to.
+
+    Returns:
+        Field name → typed value (see the module docstring), in byte-wise name order.
+
+    Raises:
+        SchemaError: ``UNEXPECTED_FIELD`` for a name the schema does not have;
+            ``FIELD_TYPE_MISMATCH`` or ``INVALID_FIELD_VALUE`` for a value that does not fit.
+        OperationDecodeError: a value that is not a plain value.
+    """
     unexpected = sorted(name for name in fields if name not in schema.fields)
     if unexpected:
         listed = ", ".join(f"'{name}'" for name in unexpected)
@@ -498,11 +524,7 @@ def validate_operation(operation: Operation, schema: Schema) -> dict[str, FieldV
             f"{schema.id} has only these fields: {schema.describe_fields()}",
             Reason.UNEXPECTED_FIELD,
         )
-
-    typed = {name: _typed_value(name, fields[name], schema.fields[name]) for name in sorted(fields)}
-    if schema.id.is_system:
-        _check_system_fields(schema.id, fields)
-    return typed
+    return {name: _typed_value(name, fields[name], schema.fields[name]) for name in sorted(fields)}
 
 
 def _check_shape(operation: Operation) -> None:

@@ -1,4 +1,8 @@
-"""The ``pandanode`` command: run the node (``up``) or one service (``serve``)."""
+"""The ``pandanode`` command: ``up``, ``serve`` and ``query rebuild``.
+
+``up`` runs the all-in-one node, ``serve`` one service, ``query rebuild`` re-materializes the
+query store from the event stream.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .node import SERVICES, Node
+from .query.materializer import rebuild
+from .query.store import QueryStore
+from .runtime.bus import connect_bus
+from .runtime.nats_server import EmbeddedNats
 from .runtime.settings import Settings, SettingsError
 
 __all__ = ["main"]
@@ -36,7 +44,42 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
     serve.add_argument("--nats", dest="nats_url", required=True, help="NATS server URL")
+    query = commands.add_parser("query", help="maintain the query service's store")
+    query_commands = query.add_subparsers(dest="query_command", required=True)
+    rebuild_parser = query_commands.add_parser(
+        "rebuild",
+        help="wipe the query store and re-materialize everything from the event stream "
+        "(stop the query service first)",
+    )
+    _add_common(rebuild_parser)
+    rebuild_parser.add_argument(
+        "--nats",
+        dest="nats_url",
+        help="NATS server URL (default: the all-in-one node's embedded NATS in the data dir)",
+    )
     return parser
+
+
+async def _rebuild(settings: Settings) -> int:
+    # Fails while a node uses the store, before an embedded NATS would replace the node's own.
+    QueryStore(settings.data_dir / "query").close()
+    nats: EmbeddedNats | None = None
+    url = settings.nats_url
+    if not url:
+        nats = EmbeddedNats(store_dir=settings.data_dir / "nats")
+        await nats.start()
+        url = nats.url
+    try:
+        bus = await connect_bus(url, name="pandanode-query-rebuild")
+        try:
+            return await rebuild(
+                settings.data_dir / "query", bus.js, batch_size=settings.query_batch_size
+            )
+        finally:
+            await bus.close()
+    finally:
+        if nats is not None:
+            await nats.stop()
 
 
 async def _run(settings: Settings, services: tuple[str, ...]) -> None:
@@ -72,6 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "query":
+        try:
+            count = asyncio.run(_rebuild(settings))
+        except Exception as err:
+            print(f"pandanode: rebuild failed: {err}", file=sys.stderr)
+            return 1
+        print(f"pandanode: query store rebuilt from {count} events", flush=True)
+        return 0
     services = SERVICES if args.command == "up" else (args.service,)
     try:
         asyncio.run(_run(settings, services))

@@ -19,6 +19,8 @@ from .ingest.ingest import Ingest
 from .ingest.outbox import Announcer
 from .ingest.servicer import IngestServicer
 from .ingest.store import LogStore
+from .query.materializer import Materializer
+from .query.store import QueryStore
 from .runtime.bus import Bus, connect_bus
 from .runtime.nats_server import EmbeddedNats
 from .runtime.server import GrpcServer
@@ -28,7 +30,7 @@ __all__ = ["SERVICES", "Node"]
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("ingest",)
+SERVICES = ("ingest", "query")
 
 
 class Node:
@@ -41,6 +43,8 @@ class Node:
     Attributes:
         address: The ``host:port`` the gRPC server is bound to, once started.
         nats_url: The NATS server in use, once started.
+        ingest: The ingest service's use cases, when it runs.
+        query: The query service's materializer (and reads), when it runs.
     """
 
     def __init__(self, settings: Settings, services: tuple[str, ...] = SERVICES) -> None:
@@ -57,6 +61,8 @@ class Node:
         self._store: LogStore | None = None
         self._announcer: Announcer | None = None
         self.ingest: Ingest | None = None
+        self._query_store: QueryStore | None = None
+        self.query: Materializer | None = None
         self._stopped = asyncio.Event()
 
     @property
@@ -94,6 +100,15 @@ class Node:
             self._server.add_services(
                 [ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name]
             )
+        if "query" in self.services:
+            self._query_store = QueryStore(data_dir / "query")
+            self.query = Materializer(
+                self._query_store,
+                self._bus,
+                durable=self.settings.query_durable,
+                batch_size=self.settings.query_batch_size,
+            )
+            await self.query.start()
         self.address = await self._server.start()
         await self._server.set_serving()
         log.info(
@@ -114,9 +129,15 @@ class Node:
         if self._announcer is not None:
             await self._announcer.stop()
             self._announcer = None
+        if self.query is not None:
+            await self.query.stop()
+            self.query = None
         if self._store is not None:
             self._store.close()
             self._store = None
+        if self._query_store is not None:
+            self._query_store.close()
+            self._query_store = None
         if self._bus is not None:
             with contextlib.suppress(Exception):
                 await self._bus.close()

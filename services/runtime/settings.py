@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ class Settings:
         max_concurrent_streams: Most concurrent streams (HTTP/2) per connection.
         write_batch_max: Most entries committed together in one synced RocksDB write.
         read_log_page: Entries per ReadLog response message.
+        query_durable: Name of the query service's durable JetStream consumer; every query
+            replica consuming one stream needs its own.
+        query_batch_size: Most events the query service fetches and commits at once.
         log_level: Python logging level name.
     """
 
@@ -53,6 +57,8 @@ class Settings:
     max_concurrent_streams: int = 100
     write_batch_max: int = 1000
     read_log_page: int = 200
+    query_durable: str = "query"
+    query_batch_size: int = 256
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -62,6 +68,11 @@ class Settings:
                 raise SettingsError(f"setting {f.name} must be positive, got {value}")
         if ":" not in self.listen:
             raise SettingsError(f"setting listen must be host:port, got {self.listen!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.query_durable):
+            raise SettingsError(
+                "setting query_durable must be 1 to 64 letters, digits, '_' or '-' (a JetStream "
+                f"consumer name), got {self.query_durable!r}"
+            )
 
     @classmethod
     def load(

@@ -1,0 +1,188 @@
+"""The benchmark client: drives ingest with pre-signed entries and times every call.
+
+Unary publishing runs ``concurrency`` workers; each takes a whole log and publishes its entries
+in order (an entry can only be stored after its backlink), so concurrency spreads over logs.
+Stream publishing sends pre-built batches on one ``PublishStream`` as fast as flow control
+lets it, and times each batch from the moment it is handed to gRPC to its response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+import nats
+
+from pandanode.ingest.v1 import ingest_pb2 as pb
+from pandanode.ingest.v1 import ingest_pb2_grpc
+from pandanode.services.runtime.events import STREAM_NAME
+
+from .procs import NodeProcess
+from .workload import bench_schema
+
+__all__ = [
+    "CHANNEL_OPTIONS",
+    "StreamRun",
+    "UnaryRun",
+    "publish_setup",
+    "publish_stream",
+    "publish_unary",
+    "wait_announced",
+]
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+]
+_TIMEOUT = 120.0
+
+
+@dataclass
+class UnaryRun:
+    """What a unary run measured.
+
+    Attributes:
+        count: Entries published.
+        seconds: Wall time from the first call to the last answer.
+        latencies: Seconds of each call, in completion order.
+    """
+
+    count: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class StreamRun:
+    """What a stream run measured.
+
+    Attributes:
+        count: Entries published.
+        started: ``perf_counter`` when the stream was opened.
+        seconds: Wall time from opening the stream to the last response.
+        latencies: Seconds from handing each batch to gRPC to its response, in order.
+        done_at: ``perf_counter`` of each batch's response, in order.
+        done_count: Entries answered once each batch's response arrived, in order.
+    """
+
+    count: int = 0
+    started: float = 0.0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    done_at: list[float] = field(default_factory=list)
+    done_count: list[int] = field(default_factory=list)
+
+
+def _check(response: pb.PublishResponse | pb.PublishResult) -> None:
+    if isinstance(response, pb.PublishResult) and not response.HasField("ok"):
+        raise RuntimeError(f"the node rejected an entry: {response.error.message}")
+
+
+async def publish_setup(channel: grpc.aio.Channel, node: NodeProcess) -> str:
+    """Publish the benchmark schema's definitions; return its schema id."""
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+    schema = bench_schema()
+    for request in schema.setup:
+        await stub.Publish(request, timeout=_TIMEOUT)
+    node.published += len(schema.setup)
+    return schema.schema_id
+
+
+async def publish_unary(
+    channel: grpc.aio.Channel,
+    logs: Sequence[Sequence[pb.PublishRequest]],
+    concurrency: int,
+) -> UnaryRun:
+    """Publish ``logs`` through unary ``Publish`` with ``concurrency`` calls in flight."""
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+    pending = deque(logs)
+    run = UnaryRun()
+
+    async def worker() -> None:
+        while pending:
+            log = pending.popleft()
+            for request in log:
+                start = time.perf_counter()
+                await stub.Publish(request, timeout=_TIMEOUT)
+                run.latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    run.seconds = time.perf_counter() - start
+    run.count = len(run.latencies)
+    return run
+
+
+async def publish_stream(
+    channel: grpc.aio.Channel,
+    requests: Sequence[pb.PublishRequest],
+    batch: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> StreamRun:
+    """Publish ``requests`` on one ``PublishStream``, ``batch`` entries per message.
+
+    Args:
+        channel: A channel to the node.
+        requests: The entries, in an order the node can store them in.
+        batch: Entries per message.
+        on_batch: Called with each batch's index as its response arrives (e.g. to sample CPU).
+
+    Raises:
+        RuntimeError: the node rejected an entry.
+    """
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+    messages = [
+        pb.PublishStreamRequest(items=requests[i : i + batch])
+        for i in range(0, len(requests), batch)
+    ]
+    sent: list[float] = []
+
+    async def send() -> AsyncIterator[pb.PublishStreamRequest]:
+        for message in messages:
+            sent.append(time.perf_counter())
+            yield message
+
+    run = StreamRun(started=time.perf_counter())
+    call = stub.PublishStream(send(), timeout=max(_TIMEOUT, len(requests) / 200))
+    async for response in call:
+        now = time.perf_counter()
+        index = len(run.done_at)
+        for result in response.results:
+            _check(result)
+        run.count += len(response.results)
+        run.latencies.append(now - sent[index])
+        run.done_at.append(now)
+        run.done_count.append(run.count)
+        if on_batch is not None:
+            on_batch(index)
+    run.seconds = time.perf_counter() - run.started
+    if run.count != len(requests):
+        raise RuntimeError(f"the stream answered {run.count} of {len(requests)} entries")
+    return run
+
+
+async def wait_announced(nats_url: str, expected: int, timeout: float = 300.0) -> float:
+    """Wait until the event stream holds ``expected`` messages; the ``perf_counter`` then.
+
+    Raises:
+        TimeoutError: fewer messages after ``timeout`` seconds.
+    """
+    client = await nats.connect(nats_url, name="pandanode-bench")
+    try:
+        js = client.jetstream()
+        deadline = time.monotonic() + timeout
+        while True:
+            info = await js.stream_info(STREAM_NAME)
+            if info.state.messages >= expected:
+                return time.perf_counter()
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{info.state.messages} of {expected} entries announced after {timeout} s"
+                )
+            await asyncio.sleep(0.005)  # poll: the outbox is announcing
+    finally:
+        await client.close()

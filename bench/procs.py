@@ -1,0 +1,330 @@
+"""Processes under measurement: the node (``pandanode up``), the echo server, and /proc readings.
+
+The node runs as its own process, as a user runs it, so the benchmark client and the node never
+share a GIL. CPU time and peak memory are read from ``/proc`` for the node and for its children
+(the embedded nats-server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
+
+__all__ = [
+    "MIN_CPU_SECONDS",
+    "ROOT",
+    "CpuTimes",
+    "EchoProcess",
+    "NodeProcess",
+    "children_of",
+    "cpu_seconds",
+    "dir_bytes",
+    "free_port",
+    "peak_rss_bytes",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+"""The repository root (the bench package's parent)."""
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+MIN_CPU_SECONDS = 5 / _TICKS
+"""Below this, a CPU time read from ``/proc`` (whole clock ticks) is too coarse to report."""
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """Fields 3… of ``/proc/<pid>/stat`` (after the command name, which may hold spaces)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text.rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``utime + stime``, all its threads).
+
+    Returns 0 for a process that is gone.
+    """
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def children_of(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if int(_stat_fields(int(entry))[1]) == pid:
+                found.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """Peak resident set size of a process (``VmHWM``), in bytes; 0 when it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def dir_bytes(path: Path) -> int:
+    """Total size of the files under ``path`` (apparent sizes), 0 when it does not exist."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += (Path(folder) / name).stat().st_size
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class CpuTimes:
+    """CPU seconds used so far by the node process and by its nats-server child."""
+
+    node: float
+    nats: float
+
+    @property
+    def total(self) -> float:
+        """Node and nats-server together."""
+        return self.node + self.nats
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.node - other.node, self.nats - other.nats)
+
+
+def _tail(path: Path, size: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-size:]
+    except OSError:
+        return ""
+
+
+class NodeProcess:
+    """``python -m pandanode.services.cli up`` on a loopback port, with its own data directory.
+
+    Args:
+        data_dir: The node's data directory (created by the node).
+        log_file: Where the node's stdout and stderr go.
+        mode: ``up``: the all-in-one node (``pandanode up``: embedded nats-server and every
+            service in one process); ``ingest``: the ingest service alone (``pandanode serve
+            ingest``) with a nats-server started here, as in a distributed deployment.
+
+    Attributes:
+        address: The node's gRPC address.
+        nats_pid: The process id of its embedded nats-server, once started.
+        nats_url: The URL of that server, once started.
+        published: Entries the scenario stored on this node (for per-entry figures).
+    """
+
+    def __init__(self, data_dir: Path, log_file: Path, mode: str = "up") -> None:
+        if mode not in ("up", "ingest"):
+            raise ValueError(f"unknown node mode {mode!r}")
+        self.data_dir = data_dir
+        self.log_file = log_file
+        self.mode = mode
+        self._nats: EmbeddedNats | None = None
+        self.address = f"127.0.0.1:{free_port()}"
+        self._process: asyncio.subprocess.Process | None = None
+        self._log: IO[bytes] | None = None
+        self.nats_pid: int | None = None
+        self.nats_url = ""
+        self.published = 0
+
+    @property
+    def pid(self) -> int:
+        """The node's process id.
+
+        Raises:
+            RuntimeError: the node is not running.
+        """
+        if self._process is None:
+            raise RuntimeError("the node is not running")
+        return self._process.pid
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start the node and wait until its health service reports SERVING.
+
+        Raises:
+            RuntimeError: the node exited or did not become ready within ``timeout`` seconds.
+        """
+        self._log = self.log_file.open("wb")
+        if self.mode == "up":
+            command = ["up"]
+        else:
+            self._nats = EmbeddedNats(store_dir=self.data_dir / "nats")
+            await self._nats.start()
+            command = ["serve", "ingest", "--nats", self._nats.url]
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pandanode.services.cli",
+            *command,
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            self.address,
+            "--log-level",
+            "WARNING",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        await self._wait_serving(timeout)
+        if self._nats is not None:
+            self.nats_pid, self.nats_url = self._nats.pid, self._nats.url
+            return
+        for child in children_of(self.pid):
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if any(part.endswith(b"nats-server") for part in cmdline):
+                self.nats_pid = child
+                port = cmdline[cmdline.index(b"--port") + 1].decode()
+                self.nats_url = f"nats://127.0.0.1:{port}"
+
+    async def _wait_serving(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if self._process is None or self._process.returncode is not None:
+                    raise RuntimeError(f"the node exited at start:\n{_tail(self.log_file)}")
+                try:
+                    response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if response.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.aio.AioRpcError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the node was not SERVING after {timeout} s:\n{_tail(self.log_file)}"
+                    )
+                await asyncio.sleep(0.05)  # poll: the node is starting
+
+    async def services(self) -> list[str]:
+        """The gRPC services the node serves, as server reflection lists them."""
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            call = stub.ServerReflectionInfo()
+            await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            response = await call.read()
+            await call.done_writing()
+            assert isinstance(response, reflection_pb2.ServerReflectionResponse)
+            return [s.name for s in response.list_services_response.service]
+
+    def cpu(self) -> CpuTimes:
+        """CPU seconds used so far by the node and its nats-server."""
+        nats = cpu_seconds(self.nats_pid) if self.nats_pid is not None else 0.0
+        return CpuTimes(cpu_seconds(self.pid), nats)
+
+    def peak_rss(self) -> tuple[int, int]:
+        """Peak RSS in bytes of the node and of its nats-server (``VmHWM``)."""
+        nats = peak_rss_bytes(self.nats_pid) if self.nats_pid is not None else 0
+        return peak_rss_bytes(self.pid), nats
+
+    def log_tail(self) -> str:
+        """The end of the node's output, for error messages."""
+        return _tail(self.log_file)
+
+    async def stop(self, timeout: float = 30.0) -> int | None:
+        """Stop the node (SIGTERM: it drains), killing it after ``timeout``; its exit code."""
+        process, self._process = self._process, None
+        code = None
+        if process is not None:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+            try:
+                code = await asyncio.wait_for(process.wait(), timeout)
+            except TimeoutError:
+                process.kill()
+                code = await process.wait()
+        if self._nats is not None:
+            await self._nats.stop()
+            self._nats = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+
+class EchoProcess:
+    """The raw gRPC echo server of :mod:`bench.echo`, in its own process."""
+
+    def __init__(self) -> None:
+        self._process: asyncio.subprocess.Process | None = None
+        self.address = ""
+
+    @property
+    def pid(self) -> int:
+        """The echo server's process id.
+
+        Raises:
+            RuntimeError: the server is not running.
+        """
+        if self._process is None:
+            raise RuntimeError("the echo server is not running")
+        return self._process.pid
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Start the server and wait for the port it prints.
+
+        Raises:
+            RuntimeError: it exited or printed no port within ``timeout`` seconds.
+        """
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.echo",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert self._process.stdout is not None
+        try:
+            line = await asyncio.wait_for(self._process.stdout.readline(), timeout)
+        except TimeoutError:
+            line = b""
+        if not line.strip().isdigit():
+            await self.stop()
+            raise RuntimeError(f"the echo server did not start (it printed {line!r})")
+        self.address = f"127.0.0.1:{int(line)}"
+
+    def cpu(self) -> float:
+        """CPU seconds used so far by the echo server."""
+        return cpu_seconds(self.pid)
+
+    async def stop(self) -> None:
+        """Stop the server."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -1,0 +1,304 @@
+"""Query: materialization lag, GetDocument / ListDocuments latency, WatchDocuments fan-out.
+
+These need the node to serve ``pandanode.query.v1.QueryService``; until it does they are
+reported as skipped (requirement ``query``). Documents are CREATEs of the benchmark schema
+(``bench_item``: ``title: str, rank: int, score: float, done: bool``), published through
+PublishStream; "visible" means a WatchDocuments subscriber got the document (lag, fan-out) or
+ListDocuments counts it (read latency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from pandanode.ingest.v1 import ingest_pb2 as pb
+from pandanode.ingest.v1 import ingest_pb2_grpc
+from pandanode.query.v1 import query_pb2 as q
+from pandanode.query.v1 import query_pb2_grpc
+
+from ..client import CHANNEL_OPTIONS, publish_setup
+from ..context import Context
+from ..registry import Option, ScenarioResult, scenario
+from ..workload import bench_schema, flatten, short_logs
+
+__all__: list[str] = []
+
+PEAK = "ingest.stream.short_logs/durable + announced/entries/s"
+_TIMEOUT = 600.0
+
+
+def _creates(count: int, first: int = 0) -> list[pb.PublishRequest]:
+    """``count`` CREATEs of the benchmark schema (one-entry logs), numbered from ``first``."""
+    logs = short_logs(bench_schema().schema_id, count, 1, first=first)
+    return flatten(logs)
+
+
+async def _paced_stream(
+    channel: grpc.aio.Channel,
+    requests: Sequence[pb.PublishRequest],
+    *,
+    rate: float,
+    batch: int,
+) -> dict[str, float]:
+    """Publish at ``rate`` entries/s in batches; the ``perf_counter`` each entry was answered OK.
+
+    Keys are the operation ids (for a CREATE: the document id).
+    """
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+    messages = [requests[i : i + batch] for i in range(0, len(requests), batch)]
+    start = time.perf_counter()
+
+    async def send() -> AsyncIterator[pb.PublishStreamRequest]:
+        for index, items in enumerate(messages):
+            due = start + index * batch / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing: the offered load is `rate`
+            yield pb.PublishStreamRequest(items=items)
+
+    ok_at: dict[str, float] = {}
+    async for response in stub.PublishStream(send(), timeout=_TIMEOUT):
+        now = time.perf_counter()
+        for result in response.results:
+            if not result.HasField("ok"):
+                raise RuntimeError(f"the node rejected an entry: {result.error.message}")
+            ok_at[result.ok.operation_id] = now
+    return ok_at
+
+
+class _Watcher:
+    """One WatchDocuments subscriber that notes when each document was first created."""
+
+    def __init__(self, channel: grpc.aio.Channel, schema_id: str) -> None:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        self.call = stub.WatchDocuments(q.WatchDocumentsRequest(schema_id=schema_id))
+        self.caught_up = asyncio.Event()
+        self.created: dict[str, float] = {}
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for change in self.call:
+                if change.kind == q.CHANGE_KIND_CAUGHT_UP:
+                    self.caught_up.set()
+                elif change.kind == q.CHANGE_KIND_CREATED:
+                    self.created.setdefault(change.document.document_id, time.perf_counter())
+        except asyncio.CancelledError:
+            raise
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.CANCELLED:
+                raise
+
+    async def ready(self, timeout: float) -> None:
+        """Wait for CAUGHT_UP (the snapshot was sent); raise if the watch failed first."""
+        waiter = asyncio.create_task(self.caught_up.wait())
+        await asyncio.wait(
+            {waiter, self.task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiter.cancel()
+        if self.caught_up.is_set():
+            return
+        if self.task.done():
+            self.task.result()
+            raise RuntimeError("the watch ended before it caught up")
+        raise TimeoutError(f"the watch did not catch up within {timeout} s")
+
+    async def wait_for(self, document_ids: Sequence[str], timeout: float) -> None:
+        """Wait until every one of ``document_ids`` was seen."""
+        deadline = time.monotonic() + timeout
+        while any(d not in self.created for d in document_ids):
+            if self.task.done():
+                self.task.result()
+                raise RuntimeError("the watch ended early")
+            if time.monotonic() > deadline:
+                missing = sum(d not in self.created for d in document_ids)
+                raise TimeoutError(f"{missing} documents not seen after {timeout} s")
+            await asyncio.sleep(0.01)  # poll: the watch is delivering
+
+    async def close(self) -> None:
+        """Cancel the watch."""
+        self.call.cancel()
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def _wait_schema(channel: grpc.aio.Channel, schema_id: str, timeout: float = 60) -> None:
+    """Wait until the query service knows ``schema_id`` (it materializes it from the stream)."""
+    stub = query_pb2_grpc.QueryServiceStub(channel)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await stub.GetSchema(q.GetSchemaRequest(schema_id=schema_id), timeout=30)
+            return
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.02)  # poll: the query service is materializing the schema
+
+
+async def _wait_count(channel: grpc.aio.Channel, schema_id: str, count: int) -> None:
+    """Wait until ListDocuments counts ``count`` documents of ``schema_id``."""
+    stub = query_pb2_grpc.QueryServiceStub(channel)
+    deadline = time.monotonic() + _TIMEOUT
+    while True:
+        response = await stub.ListDocuments(
+            q.ListDocumentsRequest(schema_id=schema_id, page_size=1), timeout=30
+        )
+        if response.total_size >= count:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{response.total_size} of {count} documents after {_TIMEOUT} s")
+        await asyncio.sleep(0.05)  # poll: the query service is materializing
+
+
+@scenario(
+    "query.materialization_lag",
+    title="Materialization lag: Publish OK → seen by a WatchDocuments subscriber, under load",
+    requires=("query",),
+    options=(
+        Option("--lag-documents", int, 10_000, "documents published at the paced rate", smoke=100),
+        Option(
+            "--lag-rate",
+            float,
+            0.0,
+            "offered entries/s (0: half the measured peak stream ingest, or 1000)",
+            smoke=300.0,
+        ),
+    ),
+)
+async def materialization_lag(ctx: Context, out: ScenarioResult) -> None:
+    """Publish CREATEs at half of peak ingest; time each from its OK to its watch event."""
+    rate = ctx.args.lag_rate or (ctx.baseline(PEAK) or 2000.0) / 2
+    requests = _creates(ctx.args.lag_documents)
+    async with (
+        ctx.node(out) as node,
+        grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel,
+    ):
+        schema_id = await publish_setup(channel, node)
+        await _wait_schema(channel, schema_id)
+        watcher = _Watcher(channel, schema_id)
+        try:
+            await watcher.ready(60)
+            start = time.perf_counter()
+            ok_at = await _paced_stream(channel, requests, rate=rate, batch=10)
+            seconds = time.perf_counter() - start
+            node.published += len(ok_at)
+            await watcher.wait_for(list(ok_at), _TIMEOUT)
+        finally:
+            await watcher.close()
+    lags = [watcher.created[d] - t for d, t in ok_at.items()]
+    out.metric("offered load", "entries/s", rate, "/s", "throughput", baseline=PEAK)
+    out.rate("achieved", len(ok_at), seconds)
+    out.latency("Publish OK → watched", lags, series="materialization lag")
+
+
+@scenario(
+    "query.read_latency",
+    title="GetDocument and ListDocuments (filter + order + page of 25) at 10k and 100k documents",
+    requires=("query",),
+    options=(
+        Option(
+            "--query-documents",
+            str,
+            "10000,100000",
+            "document counts to measure at (comma-separated, growing)",
+            smoke="100,300",
+        ),
+        Option("--query-calls", int, 2000, "calls of each kind per document count", smoke=50),
+    ),
+)
+async def read_latency(ctx: Context, out: ScenarioResult) -> None:
+    """Load documents, then time GetDocument and ListDocuments one call at a time."""
+    levels = sorted(int(n) for n in ctx.args.query_documents.split(",") if n.strip())
+    requests = _creates(levels[-1])
+    rng = random.Random(6)
+    async with (
+        ctx.node(out) as node,
+        grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel,
+    ):
+        schema_id = await publish_setup(channel, node)
+        await _wait_schema(channel, schema_id)
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        loaded = 0
+        document_ids: list[str] = []
+        for level in levels:
+            ok_at = await _paced_stream(channel, requests[loaded:level], rate=1e9, batch=100)
+            document_ids.extend(ok_at)
+            node.published += len(ok_at)
+            loaded = level
+            await _wait_count(channel, schema_id, level)
+            latencies: list[float] = []
+            for _ in range(ctx.args.query_calls):
+                request = q.GetDocumentRequest(document_id=rng.choice(document_ids))
+                start = time.perf_counter()
+                await stub.GetDocument(request, timeout=30)
+                latencies.append(time.perf_counter() - start)
+            out.latency(f"GetDocument @ {level}", latencies, series=f"GetDocument @ {level}")
+            latencies = []
+            for _ in range(ctx.args.query_calls):
+                threshold = rng.randrange(level)
+                request_list = q.ListDocumentsRequest(
+                    schema_id=schema_id,
+                    filters=[
+                        q.Filter(
+                            field="rank",
+                            operator=q.FILTER_OPERATOR_GTE,
+                            value=q.FilterValue(int_value=threshold),
+                        )
+                    ],
+                    order_by=q.OrderBy(field="rank"),
+                    page_size=25,
+                )
+                start = time.perf_counter()
+                await stub.ListDocuments(request_list, timeout=30)
+                latencies.append(time.perf_counter() - start)
+            out.latency(f"ListDocuments @ {level}", latencies, series=f"ListDocuments @ {level}")
+
+
+@scenario(
+    "query.watch_fanout",
+    title="WatchDocuments fan-out: every new document delivered to many watchers",
+    requires=("query",),
+    options=(
+        Option("--watchers", int, 100, "concurrent WatchDocuments subscribers", smoke=5),
+        Option("--watch-documents", int, 1000, "documents published while watched", smoke=20),
+        Option("--watch-rate", float, 500.0, "offered entries/s", smoke=200.0),
+    ),
+)
+async def watch_fanout(ctx: Context, out: ScenarioResult) -> None:
+    """Open many watches (over several connections), publish, time every delivery."""
+    requests = _creates(ctx.args.watch_documents)
+    watchers: list[_Watcher] = []
+    channels: list[grpc.aio.Channel] = []
+    async with ctx.node(out) as node:
+        try:
+            # A connection carries at most max_concurrent_streams (100) calls: 25 per channel.
+            options = [*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
+            for _ in range(max(1, -(-ctx.args.watchers // 25))):
+                channels.append(grpc.aio.insecure_channel(node.address, options=options))
+            schema_id = await publish_setup(channels[0], node)
+            await _wait_schema(channels[0], schema_id)
+            for index in range(ctx.args.watchers):
+                watchers.append(_Watcher(channels[index % len(channels)], schema_id))
+            await asyncio.gather(*(w.ready(120) for w in watchers))
+            publisher = grpc.aio.insecure_channel(node.address, options=options)
+            channels.append(publisher)
+            start = time.perf_counter()
+            ok_at = await _paced_stream(publisher, requests, rate=ctx.args.watch_rate, batch=10)
+            node.published += len(ok_at)
+            ids = list(ok_at)
+            await asyncio.gather(*(w.wait_for(ids, _TIMEOUT) for w in watchers))
+            seconds = max(max(w.created[d] for d in ids) for w in watchers) - start
+        finally:
+            for watcher in watchers:
+                await watcher.close()
+            for channel in channels:
+                await channel.close(None)
+    deliveries = [w.created[d] - t for w in watchers for d, t in ok_at.items()]
+    out.rate("deliveries", len(deliveries), seconds, column="deliveries/s")
+    out.latency("Publish OK → every watcher", deliveries, series="watch fan-out")

@@ -1,0 +1,118 @@
+"""pandanode.client — a thin client of a pandanode node, and the CLI's engine.
+
+Sign locally, publish, read typed documents::
+
+    from pandanode.client import Client, load_key_pair
+
+    async with Client.connect("127.0.0.1:2020", key_pair=load_key_pair("key")) as node:
+        venue = await node.create_schema("venue", "A place", {"name": "str", "seats": "int"})
+        hall = await node.create(venue, {"name": "Panda Hall", "seats": 120})
+        await node.update(hall, {"seats": 150})
+        print(await node.get_document(hall.document_id, after=hall))
+
+``connect_sync`` gives the same calls without ``await``. Errors are pandanode's own exception
+classes (:mod:`pandanode.core.errors`: ``SchemaError``, ``LogIntegrityError``, …) whether the
+client caught the problem before sending or the node rejected the entry, plus
+:class:`NodeUnavailableError` (a ``ConnectionError``), :class:`DeadlineExceededError` (a
+``TimeoutError``) and :class:`NotServedError`.
+"""
+
+from pandanode.core.errors import (
+    DecodeError,
+    DocumentError,
+    LogIntegrityError,
+    NotFoundError,
+    PandanodeError,
+    SchemaError,
+    SchemaNotFoundError,
+    ValidationError,
+)
+from pandanode.core.keypair import KeyPair
+from pandanode.core.schema import FieldType, Schema
+
+from ._client import (
+    DEFAULT_ADDRESS,
+    Client,
+    DocumentLike,
+    FieldTypeLike,
+    SchemaLike,
+    pinned_relation,
+    pinned_relation_list,
+    relation,
+    relation_list,
+)
+from ._errors import (
+    DeadlineExceededError,
+    InvalidRequestError,
+    KeyFileError,
+    LimitExceededError,
+    NodeUnavailableError,
+    NotServedError,
+    ResourceNotFoundError,
+    RpcError,
+)
+from ._keys import default_key_file, generate_key_pair, load_key_pair, save_key_pair
+from ._models import (
+    Blob,
+    BulkResult,
+    Change,
+    ChangeKind,
+    Create,
+    Delete,
+    Document,
+    NodeStatus,
+    Page,
+    Published,
+    Update,
+    Value,
+)
+from ._sync import SyncClient, connect_sync
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "Blob",
+    "BulkResult",
+    "Change",
+    "ChangeKind",
+    "Client",
+    "Create",
+    "DeadlineExceededError",
+    "DecodeError",
+    "Delete",
+    "Document",
+    "DocumentError",
+    "DocumentLike",
+    "FieldType",
+    "FieldTypeLike",
+    "InvalidRequestError",
+    "KeyFileError",
+    "KeyPair",
+    "LimitExceededError",
+    "LogIntegrityError",
+    "NodeStatus",
+    "NodeUnavailableError",
+    "NotFoundError",
+    "NotServedError",
+    "Page",
+    "PandanodeError",
+    "Published",
+    "ResourceNotFoundError",
+    "RpcError",
+    "Schema",
+    "SchemaError",
+    "SchemaLike",
+    "SchemaNotFoundError",
+    "SyncClient",
+    "Update",
+    "ValidationError",
+    "Value",
+    "connect_sync",
+    "default_key_file",
+    "generate_key_pair",
+    "load_key_pair",
+    "pinned_relation",
+    "pinned_relation_list",
+    "relation",
+    "relation_list",
+    "save_key_pair",
+]

@@ -1,0 +1,1 @@
+"""Examples of pandanode.client: run them against `make run`."""

@@ -1,0 +1,216 @@
+"""The use cases of the query service, in plain async code on top of the materializer.
+
+The materializer keeps the durable views; this layer keeps the in-memory listing indexes
+(one per schema, loaded on first use, then kept current from the materializer's changes) and
+answers reads, watches and read-your-writes waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+from pandanode.core.errors import Reason
+from pandanode.core.schema import Schema
+from pandanode.services.runtime.errors import (
+    InvalidRequestError,
+    ResourceNotFoundError,
+    UnavailableError,
+)
+
+from .listing import Catalog, Page, SchemaIndex
+from .materializer import Blob, Materializer
+from .model import DocumentChange, MaterializedDocument, Order, Predicate
+from .store import StoredEntry
+from .watch import Watch, WatchEvent
+
+__all__ = ["MAX_RESOLVE_DEPTH", "Query"]
+
+MAX_RESOLVE_DEPTH = 4
+"""Deeper relation resolution is lowered to this (each level can multiply the response)."""
+
+
+def _check_hex_ids(value: str, what: str) -> str:
+    text = value.lower()
+    parts = text.split("_")
+    if not value or any(
+        len(part) != 68 or any(c not in "0123456789abcdef" for c in part) for part in parts
+    ):
+        raise InvalidRequestError(
+            f"{what} must be 68-hex-character ids joined by '_': {value!r:.90}"
+        )
+    return text
+
+
+class Query:
+    """Reads over the materialized documents.
+
+    Args:
+        materializer: The started materializer.
+        max_page_size: Largest page ListDocuments returns.
+        max_watch_queue: Most changes buffered for one slow watcher.
+    """
+
+    def __init__(
+        self,
+        materializer: Materializer,
+        *,
+        max_page_size: int = 1000,
+        max_watch_queue: int = 10_000,
+    ) -> None:
+        self.materializer = materializer
+        self.catalog = Catalog(max_page_size=max_page_size)
+        self._max_watch_queue = max_watch_queue
+        self._applied: dict[str, int] = {}
+        self._remove_listener = materializer.add_listener(self._on_change)
+
+    def close(self) -> None:
+        """Stop following the materializer."""
+        self._remove_listener()
+
+    def _on_change(self, change: DocumentChange) -> None:
+        schema_id = change.document.schema_id
+        if self.catalog.get(schema_id) is not None:
+            self.catalog.apply(change)
+        self._applied[schema_id] = change.sequence
+
+    def index(self, schema_id: str) -> SchemaIndex:
+        """The listing index of a schema, loaded from the store on first use.
+
+        Raises:
+            ResourceNotFoundError: the schema is not known (SCHEMA_NOT_FOUND).
+        """
+        index = self.catalog.get(schema_id)
+        if index is not None:
+            return index
+        schema = self.materializer.schema(schema_id)
+        if schema is None:
+            raise ResourceNotFoundError(
+                f"schema {schema_id!r} is not known to this node (yet)", Reason.SCHEMA_NOT_FOUND
+            )
+        index = self.catalog.add_schema(schema)
+        for document in self.materializer.documents(schema_id):
+            index.upsert(document)
+        return index
+
+    # -- consistency ------------------------------------------------------------------------
+
+    async def wait(self, *, operation_id: str = "", view_id: str = "", timeout: float) -> None:
+        """Wait until an operation or a view is materialized (read-your-writes).
+
+        Raises:
+            UnavailableError: not materialized within ``timeout`` seconds.
+        """
+        if operation_id:
+            done = await self.materializer.wait_for_operation(
+                _check_hex_ids(operation_id, "operation_id"), timeout
+            )
+        elif view_id:
+            done = await self.materializer.wait_for_view(
+                _check_hex_ids(view_id, "document_view_id"), timeout
+            )
+        else:
+            return
+        if not done:
+            raise UnavailableError(
+                f"{operation_id or view_id} was not materialized within {timeout:.1f}s; "
+                "was it published to this node? retry later"
+            )
+
+    # -- documents --------------------------------------------------------------------------
+
+    def document(self, *, document_id: str = "", view_id: str = "") -> MaterializedDocument:
+        """A document's current view, or a view by view id.
+
+        Raises:
+            InvalidRequestError: neither or both ids given, or malformed.
+            ResourceNotFoundError: unknown here.
+        """
+        if bool(document_id) == bool(view_id):
+            raise InvalidRequestError("give exactly one of document_id and document_view_id")
+        if document_id:
+            found = self.materializer.document(_check_hex_ids(document_id, "document_id"))
+        else:
+            found = self.materializer.view(_check_hex_ids(view_id, "document_view_id"))
+        if found is None:
+            raise ResourceNotFoundError(f"document {document_id or view_id} not found")
+        return found
+
+    def resolve(self, target: str, pinned: bool) -> MaterializedDocument | None:
+        """The current view of a document id, or (``pinned``) the view of a view id."""
+        try:
+            return self.materializer.view(target) if pinned else self.materializer.document(target)
+        except ValueError:
+            return None
+
+    def list(
+        self,
+        schema_id: str,
+        predicates: Sequence[Predicate],
+        order: Order,
+        page_size: int,
+        page_token: str,
+    ) -> Page:
+        """One page of a schema's documents (see :mod:`.listing` for the semantics)."""
+        return self.index(schema_id).list(predicates, order, page_size or None, page_token or None)
+
+    async def watch(
+        self, schema_id: str, predicates: Sequence[Predicate]
+    ) -> AsyncIterator[WatchEvent]:
+        """The matching documents now, CAUGHT_UP, then every change (see :mod:`.watch`)."""
+        index = self.index(schema_id)
+        matches = index.filter(predicates)
+        watch = Watch(schema_id, matches, self._max_watch_queue)
+        remove = self.materializer.add_listener(watch.on_change)
+        try:
+            snapshot = list(index.documents())
+            snapshot_sequence = self._applied.get(schema_id, 0)
+            async for event in watch.events(snapshot, snapshot_sequence):
+                yield event
+        finally:
+            remove()
+
+    # -- schemas, blobs, entries ------------------------------------------------------------
+
+    def schemas(self) -> list[Schema]:
+        """Every schema this node knows: the four system schemas and the built ones."""
+        return self.materializer.schemas()
+
+    def schema(self, schema_id: str) -> Schema:
+        """One schema.
+
+        Raises:
+            ResourceNotFoundError: unknown here (SCHEMA_NOT_FOUND).
+        """
+        schema = self.materializer.schema(schema_id)
+        if schema is None:
+            raise ResourceNotFoundError(
+                f"schema {schema_id!r} is not known to this node (yet)", Reason.SCHEMA_NOT_FOUND
+            )
+        return schema
+
+    def blob(self, *, document_id: str = "", view_id: str = "") -> Blob:
+        """An assembled blob.
+
+        Raises:
+            InvalidRequestError: neither or both ids given, or malformed.
+            ResourceNotFoundError: unknown, not a blob, or its pieces are not all here.
+        """
+        if bool(document_id) == bool(view_id):
+            raise InvalidRequestError("give exactly one of document_id and document_view_id")
+        blob = self.materializer.blob(
+            document_id=_check_hex_ids(document_id, "document_id") if document_id else "",
+            view_id=_check_hex_ids(view_id, "document_view_id") if view_id else "",
+        )
+        if blob is None:
+            raise ResourceNotFoundError(
+                f"blob {document_id or view_id} not found (unknown, not a blob_v1 document, "
+                "or not all of its pieces are here yet)"
+            )
+        return blob
+
+    def entries(self, public_key: str, log_id: int, from_seq_num: int) -> Iterator[StoredEntry]:
+        """Raw entries of one log, in seq num order."""
+        key = public_key.lower()
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise InvalidRequestError(f"public_key must be 64 hex characters: {public_key!r:.80}")
+        return self.materializer.entries(key, log_id, max(from_seq_num, 1))

@@ -1,0 +1,159 @@
+"""The gRPC face of the query service: translate, call the use cases, map errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pandanode.core.errors import PandanodeError
+from pandanode.query.v1 import query_pb2 as pb
+from pandanode.query.v1 import query_pb2_grpc as pb_grpc
+from pandanode.services.runtime.errors import abort
+
+from .convert import document_to_pb, order_from_pb, predicates_from_pb, schema_to_pb
+from .service import MAX_RESOLVE_DEPTH, Query
+from .watch import WatchKind
+
+__all__ = ["QueryServicer"]
+
+_DEFAULT_WAIT_SECONDS = 10.0
+_BLOB_CHUNK = 64 * 1024
+_ENTRIES_PAGE = 200
+
+_KINDS = {
+    WatchKind.EXISTING: pb.CHANGE_KIND_EXISTING,
+    WatchKind.CAUGHT_UP: pb.CHANGE_KIND_CAUGHT_UP,
+    WatchKind.CREATED: pb.CHANGE_KIND_CREATED,
+    WatchKind.UPDATED: pb.CHANGE_KIND_UPDATED,
+    WatchKind.DELETED: pb.CHANGE_KIND_DELETED,
+    WatchKind.LEFT: pb.CHANGE_KIND_LEFT,
+}
+
+
+def _wait_seconds(consistency: pb.Consistency, context: Any) -> float:
+    if consistency.timeout_ms:
+        return float(consistency.timeout_ms) / 1000
+    remaining = context.time_remaining()
+    return _DEFAULT_WAIT_SECONDS if remaining is None else max(0.0, float(remaining) - 0.05)
+
+
+class QueryServicer(pb_grpc.QueryServiceServicer):
+    """Serves ``pandanode.query.v1.QueryService``."""
+
+    def __init__(self, query: Query) -> None:
+        self._query = query
+
+    async def _consistent(self, request: Any, context: Any) -> None:
+        if request.HasField("consistency"):
+            consistency = request.consistency
+            await self._query.wait(
+                operation_id=consistency.operation_id,
+                view_id=consistency.document_view_id,
+                timeout=_wait_seconds(consistency, context),
+            )
+
+    async def GetDocument(  # noqa: N802 - gRPC method name
+        self, request: pb.GetDocumentRequest, context: Any
+    ) -> pb.GetDocumentResponse:
+        """One document by id or view id, relations resolved to the requested depth."""
+        try:
+            await self._consistent(request, context)
+            document = self._query.document(
+                document_id=request.document_id, view_id=request.document_view_id
+            )
+            depth = min(request.resolve_depth, MAX_RESOLVE_DEPTH)
+            return pb.GetDocumentResponse(
+                document=document_to_pb(document, depth, self._query.resolve)
+            )
+        except PandanodeError as err:
+            await abort(context, err)
+
+    async def ListDocuments(  # noqa: N802 - gRPC method name
+        self, request: pb.ListDocumentsRequest, context: Any
+    ) -> pb.ListDocumentsResponse:
+        """A page of a schema's documents, filtered and ordered."""
+        try:
+            await self._consistent(request, context)
+            page = self._query.list(
+                request.schema_id,
+                predicates_from_pb(request.filters),
+                order_from_pb(request.order_by, request.descending),
+                request.page_size,
+                request.page_token,
+            )
+            depth = min(request.resolve_depth, MAX_RESOLVE_DEPTH)
+            return pb.ListDocumentsResponse(
+                documents=[document_to_pb(d, depth, self._query.resolve) for d in page.documents],
+                next_page_token=page.next_page_token or "",
+                total_size=page.total_size,
+            )
+        except PandanodeError as err:
+            await abort(context, err)
+
+    async def WatchDocuments(  # noqa: N802 - gRPC method name
+        self, request: pb.WatchDocumentsRequest, context: Any
+    ) -> AsyncIterator[pb.WatchDocumentsResponse]:
+        """The matching documents now, then every change as it is materialized."""
+        try:
+            events = self._query.watch(request.schema_id, predicates_from_pb(request.filters))
+            async for event in events:
+                yield pb.WatchDocumentsResponse(
+                    kind=_KINDS[event.kind],
+                    document=None if event.document is None else document_to_pb(event.document),
+                )
+        except PandanodeError as err:
+            await abort(context, err)
+
+    async def ListSchemas(  # noqa: N802 - gRPC method name
+        self, request: pb.ListSchemasRequest, context: Any
+    ) -> pb.ListSchemasResponse:
+        """Every schema this node knows."""
+        return pb.ListSchemasResponse(schemas=[schema_to_pb(s) for s in self._query.schemas()])
+
+    async def GetSchema(  # noqa: N802 - gRPC method name
+        self, request: pb.GetSchemaRequest, context: Any
+    ) -> pb.GetSchemaResponse:
+        """One schema with its fields."""
+        try:
+            return pb.GetSchemaResponse(schema=schema_to_pb(self._query.schema(request.schema_id)))
+        except PandanodeError as err:
+            await abort(context, err)
+
+    async def GetBlob(  # noqa: N802 - gRPC method name
+        self, request: pb.GetBlobRequest, context: Any
+    ) -> AsyncIterator[pb.GetBlobResponse]:
+        """A header (mime type, length), then the blob's bytes in chunks."""
+        try:
+            await self._consistent(request, context)
+            blob = self._query.blob(
+                document_id=request.document_id, view_id=request.document_view_id
+            )
+        except PandanodeError as err:
+            await abort(context, err)
+        yield pb.GetBlobResponse(
+            header=pb.BlobHeader(
+                mime_type=blob.mime_type, length=blob.length, document_view_id=blob.view_id
+            )
+        )
+        for chunk in blob.chunks:
+            for start in range(0, len(chunk), _BLOB_CHUNK):
+                yield pb.GetBlobResponse(data=chunk[start : start + _BLOB_CHUNK])
+
+    async def GetEntries(  # noqa: N802 - gRPC method name
+        self, request: pb.GetEntriesRequest, context: Any
+    ) -> AsyncIterator[pb.GetEntriesResponse]:
+        """Raw entries of one log with their operations, in pages."""
+        try:
+            entries = self._query.entries(request.public_key, request.log_id, request.from_seq_num)
+        except PandanodeError as err:
+            await abort(context, err)
+        page: list[pb.Entry] = []
+        for stored in entries:
+            page.append(
+                pb.Entry(seq_num=stored.seq_num, entry=stored.entry, operation=stored.operation)
+            )
+            if len(page) >= _ENTRIES_PAGE:
+                yield pb.GetEntriesResponse(entries=page)
+                page = []
+        if page:
+            yield pb.GetEntriesResponse(entries=page)

@@ -1,0 +1,138 @@
+"""The whole benchmark harness at smoke sizes: every scenario runs and reports positive figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import scenarios
+from bench.context import QUERY_SERVICE, find_py_spy
+from bench.procs import ROOT
+from bench.registry import REGISTRY
+
+pytestmark = pytest.mark.timeout(120)
+
+assert scenarios.__all__  # importing them registers them
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str, Path]:
+    """Run ``python -m bench --smoke`` once; its results file, its stdout and its out dir."""
+    out_dir = tmp_path_factory.mktemp("bench-results")
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out-dir", str(out_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    elapsed = time.monotonic() - start
+    assert done.returncode == 0, f"bench failed:\n{done.stdout}\n{done.stderr[-5000:]}"
+    assert elapsed < 30, f"the smoke run took {elapsed:.1f} s"
+    [results] = out_dir.glob("*.json")
+    return json.loads(results.read_text()), done.stdout, out_dir
+
+
+def _by_name(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in results["scenarios"]}
+
+
+def test_every_scenario_is_reported(smoke: tuple[dict[str, Any], str, Path]) -> None:
+    results, stdout, _ = smoke
+    scenarios = _by_name(results)
+    assert list(scenarios) == list(REGISTRY)
+    for name in REGISTRY:
+        assert f"**{name}**" in stdout
+
+
+def test_scenarios_ran_or_lack_only_what_they_require(
+    smoke: tuple[dict[str, Any], str, Path],
+) -> None:
+    results, _, _ = smoke
+    available = {"p2panda-js": (ROOT / "tests/interop/node_modules/p2panda-js").is_dir()}
+    available["py-spy"] = find_py_spy() is not None
+    for name, scenario in _by_name(results).items():
+        requires = REGISTRY[name].requires
+        if scenario["status"] == "skipped":
+            assert requires, f"{name} needs nothing, yet was skipped: {scenario['reason']}"
+            assert not all(available.get(r, False) for r in requires), (
+                f"{name} was skipped although {sorted(requires)} are there: {scenario['reason']}"
+            )
+            if "query" in requires:
+                assert QUERY_SERVICE in scenario["reason"]
+        else:
+            assert scenario["status"] == "ok", f"{name}: {scenario['reason']}"
+
+
+def test_figures_are_positive(smoke: tuple[dict[str, Any], str, Path]) -> None:
+    results, _, _ = smoke
+    for name, scenario in _by_name(results).items():
+        if scenario["status"] != "ok":
+            continue
+        assert scenario["metrics"], f"{name} recorded nothing"
+        for metric in scenario["metrics"]:
+            value = metric["value"]
+            assert math.isfinite(value) and value > 0, f"{name} {metric}"
+            if metric["baseline"] is not None:
+                assert metric["ratio"] is not None and metric["ratio"] > 0, f"{name} {metric}"
+        for series, stats in scenario["latencies_ms"].items():
+            assert stats["count"] > 0 and stats["p50"] > 0, f"{name} {series}"
+            assert stats["p50"] <= stats["p99"] <= stats["max"], f"{name} {series}"
+
+
+def test_ingest_reports_against_baselines_and_resources(
+    smoke: tuple[dict[str, Any], str, Path],
+) -> None:
+    scenarios = _by_name(smoke[0])
+    stream = {
+        m["row"] + "/" + m["column"]: m for m in scenarios["ingest.stream.short_logs"]["metrics"]
+    }
+    assert stream["durable + announced/entries/s"]["baseline"] == (
+        "baseline.verify/1 core/verifications/s"
+    )
+    unary = {
+        m["row"] + "/" + m["column"]: m for m in scenarios["ingest.unary.short_logs"]["metrics"]
+    }
+    for level in (1, 16, 64):
+        assert unary[f"c={level}/entries/s"]["baseline"] == (
+            f"baseline.grpc_echo/unary c={level}/calls/s"
+        )
+        assert unary[f"c={level}/p99 ms"]["value"] > 0
+    for name in ("ingest.unary.short_logs", "ingest.stream.short_logs", "ingest.stream.long_log"):
+        columns = {m["column"] for m in scenarios[name]["metrics"] if m["kind"] == "resource"}
+        assert columns >= {
+            "node peak RSS MiB",
+            "nats peak RSS MiB",
+            "store B/entry",
+            "nats B/entry",
+        }
+    long_log = {
+        m["row"] + "/" + m["column"] for m in scenarios["ingest.stream.long_log"]["metrics"]
+    }
+    assert {"first 10%/wall µs/entry", "last 10%/wall µs/entry"} <= long_log
+
+
+def test_profile_lists_top_costs(smoke: tuple[dict[str, Any], str, Path]) -> None:
+    profile = _by_name(smoke[0])["profile.ingest"]
+    if profile["status"] != "ok":
+        pytest.skip(profile["reason"])
+    profiles = profile["notes"]["profiles"]
+    assert set(profiles) == {"stream", "unary c=16"}
+    for top in profiles.values():
+        assert top["samples"] > 0
+        assert top["self"] and top["inclusive"] and top["areas"] and top["threads"]
+    assert "Top costs on the node, stream" in smoke[1]
+
+
+def test_charts_are_written(smoke: tuple[dict[str, Any], str, Path]) -> None:
+    out_dir = smoke[2]
+    names = sorted(p.name.split("-", 3)[-1] for p in out_dir.glob("*.png"))
+    assert names == ["latency.png", "long-log.png", "throughput.png"]

@@ -1,0 +1,353 @@
+"""The materializer across disorder and failure: events out of order or twice, restarts, a
+rebuild from the stream (in-process and from the command line), and kill -9 mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import nats
+import pytest
+
+from pandanode.core import PinnedRelationList
+from pandanode.ingest.v1 import ingest_pb2 as pb
+from pandanode.ingest.v1 import ingest_pb2_grpc
+from pandanode.services.cli import build_parser
+from pandanode.services.node import Node
+from pandanode.services.query.materializer import rebuild
+from pandanode.services.query.store import QueryStore
+from pandanode.services.runtime.bus import Bus, connect_bus
+from pandanode.services.runtime.events import STREAM_NAME, operation_ingested_subject
+from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
+from pandanode.services.runtime.settings import Settings
+from tests.services.ingest.helpers import (
+    Author,
+    log_heights,
+    publish,
+    publish_batches,
+    publish_schema,
+    wait_for_stream_count,
+)
+from tests.services.test_node import NodeProcess
+
+from .materializer_helpers import (
+    Feed,
+    Recorder,
+    corpus,
+    running_materializer,
+    snapshot,
+    wait_caught_up,
+)
+
+PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
+
+
+@pytest.fixture
+async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
+    """A connection to a standalone NATS server with the event stream in place."""
+    connected = await connect_bus(nats_server.url, name="materializer-tests")
+    try:
+        yield connected
+    finally:
+        await connected.close()
+
+
+async def test_events_out_of_order_and_twice_give_the_same_views_as_in_order(
+    tmp_path: Path, bus: Bus
+) -> None:
+    operations = corpus()
+    in_order = Feed(bus.js)
+    in_order.learn(operations)
+    for signed in operations:
+        await in_order.send(signed)
+    async with running_materializer(tmp_path / "in-order", bus, durable="a") as materializer:
+        await wait_caught_up(materializer, bus.js)
+        expected = snapshot(materializer.store, checkpoint=False)
+        assert materializer.store.pending_views() == []
+        assert materializer.store.pending_documents() == {}
+        assert materializer.store.pending_blobs() == {}
+
+    # Another stream where every operation comes after what depends on it, some twice.
+    other_nats = EmbeddedNats(store_dir=tmp_path / "nats-reversed")
+    await other_nats.start()
+    try:
+        other = await connect_bus(other_nats.url)
+        reversed_feed = Feed(other.js)
+        reversed_feed.learn(operations)
+        for index, signed in enumerate(reversed(operations)):
+            await reversed_feed.send(signed)
+            if index % 5 == 0:
+                await reversed_feed.send(signed, message_id=f"again-{signed.hash}")
+        async with running_materializer(tmp_path / "reversed", other, batch_size=7) as late:
+            await wait_caught_up(late, other.js)
+            assert snapshot(late.store, checkpoint=False) == expected
+        await other.close()
+    finally:
+        await other_nats.stop()
+
+
+async def test_redelivered_events_change_nothing(tmp_path: Path, bus: Bus) -> None:
+    operations = corpus()
+    feed = Feed(bus.js)
+    feed.learn(operations)
+    for signed in operations:
+        await feed.send(signed)
+    path = tmp_path / "query"
+    async with running_materializer(path, bus, batch_size=10) as materializer:
+        await wait_caught_up(materializer, bus.js)
+        before = snapshot(materializer.store)
+        checkpoint = materializer.checkpoint
+
+    # Forget the checkpoint: the whole stream is delivered and applied again.
+    store = QueryStore(path)
+    batch = store.begin()
+    batch.set_checkpoint(0)
+    store.commit(batch)
+    store.close()
+    recorder = Recorder()
+    async with running_materializer(path, bus) as materializer:
+        materializer.add_listener(recorder)
+        await wait_caught_up(materializer, bus.js)
+        assert materializer.checkpoint == checkpoint
+        assert snapshot(materializer.store) == before
+    assert recorder.changes == []
+
+
+async def test_a_malformed_event_is_skipped_and_the_stream_goes_on(
+    tmp_path: Path, bus: Bus
+) -> None:
+    operations = corpus()[:3]
+    feed = Feed(bus.js)
+    feed.learn(operations)
+    await feed.send(operations[0])
+    await bus.js.publish(
+        operation_ingested_subject("ab" * 32, 0), b"\x0a\x03not an event", headers=None
+    )
+    for signed in operations[1:]:
+        await feed.send(signed)
+    async with running_materializer(tmp_path / "query", bus) as materializer:
+        await wait_caught_up(materializer, bus.js)
+        assert materializer.checkpoint == 4
+        assert all(materializer.is_operation_materialized(s.hash) for s in operations)
+
+
+async def test_restart_resumes_from_the_checkpoint_with_pending_work_kept(
+    settings: Settings,
+) -> None:
+    alice, bob = Author(), Author()
+    later = bob.create("blob_piece_v1", {"data": b"late"})
+    async with Node(settings) as node, grpc.aio.insecure_channel(node.address) as channel:
+        assert node.query is not None
+        ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+        schema_id = await publish_schema(ingest, alice, "note", {"title": "str"})
+        first = alice.create(schema_id, {"title": "first"})
+        await publish(ingest, first)
+        blob = alice.create(
+            "blob_v1",
+            {"length": 4, "mime_type": "text/plain", "pieces": PinnedRelationList([[later.hash]])},
+        )
+        await publish(ingest, blob)
+        assert await node.query.wait_for_operation(blob.hash, 15)
+        assert node.query.store.pending_views() == [later.hash]
+        checkpoint = node.query.checkpoint
+
+    async with Node(settings) as node, grpc.aio.insecure_channel(node.address) as channel:
+        assert node.query is not None
+        assert node.query.checkpoint == checkpoint
+        recorder = Recorder()
+        node.query.add_listener(recorder)
+        ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+        second = alice.update(schema_id, first.hash, [first.hash], {"title": "second"})
+        await publish_batches(ingest, [[second, later]])
+        assert await node.query.wait_for_operation(later.hash, 15)
+        assert await node.query.wait_for_operation(second.hash, 15)
+        # Only what happened after the restart is reported.
+        assert sorted(c.document.view_id for c in recorder.changes) == sorted(
+            [second.hash, later.hash]
+        )
+        assert node.query.checkpoint > checkpoint
+        found = node.query.blob(document_id=blob.hash)
+        assert found is not None and b"".join(found.chunks) == b"late"
+        assert node.query.store.pending_views() == []
+        assert node.query.store.pending_blobs() == {}
+
+
+async def test_rebuild_gives_the_same_store_for_any_batch_size(node: Node, tmp_path: Path) -> None:
+    assert node.query is not None
+    operations = corpus()
+    async with grpc.aio.insecure_channel(node.address) as channel:
+        ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+        await publish_batches(ingest, [operations[:10], operations[10:]])
+    client = await nats.connect(node.nats_url)
+    try:
+        js = client.jetstream()
+        await wait_caught_up(node.query, js)
+        live = snapshot(node.query.store)
+        for batch_size in (1, 6, 1000):
+            path = tmp_path / f"rebuilt-{batch_size}"
+            applied = await rebuild(path, js, batch_size=batch_size)
+            assert applied == len(operations)
+            store = QueryStore(path)
+            try:
+                assert snapshot(store) == live, f"rebuild with batches of {batch_size} differs"
+            finally:
+                store.close()
+    finally:
+        await client.close()
+
+
+async def test_rebuild_command_rebuilds_and_refuses_a_store_in_use(
+    node: Node, tmp_path: Path
+) -> None:
+    assert node.query is not None
+    operations = corpus()
+    async with grpc.aio.insecure_channel(node.address) as channel:
+        ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+        await publish_batches(ingest, [operations])
+    client = await nats.connect(node.nats_url)
+    try:
+        await wait_caught_up(node.query, client.jetstream())
+    finally:
+        await client.close()
+
+    data_dir = tmp_path / "elsewhere"
+    command = [*PANDANODE, "query", "rebuild", "--nats", node.nats_url, "--data-dir"]
+    done = await asyncio.to_thread(
+        subprocess.run, [*command, str(data_dir)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"rebuilt from {len(operations)} events" in done.stdout
+    store = QueryStore(data_dir / "query")
+    try:
+        assert snapshot(store) == snapshot(node.query.store)
+    finally:
+        store.close()
+
+    in_use = await asyncio.to_thread(
+        subprocess.run,
+        [*command, str(node.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert in_use.returncode == 1
+    assert "rebuild failed" in in_use.stderr
+    assert node.query.document(operations[0].hash) is not None  # untouched
+
+
+async def test_kill_9_mid_stream_then_restart_equals_a_rebuild(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    address = f"127.0.0.1:{free_port()}"
+    process = NodeProcess(["up", "--data-dir", str(data_dir), "--listen", address])
+    process.start()
+    authors = [Author() for _ in range(4)]
+    try:
+        await process.wait_serving(address)
+        async with grpc.aio.insecure_channel(address) as channel:
+            ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+            schema_id = await publish_schema(ingest, authors[0], "note", {"title": "str"})
+            documents = [author.create(schema_id, {"title": "0"}) for author in authors]
+            await publish_batches(ingest, [documents])
+            tips = {document.hash: [document.hash] for document in documents}
+            killed = False
+
+            async def requests() -> AsyncIterator[pb.PublishStreamRequest]:
+                for index in range(1, 400):
+                    # Two authors per document build on the same tips (a fork); the next
+                    # round's updates merge the two branches.
+                    updates = []
+                    forks: dict[str, list[str]] = {}
+                    for position, author in enumerate(authors):
+                        target = documents[(position // 2 + index) % len(documents)].hash
+                        title = {"title": f"{index} by {position}"}
+                        update = author.update(schema_id, target, tips[target], title)
+                        updates.append(update)
+                        forks.setdefault(target, []).append(update.hash)
+                    tips.update(forks)
+                    yield pb.PublishStreamRequest(items=[u.request() for u in updates])
+                    if killed:
+                        return
+
+            acknowledged = 0
+            try:
+                async for response in ingest.PublishStream(requests()):
+                    for result in response.results:
+                        assert result.HasField("ok"), result.error
+                    acknowledged += len(response.results)
+                    if acknowledged >= 600 and not killed:
+                        process.kill()
+                        killed = True
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.UNAVAILABLE
+            assert killed, "the stream ended before the node was killed"
+    finally:
+        if process.process is not None and process.process.poll() is None:
+            process.kill()
+
+    async with Node(Settings(data_dir=data_dir, listen="127.0.0.1:0")) as node:
+        assert node.query is not None
+        client = await nats.connect(node.nats_url)
+        try:
+            js = client.jetstream()
+            async with grpc.aio.insecure_channel(node.address) as channel:
+                stored = sum(
+                    (await log_heights(ingest_pb2_grpc.IngestServiceStub(channel))).values()
+                )
+            # Ingest re-announces what it had stored but not announced before the kill.
+            await wait_for_stream_count(js, stored, timeout=15)
+            await wait_caught_up(node.query, js)
+            live = snapshot(node.query.store)
+            assert len([key for key, _ in live if key[:1] == b"D"]) == 6  # 2 definitions, 4 notes
+            await rebuild(tmp_path / "rebuilt", js)
+            store = QueryStore(tmp_path / "rebuilt")
+            try:
+                assert snapshot(store) == live
+            finally:
+                store.close()
+        finally:
+            await client.close()
+
+
+async def test_query_replicas_each_have_their_own_durable_consumer(
+    tmp_path: Path, bus: Bus
+) -> None:
+    operations = corpus()
+    feed = Feed(bus.js)
+    feed.learn(operations)
+    for signed in operations[:20]:
+        await feed.send(signed)
+    async with (
+        running_materializer(tmp_path / "one", bus, durable="replica-1") as one,
+        running_materializer(tmp_path / "two", bus, durable="replica-2", batch_size=3) as two,
+    ):
+        for signed in operations[20:]:
+            await feed.send(signed)
+        await wait_caught_up(one, bus.js)
+        await wait_caught_up(two, bus.js)
+        consumers = {info.name for info in await bus.js.consumers_info(STREAM_NAME)}
+        assert {"replica-1", "replica-2"} <= consumers
+        assert snapshot(one.store) == snapshot(two.store)
+
+
+async def test_serve_query_runs_the_query_service_alone(tmp_path: Path, bus: Bus) -> None:
+    args = build_parser().parse_args(["serve", "query", "--nats", "nats://127.0.0.1:1"])
+    assert (args.command, args.service) == ("serve", "query")
+    operations = corpus()[:3]
+    feed = Feed(bus.js)
+    feed.learn(operations)
+    settings = Settings(data_dir=tmp_path / "query-only", listen="127.0.0.1:0")
+    nats_url = bus.client.connected_url
+    assert nats_url is not None
+    url = f"nats://{nats_url.hostname}:{nats_url.port}"
+    async with Node(settings.with_changes(nats_url=url), ("query",)) as node:
+        assert node.query is not None and node.ingest is None
+        for signed in operations:
+            await feed.send(signed)
+        await wait_caught_up(node.query, bus.js)
+        assert "post" in [schema.name for schema in node.query.schemas()]
+    assert (settings.data_dir / "query").is_dir()
+    assert not (settings.data_dir / "ingest").exists()

@@ -1,0 +1,323 @@
+"""The pure parts of the materializer: the view codec, typing, pins, changes, blob assembly."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pandanode.core import KeyPair, decode_operation, encode_operation, sign_and_encode_entry
+from pandanode.core.document import DocumentOperation, materialize
+from pandanode.core.errors import DocumentError, PandanodeError, Reason, SchemaError
+from pandanode.core.hash import generate_hash
+from pandanode.core.operation import PinnedRelation, PinnedRelationList, Relation, RelationList
+from pandanode.core.schema import (
+    BLOB_V1,
+    FieldType,
+    Schema,
+    SchemaId,
+    typed_fields,
+    validate_operation,
+)
+from pandanode.services.query.blobs import (
+    InvalidBlobError,
+    assemble_blob,
+    blob_piece_views,
+    is_blob,
+)
+from pandanode.services.query.materializer import (
+    IngestedEvent,
+    affected_documents,
+    build_view,
+    change_kind,
+    pinned_view_ids,
+)
+from pandanode.services.query.model import ChangeKind, MaterializedDocument, TypedValue
+from pandanode.services.query.store import StoredOperation, decode_view, encode_view
+from pandanode.services.runtime.settings import Settings, SettingsError
+
+OP_IDS = st.binary(min_size=32, max_size=32).map(lambda raw: "0020" + raw.hex())
+VIEW_IDS = st.lists(OP_IDS, min_size=1, max_size=3, unique=True).map(lambda ids: tuple(sorted(ids)))
+FLOATS = st.floats(allow_nan=True, allow_infinity=True) | st.binary(min_size=8, max_size=8).map(
+    lambda raw: float(struct.unpack(">d", raw)[0])
+)
+TYPED_VALUES: st.SearchStrategy[TypedValue] = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    FLOATS,
+    st.text(),
+    st.binary(),
+    OP_IDS.map(Relation),
+    st.lists(OP_IDS, max_size=4).map(RelationList),
+    VIEW_IDS.map(PinnedRelation),
+    st.lists(VIEW_IDS, max_size=3).map(PinnedRelationList),
+)
+
+
+def _same_value(a: TypedValue, b: TypedValue) -> bool:
+    """Equality that tells floats apart by their bits (NaN payloads, -0.0)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return struct.pack(">d", a) == struct.pack(">d", b)
+    return type(a) is type(b) and a == b
+
+
+@given(
+    fields=st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True), TYPED_VALUES),
+    operation_ids=st.frozensets(OP_IDS, min_size=1, max_size=5),
+    view_id=VIEW_IDS,
+    flags=st.tuples(st.booleans(), st.booleans()),
+)
+def test_view_codec_round_trips_every_typed_value_exactly(
+    fields: dict[str, TypedValue],
+    operation_ids: frozenset[str],
+    view_id: tuple[str, ...],
+    flags: tuple[bool, bool],
+) -> None:
+    document = MaterializedDocument(
+        document_id=min(operation_ids),
+        view_id="_".join(view_id),
+        schema_id="event_" + "_".join(view_id),
+        owner=KeyPair().public_key(),
+        edited=flags[0],
+        deleted=flags[1],
+        fields=dict(sorted(fields.items())),
+        operation_ids=operation_ids,
+    )
+    decoded = decode_view(encode_view(document))
+    assert list(decoded.fields) == list(document.fields)
+    for name, value in document.fields.items():
+        assert _same_value(decoded.fields[name], value), name
+    assert decoded == dataclasses.replace(document, fields=decoded.fields)  # floats: see above
+
+
+def test_view_codec_keeps_nan_payloads_and_negative_zero() -> None:
+    quiet_nan_with_payload = struct.unpack(">d", bytes.fromhex("7ff8000000000123"))[0]
+    document = MaterializedDocument(
+        document_id="0020" + "11" * 32,
+        view_id="0020" + "11" * 32,
+        schema_id="blob_v1",
+        owner="22" * 32,
+        edited=False,
+        deleted=False,
+        fields={"a": quiet_nan_with_payload, "b": -0.0, "c": math.inf},
+        operation_ids=frozenset({"0020" + "11" * 32}),
+    )
+    fields = decode_view(encode_view(document)).fields
+    nan, zero = fields["a"], fields["b"]
+    assert isinstance(nan, float) and isinstance(zero, float)
+    assert struct.pack(">d", nan).hex() == "7ff8000000000123"
+    assert math.copysign(1.0, zero) == -1.0
+    assert fields["c"] == math.inf
+
+
+ALL_TYPES = Schema(
+    SchemaId.application("everything", "0020" + "ab" * 32),
+    "every field type",
+    {
+        "b": FieldType("bool"),
+        "by": FieldType("bytes"),
+        "f": FieldType("float"),
+        "i": FieldType("int"),
+        "pr": FieldType("pinned_relation", SchemaId.system("blob")),
+        "prl": FieldType("pinned_relation_list", SchemaId.system("blob")),
+        "r": FieldType("relation", SchemaId.system("blob")),
+        "rl": FieldType("relation_list", SchemaId.system("blob")),
+        "s": FieldType("str"),
+    },
+)
+A, B, C = ("0020" + c * 64 for c in "abc")
+
+
+def test_typed_fields_gives_what_validate_operation_gives() -> None:
+    values: dict[str, TypedValue] = {
+        "b": True,
+        "by": b"\x00\x01",
+        "f": -0.0,
+        "i": -(2**63),
+        "pr": PinnedRelation([A, B]),
+        "prl": PinnedRelationList([[A], [B, C]]),
+        "r": Relation(C),
+        "rl": RelationList([C, A, C]),
+        "s": "しろくま",
+    }
+    operation = decode_operation(encode_operation(schema_id=str(ALL_TYPES.id), fields=values))
+    assert operation.fields is not None
+    expected = validate_operation(operation, ALL_TYPES)
+    assert typed_fields(operation.fields, ALL_TYPES) == expected
+    # A subset is fine (a view keeps every field, an UPDATE gives some).
+    assert typed_fields({"s": "x"}, ALL_TYPES) == {"s": "x"}
+    with pytest.raises(SchemaError) as unexpected:
+        typed_fields({"zzz": 1}, ALL_TYPES)
+    assert unexpected.value.reason == Reason.UNEXPECTED_FIELD
+    with pytest.raises(SchemaError) as mismatch:
+        typed_fields({"i": "1"}, ALL_TYPES)
+    assert mismatch.value.reason == Reason.FIELD_TYPE_MISMATCH
+
+
+def test_pinned_view_ids_lists_each_pinned_view_once_in_field_order() -> None:
+    fields: dict[str, TypedValue] = {
+        "a": PinnedRelation([A, B]),
+        "b": PinnedRelationList([[C], [A, B], [C]]),
+        "c": Relation(A),
+        "d": RelationList([B]),
+    }
+    assert pinned_view_ids(fields) == [f"{A}_{B}", C]
+    assert pinned_view_ids({}) == []
+
+
+def _document(view_id: str, *, deleted: bool = False) -> MaterializedDocument:
+    return MaterializedDocument(A, view_id, "blob_v1", "22" * 32, edited=False, deleted=deleted)
+
+
+def test_change_kind_says_created_updated_deleted_or_nothing() -> None:
+    assert change_kind(None, _document(A)) == ChangeKind.CREATED
+    assert change_kind(_document(A), _document(B)) == ChangeKind.UPDATED
+    assert change_kind(_document(A), _document(B, deleted=True)) == ChangeKind.DELETED
+    assert change_kind(None, _document(B, deleted=True)) == ChangeKind.DELETED
+    assert change_kind(_document(A), _document(A)) is None
+
+
+def _signed_event(sequence: int, document_id: str | None = None) -> IngestedEvent:
+    key_pair = KeyPair()
+    operation = encode_operation(
+        schema_id="schema_field_definition_v1", fields={"name": "a", "type": "str"}
+    )
+    entry = sign_and_encode_entry(operation, key_pair, log_id=0, seq_num=1)
+    op_id = generate_hash(entry)
+    stored = StoredOperation(
+        op_id, key_pair.public_key(), 0, 1, document_id or op_id, "x", operation
+    )
+    return IngestedEvent(sequence, stored, entry, stored.decode())
+
+
+def test_affected_documents_keeps_first_order_and_last_sequence() -> None:
+    first, second = _signed_event(1), _signed_event(2)
+    again = _signed_event(3, first.operation.document_id)
+    assert affected_documents([first, second, again]) == {
+        first.operation.document_id: 3,
+        second.operation.document_id: 2,
+    }
+
+
+def test_ingested_event_parses_the_announced_payload() -> None:
+    from pandanode.events.v1.events_pb2 import OperationIngested
+
+    event = _signed_event(1)
+    stored = event.operation
+    payload = OperationIngested(
+        entry=event.entry,
+        operation=stored.operation,
+        operation_id=stored.operation_id,
+        document_id=stored.document_id,
+        schema_id=stored.schema_id,
+        public_key=stored.public_key,
+        log_id=stored.log_id,
+        seq_num=stored.seq_num,
+        sequence=99,
+    ).SerializeToString()
+    assert IngestedEvent.parse(7, payload) == IngestedEvent(7, stored, event.entry, event.decoded)
+
+    broken = OperationIngested()
+    broken.ParseFromString(payload)
+    broken.document_id = "not hex"
+    with pytest.raises(ValueError, match="document_id"):
+        IngestedEvent.parse(8, broken.SerializeToString())
+    broken.document_id, broken.operation = stored.document_id, b"\x80"
+    with pytest.raises(PandanodeError):
+        IngestedEvent.parse(9, broken.SerializeToString())
+
+
+def test_build_view_is_materialize_with_typed_fields() -> None:
+    key_pair = KeyPair()
+    schema_id = str(ALL_TYPES.id)
+    create_fields: dict[str, TypedValue] = {
+        "b": False,
+        "by": b"",
+        "f": 1.5,
+        "i": 1,
+        "pr": PinnedRelation([A]),
+        "prl": PinnedRelationList([]),
+        "r": Relation(B),
+        "rl": RelationList([]),
+        "s": "a",
+    }
+    create_bytes = encode_operation(schema_id=schema_id, fields=create_fields)
+    create_entry = sign_and_encode_entry(create_bytes, key_pair, log_id=0, seq_num=1)
+    create_id = generate_hash(create_entry)
+    update_bytes = encode_operation(
+        action="update", schema_id=schema_id, previous=[create_id], fields={"s": "b"}
+    )
+    update_entry = sign_and_encode_entry(
+        update_bytes, key_pair, log_id=0, seq_num=2, backlink=create_id
+    )
+    operations = [
+        DocumentOperation(create_id, key_pair.public_key(), decode_operation(create_bytes)),
+        DocumentOperation(
+            generate_hash(update_entry), key_pair.public_key(), decode_operation(update_bytes)
+        ),
+    ]
+    current = build_view(operations, ALL_TYPES)
+    reference = materialize(operations)
+    assert current.view_id == str(reference.view_id)
+    assert (current.edited, current.deleted, current.owner) == (True, False, key_pair.public_key())
+    assert current.fields == {**create_fields, "s": "b"}
+    assert current.operation_ids == frozenset(reference.walk_order)
+    first = build_view(operations, ALL_TYPES, create_id)
+    assert first.fields == create_fields and first.view_id == create_id and not first.edited
+    with pytest.raises(DocumentError):
+        build_view(operations[1:], ALL_TYPES)
+
+
+def _blob(length: int, pieces: list[list[str]], *, deleted: bool = False) -> MaterializedDocument:
+    fields: dict[str, TypedValue] = {
+        "length": length,
+        "mime_type": "text/plain",
+        "pieces": PinnedRelationList(pieces),
+    }
+    return MaterializedDocument(
+        A, A, str(BLOB_V1.id), "22" * 32, False, deleted, {} if deleted else fields
+    )
+
+
+def _piece(view_id: str, data: bytes, schema_id: str = "blob_piece_v1") -> MaterializedDocument:
+    return MaterializedDocument(
+        view_id, view_id, schema_id, "22" * 32, False, False, {"data": data}
+    )
+
+
+def test_assemble_blob_concatenates_in_list_order_and_checks_the_length() -> None:
+    blob = _blob(7, [[B], [C], [B]])
+    assert is_blob(blob) and blob_piece_views(blob) == [B, C, B]
+    assembled = assemble_blob(blob, [_piece(B, b"ab"), _piece(C, b"cde"), _piece(B, b"ab")])
+    assert (assembled.mime_type, assembled.length) == ("text/plain", 7)
+    assert b"".join(assembled.chunks) == b"abcdeab"
+    empty = assemble_blob(_blob(0, []), [])
+    assert empty.chunks == [] and empty.length == 0
+
+
+@pytest.mark.parametrize(
+    ("blob", "pieces", "problem"),
+    [
+        (_blob(3, [[B]]), [_piece(B, b"ab")], "claims 3 bytes, its pieces hold 2"),
+        (_blob(2, [[B], [C]]), [_piece(B, b"ab")], "lists 2 pieces, 1 were given"),
+        (_blob(2, [[B]]), [_piece(B, b"ab", "blob_v1")], "not a blob_piece_v1 view"),
+        (_blob(0, [], deleted=True), [], "is not a blob_v1 view"),
+    ],
+)
+def test_assemble_blob_refuses_pieces_that_do_not_make_the_file(
+    blob: MaterializedDocument, pieces: list[MaterializedDocument], problem: str
+) -> None:
+    with pytest.raises(InvalidBlobError, match=problem):
+        assemble_blob(blob, pieces)
+
+
+def test_the_durable_consumer_name_is_a_setting_jetstream_accepts() -> None:
+    assert Settings().query_durable == "query"
+    assert Settings.load({}, env={"PANDANODE_QUERY_DURABLE": "query-2"}).query_durable == "query-2"
+    for bad in ("", "a.b", "a b", "a>", "x" * 65):
+        with pytest.raises(SettingsError, match="query_durable"):
+            Settings(query_durable=bad)
