@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pandanode.client.cli import register as register_client_commands
+
 from .node import SERVICES, Node
 from .query.materializer import rebuild
 from .query.store import QueryStore
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="nats_url",
         help="NATS server URL (default: the all-in-one node's embedded NATS in the data dir)",
     )
+    register_client_commands(commands)
     return parser
 
 
@@ -100,6 +103,9 @@ async def _run(settings: Settings, services: tuple[str, ...]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pandanode`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if hasattr(args, "run"):  # a client command (pandanode.client.cli)
+        code: int = args.run(args)
+        return code
     flags = {
         "data_dir": args.data_dir,
         "listen": args.listen,

@@ -14,12 +14,15 @@ from pathlib import Path
 from types import TracebackType
 
 from pandanode.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from pandanode.query.v1 import query_pb2, query_pb2_grpc
 
 from .ingest.ingest import Ingest
 from .ingest.outbox import Announcer
 from .ingest.servicer import IngestServicer
 from .ingest.store import LogStore
 from .query.materializer import Materializer
+from .query.service import Query
+from .query.servicer import QueryServicer
 from .query.store import QueryStore
 from .runtime.bus import Bus, connect_bus
 from .runtime.nats_server import EmbeddedNats
@@ -63,6 +66,7 @@ class Node:
         self.ingest: Ingest | None = None
         self._query_store: QueryStore | None = None
         self.query: Materializer | None = None
+        self.reads: Query | None = None
         self._stopped = asyncio.Event()
 
     @property
@@ -109,6 +113,13 @@ class Node:
                 batch_size=self.settings.query_batch_size,
             )
             await self.query.start()
+            self.reads = Query(self.query, max_page_size=self.settings.max_page_size)
+            query_pb2_grpc.add_QueryServiceServicer_to_server(
+                QueryServicer(self.reads), self._server.server
+            )
+            self._server.add_services(
+                [query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name]
+            )
         self.address = await self._server.start()
         await self._server.set_serving()
         log.info(
@@ -129,6 +140,9 @@ class Node:
         if self._announcer is not None:
             await self._announcer.stop()
             self._announcer = None
+        if self.reads is not None:
+            self.reads.close()
+            self.reads = None
         if self.query is not None:
             await self.query.stop()
             self.query = None

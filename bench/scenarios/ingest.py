@@ -77,7 +77,7 @@ async def _stream_and_announce(
     "ingest.unary.short_logs",
     title="Publish (unary) at 1/16/64 in flight, many short logs (each worker takes whole logs)",
     options=(
-        Option("--unary-entries", int, 4000, "entries per concurrency level", smoke=64),
+        Option("--unary-entries", int, 3000, "entries per concurrency level", smoke=64),
         Option("--short-log-length", int, 10, "entries per short log", smoke=4),
     ),
 )

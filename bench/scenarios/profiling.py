@@ -40,7 +40,7 @@ __all__: list[str] = []
     title="py-spy (raw, all threads) on the node: PublishStream, then unary Publish at c=16",
     requires=("py-spy",),
     options=(
-        Option("--profile-entries", int, 50_000, "entries streamed under py-spy", smoke=600),
+        Option("--profile-entries", int, 30_000, "entries streamed under py-spy", smoke=600),
         Option(
             "--profile-unary-entries", int, 3000, "entries published unary under py-spy", smoke=64
         ),

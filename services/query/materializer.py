@@ -841,9 +841,8 @@ async def rebuild(path: Path, js: JetStreamContext, *, batch_size: int = DEFAULT
                 inactive_threshold=60.0,
             ),
         )
-        consumer = await subscription.consumer_info()
         applied = 0
-        pending = consumer.num_pending or 0
+        pending = (await subscription.consumer_info()).num_pending or 0
         while pending > 0:
             messages = await subscription.fetch(batch_size, timeout=_FETCH_TIMEOUT)
             events, last = _parse_events(messages, store.checkpoint())
@@ -854,6 +853,7 @@ async def rebuild(path: Path, js: JetStreamContext, *, batch_size: int = DEFAULT
     finally:
         if subscription is not None:
             with contextlib.suppress(Exception):
+                name = (await subscription.consumer_info()).name
                 await subscription.unsubscribe()
-                await js.delete_consumer(STREAM_NAME, consumer.name)
+                await js.delete_consumer(STREAM_NAME, name)
         store.close()

@@ -142,7 +142,7 @@ class Query:
         except ValueError:
             return None
 
-    def list(
+    def list_documents(
         self,
         schema_id: str,
         predicates: Sequence[Predicate],

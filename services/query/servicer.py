@@ -74,7 +74,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         """A page of a schema's documents, filtered and ordered."""
         try:
             await self._consistent(request, context)
-            page = self._query.list(
+            page = self._query.list_documents(
                 request.schema_id,
                 predicates_from_pb(request.filters),
                 order_from_pb(request.order_by, request.descending),

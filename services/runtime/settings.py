@@ -40,6 +40,7 @@ class Settings:
         max_concurrent_streams: Most concurrent streams (HTTP/2) per connection.
         write_batch_max: Most entries committed together in one synced RocksDB write.
         read_log_page: Entries per ReadLog response message.
+        max_page_size: Largest page ListDocuments returns (default page size is 25).
         query_durable: Name of the query service's durable JetStream consumer; every query
             replica consuming one stream needs its own.
         query_batch_size: Most events the query service fetches and commits at once.
@@ -57,6 +58,7 @@ class Settings:
     max_concurrent_streams: int = 100
     write_batch_max: int = 1000
     read_log_page: int = 200
+    max_page_size: int = 1000
     query_durable: str = "query"
     query_batch_size: int = 256
     log_level: str = "INFO"

@@ -196,6 +196,8 @@ async def test_rebuild_gives_the_same_store_for_any_batch_size(node: Node, tmp_p
                 assert snapshot(store) == live, f"rebuild with batches of {batch_size} differs"
             finally:
                 store.close()
+        # The rebuild's own consumers are gone; the service's durable one is untouched.
+        assert {info.name for info in await js.consumers_info(STREAM_NAME)} == {"query"}
     finally:
         await client.close()
 
@@ -302,14 +304,23 @@ async def test_kill_9_mid_stream_then_restart_equals_a_rebuild(tmp_path: Path) -
             await wait_caught_up(node.query, js)
             live = snapshot(node.query.store)
             assert len([key for key, _ in live if key[:1] == b"D"]) == 6  # 2 definitions, 4 notes
-            await rebuild(tmp_path / "rebuilt", js)
-            store = QueryStore(tmp_path / "rebuilt")
-            try:
-                assert snapshot(store) == live
-            finally:
-                store.close()
         finally:
             await client.close()
+
+    # Rebuild in place, as a person would: the command starts the node's embedded NATS.
+    rebuilt = await asyncio.to_thread(
+        subprocess.run,
+        [*PANDANODE, "query", "rebuild", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    store = QueryStore(data_dir / "query")
+    try:
+        assert snapshot(store) == live
+    finally:
+        store.close()
 
 
 async def test_query_replicas_each_have_their_own_durable_consumer(
