@@ -71,7 +71,7 @@ class Query:
         schema_id = change.document.schema_id
         if self.catalog.get(schema_id) is not None:
             self.catalog.apply(change)
-        self._applied[schema_id] = change.sequence
+        self._applied[schema_id] = max(self._applied.get(schema_id, 0), change.sequence)
 
     def index(self, schema_id: str) -> SchemaIndex:
         """The listing index of a schema, loaded from the store on first use.
@@ -87,9 +87,13 @@ class Query:
             raise ResourceNotFoundError(
                 f"schema {schema_id!r} is not known to this node (yet)", Reason.SCHEMA_NOT_FOUND
             )
+        # The store may hold commits whose changes are not announced yet: the index then
+        # already contains them, so watches must treat them as part of the snapshot.
+        loaded_at = self.materializer.checkpoint
         index = self.catalog.add_schema(schema)
         for document in self.materializer.documents(schema_id):
             index.upsert(document)
+        self._applied[schema_id] = max(self._applied.get(schema_id, 0), loaded_at)
         return index
 
     # -- consistency ------------------------------------------------------------------------
