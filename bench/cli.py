@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import fnmatch
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -23,7 +24,7 @@ from . import scenarios as _scenarios  # registers every scenario
 from .context import Context
 from .procs import ROOT
 from .registry import REGISTRY, ScenarioResult, add_options, resolve_options
-from .report import render_tables, to_json, write_charts, write_json
+from .report import from_json, render_tables, to_json, write_charts, write_json
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -52,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip", action="append", default=[], metavar="PATTERN", help="skip matching scenarios"
     )
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="print the tables of a results file (and write its charts) instead of running",
+    )
     parser.add_argument(
         "--out-dir",
         type=Path,
@@ -218,17 +225,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"{name:32} {registered.title}{needs}")
         return 0
-    if not _selected(args.only, args.skip):
-        parser.error("no scenario matches --only/--skip")
-    meta, results = asyncio.run(run(args))
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    path = args.out_dir / f"{meta['stamp']}.json"
-    write_json(path, to_json(meta, results))
-    table = render_tables(meta, results)
-    print(table)
-    print(f"results: {path}")
+    if args.render is not None:
+        meta, results = from_json(json.loads(args.render.read_text()))
+        print(render_tables(meta, results))
+        path = args.render
+    else:
+        if not _selected(args.only, args.skip):
+            parser.error("no scenario matches --only/--skip")
+        meta, results = asyncio.run(run(args))
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        path = args.out_dir / f"{meta['stamp']}.json"
+        write_json(path, to_json(meta, results))
+        print(render_tables(meta, results))
+        print(f"results: {path}")
     if not args.no_charts:
-        for chart in write_charts(results, args.out_dir / meta["stamp"], meta["stamp"]):
+        prefix = path.with_suffix("") if args.render is not None else args.out_dir / meta["stamp"]
+        for chart in write_charts(results, prefix, meta["stamp"]):
             print(f"chart:   {chart}")
     failed = [r.name for r in results if r.status == "failed"]
     if failed:

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .registry import Metric, ScenarioResult
+from .registry import LatencySeries, Metric, ScenarioResult
+from .stats import Percentiles
 
-__all__ = ["fmt", "render_tables", "to_json", "write_charts", "write_json"]
+__all__ = ["fmt", "from_json", "render_tables", "to_json", "write_charts", "write_json"]
 
 _RESOURCE_COLUMNS = (
     "node peak RSS MiB",
@@ -42,6 +43,30 @@ def to_json(meta: dict[str, Any], results: Sequence[ScenarioResult]) -> dict[str
     return {"format": 1, **meta, "scenarios": scenarios}
 
 
+def from_json(content: dict[str, Any]) -> tuple[dict[str, Any], list[ScenarioResult]]:
+    """A results file back as the run's metadata and its scenario results (see :func:`to_json`)."""
+    meta = {k: v for k, v in content.items() if k not in ("format", "scenarios")}
+    results = []
+    for item in content["scenarios"]:
+        result = ScenarioResult(item["name"], item["title"], item["status"], item["reason"])
+        result.seconds = item["seconds"]
+        result.metrics = [Metric(**m) for m in item["metrics"]]
+        result.latencies = [
+            LatencySeries(
+                name,
+                Percentiles(
+                    count=int(ms["count"]),
+                    **{k: v / 1e3 for k, v in ms.items() if k != "count"},
+                ),
+            )
+            for name, ms in item["latencies_ms"].items()
+        ]
+        result.series = item["series"]
+        result.notes = item["notes"]
+        results.append(result)
+    return meta, results
+
+
 def fmt(value: float) -> str:
     """A figure with as many digits as it deserves: 19,512 · 851 · 42.1 · 3.07 · 0.412."""
     if value == 0:
@@ -62,7 +87,9 @@ def _baseline_labels(results: Sequence[ScenarioResult]) -> dict[str, str]:
     """A short name for every metric a ratio can refer to: e.g. ``verify 1 core``."""
     labels = {}
     for result in results:
-        short = result.name.removeprefix("baseline.").replace("_", " ")
+        short = result.name
+        if short.startswith("baseline."):
+            short = short.removeprefix("baseline.").replace("_", " ")
         for metric in result.metrics:
             labels[f"{result.name}/{metric.key}"] = f"{short} {metric.row}"
     return labels

@@ -7,7 +7,15 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypeVar, cast
@@ -17,7 +25,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pandanode.core.entry import decode_entry, sign_and_encode_entry
 from pandanode.core.errors import (
+    DecodeError,
     LogIntegrityError,
+    NotFoundError,
     PandanodeError,
     Reason,
     SchemaError,
@@ -49,6 +59,7 @@ from pandanode.query.v1 import query_pb2_grpc
 
 from ._errors import (
     DeadlineExceededError,
+    InvalidRequestError,
     KeyFileError,
     NodeUnavailableError,
     NotServedError,
@@ -56,10 +67,11 @@ from ._errors import (
     error_for_code,
     from_rpc_error,
     mark_remote,
+    told_by_node,
 )
 from ._keys import load_key_pair
 from ._logreads import LogReader
-from ._logs import Author, LogState
+from ._logs import Author, LogState, Writes
 from ._models import (
     Blob,
     BulkResult,
@@ -214,6 +226,8 @@ class _Outgoing:
     log_id: int
     seq_num: int
     log: LogState | None = None
+    document_id: str = ""  # set for items signed here: the document and the operation's id
+    operation_id: str = ""
 
 
 @dataclass(eq=False)
@@ -229,6 +243,7 @@ class _Shared:
     schemas: dict[SchemaId, Schema] = field(default_factory=dict)
     schemas_by_text: dict[str, Schema] = field(default_factory=dict)
     authors: dict[str, Author] = field(default_factory=dict)
+    writes: Writes = field(default_factory=Writes)
     query_served: bool = True
 
 
@@ -332,8 +347,15 @@ class Client:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    async def _call(self, call: Callable[[], Awaitable[_T]], *, retry: bool = True) -> _T:
-        """Run one unary call through the error boundary, retrying UNAVAILABLE if safe."""
+    async def _call(
+        self, call: Callable[[], Awaitable[_T]], *, retry: bool = True, waits: bool = False
+    ) -> _T:
+        """Run one unary call through the error boundary, retrying UNAVAILABLE if safe.
+
+        With ``waits`` the call waits on the node for a write to be materialized: an
+        UNAVAILABLE the node answered then means the wait used up the deadline, and is not
+        retried (only an unreachable node is).
+        """
         attempts = self._shared.retries + 1 if retry else 1
         delay = 0.05
         for attempt in range(attempts):
@@ -341,16 +363,20 @@ class Client:
                 return await call()
             except grpc.aio.AioRpcError as err:
                 error = from_rpc_error(err)
-                if isinstance(error, NodeUnavailableError) and attempt + 1 < attempts:
+                if (
+                    isinstance(error, NodeUnavailableError)
+                    and attempt + 1 < attempts
+                    and not (waits and told_by_node(error))
+                ):
                     await asyncio.sleep(delay)  # back off before the next attempt
                     delay *= 4
                     continue
                 raise error from err
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _query_call(self, call: Callable[[], Awaitable[_T]]) -> _T:
+    async def _query_call(self, call: Callable[[], Awaitable[_T]], *, waits: bool = False) -> _T:
         try:
-            return await self._call(call)
+            return await self._call(call, waits=waits)
         except NotServedError as err:
             raise _not_served(self.address) from err
 
@@ -573,11 +599,34 @@ class Client:
         return await self._current_view(document)
 
     async def _current_view(self, document_id: str) -> _Target:
+        """The latest view of a document this client knows, to build a write on.
+
+        Never older than the last write to the document through this connection (by any
+        :meth:`with_key_pair` sibling), nor than this key pair's last write to it that the node
+        stores (made through another connection, e.g. by an earlier CLI command): the query
+        service is asked to wait until those writes are materialized. A write still in flight
+        in a bulk stream is built on directly.
+        """
+        document_id = document_id.lower()
+        latest = self._shared.writes.latest(document_id)
+        if latest is not None and not latest.stored:
+            return _Target(document_id, latest.operation_id, latest.schema_id)
+        waits = [] if latest is None else [latest.operation_id]
+        if self._key_pair is not None:
+            own = await self._stored_own_write(document_id)
+            if own is not None and own not in waits:
+                waits.insert(0, own)
         if self._shared.query_served:
             try:
-                found = await self.get_document(document_id)
+                for earlier in waits[:-1]:
+                    await self.get_document(document_id, after=earlier)
+                found = await self.get_document(document_id, after=waits[-1] if waits else None)
             except (NotServedError, ResourceNotFoundError):
                 pass
+            except NodeUnavailableError as err:
+                if not told_by_node(err):
+                    raise
+                # Not materialized within the deadline: the logs hold every stored write.
             else:
                 return _Target(found.id, found.view_id, found.schema_id)
         view = await self._call(lambda: self._logs.document(document_id))
@@ -586,6 +635,15 @@ class Client:
                 f"document {document_id} is not known to the node at {self.address}"
             )
         return _Target(view.document_id, str(view.view_id), view.schema_id)
+
+    async def _stored_own_write(self, document_id: str) -> str | None:
+        """The latest operation of this key pair on a document, as the node stores it."""
+        try:
+            # The CREATE's id is a view of the document: enough to find this author's log.
+            args = await self._next_args(self._author().public_key, document_id)
+        except (NotFoundError, DecodeError, InvalidRequestError):
+            return None  # unknown or malformed: reading the document says so
+        return args.backlink if args.seq_num > 1 else None
 
     def _check(self, operation: bytes, schema: Schema) -> None:
         # The node's own schema check, run here so nothing invalid is ever signed.
@@ -642,6 +700,9 @@ class Client:
                     ),
                 )
                 author.documents[response.document_id] = log.log_id
+                self._shared.writes.wrote(
+                    response.document_id, response.operation_id, str(schema.id), stored=True
+                )
                 return Published(
                     operation_id=response.operation_id,
                     document_id=response.document_id,
@@ -769,7 +830,7 @@ class Client:
                 raise ResourceNotFoundError("the node sent no blob header")
             return Blob(b"".join(chunks), header.mime_type, header.document_view_id)
 
-        return await self._query_call(download)
+        return await self._query_call(download, waits=after is not None)
 
     # -- reading documents ----------------------------------------------------------------------
 
@@ -805,7 +866,8 @@ class Client:
             raise ValueError("get_document needs a document_id or a view_id")
         query = self._shared.query
         response = await self._query_call(
-            lambda: query.GetDocument(request, timeout=self._shared.timeout)
+            lambda: query.GetDocument(request, timeout=self._shared.timeout),
+            waits=after is not None,
         )
         return document_from_pb(response.document)
 
@@ -819,7 +881,7 @@ class Client:
         page_token: str = "",
         resolve_depth: int = 0,
         after: Published | str | None = None,
-    ) -> AsyncIterator[Page]:
+    ) -> AsyncGenerator[Page, None]:
         """The pages of a listing, one call per page, as an async iterator.
 
         Args:
@@ -844,7 +906,7 @@ class Client:
             page_size=page_size,
             page_token=page_token,
             resolve_depth=resolve_depth,
-            consistency=_consistency(after),
+            consistency=_consistency(after) or self._schema_consistency(resolved),
         )
         if order_by:
             descending = order_by.startswith("-")
@@ -858,7 +920,8 @@ class Client:
         query = self._shared.query
         while True:
             response = await self._query_call(
-                lambda: query.ListDocuments(request, timeout=self._shared.timeout)
+                lambda: query.ListDocuments(request, timeout=self._shared.timeout),
+                waits=request.HasField("consistency"),
             )
             yield Page(
                 documents=[document_from_pb(message) for message in response.documents],
@@ -880,7 +943,7 @@ class Client:
         page_size: int = 0,
         resolve_depth: int = 0,
         after: Published | str | None = None,
-    ) -> AsyncIterator[Document]:
+    ) -> AsyncGenerator[Document, None]:
         """Every matching document, page after page, as an async iterator.
 
         Arguments as for :meth:`pages`; ``limit`` stops after that many documents.
@@ -909,7 +972,7 @@ class Client:
         schema: SchemaLike,
         *,
         filter: Mapping[str, object] | None = None,
-    ) -> AsyncIterator[Change]:
+    ) -> AsyncGenerator[Change, None]:
         """The matching documents now (``existing``), ``caught_up``, then every change.
 
         Runs until the caller stops iterating (or the node goes away). There is no deadline
@@ -919,6 +982,17 @@ class Client:
         request = qpb.WatchDocumentsRequest(
             schema_id=str(resolved.id), filters=_filters(resolved, filter or {})
         )
+        built = self._schema_consistency(resolved)
+        if built is not None:
+            # A schema created through this connection may not be built by the query service
+            # yet; a watch cannot wait by itself, so wait for its definition first.
+            definition = qpb.GetDocumentRequest(
+                document_view_id=built.document_view_id, consistency=built
+            )
+            query = self._shared.query
+            await self._query_call(
+                lambda: query.GetDocument(definition, timeout=self._shared.timeout), waits=True
+            )
         call = self._shared.query.WatchDocuments(request)
         try:
             async for response in call:
@@ -933,6 +1007,13 @@ class Client:
             raise error from err
         finally:
             call.cancel()
+
+    def _schema_consistency(self, schema: Schema) -> qpb.Consistency | None:
+        """Wait for a schema's definition when this connection created it (else None)."""
+        view_id = schema.id.view_id
+        if view_id is None or self._shared.writes.latest(str(view_id)) is None:
+            return None
+        return qpb.Consistency(document_view_id=str(view_id))
 
     # -- bulk -----------------------------------------------------------------------------------
 
@@ -1040,7 +1121,11 @@ class Client:
                 backlink=args.backlink,
                 skiplink=args.skiplink,
             )
-            log.advance(args.seq_num, generate_hash(entry))
+            operation_id = generate_hash(entry)
+            log.advance(args.seq_num, operation_id)
+        document_id = operation_id if target is None else target.document_id
+        # Later items of this stream that update the document by id build on this one.
+        self._shared.writes.wrote(document_id, operation_id, str(schema.id), stored=False)
         return _Outgoing(
             index=index,
             entry=entry,
@@ -1051,6 +1136,8 @@ class Client:
             log_id=args.log_id,
             seq_num=args.seq_num,
             log=log,
+            document_id=document_id,
+            operation_id=operation_id,
         )
 
     async def _fill_hashes(self, public_key: str, log: LogState) -> None:
@@ -1163,6 +1250,8 @@ class Client:
         writer_done = False
         done = 0
         call = self._shared.ingest.PublishStream(None)
+        writes = self._shared.writes
+        unanswered: dict[int, _Outgoing] = {}  # signed here and handed to the writer
 
         def report(count: int) -> None:
             nonlocal done
@@ -1190,6 +1279,8 @@ class Client:
                         report(1)
                         continue
                     batch.append(item)
+                    if item.document_id:
+                        unanswered[item.index] = item
                     size += len(item.entry) + len(item.operation)
                     if len(batch) >= batch_size or size >= _MAX_BATCH_BYTES:
                         await send(batch)
@@ -1223,6 +1314,11 @@ class Client:
                 slots.release()
                 for item, outcome in zip(batch, response.results, strict=True):
                     result = results[item.index] = _outcome(item, outcome)
+                    if unanswered.pop(item.index, None) is not None:
+                        if isinstance(result, Published):
+                            writes.stored(item.document_id, item.operation_id)
+                        else:
+                            writes.rejected(item.document_id, item.operation_id)
                     if (
                         waiting is not None
                         and isinstance(result, PandanodeError)
@@ -1238,12 +1334,18 @@ class Client:
                 with contextlib.suppress(BaseException):
                     await writing
             call.cancel()
+            # The stream broke: whether these were stored is unknown, so later writes ask the
+            # node instead of building on them.
+            for item in unanswered.values():
+                writes.rejected(item.document_id, item.operation_id)
+                if item.log is not None:
+                    item.log.forget()
         order = indices if indices is not None else sorted(results)
         return BulkResult([results[index] for index in order], time.perf_counter() - started)
 
     async def export(
         self, *, schema_ids: Iterable[str] = (), public_key: str | None = None
-    ) -> AsyncIterator[tuple[bytes, bytes]]:
+    ) -> AsyncGenerator[tuple[bytes, bytes], None]:
         """Every stored ``(entry, operation)`` pair, log by log, in seq order.
 
         Logs of schema field definitions come first, then schema definitions, blob pieces,
@@ -1440,33 +1542,32 @@ def _filters(schema: Schema, conditions: Mapping[str, object]) -> list[qpb.Filte
                 f"{', '.join(sorted(_FILTER_OPERATORS))}"
             )
         message = qpb.Filter(operator=operator)
-        field_type: FieldType | None = None
         if target.startswith("@"):
             message.meta = _meta_field(target[1:])
+            by_view = message.meta == qpb.META_FIELD_DOCUMENT_VIEW_ID
         else:
-            field_type = _known_field(schema, target)
+            kind = _known_field(schema, target).kind
             message.field = target
+            by_view = kind in ("pinned_relation", "pinned_relation_list")
         if operator in (qpb.FILTER_OPERATOR_IN, qpb.FILTER_OPERATOR_NOT_IN):
             if not isinstance(value, list | tuple | set | frozenset):
                 raise ValueError(f"filter {key!r} takes a list of values")
-            message.values.extend(_filter_value(key, item, field_type) for item in value)
+            message.values.extend(_filter_value(key, item, by_view) for item in value)
         else:
-            message.value.CopyFrom(_filter_value(key, value, field_type))
+            message.value.CopyFrom(_filter_value(key, value, by_view))
         filters.append(message)
     return filters
 
 
-def _filter_value(key: str, value: object, field_type: FieldType | None) -> qpb.FilterValue:
+def _filter_value(key: str, value: object, by_view: bool) -> qpb.FilterValue:
+    """One operand; documents and receipts stand for their id (``by_view``: their view id)."""
     if isinstance(value, Document):
-        value = value.id if field_type is None or field_type.kind == "relation" else value.view_id
+        value = value.view_id if by_view else value.id
     elif isinstance(value, Published):
-        is_document = field_type is None or field_type.kind in ("relation", "relation_list")
-        value = value.document_id if is_document else value.view_id
+        value = value.view_id if by_view else value.document_id
     if isinstance(value, bool):
         return qpb.FilterValue(bool_value=value)
-    if isinstance(value, int):
-        if field_type is not None and field_type.kind == "float":
-            return qpb.FilterValue(float_value=float(value))
+    if isinstance(value, int):  # also for float fields: the node compares exact values
         return qpb.FilterValue(int_value=value)
     if isinstance(value, float):
         return qpb.FilterValue(float_value=value)

@@ -54,6 +54,7 @@ __all__ = [
     "from_rpc_error",
     "mark_remote",
     "status_code_of",
+    "told_by_node",
 ]
 
 ERROR_DOMAIN: Final = "pandanode"
@@ -176,6 +177,7 @@ _BY_CODE: Final[dict[grpc.StatusCode, tuple[_ByReason, type[PandanodeError]]]] =
 }
 _CODES_BY_VALUE: Final = {code.value[0]: code for code in grpc.StatusCode}
 _STATUS_ATTRIBUTE: Final = "_pandanode_status_code"
+_TOLD_ATTRIBUTE: Final = "_pandanode_told_by_node"
 
 
 def error_for(code: grpc.StatusCode, reason: str, message: str) -> PandanodeError:
@@ -227,13 +229,24 @@ def from_rpc_error(err: grpc.RpcError) -> PandanodeError:
             if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
                 reason = str(info.reason)
                 break
-    return error_for(code, reason, message)
+    error = error_for(code, reason, message)
+    setattr(error, _TOLD_ATTRIBUTE, bool(reason))
+    return error
 
 
 def mark_remote(error: PandanodeError, code: grpc.StatusCode) -> PandanodeError:
     """Mark ``error`` as an answer of the node with status ``code``; returns it."""
     setattr(error, _STATUS_ATTRIBUTE, code)
     return error
+
+
+def told_by_node(error: BaseException) -> bool:
+    """Whether the node itself decided on ``error`` (its status carried a pandanode reason).
+
+    An UNAVAILABLE the node sent after waiting for a write to be materialized is such an
+    answer; one raised by gRPC because the node cannot be reached is not.
+    """
+    return bool(getattr(error, _TOLD_ATTRIBUTE, False))
 
 
 def status_code_of(error: BaseException) -> grpc.StatusCode | None:

@@ -10,13 +10,14 @@ waiting for each other) and serializes the writes to each log with a per-log loc
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from pandanode.core.keypair import KeyPair
 from pandanode.core.lipmaa import is_skiplink_required, lipmaa
 from pandanode.core.publish import NextArgs
 
-__all__ = ["Author", "LogState"]
+__all__ = ["Author", "LatestWrite", "LogState", "Writes"]
 
 
 @dataclass(eq=False)
@@ -113,3 +114,67 @@ class Author:
         if state is None:
             state = self.logs[log_id] = LogState(log_id, latest=None)
         return state
+
+
+@dataclass(frozen=True, slots=True)
+class LatestWrite:
+    """The latest operation one connection wrote to a document.
+
+    Attributes:
+        operation_id: The operation (for a CREATE also the document id).
+        schema_id: The document's schema.
+        stored: Whether the node acknowledged it; False while it is signed and on its way in
+            a bulk stream (then the query service cannot know it yet).
+    """
+
+    operation_id: str
+    schema_id: str
+    stored: bool
+
+
+@dataclass(eq=False)
+class Writes:
+    """The latest operation written to each document through one connection (any key pair).
+
+    A write that builds on "the current view" of a document must not build on a view older
+    than this connection's own last write to it: the query service materializes asynchronously,
+    so its current view may lag. :meth:`latest` says what to wait for (or build on). Only the
+    most recently written ``limit`` documents are remembered; older writes are long
+    materialized.
+    """
+
+    limit: int = 65_536
+    _latest: OrderedDict[str, tuple[LatestWrite, LatestWrite | None]] = field(
+        default_factory=OrderedDict
+    )
+
+    def latest(self, document_id: str) -> LatestWrite | None:
+        """The latest write to ``document_id`` (acknowledged or in flight), if remembered."""
+        found = self._latest.get(document_id)
+        return None if found is None else found[0]
+
+    def wrote(self, document_id: str, operation_id: str, schema_id: str, *, stored: bool) -> None:
+        """Record a write: acknowledged by the node (``stored``) or signed and in flight."""
+        current = self._latest.pop(document_id, None)
+        before = None
+        if current is not None:
+            before = current[0] if current[0].stored else current[1]
+        self._latest[document_id] = (LatestWrite(operation_id, schema_id, stored), before)
+        while len(self._latest) > self.limit:
+            self._latest.popitem(last=False)
+
+    def stored(self, document_id: str, operation_id: str) -> None:
+        """An in-flight write was acknowledged."""
+        current = self._latest.get(document_id)
+        if current is not None and current[0].operation_id == operation_id:
+            latest = current[0]
+            self._latest[document_id] = (LatestWrite(operation_id, latest.schema_id, True), None)
+
+    def rejected(self, document_id: str, operation_id: str) -> None:
+        """An in-flight write was rejected: the write before it (if any) is the latest again."""
+        current = self._latest.get(document_id)
+        if current is not None and current[0].operation_id == operation_id:
+            if current[1] is None:
+                del self._latest[document_id]
+            else:
+                self._latest[document_id] = (current[1], None)

@@ -157,9 +157,15 @@ class SyncClient:
         """See :meth:`Client.watch`."""
         return self._iterate(self._client.watch(schema, **options))
 
-    def put_blob(self, data: bytes, mime_type: str) -> Published:
+    def put_blob(
+        self,
+        data: bytes,
+        mime_type: str,
+        *,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Published:
         """See :meth:`Client.put_blob`."""
-        return self._run(self._client.put_blob(data, mime_type))
+        return self._run(self._client.put_blob(data, mime_type, progress=progress))
 
     def get_blob(self, document_id: str | None = None, **options: Any) -> Blob:
         """See :meth:`Client.get_blob`."""

@@ -28,7 +28,7 @@ import os
 import re
 import sys
 import tomllib
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Final, TypeAlias
@@ -49,7 +49,7 @@ from ._errors import (
     status_code_of,
 )
 from ._keys import default_key_file, generate_key_pair, load_key_pair, save_key_pair
-from ._models import Create, Document, Published
+from ._models import Change, Create, Document, Published
 
 __all__ = [
     "EXIT_OK",
@@ -204,17 +204,39 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     get.add_argument("document_id", nargs="?")
     get.add_argument("--view-id", help="a document view id instead of the current view")
     get.add_argument("--resolve", type=int, default=0, help="levels of relations to resolve")
+    _after_option(get)
 
     documents = group("documents", "list documents")
     listing = leaf(documents, "list", _documents_list, "list documents of a schema")
     listing.add_argument("schema_id")
     _filter_option(listing)
-    listing.add_argument("--order-by", help="field (or @document_id, @view_id); -field: descending")
+    listing.add_argument(
+        "--order-by",
+        metavar="FIELD",
+        help="a field (or @document_id, @view_id); descending: --desc, or --order-by=-FIELD "
+        "(with '=': argparse reads a lone -FIELD as an option)",
+    )
+    listing.add_argument("--desc", "--descending", action="store_true", help="order descending")
     listing.add_argument("--limit", type=int, default=25, help="at most this many (%(default)s)")
+    _after_option(listing)
 
     watch = leaf(subparsers, "watch", _watch, "print documents of a schema as they change")
     watch.add_argument("schema_id")
     _filter_option(watch)
+    watch.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N documents (existing ones and changes; default: run until Ctrl-C)",
+    )
+    watch.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
 
     blob = group("blob", "upload and download files")
     put = leaf(blob, "put", _blob_put, "upload a file as a blob; prints its document id")
@@ -223,6 +245,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     get = leaf(blob, "get", _blob_get, "download a blob")
     get.add_argument("document_id")
     get.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    _after_option(get)
 
     bulk = leaf(subparsers, "import", _import, "publish a JSON Lines file in bulk")
     bulk.add_argument(
@@ -251,6 +274,15 @@ def _value_options(parser: argparse.ArgumentParser) -> None:
         help="a field value (repeat); bytes as hex or @file, lists comma-separated",
     )
     parser.add_argument("--fields-json", help="field values as a JSON object")
+
+
+def _after_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--after",
+        metavar="OPERATION_ID",
+        help="first wait (up to --timeout) until this operation is materialized, e.g. the "
+        "operation_id a write printed: read your own writes",
+    )
 
 
 def _filter_option(parser: argparse.ArgumentParser) -> None:
@@ -312,6 +344,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_REJECTED
     except OSError as err:
         output.error(f"{err.strerror or err}: {err.filename or ''}".rstrip(": "))
+        return EXIT_USAGE
+    except ValueError as err:  # an argument the client refused before sending anything
+        output.error(str(err), "nothing was sent to the node")
         return EXIT_USAGE
 
 
@@ -410,11 +445,17 @@ _META_TYPES: Final = {"edited": FieldType("bool"), "deleted": FieldType("bool")}
 
 
 def _split_filter(expression: str) -> tuple[str, str, str] | None:
+    # The first operator in the expression wins (the longer one at the same place), so a
+    # value may hold operator characters: 'title=a>b', 'name~x=y'.
+    found: tuple[int, int, str] | None = None
     for symbol, operator in _FILTER_SYMBOLS:
-        target, found, text = expression.partition(symbol)
-        if found:
-            return target, operator, text
-    return None
+        at = expression.find(symbol)
+        if at >= 0 and (found is None or (at, -len(symbol)) < (found[0], -found[1])):
+            found = (at, len(symbol), operator)
+    if found is None:
+        return None
+    at, length, operator = found
+    return expression[:at], operator, expression[at + length :]
 
 
 def parse_filters(expressions: Sequence[str], schema: Schema) -> dict[str, object]:
@@ -590,9 +631,11 @@ async def _schema_list(args: argparse.Namespace, output: Output) -> int:
         output.emit([_schema_dict(schema) for schema in schemas])
         return EXIT_OK
     table = Table(title="schemas", title_justify="left")
-    table.add_column("schema id", overflow="fold")
-    table.add_column("description")
-    table.add_column("fields")
+    # Ids stay whole (to copy them); descriptions and fields wrap instead.
+    widest = max((len(str(schema.id)) for schema in schemas), default=9)
+    table.add_column("schema id", no_wrap=True, min_width=widest)
+    table.add_column("description", ratio=1)
+    table.add_column("fields", ratio=1)
     for schema in schemas:
         table.add_row(str(schema.id), schema.description, schema.describe_fields())
     output.console.print(table)
@@ -640,10 +683,19 @@ async def _document_get(args: argparse.Namespace, output: Output) -> int:
         raise UsageError("give a document id (or --view-id)")
     async with _connect(args) as node:
         document = await node.get_document(
-            args.document_id, view_id=args.view_id, resolve_depth=args.resolve
+            args.document_id, view_id=args.view_id, resolve_depth=args.resolve, after=args.after
         )
     _print_document(output, document)
     return EXIT_OK
+
+
+def _order(args: argparse.Namespace) -> str | None:
+    order_by: str | None = args.order_by
+    if not args.desc:
+        return order_by
+    if order_by is None:
+        return "-@document_id"
+    return order_by if order_by.startswith("-") else f"-{order_by}"
 
 
 async def _documents_list(args: argparse.Namespace, output: Output) -> int:
@@ -653,7 +705,11 @@ async def _documents_list(args: argparse.Namespace, output: Output) -> int:
         found = [
             document
             async for document in node.documents(
-                schema, filter=conditions, order_by=args.order_by, limit=args.limit
+                schema,
+                filter=conditions,
+                order_by=_order(args),
+                limit=args.limit,
+                after=args.after,
             )
         ]
     if output.json:
@@ -674,23 +730,37 @@ async def _documents_list(args: argparse.Namespace, output: Output) -> int:
 
 
 async def _watch(args: argparse.Namespace, output: Output) -> int:
-    colours = {"created": "green", "updated": "yellow", "deleted": "red", "left": "magenta"}
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be more than 0 seconds")
     async with _connect(args) as node:
         schema = await node.get_schema(args.schema_id)
         conditions = parse_filters(args.filter, schema)
-        async for change in node.watch(schema, filter=conditions):
-            document = change.document
-            if output.json:
-                output.emit(
-                    {
-                        "kind": change.kind,
-                        "document": None if document is None else document.to_dict(),
-                    }
-                )
-                continue
-            if document is None:
-                output.console.print("[dim]— caught up; watching for changes (Ctrl-C stops)[/]")
-                continue
+        changes = node.watch(schema, filter=conditions)
+        try:
+            async with asyncio.timeout(args.duration) as scope:
+                await _follow(changes, output, args.limit)
+        except TimeoutError:
+            if not scope.expired():
+                raise  # a deadline of the node, not --duration
+        finally:
+            await changes.aclose()
+    return EXIT_OK
+
+
+async def _follow(changes: AsyncGenerator[Change, None], output: Output, limit: int | None) -> None:
+    colours = {"created": "green", "updated": "yellow", "deleted": "red", "left": "magenta"}
+    shown = 0
+    async for change in changes:
+        document = change.document
+        if output.json:
+            output.emit(
+                {"kind": change.kind, "document": None if document is None else document.to_dict()}
+            )
+        elif document is None:
+            output.console.print("[dim]— caught up; watching for changes (Ctrl-C stops)[/]")
+        else:
             values = ", ".join(
                 f"{name}={_render_value(value, True)}" for name, value in document.fields.items()
             )
@@ -698,7 +768,10 @@ async def _watch(args: argparse.Namespace, output: Output) -> int:
             output.console.print(
                 f"[{colour}]{change.kind:>8}[/] {_short(document.id, True)} {_escape(values)}"
             )
-    return EXIT_OK
+        if document is not None:
+            shown += 1
+            if limit is not None and shown >= limit:
+                return
 
 
 async def _blob_put(args: argparse.Namespace, output: Output) -> int:
@@ -722,7 +795,7 @@ async def _blob_put(args: argparse.Namespace, output: Output) -> int:
 
 async def _blob_get(args: argparse.Namespace, output: Output) -> int:
     async with _connect(args) as node:
-        blob = await node.get_blob(args.document_id)
+        blob = await node.get_blob(args.document_id, after=args.after)
     if args.output is None:
         sys.stdout.buffer.write(blob.data)
         sys.stdout.buffer.flush()

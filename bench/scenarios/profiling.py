@@ -1,10 +1,19 @@
 """Profiling: py-spy on the node while it ingests, by PublishStream and by unary Publish.
 
 A separate run from the measured ones (sampling slows the node down). py-spy attaches to the
-running node (``record --pid``) and records collapsed stacks (``--format raw``) of every thread
-while the node ingests many short logs, first through one PublishStream, then through unary
-Publish at 16 in flight; it is stopped with SIGINT once every entry was announced. The top costs
-of each recording go into the results and the report; ``--keep-profile DIR`` keeps the raw files.
+running node (``record --pid``) and records collapsed stacks (``--format raw``) while the node
+ingests many short logs; it is stopped with SIGINT once every entry was announced. Three
+recordings, each of its own entries:
+
+- ``stream``: one PublishStream, every thread (verification runs on threads without the GIL);
+- ``stream, GIL``: the same, only the thread holding the GIL (``--gil``): the Python work that
+  one core has to do, which is what caps a GIL-bound node;
+- ``unary c=16``: unary Publish at 16 in flight, every thread.
+
+On a busy machine a thread that is runnable but waits for a core is sampled as busy too, so
+the all-thread shares are of "wanted to run", not of CPU; the GIL view does not have that skew.
+The top costs of each go into the results and the report; ``--keep-profile DIR`` keeps the raw
+files.
 """
 
 from __future__ import annotations
@@ -37,10 +46,10 @@ __all__: list[str] = []
 
 @scenario(
     "profile.ingest",
-    title="py-spy (raw, all threads) on the node: PublishStream, then unary Publish at c=16",
+    title="py-spy (raw) on the node: PublishStream (all threads; GIL holder), unary Publish c=16",
     requires=("py-spy",),
     options=(
-        Option("--profile-entries", int, 30_000, "entries streamed under py-spy", smoke=600),
+        Option("--profile-entries", int, 40_000, "entries streamed under py-spy", smoke=600),
         Option(
             "--profile-unary-entries", int, 3000, "entries published unary under py-spy", smoke=64
         ),
@@ -62,30 +71,38 @@ async def ingest(ctx: Context, out: ScenarioResult) -> None:
     )
     top = ctx.args.profile_top
     profiles: dict[str, Profile] = {}
+    raws: list[Path] = []
     async with (
         ctx.node(out) as node,
         grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel,
     ):
         await publish_setup(channel, node)
-        raw = ctx.work_dir / "py-spy-stream.txt"
-        async with _py_spy(node.pid, raw, ctx.args.profile_rate):
-            run = await publish_stream(channel, requests, ctx.args.stream_batch)
-            node.published += run.count
-            announced = await wait_announced(node.nats_url, node.published)
-        out.rate("stream, under py-spy", run.count, announced - run.started)
-        profiles["stream"] = read_raw(raw)
+        half = len(requests) // 2
+        for name, part, gil in (
+            ("stream", requests[:half], False),
+            ("stream, GIL", requests[half:], True),
+        ):
+            raw = ctx.work_dir / f"py-spy-{name.replace(', ', '-')}.txt"
+            async with _py_spy(node.pid, raw, ctx.args.profile_rate, gil=gil):
+                run = await publish_stream(channel, part, ctx.args.stream_batch)
+                node.published += run.count
+                announced = await wait_announced(node.nats_url, node.published)
+            out.rate(f"{name}, under py-spy", run.count, announced - run.started)
+            profiles[name] = read_raw(raw)
+            raws.append(raw)
 
         raw_unary = ctx.work_dir / "py-spy-unary.txt"
-        async with _py_spy(node.pid, raw_unary, ctx.args.profile_rate):
+        async with _py_spy(node.pid, raw_unary, ctx.args.profile_rate, gil=False):
             unary = await publish_unary(channel, unary_logs, 16)
             node.published += unary.count
             await wait_announced(node.nats_url, node.published)
         out.rate("unary c=16, under py-spy", unary.count, unary.seconds)
         profiles["unary c=16"] = read_raw(raw_unary)
+        raws.append(raw_unary)
         if ctx.args.keep_profile is not None:
             ctx.args.keep_profile.mkdir(parents=True, exist_ok=True)
-            shutil.copy(raw, ctx.args.keep_profile / raw.name)
-            shutil.copy(raw_unary, ctx.args.keep_profile / raw_unary.name)
+            for kept in raws:
+                shutil.copy(kept, ctx.args.keep_profile / kept.name)
     for name, profile in profiles.items():
         if profile.busy == 0:
             raise RuntimeError(f"py-spy recorded no samples ({name})")
@@ -98,8 +115,10 @@ async def ingest(ctx: Context, out: ScenarioResult) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _py_spy(pid: int, output: Path, rate: int) -> AsyncIterator[None]:
+async def _py_spy(pid: int, output: Path, rate: int, *, gil: bool) -> AsyncIterator[None]:
     """Record ``pid`` with py-spy into ``output`` for the duration of the block.
+
+    With ``gil`` only the thread holding the GIL is sampled.
 
     Raises:
         RuntimeError: py-spy did not start sampling, or failed to write its output.
@@ -120,6 +139,7 @@ async def _py_spy(pid: int, output: Path, rate: int) -> AsyncIterator[None]:
         "--threads",
         "--function",
         "--full-filenames",
+        *(["--gil"] if gil else []),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -16,6 +16,7 @@ from bench import scenarios
 from bench.context import QUERY_SERVICE, find_py_spy
 from bench.procs import ROOT
 from bench.registry import REGISTRY
+from bench.report import from_json, render_tables
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -125,7 +126,7 @@ def test_profile_lists_top_costs(smoke: tuple[dict[str, Any], str, Path]) -> Non
     if profile["status"] != "ok":
         pytest.skip(profile["reason"])
     profiles = profile["notes"]["profiles"]
-    assert set(profiles) == {"stream", "unary c=16"}
+    assert set(profiles) == {"stream", "stream, GIL", "unary c=16"}
     for top in profiles.values():
         assert top["samples"] > 0
         assert top["self"] and top["inclusive"] and top["areas"] and top["threads"]
@@ -136,3 +137,8 @@ def test_charts_are_written(smoke: tuple[dict[str, Any], str, Path]) -> None:
     out_dir = smoke[2]
     names = sorted(p.name.split("-", 3)[-1] for p in out_dir.glob("*.png"))
     assert names == ["latency.png", "long-log.png", "throughput.png"]
+
+
+def test_a_results_file_renders_the_printed_tables(smoke: tuple[dict[str, Any], str, Path]) -> None:
+    results, stdout, _ = smoke
+    assert render_tables(*from_json(results)) in stdout

@@ -4,58 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import stat
-import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from pandanode.services.node import Node
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
-Cli = Callable[..., Awaitable["Ran"]]
-
-
-@pytest.fixture
-def cli(node: Node, tmp_path: Path) -> Cli:
-    """Run ``python -m pandanode.client.cli …`` against :func:`node` with a fresh key file."""
-    env = {
-        **os.environ,
-        "PANDANODE_NODE": node.address,
-        "PANDANODE_KEY_FILE": str(tmp_path / "keys" / "private-key"),
-        "COLUMNS": "200",
-    }
-
-    async def run(*args: str, stdin: bytes | None = None) -> Ran:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pandanode.client.cli",
-            *args,
-            env=env,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(stdin), 30)
-        assert process.returncode is not None
-        return Ran(process.returncode, out.decode(), err.decode())
-
-    return run
+from tests.client.conftest import Cli
 
 
 async def test_key_schema_document_round_trip(cli: Cli, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ the node under test runs on this test's event loop)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from pandanode.client import KeyPair, Published, connect_sync
 from pandanode.client.examples.venues import Created, run, tiny_png
@@ -29,8 +30,38 @@ async def test_the_example_runs_on_the_sync_client(node: Node) -> None:
     assert all(isinstance(e, Published) for e in made.events)
     # 4 + 1 and 5 + 1 schema entries, 1 piece + 1 blob, 2 venues, 3 events, update, delete
     assert entries == 5 + 6 + 2 + 2 + 3 + 1 + 1
-    if made.listed is not None:  # the node serves queries
-        assert made.listed == ["Launch party"]
+    assert made.listed == ["Launch party"]  # the node serves queries
+
+
+def sync_reads(address: str) -> tuple[list[str], list[str], list[str], str]:
+    with connect_sync(address, key_pair=KeyPair()) as node:
+        schema_id = node.create_schema("row", "Rows", {"n": "int"})
+        made = [node.create(schema_id, {"n": n}) for n in range(7)]
+        listed = [str(d["n"]) for d in node.documents(schema_id, order_by="-n", after=made[-1])]
+        paged = [
+            ",".join(str(d["n"]) for d in page.documents)
+            for page in node.pages(schema_id, order_by="n", page_size=3)
+        ]
+        kinds: list[str] = []
+        for change in node.watch(schema_id, filter={"n__lt": 2}):
+            kinds.append(change.kind)
+            if change.kind == "caught_up":
+                break  # closing the iterator ends the call on the node
+        return listed, paged, kinds, str(node.get_document(made[0].document_id)["n"])
+
+
+async def test_the_sync_client_lists_pages_and_watches(node: Node) -> None:
+    assert node.query is not None
+    listeners = len(node.query._listeners)
+    listed, paged, kinds, first = await asyncio.to_thread(sync_reads, node.address)
+    assert listed == ["6", "5", "4", "3", "2", "1", "0"]
+    assert paged == ["0,1,2", "3,4,5", "6"]
+    assert kinds == ["existing", "existing", "caught_up"]
+    assert first == "0"
+    deadline = time.monotonic() + 10
+    while len(node.query._listeners) != listeners:  # the node dropped the watch
+        assert time.monotonic() < deadline, "the node kept the watch of a closed sync iterator"
+        await asyncio.sleep(0.01)  # poll
 
 
 def test_tiny_png_is_a_png() -> None:

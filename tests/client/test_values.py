@@ -81,7 +81,11 @@ def test_filters_are_python_values() -> None:
     )
     assert filters[0].field == "title" and filters[0].value.str_value == "aun"
     assert filters[1].operator == qpb.FILTER_OPERATOR_GTE
-    assert filters[1].value.WhichOneof("value") == "float_value"  # an int for a float field
+    # An int for a float field is sent as it is: the node compares it by exact value, which a
+    # conversion to float would lose for ints beyond 2**53.
+    assert filters[1].value.WhichOneof("value") == "int_value"
+    assert _filters(SCHEMA, {"price__lt": 2**53 + 1})[0].value.int_value == 2**53 + 1
+    assert _filters(SCHEMA, {"price": 1.5})[0].value.float_value == 1.5
     assert [v.str_value for v in filters[2].values] == [A, B]
     assert filters[3].meta == qpb.META_FIELD_OWNER
     with pytest.raises(SchemaError, match="title: str"):
