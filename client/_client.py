@@ -976,7 +976,10 @@ class Client:
         """The matching documents now (``existing``), ``caught_up``, then every change.
 
         Runs until the caller stops iterating (or the node goes away). There is no deadline
-        on the stream as a whole.
+        on the stream as a whole. Leaving the iteration early ends the call on the node once
+        the generator is closed: use ``contextlib.aclosing(node.watch(...))``, or call its
+        ``aclose()`` (a dropped generator is closed by the event loop soon after).
+        See :data:`ChangeKind` for what each change means.
         """
         resolved = await self.get_schema(schema)
         request = qpb.WatchDocumentsRequest(

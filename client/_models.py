@@ -141,7 +141,9 @@ class Page:
 
 ChangeKind: TypeAlias = Literal["existing", "caught_up", "created", "updated", "deleted", "left"]
 """What a :class:`Change` of a watch says: ``existing`` documents first, ``caught_up`` once, then
-live ``created`` / ``updated`` / ``deleted`` changes and ``left`` (updated out of the filter)."""
+live ``created`` / ``updated`` / ``deleted`` changes and ``left`` (updated out of the filter). A
+document that left and is updated into the filter again comes back as ``updated``: treat
+``created`` and ``updated`` alike as "this is the document now"."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -470,6 +471,47 @@ async def test_listings_filter_by_owner_and_relations(client: Client) -> None:
         await titles({"@author": "a"})
 
 
+async def test_special_floats_bytes_and_unknown_relations_read_back_as_plain_values(
+    client: Client,
+) -> None:
+    schema_id = await client.create_schema(
+        "sample",
+        "Odd values",
+        {"price": "float", "logo": "bytes", "name": "str", "link": relation("blob_v1")},
+    )
+    nowhere = "0020" + "ab" * 32  # a relation to a document the node does not know
+    prices = [math.nan, math.inf, -math.inf, -0.0, 1.5, -2.0]
+    made = [
+        await client.create(
+            schema_id, {"price": p, "logo": bytes([i]), "name": f"ñ{i}", "link": nowhere}
+        )
+        for i, p in enumerate(prices)
+    ]
+    last = made[-1]
+
+    async def listed(**options: Any) -> list[object]:
+        return [d["price"] async for d in client.documents(schema_id, after=last, **options)]
+
+    # One total order for floats: -inf < … < -0.0 == 0.0 < … < inf < NaN.
+    ascending = await listed(order_by="price")
+    assert ascending[:5] == [-math.inf, -2.0, -0.0, 1.5, math.inf]
+    assert isinstance(ascending[5], float) and math.isnan(ascending[5])
+    assert (await listed(order_by="-price"))[1:] == ascending[:5][::-1]
+    assert len(await listed(filter={"price": math.nan})) == 1
+    assert await listed(filter={"price": 0}) == [-0.0]  # an int operand, compared exactly
+    huge = await listed(filter={"price__gt": 1e308}, order_by="price")
+    assert [str(price) for price in huge] == ["inf", "nan"]
+    names = [d["name"] async for d in client.documents(schema_id, filter={"logo": bytes([4])})]
+    assert names == ["ñ4"]
+    names = [
+        d["name"]
+        async for d in client.documents(schema_id, filter={"name__contains": "ñ"}, limit=2)
+    ]
+    assert len(names) == 2
+    resolved = await client.get_document(made[0].document_id, resolve_depth=2)
+    assert resolved["link"] == nowhere and resolved["logo"] == b"\x00"
+
+
 # -- watches --------------------------------------------------------------------------------------
 
 
@@ -506,6 +548,14 @@ async def test_watch_sends_existing_documents_caught_up_then_every_change_in_ord
     ]
     assert seen[0].document is not None and seen[0].document.owner == friend.public_key
     assert seen[1].document is not None and seen[1].document["likes"] == 5
+
+    # A document that left the filter and matches again comes back as "updated".
+    back = await client.update(first.document_id, {"likes": 7})
+    returned = await next_change(changes)
+    assert (returned.kind, returned.document) == (
+        "updated",
+        await client.get_document(first.document_id, after=back),
+    )
 
     # Closing the iterator ends the call: the node drops the watch.
     await changes.aclose()
