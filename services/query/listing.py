@@ -671,6 +671,20 @@ class _SortedEntries:
             del chunks[following]
             del maxes[following]
 
+    def count_between(self, low: _Entry | None, high: _Entry | None) -> int:
+        """How many entries lie strictly between ``low`` and ``high`` (None: unbounded)."""
+        below_high = self._size if high is None else self._rank(high, bisect_left)
+        upto_low = 0 if low is None else self._rank(low, bisect_right)
+        return max(0, below_high - upto_low)
+
+    def _rank(self, entry: _Entry, bisect: Callable[[Any, Any], int]) -> int:
+        # Entries before ``entry`` (bisect_left) or up to it (bisect_right); O(chunks + log n).
+        index = bisect(self._maxes, entry)
+        rank = sum(len(chunk) for chunk in self._chunks[:index])
+        if index < len(self._chunks):
+            rank += bisect(self._chunks[index], entry)
+        return rank
+
     def between(self, low: _Entry | None, high: _Entry | None, reverse: bool) -> Iterator[_Entry]:
         """Yield the entries strictly between ``low`` and ``high`` (None: unbounded)."""
         chunks, maxes = self._chunks, self._maxes
@@ -1090,6 +1104,8 @@ class SchemaIndex:
                     count -= 1
                 if document is not None and matches(document):
                     count += 1
+        elif (ranged := self._count_by_range(cached.filter)) is not None:
+            count = ranged
         else:
             lookup = self._smallest_lookup(cached.filter)
             if lookup is None or lookup[0] >= len(self._documents):
@@ -1103,6 +1119,25 @@ class SchemaIndex:
                 )
         cached.count, cached.version = count, self._version
         return count
+
+    def _count_by_range(self, document_filter: DocumentFilter) -> int | None:
+        """Count by bisecting a sorted structure when every predicate bounds one field.
+
+        A new range (e.g. ``rank >= x`` with a different ``x`` on every call) would otherwise
+        cost a scan of every document to count.
+        """
+        ranges = document_filter._ranges
+        if document_filter.deleted is not False or not ranges:
+            return None
+        keys = {key for key, _, _ in ranges}
+        if len(keys) != 1 or len(ranges) != len(document_filter.canonical):
+            return None
+        (key,) = keys
+        target = next((t for t in self._fields.values() if t.key == key), None)
+        if target is None or target.is_list:
+            return None
+        low, high = document_filter._bounds(target)
+        return self._order_of(target, deleted=False).count_between(low, high)
 
     # ----------------------------------------------------------------------------------------
     # Maintenance
