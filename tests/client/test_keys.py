@@ -86,6 +86,7 @@ async def test_the_private_key_is_never_sent(
     def recording_channel(address: str, options: object = None) -> grpc.aio.Channel:
         return plain(address, options=options, interceptors=[recorder])  # type: ignore[arg-type, list-item]
 
+    # Not a mock: the real channel, with an interceptor that records every request sent.
     monkeypatch.setattr(grpc.aio, "insecure_channel", recording_channel)
     path = save_key_pair(KeyPair(), tmp_path / "key")
     key_pair = load_key_pair(path)

@@ -347,7 +347,7 @@ async def test_wait_for_operation_and_view_return_when_materialized_or_time_out(
         asyncio.create_task(query(node).wait_for_operation(created.hash, 15)),
         asyncio.create_task(query(node).wait_for_view(created.hash, 15)),
     ]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # ok: one loop turn so both waiters are registered
     assert not any(task.done() for task in waiting)
     await publish(ingest, created)
     assert await asyncio.gather(*waiting) == [True, True]
