@@ -15,6 +15,7 @@ from collections.abc import (
     Callable,
     Iterable,
     Mapping,
+    Sequence,
 )
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -277,6 +278,7 @@ class Client:
         key_pair: KeyPair | str | os.PathLike[str] | None = None,
         timeout: float = 10.0,
         retries: int = 3,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> Client:
         """Open a client to the node at ``address`` (``host:port``); no call is made yet.
 
@@ -287,6 +289,8 @@ class Client:
             timeout: Deadline of each call in seconds (streams: of each message).
             retries: How often a call that is safe to repeat is retried when the node is
                 unavailable (reads, and re-sending the very same entry).
+            interceptors: gRPC client interceptors for every call (e.g. to add metadata for
+                an authenticating proxy, or to trace calls).
 
         Returns:
             The client; use it as ``async with`` (or call :meth:`aclose`).
@@ -297,7 +301,9 @@ class Client:
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
         ]
-        channel = grpc.aio.insecure_channel(address, options=options)
+        channel = grpc.aio.insecure_channel(
+            address, options=options, interceptors=list(interceptors) or None
+        )
         shared = _Shared(
             address=address,
             channel=channel,
