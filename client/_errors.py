@@ -18,26 +18,25 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from pandanode.core.errors import (
+    ERROR_DOMAIN,
     DecodeError,
     DocumentError,
     EntryDecodeError,
     HashDecodeError,
+    InvalidRequestError,
+    LimitExceededError,
     LogIntegrityError,
     NotFoundError,
     OperationDecodeError,
     PandanodeError,
     Reason,
+    ResourceNotFoundError,
     SchemaError,
     SchemaIdError,
     SchemaNotFoundError,
     SignatureError,
-    ValidationError,
-)
-from pandanode.services.runtime.errors import (
-    InvalidRequestError,
-    LimitExceededError,
-    ResourceNotFoundError,
     UnavailableError,
+    ValidationError,
 )
 
 __all__ = [
@@ -56,8 +55,6 @@ __all__ = [
     "status_code_of",
     "told_by_node",
 ]
-
-ERROR_DOMAIN: Final = "pandanode"
 
 
 class NodeUnavailableError(UnavailableError, ConnectionError):

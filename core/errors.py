@@ -19,26 +19,36 @@ The tree::
         │   └── SchemaNotFoundError
         ├── DocumentError         operation graph or reducer failures, deleted documents
         └── NotFoundError         a referenced operation or document is unknown
+
+Request-level errors (raised by services, mapped back by the client): InvalidRequestError
+(INVALID_ARGUMENT), LimitExceededError (RESOURCE_EXHAUSTED), UnavailableError (UNAVAILABLE),
+ResourceNotFoundError (NOT_FOUND). ``ERROR_DOMAIN`` is the ``google.rpc.ErrorInfo`` domain.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
 
 __all__ = [
+    "ERROR_DOMAIN",
     "DecodeError",
     "DocumentError",
     "EntryDecodeError",
     "HashDecodeError",
+    "InvalidRequestError",
+    "LimitExceededError",
     "LogIntegrityError",
     "NotFoundError",
     "OperationDecodeError",
     "PandanodeError",
     "Reason",
+    "ResourceNotFoundError",
     "SchemaError",
     "SchemaIdError",
     "SchemaNotFoundError",
     "SignatureError",
+    "UnavailableError",
     "ValidationError",
 ]
 
@@ -191,3 +201,31 @@ class NotFoundError(ValidationError):
     """A referenced operation, document or view that is not known."""
 
     default_reason = Reason.PREVIOUS_NOT_FOUND
+
+
+ERROR_DOMAIN: Final = "pandanode"
+"""The ``google.rpc.ErrorInfo`` domain of every error a pandanode service reports."""
+
+
+class InvalidRequestError(PandanodeError):
+    """A request whose arguments are malformed (not protocol data): INVALID_ARGUMENT."""
+
+    default_reason = Reason.INVALID_ARGUMENT
+
+
+class LimitExceededError(PandanodeError):
+    """A request over a configured limit (size, count, in-flight): RESOURCE_EXHAUSTED."""
+
+    default_reason = Reason.LIMIT_EXCEEDED
+
+
+class UnavailableError(PandanodeError):
+    """A dependency (store, NATS) is unavailable; safe to retry later: UNAVAILABLE."""
+
+    default_reason = Reason.UNAVAILABLE
+
+
+class ResourceNotFoundError(PandanodeError):
+    """A requested resource does not exist: NOT_FOUND."""
+
+    default_reason = Reason.NOT_FOUND

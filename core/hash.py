@@ -17,7 +17,6 @@ __all__ = [
     "generate_hash",
     "hash_bytes",
     "hash_from_hex",
-    "hash_to_bytes",
     "is_hash_hex",
 ]
 
@@ -71,11 +70,6 @@ def hash_from_hex(value: str, *, name: str = "hash") -> bytes:
     if raw[0] != 0:
         raise HashDecodeError(f"invalid {name} {value!r}: unknown hash type", Reason.INVALID_HASH)
     return raw
-
-
-def hash_to_bytes(value: str) -> bytes:
-    """Alias of :func:`hash_from_hex` for symmetry with ``to_bytes`` codecs."""
-    return hash_from_hex(value)
 
 
 def is_hash_hex(value: str) -> bool:

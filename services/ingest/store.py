@@ -25,9 +25,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import WriteBatch
+
+from pandanode.services.runtime.rocks import RocksStore
 
 __all__ = ["LogStore", "StoredEntry", "StoredLog", "WriteBatchView"]
 
@@ -160,25 +161,8 @@ class _Reads:
         return 1 if value is None else int(_U64.unpack(value)[0])
 
 
-class LogStore(_Reads):
+class LogStore(RocksStore, _Reads):
     """The RocksDB log store. One process owns it (RocksDB refuses a second writer)."""
-
-    def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        options = Options(raw_mode=True)
-        options.create_if_missing(True)
-        self._db = Rdict(str(path), options=options)
-        self._sync = WriteOptions()
-        self._sync.sync = True
-        self._async = WriteOptions()
-
-    def _get(self, key: bytes) -> bytes | None:
-        value = self._db.get(key)
-        return None if value is None else bytes(value)
-
-    def close(self) -> None:
-        """Flush and close the database."""
-        self._db.close()
 
     def begin(self) -> WriteBatchView:
         """Start a group commit: writes are buffered and visible to reads through the view."""
@@ -186,25 +170,8 @@ class LogStore(_Reads):
 
     def commit(self, view: WriteBatchView, *, sync: bool = True) -> None:
         """Write a batch atomically; with ``sync`` it is durable (WAL fsynced) on return."""
-        if not view.overlay:
-            return
-        batch = WriteBatch(raw_mode=True)
-        for key, value in view.overlay.items():
-            if value is None:
-                batch.delete(key)
-            else:
-                batch.put(key, value)
-        self._db.write(batch, write_opt=self._sync if sync else self._async)
+        self._write(view.overlay, sync=sync)
         view.overlay.clear()
-
-    # -- scans (not used on the publish path) ---------------------------------------------
-
-    def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._db.items(from_key=start or prefix):
-            assert isinstance(key, bytes) and isinstance(value, bytes)  # raw mode
-            if not key.startswith(prefix):
-                return
-            yield key, value
 
     def read_log(
         self, public_key: str, log_id: int, from_seq_num: int = 1
@@ -266,15 +233,6 @@ class LogStore(_Reads):
     def put_schema(self, schema_id: str, data: bytes) -> None:
         """Store a built application schema (synced)."""
         self._db.put(b"S" + schema_id.encode(), data, write_opt=self._sync)
-
-    def stats(self) -> dict[str, int]:
-        """A few numbers about the store (estimated keys, live data size)."""
-        return {
-            "estimated_keys": int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0),
-            "live_data_bytes": int(
-                self._db.property_int_value("rocksdb.estimate-live-data-size") or 0
-            ),
-        }
 
 
 class WriteBatchView(_Reads):

@@ -46,8 +46,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
-
 from pandanode.core.cbor import CborValue, dumps, loads
 from pandanode.core.document import DocumentOperation
 from pandanode.core.operation import (
@@ -57,6 +55,7 @@ from pandanode.core.operation import (
     RelationList,
     decode_operation,
 )
+from pandanode.services.runtime.rocks import RocksStore
 
 from .model import MaterializedDocument, TypedValue
 
@@ -336,7 +335,7 @@ class _Reads:
         return self._get(b"K" + view_key(view_id) + _U32.pack(index))
 
 
-class QueryStore(_Reads):
+class QueryStore(RocksStore, _Reads):
     """The RocksDB store of the query service. One process owns it (RocksDB locks it).
 
     Args:
@@ -344,13 +343,8 @@ class QueryStore(_Reads):
     """
 
     def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+        super().__init__(path)
         self.path = path
-        options = Options(raw_mode=True)
-        options.create_if_missing(True)
-        self._db = Rdict(str(path), options=options)
-        self._sync = WriteOptions()
-        self._sync.sync = True
         # Rebuilding a document decodes all its operations; decoding costs ~25 µs each, so
         # recently used ones are kept (operations never change once stored).
         self._decoded: OrderedDict[str, DocumentOperation] = OrderedDict()
@@ -361,39 +355,14 @@ class QueryStore(_Reads):
         """Delete a (closed) store and everything in it."""
         shutil.rmtree(path, ignore_errors=True)
 
-    def _get(self, key: bytes) -> bytes | None:
-        value = self._db.get(key)
-        return None if value is None else bytes(value)
-
-    def close(self) -> None:
-        """Flush and close the database."""
-        self._db.close()
-
     def begin(self) -> StoreBatch:
         """Start a batch: writes are buffered and visible to reads through the batch."""
         return StoreBatch(self)
 
     def commit(self, batch: StoreBatch) -> None:
         """Write a batch atomically and durably (the WAL is synced before this returns)."""
-        if not batch.overlay:
-            return
-        write = WriteBatch(raw_mode=True)
-        for key, value in batch.overlay.items():
-            if value is None:
-                write.delete(key)
-            else:
-                write.put(key, value)
-        self._db.write(write, write_opt=self._sync)
+        self._write(batch.overlay, sync=True)
         batch.overlay.clear()
-
-    # -- scans ----------------------------------------------------------------------------
-
-    def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        for key, value in self._db.items(from_key=start or prefix):
-            assert isinstance(key, bytes) and isinstance(value, bytes)  # raw mode
-            if not key.startswith(prefix):
-                return
-            yield key, value
 
     def document_operation_ids(self, document_id: str) -> list[str]:
         """The ids of every stored operation of a document."""
@@ -484,15 +453,6 @@ class QueryStore(_Reads):
     def dump(self) -> Iterator[tuple[bytes, bytes]]:
         """Every key and value, in key order (to compare two stores, e.g. after a rebuild)."""
         return self._scan(b"")
-
-    def stats(self) -> dict[str, int]:
-        """A few numbers about the store (estimated keys, live data size)."""
-        return {
-            "estimated_keys": int(self._db.property_int_value("rocksdb.estimate-num-keys") or 0),
-            "live_data_bytes": int(
-                self._db.property_int_value("rocksdb.estimate-live-data-size") or 0
-            ),
-        }
 
 
 class StoreBatch(_Reads):

@@ -15,10 +15,14 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from pandanode.core.errors import (
+    ERROR_DOMAIN,
     DecodeError,
+    InvalidRequestError,
+    LimitExceededError,
     NotFoundError,
     PandanodeError,
-    Reason,
+    ResourceNotFoundError,
+    UnavailableError,
     ValidationError,
 )
 
@@ -32,32 +36,6 @@ __all__ = [
     "status_code_for",
     "to_status",
 ]
-
-ERROR_DOMAIN = "pandanode"
-
-
-class InvalidRequestError(PandanodeError):
-    """A request whose arguments are malformed (not protocol data): INVALID_ARGUMENT."""
-
-    default_reason = Reason.INVALID_ARGUMENT
-
-
-class LimitExceededError(PandanodeError):
-    """A request over a configured limit (size, count, in-flight): RESOURCE_EXHAUSTED."""
-
-    default_reason = Reason.LIMIT_EXCEEDED
-
-
-class UnavailableError(PandanodeError):
-    """A dependency (store, NATS) is unavailable; safe to retry later: UNAVAILABLE."""
-
-    default_reason = Reason.UNAVAILABLE
-
-
-class ResourceNotFoundError(PandanodeError):
-    """A requested resource does not exist: NOT_FOUND."""
-
-    default_reason = Reason.NOT_FOUND
 
 
 def status_code_for(error: PandanodeError) -> grpc.StatusCode:

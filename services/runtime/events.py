@@ -40,8 +40,6 @@ OPERATION_INGESTED: Final = EventKind(
     name="operation.ingested", subject_filter=f"{SUBJECT_PREFIX}.operation.ingested.>"
 )
 
-ALL_EVENTS: Final = (OPERATION_INGESTED,)
-
 
 def operation_ingested_subject(public_key: str, log_id: int) -> str:
     """Subject of an ``operation.ingested`` event: ``…operation.ingested.<public_key>.<log_id>``."""
