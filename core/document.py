@@ -9,7 +9,10 @@ A document is the set of operations that descend from one CREATE. Materializing 
 3. :func:`walk` — p2panda-rs 0.8.1's depth-first ordering walk, ported with all its quirks
    (spec §6.2), folding every visited operation into the reducer (spec §6.3).
 
-:func:`materialize` does all three. Everything here is pure: no I/O, no clocks, and the result
+:func:`materialize` does all three. :func:`open_tip` and :func:`extends_tip` tell when one more
+operation can be folded into an existing view without walking the whole graph again (the
+common case of a document edited in a line), so a store can keep long documents up to date at
+a constant cost per operation. Everything here is pure: no I/O, no clocks, and the result
 does not depend on the order in which the operations are handed in.
 
 Operation ids are compared exactly as given, as strings (p2panda keys its graph by the id
@@ -52,7 +55,9 @@ __all__ = [
     "GraphWalk",
     "OperationGraph",
     "build_graph",
+    "extends_tip",
     "materialize",
+    "open_tip",
     "reduce_document",
     "trim_graph",
     "walk",
@@ -565,3 +570,49 @@ def materialize(
     if view_id is not None:
         graph = trim_graph(graph, view_id)
     return reduce_document(graph)
+
+
+# --- appending to a view ------------------------------------------------------------------------
+
+
+def open_tip(document: Document) -> str | None:
+    """The tip an operation can build on to be folded into ``document`` without a new walk.
+
+    That is the view's only tip, when the walk visited it last and once. Then every other
+    operation is an ancestor of it, so an UPDATE or DELETE naming exactly that tip in
+    ``previous`` is followed right after it and visited last: materializing the grown set of
+    operations walks the old order plus the new operation, and reduces to the old view with the
+    new operation applied on top (see :func:`extends_tip`).
+
+    Args:
+        document: A current view from :func:`materialize` (all operations, no view id).
+
+    Returns:
+        The tip's id, or None when the next operation needs a full :func:`materialize`.
+    """
+    if len(document.view_id.ids) != 1:
+        return None
+    tip = document.view_id.ids[0]
+    order = document.walk_order
+    if not order or order[-1] != tip or tip in order[:-1]:
+        return None
+    return tip
+
+
+def extends_tip(tip: str, schema_id: str, deleted: bool, op: DocumentOperation) -> bool:
+    """Whether ``op`` can be folded into the view whose open tip is ``tip`` (:func:`open_tip`).
+
+    It can when it is an UPDATE or DELETE of the view's schema whose ``previous`` is exactly
+    the tip, and the view is not deleted. The result is then the view with ``op`` applied
+    (UPDATE: its fields overwrite; DELETE: no fields), ``op.id`` as the only (and open) tip,
+    and the walk order extended by ``op.id``. Anything else — a fork, a merge, a CREATE, an
+    operation after a DELETE, another schema — needs a full :func:`materialize`, which also
+    reports the errors.
+
+    Args:
+        tip: The open tip of the current view.
+        schema_id: The document's schema id.
+        deleted: Whether the current view is deleted.
+        op: The new operation.
+    """
+    return not deleted and not op.is_create and op.schema_id == schema_id and op.previous == (tip,)

@@ -9,11 +9,16 @@ redelivery is harmless; on start (and after any failure) the durable consumer is
 Applying a batch works like aquadoggo's task queue (spec §6.5), run to completion inside the
 batch:
 
-- *document* — store the new operations, rebuild the document's current view from **all** its
-  operations with :func:`pandanode.core.document.materialize`, type its fields with the schema
-  (:func:`pandanode.core.schema.typed_fields`) and store it when its view id changed. A
-  document whose schema is not built yet, or whose operations do not build a document yet,
-  stays pending and is re-tried when the schema is built or another operation of it arrives.
+- *document* — store the new operations and bring the document's current view up to date.
+  When the stored view's tip is open and the new operations form a line from it (each an
+  UPDATE or DELETE naming exactly the one before, :func:`pandanode.core.document.extends_tip`
+  — a document edited in a line, the common case), they are folded into the stored view at a
+  cost that does not grow with the document (:func:`fold_into_view`). Otherwise the view is
+  rebuilt from **all** its operations with :func:`pandanode.core.document.materialize`. Either
+  way the fields are typed with the schema (:func:`pandanode.core.schema.typed_fields`) and
+  the view is stored when its view id changed. A document whose schema is not built yet, or
+  whose operations do not build a document yet, stays pending and is re-tried when the schema
+  is built or another operation of it arrives.
 - *view* — every view named by a pinned relation in an operation of a materialized document is
   materialized to that view id and stored (also views pinned by pinned views). One that cannot
   be built yet stays pending and is re-tried when a document holding one of its operations
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +57,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from pandanode.core.document import DocumentOperation, materialize
+from pandanode.core.document import DocumentOperation, extends_tip, materialize, open_tip
 from pandanode.core.errors import PandanodeError
 from pandanode.core.ids import DocumentViewId
 from pandanode.core.operation import PinnedRelation, PinnedRelationList
@@ -76,6 +82,8 @@ __all__ = [
     "affected_documents",
     "build_view",
     "change_kind",
+    "fold_into_view",
+    "linear_extension",
     "pinned_view_ids",
     "rebuild",
 ]
@@ -192,7 +200,70 @@ def build_view(
         edited=document.edited,
         deleted=document.deleted,
         fields=fields,
-        operation_ids=frozenset(document.walk_order),
+        appendable=view_id is None and open_tip(document) is not None,
+    )
+
+
+def linear_extension(
+    view: MaterializedDocument, operations: Iterable[DocumentOperation]
+) -> list[DocumentOperation] | None:
+    """Order new operations into a line starting at the view's open tip, if they form one.
+
+    Args:
+        view: A stored current view.
+        operations: Operations of the document that are not folded into ``view``.
+
+    Returns:
+        The operations in line order when each extends the tip left by the one before
+        (:func:`pandanode.core.document.extends_tip`), else None (a full rebuild is needed).
+    """
+    if not view.appendable:
+        return None
+    by_previous: dict[tuple[str, ...], list[DocumentOperation]] = {}
+    count = 0
+    for op in operations:
+        by_previous.setdefault(op.previous, []).append(op)
+        count += 1
+    line: list[DocumentOperation] = []
+    tip, deleted = view.view_id, view.deleted
+    while len(line) < count:
+        following = by_previous.get((tip,), [])
+        if len(following) != 1 or not extends_tip(tip, view.schema_id, deleted, following[0]):
+            return None
+        op = following[0]
+        line.append(op)
+        tip, deleted = op.id, op.is_delete
+    return line
+
+
+def fold_into_view(
+    view: MaterializedDocument, line: Sequence[DocumentOperation], schema: Schema
+) -> MaterializedDocument:
+    """The view with a line of operations from :func:`linear_extension` applied on top.
+
+    Equal to :func:`build_view` of all the document's operations (see
+    :func:`pandanode.core.document.open_tip` for why).
+
+    Raises:
+        PandanodeError: a value does not fit the schema.
+    """
+    fields = dict(view.fields)
+    edited, deleted = view.edited, view.deleted
+    for op in line:
+        if op.is_delete:
+            fields, edited, deleted = {}, True, True
+        else:
+            fields.update(typed_fields(op.fields, schema))
+            edited = edited or bool(op.fields)
+    return MaterializedDocument(
+        document_id=view.document_id,
+        view_id=line[-1].id if line else view.view_id,
+        schema_id=view.schema_id,
+        owner=view.owner,
+        edited=edited,
+        deleted=deleted,
+        fields=dict(sorted(fields.items())),
+        appendable=view.appendable,
     )
 
 
@@ -231,6 +302,7 @@ class _Applied:
 
     checkpoint: int
     changes: list[DocumentChange]
+    folded: list[str]
 
 
 _DOCUMENT, _VIEW, _BLOB = "document", "view", "blob"
@@ -269,12 +341,13 @@ class _Engine:
             if batch.operation(event.operation.operation_id) is None:
                 batch.put_operation(event.operation, event.entry, event.decoded)
                 fresh.append(event)
+                unit.fresh.setdefault(event.operation.document_id, []).append(event.decoded)
         for document_id, sequence in affected_documents(fresh).items():
             unit.queue(_DOCUMENT, document_id, sequence)
         unit.run()
         batch.set_checkpoint(checkpoint)
         self.store.commit(batch)
-        return _Applied(checkpoint, unit.changes())
+        return _Applied(checkpoint, unit.changes(), unit.folded)
 
 
 class _Unit:
@@ -284,6 +357,8 @@ class _Unit:
         self.engine = engine
         self.batch = batch
         self.registry = engine.registry
+        self.fresh: dict[str, list[DocumentOperation]] = {}
+        self.folded: list[str] = []
         self._todo: dict[tuple[str, str], int] = {}
         self._before: dict[str, MaterializedDocument | None] = {}
         self._after: dict[str, tuple[MaterializedDocument, int]] = {}
@@ -320,13 +395,36 @@ class _Unit:
     # -- documents --------------------------------------------------------------------------
 
     def _reduce_document(self, document_id: str, sequence: int) -> None:
+        fresh = self.fresh.pop(document_id, [])
+        if not fresh or not self._fold_document(document_id, fresh, sequence):
+            self._rebuild_document(document_id, sequence)
+
+    def _fold_document(
+        self, document_id: str, fresh: list[DocumentOperation], sequence: int
+    ) -> bool:
+        """Fold new operations into the stored view if they extend it in a line."""
+        batch = self.batch
+        previous = batch.document(document_id)
+        if previous is None or batch.is_pending_document(document_id):
+            return False
+        line = linear_extension(previous, fresh)
+        schema = None if line is None else self.registry.get(previous.schema_id)
+        if line is None or schema is None:
+            return False
+        try:
+            document = fold_into_view(previous, line, schema)
+        except PandanodeError:
+            return False  # the full rebuild reports it
+        self._queue_waiting_views(fresh, sequence)
+        self._store_document(previous, document, line, schema, sequence)
+        return True
+
+    def _rebuild_document(self, document_id: str, sequence: int) -> None:
         batch = self.batch
         operations = batch.document_operations(document_id)
         if not operations:
             return
-        for op in operations:
-            for view_id in sorted(self.engine.views_by_operation.get(op.id, ())):
-                self.queue(_VIEW, view_id, sequence)
+        self._queue_waiting_views(operations, sequence)
         schema_id = _claimed_schema_id(document_id, operations)
         schema = self._schema(schema_id, sequence)
         if schema is None:
@@ -341,14 +439,32 @@ class _Unit:
             return
         batch.set_pending_document(document_id, None)
         previous = batch.document(document_id)
+        new_operations = [op for op in operations if not batch.is_folded(op.id)]
+        self._store_document(previous, document, new_operations, schema, sequence)
+
+    def _queue_waiting_views(self, operations: Iterable[DocumentOperation], sequence: int) -> None:
+        for op in operations:
+            for view_id in sorted(self.engine.views_by_operation.get(op.id, ())):
+                self.queue(_VIEW, view_id, sequence)
+
+    def _store_document(
+        self,
+        previous: MaterializedDocument | None,
+        document: MaterializedDocument,
+        new_operations: Sequence[DocumentOperation],
+        schema: Schema,
+        sequence: int,
+    ) -> None:
+        batch = self.batch
+        document_id = document.document_id
         if change_kind(previous, document) is None:
             return
-        batch.put_document(document, new=previous is None)
+        folded = [op.id for op in new_operations]
+        batch.put_document(document, new=previous is None, folded=folded)
+        self.folded.extend(folded)
         self._before.setdefault(document_id, previous)
         self._after[document_id] = (document, sequence)
 
-        seen = frozenset() if previous is None else previous.operation_ids
-        new_operations = [op for op in operations if op.id not in seen]
         for view_id in _operation_pins(new_operations, schema):
             self.queue(_VIEW, view_id, sequence)
         if schema.id == BLOB_V1.id:
@@ -356,7 +472,7 @@ class _Unit:
                 self._drop_blob(previous.view_id)
             if is_blob(document):
                 self.queue(_BLOB, document.view_id, sequence)
-        if schema_id in (SCHEMA_DEFINITION, FIELD_DEFINITION):
+        if document.schema_id in (SCHEMA_DEFINITION, FIELD_DEFINITION):
             for built in self.registry.refresh(batch, [document_id]):
                 self._schema_built(str(built.id), sequence)
 
@@ -383,7 +499,8 @@ class _Unit:
         self._set_view_pending(view_id, document is None)
         if document is None:
             return
-        batch.put_pinned_view(view_id, document)
+        # Only a current view can be appended to; a pinned view is the same wherever it came from.
+        batch.put_pinned_view(view_id, dataclasses.replace(document, appendable=False))
         for pinned in pinned_view_ids(document.fields):
             self.queue(_VIEW, pinned, sequence)
         for blob_view in sorted(self.engine.blobs_by_piece.get(view_id, ())):
@@ -681,11 +798,10 @@ class Materializer:
                     log.exception("a change listener failed")
         if not self._operation_waiters:
             return
-        for change in applied.changes:
-            for op_id in change.document.operation_ids & self._operation_waiters.keys():
-                for future in self._operation_waiters[op_id]:
-                    if not future.done():
-                        future.set_result(None)
+        for op_id in applied.folded:
+            for future in self._operation_waiters.get(op_id, ()):
+                if not future.done():
+                    future.set_result(None)
 
     async def wait_for_operation(self, operation_id: str, timeout: float) -> bool:
         """Wait until an operation is materialized (folded into its document's current view).
@@ -729,9 +845,7 @@ class Materializer:
 
     def is_operation_materialized(self, operation_id: str) -> bool:
         """Whether an operation is folded into the stored current view of its document."""
-        document_id = self.store.operation_document_id(operation_id)
-        document = None if document_id is None else self.store.document(document_id)
-        return document is not None and operation_id in document.operation_ids
+        return self.store.is_folded(operation_id)
 
     def document(self, document_id: str) -> MaterializedDocument | None:
         """The current view of a document (also when deleted); None if not materialized."""
@@ -754,7 +868,10 @@ class Materializer:
         ids = view_id.split("_")
         document_id = self.store.operation_document_id(ids[0])
         current = None if document_id is None else self.store.document(document_id)
-        if current is None or not current.operation_ids.issuperset(ids):
+        if current is None or not all(
+            self.store.is_folded(op_id) and self.store.operation_document_id(op_id) == document_id
+            for op_id in ids
+        ):
             return None
         if current.view_id == view_id:
             return current

@@ -49,7 +49,8 @@ class MaterializedDocument:
         edited: Any field last set by an UPDATE, or deleted.
         deleted: The document holds a DELETE; then ``fields`` is empty.
         fields: Field name → typed value, in byte-wise name order.
-        operation_ids: Every operation of the document folded into this view.
+        appendable: The view's only tip is open (:func:`pandanode.core.document.open_tip`): an
+            operation building on it can be folded in without walking the document again.
     """
 
     document_id: str
@@ -59,7 +60,7 @@ class MaterializedDocument:
     edited: bool
     deleted: bool
     fields: Mapping[str, TypedValue] = field(default_factory=dict)
-    operation_ids: frozenset[str] = frozenset()
+    appendable: bool = False
 
 
 class ChangeKind(StrEnum):

@@ -12,6 +12,8 @@ Keys::
     O op_id                 -> pk ‖ log ‖ seq ‖ document_id ‖ schema id length (u16) ‖ schema id
                                ‖ operation                         every operation seen
     P document_id op_id     -> ''                                  a document's operations
+    F op_id                 -> ''                                  the operation is folded into
+                                                                   its document's current view
     D document_id           -> current view (view codec below)
     I schema_id 00 document_id -> ''                               documents by schema id
     V view                  -> a view pinned by a pinned relation (view codec), keyed by the
@@ -24,12 +26,14 @@ Keys::
                                operations do not build a document yet)
     X view                  -> pending pinned view (not buildable yet)
     Y view                  -> pending blob: CBOR list of the piece views still missing
+    Z                       -> the store's format version (u32); a store of another version
+                               is wiped on open and re-materialized from the event stream
 
 Blobs are kept in RocksDB rather than as files, so an assembled blob is written in the same
 atomic batch as the views it was assembled from (a crash never leaves half a blob).
 
-View codec: a CBOR array ``[1, document_id, view, schema_id, owner, flags, fields,
-operation_ids]`` with ids as raw bytes, ``flags`` = 1 (edited) | 2 (deleted), ``fields`` a list
+View codec: a CBOR array ``[2, document_id, view, schema_id, owner, flags, fields]`` with ids
+as raw bytes, ``flags`` = 1 (edited) | 2 (deleted) | 4 (appendable), ``fields`` a list
 of ``[name, kind, value]`` (kind: 0 bool, 1 int, 2 float as 8 IEEE bytes, 3 str, 4 bytes,
 5 relation, 6 relation list, 7 pinned relation, 8 pinned relation list) so every typed value —
 NaN payloads and -0.0 included — reads back exactly as written.
@@ -37,6 +41,7 @@ NaN payloads and -0.0 included — reads back exactly as written.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import struct
 import threading
@@ -70,6 +75,9 @@ __all__ = [
     "view_key",
 ]
 
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION: Final = 2
 _U64: Final = struct.Struct(">Q")
 _U32: Final = struct.Struct(">I")
 _U16: Final = struct.Struct(">H")
@@ -78,7 +86,7 @@ _ID: Final = 34
 _DECODED_CACHE: Final = 20_000
 _MISSING: Final = object()
 
-_EDITED, _DELETED = 1, 2
+_EDITED, _DELETED, _APPENDABLE = 1, 2, 4
 _BOOL, _INT, _FLOAT, _STR, _BYTES, _RELATION, _RELATION_LIST, _PINNED, _PINNED_LIST = range(9)
 
 
@@ -148,20 +156,23 @@ def _decode_value(kind: int, value: CborValue) -> TypedValue:
 
 def encode_view(document: MaterializedDocument) -> bytes:
     """Serialize a view (see the module docstring for the layout)."""
-    flags = (_EDITED if document.edited else 0) | (_DELETED if document.deleted else 0)
+    flags = (
+        (_EDITED if document.edited else 0)
+        | (_DELETED if document.deleted else 0)
+        | (_APPENDABLE if document.appendable else 0)
+    )
     fields: list[CborValue] = [
         [name, *_encode_value(value)] for name, value in document.fields.items()
     ]
     return dumps(
         [
-            1,
+            FORMAT_VERSION,
             bytes.fromhex(document.document_id),
             view_key(document.view_id),
             document.schema_id,
             bytes.fromhex(document.owner),
             flags,
             fields,
-            _join_ids(sorted(document.operation_ids)),
         ]
     )
 
@@ -169,11 +180,11 @@ def encode_view(document: MaterializedDocument) -> bytes:
 def decode_view(data: bytes) -> MaterializedDocument:
     """Read a view written by :func:`encode_view`."""
     value = loads(data)
-    assert isinstance(value, list) and value[0] == 1, "unknown view format"
-    _, document_id, view, schema_id, owner, flags, fields, operation_ids = value
+    assert isinstance(value, list) and value[0] == FORMAT_VERSION, "unknown view format"
+    _, document_id, view, schema_id, owner, flags, fields = value
     assert isinstance(document_id, bytes) and isinstance(view, bytes)
     assert isinstance(schema_id, str) and isinstance(owner, bytes) and isinstance(flags, int)
-    assert isinstance(fields, list) and isinstance(operation_ids, bytes)
+    assert isinstance(fields, list)
     typed: dict[str, TypedValue] = {}
     for item in fields:
         assert isinstance(item, list)
@@ -188,7 +199,7 @@ def decode_view(data: bytes) -> MaterializedDocument:
         edited=bool(flags & _EDITED),
         deleted=bool(flags & _DELETED),
         fields=typed,
-        operation_ids=frozenset(_ids_hex(operation_ids)),
+        appendable=bool(flags & _APPENDABLE),
     )
 
 
@@ -304,6 +315,14 @@ class _Reads:
         stored = self.operation(document_id)
         return None if stored is None else stored.schema_id
 
+    def is_folded(self, operation_id: str) -> bool:
+        """Whether an operation is folded into its document's stored current view."""
+        return self._get(b"F" + bytes.fromhex(operation_id)) is not None
+
+    def is_pending_document(self, document_id: str) -> bool:
+        """Whether a document has operations its stored view (if any) does not reflect."""
+        return self._get(b"W" + bytes.fromhex(document_id)) is not None
+
     def document(self, document_id: str) -> MaterializedDocument | None:
         """The current view of a document, if materialized."""
         value = self._get(b"D" + bytes.fromhex(document_id))
@@ -345,10 +364,26 @@ class QueryStore(RocksStore, _Reads):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.path = path
+        if self._get(b"Z") != _U32.pack(FORMAT_VERSION):
+            self._reset_if_other_format()
         # Rebuilding a document decodes all its operations; decoding costs ~25 µs each, so
         # recently used ones are kept (operations never change once stored).
         self._decoded: OrderedDict[str, DocumentOperation] = OrderedDict()
         self._decoded_lock = threading.Lock()
+
+    def _reset_if_other_format(self) -> None:
+        # Everything here is derived from the event stream, so a store of another format is
+        # rebuilt from it (the materializer starts over at checkpoint 0) rather than migrated.
+        if next(self._scan(b""), None) is not None:
+            log.warning(
+                "the query store at %s has another format; wiping it: it is re-materialized "
+                "from the event stream",
+                self.path,
+            )
+            self.close()
+            self.destroy(self.path)
+            RocksStore.__init__(self, self.path)
+        self._write({b"Z": _U32.pack(FORMAT_VERSION)}, sync=True)
 
     @staticmethod
     def destroy(path: Path) -> None:
@@ -507,12 +542,22 @@ class StoreBatch(_Reads):
         put(b"P" + doc + op_id, b"")
         self._new_operations.setdefault(stored.document_id, []).append(decoded)
 
-    def put_document(self, document: MaterializedDocument, *, new: bool) -> None:
-        """Store a document's current view (``new``: it had none, so index it too)."""
+    def put_document(
+        self, document: MaterializedDocument, *, new: bool, folded: Iterable[str]
+    ) -> None:
+        """Store a document's current view (``new``: it had none, so index it too).
+
+        Args:
+            document: The new current view.
+            new: The document had no current view yet.
+            folded: The operations this view folds in that the previous one did not.
+        """
         doc = bytes.fromhex(document.document_id)
         self.overlay[b"D" + doc] = encode_view(document)
         if new:
             self.overlay[b"I" + document.schema_id.encode() + b"\x00" + doc] = b""
+        for op_id in folded:
+            self.overlay[b"F" + bytes.fromhex(op_id)] = b""
 
     def put_pinned_view(self, view_id: str, document: MaterializedDocument) -> None:
         """Store a view named by a pinned relation, under the view id as pinned."""

@@ -18,7 +18,9 @@ from pandanode.core.document import (
     DocumentOperation,
     OperationGraph,
     build_graph,
+    extends_tip,
     materialize,
+    open_tip,
     reduce_document,
     trim_graph,
     walk,
@@ -658,3 +660,101 @@ def test_property_a_pinned_view_equals_the_document_of_its_ancestors(
     if isinstance(pinned, Document):
         assert set(pinned.walk_order) == ancestors
         assert set(pinned.view_id.ids) <= set(tips)
+
+
+# --- appending to a view -----------------------------------------------------------------------
+
+
+def test_open_tip_of_a_chain_is_its_last_operation() -> None:
+    doc = materialize(dag({"A": "", "B": "A", "C": "B"}))
+    assert open_tip(doc) == oid("C")
+
+
+def test_open_tip_is_none_for_concurrent_heads() -> None:
+    assert open_tip(materialize(dag({"A": "", "B": "A", "C": "A"}))) is None
+
+
+def test_open_tip_of_a_merge_visited_last_once() -> None:
+    doc = materialize(dag({"A": "", "B": "A", "C": "A", "D": "BC"}))
+    assert names(doc.walk_order) == "ABCD"
+    assert open_tip(doc) == oid("D")
+
+
+def test_open_tip_is_none_for_a_merge_visited_twice() -> None:
+    # A new operation after M would be walked between M's two visits, not simply appended.
+    doc = materialize(dag({"A": "", "B": "A", "C": "B", "M": "AC"}))
+    assert names(doc.walk_order) == "ABCMM"
+    assert open_tip(doc) is None
+
+
+def test_open_tip_is_none_when_the_only_tip_is_not_walked_last() -> None:
+    doc = materialize(dag({"A": "", "B": "A", "C": "AB", "D": "B", "M": "CD"}))
+    assert names(doc.walk_order) == "ABCDMC" and names(doc.view_id.ids) == "M"
+    assert open_tip(doc) is None
+
+
+def test_extends_tip_accepts_an_update_or_delete_naming_exactly_the_tip() -> None:
+    tip = oid("B")
+    assert extends_tip(tip, SCHEMA, False, op("C", "B"))
+    assert extends_tip(tip, SCHEMA, False, op("C", "B", action="delete"))
+
+
+@pytest.mark.parametrize(
+    ("operation", "deleted"),
+    [
+        (op("C", "A"), False),  # builds on an older operation: a fork
+        (op("C", "AB"), False),  # a merge
+        (op("C", "B", schema=OTHER_SCHEMA), False),
+        (op("C", "B"), True),  # after a DELETE
+        (op("C"), False),  # a CREATE
+    ],
+)
+def test_extends_tip_refuses_what_needs_a_full_walk(
+    operation: DocumentOperation, deleted: bool
+) -> None:
+    assert not extends_tip(oid("B"), SCHEMA, deleted, operation)
+
+
+@settings(max_examples=200, deadline=None)
+@given(random_documents(), st.data())
+def test_property_an_operation_extending_the_open_tip_is_walked_last_and_applied_on_top(
+    ops: list[DocumentOperation], data: st.DataObject
+) -> None:
+    try:
+        doc = materialize(ops)
+    except DocumentError:
+        return
+    tip = open_tip(doc)
+    if tip is None:
+        only = doc.view_id.ids[0]
+        assert (
+            len(doc.view_id.ids) > 1
+            or doc.walk_order[-1] != only
+            or (doc.walk_order.count(only) > 1)
+        )
+        return
+    delete = data.draw(st.booleans())
+    written = data.draw(st.lists(st.sampled_from(FIELD_NAMES), unique=True))
+    new_id = "0020" + data.draw(st.binary(min_size=32, max_size=32)).hex()
+    if new_id in {o.id for o in ops}:
+        return
+    new = DocumentOperation(
+        new_id,
+        PANDA,
+        Operation(
+            1,
+            "delete" if delete else "update",
+            SCHEMA,
+            (tip,),
+            None if delete else {name: -1 for name in sorted(written)},
+        ),
+    )
+    assert extends_tip(tip, doc.schema_id, doc.deleted, new)
+    grown = materialize([*ops, new])
+    assert grown.walk_order == (*doc.walk_order, new_id)
+    assert grown.view_id.ids == (new_id,) and open_tip(grown) == new_id
+    if delete:
+        assert grown.deleted and grown.fields is None
+    else:
+        assert grown.fields == {**(doc.fields or {}), **dict.fromkeys(written, -1)}
+        assert grown.edited == (doc.edited or bool(written))

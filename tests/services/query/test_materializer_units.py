@@ -7,14 +7,20 @@ import math
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from pandanode.core import KeyPair, decode_operation, encode_operation, sign_and_encode_entry
 from pandanode.core.document import DocumentOperation, materialize
 from pandanode.core.errors import DocumentError, PandanodeError, Reason, SchemaError
 from pandanode.core.hash import generate_hash
-from pandanode.core.operation import PinnedRelation, PinnedRelationList, Relation, RelationList
+from pandanode.core.operation import (
+    Operation,
+    PinnedRelation,
+    PinnedRelationList,
+    Relation,
+    RelationList,
+)
 from pandanode.core.schema import (
     BLOB_V1,
     FieldType,
@@ -34,11 +40,14 @@ from pandanode.services.query.materializer import (
     affected_documents,
     build_view,
     change_kind,
+    fold_into_view,
+    linear_extension,
     pinned_view_ids,
 )
 from pandanode.services.query.model import ChangeKind, MaterializedDocument, TypedValue
 from pandanode.services.query.store import StoredOperation, decode_view, encode_view
 from pandanode.services.runtime.settings import Settings, SettingsError
+from tests.core.test_document import PANDA, SCHEMA, random_documents
 
 OP_IDS = st.binary(min_size=32, max_size=32).map(lambda raw: "0020" + raw.hex())
 VIEW_IDS = st.lists(OP_IDS, min_size=1, max_size=3, unique=True).map(lambda ids: tuple(sorted(ids)))
@@ -67,25 +76,25 @@ def _same_value(a: TypedValue, b: TypedValue) -> bool:
 
 @given(
     fields=st.dictionaries(st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True), TYPED_VALUES),
-    operation_ids=st.frozensets(OP_IDS, min_size=1, max_size=5),
+    document_id=OP_IDS,
     view_id=VIEW_IDS,
-    flags=st.tuples(st.booleans(), st.booleans()),
+    flags=st.tuples(st.booleans(), st.booleans(), st.booleans()),
 )
 def test_view_codec_round_trips_every_typed_value_exactly(
     fields: dict[str, TypedValue],
-    operation_ids: frozenset[str],
+    document_id: str,
     view_id: tuple[str, ...],
-    flags: tuple[bool, bool],
+    flags: tuple[bool, bool, bool],
 ) -> None:
     document = MaterializedDocument(
-        document_id=min(operation_ids),
+        document_id=document_id,
         view_id="_".join(view_id),
         schema_id="event_" + "_".join(view_id),
         owner=KeyPair().public_key(),
         edited=flags[0],
         deleted=flags[1],
         fields=dict(sorted(fields.items())),
-        operation_ids=operation_ids,
+        appendable=flags[2],
     )
     decoded = decode_view(encode_view(document))
     assert list(decoded.fields) == list(document.fields)
@@ -104,7 +113,6 @@ def test_view_codec_keeps_nan_payloads_and_negative_zero() -> None:
         edited=False,
         deleted=False,
         fields={"a": quiet_nan_with_payload, "b": -0.0, "c": math.inf},
-        operation_ids=frozenset({"0020" + "11" * 32}),
     )
     fields = decode_view(encode_view(document)).fields
     nan, zero = fields["a"], fields["b"]
@@ -129,7 +137,7 @@ ALL_TYPES = Schema(
         "s": FieldType("str"),
     },
 )
-A, B, C = ("0020" + c * 64 for c in "abc")
+A, B, C, D = ("0020" + c * 64 for c in "abcd")
 
 
 def test_typed_fields_gives_what_validate_operation_gives() -> None:
@@ -265,7 +273,7 @@ def test_build_view_is_materialize_with_typed_fields() -> None:
     assert current.view_id == str(reference.view_id)
     assert (current.edited, current.deleted, current.owner) == (True, False, key_pair.public_key())
     assert current.fields == {**create_fields, "s": "b"}
-    assert current.operation_ids == frozenset(reference.walk_order)
+    assert current.appendable  # a line: the next update can be folded in
     first = build_view(operations, ALL_TYPES, create_id)
     assert first.fields == create_fields and first.view_id == create_id and not first.edited
     with pytest.raises(DocumentError):
@@ -321,3 +329,88 @@ def test_the_durable_consumer_name_is_a_setting_jetstream_accepts() -> None:
     for bad in ("", "a.b", "a b", "a>", "x" * 65):
         with pytest.raises(SettingsError, match="query_durable"):
             Settings(query_durable=bad)
+
+
+# -- folding a line of operations into a stored view ---------------------------------------
+
+VENUE = Schema(
+    SchemaId.application("venue", "0020" + "c6" * 32),
+    "the schema of tests.core.test_document's random documents",
+    {"a": FieldType("int"), "b": FieldType("int"), "c": FieldType("int")},
+)
+
+
+def _line_from(
+    start: str, ids: list[str], writes: list[dict[str, int]], delete: bool
+) -> list[DocumentOperation]:
+    line: list[DocumentOperation] = []
+    tip = start
+    for index, (op_id, fields) in enumerate(zip(ids, writes, strict=True)):
+        last_delete = delete and index == len(ids) - 1
+        operation = Operation(
+            1,
+            "delete" if last_delete else "update",
+            SCHEMA,
+            (tip,),
+            None if last_delete else fields,
+        )
+        line.append(DocumentOperation(op_id, PANDA, operation))
+        tip = op_id
+    return line
+
+
+@settings(max_examples=300, deadline=None)
+@given(random_documents(), st.data())
+def test_folding_new_operations_into_a_view_equals_rebuilding_it_from_all(
+    ops: list[DocumentOperation], data: st.DataObject
+) -> None:
+    assert str(VENUE.id) == SCHEMA
+    length = data.draw(st.integers(0, 4))
+    known = {op.id for op in ops}
+    ids = data.draw(
+        st.lists(OP_IDS.filter(lambda i: i not in known), min_size=length, max_size=length)
+    )
+    if len(set(ids)) != len(ids):
+        return
+    writes = data.draw(
+        st.lists(
+            st.dictionaries(st.sampled_from("abc"), st.integers(-5, 5)),
+            min_size=length,
+            max_size=length,
+        )
+    )
+    start = data.draw(st.sampled_from([op.id for op in ops]))
+    grown = ops + _line_from(start, ids, writes, data.draw(st.booleans()))
+    split = data.draw(st.integers(1, len(grown)))
+    try:
+        view = build_view(grown[:split], VENUE)
+    except DocumentError:
+        return
+    rest = data.draw(st.permutations(grown[split:]))
+    line = linear_extension(view, rest)
+    if line is None:
+        return
+    event("folded")
+    assert sorted(op.id for op in line) == sorted(op.id for op in rest)
+    assert fold_into_view(view, line, VENUE) == build_view(grown, VENUE)
+
+
+def test_linear_extension_orders_a_shuffled_line_from_the_tip() -> None:
+    create = DocumentOperation(A, PANDA, Operation(1, "create", SCHEMA, None, {"a": 0}))
+    line = _line_from(A, [B, C, D], [{"a": 1}, {"b": 2}, {}], delete=True)
+    view = build_view([create], VENUE)
+    assert view.appendable
+    ordered = linear_extension(view, [line[2], line[0], line[1]])
+    assert ordered == line
+    folded = fold_into_view(view, line[:2], VENUE)
+    assert folded.fields == {"a": 1, "b": 2} and folded.view_id == C and folded.edited
+    assert fold_into_view(view, line, VENUE).deleted
+
+
+def test_linear_extension_refuses_a_fork_a_gap_and_a_view_that_is_not_appendable() -> None:
+    create = DocumentOperation(A, PANDA, Operation(1, "create", SCHEMA, None, {"a": 0}))
+    view = build_view([create], VENUE)
+    first, second = _line_from(A, [B], [{"a": 1}], False), _line_from(A, [C], [{"a": 2}], False)
+    assert linear_extension(view, first + second) is None  # two operations on one tip
+    assert linear_extension(view, _line_from(B, [C], [{"a": 1}], False)) is None  # a gap
+    assert linear_extension(dataclasses.replace(view, appendable=False), first) is None
