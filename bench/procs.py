@@ -172,7 +172,8 @@ class NodeProcess:
         """
         self._log = self.log_file.open("wb")
         if self.mode == "up":
-            command = ["up"]
+            # No LAN discovery: a benchmark node must not find (and count events of) others.
+            command = ["up", "--no-lan-discovery"]
         else:
             self._nats = EmbeddedNats(store_dir=self.data_dir / "nats")
             await self._nats.start()

@@ -53,6 +53,8 @@ from pandanode.core.schema_id import (
     is_valid_schema_name,
     parse_schema_id,
 )
+from pandanode.discovery.v1 import discovery_pb2 as dpb
+from pandanode.discovery.v1 import discovery_pb2_grpc
 from pandanode.ingest.v1 import ingest_pb2 as pb
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2 as qpb
@@ -83,12 +85,14 @@ from ._models import (
     Document,
     NodeStatus,
     Page,
+    Peer,
     Published,
     Update,
 )
-from ._values import document_from_pb, fields_for, schema_from_pb, to_field_value
+from ._values import document_from_pb, fields_for, peer_from_pb, schema_from_pb, to_field_value
 
 if TYPE_CHECKING:
+    from pandanode.discovery.v1.discovery_pb2_grpc import DiscoveryServiceAsyncStub
     from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
     from pandanode.query.v1.query_pb2_grpc import QueryServiceAsyncStub
 
@@ -109,11 +113,12 @@ _MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 _MAX_BATCH_BYTES: Final = 4 * 1024 * 1024
 _INGEST: Final = "pandanode.ingest.v1.IngestService"
 _QUERY: Final = "pandanode.query.v1.QueryService"
+_DISCOVERY: Final = "pandanode.discovery.v1.DiscoveryService"
 _KNOWN_SERVICES: Final = (
     _INGEST,
     _QUERY,
     "pandanode.replication.v1.ReplicationService",
-    "pandanode.discovery.v1.DiscoveryService",
+    _DISCOVERY,
 )
 # A write that lost a race on its log position is re-signed once on fresh next arguments.
 _POSITION_REASONS: Final = frozenset(
@@ -239,6 +244,7 @@ class _Shared:
     channel: grpc.aio.Channel
     ingest: IngestServiceAsyncStub
     query: QueryServiceAsyncStub
+    discovery: DiscoveryServiceAsyncStub
     timeout: float
     retries: int
     schemas: dict[SchemaId, Schema] = field(default_factory=dict)
@@ -309,6 +315,7 @@ class Client:
             channel=channel,
             ingest=ingest_pb2_grpc.IngestServiceStub(channel),
             query=query_pb2_grpc.QueryServiceStub(channel),
+            discovery=discovery_pb2_grpc.DiscoveryServiceStub(channel),
             timeout=timeout,
             retries=retries,
         )
@@ -1389,6 +1396,23 @@ class Client:
             except grpc.aio.AioRpcError as err:
                 raise from_rpc_error(err) from err
 
+    # -- peers ----------------------------------------------------------------------------------
+
+    async def peers(self) -> list[Peer]:
+        """The other nodes the node knows: its discovery service's peer table, by node id.
+
+        Raises:
+            NotServedError: The node does not run the discovery service.
+        """
+        discovery = self._shared.discovery
+        try:
+            response = await self._call(
+                lambda: discovery.ListPeers(dpb.ListPeersRequest(), timeout=self._shared.timeout)
+            )
+        except NotServedError as err:
+            raise _not_served(self.address, "DiscoveryService", "does not run discovery") from err
+        return [peer_from_pb(peer) for peer in response.peers]
+
     # -- status ---------------------------------------------------------------------------------
 
     async def status(self) -> NodeStatus:
@@ -1444,9 +1468,9 @@ async def _aiter(items: Iterable[_T] | AsyncIterable[_T]) -> AsyncIterator[_T]:
             yield item
 
 
-def _not_served(address: str) -> NotServedError:
+def _not_served(address: str, service: str = "QueryService", why: str = "(yet)") -> NotServedError:
     error = NotServedError(
-        f"the node at {address} does not serve QueryService (yet), which this needs"
+        f"the node at {address} does not serve {service} {why}, which this needs"
     )
     mark_remote(error, grpc.StatusCode.UNIMPLEMENTED)
     return error

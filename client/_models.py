@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, TypeAlias
 
 from pandanode.core.errors import PandanodeError
@@ -21,6 +22,8 @@ __all__ = [
     "Document",
     "NodeStatus",
     "Page",
+    "Peer",
+    "PeerSource",
     "Published",
     "Update",
     "Value",
@@ -249,6 +252,43 @@ class NodeStatus:
             "latency_ms": round(self.latency_ms, 3),
             "logs": self.logs,
             "entries": self.entries,
+        }
+
+
+PeerSource: TypeAlias = Literal["bootstrap", "lan", "exchange", "unknown"]
+"""How the node found a peer: its ``bootstrap_peers`` setting, a LAN multicast announcement,
+another peer's list (peer exchange); ``unknown`` for a source this client does not know."""
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Another node the node knows (an entry of its discovery service's peer table).
+
+    Attributes:
+        node_id: The peer's node id: the public key of its node key (hex).
+        addresses: Its gRPC addresses, most recently seen first.
+        source: How it was found, see :data:`PeerSource`.
+        first_seen: When the node found it (again, after it was lost); timezone-aware UTC.
+        last_seen: When it last answered or announced itself; timezone-aware UTC.
+        reachable: Whether it answered the node's last probe.
+    """
+
+    node_id: str
+    addresses: tuple[str, ...]
+    source: PeerSource
+    first_seen: datetime
+    last_seen: datetime
+    reachable: bool
+
+    def to_dict(self) -> dict[str, object]:
+        """The peer as JSON-ready values (times as ISO 8601 strings)."""
+        return {
+            "node_id": self.node_id,
+            "addresses": list(self.addresses),
+            "source": self.source,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "reachable": self.reachable,
         }
 
 

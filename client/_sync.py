@@ -27,6 +27,7 @@ from ._models import (
     Document,
     NodeStatus,
     Page,
+    Peer,
     Published,
     Update,
 )
@@ -197,6 +198,10 @@ class SyncClient:
     def status(self) -> NodeStatus:
         """See :meth:`Client.status`."""
         return self._run(self._client.status())
+
+    def peers(self) -> list[Peer]:
+        """See :meth:`Client.peers`."""
+        return self._run(self._client.peers())
 
 
 async def _next(iterator: AsyncIterator[_T]) -> _T:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
+from datetime import UTC
 from typing import Final
 
 from pandanode.core.errors import HashDecodeError, Reason, SchemaError
@@ -22,15 +23,36 @@ from pandanode.core.operation import (
 )
 from pandanode.core.schema import FieldType, Schema
 from pandanode.core.schema_id import parse_schema_id
+from pandanode.discovery.v1 import discovery_pb2 as dpb
 from pandanode.query.v1 import query_pb2 as qpb
 
-from ._models import Document, Published, Value
+from ._models import Document, Peer, PeerSource, Published, Value
 
 __all__ = [
     "document_from_pb",
     "fields_for",
+    "peer_from_pb",
     "schema_from_pb",
 ]
+
+_PEER_SOURCES: Final[dict[int, PeerSource]] = {
+    dpb.PEER_SOURCE_BOOTSTRAP: "bootstrap",
+    dpb.PEER_SOURCE_LAN: "lan",
+    dpb.PEER_SOURCE_EXCHANGE: "exchange",
+}
+
+
+def peer_from_pb(message: dpb.Peer) -> Peer:
+    """A ``pandanode.discovery.v1.Peer`` message as a :class:`Peer`."""
+    return Peer(
+        node_id=message.node_id,
+        addresses=tuple(message.addresses),
+        source=_PEER_SOURCES.get(message.source, "unknown"),
+        first_seen=message.first_seen.ToDatetime(tzinfo=UTC),
+        last_seen=message.last_seen.ToDatetime(tzinfo=UTC),
+        reachable=message.reachable,
+    )
+
 
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1

@@ -30,6 +30,7 @@ import sys
 import tomllib
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, TypeAlias
 
@@ -262,6 +263,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--author", help="only this public key's logs")
 
     leaf(subparsers, "status", _status, "show whether the node is up and what it serves")
+    leaf(subparsers, "peers", _peers, "list the other nodes the node has found")
 
 
 def _value_options(parser: argparse.ArgumentParser) -> None:
@@ -948,6 +950,51 @@ async def _status(args: argparse.Namespace, output: Output) -> int:
     if status.logs is not None:
         output.console.print(f"{status.logs} logs, {status.entries} entries")
     return EXIT_OK if status.serving else EXIT_REJECTED
+
+
+async def _peers(args: argparse.Namespace, output: Output) -> int:
+    try:
+        async with _connect(args) as node:
+            peers = await node.peers()
+    except NotServedError as err:
+        output.error(
+            err.message,
+            "`pandanode up` runs discovery; in a distributed deployment, `pandanode serve "
+            "discovery` behind the same address",
+        )
+        return EXIT_REJECTED
+    if output.json:
+        output.emit([peer.to_dict() for peer in peers])
+        return EXIT_OK
+    if not peers:
+        output.console.print(f"node {args.node} knows no peers (yet)")
+        return EXIT_OK
+    terminal = output.console.is_terminal
+    now = datetime.now(UTC)
+    table = Table(show_header=True)
+    for column in ("node id", "addresses", "source", "reachable", "first seen", "last seen"):
+        table.add_column(column)
+    for peer in peers:
+        table.add_row(
+            _short(peer.node_id, terminal),
+            _escape(", ".join(peer.addresses)),
+            peer.source,
+            "[green]yes[/]" if peer.reachable else "[red]no[/]",
+            _ago(peer.first_seen, now),
+            _ago(peer.last_seen, now),
+        )
+    output.console.print(table)
+    output.console.print(f"{len(peers)} {'peer' if len(peers) == 1 else 'peers'}")
+    return EXIT_OK
+
+
+def _ago(moment: datetime, now: datetime) -> str:
+    seconds = max(0, round((now - moment).total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 if __name__ == "__main__":

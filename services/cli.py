@@ -1,4 +1,4 @@
-"""The ``pandanode`` command: ``up``, ``serve`` and ``query rebuild``.
+"""The ``pandanode`` command: ``up``, ``serve``, ``query rebuild`` and the client commands.
 
 ``up`` runs the all-in-one node, ``serve`` one service, ``query rebuild`` re-materializes the
 query store from the event stream.
@@ -33,6 +33,32 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
 
 
+def _add_discovery(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap-peers",
+        dest="bootstrap_peers",
+        metavar="HOST:PORT,…",
+        help="nodes to probe and keep probing (comma-separated gRPC addresses)",
+    )
+    parser.add_argument(
+        "--advertise-address",
+        dest="advertise_address",
+        metavar="HOST:PORT",
+        help="the gRPC address other nodes should dial (default: the listen address)",
+    )
+    parser.add_argument(
+        "--lan-discovery",
+        dest="lan_discovery",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="announce this node and find others by UDP multicast (default: on)",
+    )
+
+
+# What `up` and `serve discovery` default to, beaten by flags, environment and config file.
+_NODE_DEFAULTS = {"lan_discovery": True}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pandanode`` command."""
     parser = argparse.ArgumentParser(prog="pandanode", description="A p2panda node.")
@@ -41,10 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         "up", help="run the all-in-one node: embedded NATS and every service on one address"
     )
     _add_common(up)
+    _add_discovery(up)
     up.add_argument("--nats-url", dest="nats_url", help="use this NATS server, not an embedded one")
     serve = commands.add_parser("serve", help="run one service (distributed deployment)")
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
+    _add_discovery(serve)
     serve.add_argument("--nats", dest="nats_url", required=True, help="NATS server URL")
     query = commands.add_parser("query", help="maintain the query service's store")
     query_commands = query.add_subparsers(dest="query_command", required=True)
@@ -111,9 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "listen": args.listen,
         "nats_url": args.nats_url,
         "log_level": args.log_level,
+        "bootstrap_peers": getattr(args, "bootstrap_peers", None),
+        "advertise_address": getattr(args, "advertise_address", None),
+        "lan_discovery": getattr(args, "lan_discovery", None),
     }
+    defaults = _NODE_DEFAULTS if args.command in ("up", "serve") else None
     try:
-        settings = Settings.load(flags, config_file=args.config)
+        settings = Settings.load(flags, config_file=args.config, defaults=defaults)
     except SettingsError as err:
         print(f"pandanode: {err}", file=sys.stderr)
         return 2

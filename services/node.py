@@ -13,9 +13,13 @@ import logging
 from pathlib import Path
 from types import TracebackType
 
+from pandanode.discovery.v1 import discovery_pb2, discovery_pb2_grpc
 from pandanode.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2, query_pb2_grpc
 
+from .discovery.discovery import Discovery
+from .discovery.identity import NODE_KEY_FILE, load_or_create_node_key
+from .discovery.servicer import DiscoveryServicer
 from .ingest.ingest import Ingest
 from .ingest.outbox import Announcer
 from .ingest.servicer import IngestServicer
@@ -33,7 +37,7 @@ __all__ = ["SERVICES", "Node"]
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("ingest", "query")
+SERVICES = ("ingest", "query", "discovery")
 
 
 class Node:
@@ -48,6 +52,7 @@ class Node:
         nats_url: The NATS server in use, once started.
         ingest: The ingest service's use cases, when it runs.
         query: The query service's materializer (and reads), when it runs.
+        discovery: The discovery service's peer table and tasks, when it runs.
     """
 
     def __init__(self, settings: Settings, services: tuple[str, ...] = SERVICES) -> None:
@@ -67,6 +72,7 @@ class Node:
         self._query_store: QueryStore | None = None
         self.query: Materializer | None = None
         self.reads: Query | None = None
+        self.discovery: Discovery | None = None
         self._stopped = asyncio.Event()
 
     @property
@@ -120,7 +126,18 @@ class Node:
             self._server.add_services(
                 [query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name]
             )
+        if "discovery" in self.services:
+            node_key = load_or_create_node_key(data_dir / NODE_KEY_FILE)
+            self.discovery = Discovery(self.settings, self._bus, node_key)
+            discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(
+                DiscoveryServicer(self.discovery), self._server.server
+            )
+            self._server.add_services(
+                [discovery_pb2.DESCRIPTOR.services_by_name["DiscoveryService"].full_name]
+            )
         self.address = await self._server.start()
+        if self.discovery is not None:
+            await self.discovery.start(self.address)
         await self._server.set_serving()
         log.info(
             "pandanode serving %s on %s (NATS %s)",
@@ -134,6 +151,9 @@ class Node:
         if self._server is not None:
             await self._server.stop(grace=5.0)
             self._server = None
+        if self.discovery is not None:
+            await self.discovery.stop()
+            self.discovery = None
         if self.ingest is not None:
             await self.ingest.stop()
             self.ingest = None

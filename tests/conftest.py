@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,12 @@ from hypothesis import HealthCheck, settings
 from tests.interop.oracle_client import Oracle
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# `pandanode up` turns LAN discovery on. Nodes the tests start as subprocesses (and the bench
+# smoke run's) inherit this, so they do not find each other, or the nodes of a test run next
+# door, and add peer events to streams the tests count. In-process nodes are built from
+# Settings(), where LAN discovery is off; the discovery tests turn it on with a port of their own.
+os.environ.setdefault("PANDANODE_LAN_DISCOVERY", "false")
 
 settings.register_profile(
     "default", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]

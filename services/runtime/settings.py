@@ -1,12 +1,14 @@
 """Settings of every service: explicit limits with sane defaults.
 
 Sources, highest precedence first: command-line flags, environment variables
-(``PANDANODE_<NAME>``, e.g. ``PANDANODE_LISTEN``), a TOML file (``--config``), the defaults.
+(``PANDANODE_<NAME>``, e.g. ``PANDANODE_LISTEN``), a TOML file (``--config``), the command's
+own defaults (``pandanode up`` turns LAN discovery on), the defaults below.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -44,6 +46,23 @@ class Settings:
         query_durable: Name of the query service's durable JetStream consumer; every query
             replica consuming one stream needs its own.
         query_batch_size: Most events the query service fetches and commits at once.
+        advertise_address: The gRPC ``host:port`` other nodes should dial; empty: the bound
+            address (a host of ``0.0.0.0`` tells LAN peers to use the datagram's source).
+        bootstrap_peers: Comma-separated ``host:port`` of nodes to probe (GetNodeInfo) and
+            keep probing; one that answers joins the peer table. Our own address is ignored.
+        discovery_probe_interval: Seconds between probes of the bootstrap peers and of every
+            known peer (also how soon an unanswered bootstrap peer is tried again).
+        discovery_probe_timeout: Deadline of one probe, seconds.
+        peer_ttl: Seconds a peer stays in the table without answering or announcing itself;
+            then it is lost (``peer.lost``). Must exceed both the probe and announce intervals.
+        peer_exchange: Ask reachable peers for their peers (ListPeers) and probe those too.
+        lan_discovery: Announce this node and listen for others by UDP multicast. Off unless
+            set, except that ``pandanode up`` and ``pandanode serve discovery`` turn it on.
+        lan_group: The IPv4 multicast group of LAN discovery.
+        lan_port: The UDP port of LAN discovery.
+        lan_interface: IPv4 address of the interface to announce and listen on; empty: the
+            loopback interface when the advertised host is loopback, else the system's choice.
+        lan_announce_interval: Seconds between two LAN announcements.
         log_level: Python logging level name.
     """
 
@@ -61,20 +80,64 @@ class Settings:
     max_page_size: int = 1000
     query_durable: str = "query"
     query_batch_size: int = 256
+    advertise_address: str = ""
+    bootstrap_peers: str = ""
+    discovery_probe_interval: float = 5.0
+    discovery_probe_timeout: float = 2.0
+    peer_ttl: float = 30.0
+    peer_exchange: bool = True
+    lan_discovery: bool = False
+    lan_group: str = "239.255.70.22"
+    lan_port: int = 2021
+    lan_interface: str = ""
+    lan_announce_interval: float = 5.0
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, int) and value <= 0:
+            if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
                 raise SettingsError(f"setting {f.name} must be positive, got {value}")
         if ":" not in self.listen:
             raise SettingsError(f"setting listen must be host:port, got {self.listen!r}")
+        if self.advertise_address:
+            _check_address("advertise_address", self.advertise_address)
+        for address in self.bootstrap_addresses:
+            _check_address("bootstrap_peers", address)
+        if self.peer_ttl <= max(self.discovery_probe_interval, self.lan_announce_interval):
+            raise SettingsError(
+                f"setting peer_ttl ({self.peer_ttl}) must exceed discovery_probe_interval "
+                f"({self.discovery_probe_interval}) and lan_announce_interval "
+                f"({self.lan_announce_interval}), or peers would be lost between two sightings"
+            )
+        try:
+            group = ipaddress.IPv4Address(self.lan_group)
+        except ValueError:
+            group = None
+        if group is None or not group.is_multicast:
+            raise SettingsError(
+                f"setting lan_group must be an IPv4 multicast address, got {self.lan_group!r}"
+            )
+        if self.lan_port > 65535:
+            raise SettingsError(f"setting lan_port must be a UDP port, got {self.lan_port}")
+        if self.lan_interface:
+            try:
+                ipaddress.IPv4Address(self.lan_interface)
+            except ValueError:
+                raise SettingsError(
+                    f"setting lan_interface must be an IPv4 address, got {self.lan_interface!r}"
+                ) from None
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.query_durable):
             raise SettingsError(
                 "setting query_durable must be 1 to 64 letters, digits, '_' or '-' (a JetStream "
                 f"consumer name), got {self.query_durable!r}"
             )
+
+    @property
+    def bootstrap_addresses(self) -> tuple[str, ...]:
+        """The ``host:port`` items of :attr:`bootstrap_peers`, in order, without repeats."""
+        items = (item.strip() for item in self.bootstrap_peers.split(","))
+        return tuple(dict.fromkeys(item for item in items if item))
 
     @classmethod
     def load(
@@ -82,20 +145,25 @@ class Settings:
         flags: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         config_file: Path | None = None,
+        defaults: Mapping[str, Any] | None = None,
     ) -> Settings:
-        """Merge flags over environment over a TOML file over the defaults.
+        """Merge flags over environment over a TOML file over command defaults over defaults.
 
         Args:
             flags: Values given on the command line (None values are ignored).
             env: The environment (``os.environ`` when None).
             config_file: A TOML file with top-level keys named like the attributes.
+            defaults: The command's own defaults, beaten by every other source (e.g.
+                ``pandanode up`` turns ``lan_discovery`` on).
 
         Raises:
             SettingsError: an unknown key in the file, or a value of the wrong type.
         """
         env = os.environ if env is None else env
         known = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {
+            name: value for name, value in (defaults or {}).items() if name in known
+        }
         if config_file is not None:
             try:
                 data = tomllib.loads(Path(config_file).read_text())
@@ -121,9 +189,11 @@ class Settings:
         default = next(f.default for f in dataclasses.fields(cls) if f.name == name)
         try:
             if isinstance(default, bool):
-                return value if isinstance(value, bool) else str(value).lower() in {"1", "true"}
+                return _bool(value)
             if isinstance(default, int):
                 return int(value)
+            if isinstance(default, float):
+                return float(value)
             if isinstance(default, Path):
                 return Path(value)
             return str(value)
@@ -133,3 +203,20 @@ class Settings:
     def with_changes(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed."""
         return dataclasses.replace(self, **changes)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _check_address(name: str, address: str) -> None:
+    host, colon, port = address.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise SettingsError(f"setting {name}: {address!r} is not host:port")
