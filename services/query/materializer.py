@@ -1,8 +1,10 @@
 """The materializer: turns ``operation.ingested`` events into document views (spec §6, §10).
 
-It consumes the event stream with a JetStream durable pull consumer and applies each fetched
-batch in one RocksDB write batch together with the checkpoint (the last applied stream
-sequence), then acknowledges the batch. Events at or below the checkpoint are skipped, so a
+It consumes the event stream with a JetStream durable push consumer (at most two batches
+unacknowledged) and applies whatever has arrived — up to a batch, without waiting for more —
+in one RocksDB write batch together with the checkpoint (the last applied stream sequence),
+then acknowledges the batch. Not waiting keeps the lag low when events trickle in; under load
+batches fill up by themselves. Events at or below the checkpoint are skipped, so a
 redelivery is harmless; on start (and after any failure) the durable consumer is re-created at
 ``checkpoint + 1``, so the query store, not JetStream, says where to resume.
 
@@ -46,6 +48,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +56,7 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -627,6 +631,31 @@ def _parse_events(messages: Sequence[Msg], after: int) -> tuple[list[IngestedEve
     return events, last
 
 
+class _Inbox:
+    """What the push consumer delivered, handed out as soon as anything is there."""
+
+    def __init__(self) -> None:
+        self._messages: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
+
+    async def put(self, message: Msg) -> None:
+        """The subscription's callback: keep the message, wake the taker."""
+        self._messages.append(message)
+        self._arrived.set()
+
+    async def take(self, limit: int, timeout: float) -> list[Msg]:
+        """Up to ``limit`` messages, waiting at most ``timeout`` seconds for the first.
+
+        Raises:
+            TimeoutError: nothing arrived in time.
+        """
+        if not self._messages:
+            self._arrived.clear()
+            await asyncio.wait_for(self._arrived.wait(), timeout)
+        count = min(limit, len(self._messages))
+        return [self._messages.popleft() for _ in range(count)]
+
+
 class Materializer:
     """Keeps the query store up to date with the event stream, and reads it.
 
@@ -654,7 +683,8 @@ class Materializer:
         self._durable = durable
         self._batch_size = batch_size
         self._engine: _Engine | None = None
-        self._subscription: JetStreamContext.PullSubscription | None = None
+        self._subscription: Subscription | None = None
+        self._inbox = _Inbox()
         self._task: asyncio.Task[None] | None = None
         self._applying = False
         self._stopping = False
@@ -675,7 +705,7 @@ class Materializer:
         """Finish the batch being applied (if any), then stop consuming.
 
         The durable consumer is deleted too: :meth:`start` re-creates it at the checkpoint
-        anyway, and a consumer left with a waiting pull request slows NATS' own shutdown.
+        anyway.
         """
         self._stopping = True
         if self._task is not None:
@@ -695,7 +725,7 @@ class Materializer:
         """The last stream sequence applied and committed."""
         return self.store.checkpoint()
 
-    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+    async def _subscribe(self) -> Subscription:
         js = self._bus.js
         checkpoint = self.store.checkpoint()
         info = await js.stream_info(STREAM_NAME)
@@ -709,18 +739,29 @@ class Materializer:
         # Whatever JetStream thinks was delivered, resume exactly after the checkpoint.
         with contextlib.suppress(NotFoundError):
             await js.delete_consumer(STREAM_NAME, self._durable)
-        await js.add_consumer(
-            STREAM_NAME,
-            ConsumerConfig(
-                durable_name=self._durable,
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=checkpoint + 1,
-                ack_policy=AckPolicy.ALL,
-                ack_wait=_ACK_WAIT,
-                filter_subject=OPERATION_INGESTED.subject_filter,
-            ),
-        )
-        return await js.pull_subscribe_bind(durable=self._durable, stream=STREAM_NAME)
+        self._inbox = _Inbox()
+        deliver_subject = self._bus.client.new_inbox()
+        # Listening before the consumer exists, so nothing it pushes is missed.
+        subscription = await self._bus.client.subscribe(deliver_subject, cb=self._inbox.put)
+        try:
+            await js.add_consumer(
+                STREAM_NAME,
+                ConsumerConfig(
+                    durable_name=self._durable,
+                    deliver_subject=deliver_subject,
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=checkpoint + 1,
+                    ack_policy=AckPolicy.ALL,
+                    ack_wait=_ACK_WAIT,
+                    max_ack_pending=2 * self._batch_size,
+                    filter_subject=OPERATION_INGESTED.subject_filter,
+                ),
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+            raise
+        return subscription
 
     async def _unsubscribe(self) -> None:
         if self._subscription is not None:
@@ -732,8 +773,7 @@ class Materializer:
         backoff = 0.1
         while not self._stopping:
             try:
-                assert self._subscription is not None
-                messages = await self._subscription.fetch(self._batch_size, timeout=_FETCH_TIMEOUT)
+                messages = await self._inbox.take(self._batch_size, _FETCH_TIMEOUT)
                 # A batch being applied is finished even when stop() is called meanwhile.
                 self._applying = True
                 try:
