@@ -612,7 +612,7 @@ class Blob(NamedTuple):
 
 
 ChangeListener = Callable[[DocumentChange], None]
-"""A callback that receives every change, in stream order, after it is durable."""
+"""A callback that receives every change, in stream order, after it is committed."""
 
 
 def _parse_events(messages: Sequence[Msg], after: int) -> tuple[list[IngestedEvent], int]:
@@ -815,7 +815,7 @@ class Materializer:
     def add_listener(self, listener: ChangeListener) -> Callable[[], None]:
         """Call ``listener`` with every change from now on, in stream order, once each.
 
-        It is called in the event loop right after the change is durable; it must not block
+        It is called in the event loop right after the change is committed; it must not block
         (hand the change to a queue). Exceptions it raises are logged and ignored.
 
         Returns:

@@ -73,7 +73,7 @@ class ChangeKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class DocumentChange:
-    """A document's current view changed (emitted after the change is durably stored).
+    """A document's current view changed (emitted after the change is committed to the store).
 
     Attributes:
         kind: Created, updated or deleted.
