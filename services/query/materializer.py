@@ -691,6 +691,9 @@ class Materializer:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="materializer")
         self._listeners: list[ChangeListener] = []
         self._operation_waiters: dict[str, set[asyncio.Future[None]]] = {}
+        # Set while a batch is being applied: its commit is visible in the store before its
+        # listeners were called, so waiters hold back until both happened.
+        self._in_flight: asyncio.Future[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -805,8 +808,13 @@ class Materializer:
         events, last = _parse_events(messages, checkpoint)
         if last > checkpoint:
             loop = asyncio.get_running_loop()
-            applied = await loop.run_in_executor(self._pool, self._engine.apply, events, last)
-            self._notify(applied)
+            self._in_flight = loop.create_future()
+            try:
+                applied = await loop.run_in_executor(self._pool, self._engine.apply, events, last)
+                self._notify(applied)
+            finally:
+                self._in_flight.set_result(None)
+                self._in_flight = None
         if messages:
             await messages[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch
 
@@ -846,12 +854,21 @@ class Materializer:
     async def wait_for_operation(self, operation_id: str, timeout: float) -> bool:
         """Wait until an operation is materialized (folded into its document's current view).
 
+        Listeners have been called with the change by the time this returns True.
+
         Returns:
             True once it is (at once if it is already), False after ``timeout`` seconds.
         """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        in_flight = self._in_flight
+        if in_flight is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(in_flight), timeout)
         if self.is_operation_materialized(operation_id):
             return True
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        timeout = max(0.0, deadline - loop.time())
+        future: asyncio.Future[None] = loop.create_future()
         waiters = self._operation_waiters.setdefault(operation_id, set())
         waiters.add(future)
         try:
