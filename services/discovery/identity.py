@@ -1,16 +1,18 @@
 """The node's identity: an Ed25519 node key kept in the data directory.
 
-The key file has the format of the client's key files (and aquadoggo's): the private key as 64
-lowercase hex characters, mode 0600. It is made on first start; the node id is its public key.
+The key file is a client key file (:func:`pandanode.client.save_key_pair`, aquadoggo's format:
+the private key as 64 lowercase hex characters, mode 0600). It is made on first start; the node
+id is its public key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Final
 
-from pandanode.core.errors import ValidationError
+from pandanode.client import KeyFileError, load_key_pair, save_key_pair
 from pandanode.core.keypair import KeyPair
 
 __all__ = ["NODE_KEY_FILE", "NodeKeyError", "load_or_create_node_key"]
@@ -31,32 +33,12 @@ def load_or_create_node_key(path: Path) -> KeyPair:
     Raises:
         NodeKeyError: The file is unreadable or does not hold 64 hex characters.
     """
+    if not path.exists():
+        with contextlib.suppress(KeyFileError):  # made meanwhile by another process
+            save_key_pair(KeyPair(), path)
     try:
-        return _load(path)
-    except FileNotFoundError:
-        pass
-    key_pair = KeyPair()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _load(path)
-    try:
-        os.write(descriptor, key_pair.private_key().encode("ascii"))
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    return key_pair
-
-
-def _load(path: Path) -> KeyPair:
-    try:
-        text = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        raise
-    except (OSError, UnicodeDecodeError) as err:
-        raise NodeKeyError(f"cannot read the node key {path}: {err}") from None
-    try:
-        return KeyPair(text)
-    except ValidationError as err:
-        raise NodeKeyError(f"{path} does not hold a node key: {err.message}") from None
+        return load_key_pair(path)
+    except KeyFileError as err:
+        if path.is_file() and os.access(path, os.R_OK):
+            raise NodeKeyError(f"{path} does not hold a node key: {err.message}") from None
+        raise NodeKeyError(f"cannot read the node key {path}: {err.message}") from None
