@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from blake3 import blake3
+
 from .errors import EntryDecodeError, HashDecodeError, Reason, SignatureError
 from .hash import HASH_LENGTH, decode_hash, hash_bytes, hash_from_hex
 from .keypair import KeyPair, verify_or_raise
@@ -78,17 +80,23 @@ def decode_entry(data: bytes, *, verify: bool = True) -> Entry:
         HashDecodeError: a link or the payload hash is not a YASMF hash.
         SignatureError: the signature does not verify.
     """
-    data = bytes(data)
-    if len(data) < 1 + _PUBLIC_KEY_LENGTH:
+    if type(data) is not bytes:
+        data = bytes(data)
+    size = len(data)
+    if size < 1 + _PUBLIC_KEY_LENGTH:
         raise EntryDecodeError(
-            f"could not decode entry: {len(data)} bytes is too short for tag and public key",
+            f"could not decode entry: {size} bytes is too short for tag and public key",
             Reason.ENTRY_TOO_SHORT,
         )
-    tag = data[0]
-    public_key = data[1 : 1 + _PUBLIC_KEY_LENGTH]
     offset = 1 + _PUBLIC_KEY_LENGTH
-    log_id, offset = decode_varu64(data, offset, name="log_id")
-    seq_num, offset = decode_varu64(data, offset, name="seq_num")
+    # One-byte varu64s (values below 248) are read inline: nearly every log id and seq num.
+    if size > offset + 1 and data[offset] < 248 and data[offset + 1] < 248:
+        log_id = data[offset]
+        seq_num = data[offset + 1]
+        offset += 2
+    else:
+        log_id, offset = decode_varu64(data, offset, name="log_id")
+        seq_num, offset = decode_varu64(data, offset, name="seq_num")
     if seq_num < 1:
         raise EntryDecodeError(
             "entry sequence must be larger than 0 (seq_num starts at 1)", Reason.INVALID_SEQ_NUM
@@ -100,40 +108,44 @@ def decode_entry(data: bytes, *, verify: bool = True) -> Entry:
             if is_skiplink_required(seq_num):
                 skiplink, offset = decode_hash(data, offset, name="skiplink")
             backlink, offset = decode_hash(data, offset, name="backlink")
-        payload_size, offset = decode_varu64(data, offset, name="payload_size")
+        if offset < size and data[offset] < 248:
+            payload_size = data[offset]
+            offset += 1
+        else:
+            payload_size, offset = decode_varu64(data, offset, name="payload_size")
         payload_hash, offset = decode_hash(data, offset, name="payload hash")
     except HashDecodeError as err:
         raise EntryDecodeError(err.message, err.reason) from None
-    if len(data) - offset < SIGNATURE_LENGTH:
+    if size - offset < SIGNATURE_LENGTH:
         raise EntryDecodeError(
-            f"could not decode signature: {len(data) - offset} bytes left, 64 needed",
+            f"could not decode signature: {size - offset} bytes left, 64 needed",
             Reason.ENTRY_TOO_SHORT,
         )
     if skiplink is not None and skiplink == backlink:
         raise EntryDecodeError("backlink and skiplink are identical", Reason.INVALID_LINKS)
-    signature = data[offset : offset + SIGNATURE_LENGTH]
-    if len(data) != offset + SIGNATURE_LENGTH:
+    if size != offset + SIGNATURE_LENGTH:
         # p2panda checks the signature found at this offset against all bytes but the last 64,
         # so an entry with bytes after its signature never verifies.
         raise SignatureError(
-            f"signature invalid: {len(data) - offset - SIGNATURE_LENGTH} unexpected bytes follow "
+            f"signature invalid: {size - offset - SIGNATURE_LENGTH} unexpected bytes follow "
             "the signature",
             Reason.INVALID_SIGNATURE,
         )
+    signature = data[offset:]
     if verify:
-        verify_or_raise(public_key, data[:offset], signature)
+        verify_or_raise(data[1 : 1 + _PUBLIC_KEY_LENGTH], data[:offset], signature)
     return Entry(
-        public_key=public_key.hex(),
-        log_id=log_id,
-        seq_num=seq_num,
-        skiplink=skiplink,
-        backlink=backlink,
-        payload_size=payload_size,
-        payload_hash=payload_hash,
-        signature=signature.hex(),
-        hash=hash_bytes(data).hex(),
-        tag=tag,
-        raw=data,
+        data[1 : 1 + _PUBLIC_KEY_LENGTH].hex(),
+        log_id,
+        seq_num,
+        skiplink,
+        backlink,
+        payload_size,
+        payload_hash,
+        signature.hex(),
+        "0020" + blake3(data).hexdigest(),
+        data[0],
+        data,
     )
 
 

@@ -41,7 +41,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Literal, TypeAlias, TypeGuard
+from typing import Any, Literal, TypeAlias, TypeGuard
+
+from cbor2 import CBOREncoder
+from cbor2 import dumps as _cbor2_dumps
+from cbor2 import loads as _cbor2_loads
 
 from .cbor import (
     MAX_DEPTH,
@@ -52,8 +56,9 @@ from .cbor import (
     decode_head,
     decode_item,
     dumps,
+    encode_float,
 )
-from .errors import HashDecodeError, OperationDecodeError, Reason
+from .errors import HashDecodeError, OperationDecodeError, Reason, SchemaIdError
 from .hash import HASH_LENGTH, hash_from_hex
 from .schema_id import parse_schema_id
 
@@ -433,7 +438,126 @@ def decode_operation(data: bytes | bytearray | memoryview) -> Operation:
             the wrong type (``INVALID_OPERATION``, ``INVALID_SCHEMA_ID`` for a schema id that
             is not text).
     """
-    items = _TopLevelItems(bytes(data))
+    raw = data if type(data) is bytes else bytes(data)
+    operation = _decode_canonical(raw)
+    return operation if operation is not None else _decode_general(raw)
+
+
+# The fast path. Nearly every operation arrives exactly as p2panda encodes it, and for those
+# bytes a generic decoder reads the same values as our reader. So cbor2's C decoder reads the
+# operation, the values are checked against p2panda's rules, and the values are written back
+# with cbor2's C encoder the way `dumps` writes them (definite lengths, minimal heads, map
+# entries in the order read, floats in their shortest exact width). Only when that gives back
+# the very same bytes is the result used: then the input has no tags, no indefinite lengths, no
+# non-minimal heads, no duplicate keys, no trailing bytes and no values cbor2 reads differently
+# from us. Anything else, valid or not, goes to the general reader, which alone decides how
+# the lenient cases read and which error a bad operation gets.
+
+_CANONICAL_MAX_DEPTH = 4
+"""Array > fields map > pinned relation list > view id: nothing valid nests deeper."""
+
+
+class _Float:
+    """A float for cbor2's encoder to write through :func:`_write_float` (shortest width)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+
+def _write_float(encoder: CBOREncoder, value: object) -> None:
+    if type(value) is not _Float:
+        raise TypeError(f"not a plain value: {type(value).__name__}")
+    encoder.write(encode_float(value.value))
+
+
+def _decode_canonical(data: bytes) -> Operation | None:
+    """Decode an operation encoded exactly as p2panda encodes it; None for anything else."""
+    try:
+        items = _cbor2_loads(data, max_depth=_CANONICAL_MAX_DEPTH)
+    except Exception:  # any way cbor2 can fail: the general reader gives the precise error
+        return None
+    if type(items) is not list or not 4 <= len(items) <= 5:
+        return None
+    version, code, schema_id = items[0], items[1], items[2]
+    if type(version) is not int or version != _VERSION or type(code) is not int:
+        return None
+    action = _ACTION_NAMES.get(code)
+    if action is None or len(items) != (5 if code == 1 else 4) or type(schema_id) is not str:
+        return None
+    try:
+        parse_schema_id(schema_id)
+    except SchemaIdError:
+        return None
+    previous = None
+    if action != "create":
+        previous = _canonical_previous(items[3])
+        if previous is None:
+            return None
+    fields = None
+    check = items
+    if action != "delete":
+        read = _canonical_fields(items[-1])
+        if read is None:
+            return None
+        fields, has_floats = read
+        if has_floats:
+            wrapped = {k: _Float(v) if type(v) is float else v for k, v in items[-1].items()}
+            check = [*items[:-1], wrapped]
+    try:
+        if _cbor2_dumps(check, default=_write_float) != data:
+            return None
+    except Exception:
+        return None
+    return Operation(_VERSION, action, schema_id, previous, fields)
+
+
+def _canonical_previous(value: object) -> tuple[str, ...] | None:
+    if type(value) is not list or not value:
+        return None
+    last = b""
+    for item in value:
+        if type(item) is not bytes or len(item) != HASH_LENGTH or item[0] != 0 or item <= last:
+            return None
+        last = item
+    return tuple(item.hex() for item in value)
+
+
+def _canonical_fields(value: object) -> tuple[dict[str, PlainValue], bool] | None:
+    """The plain values of a fields map read by cbor2, and whether any is a float."""
+    if type(value) is not dict:
+        return None
+    fields: dict[str, PlainValue] = {}
+    has_floats = False
+    last: str | None = None
+    for name, item in value.items():
+        if type(name) is not str or (last is not None and name <= last):
+            return None
+        last = name
+        kind = type(item)
+        if kind is str or kind is bytes or kind is bool:
+            fields[name] = item
+        elif kind is int:
+            if not _I64_MIN <= item <= _I64_MAX:
+                return None
+            fields[name] = item
+        elif kind is float:
+            fields[name] = item
+            has_floats = True
+        elif kind is list:
+            converted = _id_lists(item)
+            if converted is None:
+                return None
+            fields[name] = converted
+        else:
+            return None
+    return fields, has_floats
+
+
+def _decode_general(raw: bytes) -> Operation:
+    """Decode any operation p2panda-js reads, with its errors (see :func:`decode_operation`)."""
+    items = _TopLevelItems(raw)
     version = _unsigned(items.next("version"), "version")
     if version != _VERSION:
         raise OperationDecodeError(
@@ -567,7 +691,7 @@ def _is_hash(value: CborValue) -> TypeGuard[bytes]:
     return type(value) is bytes and len(value) == HASH_LENGTH and value[0] == 0
 
 
-def _hash_list(value: list[CborValue]) -> tuple[str, ...] | None:
+def _hash_list(value: list[Any]) -> tuple[str, ...] | None:
     """The hex ids of an array of 34-byte hash byte strings; None if it is anything else."""
     ids: list[str] = []
     for item in value:
@@ -575,6 +699,20 @@ def _hash_list(value: list[CborValue]) -> tuple[str, ...] | None:
             return None
         ids.append(item.hex())
     return tuple(ids)
+
+
+def _id_lists(value: list[Any]) -> tuple[str, ...] | tuple[tuple[str, ...], ...] | None:
+    """An array of hashes as hex ids, or an array of such arrays; None if it is neither."""
+    flat = _hash_list(value)
+    if flat is not None:
+        return flat
+    nested: list[tuple[str, ...]] = []
+    for item in value:
+        inner = _hash_list(item) if isinstance(item, list) else None
+        if inner is None:
+            return None
+        nested.append(inner)
+    return tuple(nested)
 
 
 def _decode_previous(value: CborValue) -> tuple[str, ...]:
@@ -676,17 +814,9 @@ def _plain_value(value: CborValue, name: str) -> PlainValue:
     if isinstance(value, (float, str, bytes)):
         return value
     if isinstance(value, list):
-        flat = _hash_list(value)
-        if flat is not None:
-            return flat
-        nested: list[tuple[str, ...]] = []
-        for item in value:
-            inner = _hash_list(item) if isinstance(item, list) else None
-            if inner is None:
-                break
-            nested.append(inner)
-        else:
-            return tuple(nested)
+        ids = _id_lists(value)
+        if ids is not None:
+            return ids
     raise OperationDecodeError(
         f"field {name!r}: {_describe(value)} is not a valid field value (expected a boolean, "
         "i64 integer, float, text or byte string, an array of 34-byte hashes or an array of "

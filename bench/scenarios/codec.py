@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 from importlib.metadata import PackageNotFoundError, version
+from typing import TypeVar
 
 import nacl.bindings
 
