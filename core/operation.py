@@ -521,7 +521,7 @@ def _canonical_previous(value: object) -> tuple[str, ...] | None:
         if type(item) is not bytes or len(item) != HASH_LENGTH or item[0] != 0 or item <= last:
             return None
         last = item
-    return tuple(item.hex() for item in value)
+    return tuple([item.hex() for item in value])
 
 
 def _canonical_fields(value: object) -> tuple[dict[str, PlainValue], bool] | None:

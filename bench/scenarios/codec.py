@@ -4,9 +4,11 @@ What ingest does with every entry before it is stored, without gRPC, storage or 
 ``decode_operation`` of typical operations (a CREATE with four fields, an UPDATE with
 ``previous``, a schema definition with a pinned relation list, a relation list) and
 ``decode_entry`` with and without its signature check. Raw verification (``crypto_sign_open``,
-the call the baseline times) runs on the same entries in the same loop, so the Python overhead
-per entry is ``decode_entry + decode_operation - raw verify``. Each figure is the best of three
-passes over the whole sample (the machine is shared; the minimum is the least disturbed).
+the call ``baseline.verify`` times) runs on the same entries, timed the same way, and is the
+reference of every ratio here; the Python overhead per entry is ``decode_entry +
+decode_operation - raw verify``. Each figure is the CPU time of the calling thread
+(``time.thread_time``), the best of three passes over the whole sample: all of it is
+single-threaded CPU work, and on a shared machine CPU time is what stays comparable.
 """
 
 from __future__ import annotations
@@ -24,23 +26,25 @@ from pandanode.core.operation import PinnedRelationList, RelationList
 from ..context import Context
 from ..registry import Option, ScenarioResult, scenario
 from ..workload import bench_schema, document_log
-from .baselines import VERIFY, VERIFY_COST
 
 __all__: list[str] = []
 
 T = TypeVar("T")
 
 _PASSES = 3
+_RAW = "raw verify"
+_RAW_COST = f"core.decode/{_RAW}/µs each"
+_RAW_RATE = f"core.decode/{_RAW}/entries/s"
 
 
 def _best_us(items: Sequence[T], call: Callable[[T], object]) -> float:
-    """The best of three passes calling ``call`` on every item, in µs per item."""
+    """The best of three passes calling ``call`` on every item, in CPU µs per item."""
     best = float("inf")
     for _ in range(_PASSES):
-        start = time.perf_counter()
+        start = time.thread_time()
         for item in items:
             call(item)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.thread_time() - start)
     return best / len(items) * 1e6
 
 
@@ -97,19 +101,20 @@ async def decode(ctx: Context, out: ScenarioResult) -> None:
         "CREATE, relation list + text": _relation_list_operations(schema_id, count),
         "schema definition, pinned relation list": _schema_definitions(count),
     }
+    raw = _best_us(entries, _raw_verify)
+    out.metric(_RAW, "µs each", raw, "µs", "cost")
+    out.rate(_RAW, 1, raw / 1e6)
     for row, items in operations.items():
         us = _best_us(items, decode_operation)
-        out.metric(f"decode_operation: {row}", "µs each", us, "µs", "cost", baseline=VERIFY_COST)
+        out.metric(f"decode_operation: {row}", "µs each", us, "µs", "cost", baseline=_RAW_COST)
 
     def no_verify(entry: bytes) -> object:
         return decode_entry(entry, verify=False)
 
-    raw = _best_us(entries, _raw_verify)
     unverified = _best_us(entries, no_verify)
     verified = _best_us(entries, decode_entry)
-    out.metric("raw verify (crypto_sign_open)", "µs each", raw, "µs", "cost", baseline=VERIFY_COST)
-    out.metric("decode_entry, no verify", "µs each", unverified, "µs", "cost", baseline=VERIFY_COST)
-    out.metric("decode_entry, verify", "µs each", verified, "µs", "cost", baseline=VERIFY_COST)
+    out.metric("decode_entry, no verify", "µs each", unverified, "µs", "cost", baseline=_RAW_COST)
+    out.metric("decode_entry, verify", "µs each", verified, "µs", "cost", baseline=_RAW_COST)
     out.metric(
         "decode_entry: its verify step", "µs each", max(verified - unverified, 0.01), "µs", "cost"
     )
@@ -121,9 +126,9 @@ async def decode(ctx: Context, out: ScenarioResult) -> None:
     pairs = [(request.entry, request.operation) for request in requests]
     per_entry = _best_us(pairs, both)
     out.metric(
-        "decode_entry + decode_operation", "µs each", per_entry, "µs", "cost", baseline=VERIFY_COST
+        "decode_entry + decode_operation", "µs each", per_entry, "µs", "cost", baseline=_RAW_COST
     )
-    out.rate("decode_entry + decode_operation", 1, per_entry / 1e6, baseline=VERIFY)
+    out.rate("decode_entry + decode_operation", 1, per_entry / 1e6, baseline=_RAW_RATE)
     out.metric(
         "Python overhead beyond raw verify", "µs each", max(per_entry - raw, 0.01), "µs", "cost"
     )

@@ -216,3 +216,19 @@ def test_mutated_operations_decode_exactly_as_the_general_reader_decodes_them(
     for n in range(rounds):
         data = mutate(seed + n, data)
     assert_same_as_general(data)
+
+
+def test_the_canonical_nan_reads_bit_for_bit_as_the_general_reader_reads_it() -> None:
+    data = HEAD + h("a1 61 61 f9 7e 00")
+    fast, general = _decode_canonical(data), _decode_general(data)
+    assert fast is not None and fast.fields is not None and general.fields is not None
+    assert struct.pack(">d", fast.fields["a"]) == struct.pack(">d", general.fields["a"])
+
+
+def test_nans_with_other_payloads_or_signs_are_left_to_the_general_reader() -> None:
+    # cbor2 reads half-precision NaN payloads differently from the general reader (struct).
+    for bits in [*range(0x7C01, 0x8000), *range(0xFC01, 0x10000)]:
+        if bits == 0x7E00:
+            continue
+        data = HEAD + h("a1 61 61 f9") + bits.to_bytes(2, "big")
+        assert _decode_canonical(data) is None, hex(bits)
