@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pandanode.core.cbor import encode_float
 from pandanode.core.errors import PandanodeError
 from pandanode.core.operation import (
+    Action,
     FieldValue,
     PinnedRelationList,
     RelationList,
@@ -167,7 +168,7 @@ _values: st.SearchStrategy[FieldValue] = st.one_of(
 
 @st.composite
 def operations(draw: st.DrawFn) -> bytes:
-    action = draw(st.sampled_from(["create", "update", "delete"]))
+    action: Action = draw(st.sampled_from(["create", "update", "delete"]))
     previous = None
     if action != "create":
         previous = sorted(set(draw(st.lists(_ids, min_size=1, max_size=3))))
