@@ -15,14 +15,15 @@ import pytest
 
 from pandanode.core.operation import PinnedRelation, PinnedRelationList, Relation, RelationList
 from pandanode.core.schema import FieldType, Schema, SchemaId
-from pandanode.services.query import listing
 from pandanode.services.query.listing import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     Catalog,
     SchemaIndex,
     compile_filter,
+    sorted_entries,
 )
+from pandanode.services.query.listing import index as listing_index
 from pandanode.services.query.model import (
     ChangeKind,
     DocumentChange,
@@ -128,14 +129,14 @@ def planner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     eq/in predicate selects by a hash index (when the query has such a predicate).
     """
     mode: str = request.param
-    monkeypatch.setattr(listing, "_prefer_candidates", lambda *_: mode == "candidates")
+    monkeypatch.setattr(listing_index, "_prefer_candidates", lambda *_: mode == "candidates")
     return mode
 
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny chunks in the sorted lists, so that splits and merges happen all the time."""
-    monkeypatch.setattr(listing, "_CHUNK_SIZE", 4)
+    monkeypatch.setattr(sorted_entries, "_CHUNK_SIZE", 4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,7 +584,9 @@ def test_concatenated_pages_equal_the_full_reference_result(
     small_chunks: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(listing, "_prefer_candidates", lambda *_: planner_mode == "candidates")
+    monkeypatch.setattr(
+        listing_index, "_prefer_candidates", lambda *_: planner_mode == "candidates"
+    )
     documents = DOCUMENTS[:1000] if page_size == 1 else DOCUMENTS
     index = SchemaIndex(SCHEMA)
     for document in documents:
@@ -627,7 +630,9 @@ def test_pages_skip_and_repeat_nothing_while_documents_change_underneath(
     small_chunks: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(listing, "_prefer_candidates", lambda *_: planner_mode == "candidates")
+    monkeypatch.setattr(
+        listing_index, "_prefer_candidates", lambda *_: planner_mode == "candidates"
+    )
     base = DOCUMENTS[:600] if page_size == 1 else DOCUMENTS
     index = SchemaIndex(SCHEMA)
     for document in base:
@@ -876,7 +881,7 @@ def test_a_negative_page_size_is_rejected(index: SchemaIndex) -> None:
 def test_total_size_follows_every_change_also_past_the_change_log(
     monkeypatch: pytest.MonkeyPatch, index: SchemaIndex
 ) -> None:
-    monkeypatch.setattr(listing, "_CHANGE_LOG_LIMIT", 8)
+    monkeypatch.setattr(listing_index, "_CHANGE_LOG_LIMIT", 8)
     queries = [
         [],
         [Predicate("flag", FilterOp.EQ, True)],
