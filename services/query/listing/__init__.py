@@ -27,26 +27,37 @@ Semantics (what the tests pin down):
   matches and keeps its sort key from the first request to the last is returned exactly once,
   however many documents are added, changed or removed meanwhile; documents added behind the
   position are not returned, and a document whose sort key changes between two requests may be
-  returned twice or not at all. ``total_size`` counts the matches at the time of each call.
+  returned twice or not at all (and, when that document's sort key is longer than about 1.5 KB,
+  documents sharing its first 256 characters or bytes may be returned again).
+  ``total_size`` counts the matches at the time of each call.
+* **Page tokens** are opaque: authenticated with the node's secret (HMAC-SHA256), at most
+  :data:`MAX_PAGE_TOKEN_LENGTH` characters, checked before anything in them is parsed. A token
+  that is too long, altered, made by another node, or used with another query is rejected with
+  the reason ``INVALID_PAGE_TOKEN``. They stay valid across restarts of the node.
 * **Page size**: None or 0 means :data:`DEFAULT_PAGE_SIZE`; a larger size than the index's
   maximum (:data:`MAX_PAGE_SIZE` by default) is lowered to it, as Google's AIP-158 prescribes;
   a negative size is an error.
 
 The modules: :mod:`.targets` (what a predicate or an order reads from a document),
 :mod:`.filters` (predicates validated and compiled), :mod:`.sorted_entries` (the sorted
-structure of one order key), :mod:`.tokens` (page tokens), :mod:`.index` (one schema's index,
-which plans and answers a page) and :mod:`.catalog` (one index per schema).
+structure of one order key), :mod:`.tokens` (authenticated page tokens), :mod:`.changelog`
+(recent changes, for cached counts), :mod:`.index` (one schema's index, which plans and answers
+a page) and :mod:`.catalog` (one index per schema).
 """
 
 from __future__ import annotations
 
 from .catalog import Catalog
+from .changelog import DEFAULT_CHANGE_LOG_BYTES
 from .filters import DocumentFilter, compile_filter
 from .index import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, SchemaIndex
+from .tokens import MAX_PAGE_TOKEN_LENGTH
 
 __all__ = [
+    "DEFAULT_CHANGE_LOG_BYTES",
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
+    "MAX_PAGE_TOKEN_LENGTH",
     "Catalog",
     "DocumentFilter",
     "Page",

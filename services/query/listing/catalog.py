@@ -7,7 +7,9 @@ from pandanode.core.schema import Schema
 from pandanode.services.runtime.errors import ResourceNotFoundError
 
 from ..model import DocumentChange, MaterializedDocument
+from .changelog import DEFAULT_CHANGE_LOG_BYTES
 from .index import MAX_PAGE_SIZE, SchemaIndex
+from .tokens import PageTokens
 
 __all__ = ["Catalog"]
 
@@ -17,10 +19,22 @@ class Catalog:
 
     Args:
         max_page_size: The largest page of every index.
+        token_secret: The node's secret that authenticates its page tokens (at least 16
+            bytes); None: a random secret of this process.
+        change_log_bytes: The byte budget of each index's change log (see
+            :class:`~.changelog.ChangeLog`).
     """
 
-    def __init__(self, *, max_page_size: int = MAX_PAGE_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        max_page_size: int = MAX_PAGE_SIZE,
+        token_secret: bytes | None = None,
+        change_log_bytes: int = DEFAULT_CHANGE_LOG_BYTES,
+    ) -> None:
         self._max_page_size = max_page_size
+        self._tokens = PageTokens(token_secret)
+        self._change_log_bytes = change_log_bytes
         self._indexes: dict[str, SchemaIndex] = {}
         self._schema_of: dict[str, str] = {}
 
@@ -29,7 +43,12 @@ class Catalog:
         schema_id = str(schema.id)
         index = self._indexes.get(schema_id)
         if index is None:
-            index = SchemaIndex(schema, max_page_size=self._max_page_size)
+            index = SchemaIndex(
+                schema,
+                max_page_size=self._max_page_size,
+                tokens=self._tokens,
+                change_log_bytes=self._change_log_bytes,
+            )
             self._indexes[schema_id] = index
         return index
 

@@ -21,6 +21,7 @@ from pandanode.core.schema import Schema
 from pandanode.services.runtime.errors import InvalidRequestError
 
 from ..model import MaterializedDocument, Meta, Order, Predicate
+from .changelog import DEFAULT_CHANGE_LOG_BYTES, ChangeLog
 from .filters import DocumentFilter, canonical_predicates, compile_with_targets
 from .sorted_entries import SortedEntries
 from .targets import (
@@ -35,7 +36,7 @@ from .targets import (
     lowest,
     resolve_target,
 )
-from .tokens import decode_token, encode_token, query_fingerprint
+from .tokens import PageTokens, Truncated, query_fingerprint
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "Page", "SchemaIndex"]
 
@@ -46,7 +47,6 @@ MAX_PAGE_SIZE: Final = 1000
 """Default upper limit of a page; larger requests are lowered to it."""
 
 _FILTER_CACHE_SIZE: Final = 256
-_CHANGE_LOG_LIMIT: Final = 8192
 
 _Found: TypeAlias = list[tuple[Entry, MaterializedDocument]]
 _IdSets: TypeAlias = list[Any]
@@ -95,14 +95,24 @@ class SchemaIndex:
     Args:
         schema: The schema of the documents.
         max_page_size: Larger pages are lowered to this many documents.
+        tokens: Makes and checks the page tokens (the node's); by default this process's.
+        change_log_bytes: Byte budget of the replaced views kept to update cached counts.
     """
 
-    def __init__(self, schema: Schema, *, max_page_size: int = MAX_PAGE_SIZE) -> None:
+    def __init__(
+        self,
+        schema: Schema,
+        *,
+        max_page_size: int = MAX_PAGE_SIZE,
+        tokens: PageTokens | None = None,
+        change_log_bytes: int = DEFAULT_CHANGE_LOG_BYTES,
+    ) -> None:
         if max_page_size < 1:
             raise ValueError(f"max_page_size must be at least 1, got {max_page_size}")
         self._schema = schema
         self._schema_id = str(schema.id)
         self._max_page_size = max_page_size
+        self._tokens = tokens if tokens is not None else PageTokens()
         self._fields = field_targets(schema)
         self._documents: dict[str, MaterializedDocument] = {}
         # Per order key, the entries of the live and of the deleted documents: a filter always
@@ -110,10 +120,8 @@ class SchemaIndex:
         self._orders: dict[TargetKey, tuple[Target, SortedEntries, SortedEntries]] = {}
         self._postings: dict[TargetKey, tuple[Target, dict[Any, set[str]]]] = {}
         self._filters: OrderedDict[tuple[Any, ...], _CachedFilter] = OrderedDict()
-        # _changes[i] took the index from version _changes_base + i to the next one.
         self._version = 0
-        self._changes: list[tuple[MaterializedDocument | None, MaterializedDocument | None]] = []
-        self._changes_base = 0
+        self._changes = ChangeLog(change_log_bytes)
 
     @property
     def schema(self) -> Schema:
@@ -124,6 +132,11 @@ class SchemaIndex:
     def max_page_size(self) -> int:
         """The largest page this index returns."""
         return self._max_page_size
+
+    @property
+    def change_log_bytes(self) -> int:
+        """Estimated bytes of the replaced views kept to bring cached counts up to date."""
+        return self._changes.retained_bytes
 
     def __len__(self) -> int:
         return len(self._documents)
@@ -221,7 +234,7 @@ class SchemaIndex:
         fingerprint = query_fingerprint(
             self._schema_id, document_filter.canonical, target, order.descending
         )
-        cursor = decode_token(page_token, fingerprint, target.kind) if page_token else None
+        cursor = self._cursor(page_token, fingerprint, target, order.descending)
         candidates = self._candidates(document_filter, size)
         if candidates is not None:
             found, total = self._page_of_candidates(
@@ -235,11 +248,24 @@ class SchemaIndex:
         next_token = None
         if len(found) > size:
             found = found[:size]
-            next_token = encode_token(fingerprint, target.kind, found[-1][0])
+            next_token = self._tokens.encode(fingerprint, target.kind, found[-1][0])
         return Page(tuple(document for _, document in found), next_token, total)
 
     # ----------------------------------------------------------------------------------------
     # Requests
+
+    def _cursor(
+        self, page_token: str | None, fingerprint: str, target: Target, descending: bool
+    ) -> Entry | None:
+        """The exclusive bound a page token says the page starts after; None: the start."""
+        if not page_token:
+            return None
+        position = self._tokens.decode(page_token, fingerprint, target.kind)
+        if isinstance(position, Truncated):
+            document = self._documents.get(position.document_id)
+            current = None if document is None else target.entry(document)
+            return position.bound(current, descending)
+        return position
 
     def _page_size(self, page_size: int | None) -> int:
         if page_size is None or page_size == 0:
@@ -361,9 +387,9 @@ class SchemaIndex:
         matches = cached.filter.matches
         if cached.filter.deleted is None:
             count = 0
-        elif cached.version >= self._changes_base:
+        elif (changes := self._changes.since(cached.version)) is not None:
             count = cached.count
-            for previous, document in self._changes[cached.version - self._changes_base :]:
+            for previous, document, _ in changes:
                 if previous is not None and matches(previous):
                     count -= 1
                 if document is not None and matches(document):
@@ -472,14 +498,9 @@ class SchemaIndex:
         self._version += 1
         if not self._filters:
             # No count to bring up to date: the log can start afresh.
-            self._changes.clear()
-            self._changes_base = self._version
+            self._changes.restart(self._version)
             return
-        self._changes.append((previous, document))
-        if len(self._changes) > 2 * _CHANGE_LOG_LIMIT:
-            dropped = len(self._changes) - _CHANGE_LOG_LIMIT
-            del self._changes[:dropped]
-            self._changes_base += dropped
+        self._changes.record(previous, document)
 
 
 def _union(sets: _IdSets) -> Iterable[str]:
