@@ -119,7 +119,11 @@ class Node:
                 batch_size=self.settings.query_batch_size,
             )
             await self.query.start()
-            self.reads = Query(self.query, max_page_size=self.settings.max_page_size)
+            self.reads = Query(
+                self.query,
+                max_page_size=self.settings.max_page_size,
+                listing_change_log_bytes=self.settings.listing_change_log_bytes,
+            )
             query_pb2_grpc.add_QueryServiceServicer_to_server(
                 QueryServicer(self.reads), self._server.server
             )

@@ -855,7 +855,8 @@ def test_a_long_sort_key_whose_document_changed_skips_no_other_document(
     assert set(expected) - {last.document_id} <= set(seen)
     # Only documents sharing the key's prefix may come twice.
     repeated = {d for d, n in Counter(seen).items() if n > 1}
-    shared = {d.document_id for d in documents if d.fields[name][:256] == head[:256]}
+    values: dict[str, Any] = {d.document_id: d.fields[name] for d in documents}
+    shared = {document_id for document_id, value in values.items() if value[:256] == head[:256]}
     assert repeated <= shared
 
 
