@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from pandanode.core.operation import FieldValue
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2 as qpb
 from pandanode.query.v1 import query_pb2_grpc
@@ -45,7 +46,10 @@ async def test_large_updates_after_a_listing_keep_the_change_log_within_its_budg
             # ~200 kB of text per view: the log may keep only a couple of replaced views.
             last = ""
             for position, (document_id, tip) in enumerate(list(documents.items())):
-                fields = {"text": f"{round_ % 10}" * 200_000, "rank": (round_ + position) % 4}
+                fields: dict[str, FieldValue] = {
+                    "text": f"{round_ % 10}" * 200_000,
+                    "rank": (round_ + position) % 4,
+                }
                 update = author.update(schema_id, document_id, [tip], fields)
                 last = documents[document_id] = (await publish(ingest, update)).operation_id
             request.consistency.operation_id = last
