@@ -49,8 +49,8 @@ class Query:
         max_page_size: Largest page ListDocuments returns.
         max_watch_queue: Most changes buffered for one slow watcher.
         listing_change_log_bytes: Byte budget of each listed schema's change log.
-
-    Page tokens are authenticated with the query store's secret, so they outlive a restart.
+        token_secret: The node's secret that authenticates its page tokens (see
+            :mod:`.token_secret`); None: a random secret of this process.
     """
 
     def __init__(
@@ -60,11 +60,12 @@ class Query:
         max_page_size: int = 1000,
         max_watch_queue: int = 10_000,
         listing_change_log_bytes: int = DEFAULT_CHANGE_LOG_BYTES,
+        token_secret: bytes | None = None,
     ) -> None:
         self.materializer = materializer
         self.catalog = Catalog(
             max_page_size=max_page_size,
-            token_secret=materializer.store.page_token_secret(),
+            token_secret=token_secret,
             change_log_bytes=listing_change_log_bytes,
         )
         self._max_watch_queue = max_watch_queue

@@ -28,8 +28,6 @@ Keys::
     Y view                  -> pending blob: CBOR list of the piece views still missing
     Z                       -> the store's format version (u32); a store of another version
                                is wiped on open and re-materialized from the event stream
-    T                       -> the secret that authenticates this node's page tokens (32
-                               random bytes, made on first use; wiped with the store)
 
 Blobs are kept in RocksDB rather than as files, so an assembled blob is written in the same
 atomic batch as the views it was assembled from (a crash never leaves half a blob).
@@ -44,7 +42,6 @@ NaN payloads and -0.0 included — reads back exactly as written.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import struct
 import threading
@@ -387,14 +384,6 @@ class QueryStore(RocksStore, _Reads):
             self.destroy(self.path)
             RocksStore.__init__(self, self.path)
         self._write({b"Z": _U32.pack(FORMAT_VERSION)}, sync=True)
-
-    def page_token_secret(self) -> bytes:
-        """The secret of this node's page tokens, made (and stored, synced) on first use."""
-        secret = self._get(b"T")
-        if secret is None:
-            secret = os.urandom(32)
-            self._write({b"T": secret}, sync=True)
-        return secret
 
     @staticmethod
     def destroy(path: Path) -> None:

@@ -33,7 +33,8 @@ Semantics (what the tests pin down):
 * **Page tokens** are opaque: authenticated with the node's secret (HMAC-SHA256), at most
   :data:`MAX_PAGE_TOKEN_LENGTH` characters, checked before anything in them is parsed. A token
   that is too long, altered, made by another node, or used with another query is rejected with
-  the reason ``INVALID_PAGE_TOKEN``. They stay valid across restarts of the node.
+  the reason ``INVALID_PAGE_TOKEN``. Signed with the node's kept secret (see
+  :mod:`pandanode.services.query.token_secret`), they stay valid across restarts.
 * **Page size**: None or 0 means :data:`DEFAULT_PAGE_SIZE`; a larger size than the index's
   maximum (:data:`MAX_PAGE_SIZE` by default) is lowered to it, as Google's AIP-158 prescribes;
   a negative size is an error.
