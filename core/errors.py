@@ -111,6 +111,7 @@ class Reason(StrEnum):
     VIEW_NOT_FOUND = "VIEW_NOT_FOUND"
     # service level (requests, limits, availability)
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     UNAVAILABLE = "UNAVAILABLE"
     NOT_FOUND = "NOT_FOUND"

@@ -28,6 +28,7 @@ from .query.materializer import Materializer
 from .query.service import Query
 from .query.servicer import QueryServicer
 from .query.store import QueryStore
+from .query.token_secret import PAGE_TOKEN_SECRET_FILE, load_or_create_token_secret
 from .runtime.bus import Bus, connect_bus
 from .runtime.nats_server import EmbeddedNats
 from .runtime.server import GrpcServer
@@ -119,7 +120,12 @@ class Node:
                 batch_size=self.settings.query_batch_size,
             )
             await self.query.start()
-            self.reads = Query(self.query, max_page_size=self.settings.max_page_size)
+            self.reads = Query(
+                self.query,
+                max_page_size=self.settings.max_page_size,
+                listing_change_log_bytes=self.settings.listing_change_log_bytes,
+                token_secret=load_or_create_token_secret(data_dir / PAGE_TOKEN_SECRET_FILE),
+            )
             query_pb2_grpc.add_QueryServiceServicer_to_server(
                 QueryServicer(self.reads), self._server.server
             )

@@ -17,7 +17,7 @@ from pandanode.services.runtime.errors import (
     UnavailableError,
 )
 
-from .listing import Catalog, Page, SchemaIndex
+from .listing import DEFAULT_CHANGE_LOG_BYTES, Catalog, Page, SchemaIndex
 from .materializer import Blob, Materializer
 from .model import DocumentChange, MaterializedDocument, Order, Predicate
 from .store import StoredEntry
@@ -48,6 +48,9 @@ class Query:
         materializer: The started materializer.
         max_page_size: Largest page ListDocuments returns.
         max_watch_queue: Most changes buffered for one slow watcher.
+        listing_change_log_bytes: Byte budget of each listed schema's change log.
+        token_secret: The node's secret that authenticates its page tokens (see
+            :mod:`.token_secret`); None: a random secret of this process.
     """
 
     def __init__(
@@ -56,9 +59,15 @@ class Query:
         *,
         max_page_size: int = 1000,
         max_watch_queue: int = 10_000,
+        listing_change_log_bytes: int = DEFAULT_CHANGE_LOG_BYTES,
+        token_secret: bytes | None = None,
     ) -> None:
         self.materializer = materializer
-        self.catalog = Catalog(max_page_size=max_page_size)
+        self.catalog = Catalog(
+            max_page_size=max_page_size,
+            token_secret=token_secret,
+            change_log_bytes=listing_change_log_bytes,
+        )
         self._max_watch_queue = max_watch_queue
         self._applied: dict[str, int] = {}
         self._remove_listener = materializer.add_listener(self._on_change)

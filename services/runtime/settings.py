@@ -46,6 +46,9 @@ class Settings:
         query_durable: Name of the query service's durable JetStream consumer; every query
             replica consuming one stream needs its own.
         query_batch_size: Most events the query service fetches and commits at once.
+        listing_change_log_bytes: Byte budget, per listed schema, of the replaced document
+            views the listing keeps to bring its cached match counts up to date; past it the
+            oldest are dropped and such a count is computed afresh.
         advertise_address: The gRPC ``host:port`` other nodes should dial; empty: the bound
             address (a host of ``0.0.0.0`` tells LAN peers to use the datagram's source).
         bootstrap_peers: Comma-separated ``host:port`` of nodes to probe (GetNodeInfo) and
@@ -80,6 +83,7 @@ class Settings:
     max_page_size: int = 1000
     query_durable: str = "query"
     query_batch_size: int = 256
+    listing_change_log_bytes: int = 16 * 1024 * 1024
     advertise_address: str = ""
     bootstrap_peers: str = ""
     discovery_probe_interval: float = 5.0

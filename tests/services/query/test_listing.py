@@ -15,14 +15,18 @@ import pytest
 
 from pandanode.core.operation import PinnedRelation, PinnedRelationList, Relation, RelationList
 from pandanode.core.schema import FieldType, Schema, SchemaId
-from pandanode.services.query import listing
 from pandanode.services.query.listing import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
+    MAX_PAGE_TOKEN_LENGTH,
     Catalog,
     SchemaIndex,
+    changelog,
     compile_filter,
+    sorted_entries,
 )
+from pandanode.services.query.listing import index as listing_index
+from pandanode.services.query.listing.tokens import PageTokens
 from pandanode.services.query.model import (
     ChangeKind,
     DocumentChange,
@@ -128,14 +132,14 @@ def planner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     eq/in predicate selects by a hash index (when the query has such a predicate).
     """
     mode: str = request.param
-    monkeypatch.setattr(listing, "_prefer_candidates", lambda *_: mode == "candidates")
+    monkeypatch.setattr(listing_index, "_prefer_candidates", lambda *_: mode == "candidates")
     return mode
 
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny chunks in the sorted lists, so that splits and merges happen all the time."""
-    monkeypatch.setattr(listing, "_CHUNK_SIZE", 4)
+    monkeypatch.setattr(sorted_entries, "_CHUNK_SIZE", 4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,7 +587,9 @@ def test_concatenated_pages_equal_the_full_reference_result(
     small_chunks: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(listing, "_prefer_candidates", lambda *_: planner_mode == "candidates")
+    monkeypatch.setattr(
+        listing_index, "_prefer_candidates", lambda *_: planner_mode == "candidates"
+    )
     documents = DOCUMENTS[:1000] if page_size == 1 else DOCUMENTS
     index = SchemaIndex(SCHEMA)
     for document in documents:
@@ -627,7 +633,9 @@ def test_pages_skip_and_repeat_nothing_while_documents_change_underneath(
     small_chunks: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(listing, "_prefer_candidates", lambda *_: planner_mode == "candidates")
+    monkeypatch.setattr(
+        listing_index, "_prefer_candidates", lambda *_: planner_mode == "candidates"
+    )
     base = DOCUMENTS[:600] if page_size == 1 else DOCUMENTS
     index = SchemaIndex(SCHEMA)
     for document in base:
@@ -741,6 +749,11 @@ def test_a_token_does_not_depend_on_the_order_of_predicates_or_of_values(
 
 
 def _token(payload: object) -> str:
+    """A token authenticated as the index's own (its default secret is this process's)."""
+    return PageTokens().seal(json.dumps(payload).encode())
+
+
+def _unsigned(payload: object) -> str:
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
 
 
@@ -748,9 +761,7 @@ def test_a_malformed_token_is_rejected(index: SchemaIndex) -> None:
     order = Order("score")
     good = index.list(order=order, page_size=5).next_page_token
     assert good is not None
-    version, fingerprint, rank, value, document_id = json.loads(
-        base64.urlsafe_b64decode(good + "==")
-    )
+    version, fingerprint, rank, value, document_id = json.loads(PageTokens().open(good))
     malformed = [
         "garbage!",
         "a",
@@ -768,6 +779,10 @@ def test_a_malformed_token_is_rejected(index: SchemaIndex) -> None:
         _token([version, fingerprint, True, value, document_id]),
         _token([version, fingerprint, rank, value, 5]),
         base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+        PageTokens().seal(b"[" * 2000),
+        _unsigned("[" * 2000),
+        _unsigned([version, fingerprint, rank, value, document_id]),
+        PageTokens(b"another node's secret").encode(fingerprint, "float", (0, 1.5, document_id)),
     ]
     for token in malformed:
         with pytest.raises(InvalidRequestError, match="malformed page token"):
@@ -796,6 +811,63 @@ def test_a_token_carries_a_long_unicode_or_bytes_sort_key() -> None:
 
 def test_an_empty_token_is_the_first_page(index: SchemaIndex) -> None:
     assert index.list(page_token="") == index.list()
+
+
+def test_a_token_is_short_whatever_the_length_of_the_sort_key() -> None:
+    index = SchemaIndex(SCHEMA)
+    rng = random.Random(13)
+    for i in range(4):
+        index.upsert(_with(_live(rng), title="\x01🐼" * 50_000 + str(i), data=bytes([i]) * 300_000))
+    for order in [Order("title"), Order("title", descending=True), Order("data")]:
+        token = index.list(order=order, page_size=1).next_page_token
+        assert token is not None
+        assert len(token) <= MAX_PAGE_TOKEN_LENGTH
+
+
+@pytest.mark.parametrize("descending", [False, True], ids=["ascending", "descending"])
+@pytest.mark.parametrize("kind", ["str", "bytes"])
+def test_a_long_sort_key_whose_document_changed_skips_no_other_document(
+    descending: bool, kind: str
+) -> None:
+    """The page's last document changes its long key: the next page skips nothing.
+
+    Documents sharing the long key's first 256 characters (or bytes) may come again.
+    """
+    name = "title" if kind == "str" else "data"
+    head: Any = "ß" * 1000 if kind == "str" else b"\x7f" * 900
+    tails: list[Any] = (
+        ["", "a", "b", "c", "d", "e"] if kind == "str" else [b"", b"a", b"b", b"c", b"d", b"e"]
+    )
+    rng = random.Random(14)
+    index = SchemaIndex(SCHEMA)
+    documents = [_with(_live(rng), **{name: head + tail}) for tail in tails]
+    documents += [_with(_live(rng), **{name: head[:10]}), _with(_live(rng), **{name: head * 2})]
+    for document in documents:
+        index.upsert(document)
+    order = Order(name, descending=descending)
+    expected = ids(ref_sorted(documents, order))
+    first = index.list(order=order, page_size=3)
+    assert first.next_page_token is not None
+    last = first.documents[-1]
+    index.upsert(_with(last, **{name: head[:5]}))
+    rest = collect_from(index, [], order, 100, first.next_page_token)
+    seen = ids(first.documents) + ids(rest)
+    assert set(expected) - {last.document_id} <= set(seen)
+    # Only documents sharing the key's prefix may come twice.
+    repeated = {d for d, n in Counter(seen).items() if n > 1}
+    values: dict[str, Any] = {d.document_id: d.fields[name] for d in documents}
+    shared = {document_id for document_id, value in values.items() if value[:256] == head[:256]}
+    assert repeated <= shared
+
+
+def test_a_long_sort_key_pages_exactly_while_its_document_keeps_it() -> None:
+    rng = random.Random(15)
+    index = SchemaIndex(SCHEMA)
+    documents = [_with(_live(rng), title="x" * 5000 + str(i % 4)) for i in range(12)]
+    for document in documents:
+        index.upsert(document)
+    for order in [Order("title"), Order("title", descending=True)]:
+        assert ids(collect(index, [], order, 5)) == ids(ref_sorted(documents, order))
 
 
 # --------------------------------------------------------------------------------------------
@@ -876,7 +948,7 @@ def test_a_negative_page_size_is_rejected(index: SchemaIndex) -> None:
 def test_total_size_follows_every_change_also_past_the_change_log(
     monkeypatch: pytest.MonkeyPatch, index: SchemaIndex
 ) -> None:
-    monkeypatch.setattr(listing, "_CHANGE_LOG_LIMIT", 8)
+    monkeypatch.setattr(changelog, "_CHANGE_LOG_LIMIT", 8)
     queries = [
         [],
         [Predicate("flag", FilterOp.EQ, True)],
@@ -895,6 +967,60 @@ def test_total_size_follows_every_change_also_past_the_change_log(
             else:
                 index.upsert(make_document(rng, victim.document_id))
             index.upsert(make_document(rng))
+
+
+def test_the_change_log_keeps_to_its_byte_budget_with_large_documents() -> None:
+    budget = 2 * 1024 * 1024
+    index = SchemaIndex(SCHEMA, change_log_bytes=budget)
+    rng = random.Random(16)
+    documents = [_live(rng) for _ in range(50)]
+    for document in documents:
+        index.upsert(document)
+    queries: list[list[Predicate]] = [[], [Predicate("flag", FilterOp.EQ, True)]]
+    for query in queries:
+        index.count(query)
+    big = "🐼" * 100_000  # 400 kB in memory
+    for round_ in range(60):
+        victim = rng.choice(documents)
+        document = _replace_id(
+            _with(_live(rng), title=big + str(round_), data=rng.randbytes(50_000)),
+            victim.document_id,
+        )
+        documents[documents.index(victim)] = document
+        index.upsert(document)
+        assert index.change_log_bytes <= budget
+        if round_ % 7 == 0:
+            for query in queries:
+                expected = sum(ref_matches(d, query) for d in documents)
+                assert index.count(query) == expected
+                assert index.list(query).total_size == expected
+            assert ids(collect(index, [], Order("title"), 7)) == ids(
+                ref_list(documents, [], Order("title"))
+            )
+
+
+def test_a_change_larger_than_the_whole_budget_is_not_kept() -> None:
+    index = SchemaIndex(SCHEMA, change_log_bytes=10_000)
+    rng = random.Random(17)
+    document = _live(rng)
+    index.upsert(document)
+    assert index.count() == 1
+    index.upsert(_replace_id(_with(_live(rng), title="x" * 50_000), document.document_id))
+    assert index.change_log_bytes == 0
+    assert index.count() == 1
+    assert index.count([Predicate("title", FilterOp.EQ, "x" * 50_000)]) == 1
+
+
+def _replace_id(document: MaterializedDocument, document_id: str) -> MaterializedDocument:
+    return MaterializedDocument(
+        document_id,
+        document.view_id,
+        document.schema_id,
+        document.owner,
+        document.edited,
+        document.deleted,
+        dict(document.fields),
+    )
 
 
 def test_upserting_the_same_view_again_changes_nothing(index: SchemaIndex) -> None:
