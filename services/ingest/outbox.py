@@ -178,20 +178,22 @@ class Announcer:
 
     async def _catch_up(self) -> None:
         while True:
-            self._persist()
             commits = self._from_memory()
             if not commits:
                 commits = await asyncio.to_thread(self._from_store)
+            if commits:
+                messages = [
+                    message
+                    for commit in commits
+                    for message in operations_ingested(commit.operations, self._bus.max_payload)
+                ]
+                await self._bus.publish(messages)
+                self.announced = commits[-1].last
+                self._announced_firsts.extend(commit.first for commit in commits)
+            # After publishing: while the cursor cannot be written, announcing goes on.
+            self._persist()
             if not commits:
                 return
-            messages = [
-                message
-                for commit in commits
-                for message in operations_ingested(commit.operations, self._bus.max_payload)
-            ]
-            await self._bus.publish(messages)
-            self.announced = commits[-1].last
-            self._announced_firsts.extend(commit.first for commit in commits)
 
     def _persist(self) -> None:
         """Write the cursor and drop the announced records (raises on a store failure)."""

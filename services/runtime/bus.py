@@ -380,6 +380,11 @@ class InMemoryBus:
         """The largest payload accepted."""
         return self._max_payload
 
+    @property
+    def message_ids(self) -> list[str]:
+        """The message id of every stored message, in stream order."""
+        return list(self._ids)
+
     def arrival(self) -> asyncio.Event:
         """An event set at the next publish."""
         return self._arrived
