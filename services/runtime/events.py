@@ -54,6 +54,7 @@ __all__ = [
     "PeerDiscovered",
     "PeerLost",
     "operations_ingested",
+    "operations_ingested_range",
     "parse_operations_ingested",
     "peer_discovered",
     "peer_event_message_id",
@@ -162,6 +163,17 @@ def operations_ingested(operations: Sequence[IngestedOperation], max_bytes: int)
     if parts:
         flush()
     return messages
+
+
+def operations_ingested_range(message_id: str) -> tuple[int, int] | None:
+    """The (first, last) store sequences an ``operations.ingested`` message id names.
+
+    Lets a watcher follow announcing from message headers alone. None for any other id.
+    """
+    parts = message_id.split(".")
+    if len(parts) != 4 or parts[0] != "ops" or not (parts[1].isdigit() and parts[2].isdigit()):
+        return None
+    return int(parts[1]), int(parts[2])
 
 
 def parse_operations_ingested(payload: bytes) -> OperationsIngested:
