@@ -82,10 +82,9 @@ class Feed:
                 self.documents[operation.previous[0]] if operation.previous else item.hash
             )
 
-    async def send(self, signed: Signed, *, message_id: str | None = None) -> int:
-        """Announce ``signed``; returns its stream sequence. A new ``message_id`` duplicates."""
+    def _event(self, signed: Signed) -> IngestedOperation:
         self.sent += 1
-        event = IngestedOperation(
+        return IngestedOperation(
             entry=signed.entry,
             operation=signed.operation,
             operation_id=signed.hash,
@@ -96,11 +95,19 @@ class Feed:
             seq_num=signed.seq_num,
             sequence=self.sent,
         )
-        (message,) = operations_ingested([event], self.bus.max_payload)
+
+    async def send(self, signed: Signed, *, message_id: str | None = None) -> int:
+        """Announce ``signed``; returns its stream sequence. A new ``message_id`` duplicates."""
+        (message,) = operations_ingested([self._event(signed)], self.bus.max_payload)
         # Another ingest's sequence counter: the operation's hash keeps a resend deduplicated.
         message = dataclasses.replace(message, message_id=message_id or signed.hash)
         (sequence,) = await self.bus.publish([message])
         return sequence
+
+    async def send_commit(self, signed: Sequence[Signed]) -> list[int]:
+        """Announce ``signed`` as one commit would be (one message, or more if it is large)."""
+        events = [self._event(item) for item in signed]
+        return await self.bus.publish(operations_ingested(events, self.bus.max_payload))
 
 
 @dataclass
