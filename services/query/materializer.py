@@ -765,7 +765,7 @@ class Materializer:
             OPERATIONS_INGESTED,
             start_sequence=checkpoint + 1,
             durable=self._durable,
-            max_pending=self._batch_size,
+            max_pending=2 * self._batch_size,
         )
 
     async def _unsubscribe(self) -> None:

@@ -10,17 +10,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 
 from pandanode.core import KeyPair
+from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.ingest.ingest import Ingest
 from pandanode.services.ingest.outbox import Announcer
 from pandanode.services.ingest.store import LogStore
 from pandanode.services.runtime.bus import Bus, InMemoryBus, NatsBus, connect_bus
 from pandanode.services.runtime.events import OPERATIONS_INGESTED, parse_operations_ingested
-from pandanode.services.runtime.nats_server import EmbeddedNats
+from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 from pandanode.services.runtime.settings import Settings
-from tests.services.support import FieldDefinitionLog, eventually
+from tests.services.support import FieldDefinitionLog, announced_operation_ids, eventually
+from tests.services.test_node import NodeProcess
 
 
 class FlakyStore(LogStore):
@@ -226,3 +229,45 @@ async def test_a_commit_larger_than_a_message_is_split_the_same_way_after_a_cras
         await eventually(recovered, what="the commit announced from the outbox")
     assert [(m.subject, m.payload) for m in replay.messages] == live
     assert replay.message_ids == bus.message_ids
+
+
+async def test_kill_9_while_nats_is_down_loses_no_event_and_repeats_none(tmp_path: Path) -> None:
+    nats_server = EmbeddedNats(store_dir=tmp_path / "nats")
+    await nats_server.start()
+    address = f"127.0.0.1:{free_port()}"
+    command = ["serve", "ingest", "--nats", nats_server.url, "--data-dir", str(tmp_path / "data")]
+    author = FieldDefinitionLog(KeyPair(), log_id=0)
+    process = NodeProcess(command, env={"PANDANODE_LISTEN": address})
+    try:
+        process.start()
+        await process.wait_serving(address)
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+            for seq_num in range(1, 4):
+                await stub.Publish(author.entry(seq_num))
+
+            async def first_announced() -> bool:
+                return len(await announced_operation_ids(nats_server.url)) == 3
+
+            await eventually(first_announced, what="the first entries announced")
+            await nats_server.stop()
+            # Stored and acknowledged while nothing can be announced; then the process dies.
+            for seq_num in range(4, 9):
+                await stub.Publish(author.entry(seq_num))
+        process.kill()
+        await nats_server.start()  # the same port and store
+
+        process.start()
+        await process.wait_serving(address)
+
+        async def all_announced() -> list[str] | None:
+            ids = await announced_operation_ids(nats_server.url)
+            return ids if len(ids) >= 8 else None
+
+        ids = await eventually(all_announced, what="every acknowledged entry announced")
+        assert ids == [author.hashes[seq_num] for seq_num in range(1, 9)]
+        assert process.terminate() == 0
+    finally:
+        if process.process is not None and process.process.poll() is None:
+            process.kill()
+        await nats_server.stop()
