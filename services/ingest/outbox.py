@@ -79,6 +79,9 @@ class Announcer:
         self._announced_firsts: list[int] = []
         self.announced = store.outbox_cursor()
         self._persisted = self.announced
+        # Up to here, entries are announced from the outbox (stored before this process, or
+        # not kept in memory); after it, from the commits handed over.
+        self._recover_through = store.next_outbox_sequence() - 1
         self._healthy = True
         self._last_error: str | None = None
         self._failures = 0
@@ -133,7 +136,8 @@ class Announcer:
         if self._pending_bytes + commit.size <= self._budget:
             self._pending.append(commit)
             self._pending_bytes += commit.size
-        # Otherwise it is not kept: the outbox has it, and the task reads it from there.
+        else:  # not kept: the outbox has it, and the task reads it from there
+            self._recover_through = max(self._recover_through, commit.last)
         self._wake.set()
 
     def _ended(self, task: asyncio.Task[None]) -> None:
@@ -179,7 +183,7 @@ class Announcer:
     async def _catch_up(self) -> None:
         while True:
             commits = self._from_memory()
-            if not commits:
+            if not commits and self.announced < self._recover_through:
                 commits = await asyncio.to_thread(self._from_store)
             if commits:
                 messages = [
@@ -206,6 +210,11 @@ class Announcer:
     def _from_memory(self) -> list[_Commit]:
         while self._pending and self._pending[0].last <= self.announced:
             self._pending_bytes -= self._pending.popleft().size
+        if self._pending and self._pending[0].first > self.announced + 1:
+            # A gap (a commit not handed over): the outbox has it.
+            self._recover_through = max(self._recover_through, self._pending[0].first - 1)
+        if self.announced < self._recover_through:
+            return []
         commits: list[_Commit] = []
         size = 0
         expected = self.announced + 1

@@ -17,7 +17,7 @@ from pandanode.core import KeyPair
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.ingest.ingest import Ingest
 from pandanode.services.ingest.outbox import Announcer
-from pandanode.services.ingest.store import LogStore
+from pandanode.services.ingest.store import LogStore, StoredEntry
 from pandanode.services.runtime.bus import Bus, InMemoryBus, NatsBus, connect_bus
 from pandanode.services.runtime.events import OPERATIONS_INGESTED, parse_operations_ingested
 from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
@@ -37,6 +37,16 @@ class FlakyStore(LogStore):
             self.cursor_writes_refused += 1
             raise OSError(28, "No space left on device")
         super().advance_outbox(firsts, cursor)
+
+
+class CountingStore(LogStore):
+    """A log store that counts the entries read back from it."""
+
+    entries_read = 0
+
+    def entry(self, public_key: str, log_id: int, seq_num: int) -> StoredEntry | None:
+        self.entries_read += 1
+        return super().entry(public_key, log_id, seq_num)
 
 
 @dataclass
@@ -111,6 +121,27 @@ async def nats_bus(nats_server: EmbeddedNats) -> AsyncIterator[NatsBus]:
         yield bus
     finally:
         await bus.close()
+
+
+async def test_commits_are_announced_from_memory_without_reading_entries_back(
+    tmp_path: Path,
+) -> None:
+    store = CountingStore(tmp_path / "ingest")
+    bus = InMemoryBus()
+    logs = [FieldDefinitionLog(KeyPair(), log_id=log_id) for log_id in range(10)]
+    async with running(store, bus) as node:
+        count = 0
+        for seq_num in range(1, 6):
+            count += await publish(node.ingest, logs, range(seq_num, seq_num + 1))
+
+        async def announced_all() -> bool:
+            return store.outbox_cursor() == count
+
+        await eventually(announced_all, what="every commit announced")
+        assert store.entries_read == 0
+        assert store.outbox(0, 100) == [], "one outbox record per commit, dropped once announced"
+    assert len(bus.messages) <= 5, "one message per commit, not per entry"
+    assert await announced(bus) == list(range(1, count + 1))
 
 
 async def test_a_failing_cursor_write_is_logged_once_retried_and_caught_up_after_it_heals(
