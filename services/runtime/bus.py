@@ -146,7 +146,7 @@ class _NatsConsumer:
         self._messages: deque[Msg] = deque()
         self._arrived = asyncio.Event()
         self._subscription: Subscription | None = None
-        self._last: Msg | None = None
+        self._unacked: dict[int, Msg] = {}
         self.name = ""
 
     async def put(self, message: Msg) -> None:
@@ -173,16 +173,17 @@ class _NatsConsumer:
         deliveries = []
         for _ in range(min(limit, len(self._messages))):
             message = self._messages.popleft()
-            self._last = message
-            deliveries.append(
-                Delivery(int(message.metadata.sequence.stream), message.subject, message.data)
-            )
+            sequence = int(message.metadata.sequence.stream)
+            self._unacked[sequence] = message
+            deliveries.append(Delivery(sequence, message.subject, message.data))
         return deliveries
 
     async def ack(self, through: Delivery) -> None:
-        # AckPolicy.ALL: acknowledging the latest message handed out covers everything before.
-        if self._last is not None and int(self._last.metadata.sequence.stream) == through.sequence:
-            await self._last.ack()
+        message = self._unacked.get(through.sequence)
+        if message is None:
+            return  # acknowledged already
+        self._unacked = {s: m for s, m in self._unacked.items() if s > through.sequence}
+        await message.ack()  # AckPolicy.ALL: covers every message before it too
 
     async def close(self) -> None:
         if self._subscription is not None:
@@ -354,7 +355,7 @@ class _MemoryConsumer:
                 await self._bus.arrival().wait()
 
     async def ack(self, through: Delivery) -> None:
-        return None
+        return None  # no redelivery in memory: a consumer re-created at a sequence re-reads
 
     async def close(self) -> None:
         self.closed = True
@@ -365,6 +366,7 @@ class InMemoryBus:
     """The bus in memory: one stream, deduplication by message id, ordered consumers.
 
     For unit tests of the layers above; it passes the same contract tests as :class:`NatsBus`.
+    Duplicates are remembered forever (no window) and ``max_pending`` is not enforced.
     """
 
     def __init__(self, max_payload: int = 1024 * 1024 - _HEADER_ROOM) -> None:
