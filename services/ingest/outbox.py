@@ -111,12 +111,15 @@ class Announcer:
         self._task = asyncio.create_task(self._run(), name="ingest-outbox")
         self._task.add_done_callback(self._ended)
 
-    async def stop(self) -> None:
-        """Announce what is pending (briefly), then stop."""
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Announce what is pending (for at most ``timeout`` seconds), then stop.
+
+        What is left unannounced stays in the outbox for the next start.
+        """
         if self._task is None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.drain(), timeout=5.0)
+            await asyncio.wait_for(self.drain(), timeout=timeout)
         task, self._task = self._task, None
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
