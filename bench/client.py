@@ -16,10 +16,15 @@ from dataclasses import dataclass, field
 
 import grpc
 import nats
+from nats.aio.msg import Msg
 
 from pandanode.ingest.v1 import ingest_pb2 as pb
 from pandanode.ingest.v1 import ingest_pb2_grpc
-from pandanode.services.runtime.events import STREAM_NAME
+from pandanode.services.runtime.events import (
+    OPERATIONS_INGESTED,
+    STREAM_NAME,
+    operations_ingested_range,
+)
 
 from .procs import NodeProcess
 from .workload import bench_schema
@@ -166,23 +171,46 @@ async def publish_stream(
 
 
 async def wait_announced(nats_url: str, expected: int, timeout: float = 300.0) -> float:
-    """Wait until the event stream holds ``expected`` messages; the ``perf_counter`` then.
+    """Wait until the event stream announced ``expected`` entries; the ``perf_counter`` then.
+
+    Follows the ``operations.ingested`` messages by their headers only: each message id names
+    the store sequences it carries, and the last one counts the entries announced (the node
+    starts on an empty data directory).
 
     Raises:
-        TimeoutError: fewer messages after ``timeout`` seconds.
+        TimeoutError: fewer entries after ``timeout`` seconds.
     """
+    if expected <= 0:
+        return time.perf_counter()
     client = await nats.connect(nats_url, name="pandanode-bench")
+    announced = 0
+    reached = asyncio.Event()
+
+    async def seen(message: Msg) -> None:
+        nonlocal announced
+        span = operations_ingested_range((message.headers or {}).get("Nats-Msg-Id", ""))
+        if span is not None:
+            announced = max(announced, span[1])
+            if announced >= expected:
+                reached.set()
+
     try:
         js = client.jetstream()
-        deadline = time.monotonic() + timeout
-        while True:
-            info = await js.stream_info(STREAM_NAME)
-            if info.state.messages >= expected:
-                return time.perf_counter()
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{info.state.messages} of {expected} entries announced after {timeout} s"
-                )
-            await asyncio.sleep(0.005)  # poll: the outbox is announcing
+        subscription = await js.subscribe(
+            OPERATIONS_INGESTED.subject_filter,
+            stream=STREAM_NAME,
+            cb=seen,
+            ordered_consumer=True,
+            headers_only=True,
+        )
+        try:
+            await asyncio.wait_for(reached.wait(), timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{announced} of {expected} entries announced after {timeout} s"
+            ) from None
+        finished = time.perf_counter()
+        await subscription.unsubscribe()
+        return finished
     finally:
         await client.close()

@@ -104,7 +104,7 @@ async def _rebuild(settings: Settings) -> int:
         bus = await connect_bus(url, name="pandanode-query-rebuild")
         try:
             return await rebuild(
-                settings.data_dir / "query", bus.js, batch_size=settings.query_batch_size
+                settings.data_dir / "query", bus, batch_size=settings.query_batch_size
             )
         finally:
             await bus.close()

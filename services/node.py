@@ -100,10 +100,9 @@ class Node:
         self._server = GrpcServer(self.settings)
         if "ingest" in self.services:
             self._store = LogStore(data_dir / "ingest")
-            wake = asyncio.Event()
-            self.ingest = Ingest(self._store, self.settings, on_stored=wake)
+            self._announcer = Announcer(self._store, self._bus)
+            self.ingest = Ingest(self._store, self.settings, on_committed=self._announcer.committed)
             await self.ingest.start()
-            self._announcer = Announcer(self._store, self._bus, wake)
             await self._announcer.start()
             ingest_pb2_grpc.add_IngestServiceServicer_to_server(
                 IngestServicer(self.ingest), self._server.server

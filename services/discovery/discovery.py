@@ -33,14 +33,7 @@ from pandanode.core.keypair import KeyPair
 from pandanode.discovery.v1 import discovery_pb2 as pb
 from pandanode.discovery.v1 import discovery_pb2_grpc
 from pandanode.services.runtime.bus import Bus
-from pandanode.services.runtime.events import (
-    PEER_DISCOVERED,
-    PEER_LOST,
-    PeerDiscovered,
-    PeerLost,
-    peer_event_message_id,
-    peer_event_subject,
-)
+from pandanode.services.runtime.events import peer_discovered, peer_lost
 from pandanode.services.runtime.settings import Settings
 
 from .convert import peer_to_pb
@@ -334,16 +327,5 @@ class Discovery:
 
     async def _publish(self, event: PeerEvent) -> None:
         peer = event.peer
-        message: PeerDiscovered | PeerLost
-        if event.name == "discovered":
-            kind = PEER_DISCOVERED
-            message = PeerDiscovered(peer=peer_to_pb(peer), observer_node_id=self.node_id)
-        else:
-            kind = PEER_LOST
-            message = PeerLost(peer=peer_to_pb(peer), observer_node_id=self.node_id)
-        await self._bus.js.publish(
-            peer_event_subject(kind, peer.node_id),
-            message.SerializeToString(),
-            timeout=5.0,
-            headers={"Nats-Msg-Id": peer_event_message_id(kind, peer.node_id, peer.first_seen)},
-        )
+        make = peer_discovered if event.name == "discovered" else peer_lost
+        await self._bus.publish([make(peer_to_pb(peer), self.node_id, peer.first_seen)])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -43,6 +43,7 @@ from pandanode.services.runtime.errors import (
     LimitExceededError,
     UnavailableError,
 )
+from pandanode.services.runtime.events import IngestedOperation
 from pandanode.services.runtime.settings import Settings
 
 from .schemas import FIELD_DEFINITION, SCHEMA_DEFINITION, SchemaRegistry
@@ -80,20 +81,21 @@ class Ingest:
     Args:
         store: The RocksDB log store (owned by this object once started).
         settings: Limits and batch sizes.
-        on_stored: Called (in the event loop) after each commit that stored entries, e.g. to
-            wake the outbox announcer.
+        on_committed: Called (in the event loop) after each commit that stored entries, with
+            the commit's operations in store order, e.g. to hand them to the outbox announcer
+            without reading them back. It must not block.
     """
 
     def __init__(
         self,
         store: LogStore,
         settings: Settings,
-        on_stored: asyncio.Event | None = None,
+        on_committed: Callable[[list[IngestedOperation]], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.schemas = SchemaRegistry(store)
-        self._on_stored = on_stored
+        self._on_committed = on_committed
         self._queue: asyncio.Queue[_Prepared] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._verify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
@@ -290,11 +292,18 @@ class Ingest:
     async def _apply_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Prepared]) -> None:
         view = self.store.begin()
         applied: list[tuple[_Prepared, PublishResult]] = []
+        stored: list[IngestedOperation] = []
         schema_documents: set[str] = set()
 
         async def commit() -> None:
-            nonlocal view, applied
+            nonlocal view, applied, stored
             await loop.run_in_executor(self._commit_pool, self.store.commit, view)
+            if stored and self._on_committed is not None:
+                try:
+                    self._on_committed(stored)
+                except Exception:  # stored all the same: the outbox announces it later
+                    log.exception("handing a commit to the announcer failed")
+            stored = []
             if schema_documents:
                 # Build schemas before answering, so the next call can use them.
                 self.schemas.refresh(schema_documents)
@@ -306,18 +315,21 @@ class Ingest:
         for item in batch:
             try:
                 try:
-                    result, stored = self._apply(item, view)
+                    result, event = self._apply(item, view)
                 except SchemaNotFoundError:
                     if not schema_documents:
                         raise
                     # The schema may be defined by an earlier item of this batch.
                     await commit()
-                    result, stored = self._apply(item, view)
+                    result, event = self._apply(item, view)
             except PandanodeError as err:
                 item.future.set_exception(err)
                 continue
             applied.append((item, result))
-            if stored and item.operation.schema_id in (SCHEMA_DEFINITION, FIELD_DEFINITION):
+            if event is None:
+                continue
+            stored.append(event)
+            if item.operation.schema_id in (SCHEMA_DEFINITION, FIELD_DEFINITION):
                 schema_documents.add(result.document_id)
         await commit()
 
@@ -325,10 +337,11 @@ class Ingest:
         for item, result in applied:
             if not item.future.done():
                 item.future.set_result(result)
-        if applied and self._on_stored is not None:
-            self._on_stored.set()
 
-    def _apply(self, item: _Prepared, view: WriteBatchView) -> tuple[PublishResult, bool]:
+    def _apply(
+        self, item: _Prepared, view: WriteBatchView
+    ) -> tuple[PublishResult, IngestedOperation | None]:
+        """Apply one item to the batch; with the event of the stored entry (None: known)."""
         entry, operation = item.entry, item.operation
         existing = view.operation_ref(entry.hash)
         if existing is not None:
@@ -339,7 +352,7 @@ class Ingest:
                     "payload hash in the entry does not match the hash of the operation bytes",
                     Reason.PAYLOAD_HASH_MISMATCH,
                 )
-            return self._result_for_stored(view, entry, existing.document_id), False
+            return self._result_for_stored(view, entry, existing.document_id), None
         schema = self.schemas.get(operation.schema_id)
         if schema is None:
             raise SchemaNotFoundError(
@@ -370,7 +383,7 @@ class Ingest:
             ),
         )
         result = validate_publish(entry, item.operation_bytes, operation, schema, state)
-        view.put_entry(
+        sequence = view.put_entry(
             public_key=entry.public_key,
             log_id=entry.log_id,
             seq_num=entry.seq_num,
@@ -381,7 +394,18 @@ class Ingest:
             schema_id=operation.schema_id,
             deletes_document=operation.action == "delete",
         )
-        return result, True
+        event = IngestedOperation(
+            entry=entry.raw,
+            operation=item.operation_bytes,
+            operation_id=entry.hash,
+            document_id=result.document_id,
+            schema_id=operation.schema_id,
+            public_key=entry.public_key,
+            log_id=entry.log_id,
+            seq_num=entry.seq_num,
+            sequence=sequence,
+        )
+        return result, event
 
     def _result_for_stored(
         self, view: WriteBatchView, entry: Entry, document_id: str

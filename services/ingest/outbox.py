@@ -1,10 +1,18 @@
-"""The outbox: announce every stored entry on JetStream, even across crashes.
+"""The announcer: every stored entry reaches the event stream, even across crashes.
 
-Ingest writes an outbox record in the same RocksDB batch as the entry. This task publishes the
-records in order (pipelined, each with the entry hash as JetStream message id), and only after
-JetStream acknowledged them advances the cursor. After a crash it starts again from the cursor;
-what was published twice is dropped by the stream's duplicate window, and consumers are
-idempotent anyway.
+The writer hands each commit's operations to :meth:`Announcer.committed` in memory, and the
+announcer publishes them as ``operations.ingested`` messages (one per commit, split by size;
+see :mod:`pandanode.services.runtime.events`) — no entry is read back on this path. The same
+synced RocksDB batch that stores a commit's entries holds its *outbox record* (the commit's
+operation ids); only after JetStream acknowledged a commit's messages does the announcer
+advance the outbox cursor and drop the record. After a crash, or when commits were not kept in
+memory (more than :data:`MEMORY_BUDGET` bytes waiting, e.g. while NATS is down), it reads the
+records after the cursor and publishes them with the same message ids, so JetStream drops what
+it already has; consumers are idempotent per operation anyway.
+
+Every failure (NATS, or the cursor write on a full disk) is logged when the state changes,
+retried with back-off and shown by :attr:`Announcer.healthy` / :attr:`Announcer.last_error`;
+the task does not end until it is stopped.
 """
 
 from __future__ import annotations
@@ -12,103 +20,248 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
 
 from pandanode.services.runtime.bus import Bus
-from pandanode.services.runtime.events import OperationIngested, operation_ingested_subject
+from pandanode.services.runtime.events import IngestedOperation, operations_ingested
 
-from .store import LogStore
+from .store import LogStore, OutboxRecord
 
-__all__ = ["Announcer"]
+__all__ = ["MEMORY_BUDGET", "Announcer"]
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 256
+MEMORY_BUDGET: Final = 64 * 1024 * 1024
+"""Bytes of commits kept in memory for announcing; beyond it they are read from the outbox."""
+_RECORDS_PER_READ: Final = 64
+_BYTES_PER_ROUND: Final = 8 * 1024 * 1024
+_BACKOFF_MIN: Final = 0.05
+_BACKOFF_MAX: Final = 5.0
+_OVERHEAD: Final = 320  # ids, key and framing of one operation in an event, roughly
+
+
+@dataclass(frozen=True, slots=True)
+class _Commit:
+    first: int
+    last: int
+    operations: Sequence[IngestedOperation]
+    size: int
+
+
+def _commit(operations: Sequence[IngestedOperation]) -> _Commit:
+    size = sum(len(op.entry) + len(op.operation) + _OVERHEAD for op in operations)
+    return _Commit(operations[0].sequence, operations[-1].sequence, operations, size)
 
 
 class Announcer:
-    """Publishes ``operation.ingested`` events for stored entries, from the outbox cursor on."""
+    """Publishes ``operations.ingested`` messages for stored entries, in store order.
 
-    def __init__(self, store: LogStore, bus: Bus, wake: asyncio.Event) -> None:
+    Args:
+        store: The log store (the outbox and the cursor live there).
+        bus: The event bus.
+        memory_budget: Bytes of commits kept in memory for announcing.
+
+    Attributes:
+        announced: The last store sequence JetStream acknowledged.
+    """
+
+    def __init__(self, store: LogStore, bus: Bus, *, memory_budget: int = MEMORY_BUDGET) -> None:
         self._store = store
         self._bus = bus
-        self._wake = wake
+        self._budget = memory_budget
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._pending: deque[_Commit] = deque()
+        self._pending_bytes = 0
+        self._announced_firsts: list[int] = []
         self.announced = store.outbox_cursor()
+        self._persisted = self.announced
+        # Up to here, entries are announced from the outbox (stored before this process, or
+        # not kept in memory); after it, from the commits handed over.
+        self._recover_through = store.next_outbox_sequence() - 1
+        self._healthy = True
+        self._last_error: str | None = None
+        self._failures = 0
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """False while announcing fails (it is being retried); True otherwise."""
+        return self._healthy
+
+    @property
+    def last_error(self) -> str | None:
+        """The error of the current failure, or None while healthy."""
+        return self._last_error
+
+    @property
+    def running(self) -> bool:
+        """Whether the task is running (it only ends when stopped)."""
+        return self._task is not None and not self._task.done()
+
+    # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start announcing in the background."""
+        """Start announcing in the background, from the outbox cursor on."""
         self._wake.set()
         self._task = asyncio.create_task(self._run(), name="ingest-outbox")
+        self._task.add_done_callback(self._ended)
 
-    async def stop(self) -> None:
-        """Announce what is pending (briefly), then stop."""
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Announce what is pending (for at most ``timeout`` seconds), then stop.
+
+        What is left unannounced stays in the outbox for the next start.
+        """
         if self._task is None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.drain(), timeout=5.0)
-        self._task.cancel()
+            await asyncio.wait_for(self.drain(), timeout=timeout)
+        task, self._task = self._task, None
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+            await task
 
     async def drain(self) -> None:
-        """Wait until every stored entry was announced."""
-        while self._store.outbox(self.announced, 1):
+        """Wait until every stored entry was announced and the cursor says so."""
+        while self._persisted < self._store.next_outbox_sequence() - 1:
             self._wake.set()
             await asyncio.sleep(0.01)  # poll: the announcer is publishing
 
-    def _event(self, sequence: int, operation_id: str) -> tuple[str, bytes] | None:
-        ref = self._store.operation_ref(operation_id)
-        stored = None if ref is None else self._store.entry(ref.public_key, ref.log_id, ref.seq_num)
-        if ref is None or stored is None:  # pragma: no cover - written in one batch
-            log.error("outbox names %s, which is not stored", operation_id)
-            return None
-        event = OperationIngested(
-            entry=stored.entry,
-            operation=stored.operation,
-            operation_id=operation_id,
-            document_id=ref.document_id,
-            schema_id=ref.schema_id,
-            public_key=ref.public_key,
-            log_id=ref.log_id,
-            seq_num=ref.seq_num,
-            sequence=sequence,
-        )
-        return operation_ingested_subject(ref.public_key, ref.log_id), event.SerializeToString()
+    def committed(self, operations: Sequence[IngestedOperation]) -> None:
+        """Take a commit's operations (store order) to announce; called by the writer."""
+        if not operations:
+            return
+        commit = _commit(operations)
+        if self._pending_bytes + commit.size <= self._budget:
+            self._pending.append(commit)
+            self._pending_bytes += commit.size
+        else:  # not kept: the outbox has it, and the task reads it from there
+            self._recover_through = max(self._recover_through, commit.last)
+        self._wake.set()
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # pragma: no cover - guard
+            self._healthy = False
+            self._last_error = repr(task.exception())
+            log.error("the outbox announcer stopped: %r", task.exception())
+
+    # -- the task ----------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = 0.05
+        backoff = _BACKOFF_MIN
         while True:
+            try:
+                await self._catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                self._failed(err)
+                await asyncio.sleep(backoff)  # back off before retrying NATS / the store
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+                continue
+            backoff = _BACKOFF_MIN
+            self._recovered()
             await self._wake.wait()
             self._wake.clear()
-            while True:
-                records = self._store.outbox(self.announced, _CHUNK)
-                if not records:
-                    break
-                try:
-                    await self._publish(records)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as err:
-                    log.warning("announcing failed, retrying in %.2fs: %s", backoff, err)
-                    await asyncio.sleep(backoff)  # back-off before retrying NATS
-                    backoff = min(backoff * 2, 2.0)
-                    continue
-                backoff = 0.05
-                previous, self.announced = self.announced, records[-1][0]
-                self._store.advance_outbox(previous, self.announced)
 
-    async def _publish(self, records: list[tuple[int, str]]) -> None:
-        # Pipelined: every publish goes out at once and the acks are awaited together.
-        acks = []
-        for sequence, operation_id in records:
-            event = self._event(sequence, operation_id)
-            if event is None:
-                continue
-            subject, payload = event
-            acks.append(
-                await self._bus.js.publish_async(
-                    subject, payload, headers={"Nats-Msg-Id": operation_id}
+    def _failed(self, err: Exception) -> None:
+        self._failures += 1
+        text = f"{type(err).__name__}: {err}"
+        if self._healthy or text != self._last_error:
+            log.warning("announcing stored entries failed, retrying with back-off: %s", text)
+        self._healthy = False
+        self._last_error = text
+
+    def _recovered(self) -> None:
+        if not self._healthy:
+            log.info("announcing stored entries again after %d failed attempts", self._failures)
+        self._healthy = True
+        self._last_error = None
+        self._failures = 0
+
+    async def _catch_up(self) -> None:
+        while True:
+            commits = self._from_memory()
+            if not commits and self.announced < self._recover_through:
+                commits = await asyncio.to_thread(self._from_store)
+            if commits:
+                messages = [
+                    message
+                    for commit in commits
+                    for message in operations_ingested(commit.operations, self._bus.max_payload)
+                ]
+                await self._bus.publish(messages)
+                self.announced = commits[-1].last
+                self._announced_firsts.extend(commit.first for commit in commits)
+            # After publishing: while the cursor cannot be written, announcing goes on.
+            self._persist()
+            if not commits:
+                return
+
+    def _persist(self) -> None:
+        """Write the cursor and drop the announced records (raises on a store failure)."""
+        if self._persisted == self.announced and not self._announced_firsts:
+            return
+        self._store.advance_outbox(self._announced_firsts, self.announced)
+        self._announced_firsts = []
+        self._persisted = self.announced
+
+    def _from_memory(self) -> list[_Commit]:
+        while self._pending and self._pending[0].last <= self.announced:
+            self._pending_bytes -= self._pending.popleft().size
+        if self._pending and self._pending[0].first > self.announced + 1:
+            # A gap (a commit not handed over): the outbox has it.
+            self._recover_through = max(self._recover_through, self._pending[0].first - 1)
+        if self.announced < self._recover_through:
+            return []
+        commits: list[_Commit] = []
+        size = 0
+        expected = self.announced + 1
+        # Left in the queue until announced, so a retry after a failure needs no store reads.
+        for commit in self._pending:
+            if commit.first != expected or size >= _BYTES_PER_ROUND:
+                break
+            commits.append(commit)
+            size += commit.size
+            expected = commit.last + 1
+        return commits
+
+    def _from_store(self) -> list[_Commit]:
+        records = self._store.outbox(self.announced, _RECORDS_PER_READ)
+        commits: list[_Commit] = []
+        size = 0
+        for record in records:
+            commit = _commit(self._load(record))
+            commits.append(commit)
+            size += commit.size
+            if size >= _BYTES_PER_ROUND:
+                break
+        return commits
+
+    def _load(self, record: OutboxRecord) -> list[IngestedOperation]:
+        operations = []
+        for sequence, operation_id in enumerate(record.operation_ids, start=record.first):
+            ref = self._store.operation_ref(operation_id)
+            if ref is None:  # pragma: no cover - written in one batch
+                raise RuntimeError(f"the outbox names {operation_id}, which is not stored")
+            stored = self._store.entry(ref.public_key, ref.log_id, ref.seq_num)
+            if stored is None:  # pragma: no cover - written in one batch
+                raise RuntimeError(f"the outbox names {operation_id}, which is not stored")
+            operations.append(
+                IngestedOperation(
+                    entry=stored.entry,
+                    operation=stored.operation,
+                    operation_id=operation_id,
+                    document_id=ref.document_id,
+                    schema_id=ref.schema_id,
+                    public_key=ref.public_key,
+                    log_id=ref.log_id,
+                    seq_num=ref.seq_num,
+                    sequence=sequence,
                 )
             )
-        await asyncio.wait_for(asyncio.gather(*acks), timeout=10.0)
+        return operations

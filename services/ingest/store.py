@@ -14,23 +14,24 @@ Keys (``pk`` 32 raw bytes, ids 34 raw bytes, integers u64 big-endian)::
     M pk              -> highest log id in use
     D document_id     -> deleted flag(1) ‖ schema id (utf-8)
     O document_id op_id -> (empty)            the document's operations
-    Q sequence        -> op_id                the outbox, in store order
-    C                 -> outbox cursor (u64): every Q at or below it was announced
-    N                 -> next outbox sequence (u64)
+    Q first_seq       -> last_seq(u64) ‖ op_id × n   the outbox: one record per commit, holding
+                         the commit's entries (store sequences first..last) in store order
+    C                 -> outbox cursor (u64): every entry at or below it was announced
+    N                 -> next store sequence (u64): each entry's position in store order
     S schema_id       -> JSON of an application schema built from stored definitions
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from rocksdict import WriteBatch
 
 from pandanode.services.runtime.rocks import RocksStore
 
-__all__ = ["LogStore", "StoredEntry", "StoredLog", "WriteBatchView"]
+__all__ = ["LogStore", "OutboxRecord", "StoredEntry", "StoredLog", "WriteBatchView"]
 
 _U64 = struct.Struct(">Q")
 _U16 = struct.Struct(">H")
@@ -67,6 +68,15 @@ class StoredOperationRef:
     seq_num: int
     document_id: str
     schema_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """One commit's entries waiting to be announced: store sequences ``first``..``last``."""
+
+    first: int
+    last: int
+    operation_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +166,7 @@ class _Reads:
         return None if value is None else value[1:].decode()
 
     def next_outbox_sequence(self) -> int:
-        """The sequence number the next stored entry gets in the outbox."""
+        """The store sequence the next stored entry gets."""
         value = self._get(b"N")
         return 1 if value is None else int(_U64.unpack(value)[0])
 
@@ -169,7 +179,11 @@ class LogStore(RocksStore, _Reads):
         return WriteBatchView(self)
 
     def commit(self, view: WriteBatchView, *, sync: bool = True) -> None:
-        """Write a batch atomically; with ``sync`` it is durable (WAL fsynced) on return."""
+        """Write a batch atomically; with ``sync`` it is durable (WAL fsynced) on return.
+
+        The batch's outbox record (its entries, for announcing) is part of the same write.
+        """
+        view.seal()
         self._write(view.overlay, sync=sync)
         view.overlay.clear()
 
@@ -199,29 +213,37 @@ class LogStore(RocksStore, _Reads):
         prefix = b"O" + bytes.fromhex(document_id)
         return [key[35:].hex() for key, _ in self._scan(prefix)]
 
-    def outbox(self, after: int, limit: int) -> list[tuple[int, str]]:
-        """Return up to ``limit`` outbox records (sequence, operation id) after ``after``.
-
-        Sequences are contiguous, so this is point lookups, never a scan over deleted records.
-        """
-        records = []
-        end = min(after + limit, self.next_outbox_sequence() - 1)
-        for sequence in range(after + 1, end + 1):
-            value = self._get(b"Q" + _U64.pack(sequence))
-            if value is not None:
-                records.append((sequence, value.hex()))
+    def outbox(self, after: int, limit: int) -> list[OutboxRecord]:
+        """Return up to ``limit`` outbox records of entries stored after sequence ``after``."""
+        records: list[OutboxRecord] = []
+        for key, value in self._scan(b"Q", b"Q" + _U64.pack(after + 1)):
+            if len(records) >= limit:
+                break
+            ids = value[8:]
+            records.append(
+                OutboxRecord(
+                    first=_U64.unpack_from(key, 1)[0],
+                    last=_U64.unpack_from(value, 0)[0],
+                    operation_ids=tuple(ids[i : i + 34].hex() for i in range(0, len(ids), 34)),
+                )
+            )
         return records
 
     def outbox_cursor(self) -> int:
-        """The highest outbox sequence known to be announced."""
+        """The highest store sequence known to be announced."""
         value = self._get(b"C")
         return 0 if value is None else int(_U64.unpack(value)[0])
 
-    def advance_outbox(self, previous: int, cursor: int) -> None:
-        """Record that every outbox record up to ``cursor`` was announced, and drop them."""
+    def advance_outbox(self, firsts: Sequence[int], cursor: int) -> None:
+        """Record that every entry up to ``cursor`` was announced; drop the announced records.
+
+        Args:
+            firsts: The first store sequences of the outbox records now announced.
+            cursor: The last store sequence announced.
+        """
         batch = WriteBatch(raw_mode=True)
-        for sequence in range(previous + 1, cursor + 1):
-            batch.delete(b"Q" + _U64.pack(sequence))
+        for first in firsts:
+            batch.delete(b"Q" + _U64.pack(first))
         batch.put(b"C", _U64.pack(cursor))
         self._db.write(batch, write_opt=self._async)
 
@@ -241,6 +263,8 @@ class WriteBatchView(_Reads):
     def __init__(self, store: LogStore) -> None:
         self._store = store
         self.overlay: dict[bytes, bytes | None] = {}
+        self._outbox: list[bytes] = []
+        self._outbox_first = 0
 
     def _get(self, key: bytes) -> bytes | None:
         value = self.overlay.get(key, _MISSING)
@@ -264,7 +288,7 @@ class WriteBatchView(_Reads):
         schema_id: str,
         deletes_document: bool,
     ) -> int:
-        """Buffer an entry with every index; return its outbox sequence."""
+        """Buffer an entry with every index; return its store sequence."""
         pk = bytes.fromhex(public_key)
         op_id = bytes.fromhex(entry_hash)
         doc = bytes.fromhex(document_id)
@@ -283,6 +307,18 @@ class WriteBatchView(_Reads):
             put(b"D" + doc, (b"\x01" if deletes_document else b"\x00") + schema)
         put(b"O" + doc + op_id, b"")
         sequence = self.next_outbox_sequence()
-        put(b"Q" + _U64.pack(sequence), op_id)
+        if not self._outbox:
+            self._outbox_first = sequence
+        self._outbox.append(op_id)
         put(b"N", _U64.pack(sequence + 1))
         return sequence
+
+    def seal(self) -> None:
+        """Add the outbox record of the buffered entries (one for the whole commit)."""
+        if not self._outbox:
+            return
+        last = self._outbox_first + len(self._outbox) - 1
+        self.overlay[b"Q" + _U64.pack(self._outbox_first)] = _U64.pack(last) + b"".join(
+            self._outbox
+        )
+        self._outbox = []

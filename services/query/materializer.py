@@ -1,12 +1,19 @@
-"""The materializer: turns ``operation.ingested`` events into document views (spec §6, §10).
+"""The materializer: turns ``operations.ingested`` events into document views (spec §6, §10).
 
-It consumes the event stream with a JetStream durable push consumer (at most two batches
-unacknowledged) and applies whatever has arrived — up to a batch, without waiting for more —
-in one RocksDB write batch together with the checkpoint (the last applied stream sequence),
-then acknowledges the batch. Not waiting keeps the lag low when events trickle in; under load
-batches fill up by themselves. Events at or below the checkpoint are skipped, so a
-redelivery is harmless; on start (and after any failure) the durable consumer is re-created at
-``checkpoint + 1``, so the query store, not JetStream, says where to resume.
+It consumes the event stream with a durable consumer of the bus
+(:mod:`pandanode.services.runtime.bus`) and applies whatever has arrived — whole messages, up
+to about a batch of operations, without waiting for more — in one RocksDB write batch together
+with the checkpoint (the stream sequence of the last applied message), then acknowledges. Each
+message holds one ingest commit's operations, applied in their order. Not waiting keeps the lag
+low when events trickle in; under load batches fill up by themselves. Messages at or below the
+checkpoint are skipped, so a redelivery is harmless (and an operation already stored is skipped
+too, so a re-published batch is); on start (and after any failure) the durable consumer is
+re-created at ``checkpoint + 1``, so the query store, not JetStream, says where to resume.
+
+Each operation's position — :attr:`IngestedEvent.sequence`, which becomes
+:attr:`~.model.DocumentChange.sequence` — is ``stream sequence × 2**20 + index in the message``:
+strictly increasing in stream order, and comparable with :attr:`Materializer.position`, the
+position of the last operation a committed checkpoint can hold.
 
 Applying a batch works like aquadoggo's task queue (spec §6.5), run to completion inside the
 batch:
@@ -48,26 +55,23 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, NamedTuple
 
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
-
 from pandanode.core.document import DocumentOperation, extends_tip, materialize, open_tip
 from pandanode.core.errors import PandanodeError
 from pandanode.core.ids import DocumentViewId
 from pandanode.core.operation import PinnedRelation, PinnedRelationList
 from pandanode.core.schema import BLOB_V1, SYSTEM_SCHEMAS, Schema, typed_fields
-from pandanode.services.runtime.bus import Bus
-from pandanode.services.runtime.events import OPERATION_INGESTED, STREAM_NAME, OperationIngested
+from pandanode.services.runtime.bus import Bus, Consumer, Delivery
+from pandanode.services.runtime.events import (
+    OPERATIONS_INGESTED,
+    IngestedOperation,
+    parse_operations_ingested,
+)
 from pandanode.services.runtime.schemas import (
     FIELD_DEFINITION,
     SCHEMA_DEFINITION,
@@ -80,6 +84,7 @@ from .model import ChangeKind, DocumentChange, MaterializedDocument, TypedValue
 from .store import QueryStore, StoreBatch, StoredEntry, StoredOperation
 
 __all__ = [
+    "POSITIONS_PER_MESSAGE",
     "Blob",
     "IngestedEvent",
     "Materializer",
@@ -97,7 +102,8 @@ log = logging.getLogger(__name__)
 DEFAULT_DURABLE: Final = "query"
 DEFAULT_BATCH_SIZE: Final = 256
 _FETCH_TIMEOUT: Final = 5.0
-_ACK_WAIT: Final = 300.0
+POSITIONS_PER_MESSAGE: Final = 1 << 20
+"""Operations one message may hold; positions are ``stream sequence × this + index``."""
 _HEX: Final = frozenset("0123456789abcdef")
 
 
@@ -106,10 +112,11 @@ _HEX: Final = frozenset("0123456789abcdef")
 
 @dataclass(frozen=True, slots=True)
 class IngestedEvent:
-    """An ``operation.ingested`` event and its position in the event stream.
+    """One operation of an ``operations.ingested`` message, and its position in the stream.
 
     Attributes:
-        sequence: The stream sequence of the event.
+        sequence: Its position: the message's stream sequence × :data:`POSITIONS_PER_MESSAGE`
+            + its index in the message (strictly increasing in stream order).
         operation: The operation with its ids, as ingest announced it.
         entry: The entry bytes.
         decoded: The operation decoded.
@@ -121,15 +128,13 @@ class IngestedEvent:
     decoded: DocumentOperation
 
     @classmethod
-    def parse(cls, sequence: int, payload: bytes) -> IngestedEvent:
-        """Read the ``pandanode.events.v1.OperationIngested`` payload of a stream message.
+    def parse(cls, sequence: int, event: IngestedOperation) -> IngestedEvent:
+        """Read one ``pandanode.events.v1.IngestedOperation`` at position ``sequence``.
 
         Raises:
-            ValueError: malformed ids, or a payload that is not the event.
+            ValueError: malformed ids.
             PandanodeError: operation bytes that do not decode.
         """
-        event = OperationIngested()
-        event.ParseFromString(payload)
         for value, length, name in (
             (event.operation_id, 68, "operation_id"),
             (event.document_id, 68, "document_id"),
@@ -147,6 +152,32 @@ class IngestedEvent:
             operation=event.operation,
         )
         return cls(sequence, operation, event.entry, operation.decode())
+
+    @classmethod
+    def parse_message(cls, stream_sequence: int, payload: bytes) -> list[IngestedEvent]:
+        """Read the operations of an ``OperationsIngested`` message, in order.
+
+        Operations that do not parse are logged and left out; the rest still apply.
+
+        Raises:
+            ValueError: a payload that is not the message, or holds too many operations.
+        """
+        try:
+            message = parse_operations_ingested(payload)
+        except Exception as err:
+            raise ValueError(f"message {stream_sequence} is not OperationsIngested") from err
+        if len(message.operations) >= POSITIONS_PER_MESSAGE:
+            raise ValueError(f"message {stream_sequence} holds too many operations")
+        events = []
+        base = stream_sequence * POSITIONS_PER_MESSAGE
+        for index, operation in enumerate(message.operations):
+            try:
+                events.append(cls.parse(base + index, operation))
+            except Exception:  # a malformed event must not stop the stream
+                log.exception(
+                    "skipping malformed operation %d of stream message %d", index, stream_sequence
+                )
+        return events
 
 
 def affected_documents(events: Iterable[IngestedEvent]) -> dict[str, int]:
@@ -615,45 +646,30 @@ ChangeListener = Callable[[DocumentChange], None]
 """A callback that receives every change, in stream order, after it is committed."""
 
 
-def _parse_events(messages: Sequence[Msg], after: int) -> tuple[list[IngestedEvent], int]:
-    """The events after stream sequence ``after``, and the highest sequence seen."""
-    events = []
+def _parse_events(
+    messages: Sequence[Delivery], after: int, limit: int
+) -> list[tuple[list[IngestedEvent], int]]:
+    """The messages after stream sequence ``after``, parsed, in runs of about ``limit`` events.
+
+    Each run is (its events, the stream sequence of its last message); a message is never cut.
+    """
+    runs: list[tuple[list[IngestedEvent], int]] = []
+    events: list[IngestedEvent] = []
     last = after
     for message in messages:
-        sequence = int(message.metadata.sequence.stream)
-        if sequence <= last:
+        if message.sequence <= last:
             continue  # a redelivery of something applied already
-        last = sequence
+        if events and len(events) >= limit:
+            runs.append((events, last))
+            events = []
+        last = message.sequence
         try:
-            events.append(IngestedEvent.parse(sequence, message.data))
-        except Exception:  # a malformed event must not stop the stream
-            log.exception("skipping malformed event at stream sequence %d", sequence)
-    return events, last
-
-
-class _Inbox:
-    """What the push consumer delivered, handed out as soon as anything is there."""
-
-    def __init__(self) -> None:
-        self._messages: deque[Msg] = deque()
-        self._arrived = asyncio.Event()
-
-    async def put(self, message: Msg) -> None:
-        """The subscription's callback: keep the message, wake the taker."""
-        self._messages.append(message)
-        self._arrived.set()
-
-    async def take(self, limit: int, timeout: float) -> list[Msg]:
-        """Up to ``limit`` messages, waiting at most ``timeout`` seconds for the first.
-
-        Raises:
-            TimeoutError: nothing arrived in time.
-        """
-        if not self._messages:
-            self._arrived.clear()
-            await asyncio.wait_for(self._arrived.wait(), timeout)
-        count = min(limit, len(self._messages))
-        return [self._messages.popleft() for _ in range(count)]
+            events.extend(IngestedEvent.parse_message(message.sequence, message.payload))
+        except Exception:  # a malformed message must not stop the stream
+            log.exception("skipping malformed message at stream sequence %d", message.sequence)
+    if last > after:
+        runs.append((events, last))
+    return runs
 
 
 class Materializer:
@@ -665,9 +681,9 @@ class Materializer:
 
     Args:
         store: The query store (owned by this object once started).
-        bus: The NATS connection.
+        bus: The event bus.
         durable: The name of the durable consumer; every query replica needs its own.
-        batch_size: How many events to fetch and commit at once.
+        batch_size: About how many operations to commit at once (whole messages).
     """
 
     def __init__(
@@ -683,8 +699,7 @@ class Materializer:
         self._durable = durable
         self._batch_size = batch_size
         self._engine: _Engine | None = None
-        self._subscription: Subscription | None = None
-        self._inbox = _Inbox()
+        self._consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
         self._applying = False
         self._stopping = False
@@ -701,7 +716,7 @@ class Materializer:
         """Position the durable consumer at the checkpoint and start applying events."""
         loop = asyncio.get_running_loop()
         self._engine = await loop.run_in_executor(self._pool, _Engine, self.store)
-        self._subscription = await self._subscribe()
+        self._consumer = await self._subscribe()
         self._task = asyncio.create_task(self._run(), name="query-materializer")
 
     async def stop(self) -> None:
@@ -717,66 +732,54 @@ class Materializer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._subscription is not None:
+        if self._consumer is not None:
             await self._unsubscribe()
-            with contextlib.suppress(Exception):
-                await self._bus.js.delete_consumer(STREAM_NAME, self._durable)
         self._pool.shutdown(wait=True)
 
     @property
     def checkpoint(self) -> int:
-        """The last stream sequence applied and committed."""
+        """The stream sequence of the last message applied and committed."""
         return self.store.checkpoint()
 
-    async def _subscribe(self) -> Subscription:
-        js = self._bus.js
+    @property
+    def position(self) -> int:
+        """The highest :attr:`IngestedEvent.sequence` the committed checkpoint can cover.
+
+        Every :class:`~.model.DocumentChange` committed so far has a sequence at or below it;
+        every later one is above it.
+        """
+        return (self.store.checkpoint() + 1) * POSITIONS_PER_MESSAGE - 1
+
+    async def _subscribe(self) -> Consumer:
         checkpoint = self.store.checkpoint()
-        info = await js.stream_info(STREAM_NAME)
-        if int(info.state.last_seq) < checkpoint:
+        last = await self._bus.last_sequence()
+        if last < checkpoint:
             log.error(
                 "the event stream ends at %d, before the query store's checkpoint %d: the "
                 "stream was reset; run `pandanode query rebuild`",
-                info.state.last_seq,
+                last,
                 checkpoint,
             )
         # Whatever JetStream thinks was delivered, resume exactly after the checkpoint.
-        with contextlib.suppress(NotFoundError):
-            await js.delete_consumer(STREAM_NAME, self._durable)
-        self._inbox = _Inbox()
-        deliver_subject = self._bus.client.new_inbox()
-        # Listening before the consumer exists, so nothing it pushes is missed.
-        subscription = await self._bus.client.subscribe(deliver_subject, cb=self._inbox.put)
-        try:
-            await js.add_consumer(
-                STREAM_NAME,
-                ConsumerConfig(
-                    durable_name=self._durable,
-                    deliver_subject=deliver_subject,
-                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                    opt_start_seq=checkpoint + 1,
-                    ack_policy=AckPolicy.ALL,
-                    ack_wait=_ACK_WAIT,
-                    max_ack_pending=2 * self._batch_size,
-                    filter_subject=OPERATION_INGESTED.subject_filter,
-                ),
-            )
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
-            raise
-        return subscription
+        return await self._bus.consume(
+            OPERATIONS_INGESTED,
+            start_sequence=checkpoint + 1,
+            durable=self._durable,
+            max_pending=2 * self._batch_size,
+        )
 
     async def _unsubscribe(self) -> None:
-        if self._subscription is not None:
+        if self._consumer is not None:
             with contextlib.suppress(Exception):
-                await self._subscription.unsubscribe()
-            self._subscription = None
+                await self._consumer.close()
+            self._consumer = None
 
     async def _run(self) -> None:
         backoff = 0.1
         while not self._stopping:
             try:
-                messages = await self._inbox.take(self._batch_size, _FETCH_TIMEOUT)
+                assert self._consumer is not None
+                messages = await self._consumer.take(self._batch_size, _FETCH_TIMEOUT)
                 # A batch being applied is finished even when stop() is called meanwhile.
                 self._applying = True
                 try:
@@ -800,14 +803,12 @@ class Materializer:
         loop = asyncio.get_running_loop()
         await self._unsubscribe()
         self._engine = await loop.run_in_executor(self._pool, _Engine, self.store)
-        self._subscription = await self._subscribe()
+        self._consumer = await self._subscribe()
 
-    async def _handle(self, messages: Sequence[Msg]) -> None:
-        assert self._engine is not None
-        checkpoint = self.store.checkpoint()
-        events, last = _parse_events(messages, checkpoint)
-        if last > checkpoint:
-            loop = asyncio.get_running_loop()
+    async def _handle(self, messages: Sequence[Delivery]) -> None:
+        assert self._engine is not None and self._consumer is not None
+        loop = asyncio.get_running_loop()
+        for events, last in _parse_events(messages, self.store.checkpoint(), self._batch_size):
             self._in_flight = loop.create_future()
             try:
                 applied = await loop.run_in_executor(self._pool, self._engine.apply, events, last)
@@ -816,7 +817,7 @@ class Materializer:
                 self._in_flight.set_result(None)
                 self._in_flight = None
         if messages:
-            await messages[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch
+            await self._consumer.ack(messages[-1])  # acknowledges every message up to it
 
     # -- notifications ----------------------------------------------------------------------
 
@@ -988,14 +989,14 @@ class Materializer:
 # -- rebuild --------------------------------------------------------------------------------
 
 
-async def rebuild(path: Path, js: JetStreamContext, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+async def rebuild(path: Path, bus: Bus, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
     """Wipe the query store at ``path`` and re-apply the whole event stream from sequence 1.
 
     Uses a temporary consumer of its own; a durable consumer of a query service re-positions
     itself at the rebuilt checkpoint when the service starts. The store must not be in use.
 
     Returns:
-        How many events were applied.
+        How many operations were applied.
 
     Raises:
         Exception: the store is in use by another process (RocksDB's lock), or NATS failed.
@@ -1003,31 +1004,23 @@ async def rebuild(path: Path, js: JetStreamContext, *, batch_size: int = DEFAULT
     QueryStore(path).close()  # fails while a running service holds the store
     QueryStore.destroy(path)
     store = QueryStore(path)
-    subscription = None
+    consumer = None
     try:
         engine = await asyncio.to_thread(_Engine, store)
-        subscription = await js.pull_subscribe(
-            OPERATION_INGESTED.subject_filter,
-            stream=STREAM_NAME,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.NONE,
-                inactive_threshold=60.0,
-            ),
-        )
+        target = await bus.last_sequence(OPERATIONS_INGESTED)
         applied = 0
-        pending = (await subscription.consumer_info()).num_pending or 0
-        while pending > 0:
-            messages = await subscription.fetch(batch_size, timeout=_FETCH_TIMEOUT)
-            events, last = _parse_events(messages, store.checkpoint())
-            await asyncio.to_thread(engine.apply, events, last)
-            applied += len(events)
-            pending = int(messages[-1].metadata.num_pending)
+        if target == 0:
+            return 0
+        consumer = await bus.consume(OPERATIONS_INGESTED, start_sequence=1, max_pending=batch_size)
+        while store.checkpoint() < target:
+            messages = await consumer.take(batch_size, timeout=_FETCH_TIMEOUT)
+            for events, last in _parse_events(messages, store.checkpoint(), batch_size):
+                await asyncio.to_thread(engine.apply, events, last)
+                applied += len(events)
+            if messages:
+                await consumer.ack(messages[-1])
         return applied
     finally:
-        if subscription is not None:
-            with contextlib.suppress(Exception):
-                name = (await subscription.consumer_info()).name
-                await subscription.unsubscribe()
-                await js.delete_consumer(STREAM_NAME, name)
+        if consumer is not None:
+            await consumer.close()
         store.close()

@@ -98,7 +98,7 @@ class Query:
             )
         # The store may hold commits whose changes are not announced yet: the index then
         # already contains them, so watches must treat them as part of the snapshot.
-        loaded_at = self.materializer.checkpoint
+        loaded_at = self.materializer.position
         index = self.catalog.add_schema(schema)
         for document in self.materializer.documents(schema_id):
             index.upsert(document)

@@ -1,31 +1,272 @@
-"""The NATS JetStream connection every service shares, and the stream the events live in."""
+"""The event bus: typed publish and consume over NATS JetStream, the only user of nats-py.
+
+Services publish :class:`~.events.Outgoing` messages (made by :mod:`.events`, which owns the
+subjects and message ids) and consume one :class:`~.events.EventKind` from a stream sequence
+on. :class:`Bus` is the contract; :class:`NatsBus` keeps it with NATS JetStream (the
+``PANDANODE`` stream) and :class:`InMemoryBus` in memory, for unit tests of the layers above.
+The same contract tests run against both.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError, NotFoundError
 
 from .errors import UnavailableError
-from .events import DUPLICATE_WINDOW_SECONDS, STREAM_NAME, STREAM_SUBJECTS
+from .events import DUPLICATE_WINDOW_SECONDS, STREAM_NAME, STREAM_SUBJECTS, EventKind, Outgoing
 
-__all__ = ["Bus", "connect_bus"]
+__all__ = [
+    "Bus",
+    "Consumer",
+    "Delivery",
+    "InMemoryBus",
+    "MessageTooLargeError",
+    "NatsBus",
+    "connect_bus",
+]
 
 log = logging.getLogger(__name__)
 
+_PUBLISH_TIMEOUT = 10.0
+# NATS counts headers (the message id) in max_payload; leave room for them.
+_HEADER_ROOM = 512
 
-class Bus:
-    """A NATS connection with JetStream and the ``PANDANODE`` stream in place."""
+
+class MessageTooLargeError(ValueError):
+    """A message is larger than the bus accepts (NATS ``max_payload``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message handed to a consumer.
+
+    Attributes:
+        sequence: Its stream sequence (strictly increasing in the stream).
+        subject: Its subject.
+        payload: Its bytes.
+    """
+
+    sequence: int
+    subject: str
+    payload: bytes
+
+
+class Consumer(Protocol):
+    """An ordered consumer of one kind of event, from a stream sequence on."""
+
+    async def take(self, limit: int, timeout: float) -> list[Delivery]:
+        """Up to ``limit`` messages, in stream order, as soon as at least one is there.
+
+        A message may come again after a failure (at-least-once); skip what is applied.
+
+        Raises:
+            TimeoutError: nothing arrived within ``timeout`` seconds.
+        """
+        ...
+
+    async def ack(self, through: Delivery) -> None:
+        """Acknowledge every message up to and including ``through``."""
+        ...
+
+    async def close(self) -> None:
+        """Stop consuming and remove the consumer from the server (durable or not)."""
+        ...
+
+
+class Bus(Protocol):
+    """What the services need from the event stream."""
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload a message may have."""
+        ...
+
+    async def publish(self, messages: Sequence[Outgoing]) -> list[int]:
+        """Publish messages (pipelined) and wait until the stream stored each.
+
+        A message whose id the stream saw within its duplicate window is not stored again.
+
+        Returns:
+            Each message's stream sequence (a duplicate's is the stored copy's or 0).
+
+        Raises:
+            MessageTooLargeError: a payload over :attr:`max_payload`.
+            Exception: the stream did not acknowledge in time (retry with the same messages).
+        """
+        ...
+
+    async def consume(
+        self,
+        kind: EventKind,
+        *,
+        start_sequence: int,
+        durable: str | None = None,
+        max_pending: int = 512,
+    ) -> Consumer:
+        """Consume ``kind`` from ``start_sequence`` on (1: the whole stream).
+
+        A durable consumer of the same name is replaced, so the caller, not the server,
+        decides where to resume. At most ``max_pending`` messages are handed out unacknowledged.
+        """
+        ...
+
+    async def delete_consumer(self, durable: str) -> None:
+        """Remove a durable consumer, if it exists."""
+        ...
+
+    async def last_sequence(self, kind: EventKind | None = None) -> int:
+        """The stream sequence of the last message stored, of ``kind`` if given (0: none)."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and close."""
+        ...
+
+
+# -- NATS JetStream ------------------------------------------------------------------------
+
+
+class _NatsConsumer:
+    def __init__(self, bus: NatsBus) -> None:
+        self._bus = bus
+        self._messages: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
+        self._subscription: Subscription | None = None
+        self._unacked: dict[int, Msg] = {}
+        self.name = ""
+
+    async def put(self, message: Msg) -> None:
+        self._messages.append(message)
+        self._arrived.set()
+
+    async def open(self, config: ConsumerConfig) -> None:
+        client = self._bus.client
+        deliver_subject = client.new_inbox()
+        # Listening before the consumer exists, so nothing it pushes is missed.
+        self._subscription = await client.subscribe(deliver_subject, cb=self.put)
+        config.deliver_subject = deliver_subject
+        try:
+            info = await self._bus.js.add_consumer(STREAM_NAME, config)
+        except BaseException:
+            await self.close()
+            raise
+        self.name = str(info.name)
+
+    async def take(self, limit: int, timeout: float) -> list[Delivery]:
+        if not self._messages:
+            self._arrived.clear()
+            await asyncio.wait_for(self._arrived.wait(), timeout)
+        deliveries = []
+        for _ in range(min(limit, len(self._messages))):
+            message = self._messages.popleft()
+            sequence = int(message.metadata.sequence.stream)
+            self._unacked[sequence] = message
+            deliveries.append(Delivery(sequence, message.subject, message.data))
+        return deliveries
+
+    async def ack(self, through: Delivery) -> None:
+        message = self._unacked.get(through.sequence)
+        if message is None:
+            return  # acknowledged already
+        self._unacked = {s: m for s, m in self._unacked.items() if s > through.sequence}
+        await message.ack()  # AckPolicy.ALL: covers every message before it too
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+            self._subscription = None
+        if self.name:
+            with contextlib.suppress(Exception):
+                await self._bus.js.delete_consumer(STREAM_NAME, self.name)
+            self.name = ""
+
+
+class NatsBus:
+    """The bus on a NATS connection with JetStream and the ``PANDANODE`` stream in place."""
 
     def __init__(self, client: Client, js: JetStreamContext) -> None:
         self.client = client
         self.js = js
+
+    @property
+    def max_payload(self) -> int:
+        """The server's ``max_payload`` less room for headers."""
+        return int(self.client.max_payload) - _HEADER_ROOM
+
+    async def publish(self, messages: Sequence[Outgoing]) -> list[int]:
+        """See :meth:`Bus.publish`."""
+        acks = []
+        for message in messages:
+            if len(message.payload) > self.max_payload:
+                raise MessageTooLargeError(
+                    f"{len(message.payload)} bytes on {message.subject}: over {self.max_payload}"
+                )
+            acks.append(
+                await self.js.publish_async(
+                    message.subject,
+                    message.payload,
+                    headers={"Nats-Msg-Id": message.message_id},
+                )
+            )
+        results = await asyncio.wait_for(asyncio.gather(*acks), timeout=_PUBLISH_TIMEOUT)
+        return [int(ack.seq or 0) for ack in results]
+
+    async def consume(
+        self,
+        kind: EventKind,
+        *,
+        start_sequence: int,
+        durable: str | None = None,
+        max_pending: int = 512,
+    ) -> Consumer:
+        """See :meth:`Bus.consume`."""
+        if durable is not None:
+            await self.delete_consumer(durable)
+        consumer = _NatsConsumer(self)
+        await consumer.open(
+            ConsumerConfig(
+                durable_name=durable,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=max(start_sequence, 1),
+                ack_policy=AckPolicy.ALL,
+                ack_wait=300.0,
+                max_ack_pending=max_pending,
+                filter_subject=kind.subject_filter,
+                inactive_threshold=None if durable is not None else 60.0,
+            )
+        )
+        return consumer
+
+    async def delete_consumer(self, durable: str) -> None:
+        """See :meth:`Bus.delete_consumer`."""
+        with contextlib.suppress(NotFoundError):
+            await self.js.delete_consumer(STREAM_NAME, durable)
+
+    async def last_sequence(self, kind: EventKind | None = None) -> int:
+        """See :meth:`Bus.last_sequence`."""
+        if kind is None:
+            info = await self.js.stream_info(STREAM_NAME)
+            return int(info.state.last_seq or 0)
+        try:
+            message = await self.js.get_last_msg(STREAM_NAME, kind.subject_filter)
+        except NotFoundError:
+            return 0
+        return int(message.seq or 0)
 
     async def close(self) -> None:
         """Flush and close the connection."""
@@ -36,7 +277,7 @@ class Bus:
                 await self.client.close()
 
 
-async def connect_bus(url: str, *, name: str = "pandanode", timeout: float = 20.0) -> Bus:
+async def connect_bus(url: str, *, name: str = "pandanode", timeout: float = 20.0) -> NatsBus:
     """Connect to NATS and make sure the event stream exists; waits until JetStream answers.
 
     Raises:
@@ -71,9 +312,135 @@ async def connect_bus(url: str, *, name: str = "pandanode", timeout: float = 20.
                     await js.add_stream(config)
                 except BadRequestError:
                     await js.update_stream(config)
-                return Bus(client, js)
+                return NatsBus(client, js)
             except Exception as err:
                 last_error = err
                 await asyncio.sleep(0.1)  # poll: JetStream is starting
         await client.close()
     raise UnavailableError(f"NATS JetStream at {url} is unavailable: {last_error}")
+
+
+# -- in memory -------------------------------------------------------------------------------
+
+
+def _subject_matches(subject_filter: str, subject: str) -> bool:
+    wanted, tokens = subject_filter.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > index
+        if index >= len(tokens) or (token != "*" and token != tokens[index]):
+            return False
+    return len(tokens) == len(wanted)
+
+
+class _MemoryConsumer:
+    def __init__(self, bus: InMemoryBus, kind: EventKind, start: int, name: str) -> None:
+        self._bus = bus
+        self._filter = kind.subject_filter
+        self._next = max(start, 1)
+        self.name = name
+        self.closed = False
+
+    async def take(self, limit: int, timeout: float) -> list[Delivery]:
+        async with asyncio.timeout(timeout):
+            while True:
+                found = [
+                    stored
+                    for stored in self._bus.messages[self._next - 1 :]
+                    if _subject_matches(self._filter, stored.subject)
+                ][:limit]
+                if found:
+                    self._next = found[-1].sequence + 1
+                    return found
+                await self._bus.arrival().wait()
+
+    async def ack(self, through: Delivery) -> None:
+        return None  # no redelivery in memory: a consumer re-created at a sequence re-reads
+
+    async def close(self) -> None:
+        self.closed = True
+        self._bus.consumers.pop(self.name, None)
+
+
+class InMemoryBus:
+    """The bus in memory: one stream, deduplication by message id, ordered consumers.
+
+    For unit tests of the layers above; it passes the same contract tests as :class:`NatsBus`.
+    Duplicates are remembered forever (no window) and ``max_pending`` is not enforced.
+    """
+
+    def __init__(self, max_payload: int = 1024 * 1024 - _HEADER_ROOM) -> None:
+        self.messages: list[Delivery] = []
+        self.consumers: dict[str, _MemoryConsumer] = {}
+        self._max_payload = max_payload
+        self._ids: dict[str, int] = {}
+        self._arrived = asyncio.Event()
+        self._anonymous = 0
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload accepted."""
+        return self._max_payload
+
+    @property
+    def message_ids(self) -> list[str]:
+        """The message id of every stored message, in stream order."""
+        return list(self._ids)
+
+    def arrival(self) -> asyncio.Event:
+        """An event set at the next publish."""
+        return self._arrived
+
+    async def publish(self, messages: Sequence[Outgoing]) -> list[int]:
+        """See :meth:`Bus.publish`."""
+        for message in messages:
+            if len(message.payload) > self._max_payload:
+                raise MessageTooLargeError(
+                    f"{len(message.payload)} bytes on {message.subject}: over {self._max_payload}"
+                )
+        sequences = []
+        for message in messages:
+            known = self._ids.get(message.message_id)
+            if known is not None:
+                sequences.append(known)
+                continue
+            sequence = len(self.messages) + 1
+            self.messages.append(Delivery(sequence, message.subject, message.payload))
+            self._ids[message.message_id] = sequence
+            sequences.append(sequence)
+        arrived, self._arrived = self._arrived, asyncio.Event()
+        arrived.set()
+        return sequences
+
+    async def consume(
+        self,
+        kind: EventKind,
+        *,
+        start_sequence: int,
+        durable: str | None = None,
+        max_pending: int = 512,
+    ) -> Consumer:
+        """See :meth:`Bus.consume`."""
+        if durable is None:
+            self._anonymous += 1
+            name = f"ephemeral-{self._anonymous}"
+        else:
+            name = durable
+        consumer = _MemoryConsumer(self, kind, start_sequence, name)
+        self.consumers[name] = consumer
+        return consumer
+
+    async def delete_consumer(self, durable: str) -> None:
+        """See :meth:`Bus.delete_consumer`."""
+        self.consumers.pop(durable, None)
+
+    async def last_sequence(self, kind: EventKind | None = None) -> int:
+        """See :meth:`Bus.last_sequence`."""
+        for stored in reversed(self.messages):
+            if kind is None or _subject_matches(kind.subject_filter, stored.subject):
+                return stored.sequence
+        return 0
+
+    async def close(self) -> None:
+        """Nothing to flush."""
+        return None

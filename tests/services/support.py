@@ -20,7 +20,11 @@ from pandanode.core import (
     sign_and_encode_entry,
 )
 from pandanode.ingest.v1 import ingest_pb2 as pb
-from pandanode.services.runtime.events import STREAM_NAME
+from pandanode.services.runtime.events import (
+    OPERATIONS_INGESTED,
+    STREAM_NAME,
+    parse_operations_ingested,
+)
 
 T = TypeVar("T")
 
@@ -84,8 +88,8 @@ class FieldDefinitionLog:
         return self.built[seq_num]
 
 
-async def stream_message_ids(nats_url: str) -> list[str]:
-    """Return the ``Nats-Msg-Id`` of every message in the event stream, in stream order."""
+async def announced_operation_ids(nats_url: str) -> list[str]:
+    """The operation id of every operation announced in the event stream, in stream order."""
     client = await nats.connect(nats_url)
     try:
         js = client.jetstream()
@@ -96,10 +100,12 @@ async def stream_message_ids(nats_url: str) -> list[str]:
         subscription = await js.subscribe(
             "pandanode.v1.evt.>", ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
         )
-        ids = []
+        ids: list[str] = []
         for _ in range(count):
             message = await subscription.next_msg(timeout=10)
-            ids.append((message.headers or {}).get("Nats-Msg-Id", ""))
+            if message.subject == OPERATIONS_INGESTED.subject_filter:
+                operations = parse_operations_ingested(message.data).operations
+                ids.extend(operation.operation_id for operation in operations)
         await subscription.unsubscribe()
         return ids
     finally:

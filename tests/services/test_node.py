@@ -22,7 +22,7 @@ from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 from pandanode.services.runtime.settings import Settings
 
-from .support import FieldDefinitionLog, eventually, stream_message_ids
+from .support import FieldDefinitionLog, announced_operation_ids, eventually
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 
@@ -154,7 +154,7 @@ async def test_serve_ingest_alone_uses_an_external_nats_server(
             await stub.Publish(author.entry(1))
 
         async def announced() -> list[str]:
-            return await stream_message_ids(nats_server.url)
+            return await announced_operation_ids(nats_server.url)
 
         assert await eventually(announced, what="the event on the external NATS") == [
             author.hashes[1]
@@ -216,7 +216,7 @@ async def test_kill_9_while_streaming_loses_no_acknowledged_entry(tmp_path: Path
         assert acknowledged <= stored, "an acknowledged entry was lost"
 
         async def all_announced() -> list[str] | None:
-            ids = await stream_message_ids(node.nats_url)
+            ids = await announced_operation_ids(node.nats_url)
             return ids if len(ids) >= len(stored) else None
 
         ids = await eventually(all_announced, timeout=30, what="every stored entry announced")

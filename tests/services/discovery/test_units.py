@@ -17,7 +17,7 @@ from pandanode.services.discovery.lan import (
     lan_interface_for,
 )
 from pandanode.services.runtime.events import (
-    OPERATION_INGESTED,
+    OPERATIONS_INGESTED,
     PEER_DISCOVERED,
     PEER_LOST,
     peer_event_message_id,
@@ -110,7 +110,7 @@ def test_peer_events_live_under_their_own_subjects() -> None:
     assert peer_event_subject(PEER_DISCOVERED, NODE) == f"pandanode.v1.evt.peer.discovered.{NODE}"
     assert peer_event_subject(PEER_LOST, NODE) == f"pandanode.v1.evt.peer.lost.{NODE}"
     with pytest.raises(ValueError, match="not a peer event"):
-        peer_event_subject(OPERATION_INGESTED, NODE)
+        peer_event_subject(OPERATIONS_INGESTED, NODE)
 
 
 def test_peer_event_ids_name_the_sighting_so_only_true_repeats_are_deduplicated() -> None:

@@ -13,6 +13,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from pandanode.core import (
     KeyPair,
@@ -26,9 +27,13 @@ from pandanode.core import (
 from pandanode.core.hash import hash_from_hex
 from pandanode.core.operation import FieldValue
 from pandanode.core.varu64 import encode_varu64
-from pandanode.events.v1.events_pb2 import OperationIngested
 from pandanode.ingest.v1 import ingest_pb2 as pb
-from pandanode.services.runtime.events import STREAM_NAME
+from pandanode.services.runtime.events import (
+    OPERATIONS_INGESTED,
+    STREAM_NAME,
+    IngestedOperation,
+    parse_operations_ingested,
+)
 
 if TYPE_CHECKING:
     from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
@@ -59,7 +64,7 @@ __all__ = [
     "sign_raw",
     "stored_state",
     "stream_events",
-    "stream_message_count",
+    "announced_count",
     "update_operation",
     "wait_for_stream_count",
 ]
@@ -389,52 +394,65 @@ async def stored_state(ingest: IngestServiceAsyncStub) -> StoredState:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One message of the event stream."""
+    """One announced operation: the stream message carrying it, and the operation."""
 
     stream_sequence: int
     subject: str
     message_id: str
-    payload: OperationIngested
+    payload: IngestedOperation
 
 
-async def stream_message_count(js: JetStreamContext) -> int:
-    """How many messages the ``PANDANODE`` stream holds."""
-    info = await js.stream_info(STREAM_NAME)
-    return int(info.state.messages)
+async def announced_count(js: JetStreamContext) -> int:
+    """How many operations were announced, by the store sequence of the last one.
+
+    Store sequences count stored entries from 1 and are announced in order, so for a node
+    started on an empty data directory this is the number of announced entries.
+    """
+    try:
+        message = await js.get_last_msg(STREAM_NAME, OPERATIONS_INGESTED.subject_filter)
+    except NotFoundError:
+        return 0
+    operations = parse_operations_ingested(message.data or b"").operations
+    return int(operations[-1].sequence) if operations else 0
 
 
 async def wait_for_stream_count(js: JetStreamContext, count: int, timeout: float = 10.0) -> None:
-    """Wait until the stream holds at least ``count`` messages, then require exactly ``count``.
+    """Wait until ``count`` operations were announced, then require exactly ``count`` in the
+    stream, each once.
 
     Because ingest announces in store order, a caller that waits for the event of the last
     entry it stored knows that every earlier event is in too, so "exactly" is safe to check.
     """
 
     async def reached() -> bool:
-        return await stream_message_count(js) >= count
+        return await announced_count(js) >= count
 
-    await eventually(reached, timeout, f"{count} messages in the {STREAM_NAME} stream")
-    actual = await stream_message_count(js)
-    assert actual == count, f"the stream holds {actual} messages, expected exactly {count}"
+    await eventually(reached, timeout, f"{count} operations in the {STREAM_NAME} stream")
+    operations = [event.payload.operation_id for event in await stream_events(js)]
+    assert len(operations) == count, f"the stream holds {len(operations)}, expected {count}"
+    assert len(set(operations)) == count, "an operation was announced twice"
 
 
 async def stream_events(js: JetStreamContext) -> list[Event]:
-    """Every message of the stream, in stream order, with its payload decoded."""
+    """Every announced operation, in stream order, with the message carrying it."""
     info = await js.stream_info(STREAM_NAME)
-    events = []
+    events: list[Event] = []
+    if not info.state.messages:
+        return events
     for sequence in range(int(info.state.first_seq), int(info.state.last_seq) + 1):
         message = await js.get_msg(STREAM_NAME, seq=sequence)
-        payload = OperationIngested()
-        payload.ParseFromString(message.data or b"")
+        if message.subject != OPERATIONS_INGESTED.subject_filter:
+            continue
         headers = message.headers or {}
-        events.append(
-            Event(
-                stream_sequence=int(message.seq or 0),
-                subject=str(message.subject),
-                message_id=str(headers.get("Nats-Msg-Id", "")),
-                payload=payload,
+        for operation in parse_operations_ingested(message.data or b"").operations:
+            events.append(
+                Event(
+                    stream_sequence=int(message.seq or 0),
+                    subject=str(message.subject),
+                    message_id=str(headers.get("Nats-Msg-Id", "")),
+                    payload=operation,
+                )
             )
-        )
     return events
 
 
@@ -496,9 +514,8 @@ async def assert_unchanged(
     probe = Author().create(FIELD_DEFINITION, {"name": "probe", "type": "str"})
     await publish(ingest, probe)
     await wait_for_stream_count(js, before.events + 1)
-    info = await js.stream_info(STREAM_NAME)
-    last = await js.get_msg(STREAM_NAME, seq=int(info.state.last_seq))
-    assert (last.headers or {}).get("Nats-Msg-Id") == probe.hash
+    events = await stream_events(js)
+    assert events[-1].payload.operation_id == probe.hash
 
 
 async def assert_rejected(

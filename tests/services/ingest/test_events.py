@@ -1,5 +1,5 @@
-"""Events on NATS JetStream: the PANDANODE stream holds exactly one ``operation.ingested`` event
-per stored entry, with the entry hash as message id and the entry, operation, ids and position."""
+"""Events on NATS JetStream: the PANDANODE stream announces every stored entry exactly once, in
+``operations.ingested`` messages (one per commit), with the entry, operation, ids and position."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pandanode.ingest.v1 import ingest_pb2 as pb
 from pandanode.services.runtime.events import STREAM_NAME
 
 from .helpers import (
+    FIELD_DEFINITION,
     Author,
     Signed,
     publish,
@@ -52,16 +53,14 @@ async def test_every_stored_entry_is_announced_once_with_its_entry_ids_and_posit
     await wait_for_stream_count(js, len(expected))
     events = await stream_events(js)
 
-    assert sorted(e.message_id for e in events) == sorted(expected)
+    assert sorted(e.payload.operation_id for e in events) == sorted(expected)
     sequences = [e.payload.sequence for e in events]
-    assert sequences == sorted(set(sequences)), "outbox sequences strictly increase"
+    assert sequences == list(range(1, len(expected) + 1)), "store sequences count up from 1"
     positions: dict[tuple[str, int], list[int]] = {}
     for event in events:
-        signed, document_id, schema = expected[event.message_id]
+        signed, document_id, schema = expected[event.payload.operation_id]
         payload = event.payload
-        assert event.subject == (
-            f"pandanode.v1.evt.operation.ingested.{signed.public_key}.{signed.log_id}"
-        )
+        assert event.subject == "pandanode.v1.evt.operations.ingested"
         assert payload.entry == signed.entry
         assert payload.operation == signed.operation
         assert payload.operation_id == signed.hash
@@ -85,3 +84,25 @@ async def test_the_event_stream_collects_every_ingested_subject(
     assert info.state.messages == 0
     response = await ingest.GetLogHeights(pb.GetLogHeightsRequest())
     assert list(response.log_heights) == []
+
+
+async def test_a_commit_is_announced_as_one_message_with_an_id_naming_its_store_sequences(
+    ingest: IngestServiceAsyncStub, js: JetStreamContext
+) -> None:
+    author = Author()
+    fields = [author.create(FIELD_DEFINITION, {"name": f"f{i}", "type": "str"}) for i in range(30)]
+    (results,) = await publish_batches(ingest, [fields])
+    assert all(result.WhichOneof("outcome") == "ok" for result in results)
+
+    await wait_for_stream_count(js, len(fields))
+    events = await stream_events(js)
+
+    assert [e.payload.operation_id for e in events] == [f.hash for f in fields]
+    messages = {e.stream_sequence: e.message_id for e in events}
+    # One batch was written by at most a few group commits, not one message per entry.
+    assert len(messages) < len(fields)
+    for sequence, message_id in messages.items():
+        carried = [e.payload for e in events if e.stream_sequence == sequence]
+        assert message_id == (
+            f"ops.{carried[0].sequence}.{carried[-1].sequence}.{carried[-1].operation_id}"
+        )

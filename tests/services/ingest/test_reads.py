@@ -104,7 +104,7 @@ async def test_received_bytes_are_stored_served_and_announced_unchanged(
         (stored,) = await read_log(ingest, author.public_key, signed.log_id)
         assert (stored.entry, stored.operation) == (signed.entry, signed.operation)
     await wait_for_stream_count(js, 2)
-    events = {e.message_id: e.payload for e in await stream_events(js)}
+    events = {e.payload.operation_id: e.payload for e in await stream_events(js)}
     for signed in (first, second):
         assert (events[signed.hash].entry, events[signed.hash].operation) == (
             signed.entry,

@@ -95,8 +95,9 @@ async def test_restarted_node_keeps_every_entry_and_continues_every_log(
         await publish(second.ingest, other)
         await wait_for_stream_count(second.js, count + 3)
         events = await stream_events(second.js)
-        assert len({e.message_id for e in events}) == count + 3
-        assert [e.message_id for e in events[-3:]] == [more.hash, edit.hash, other.hash]
+        assert len({e.payload.operation_id for e in events}) == count + 3
+        announced = [e.payload.operation_id for e in events[-3:]]
+        assert announced == [more.hash, edit.hash, other.hash]
 
 
 async def test_schema_definition_waiting_for_a_field_before_a_restart_completes_after_it(

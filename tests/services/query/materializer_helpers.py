@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nats.js import JetStreamContext
-
 from pandanode.core import PinnedRelationList, decode_operation
 from pandanode.core.document import DocumentOperation
-from pandanode.events.v1.events_pb2 import OperationIngested
 from pandanode.services.query.materializer import Materializer
 from pandanode.services.query.model import DocumentChange
 from pandanode.services.query.store import QueryStore
 from pandanode.services.runtime.bus import Bus
-from pandanode.services.runtime.events import STREAM_NAME, operation_ingested_subject
+from pandanode.services.runtime.events import IngestedOperation, operations_ingested
 from tests.services.ingest.helpers import (
     FIELD_DEFINITION,
     SCHEMA_DEFINITION,
@@ -48,17 +46,14 @@ def snapshot(store: QueryStore, *, checkpoint: bool = True) -> list[tuple[bytes,
     return [(k, v) for k, v in store.dump() if checkpoint or k != b"C"]
 
 
-async def stream_last_seq(js: JetStreamContext) -> int:
+async def stream_last_seq(bus: Bus) -> int:
     """The sequence of the last message in the event stream."""
-    info = await js.stream_info(STREAM_NAME)
-    return int(info.state.last_seq)
+    return await bus.last_sequence()
 
 
-async def wait_caught_up(
-    materializer: Materializer, js: JetStreamContext, timeout: float = 15.0
-) -> None:
+async def wait_caught_up(materializer: Materializer, bus: Bus, timeout: float = 15.0) -> None:
     """Wait until the materializer has applied every event the stream holds now."""
-    target = await stream_last_seq(js)
+    target = await stream_last_seq(bus)
 
     async def caught_up() -> bool:
         return materializer.checkpoint >= target
@@ -68,15 +63,16 @@ async def wait_caught_up(
 
 @dataclass
 class Feed:
-    """Publishes ``operation.ingested`` events made by hand, in any order (as another ingest
-    might), so a test controls exactly what the materializer sees.
+    """Publishes ``operations.ingested`` messages made by hand, one operation each, in any
+    order (as another ingest might), so a test controls exactly what the materializer sees.
 
     :meth:`learn` the operations in causal order first (to know their documents), then
     :meth:`send` them in any order.
     """
 
-    js: JetStreamContext
+    bus: Bus
     documents: dict[str, str] = field(default_factory=dict)
+    sent: int = 0
 
     def learn(self, signed: Sequence[Signed]) -> None:
         """Learn the documents of operations, given in causal order."""
@@ -86,9 +82,9 @@ class Feed:
                 self.documents[operation.previous[0]] if operation.previous else item.hash
             )
 
-    async def send(self, signed: Signed, *, message_id: str | None = None) -> int:
-        """Announce ``signed``; returns its stream sequence. A new ``message_id`` duplicates."""
-        event = OperationIngested(
+    def _event(self, signed: Signed) -> IngestedOperation:
+        self.sent += 1
+        return IngestedOperation(
             entry=signed.entry,
             operation=signed.operation,
             operation_id=signed.hash,
@@ -97,13 +93,21 @@ class Feed:
             public_key=signed.public_key,
             log_id=signed.log_id,
             seq_num=signed.seq_num,
+            sequence=self.sent,
         )
-        ack = await self.js.publish(
-            operation_ingested_subject(signed.public_key, signed.log_id),
-            event.SerializeToString(),
-            headers={"Nats-Msg-Id": message_id or signed.hash},
-        )
-        return int(ack.seq)
+
+    async def send(self, signed: Signed, *, message_id: str | None = None) -> int:
+        """Announce ``signed``; returns its stream sequence. A new ``message_id`` duplicates."""
+        (message,) = operations_ingested([self._event(signed)], self.bus.max_payload)
+        # Another ingest's sequence counter: the operation's hash keeps a resend deduplicated.
+        message = dataclasses.replace(message, message_id=message_id or signed.hash)
+        (sequence,) = await self.bus.publish([message])
+        return sequence
+
+    async def send_commit(self, signed: Sequence[Signed]) -> list[int]:
+        """Announce ``signed`` as one commit would be (one message, or more if it is large)."""
+        events = [self._event(item) for item in signed]
+        return await self.bus.publish(operations_ingested(events, self.bus.max_payload))
 
 
 @dataclass

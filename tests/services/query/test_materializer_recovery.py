@@ -20,8 +20,8 @@ from pandanode.services.cli import build_parser
 from pandanode.services.node import Node
 from pandanode.services.query.materializer import rebuild
 from pandanode.services.query.store import QueryStore
-from pandanode.services.runtime.bus import Bus, connect_bus
-from pandanode.services.runtime.events import STREAM_NAME, operation_ingested_subject
+from pandanode.services.runtime.bus import NatsBus, connect_bus
+from pandanode.services.runtime.events import OPERATIONS_INGESTED, STREAM_NAME, Outgoing
 from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 from pandanode.services.runtime.settings import Settings
 from tests.services.ingest.helpers import (
@@ -47,7 +47,7 @@ PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 
 
 @pytest.fixture
-async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
+async def bus(nats_server: EmbeddedNats) -> AsyncIterator[NatsBus]:
     """A connection to a standalone NATS server with the event stream in place."""
     connected = await connect_bus(nats_server.url, name="materializer-tests")
     try:
@@ -57,15 +57,15 @@ async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
 
 
 async def test_events_out_of_order_and_twice_give_the_same_views_as_in_order(
-    tmp_path: Path, bus: Bus
+    tmp_path: Path, bus: NatsBus
 ) -> None:
     operations = corpus()
-    in_order = Feed(bus.js)
+    in_order = Feed(bus)
     in_order.learn(operations)
     for signed in operations:
         await in_order.send(signed)
     async with running_materializer(tmp_path / "in-order", bus, durable="a") as materializer:
-        await wait_caught_up(materializer, bus.js)
+        await wait_caught_up(materializer, bus)
         expected = snapshot(materializer.store, checkpoint=False)
         assert materializer.store.pending_views() == []
         assert materializer.store.pending_documents() == {}
@@ -76,29 +76,29 @@ async def test_events_out_of_order_and_twice_give_the_same_views_as_in_order(
     await other_nats.start()
     try:
         other = await connect_bus(other_nats.url)
-        reversed_feed = Feed(other.js)
+        reversed_feed = Feed(other)
         reversed_feed.learn(operations)
         for index, signed in enumerate(reversed(operations)):
             await reversed_feed.send(signed)
             if index % 5 == 0:
                 await reversed_feed.send(signed, message_id=f"again-{signed.hash}")
         async with running_materializer(tmp_path / "reversed", other, batch_size=7) as late:
-            await wait_caught_up(late, other.js)
+            await wait_caught_up(late, other)
             assert snapshot(late.store, checkpoint=False) == expected
         await other.close()
     finally:
         await other_nats.stop()
 
 
-async def test_redelivered_events_change_nothing(tmp_path: Path, bus: Bus) -> None:
+async def test_redelivered_events_change_nothing(tmp_path: Path, bus: NatsBus) -> None:
     operations = corpus()
-    feed = Feed(bus.js)
+    feed = Feed(bus)
     feed.learn(operations)
     for signed in operations:
         await feed.send(signed)
     path = tmp_path / "query"
     async with running_materializer(path, bus, batch_size=10) as materializer:
-        await wait_caught_up(materializer, bus.js)
+        await wait_caught_up(materializer, bus)
         before = snapshot(materializer.store)
         checkpoint = materializer.checkpoint
 
@@ -111,26 +111,27 @@ async def test_redelivered_events_change_nothing(tmp_path: Path, bus: Bus) -> No
     recorder = Recorder()
     async with running_materializer(path, bus) as materializer:
         materializer.add_listener(recorder)
-        await wait_caught_up(materializer, bus.js)
+        await wait_caught_up(materializer, bus)
         assert materializer.checkpoint == checkpoint
         assert snapshot(materializer.store) == before
     assert recorder.changes == []
 
 
 async def test_a_malformed_event_is_skipped_and_the_stream_goes_on(
-    tmp_path: Path, bus: Bus
+    tmp_path: Path, bus: NatsBus
 ) -> None:
     operations = corpus()[:3]
-    feed = Feed(bus.js)
+    feed = Feed(bus)
     feed.learn(operations)
     await feed.send(operations[0])
-    await bus.js.publish(
-        operation_ingested_subject("ab" * 32, 0), b"\x0a\x03not an event", headers=None
+    malformed = Outgoing(
+        OPERATIONS_INGESTED, OPERATIONS_INGESTED.subject_filter, "malformed", b"\x0a\x03not"
     )
+    await bus.publish([malformed])
     for signed in operations[1:]:
         await feed.send(signed)
     async with running_materializer(tmp_path / "query", bus) as materializer:
-        await wait_caught_up(materializer, bus.js)
+        await wait_caught_up(materializer, bus)
         assert materializer.checkpoint == 4
         assert all(materializer.is_operation_materialized(s.hash) for s in operations)
 
@@ -185,11 +186,12 @@ async def test_rebuild_gives_the_same_store_for_any_batch_size(node: Node, tmp_p
     client = await nats.connect(node.nats_url)
     try:
         js = client.jetstream()
-        await wait_caught_up(node.query, js)
+        bus = NatsBus(client, js)
+        await wait_caught_up(node.query, bus)
         live = snapshot(node.query.store)
         for batch_size in (1, 6, 1000):
             path = tmp_path / f"rebuilt-{batch_size}"
-            applied = await rebuild(path, js, batch_size=batch_size)
+            applied = await rebuild(path, bus, batch_size=batch_size)
             assert applied == len(operations)
             store = QueryStore(path)
             try:
@@ -212,7 +214,7 @@ async def test_rebuild_command_rebuilds_and_refuses_a_store_in_use(
         await publish_batches(ingest, [operations])
     client = await nats.connect(node.nats_url)
     try:
-        await wait_caught_up(node.query, client.jetstream())
+        await wait_caught_up(node.query, NatsBus(client, client.jetstream()))
     finally:
         await client.close()
 
@@ -301,7 +303,7 @@ async def test_kill_9_mid_stream_then_restart_equals_a_rebuild(tmp_path: Path) -
                 )
             # Ingest re-announces what it had stored but not announced before the kill.
             await wait_for_stream_count(js, stored, timeout=15)
-            await wait_caught_up(node.query, js)
+            await wait_caught_up(node.query, NatsBus(client, js))
             live = snapshot(node.query.store)
             assert len([key for key, _ in live if key[:1] == b"D"]) == 6  # 2 definitions, 4 notes
         finally:
@@ -324,10 +326,10 @@ async def test_kill_9_mid_stream_then_restart_equals_a_rebuild(tmp_path: Path) -
 
 
 async def test_query_replicas_each_have_their_own_durable_consumer(
-    tmp_path: Path, bus: Bus
+    tmp_path: Path, bus: NatsBus
 ) -> None:
     operations = corpus()
-    feed = Feed(bus.js)
+    feed = Feed(bus)
     feed.learn(operations)
     for signed in operations[:20]:
         await feed.send(signed)
@@ -337,18 +339,18 @@ async def test_query_replicas_each_have_their_own_durable_consumer(
     ):
         for signed in operations[20:]:
             await feed.send(signed)
-        await wait_caught_up(one, bus.js)
-        await wait_caught_up(two, bus.js)
+        await wait_caught_up(one, bus)
+        await wait_caught_up(two, bus)
         consumers = {info.name for info in await bus.js.consumers_info(STREAM_NAME)}
         assert {"replica-1", "replica-2"} <= consumers
         assert snapshot(one.store) == snapshot(two.store)
 
 
-async def test_serve_query_runs_the_query_service_alone(tmp_path: Path, bus: Bus) -> None:
+async def test_serve_query_runs_the_query_service_alone(tmp_path: Path, bus: NatsBus) -> None:
     args = build_parser().parse_args(["serve", "query", "--nats", "nats://127.0.0.1:1"])
     assert (args.command, args.service) == ("serve", "query")
     operations = corpus()[:3]
-    feed = Feed(bus.js)
+    feed = Feed(bus)
     feed.learn(operations)
     settings = Settings(data_dir=tmp_path / "query-only", listen="127.0.0.1:0")
     nats_url = bus.client.connected_url
@@ -358,7 +360,7 @@ async def test_serve_query_runs_the_query_service_alone(tmp_path: Path, bus: Bus
         assert node.query is not None and node.ingest is None
         for signed in operations:
             await feed.send(signed)
-        await wait_caught_up(node.query, bus.js)
+        await wait_caught_up(node.query, bus)
         assert "post" in [schema.name for schema in node.query.schemas()]
     assert (settings.data_dir / "query").is_dir()
     assert not (settings.data_dir / "ingest").exists()

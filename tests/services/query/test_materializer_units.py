@@ -36,6 +36,7 @@ from pandanode.services.query.blobs import (
     is_blob,
 )
 from pandanode.services.query.materializer import (
+    POSITIONS_PER_MESSAGE,
     IngestedEvent,
     affected_documents,
     build_view,
@@ -46,6 +47,7 @@ from pandanode.services.query.materializer import (
 )
 from pandanode.services.query.model import ChangeKind, MaterializedDocument, TypedValue
 from pandanode.services.query.store import StoredOperation, decode_view, encode_view
+from pandanode.services.runtime.events import operations_ingested
 from pandanode.services.runtime.settings import Settings, SettingsError
 from tests.core.test_document import PANDA, SCHEMA, random_documents
 
@@ -212,11 +214,11 @@ def test_affected_documents_keeps_first_order_and_last_sequence() -> None:
 
 
 def test_ingested_event_parses_the_announced_payload() -> None:
-    from pandanode.events.v1.events_pb2 import OperationIngested
+    from pandanode.events.v1.events_pb2 import IngestedOperation
 
     event = _signed_event(1)
     stored = event.operation
-    payload = OperationIngested(
+    announced = IngestedOperation(
         entry=event.entry,
         operation=stored.operation,
         operation_id=stored.operation_id,
@@ -226,17 +228,54 @@ def test_ingested_event_parses_the_announced_payload() -> None:
         log_id=stored.log_id,
         seq_num=stored.seq_num,
         sequence=99,
-    ).SerializeToString()
-    assert IngestedEvent.parse(7, payload) == IngestedEvent(7, stored, event.entry, event.decoded)
+    )
+    assert IngestedEvent.parse(7, announced) == IngestedEvent(7, stored, event.entry, event.decoded)
 
-    broken = OperationIngested()
-    broken.ParseFromString(payload)
+    broken = IngestedOperation()
+    broken.CopyFrom(announced)
     broken.document_id = "not hex"
     with pytest.raises(ValueError, match="document_id"):
-        IngestedEvent.parse(8, broken.SerializeToString())
+        IngestedEvent.parse(8, broken)
     broken.document_id, broken.operation = stored.document_id, b"\x80"
     with pytest.raises(PandanodeError):
-        IngestedEvent.parse(9, broken.SerializeToString())
+        IngestedEvent.parse(9, broken)
+
+
+def test_a_message_gives_its_operations_in_order_at_increasing_positions() -> None:
+    from pandanode.events.v1.events_pb2 import IngestedOperation
+
+    events = [_signed_event(1), _signed_event(2), _signed_event(3)]
+    announced = [
+        IngestedOperation(
+            entry=e.entry,
+            operation=e.operation.operation,
+            operation_id=e.operation.operation_id,
+            document_id=e.operation.document_id,
+            schema_id=e.operation.schema_id,
+            public_key=e.operation.public_key,
+            log_id=e.operation.log_id,
+            seq_num=e.operation.seq_num,
+            sequence=index + 1,
+        )
+        for index, e in enumerate(events)
+    ]
+    announced[1].document_id = "not hex"  # left out, the rest still applies
+    (message,) = operations_ingested(announced, 1 << 20)
+
+    parsed = IngestedEvent.parse_message(5, message.payload)
+
+    assert [e.operation.operation_id for e in parsed] == [
+        events[0].operation.operation_id,
+        events[2].operation.operation_id,
+    ]
+    assert [e.sequence for e in parsed] == [
+        5 * POSITIONS_PER_MESSAGE,
+        5 * POSITIONS_PER_MESSAGE + 2,
+    ]
+    later = IngestedEvent.parse_message(6, message.payload)
+    assert later[0].sequence > parsed[-1].sequence
+    with pytest.raises(ValueError, match="not OperationsIngested"):
+        IngestedEvent.parse_message(7, b"\x0a\x03not a message")
 
 
 def test_build_view_is_materialize_with_typed_fields() -> None:

@@ -25,17 +25,19 @@ _sym_db = _symbol_database.Default()
 from pandanode.discovery.v1 import discovery_pb2 as pandanode_dot_discovery_dot_v1_dot_discovery__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pandanode/events/v1/events.proto\x12\x13pandanode.events.v1\x1a&pandanode/discovery/v1/discovery.proto\"\xba\x01\n\x11OperationIngested\x12\r\n\x05\x65ntry\x18\x01 \x01(\x0c\x12\x11\n\toperation\x18\x02 \x01(\x0c\x12\x14\n\x0coperation_id\x18\x03 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x04 \x01(\t\x12\x11\n\tschema_id\x18\x05 \x01(\t\x12\x12\n\npublic_key\x18\x06 \x01(\t\x12\x0e\n\x06log_id\x18\x07 \x01(\x04\x12\x0f\n\x07seq_num\x18\x08 \x01(\x04\x12\x10\n\x08sequence\x18\t \x01(\x04\"V\n\x0ePeerDiscovered\x12*\n\x04peer\x18\x01 \x01(\x0b\x32\x1c.pandanode.discovery.v1.Peer\x12\x18\n\x10observer_node_id\x18\x02 \x01(\t\"P\n\x08PeerLost\x12*\n\x04peer\x18\x01 \x01(\x0b\x32\x1c.pandanode.discovery.v1.Peer\x12\x18\n\x10observer_node_id\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pandanode/events/v1/events.proto\x12\x13pandanode.events.v1\x1a&pandanode/discovery/v1/discovery.proto\"\xba\x01\n\x11IngestedOperation\x12\r\n\x05\x65ntry\x18\x01 \x01(\x0c\x12\x11\n\toperation\x18\x02 \x01(\x0c\x12\x14\n\x0coperation_id\x18\x03 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x04 \x01(\t\x12\x11\n\tschema_id\x18\x05 \x01(\t\x12\x12\n\npublic_key\x18\x06 \x01(\t\x12\x0e\n\x06log_id\x18\x07 \x01(\x04\x12\x0f\n\x07seq_num\x18\x08 \x01(\x04\x12\x10\n\x08sequence\x18\t \x01(\x04\"P\n\x12OperationsIngested\x12:\n\noperations\x18\x01 \x03(\x0b\x32&.pandanode.events.v1.IngestedOperation\"V\n\x0ePeerDiscovered\x12*\n\x04peer\x18\x01 \x01(\x0b\x32\x1c.pandanode.discovery.v1.Peer\x12\x18\n\x10observer_node_id\x18\x02 \x01(\t\"P\n\x08PeerLost\x12*\n\x04peer\x18\x01 \x01(\x0b\x32\x1c.pandanode.discovery.v1.Peer\x12\x18\n\x10observer_node_id\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pandanode.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATIONINGESTED']._serialized_start=98
-  _globals['_OPERATIONINGESTED']._serialized_end=284
-  _globals['_PEERDISCOVERED']._serialized_start=286
-  _globals['_PEERDISCOVERED']._serialized_end=372
-  _globals['_PEERLOST']._serialized_start=374
-  _globals['_PEERLOST']._serialized_end=454
+  _globals['_INGESTEDOPERATION']._serialized_start=98
+  _globals['_INGESTEDOPERATION']._serialized_end=284
+  _globals['_OPERATIONSINGESTED']._serialized_start=286
+  _globals['_OPERATIONSINGESTED']._serialized_end=366
+  _globals['_PEERDISCOVERED']._serialized_start=368
+  _globals['_PEERDISCOVERED']._serialized_end=454
+  _globals['_PEERLOST']._serialized_start=456
+  _globals['_PEERLOST']._serialized_end=536
 # @@protoc_insertion_point(module_scope)

@@ -5,8 +5,10 @@ Events the services share over NATS JetStream. Subjects and JetStream message id
 next to these messages in pandanode.services.runtime.events.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from pandanode.discovery.v1 import discovery_pb2 as _discovery_pb2
 import builtins as _builtins
 import sys
@@ -20,10 +22,8 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
-class OperationIngested(_message.Message):
-    """An entry was verified and durably stored by ingest.
-    Subject: pandanode.v1.evt.operation.ingested.<public_key>.<log_id>
-    """
+class IngestedOperation(_message.Message):
+    """One operation ingest stored, as part of an OperationsIngested message."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -45,7 +45,9 @@ class OperationIngested(_message.Message):
     log_id: _builtins.int
     seq_num: _builtins.int
     sequence: _builtins.int
-    """Position in ingest's outbox: strictly increasing in the order entries were stored."""
+    """The entry's position in ingest's store: strictly increasing in the order entries were
+    stored, also across commits and messages (replication reads each entry's store order here).
+    """
     def __init__(
         self,
         *,
@@ -65,7 +67,36 @@ class OperationIngested(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___OperationIngested: _TypeAlias = OperationIngested  # noqa: Y015
+Global___IngestedOperation: _TypeAlias = IngestedOperation  # noqa: Y015
+
+@_typing.final
+class OperationsIngested(_message.Message):
+    """Entries ingest verified and durably stored in one group commit, in store (and so log) order.
+    Subject: pandanode.v1.evt.operations.ingested (one subject for every batch).
+    Message id: ops.<first sequence>.<last sequence>.<operation_id of the last operation>, made by
+    pandanode.services.runtime.events, the same when the outbox re-publishes after a crash, so
+    JetStream's duplicate window drops the copy; consumers stay idempotent per operation_id.
+    A commit too large for one NATS message (max_payload, 1 MiB by default) is split by byte size
+    into several messages of consecutive operations, each with its own id of the same form.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___IngestedOperation]: ...
+    def __init__(
+        self,
+        *,
+        operations: _abc.Iterable[Global___IngestedOperation] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operations", b"operations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OperationsIngested: _TypeAlias = OperationsIngested  # noqa: Y015
 
 @_typing.final
 class PeerDiscovered(_message.Message):
