@@ -69,12 +69,16 @@ from .schema_id import (
 
 __all__ = [
     "BLOB_PIECE_V1",
+    "BLOB_PIECE_V1_ID",
     "BLOB_V1",
+    "BLOB_V1_ID",
     "MAX_BLOB_PIECE_LENGTH",
     "MAX_DESCRIPTION_LENGTH",
     "MAX_SCHEMA_FIELDS",
     "SCHEMA_DEFINITION_V1",
+    "SCHEMA_DEFINITION_V1_ID",
     "SCHEMA_FIELD_DEFINITION_V1",
+    "SCHEMA_FIELD_DEFINITION_V1_ID",
     "SYSTEM_SCHEMAS",
     "SYSTEM_SCHEMA_NAMES",
     "FieldKind",
@@ -377,6 +381,19 @@ class Schema:
 
     def __repr__(self) -> str:
         return f"Schema({str(self.id)!r}, fields={{{self.describe_fields()}}})"
+
+
+SCHEMA_DEFINITION_V1_ID: Final = "schema_definition_v1"
+"""The id of the system schema that defines application schemas, as text."""
+
+SCHEMA_FIELD_DEFINITION_V1_ID: Final = "schema_field_definition_v1"
+"""The id of the system schema that defines one field of an application schema, as text."""
+
+BLOB_V1_ID: Final = "blob_v1"
+"""The id of the system schema of a file (blob), as text."""
+
+BLOB_PIECE_V1_ID: Final = "blob_piece_v1"
+"""The id of the system schema of one piece of a file, as text."""
 
 
 def _system_schema(name: str, description: str, fields: Mapping[str, FieldType]) -> Schema:
