@@ -24,6 +24,7 @@ from pandanode.core.errors import (
     EntryDecodeError,
     HashDecodeError,
     InvalidRequestError,
+    KeyFileError,
     LimitExceededError,
     LogIntegrityError,
     NotFoundError,
@@ -80,12 +81,6 @@ class RpcError(PandanodeError):
     """Any other failed call (INTERNAL, UNKNOWN, CANCELLED, …), with the node's message."""
 
     default_reason = Reason.UNAVAILABLE
-
-
-class KeyFileError(PandanodeError):
-    """A key file that is missing, unreadable, or does not hold a private key."""
-
-    default_reason = Reason.INVALID_PRIVATE_KEY
 
 
 # Which class a reason maps to, per status code. A reason is only meaningful with its code:

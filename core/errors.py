@@ -22,7 +22,8 @@ The tree::
 
 Request-level errors (raised by services, mapped back by the client): InvalidRequestError
 (INVALID_ARGUMENT), LimitExceededError (RESOURCE_EXHAUSTED), UnavailableError (UNAVAILABLE),
-ResourceNotFoundError (NOT_FOUND). ``ERROR_DOMAIN`` is the ``google.rpc.ErrorInfo`` domain.
+ResourceNotFoundError (NOT_FOUND). KeyFileError is a key file that cannot be used (never sent
+over the wire). ``ERROR_DOMAIN`` is the ``google.rpc.ErrorInfo`` domain.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "EntryDecodeError",
     "HashDecodeError",
     "InvalidRequestError",
+    "KeyFileError",
     "LimitExceededError",
     "LogIntegrityError",
     "NotFoundError",
@@ -229,3 +231,9 @@ class ResourceNotFoundError(PandanodeError):
     """A requested resource does not exist: NOT_FOUND."""
 
     default_reason = Reason.NOT_FOUND
+
+
+class KeyFileError(PandanodeError):
+    """A key file that is missing, unreadable, or does not hold a private key."""
+
+    default_reason = Reason.INVALID_PRIVATE_KEY
