@@ -4,9 +4,11 @@ The node puts a ``google.rpc.ErrorInfo`` (domain ``pandanode``, a stable reason)
 status it sends (design rule 6). :func:`from_rpc_error` reads the status code and that reason
 and raises the *same* class the node raised — :class:`~pandanode.core.SchemaNotFoundError`,
 :class:`~pandanode.core.LogIntegrityError`, :class:`~pandanode.core.SignatureError`, … — with
-the node's message and reason. Statuses that carry no pandanode reason (the node is down, a
-deadline passed, a service is not served) become the client's own classes below, which are
-pandanode errors too, and also builtin ``ConnectionError`` / ``TimeoutError`` where that fits.
+the node's message and reason, by the core's table (:data:`pandanode.core.errors.ERROR_CLASSES`,
+the one the node's error boundary reports with). Statuses that carry no pandanode reason (the
+node is down, a deadline passed, a service is not served) become the client's own classes
+below, which are pandanode errors too, and also builtin ``ConnectionError`` / ``TimeoutError``
+where that fits.
 """
 
 from __future__ import annotations
