@@ -4,9 +4,11 @@ The node puts a ``google.rpc.ErrorInfo`` (domain ``pandanode``, a stable reason)
 status it sends (design rule 6). :func:`from_rpc_error` reads the status code and that reason
 and raises the *same* class the node raised — :class:`~pandanode.core.SchemaNotFoundError`,
 :class:`~pandanode.core.LogIntegrityError`, :class:`~pandanode.core.SignatureError`, … — with
-the node's message and reason. Statuses that carry no pandanode reason (the node is down, a
-deadline passed, a service is not served) become the client's own classes below, which are
-pandanode errors too, and also builtin ``ConnectionError`` / ``TimeoutError`` where that fits.
+the node's message and reason, by the core's table (:data:`pandanode.core.errors.ERROR_CLASSES`,
+the one the node's error boundary reports with). Statuses that carry no pandanode reason (the
+node is down, a deadline passed, a service is not served) become the client's own classes
+below, which are pandanode errors too, and also builtin ``ConnectionError`` / ``TimeoutError``
+where that fits.
 """
 
 from __future__ import annotations
@@ -19,24 +21,14 @@ from grpc_status import rpc_status
 
 from pandanode.core.errors import (
     ERROR_DOMAIN,
-    DecodeError,
-    DocumentError,
-    EntryDecodeError,
-    HashDecodeError,
     InvalidRequestError,
+    KeyFileError,
     LimitExceededError,
-    LogIntegrityError,
-    NotFoundError,
-    OperationDecodeError,
     PandanodeError,
     Reason,
     ResourceNotFoundError,
-    SchemaError,
-    SchemaIdError,
-    SchemaNotFoundError,
-    SignatureError,
     UnavailableError,
-    ValidationError,
+    error_class,
 )
 
 __all__ = [
@@ -82,96 +74,11 @@ class RpcError(PandanodeError):
     default_reason = Reason.UNAVAILABLE
 
 
-class KeyFileError(PandanodeError):
-    """A key file that is missing, unreadable, or does not hold a private key."""
-
-    default_reason = Reason.INVALID_PRIVATE_KEY
-
-
-# Which class a reason maps to, per status code. A reason is only meaningful with its code:
-# INVALID_FIELD_VALUE is an OperationDecodeError under INVALID_ARGUMENT but a SchemaError under
-# FAILED_PRECONDITION, exactly as the core raises them.
-_DECODE: Final[dict[Reason, type[PandanodeError]]] = {
-    Reason.INVALID_VARU64: EntryDecodeError,
-    Reason.NON_CANONICAL_VARU64: EntryDecodeError,
-    Reason.ENTRY_TOO_SHORT: EntryDecodeError,
-    Reason.INVALID_PUBLIC_KEY: EntryDecodeError,
-    Reason.INVALID_SEQ_NUM: EntryDecodeError,
-    Reason.INVALID_LOG_ID: EntryDecodeError,
-    Reason.INVALID_LINKS: EntryDecodeError,
-    Reason.INVALID_SIGNATURE: SignatureError,
-    Reason.INVALID_HASH: HashDecodeError,
-    Reason.INVALID_HEX: HashDecodeError,
-    Reason.INVALID_DOCUMENT_VIEW_ID: HashDecodeError,
-    Reason.INVALID_SCHEMA_ID: SchemaIdError,
-    Reason.UNSUPPORTED_SYSTEM_SCHEMA: SchemaIdError,
-    Reason.INVALID_CBOR: OperationDecodeError,
-    Reason.INVALID_OPERATION: OperationDecodeError,
-    Reason.UNSUPPORTED_VERSION: OperationDecodeError,
-    Reason.UNKNOWN_ACTION: OperationDecodeError,
-    Reason.UNSORTED_FIELDS: OperationDecodeError,
-    Reason.DUPLICATE_FIELD: OperationDecodeError,
-    Reason.INVALID_FIELD_VALUE: OperationDecodeError,
-    Reason.INVALID_ARGUMENT: InvalidRequestError,
-    Reason.INVALID_PAGE_TOKEN: InvalidRequestError,
-    Reason.LIMIT_EXCEEDED: InvalidRequestError,
-}
-_VALIDATION: Final[dict[Reason, type[PandanodeError]]] = {
-    **dict.fromkeys(
-        (
-            Reason.SEQ_NUM_MISMATCH,
-            Reason.SKIPLINK_MISSING,
-            Reason.SKIPLINK_MISMATCH,
-            Reason.BACKLINK_MISMATCH,
-            Reason.PAYLOAD_HASH_MISMATCH,
-            Reason.PAYLOAD_SIZE_MISMATCH,
-            Reason.LOG_ID_MISMATCH,
-            Reason.LOG_ID_IN_USE,
-            Reason.LOG_NOT_FOUND,
-            Reason.MAX_SEQ_NUM_REACHED,
-            Reason.MAX_LOG_ID_REACHED,
-        ),
-        LogIntegrityError,
-    ),
-    Reason.SCHEMA_NOT_FOUND: SchemaNotFoundError,
-    **dict.fromkeys(
-        (
-            Reason.SCHEMA_MISMATCH,
-            Reason.MISSING_FIELD,
-            Reason.UNEXPECTED_FIELD,
-            Reason.FIELD_TYPE_MISMATCH,
-            Reason.INVALID_SCHEMA_DEFINITION,
-            Reason.INVALID_FIELD_DEFINITION,
-            Reason.INVALID_SYSTEM_FIELD,
-            Reason.INVALID_FIELD_VALUE,
-            Reason.INVALID_CLAIMED_SCHEMA,
-        ),
-        SchemaError,
-    ),
-    **dict.fromkeys(
-        (
-            Reason.MULTIPLE_DOCUMENTS,
-            Reason.DOCUMENT_DELETED,
-            Reason.INVALID_GRAPH,
-            Reason.INVALID_REDUCTION,
-        ),
-        DocumentError,
-    ),
-    Reason.PREVIOUS_NOT_FOUND: NotFoundError,
-    Reason.VIEW_NOT_FOUND: NotFoundError,
-}
-_ByReason = dict[Reason, type[PandanodeError]]
-_BY_CODE: Final[dict[grpc.StatusCode, tuple[_ByReason, type[PandanodeError]]]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: (_DECODE, DecodeError),
-    grpc.StatusCode.FAILED_PRECONDITION: (_VALIDATION, ValidationError),
-    grpc.StatusCode.NOT_FOUND: (
-        {Reason.SCHEMA_NOT_FOUND: SchemaNotFoundError},
-        ResourceNotFoundError,
-    ),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ({}, LimitExceededError),
-    grpc.StatusCode.UNAVAILABLE: ({}, NodeUnavailableError),
-    grpc.StatusCode.DEADLINE_EXCEEDED: ({}, DeadlineExceededError),
-    grpc.StatusCode.UNIMPLEMENTED: ({}, NotServedError),
+# What the client raises instead of the core's class (or for a code the core has no class for).
+_CLIENT_CLASSES: Final[dict[str, type[PandanodeError]]] = {
+    "UNAVAILABLE": NodeUnavailableError,
+    "DEADLINE_EXCEEDED": DeadlineExceededError,
+    "UNIMPLEMENTED": NotServedError,
 }
 _CODES_BY_VALUE: Final = {code.value[0]: code for code in grpc.StatusCode}
 _STATUS_ATTRIBUTE: Final = "_pandanode_status_code"
@@ -191,8 +98,7 @@ def error_for(code: grpc.StatusCode, reason: str, message: str) -> PandanodeErro
         :func:`status_code_of`).
     """
     known = Reason(reason) if reason in Reason.__members__ else None
-    by_reason, fallback = _BY_CODE.get(code, ({}, RpcError))
-    cls = by_reason.get(known, fallback) if known is not None else fallback
+    cls = _CLIENT_CLASSES.get(code.name) or error_class(code.name, known) or RpcError
     if cls is RpcError:
         message = f"{code.name}: {message}"
     return mark_remote(cls(message or code.name.lower().replace("_", " "), known), code)

@@ -19,7 +19,12 @@ from pandanode.core.errors import PandanodeError
 from pandanode.core.hash import generate_hash
 from pandanode.core.ids import DocumentViewId
 from pandanode.core.operation import decode_operation
-from pandanode.core.schema import Schema, build_schema
+from pandanode.core.schema import (
+    SCHEMA_DEFINITION_V1_ID,
+    SCHEMA_FIELD_DEFINITION_V1_ID,
+    Schema,
+    build_schema,
+)
 from pandanode.core.schema_id import SchemaId
 from pandanode.ingest.v1 import ingest_pb2 as pb
 
@@ -27,9 +32,6 @@ if TYPE_CHECKING:
     from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
 
 __all__ = ["LogReader"]
-
-_FIELD_DEFINITION = "schema_field_definition_v1"
-_SCHEMA_DEFINITION = "schema_definition_v1"
 
 
 class LogReader:
@@ -112,7 +114,7 @@ class LogReader:
         view_id = schema_id.view_id
         if view_id is None:
             return None
-        definitions = await self.documents_containing(view_id.ids, _SCHEMA_DEFINITION)
+        definitions = await self.documents_containing(view_id.ids, SCHEMA_DEFINITION_V1_ID)
         definition = _view_of(definitions, view_id)
         if definition is None or definition.fields is None:
             return None
@@ -121,7 +123,7 @@ class LogReader:
             return None
         field_views = [DocumentViewId.from_ids(ids) for ids in listed if isinstance(ids, tuple)]
         field_documents = await self.documents_containing(
-            {op_id for view in field_views for op_id in view.ids}, _FIELD_DEFINITION
+            {op_id for view in field_views for op_id in view.ids}, SCHEMA_FIELD_DEFINITION_V1_ID
         )
         field_definitions = {}
         for field_view in field_views:

@@ -7,7 +7,7 @@ are turned back into plain Python values.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
 from typing import Final
 
@@ -134,33 +134,9 @@ def _mismatch(name: str, value: object, field_type: FieldType, expected: str) ->
 def to_field_value(name: str, value: object, field_type: FieldType) -> FieldValue:
     """Convert one Python value to the typed value of ``field_type`` (see :func:`fields_for`)."""
     kind = field_type.kind
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
-        raise _mismatch(name, value, field_type, "True or False")
-    if kind == "int":
-        if isinstance(value, int) and not isinstance(value, bool):
-            if not _I64_MIN <= value <= _I64_MAX:
-                raise SchemaError(
-                    f"field '{name}' is int (64-bit signed); {value} is out of range",
-                    Reason.INVALID_FIELD_VALUE,
-                )
-            return value
-        raise _mismatch(name, value, field_type, "an int")
-    if kind == "float":
-        if isinstance(value, float):
-            return value
-        if isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        raise _mismatch(name, value, field_type, "a float")
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        raise _mismatch(name, value, field_type, "a str")
-    if kind == "bytes":
-        if isinstance(value, bytes | bytearray | memoryview):
-            return bytes(value)
-        raise _mismatch(name, value, field_type, "bytes")
+    scalar = _SCALARS.get(kind)
+    if scalar is not None:
+        return scalar(name, value, field_type)
     if kind == "relation":
         return Relation(_document_id(name, value, field_type))
     if kind == "pinned_relation":
@@ -169,6 +145,52 @@ def to_field_value(name: str, value: object, field_type: FieldType) -> FieldValu
     if kind == "relation_list":
         return RelationList([_document_id(name, item, field_type) for item in items])
     return PinnedRelationList([_view_id(name, item, field_type).ids for item in items])
+
+
+def _bool(name: str, value: object, field_type: FieldType) -> FieldValue:
+    if isinstance(value, bool):
+        return value
+    raise _mismatch(name, value, field_type, "True or False")
+
+
+def _int(name: str, value: object, field_type: FieldType) -> FieldValue:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not _I64_MIN <= value <= _I64_MAX:
+            raise SchemaError(
+                f"field '{name}' is int (64-bit signed); {value} is out of range",
+                Reason.INVALID_FIELD_VALUE,
+            )
+        return value
+    raise _mismatch(name, value, field_type, "an int")
+
+
+def _float(name: str, value: object, field_type: FieldType) -> FieldValue:
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise _mismatch(name, value, field_type, "a float")
+
+
+def _str(name: str, value: object, field_type: FieldType) -> FieldValue:
+    if isinstance(value, str):
+        return value
+    raise _mismatch(name, value, field_type, "a str")
+
+
+def _bytes(name: str, value: object, field_type: FieldType) -> FieldValue:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise _mismatch(name, value, field_type, "bytes")
+
+
+_SCALARS: Final[dict[str, Callable[[str, object, FieldType], FieldValue]]] = {
+    "bool": _bool,
+    "int": _int,
+    "float": _float,
+    "str": _str,
+    "bytes": _bytes,
+}
 
 
 def _sequence(name: str, value: object, field_type: FieldType) -> Sequence[object]:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from .errors import DocumentError, HashDecodeError, NotFoundError, Reason
-from .hash import HASH_HEX_LENGTH
+from .hexid import is_hash_hex
 from .ids import DocumentViewId
 from .operation import Action, Operation, PlainValue
 
@@ -62,8 +62,6 @@ __all__ = [
     "trim_graph",
     "walk",
 ]
-
-_LOWER_HEX = frozenset("0123456789abcdef")
 
 
 def _short(op_id: str) -> str:
@@ -90,11 +88,7 @@ class DocumentOperation:
     operation: Operation
 
     def __post_init__(self) -> None:
-        if (
-            len(self.id) != HASH_HEX_LENGTH
-            or not _LOWER_HEX.issuperset(self.id)
-            or not self.id.startswith("00")
-        ):
+        if not is_hash_hex(self.id, lowercase=True):
             raise HashDecodeError(
                 f"invalid operation id {self.id[:80]!r}: expected a YASMF hash as 68 lowercase "
                 "hex characters",

@@ -22,21 +22,31 @@ The tree::
 
 Request-level errors (raised by services, mapped back by the client): InvalidRequestError
 (INVALID_ARGUMENT), LimitExceededError (RESOURCE_EXHAUSTED), UnavailableError (UNAVAILABLE),
-ResourceNotFoundError (NOT_FOUND). ``ERROR_DOMAIN`` is the ``google.rpc.ErrorInfo`` domain.
+ResourceNotFoundError (NOT_FOUND). KeyFileError is a key file that cannot be used (never sent
+over the wire). ``ERROR_DOMAIN`` is the ``google.rpc.ErrorInfo`` domain.
+
+:data:`STATUS_CODES` and :data:`ERROR_CLASSES` are the one table between errors and gRPC
+statuses (status codes by name: the core imports no gRPC), used by the services' error boundary
+and by the client alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Final
 
 __all__ = [
+    "ERROR_CLASSES",
     "ERROR_DOMAIN",
+    "STATUS_CODES",
     "DecodeError",
     "DocumentError",
     "EntryDecodeError",
     "HashDecodeError",
     "InvalidRequestError",
+    "KeyFileError",
     "LimitExceededError",
     "LogIntegrityError",
     "NotFoundError",
@@ -50,6 +60,8 @@ __all__ = [
     "SignatureError",
     "UnavailableError",
     "ValidationError",
+    "error_class",
+    "status_code_name",
 ]
 
 
@@ -230,3 +242,145 @@ class ResourceNotFoundError(PandanodeError):
     """A requested resource does not exist: NOT_FOUND."""
 
     default_reason = Reason.NOT_FOUND
+
+
+class KeyFileError(PandanodeError):
+    """A key file that is missing, unreadable, or does not hold a private key."""
+
+    default_reason = Reason.INVALID_PRIVATE_KEY
+
+
+# -- the one table between errors and gRPC statuses ---------------------------------------------
+
+STATUS_CODES: Final[Mapping[type[PandanodeError], str]] = MappingProxyType(
+    {
+        DecodeError: "INVALID_ARGUMENT",
+        InvalidRequestError: "INVALID_ARGUMENT",
+        LimitExceededError: "RESOURCE_EXHAUSTED",
+        UnavailableError: "UNAVAILABLE",
+        ResourceNotFoundError: "NOT_FOUND",
+        ValidationError: "FAILED_PRECONDITION",
+    }
+)
+"""The gRPC status code (by name) of each family of errors; any other error is ``INTERNAL``."""
+
+_ByReason = Mapping[Reason, type[PandanodeError]]
+
+_INVALID_ARGUMENT: Final[_ByReason] = {
+    **dict.fromkeys(
+        (
+            Reason.INVALID_VARU64,
+            Reason.NON_CANONICAL_VARU64,
+            Reason.ENTRY_TOO_SHORT,
+            Reason.INVALID_PUBLIC_KEY,
+            Reason.INVALID_SEQ_NUM,
+            Reason.INVALID_LOG_ID,
+            Reason.INVALID_LINKS,
+        ),
+        EntryDecodeError,
+    ),
+    Reason.INVALID_SIGNATURE: SignatureError,
+    Reason.INVALID_HASH: HashDecodeError,
+    Reason.INVALID_HEX: HashDecodeError,
+    Reason.INVALID_DOCUMENT_VIEW_ID: HashDecodeError,
+    Reason.INVALID_SCHEMA_ID: SchemaIdError,
+    Reason.UNSUPPORTED_SYSTEM_SCHEMA: SchemaIdError,
+    **dict.fromkeys(
+        (
+            Reason.INVALID_CBOR,
+            Reason.INVALID_OPERATION,
+            Reason.UNSUPPORTED_VERSION,
+            Reason.UNKNOWN_ACTION,
+            Reason.UNSORTED_FIELDS,
+            Reason.DUPLICATE_FIELD,
+            Reason.INVALID_FIELD_VALUE,
+        ),
+        OperationDecodeError,
+    ),
+    Reason.INVALID_ARGUMENT: InvalidRequestError,
+    Reason.INVALID_PAGE_TOKEN: InvalidRequestError,
+    Reason.LIMIT_EXCEEDED: InvalidRequestError,
+}
+_FAILED_PRECONDITION: Final[_ByReason] = {
+    **dict.fromkeys(
+        (
+            Reason.SEQ_NUM_MISMATCH,
+            Reason.SKIPLINK_MISSING,
+            Reason.SKIPLINK_MISMATCH,
+            Reason.BACKLINK_MISMATCH,
+            Reason.PAYLOAD_HASH_MISMATCH,
+            Reason.PAYLOAD_SIZE_MISMATCH,
+            Reason.LOG_ID_MISMATCH,
+            Reason.LOG_ID_IN_USE,
+            Reason.LOG_NOT_FOUND,
+            Reason.MAX_SEQ_NUM_REACHED,
+            Reason.MAX_LOG_ID_REACHED,
+        ),
+        LogIntegrityError,
+    ),
+    Reason.SCHEMA_NOT_FOUND: SchemaNotFoundError,
+    **dict.fromkeys(
+        (
+            Reason.SCHEMA_MISMATCH,
+            Reason.MISSING_FIELD,
+            Reason.UNEXPECTED_FIELD,
+            Reason.FIELD_TYPE_MISMATCH,
+            Reason.INVALID_SCHEMA_DEFINITION,
+            Reason.INVALID_FIELD_DEFINITION,
+            Reason.INVALID_SYSTEM_FIELD,
+            Reason.INVALID_FIELD_VALUE,
+            Reason.INVALID_CLAIMED_SCHEMA,
+        ),
+        SchemaError,
+    ),
+    **dict.fromkeys(
+        (
+            Reason.MULTIPLE_DOCUMENTS,
+            Reason.DOCUMENT_DELETED,
+            Reason.INVALID_GRAPH,
+            Reason.INVALID_REDUCTION,
+        ),
+        DocumentError,
+    ),
+    Reason.PREVIOUS_NOT_FOUND: NotFoundError,
+    Reason.VIEW_NOT_FOUND: NotFoundError,
+}
+
+ERROR_CLASSES: Final[Mapping[str, tuple[type[PandanodeError], _ByReason]]] = MappingProxyType(
+    {
+        "INVALID_ARGUMENT": (DecodeError, _INVALID_ARGUMENT),
+        "FAILED_PRECONDITION": (ValidationError, _FAILED_PRECONDITION),
+        # A lookup that finds no schema answers NOT_FOUND; it is still a SchemaNotFoundError.
+        "NOT_FOUND": (ResourceNotFoundError, {Reason.SCHEMA_NOT_FOUND: SchemaNotFoundError}),
+        "RESOURCE_EXHAUSTED": (LimitExceededError, {}),
+        "UNAVAILABLE": (UnavailableError, {}),
+    }
+)
+"""Status code name → (the class of a status without a known reason, reason → class).
+
+A reason is only meaningful with its code: ``INVALID_FIELD_VALUE`` is an
+:class:`OperationDecodeError` under ``INVALID_ARGUMENT`` but a :class:`SchemaError` under
+``FAILED_PRECONDITION``, exactly as the core raises them.
+"""
+
+
+def status_code_name(error: BaseException) -> str:
+    """The name of the gRPC status code ``error`` is reported with (``INTERNAL`` if unlisted)."""
+    for cls in type(error).__mro__:
+        code = STATUS_CODES.get(cls)
+        if code is not None:
+            return code
+    return "INTERNAL"
+
+
+def error_class(code_name: str, reason: Reason | None) -> type[PandanodeError] | None:
+    """The class of an error reported with status ``code_name`` and ``reason``.
+
+    Returns:
+        The class, or None for a status code no pandanode error is reported with.
+    """
+    entry = ERROR_CLASSES.get(code_name)
+    if entry is None:
+        return None
+    fallback, by_reason = entry
+    return by_reason.get(reason, fallback) if reason is not None else fallback

@@ -9,6 +9,7 @@ from __future__ import annotations
 import blake3
 
 from .errors import HashDecodeError, Reason
+from .hexid import HASH_HEX_LENGTH, is_hash_hex, is_hex
 
 __all__ = [
     "HASH_HEX_LENGTH",
@@ -21,9 +22,7 @@ __all__ = [
 ]
 
 HASH_LENGTH = 34
-HASH_HEX_LENGTH = 68
 _HEADER = b"\x00\x20"
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 def hash_bytes(data: bytes) -> bytes:
@@ -62,7 +61,7 @@ def hash_from_hex(value: str, *, name: str = "hash") -> bytes:
     Raises:
         HashDecodeError: when ``value`` is not hex, not 34 bytes long, or not of type 0.
     """
-    if len(value) != HASH_HEX_LENGTH or not _HEX_DIGITS.issuperset(value):
+    if not is_hex(value, HASH_HEX_LENGTH):
         raise HashDecodeError(
             f"invalid {name} {value[:80]!r}: expected 68 hex characters", Reason.INVALID_HASH
         )
@@ -70,10 +69,3 @@ def hash_from_hex(value: str, *, name: str = "hash") -> bytes:
     if raw[0] != 0:
         raise HashDecodeError(f"invalid {name} {value!r}: unknown hash type", Reason.INVALID_HASH)
     return raw
-
-
-def is_hash_hex(value: str) -> bool:
-    """Whether ``value`` is a well-formed 68-character hex YASMF hash."""
-    return (
-        len(value) == HASH_HEX_LENGTH and _HEX_DIGITS.issuperset(value) and value.startswith("00")
-    )

@@ -69,12 +69,16 @@ from .schema_id import (
 
 __all__ = [
     "BLOB_PIECE_V1",
+    "BLOB_PIECE_V1_ID",
     "BLOB_V1",
+    "BLOB_V1_ID",
     "MAX_BLOB_PIECE_LENGTH",
     "MAX_DESCRIPTION_LENGTH",
     "MAX_SCHEMA_FIELDS",
     "SCHEMA_DEFINITION_V1",
+    "SCHEMA_DEFINITION_V1_ID",
     "SCHEMA_FIELD_DEFINITION_V1",
+    "SCHEMA_FIELD_DEFINITION_V1_ID",
     "SYSTEM_SCHEMAS",
     "SYSTEM_SCHEMA_NAMES",
     "FieldKind",
@@ -379,6 +383,19 @@ class Schema:
         return f"Schema({str(self.id)!r}, fields={{{self.describe_fields()}}})"
 
 
+SCHEMA_DEFINITION_V1_ID: Final = "schema_definition_v1"
+"""The id of the system schema that defines application schemas, as text."""
+
+SCHEMA_FIELD_DEFINITION_V1_ID: Final = "schema_field_definition_v1"
+"""The id of the system schema that defines one field of an application schema, as text."""
+
+BLOB_V1_ID: Final = "blob_v1"
+"""The id of the system schema of a file (blob), as text."""
+
+BLOB_PIECE_V1_ID: Final = "blob_piece_v1"
+"""The id of the system schema of one piece of a file, as text."""
+
+
 def _system_schema(name: str, description: str, fields: Mapping[str, FieldType]) -> Schema:
     return Schema(SchemaId.system(name, 1), description, fields)
 
@@ -584,21 +601,35 @@ def _plain_kind(name: str, value: object) -> _PlainKind:
 def _typed_value(name: str, value: PlainValue, field_type: FieldType) -> FieldValue:
     plain = _plain_kind(name, value)
     kind = field_type.kind
+    if isinstance(value, tuple | list):  # plain is "hash[]" or "hash[][]"
+        typed = _typed_list(name, value, plain, kind)
+    else:
+        typed = _typed_scalar(name, value, plain, kind)
+    if typed is None:
+        raise SchemaError(
+            f"field '{name}' does not match schema: invalid field type '{plain}', expected "
+            f"'{field_type}'",
+            Reason.FIELD_TYPE_MISMATCH,
+        )
+    return typed
+
+
+def _typed_scalar(name: str, value: PlainValue, plain: str, kind: str) -> FieldValue | None:
+    """The typed value of a plain scalar for a field of ``kind``; None when it does not fit."""
     if isinstance(value, bool):
-        if kind == "bool":
-            return value
-    elif isinstance(value, int):
-        if kind == "int":
-            if not _I64_MIN <= value <= _I64_MAX:
-                raise SchemaError(
-                    f"field '{name}' does not match schema: {value} is outside the i64 range",
-                    Reason.INVALID_FIELD_VALUE,
-                )
-            return value
-    elif isinstance(value, float | str):
-        if kind == plain:
-            return value
-    elif isinstance(value, bytes | bytearray):
+        return value if kind == "bool" else None
+    if isinstance(value, int):
+        if kind != "int":
+            return None
+        if not _I64_MIN <= value <= _I64_MAX:
+            raise SchemaError(
+                f"field '{name}' does not match schema: {value} is outside the i64 range",
+                Reason.INVALID_FIELD_VALUE,
+            )
+        return value
+    if isinstance(value, float | str):
+        return value if kind == plain else None
+    if isinstance(value, bytes | bytearray):
         if kind == "bytes":
             return bytes(value)
         if kind == "relation":
@@ -610,7 +641,12 @@ def _typed_value(name: str, value: PlainValue, field_type: FieldType) -> FieldVa
                     Reason.INVALID_FIELD_VALUE,
                 )
             return Relation(value.hex())
-    elif plain == "hash[]":
+    return None
+
+
+def _typed_list(name: str, value: PlainValue, plain: str, kind: str) -> FieldValue | None:
+    """The typed value of a list of hashes (or of lists) for ``kind``; None if it does not fit."""
+    if plain == "hash[]":
         ids = _hashes(name, cast(Sequence[str], value))
         if kind == "relation_list":
             return RelationList(ids)
@@ -620,14 +656,11 @@ def _typed_value(name: str, value: PlainValue, field_type: FieldType) -> FieldVa
             # Quirk: a flat list for a pinned_relation_list becomes an empty list, whatever it
             # holds (meant for `[]`, which decodes as a flat list).
             return PinnedRelationList(())
-    elif kind == "pinned_relation_list":  # plain == "hash[][]"
+        return None
+    if kind == "pinned_relation_list":  # plain == "hash[][]"
         view_ids = cast(Sequence[Sequence[str]], value)
         return PinnedRelationList([_view_id(name, _hashes(name, ids)).ids for ids in view_ids])
-    raise SchemaError(
-        f"field '{name}' does not match schema: invalid field type '{plain}', expected "
-        f"'{field_type}'",
-        Reason.FIELD_TYPE_MISMATCH,
-    )
+    return None
 
 
 def _hashes(name: str, ids: Sequence[str]) -> tuple[str, ...]:
@@ -769,6 +802,14 @@ def build_schema(
         )
     listed = _listed_view_ids(definition_fields["fields"], fail)
 
+    fields = _fields(name, description, _field_pairs(listed, field_definitions, fail), fail)
+    return Schema(SchemaId(name, view_id=view_id), description, fields)
+
+
+def _field_pairs(
+    listed: Sequence[str], field_definitions: Mapping[str, Mapping[str, object]], fail: _Fail
+) -> list[tuple[str, FieldType]]:
+    """The (name, type) of each listed field definition view, in the listed order."""
     unlisted = sorted(set(field_definitions) - set(listed))
     if unlisted:
         raise fail(
@@ -792,7 +833,13 @@ def build_schema(
             pairs.append((field_name, field_type_from_definition(type_text)))
         except SchemaError as err:
             raise fail(f"{where}: {err.message}") from None
+    return pairs
 
+
+def _fields(
+    name: str, description: str, pairs: list[tuple[str, FieldType]], fail: _Fail
+) -> dict[str, FieldType]:
+    """Check the schema's name, description and fields (spec §5.3); return the fields."""
     if not is_valid_schema_name(name):
         raise fail(f"invalid schema name {name!r:.80}: expected {_SCHEMA_NAME_RULE}")
     if not is_valid_description(description):
@@ -811,7 +858,7 @@ def build_schema(
         raise fail(f"{len(fields)} fields, a schema has at most {MAX_SCHEMA_FIELDS}")
     if not fields:
         raise fail("the schema definition lists no fields, a schema needs at least one")
-    return Schema(SchemaId(name, view_id=view_id), description, fields)
+    return fields
 
 
 def _expect_keys(

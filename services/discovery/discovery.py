@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Final
 
 import grpc
 
+from pandanode.core.hexid import is_public_key_hex
 from pandanode.core.keypair import KeyPair
 from pandanode.discovery.v1 import discovery_pb2 as pb
 from pandanode.discovery.v1 import discovery_pb2_grpc
@@ -56,7 +56,6 @@ __all__ = ["Discovery", "NodeInfo", "probe"]
 
 log = logging.getLogger(__name__)
 
-_NODE_ID: Final = re.compile(r"[0-9a-f]{64}")
 _MAX_CANDIDATES: Final = 64
 
 
@@ -94,7 +93,7 @@ async def probe(
         except grpc.aio.AioRpcError as err:
             log.debug("probe of %s failed: %s", address, err.code().name)
             return None, ()
-        if not _NODE_ID.fullmatch(answer.node_id):
+        if not is_public_key_hex(answer.node_id, lowercase=True):
             log.debug("probe of %s: %r is not a node id", address, answer.node_id[:80])
             return None, ()
         named: tuple[NodeInfo, ...] = ()
@@ -107,7 +106,9 @@ async def probe(
                 named = tuple(
                     NodeInfo(peer.node_id, peer.addresses[0])
                     for peer in listed.peers
-                    if peer.reachable and peer.addresses and _NODE_ID.fullmatch(peer.node_id)
+                    if peer.reachable
+                    and peer.addresses
+                    and is_public_key_hex(peer.node_id, lowercase=True)
                 )
         return NodeInfo(answer.node_id, address), named
 

@@ -1,8 +1,8 @@
 """The node's identity: an Ed25519 node key kept in the data directory.
 
-The key file is a client key file (:func:`pandanode.client.save_key_pair`, aquadoggo's format:
-the private key as 64 lowercase hex characters, mode 0600). It is made on first start; the node
-id is its public key.
+The key file is a key pair file like the client's (:mod:`pandanode.core.keyfile`, aquadoggo's
+format: the private key as 64 lowercase hex characters, mode 0600). It is made on first start;
+the node id is its public key.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Final
 
-from pandanode.client import KeyFileError, load_key_pair, save_key_pair
+from pandanode.core.keyfile import KeyFileError, load_key_pair, save_key_pair
 from pandanode.core.keypair import KeyPair
 
 __all__ = ["NODE_KEY_FILE", "NodeKeyError", "load_or_create_node_key"]

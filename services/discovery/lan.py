@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import re
 import socket
 import struct
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from typing import Final
 
 from google.protobuf.message import DecodeError
 
+from pandanode.core.hexid import is_public_key_hex
 from pandanode.discovery.v1 import discovery_pb2 as pb
 
 __all__ = [
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 PROTOCOL: Final = "pandanode-discovery/1"
 MAX_DATAGRAM_BYTES: Final = 1024
-_NODE_ID: Final = re.compile(r"[0-9a-f]{64}")
 _UNSPECIFIED: Final = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
@@ -80,7 +79,7 @@ def decode_announcement(data: bytes, source_host: str) -> tuple[str, str]:
         raise AnnouncementError(f"not a LanAnnouncement: {err}") from None
     if message.protocol != PROTOCOL:
         raise AnnouncementError(f"protocol {message.protocol[:40]!r}, expected {PROTOCOL!r}")
-    if not _NODE_ID.fullmatch(message.node_id):
+    if not is_public_key_hex(message.node_id, lowercase=True):
         raise AnnouncementError(f"node id {message.node_id[:80]!r} is not 64 lowercase hex")
     host, colon, port = message.address.rpartition(":")
     if not colon or not port.isdigit() or not 0 < int(port) <= 65535 or len(host) > 253:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pandanode.core.entry import Entry, decode_entry
 from pandanode.core.errors import LogIntegrityError, PandanodeError, Reason, SchemaNotFoundError
 from pandanode.core.hash import generate_hash
+from pandanode.core.hexid import PUBLIC_KEY_HEX_LENGTH, require_hex
 from pandanode.core.ids import DocumentViewId
 from pandanode.core.lipmaa import is_skiplink_required, lipmaa
 from pandanode.core.operation import Operation, decode_operation
@@ -66,13 +67,6 @@ class _Prepared:
     operation_bytes: bytes
     operation: Operation
     future: asyncio.Future[PublishResult] = field(repr=False)
-
-
-def _hex(value: str, what: str, length: int) -> str:
-    text = value.lower()
-    if len(text) != length or any(c not in "0123456789abcdef" for c in text):
-        raise InvalidRequestError(f"{what} must be {length} hex characters, got {value[:80]!r}")
-    return text
 
 
 class Ingest:
@@ -429,7 +423,7 @@ class Ingest:
             InvalidRequestError: malformed public key or view id.
             NotFoundError, DocumentError: see :func:`pandanode.core.publish.next_args`.
         """
-        public_key = _hex(public_key, "public_key", 64)
+        public_key = require_hex(public_key, "public_key", PUBLIC_KEY_HEX_LENGTH)
         max_log_id = self.store.max_log_id(public_key)
         if not document_view_id:
             return next_args(max_log_id=max_log_id)
@@ -469,4 +463,6 @@ class Ingest:
         self, public_key: str, log_id: int, from_seq_num: int = 1
     ) -> Iterator[StoredEntry]:
         """The entries of one log in seq order from ``from_seq_num``."""
-        return self.store.read_log(_hex(public_key, "public_key", 64), log_id, from_seq_num)
+        return self.store.read_log(
+            require_hex(public_key, "public_key", PUBLIC_KEY_HEX_LENGTH), log_id, from_seq_num
+        )

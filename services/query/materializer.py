@@ -63,6 +63,7 @@ from typing import Final, NamedTuple
 
 from pandanode.core.document import DocumentOperation, extends_tip, materialize, open_tip
 from pandanode.core.errors import PandanodeError
+from pandanode.core.hexid import is_hex
 from pandanode.core.ids import DocumentViewId
 from pandanode.core.operation import PinnedRelation, PinnedRelationList
 from pandanode.core.schema import BLOB_V1, SYSTEM_SCHEMAS, Schema, typed_fields
@@ -104,7 +105,6 @@ DEFAULT_BATCH_SIZE: Final = 256
 _FETCH_TIMEOUT: Final = 5.0
 POSITIONS_PER_MESSAGE: Final = 1 << 20
 """Operations one message may hold; positions are ``stream sequence × this + index``."""
-_HEX: Final = frozenset("0123456789abcdef")
 
 
 # -- events and pure rules ------------------------------------------------------------------
@@ -140,7 +140,7 @@ class IngestedEvent:
             (event.document_id, 68, "document_id"),
             (event.public_key, 64, "public_key"),
         ):
-            if len(value) != length or not _HEX.issuperset(value):
+            if not is_hex(value, length, lowercase=True):
                 raise ValueError(f"event {sequence}: {name} is not {length} hex characters")
         operation = StoredOperation(
             operation_id=event.operation_id,

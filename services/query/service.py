@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 from pandanode.core.errors import Reason
+from pandanode.core.hexid import PUBLIC_KEY_HEX_LENGTH, require_hex, require_hex_ids
 from pandanode.core.schema import Schema
 from pandanode.services.runtime.errors import (
     InvalidRequestError,
@@ -27,18 +28,6 @@ __all__ = ["MAX_RESOLVE_DEPTH", "Query"]
 
 MAX_RESOLVE_DEPTH = 4
 """Deeper relation resolution is lowered to this (each level can multiply the response)."""
-
-
-def _check_hex_ids(value: str, what: str) -> str:
-    text = value.lower()
-    parts = text.split("_")
-    if not value or any(
-        len(part) != 68 or any(c not in "0123456789abcdef" for c in part) for part in parts
-    ):
-        raise InvalidRequestError(
-            f"{what} must be 68-hex-character ids joined by '_': {value!r:.90}"
-        )
-    return text
 
 
 class Query:
@@ -115,11 +104,11 @@ class Query:
         """
         if operation_id:
             done = await self.materializer.wait_for_operation(
-                _check_hex_ids(operation_id, "operation_id"), timeout
+                require_hex_ids(operation_id, "operation_id"), timeout
             )
         elif view_id:
             done = await self.materializer.wait_for_view(
-                _check_hex_ids(view_id, "document_view_id"), timeout
+                require_hex_ids(view_id, "document_view_id"), timeout
             )
         else:
             return
@@ -141,9 +130,9 @@ class Query:
         if bool(document_id) == bool(view_id):
             raise InvalidRequestError("give exactly one of document_id and document_view_id")
         if document_id:
-            found = self.materializer.document(_check_hex_ids(document_id, "document_id"))
+            found = self.materializer.document(require_hex_ids(document_id, "document_id"))
         else:
-            found = self.materializer.view(_check_hex_ids(view_id, "document_view_id"))
+            found = self.materializer.view(require_hex_ids(view_id, "document_view_id"))
         if found is None:
             raise ResourceNotFoundError(f"document {document_id or view_id} not found")
         return found
@@ -211,8 +200,8 @@ class Query:
         if bool(document_id) == bool(view_id):
             raise InvalidRequestError("give exactly one of document_id and document_view_id")
         blob = self.materializer.blob(
-            document_id=_check_hex_ids(document_id, "document_id") if document_id else "",
-            view_id=_check_hex_ids(view_id, "document_view_id") if view_id else "",
+            document_id=require_hex_ids(document_id, "document_id") if document_id else "",
+            view_id=require_hex_ids(view_id, "document_view_id") if view_id else "",
         )
         if blob is None:
             raise ResourceNotFoundError(
@@ -223,7 +212,5 @@ class Query:
 
     def entries(self, public_key: str, log_id: int, from_seq_num: int) -> Iterator[StoredEntry]:
         """Raw entries of one log, in seq num order."""
-        key = public_key.lower()
-        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
-            raise InvalidRequestError(f"public_key must be 64 hex characters: {public_key!r:.80}")
+        key = require_hex(public_key, "public_key", PUBLIC_KEY_HEX_LENGTH)
         return self.materializer.entries(key, log_id, max(from_seq_num, 1))

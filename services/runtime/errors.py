@@ -16,14 +16,12 @@ from grpc_status import rpc_status
 
 from pandanode.core.errors import (
     ERROR_DOMAIN,
-    DecodeError,
     InvalidRequestError,
     LimitExceededError,
-    NotFoundError,
     PandanodeError,
     ResourceNotFoundError,
     UnavailableError,
-    ValidationError,
+    status_code_name,
 )
 
 __all__ = [
@@ -39,18 +37,8 @@ __all__ = [
 
 
 def status_code_for(error: PandanodeError) -> grpc.StatusCode:
-    """Return the gRPC status code a domain error maps to."""
-    if isinstance(error, DecodeError | InvalidRequestError):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(error, LimitExceededError):
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    if isinstance(error, UnavailableError):
-        return grpc.StatusCode.UNAVAILABLE
-    if isinstance(error, ResourceNotFoundError):
-        return grpc.StatusCode.NOT_FOUND
-    if isinstance(error, ValidationError | NotFoundError):
-        return grpc.StatusCode.FAILED_PRECONDITION
-    return grpc.StatusCode.INTERNAL
+    """Return the gRPC status code a domain error maps to (the core's table, by code name)."""
+    return grpc.StatusCode[status_code_name(error)]
 
 
 def to_status(error: PandanodeError) -> grpc.Status:

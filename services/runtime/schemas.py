@@ -23,7 +23,15 @@ from typing import Final, Protocol
 from pandanode.core.document import Document, DocumentOperation, materialize
 from pandanode.core.errors import PandanodeError
 from pandanode.core.ids import DocumentViewId
-from pandanode.core.schema import FieldType, Schema, SchemaId, build_schema, system_schema
+from pandanode.core.schema import (
+    SCHEMA_DEFINITION_V1_ID,
+    SCHEMA_FIELD_DEFINITION_V1_ID,
+    FieldType,
+    Schema,
+    SchemaId,
+    build_schema,
+    system_schema,
+)
 from pandanode.core.schema_id import parse_schema_id
 
 __all__ = [
@@ -35,8 +43,8 @@ __all__ = [
     "encode_schema",
 ]
 
-SCHEMA_DEFINITION: Final = "schema_definition_v1"
-FIELD_DEFINITION: Final = "schema_field_definition_v1"
+SCHEMA_DEFINITION: Final = SCHEMA_DEFINITION_V1_ID
+FIELD_DEFINITION: Final = SCHEMA_FIELD_DEFINITION_V1_ID
 
 log = logging.getLogger(__name__)
 

@@ -110,6 +110,25 @@ async def test_updates_and_deletes_in_bulk_follow_each_log(client: Client) -> No
     assert after.seq_num == 31
 
 
+async def test_a_second_connection_streams_onto_a_log_it_did_not_write_then_writes_once(
+    client: Client, node: Node, key_pair: KeyPair
+) -> None:
+    schema_id = await client.create_schema("counter", "A counter", {"n": "int"})
+    created = await client.create(schema_id, {"n": 0})
+    first = await client.publish_many([Update(created.document_id, {"n": n}) for n in range(1, 10)])
+    assert [p.seq_num for p in first.published] == list(range(2, 11))
+    # Another connection knows nothing of the log: its links (skiplinks to entries it never
+    # signed, too) come from the node.
+    async with Client.connect(node.address, key_pair=key_pair) as second:
+        streamed = await second.publish_many(
+            [Update(created.document_id, {"n": n}) for n in range(10, 30)]
+        )
+        assert [p.seq_num for p in streamed.published] == list(range(11, 31))
+        single = await second.update(created.document_id, {"n": 30})
+        assert single.seq_num == 31
+        assert single.log_id == created.log_id
+
+
 async def export_all(client: Client) -> list[tuple[bytes, bytes]]:
     return [pair async for pair in client.export()]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pandanode.client import Document, SchemaError
-from pandanode.client._client import _filters
+from pandanode.client._requests import filters as _filters
 from pandanode.client._values import document_from_pb, schema_from_pb, to_field_value
 from pandanode.client.cli import UsageError, parse_filters, parse_value
 from pandanode.core import PinnedRelation, Relation, SchemaId

@@ -30,9 +30,13 @@ from pandanode.core.operation import (
 )
 from pandanode.core.schema import (
     BLOB_PIECE_V1,
+    BLOB_PIECE_V1_ID,
     BLOB_V1,
+    BLOB_V1_ID,
     SCHEMA_DEFINITION_V1,
+    SCHEMA_DEFINITION_V1_ID,
     SCHEMA_FIELD_DEFINITION_V1,
+    SCHEMA_FIELD_DEFINITION_V1_ID,
     SYSTEM_SCHEMAS,
     FieldType,
     Schema,
@@ -846,3 +850,19 @@ def test_build_schema_with_a_multi_id_definition_view() -> None:
     )
     assert str(schema.id) == f"post_{A}_{B}"
     assert parse_schema_id(str(schema.id)) == schema.id
+
+
+@pytest.mark.parametrize(
+    ("schema", "text"),
+    [
+        (SCHEMA_DEFINITION_V1, SCHEMA_DEFINITION_V1_ID),
+        (SCHEMA_FIELD_DEFINITION_V1, SCHEMA_FIELD_DEFINITION_V1_ID),
+        (BLOB_V1, BLOB_V1_ID),
+        (BLOB_PIECE_V1, BLOB_PIECE_V1_ID),
+    ],
+)
+def test_system_schema_id_constants_are_the_text_of_the_system_schemas_ids(
+    schema: Schema, text: str
+) -> None:
+    assert str(schema.id) == text
+    assert system_schema(text) is schema

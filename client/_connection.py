@@ -1,0 +1,127 @@
+"""One gRPC channel to a node, what every client made from it shares, and the call boundary.
+
+Every call of the client goes through :meth:`Connection.call`: the one place where a failed
+gRPC call becomes pandanode's exception and where calls that are safe to repeat are retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, TypeVar
+
+import grpc
+
+from pandanode.core.publish import NextArgs
+from pandanode.core.schema import Schema
+from pandanode.core.schema_id import SchemaId
+from pandanode.ingest.v1 import ingest_pb2 as pb
+
+from ._errors import NodeUnavailableError, NotServedError, from_rpc_error, mark_remote, told_by_node
+from ._logs import Author, Writes
+
+if TYPE_CHECKING:
+    from pandanode.discovery.v1.discovery_pb2_grpc import DiscoveryServiceAsyncStub
+    from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
+    from pandanode.query.v1.query_pb2_grpc import QueryServiceAsyncStub
+
+__all__ = ["MAX_MESSAGE_BYTES", "Connection", "next_args_from_pb", "not_served"]
+
+MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
+"""The largest gRPC message the client sends or receives."""
+
+_T = TypeVar("_T")
+
+
+@dataclass(eq=False)
+class Connection:
+    """What every :class:`~pandanode.client.Client` made from one ``connect`` shares.
+
+    Attributes:
+        address: The node's address.
+        channel: The gRPC channel.
+        ingest: The IngestService stub.
+        query: The QueryService stub.
+        discovery: The DiscoveryService stub.
+        timeout: Deadline of each call, in seconds.
+        retries: How often a call that is safe to repeat is retried when the node is unavailable.
+        schemas: Schemas by id, as far as known here.
+        schemas_by_text: The same, by the text they were asked for with.
+        authors: Each key pair's logs, by public key.
+        writes: The latest write to each document through this connection.
+        query_served: False once the node said it does not serve QueryService.
+    """
+
+    address: str
+    channel: grpc.aio.Channel
+    ingest: IngestServiceAsyncStub
+    query: QueryServiceAsyncStub
+    discovery: DiscoveryServiceAsyncStub
+    timeout: float
+    retries: int
+    schemas: dict[SchemaId, Schema] = field(default_factory=dict)
+    schemas_by_text: dict[str, Schema] = field(default_factory=dict)
+    authors: dict[str, Author] = field(default_factory=dict)
+    writes: Writes = field(default_factory=Writes)
+    query_served: bool = True
+
+    async def call(
+        self, call: Callable[[], Awaitable[_T]], *, retry: bool = True, waits: bool = False
+    ) -> _T:
+        """Run one unary call through the error boundary, retrying UNAVAILABLE if safe.
+
+        With ``waits`` the call waits on the node for a write to be materialized: an
+        UNAVAILABLE the node answered then means the wait used up the deadline, and is not
+        retried (only an unreachable node is).
+        """
+        attempts = self.retries + 1 if retry else 1
+        delay = 0.05
+        for attempt in range(attempts):
+            try:
+                return await call()
+            except grpc.aio.AioRpcError as err:
+                error = from_rpc_error(err)
+                if (
+                    isinstance(error, NodeUnavailableError)
+                    and attempt + 1 < attempts
+                    and not (waits and told_by_node(error))
+                ):
+                    await asyncio.sleep(delay)  # back off before the next attempt
+                    delay *= 4
+                    continue
+                raise error from err
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def query_call(self, call: Callable[[], Awaitable[_T]], *, waits: bool = False) -> _T:
+        """Like :meth:`call`, for QueryService: a node without it raises a clear NotServedError."""
+        try:
+            return await self.call(call, waits=waits)
+        except NotServedError as err:
+            raise not_served(self.address) from err
+
+    async def next_args(self, public_key: str, view_id: str) -> NextArgs:
+        """The node's next entry arguments for an author (for a new document, or a view's)."""
+        request = pb.NextArgsRequest(public_key=public_key, document_view_id=view_id)
+        ingest = self.ingest
+        response = await self.call(lambda: ingest.NextArgs(request, timeout=self.timeout))
+        return next_args_from_pb(response.next_args)
+
+
+def next_args_from_pb(args: pb.NextArguments) -> NextArgs:
+    """A ``NextArgs`` message as the core's :class:`NextArgs`."""
+    return NextArgs(
+        log_id=args.log_id,
+        seq_num=args.seq_num,
+        backlink=args.backlink or None,
+        skiplink=args.skiplink or None,
+    )
+
+
+def not_served(address: str, service: str = "QueryService", why: str = "(yet)") -> NotServedError:
+    """The error for a node that does not serve ``service``, as if the node had said so."""
+    error = NotServedError(
+        f"the node at {address} does not serve {service} {why}, which this needs"
+    )
+    mark_remote(error, grpc.StatusCode.UNIMPLEMENTED)
+    return error

@@ -1,0 +1,81 @@
+"""What a node says about itself: health of its services, what it stores, the peers it knows."""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pandanode.discovery.v1 import discovery_pb2 as dpb
+from pandanode.ingest.v1 import ingest_pb2 as pb
+
+from ._connection import Connection, not_served
+from ._errors import NotServedError, from_rpc_error
+from ._models import NodeStatus, Peer
+from ._values import peer_from_pb
+
+__all__ = ["node_status", "peers"]
+
+_INGEST: Final = "pandanode.ingest.v1.IngestService"
+_KNOWN_SERVICES: Final = (
+    _INGEST,
+    "pandanode.query.v1.QueryService",
+    "pandanode.replication.v1.ReplicationService",
+    "pandanode.discovery.v1.DiscoveryService",
+)
+
+
+async def node_status(connection: Connection) -> NodeStatus:
+    """Health of the node and of each pandanode service, and how much it stores."""
+    health = health_pb2_grpc.HealthStub(connection.channel)
+    timeout = connection.timeout
+    started = time.perf_counter()
+    overall = await connection.call(
+        lambda: health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+    )
+    latency = (time.perf_counter() - started) * 1000
+    services: dict[str, str] = {}
+    for name in _KNOWN_SERVICES:
+        try:
+            answer = await health.Check(
+                health_pb2.HealthCheckRequest(service=name), timeout=timeout
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.NOT_FOUND:
+                continue
+            raise from_rpc_error(err) from err
+        services[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    logs = entries = None
+    if services.get(_INGEST) == "SERVING":
+        ingest = connection.ingest
+        heights = await connection.call(
+            lambda: ingest.GetLogHeights(pb.GetLogHeightsRequest(), timeout=timeout)
+        )
+        logs = len(heights.log_heights)
+        entries = sum(h.seq_num for h in heights.log_heights)
+    return NodeStatus(
+        address=connection.address,
+        serving=overall.status == health_pb2.HealthCheckResponse.SERVING,
+        services=services,
+        latency_ms=latency,
+        logs=logs,
+        entries=entries,
+    )
+
+
+async def peers(connection: Connection) -> list[Peer]:
+    """The other nodes the node's discovery service knows, by node id.
+
+    Raises:
+        NotServedError: The node does not run the discovery service.
+    """
+    discovery = connection.discovery
+    try:
+        response = await connection.call(
+            lambda: discovery.ListPeers(dpb.ListPeersRequest(), timeout=connection.timeout)
+        )
+    except NotServedError as err:
+        raise not_served(connection.address, "DiscoveryService", "does not run discovery") from err
+    return [peer_from_pb(peer) for peer in response.peers]
