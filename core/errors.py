@@ -112,6 +112,7 @@ class Reason(StrEnum):
     # service level (requests, limits, availability)
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    WATCH_TOO_SLOW = "WATCH_TOO_SLOW"
     UNAVAILABLE = "UNAVAILABLE"
     NOT_FOUND = "NOT_FOUND"
 

@@ -46,6 +46,9 @@ class Settings:
         query_durable: Name of the query service's durable JetStream consumer; every query
             replica consuming one stream needs its own.
         query_batch_size: Most events the query service fetches and commits at once.
+        watch_queue_bytes: Most bytes of documents queued for one WatchDocuments client that
+            reads more slowly than changes arrive; past it the watch ends with
+            RESOURCE_EXHAUSTED (reason ``WATCH_TOO_SLOW``) and the client watches again.
         advertise_address: The gRPC ``host:port`` other nodes should dial; empty: the bound
             address (a host of ``0.0.0.0`` tells LAN peers to use the datagram's source).
         bootstrap_peers: Comma-separated ``host:port`` of nodes to probe (GetNodeInfo) and
@@ -80,6 +83,7 @@ class Settings:
     max_page_size: int = 1000
     query_durable: str = "query"
     query_batch_size: int = 256
+    watch_queue_bytes: int = 4 * 1024 * 1024
     advertise_address: str = ""
     bootstrap_peers: str = ""
     discovery_probe_interval: float = 5.0
