@@ -453,6 +453,11 @@ class Client:
         the generator is closed: use ``contextlib.aclosing(node.watch(...))``, or call its
         ``aclose()`` (a dropped generator is closed by the event loop soon after).
         See :data:`ChangeKind` for what each change means.
+
+        Raises:
+            LimitExceededError: the node cut the watch off because changes arrived faster than
+                this client read them (reason ``WATCH_TOO_SLOW``; more than the node's
+                ``watch_queue_bytes`` waited). Watch again: it starts from the current documents.
         """
         return self._reads.watch(schema, filter=filter)
 

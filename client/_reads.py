@@ -246,10 +246,11 @@ class Reader:
         call = connection.query.WatchDocuments(request)
         try:
             async for response in call:
-                document = (
-                    document_from_pb(response.document) if response.HasField("document") else None
-                )
-                yield Change(_CHANGE_KINDS.get(response.kind, "updated"), document)
+                for change in response.changes:
+                    document = (
+                        document_from_pb(change.document) if change.HasField("document") else None
+                    )
+                    yield Change(_CHANGE_KINDS.get(change.kind, "updated"), document)
         except grpc.aio.AioRpcError as err:
             error = from_rpc_error(err)
             if isinstance(error, NotServedError):

@@ -124,6 +124,7 @@ class Node:
                 max_page_size=self.settings.max_page_size,
                 listing_change_log_bytes=self.settings.listing_change_log_bytes,
                 token_secret=load_or_create_token_secret(data_dir / PAGE_TOKEN_SECRET_FILE),
+                max_watch_queue_bytes=self.settings.watch_queue_bytes,
             )
             query_pb2_grpc.add_QueryServiceServicer_to_server(
                 QueryServicer(self.reads), self._server.server

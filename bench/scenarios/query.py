@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
@@ -32,6 +32,8 @@ PEAK = "ingest.stream.short_logs/durable + announced/entries/s"
 _TIMEOUT = 600.0
 # How long deliveries are awaited after the last publish; what came later counts as missing.
 _DELIVERY_WAIT = 120.0
+# Channels with equal options share one connection; this one gets its own.
+_OWN_CONNECTION = [*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
 
 
 def _creates(count: int, first: int = 0) -> list[pb.PublishRequest]:
@@ -46,10 +48,12 @@ async def _paced_stream(
     *,
     rate: float,
     batch: int,
+    on_ok: Callable[[str, float], None] | None = None,
 ) -> dict[str, float]:
     """Publish at ``rate`` entries/s in batches; the ``perf_counter`` each entry was answered OK.
 
-    Keys are the operation ids (for a CREATE: the document id).
+    Keys are the operation ids (for a CREATE: the document id). ``on_ok`` is called with each
+    as its answer arrives.
     """
     stub = ingest_pb2_grpc.IngestServiceStub(channel)
     messages = [requests[i : i + batch] for i in range(0, len(requests), batch)]
@@ -70,6 +74,8 @@ async def _paced_stream(
             if not result.HasField("ok"):
                 raise RuntimeError(f"the node rejected an entry: {result.error.message}")
             ok_at[result.ok.operation_id] = now
+            if on_ok is not None:
+                on_ok(result.ok.operation_id, now)
     return ok_at
 
 
@@ -85,11 +91,13 @@ class _Watcher:
 
     async def _read(self) -> None:
         try:
-            async for change in self.call:
-                if change.kind == q.CHANGE_KIND_CAUGHT_UP:
-                    self.caught_up.set()
-                elif change.kind == q.CHANGE_KIND_CREATED:
-                    self.created.setdefault(change.document.document_id, time.perf_counter())
+            async for response in self.call:
+                now = time.perf_counter()
+                for change in response.changes:
+                    if change.kind == q.CHANGE_KIND_CAUGHT_UP:
+                        self.caught_up.set()
+                    elif change.kind == q.CHANGE_KIND_CREATED:
+                        self.created.setdefault(change.document.document_id, now)
         except asyncio.CancelledError:
             raise
         except grpc.aio.AioRpcError as err:
@@ -133,6 +141,44 @@ class _Watcher:
         await asyncio.gather(self.task, return_exceptions=True)
 
 
+class _ConsistentReader:
+    """Reads documents with ``consistency`` as soon as their CREATE is answered OK.
+
+    The read waits on the node until the operation is materialized, so the time from the OK to
+    the answer is the materialization lag as a client reading its own write sees it.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, every: int) -> None:
+        self._stub = query_pb2_grpc.QueryServiceStub(channel)
+        self._every = every
+        self._count = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self.answered: dict[str, float] = {}
+        self.failed = 0
+
+    def on_ok(self, operation_id: str, _: float) -> None:
+        """Read every ``every``-th document published (a callback of :func:`_paced_stream`)."""
+        self._count += 1
+        if self._count % self._every == 0:
+            self._tasks.append(asyncio.create_task(self._read(operation_id)))
+
+    async def _read(self, operation_id: str) -> None:
+        request = q.GetDocumentRequest(
+            document_id=operation_id,
+            consistency=q.Consistency(operation_id=operation_id, timeout_ms=60_000),
+        )
+        try:
+            await self._stub.GetDocument(request, timeout=90)
+        except grpc.aio.AioRpcError:
+            self.failed += 1
+            return
+        self.answered[operation_id] = time.perf_counter()
+
+    async def finish(self) -> None:
+        """Wait for every read started."""
+        await asyncio.gather(*self._tasks)
+
+
 async def _wait_schema(channel: grpc.aio.Channel, schema_id: str, timeout: float = 60) -> None:
     """Wait until the query service knows ``schema_id`` (it materializes it from the stream)."""
     stub = query_pb2_grpc.QueryServiceStub(channel)
@@ -164,7 +210,10 @@ async def _wait_count(channel: grpc.aio.Channel, schema_id: str, count: int) -> 
 
 @scenario(
     "query.materialization_lag",
-    title="Materialization lag: Publish OK → seen by a WatchDocuments subscriber, under load",
+    title=(
+        "Materialization lag under load: Publish OK → seen by a WatchDocuments subscriber, "
+        "and → answered by GetDocument with consistency"
+    ),
     requires=("query",),
     options=(
         Option("--lag-documents", int, 10_000, "documents published at the paced rate", smoke=100),
@@ -175,39 +224,62 @@ async def _wait_count(channel: grpc.aio.Channel, schema_id: str, count: int) -> 
             "offered entries/s (0: half the measured peak stream ingest, or 1000)",
             smoke=300.0,
         ),
+        Option(
+            "--lag-read-every",
+            int,
+            10,
+            "read every N-th document with GetDocument + consistency right after its OK",
+            smoke=5,
+        ),
     ),
 )
 async def materialization_lag(ctx: Context, out: ScenarioResult) -> None:
-    """Publish CREATEs at half of peak ingest; time each from its OK to its watch event."""
+    """Publish CREATEs at half of peak ingest; time each from its OK to its watch event.
+
+    A sample of the documents is also read with ``consistency`` right after its OK (the read
+    waits on the node until the document is materialized): the lag without a watch in the way.
+    Publisher, watcher and reader each have their own connection.
+    """
     rate = ctx.args.lag_rate or (ctx.baseline(PEAK) or 2000.0) / 2
     requests = _creates(ctx.args.lag_documents)
     async with (
         ctx.node(out) as node,
         grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel,
+        grpc.aio.insecure_channel(node.address, options=_OWN_CONNECTION) as watch_channel,
+        grpc.aio.insecure_channel(node.address, options=_OWN_CONNECTION) as read_channel,
     ):
         schema_id = await publish_setup(channel, node)
         await _wait_schema(channel, schema_id)
-        watcher = _Watcher(channel, schema_id)
+        watcher = _Watcher(watch_channel, schema_id)
+        reader = _ConsistentReader(read_channel, ctx.args.lag_read_every)
         try:
             await watcher.ready(60)
             start = time.perf_counter()
-            ok_at = await _paced_stream(channel, requests, rate=rate, batch=10)
+            ok_at = await _paced_stream(channel, requests, rate=rate, batch=10, on_ok=reader.on_ok)
             seconds = time.perf_counter() - start
             node.published += len(ok_at)
             complete = await watcher.wait_for(list(ok_at), _DELIVERY_WAIT)
+            await reader.finish()
         finally:
             await watcher.close()
     lags = [watcher.created[d] - t for d, t in ok_at.items() if d in watcher.created]
     if not lags:
         raise RuntimeError(f"the watch saw none of the documents within {_DELIVERY_WAIT} s")
+    reads = [t - ok_at[d] for d, t in reader.answered.items()]
     out.metric("offered load", "entries/s", rate, "/s", "throughput", baseline=PEAK)
     out.rate("achieved", len(ok_at), seconds)
-    out.latency("Publish OK → watched", lags, series="materialization lag")
+    out.latency("Publish OK → watched", lags, series="materialization lag (watch)")
+    if reads:
+        out.latency(
+            "Publish OK → read with consistency", reads, series="materialization lag (read)"
+        )
     out.metric("seen in time", "%", len(lags) / len(ok_at) * 100, "%", "ratio")
     if not complete:
         out.notes["incomplete"] = (
             f"{len(ok_at) - len(lags)} documents unseen after {_DELIVERY_WAIT} s"
         )
+    if reader.failed:
+        out.notes["consistent_reads_failed"] = reader.failed
 
 
 @scenario(

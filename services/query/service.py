@@ -22,7 +22,7 @@ from .listing import DEFAULT_CHANGE_LOG_BYTES, Catalog, Page, SchemaIndex
 from .materializer import Blob, Materializer
 from .model import DocumentChange, MaterializedDocument, Order, Predicate
 from .store import StoredEntry
-from .watch import Watch, WatchEvent
+from .watch import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, Watch, WatchEvent, WatchStats
 
 __all__ = ["MAX_RESOLVE_DEPTH", "Query"]
 
@@ -40,6 +40,8 @@ class Query:
         listing_change_log_bytes: Byte budget of each listed schema's change log.
         token_secret: The node's secret that authenticates its page tokens (see
             :mod:`.token_secret`); None: a random secret of this process.
+        max_watch_queue_bytes: Most bytes of documents buffered for one slow watcher (the
+            ``watch_queue_bytes`` setting).
     """
 
     def __init__(
@@ -47,9 +49,10 @@ class Query:
         materializer: Materializer,
         *,
         max_page_size: int = 1000,
-        max_watch_queue: int = 10_000,
         listing_change_log_bytes: int = DEFAULT_CHANGE_LOG_BYTES,
         token_secret: bytes | None = None,
+        max_watch_queue: int = DEFAULT_MAX_QUEUE,
+        max_watch_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     ) -> None:
         self.materializer = materializer
         self.catalog = Catalog(
@@ -58,6 +61,8 @@ class Query:
             change_log_bytes=listing_change_log_bytes,
         )
         self._max_watch_queue = max_watch_queue
+        self._max_watch_queue_bytes = max_watch_queue_bytes
+        self._watches: set[Watch] = set()
         self._applied: dict[str, int] = {}
         self._remove_listener = materializer.add_listener(self._on_change)
 
@@ -157,19 +162,25 @@ class Query:
 
     async def watch(
         self, schema_id: str, predicates: Sequence[Predicate]
-    ) -> AsyncIterator[WatchEvent]:
-        """The matching documents now, CAUGHT_UP, then every change (see :mod:`.watch`)."""
+    ) -> AsyncIterator[list[WatchEvent]]:
+        """The matching documents now, CAUGHT_UP, then every change, in batches (:mod:`.watch`)."""
         index = self.index(schema_id)
         matches = index.filter(predicates)
-        watch = Watch(schema_id, matches, self._max_watch_queue)
+        watch = Watch(schema_id, matches, self._max_watch_queue, self._max_watch_queue_bytes)
         remove = self.materializer.add_listener(watch.on_change)
+        self._watches.add(watch)
         try:
             snapshot = list(index.documents())
             snapshot_sequence = self._applied.get(schema_id, 0)
-            async for event in watch.events(snapshot, snapshot_sequence):
-                yield event
+            async for batch in watch.batches(snapshot, snapshot_sequence):
+                yield batch
         finally:
+            self._watches.discard(watch)
             remove()
+
+    def watches(self) -> list[WatchStats]:
+        """What every open watch holds now (queued changes and their bytes)."""
+        return [watch.stats() for watch in self._watches]
 
     # -- schemas, blobs, entries ------------------------------------------------------------
 

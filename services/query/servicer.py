@@ -93,13 +93,24 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     async def WatchDocuments(  # noqa: N802 - gRPC method name
         self, request: pb.WatchDocumentsRequest, context: Any
     ) -> AsyncIterator[pb.WatchDocumentsResponse]:
-        """The matching documents now, then every change as it is materialized."""
+        """The matching documents now, then every change as it is materialized.
+
+        One message per batch of the watch: every change that queued up while the previous
+        message was being written goes into the next one.
+        """
         try:
-            events = self._query.watch(request.schema_id, predicates_from_pb(request.filters))
-            async for event in events:
+            batches = self._query.watch(request.schema_id, predicates_from_pb(request.filters))
+            async for batch in batches:
                 yield pb.WatchDocumentsResponse(
-                    kind=_KINDS[event.kind],
-                    document=None if event.document is None else document_to_pb(event.document),
+                    changes=[
+                        pb.DocumentChange(
+                            kind=_KINDS[event.kind],
+                            document=None
+                            if event.document is None
+                            else document_to_pb(event.document),
+                        )
+                        for event in batch
+                    ]
                 )
         except PandanodeError as err:
             await abort(context, err)

@@ -49,6 +49,9 @@ class Settings:
         listing_change_log_bytes: Byte budget, per listed schema, of the replaced document
             views the listing keeps to bring its cached match counts up to date; past it the
             oldest are dropped and such a count is computed afresh.
+        watch_queue_bytes: Most bytes of documents queued for one WatchDocuments client that
+            reads more slowly than changes arrive; past it the watch ends with
+            RESOURCE_EXHAUSTED (reason ``WATCH_TOO_SLOW``) and the client watches again.
         advertise_address: The gRPC ``host:port`` other nodes should dial; empty: the bound
             address (a host of ``0.0.0.0`` tells LAN peers to use the datagram's source).
         bootstrap_peers: Comma-separated ``host:port`` of nodes to probe (GetNodeInfo) and
@@ -84,6 +87,7 @@ class Settings:
     query_durable: str = "query"
     query_batch_size: int = 256
     listing_change_log_bytes: int = 16 * 1024 * 1024
+    watch_queue_bytes: int = 4 * 1024 * 1024
     advertise_address: str = ""
     bootstrap_peers: str = ""
     discovery_probe_interval: float = 5.0

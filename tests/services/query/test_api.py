@@ -187,9 +187,14 @@ async def test_watch_sees_existing_documents_then_each_change_once_in_order(
     listeners_before = len(node.query._listeners)
     call = query.WatchDocuments(qpb.WatchDocumentsRequest(schema_id=schema_id))
     stream = call.__aiter__()
+    pending: list[qpb.DocumentChange] = []
 
-    async def next_change() -> qpb.WatchDocumentsResponse:
-        return await asyncio.wait_for(stream.__anext__(), timeout=10)
+    async def next_change() -> qpb.DocumentChange:
+        while not pending:
+            response = await asyncio.wait_for(stream.__anext__(), timeout=10)
+            assert response.changes, "a watch message without changes"
+            pending.extend(response.changes)
+        return pending.pop(0)
 
     existing = await next_change()
     assert existing.kind == qpb.CHANGE_KIND_EXISTING

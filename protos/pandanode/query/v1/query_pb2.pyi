@@ -648,7 +648,9 @@ class WatchDocumentsRequest(_message.Message):
 Global___WatchDocumentsRequest: _TypeAlias = WatchDocumentsRequest  # noqa: Y015
 
 @_typing.final
-class WatchDocumentsResponse(_message.Message):
+class DocumentChange(_message.Message):
+    """One change seen by a watch."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KIND_FIELD_NUMBER: _builtins.int
@@ -667,6 +669,31 @@ class WatchDocumentsResponse(_message.Message):
     _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DocumentChange: _TypeAlias = DocumentChange  # noqa: Y015
+
+@_typing.final
+class WatchDocumentsResponse(_message.Message):
+    """One or more changes, in order. When changes arrive faster than one message per change can
+    be written, everything that queued up meanwhile goes into the next message (up to about
+    1 MiB of documents), so a busy node keeps up with a watcher instead of falling behind.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___DocumentChange]: ...
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[Global___DocumentChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
