@@ -254,7 +254,7 @@ class LogStore(RocksStore, _Reads):
 
     def put_schema(self, schema_id: str, data: bytes) -> None:
         """Store a built application schema (synced)."""
-        self._db.put(b"S" + schema_id.encode(), data, write_opt=self._sync)
+        self._write({b"S" + schema_id.encode(): data}, sync=True)
 
 
 class WriteBatchView(_Reads):
