@@ -113,6 +113,7 @@ _DECODE: Final[dict[Reason, type[PandanodeError]]] = {
     Reason.DUPLICATE_FIELD: OperationDecodeError,
     Reason.INVALID_FIELD_VALUE: OperationDecodeError,
     Reason.INVALID_ARGUMENT: InvalidRequestError,
+    Reason.MALFORMED_REQUEST: InvalidRequestError,
     Reason.LIMIT_EXCEEDED: InvalidRequestError,
 }
 _VALIDATION: Final[dict[Reason, type[PandanodeError]]] = {

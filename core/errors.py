@@ -111,6 +111,7 @@ class Reason(StrEnum):
     VIEW_NOT_FOUND = "VIEW_NOT_FOUND"
     # service level (requests, limits, availability)
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     UNAVAILABLE = "UNAVAILABLE"
     NOT_FOUND = "NOT_FOUND"
