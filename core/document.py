@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .errors import DocumentError, HashDecodeError, NotFoundError, Reason
+from .errors import DocumentError, HashDecodeError, NotFoundError, Reason, quote
 from .hash import HASH_HEX_LENGTH
 from .ids import DocumentViewId
 from .operation import Action, Operation, PlainValue
@@ -96,7 +96,7 @@ class DocumentOperation:
             or not self.id.startswith("00")
         ):
             raise HashDecodeError(
-                f"invalid operation id {self.id[:80]!r}: expected a YASMF hash as 68 lowercase "
+                f"invalid operation id {quote(self.id)}: expected a YASMF hash as 68 lowercase "
                 "hex characters",
                 Reason.INVALID_HASH,
             )
@@ -485,8 +485,9 @@ class _Reducer:
             )
         if op.schema_id != self.create.schema_id:
             raise DocumentError(
-                f"Operation {op.id} does not match the documents schema: {op.schema_id!r} is not "
-                f"{self.create.schema_id!r}",
+                f"Operation {op.id} does not match the documents schema: "
+                f"{quote(op.schema_id)} is not "
+                f"{quote(self.create.schema_id)}",
                 Reason.INVALID_CLAIMED_SCHEMA,
             )
         if self.fields is None or self.origins is None:

@@ -42,6 +42,7 @@ __all__ = [
     "NotFoundError",
     "OperationDecodeError",
     "PandanodeError",
+    "QUOTE_LIMIT",
     "Reason",
     "ResourceNotFoundError",
     "SchemaError",
@@ -50,7 +51,31 @@ __all__ = [
     "SignatureError",
     "UnavailableError",
     "ValidationError",
+    "quote",
 ]
+
+QUOTE_LIMIT: Final = 80
+"""Most characters of an input value an error message quotes (see :func:`quote`)."""
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """Quote an input value for an error message: its ``repr``, cut to a bounded slice.
+
+    Every message that repeats what a request or an operation holds quotes it through this,
+    so a 10,000-character id never makes a 10 KB message. A cut value ends in ``…`` and says
+    how long it was.
+
+    Args:
+        value: What to quote (text and bytes are cut to ``limit`` characters or bytes).
+        limit: Most characters or bytes of ``value`` to show.
+    """
+    if isinstance(value, str | bytes) and len(value) > limit:
+        unit = "characters" if isinstance(value, str) else "bytes"
+        return f"{value[:limit]!r}… ({len(value)} {unit})"
+    text = repr(value)
+    if len(text) > 2 * limit:
+        return f"{text[: 2 * limit]}…"
+    return text
 
 
 class Reason(StrEnum):

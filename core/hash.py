@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import blake3
 
-from .errors import HashDecodeError, Reason
+from .errors import HashDecodeError, Reason, quote
 
 __all__ = [
     "HASH_HEX_LENGTH",
@@ -64,11 +64,13 @@ def hash_from_hex(value: str, *, name: str = "hash") -> bytes:
     """
     if len(value) != HASH_HEX_LENGTH or not _HEX_DIGITS.issuperset(value):
         raise HashDecodeError(
-            f"invalid {name} {value[:80]!r}: expected 68 hex characters", Reason.INVALID_HASH
+            f"invalid {name} {quote(value)}: expected 68 hex characters", Reason.INVALID_HASH
         )
     raw = bytes.fromhex(value)
     if raw[0] != 0:
-        raise HashDecodeError(f"invalid {name} {value!r}: unknown hash type", Reason.INVALID_HASH)
+        raise HashDecodeError(
+            f"invalid {name} {quote(value)}: unknown hash type", Reason.INVALID_HASH
+        )
     return raw
 
 

@@ -22,7 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pandanode.core.entry import Entry, decode_entry
-from pandanode.core.errors import LogIntegrityError, PandanodeError, Reason, SchemaNotFoundError
+from pandanode.core.errors import (
+    LogIntegrityError,
+    PandanodeError,
+    Reason,
+    SchemaNotFoundError,
+    quote,
+)
 from pandanode.core.hash import generate_hash
 from pandanode.core.ids import DocumentViewId
 from pandanode.core.lipmaa import is_skiplink_required, lipmaa
@@ -70,7 +76,7 @@ class _Prepared:
 def _hex(value: str, what: str, length: int) -> str:
     text = value.lower()
     if len(text) != length or any(c not in "0123456789abcdef" for c in text):
-        raise InvalidRequestError(f"{what} must be {length} hex characters, got {value[:80]!r}")
+        raise InvalidRequestError(f"{what} must be {length} hex characters, got {quote(value)}")
     return text
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 
-from pandanode.core.errors import Reason
+from pandanode.core.errors import Reason, quote
 from pandanode.core.schema import Schema
 from pandanode.services.runtime.errors import (
     InvalidRequestError,
@@ -36,7 +36,7 @@ def _check_hex_ids(value: str, what: str) -> str:
         len(part) != 68 or any(c not in "0123456789abcdef" for c in part) for part in parts
     ):
         raise InvalidRequestError(
-            f"{what} must be 68-hex-character ids joined by '_': {value!r:.90}"
+            f"{what} must be 68-hex-character ids joined by '_': {quote(value)}"
         )
     return text
 
@@ -85,7 +85,8 @@ class Query:
         schema = self.materializer.schema(schema_id)
         if schema is None:
             raise ResourceNotFoundError(
-                f"schema {schema_id!r} is not known to this node (yet)", Reason.SCHEMA_NOT_FOUND
+                f"schema {quote(schema_id)} is not known to this node (yet)",
+                Reason.SCHEMA_NOT_FOUND,
             )
         # The store may hold commits whose changes are not announced yet: the index then
         # already contains them, so watches must treat them as part of the snapshot.
@@ -188,7 +189,8 @@ class Query:
         schema = self.materializer.schema(schema_id)
         if schema is None:
             raise ResourceNotFoundError(
-                f"schema {schema_id!r} is not known to this node (yet)", Reason.SCHEMA_NOT_FOUND
+                f"schema {quote(schema_id)} is not known to this node (yet)",
+                Reason.SCHEMA_NOT_FOUND,
             )
         return schema
 
@@ -216,5 +218,5 @@ class Query:
         """Raw entries of one log, in seq num order."""
         key = public_key.lower()
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
-            raise InvalidRequestError(f"public_key must be 64 hex characters: {public_key!r:.80}")
+            raise InvalidRequestError(f"public_key must be 64 hex characters: {quote(public_key)}")
         return self.materializer.entries(key, log_id, max(from_seq_num, 1))
