@@ -21,7 +21,8 @@ The tree::
         └── NotFoundError         a referenced operation or document is unknown
 
 Request-level errors (raised by services, mapped back by the client): InvalidRequestError
-(INVALID_ARGUMENT), LimitExceededError (RESOURCE_EXHAUSTED), UnavailableError (UNAVAILABLE),
+(INVALID_ARGUMENT; ``LIMIT_EXCEEDED`` for a request over a size limit), LimitExceededError
+(RESOURCE_EXHAUSTED, ``BUDGET_EXCEEDED``), UnavailableError (UNAVAILABLE),
 ResourceNotFoundError (NOT_FOUND). ``ERROR_DOMAIN`` is the ``google.rpc.ErrorInfo`` domain.
 """
 
@@ -137,7 +138,13 @@ class Reason(StrEnum):
     # service level (requests, limits, availability)
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    # INVALID_ARGUMENT: the request itself is over a configured size limit (an entry, an
+    # operation, a batch); the same request never succeeds, whatever the node's state.
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    # RESOURCE_EXHAUSTED: a per-request or per-client budget of the node's resources ran out
+    # (the documents or bytes a response would hold, the changes buffered for a watcher);
+    # depends on the data and on the client's pace.
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
     UNAVAILABLE = "UNAVAILABLE"
     NOT_FOUND = "NOT_FOUND"
 
@@ -240,9 +247,15 @@ class InvalidRequestError(PandanodeError):
 
 
 class LimitExceededError(PandanodeError):
-    """A request over a configured limit (size, count, in-flight): RESOURCE_EXHAUSTED."""
+    """A per-request or per-client budget of the node ran out: RESOURCE_EXHAUSTED.
 
-    default_reason = Reason.LIMIT_EXCEEDED
+    A request that is itself over a size limit is an :class:`InvalidRequestError` with the
+    reason ``LIMIT_EXCEEDED`` (INVALID_ARGUMENT) instead: per AIP-193, INVALID_ARGUMENT is
+    for a request that is wrong regardless of the system's state, RESOURCE_EXHAUSTED for a
+    resource or quota that ran out.
+    """
+
+    default_reason = Reason.BUDGET_EXCEEDED
 
 
 class UnavailableError(PandanodeError):

@@ -46,7 +46,6 @@ from pandanode.core.publish import (
 )
 from pandanode.services.runtime.errors import (
     InvalidRequestError,
-    LimitExceededError,
     UnavailableError,
 )
 from pandanode.services.runtime.settings import Settings
@@ -181,7 +180,7 @@ class Ingest:
         ``max_stream_in_flight`` items are in flight, which pushes back on a fast sender.
 
         Raises:
-            LimitExceededError: a batch over ``max_batch_items``.
+            InvalidRequestError: a batch over ``max_batch_items`` (``LIMIT_EXCEEDED``).
         """
         loop = asyncio.get_running_loop()
         depth = max(1, self.settings.max_stream_in_flight // self.settings.max_batch_items)
@@ -220,8 +219,9 @@ class Ingest:
 
     def _check_batch(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         if len(items) > self.settings.max_batch_items:
-            raise LimitExceededError(
-                f"a batch holds at most {self.settings.max_batch_items} items, got {len(items)}"
+            raise InvalidRequestError(
+                f"a batch holds at most {self.settings.max_batch_items} items, got {len(items)}",
+                Reason.LIMIT_EXCEEDED,
             )
 
     async def _publish_batch(

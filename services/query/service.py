@@ -16,6 +16,7 @@ from pandanode.services.runtime.errors import (
     ResourceNotFoundError,
     UnavailableError,
 )
+from pandanode.services.runtime.settings import Settings
 
 from .listing import Catalog, Page, SchemaIndex
 from .materializer import Blob, Materializer
@@ -27,6 +28,8 @@ __all__ = ["MAX_RESOLVE_DEPTH", "Query"]
 
 MAX_RESOLVE_DEPTH = 4
 """Deeper relation resolution is lowered to this (each level can multiply the response)."""
+
+_DEFAULTS = Settings()
 
 
 def _check_hex_ids(value: str, what: str) -> str:
@@ -48,6 +51,10 @@ class Query:
         materializer: The started materializer.
         max_page_size: Largest page ListDocuments returns.
         max_watch_queue: Most changes buffered for one slow watcher.
+        max_resolved_documents: Most documents one read's response holds, resolved
+            relations included (the setting of the same name).
+        max_response_bytes: Most bytes (approximately) one read's response holds (the
+            ``max_message_bytes`` setting).
     """
 
     def __init__(
@@ -56,8 +63,12 @@ class Query:
         *,
         max_page_size: int = 1000,
         max_watch_queue: int = 10_000,
+        max_resolved_documents: int = _DEFAULTS.max_resolved_documents,
+        max_response_bytes: int = _DEFAULTS.max_message_bytes,
     ) -> None:
         self.materializer = materializer
+        self.max_resolved_documents = max_resolved_documents
+        self.max_response_bytes = max_response_bytes
         self.catalog = Catalog(max_page_size=max_page_size)
         self._max_watch_queue = max_watch_queue
         self._applied: dict[str, int] = {}
@@ -141,7 +152,10 @@ class Query:
         return found
 
     def resolve(self, target: str, pinned: bool) -> MaterializedDocument | None:
-        """The current view of a document id, or (``pinned``) the view of a view id."""
+        """The current view of a document id, or (``pinned``) the view of a view id.
+
+        Safe to call from a worker thread (store reads only): deep resolutions run in one.
+        """
         try:
             return self.materializer.view(target) if pinned else self.materializer.document(target)
         except ValueError:

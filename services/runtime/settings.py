@@ -43,6 +43,9 @@ class Settings:
         write_batch_max: Most entries committed together in one synced RocksDB write.
         read_log_page: Entries per ReadLog response message.
         max_page_size: Largest page ListDocuments returns (default page size is 25).
+        max_resolved_documents: Most documents one GetDocument or ListDocuments response
+            holds, counting every resolved relation each time it appears; a read past it (or
+            past ``max_message_bytes``) is refused with RESOURCE_EXHAUSTED.
         query_durable: Name of the query service's durable JetStream consumer; every query
             replica consuming one stream needs its own.
         query_batch_size: Most events the query service fetches and commits at once.
@@ -78,6 +81,7 @@ class Settings:
     write_batch_max: int = 1000
     read_log_page: int = 200
     max_page_size: int = 1000
+    max_resolved_documents: int = 5000
     query_durable: str = "query"
     query_batch_size: int = 256
     advertise_address: str = ""
