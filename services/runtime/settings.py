@@ -49,6 +49,8 @@ class Settings:
         query_durable: Name of the query service's durable JetStream consumer; every query
             replica consuming one stream needs its own.
         query_batch_size: Most events the query service fetches and commits at once.
+        decoded_cache_bytes: Memory budget (bytes, estimated) of the decoded operations the
+            query store keeps to rebuild documents without decoding them again.
         advertise_address: The gRPC ``host:port`` other nodes should dial; empty: the bound
             address (a host of ``0.0.0.0`` tells LAN peers to use the datagram's source).
         bootstrap_peers: Comma-separated ``host:port`` of nodes to probe (GetNodeInfo) and
@@ -84,6 +86,7 @@ class Settings:
     max_resolved_documents: int = 5000
     query_durable: str = "query"
     query_batch_size: int = 256
+    decoded_cache_bytes: int = 64 * 1024 * 1024
     advertise_address: str = ""
     bootstrap_peers: str = ""
     discovery_probe_interval: float = 5.0
