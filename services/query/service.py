@@ -128,8 +128,8 @@ class Query:
             return
         if not done:
             raise UnavailableError(
-                f"{operation_id or view_id} was not materialized within {timeout:.1f}s; "
-                "was it published to this node? retry later"
+                f"{quote(operation_id or view_id, 140)} was not materialized within "
+                f"{timeout:.1f}s; was it published to this node? retry later"
             )
 
     # -- documents --------------------------------------------------------------------------
@@ -148,7 +148,7 @@ class Query:
         else:
             found = self.materializer.view(_check_hex_ids(view_id, "document_view_id"))
         if found is None:
-            raise ResourceNotFoundError(f"document {document_id or view_id} not found")
+            raise ResourceNotFoundError(f"document {quote(document_id or view_id, 140)} not found")
         return found
 
     def resolve(self, target: str, pinned: bool) -> MaterializedDocument | None:
@@ -223,8 +223,8 @@ class Query:
         )
         if blob is None:
             raise ResourceNotFoundError(
-                f"blob {document_id or view_id} not found (unknown, not a blob_v1 document, "
-                "or not all of its pieces are here yet)"
+                f"blob {quote(document_id or view_id, 140)} not found (unknown, not a blob_v1 "
+                "document, or not all of its pieces are here yet)"
             )
         return blob
 

@@ -21,6 +21,7 @@ from tests.services.ingest.helpers import Author, rejection
 LONG = 10_000
 NAME = "z" * LONG  # not hex, not a schema name: every check quotes it
 HEX = "ab" * (LONG // 2)  # hex, but far too long for an id
+VIEW = "_".join(["0020" + "ab" * 32] * 150)  # well-formed ids, 10,349 characters
 
 Call = Callable[[grpc.aio.Channel], Awaitable[object]]
 
@@ -85,6 +86,21 @@ CASES: dict[str, tuple[Call, grpc.StatusCode, str]] = {
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "INVALID_ARGUMENT",
+    ),
+    "GetDocument of a long unknown view id": (
+        lambda c: _query(c).GetDocument(q.GetDocumentRequest(document_view_id=VIEW)),
+        grpc.StatusCode.NOT_FOUND,
+        "NOT_FOUND",
+    ),
+    "GetDocument waiting for a long view id": (
+        lambda c: _query(c).GetDocument(
+            q.GetDocumentRequest(
+                document_view_id=VIEW,
+                consistency=q.Consistency(document_view_id=VIEW, timeout_ms=1),
+            )
+        ),
+        grpc.StatusCode.UNAVAILABLE,
+        "UNAVAILABLE",
     ),
     "GetEntries with a long public key": (
         lambda c: _collect(_query(c).GetEntries(q.GetEntriesRequest(public_key=NAME))),
