@@ -44,12 +44,19 @@ class RateLimitedLog:
     Args:
         logger: Where the lines go.
         interval: Seconds between two lines.
+        clock: Monotonic seconds.
     """
 
-    def __init__(self, logger: logging.Logger, interval: float = _REPORT_INTERVAL) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = _REPORT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._logger = logger
         self._interval = interval
-        self._last = -interval
+        self._clock = clock
+        self._last: float | None = None
         self._suppressed = 0
         self._lock = threading.Lock()
 
@@ -59,9 +66,9 @@ class RateLimitedLog:
         Returns:
             Whether the line was logged.
         """
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
-            if now - self._last < self._interval:
+            if self._last is not None and now - self._last < self._interval:
                 self._suppressed += 1
                 return False
             suppressed, self._suppressed, self._last = self._suppressed, 0, now
