@@ -87,15 +87,14 @@ async def test_a_self_referencing_document_read_four_levels_deep_is_refused_with
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     schema_id, document_id, update_id = await self_referencing_document(ingest)
+    await query.GetDocument(
+        qpb.GetDocumentRequest(document_id=document_id, consistency=until(update_id))
+    )
     spy = ResolveSpy(node, monkeypatch)
     health = health_pb2_grpc.HealthStub(channel)
     deep = asyncio.ensure_future(
         rejection(
-            query.GetDocument(
-                qpb.GetDocumentRequest(
-                    document_id=document_id, resolve_depth=4, consistency=until(update_id)
-                )
-            )
+            query.GetDocument(qpb.GetDocumentRequest(document_id=document_id, resolve_depth=4))
         )
     )
     # The node keeps answering others while (and after) it works on the deep read.
