@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .errors import DocumentError, HashDecodeError, NotFoundError, Reason
+from .errors import DocumentError, HashDecodeError, NotFoundError, Reason, quote
 from .hexid import is_hash_hex
 from .ids import DocumentViewId
 from .operation import Action, Operation, PlainValue
@@ -90,7 +90,7 @@ class DocumentOperation:
     def __post_init__(self) -> None:
         if not is_hash_hex(self.id, lowercase=True):
             raise HashDecodeError(
-                f"invalid operation id {self.id[:80]!r}: expected a YASMF hash as 68 lowercase "
+                f"invalid operation id {quote(self.id)}: expected a YASMF hash as 68 lowercase "
                 "hex characters",
                 Reason.INVALID_HASH,
             )
@@ -479,8 +479,9 @@ class _Reducer:
             )
         if op.schema_id != self.create.schema_id:
             raise DocumentError(
-                f"Operation {op.id} does not match the documents schema: {op.schema_id!r} is not "
-                f"{self.create.schema_id!r}",
+                f"Operation {op.id} does not match the documents schema: "
+                f"{quote(op.schema_id)} is not "
+                f"{quote(self.create.schema_id)}",
                 Reason.INVALID_CLAIMED_SCHEMA,
             )
         if self.fields is None or self.origins is None:

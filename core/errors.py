@@ -21,7 +21,8 @@ The tree::
         └── NotFoundError         a referenced operation or document is unknown
 
 Request-level errors (raised by services, mapped back by the client): InvalidRequestError
-(INVALID_ARGUMENT), LimitExceededError (RESOURCE_EXHAUSTED), UnavailableError (UNAVAILABLE),
+(INVALID_ARGUMENT; ``LIMIT_EXCEEDED`` for a request over a size limit), LimitExceededError
+(RESOURCE_EXHAUSTED, ``BUDGET_EXCEEDED``), UnavailableError (UNAVAILABLE),
 ResourceNotFoundError (NOT_FOUND). KeyFileError is a key file that cannot be used (never sent
 over the wire). ``ERROR_DOMAIN`` is the ``google.rpc.ErrorInfo`` domain.
 
@@ -52,6 +53,7 @@ __all__ = [
     "NotFoundError",
     "OperationDecodeError",
     "PandanodeError",
+    "QUOTE_LIMIT",
     "Reason",
     "ResourceNotFoundError",
     "SchemaError",
@@ -62,7 +64,31 @@ __all__ = [
     "ValidationError",
     "error_class",
     "status_code_name",
+    "quote",
 ]
+
+QUOTE_LIMIT: Final = 80
+"""Most characters of an input value an error message quotes (see :func:`quote`)."""
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """Quote an input value for an error message: its ``repr``, cut to a bounded slice.
+
+    Every message that repeats what a request or an operation holds quotes it through this,
+    so a 10,000-character id never makes a 10 KB message. A cut value ends in ``…`` and says
+    how long it was.
+
+    Args:
+        value: What to quote (text and bytes are cut to ``limit`` characters or bytes).
+        limit: Most characters or bytes of ``value`` to show.
+    """
+    if isinstance(value, str | bytes) and len(value) > limit:
+        unit = "characters" if isinstance(value, str) else "bytes"
+        return f"{value[:limit]!r}… ({len(value)} {unit})"
+    text = repr(value)
+    if len(text) > 2 * limit:
+        return f"{text[: 2 * limit]}…"
+    return text
 
 
 class Reason(StrEnum):
@@ -124,7 +150,16 @@ class Reason(StrEnum):
     # service level (requests, limits, availability)
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    # INVALID_ARGUMENT: the request itself is over a configured size limit (an entry, an
+    # operation, a batch); the same request never succeeds, whatever the node's state.
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    # RESOURCE_EXHAUSTED: a per-request or per-client budget of the node's resources ran out
+    # (the documents or bytes a response would hold, the changes buffered for a watcher);
+    # depends on the data and on the client's pace.
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
+    # RESOURCE_EXHAUSTED: a watcher read more slowly than changes arrived (its budget of
+    # buffered changes ran out); watch again.
     WATCH_TOO_SLOW = "WATCH_TOO_SLOW"
     UNAVAILABLE = "UNAVAILABLE"
     NOT_FOUND = "NOT_FOUND"
@@ -228,9 +263,15 @@ class InvalidRequestError(PandanodeError):
 
 
 class LimitExceededError(PandanodeError):
-    """A request over a configured limit (size, count, in-flight): RESOURCE_EXHAUSTED."""
+    """A per-request or per-client budget of the node ran out: RESOURCE_EXHAUSTED.
 
-    default_reason = Reason.LIMIT_EXCEEDED
+    A request that is itself over a size limit is an :class:`InvalidRequestError` with the
+    reason ``LIMIT_EXCEEDED`` (INVALID_ARGUMENT) instead: per AIP-193, INVALID_ARGUMENT is
+    for a request that is wrong regardless of the system's state, RESOURCE_EXHAUSTED for a
+    resource or quota that ran out.
+    """
+
+    default_reason = Reason.BUDGET_EXCEEDED
 
 
 class UnavailableError(PandanodeError):
@@ -300,6 +341,7 @@ _INVALID_ARGUMENT: Final[_ByReason] = {
     ),
     Reason.INVALID_ARGUMENT: InvalidRequestError,
     Reason.INVALID_PAGE_TOKEN: InvalidRequestError,
+    Reason.MALFORMED_REQUEST: InvalidRequestError,
     Reason.LIMIT_EXCEEDED: InvalidRequestError,
 }
 _FAILED_PRECONDITION: Final[_ByReason] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import blake3
 
-from .errors import HashDecodeError, Reason
+from .errors import HashDecodeError, Reason, quote
 from .hexid import HASH_HEX_LENGTH, is_hash_hex, is_hex
 
 __all__ = [
@@ -63,9 +63,11 @@ def hash_from_hex(value: str, *, name: str = "hash") -> bytes:
     """
     if not is_hex(value, HASH_HEX_LENGTH):
         raise HashDecodeError(
-            f"invalid {name} {value[:80]!r}: expected 68 hex characters", Reason.INVALID_HASH
+            f"invalid {name} {quote(value)}: expected 68 hex characters", Reason.INVALID_HASH
         )
     raw = bytes.fromhex(value)
     if raw[0] != 0:
-        raise HashDecodeError(f"invalid {name} {value!r}: unknown hash type", Reason.INVALID_HASH)
+        raise HashDecodeError(
+            f"invalid {name} {quote(value)}: unknown hash type", Reason.INVALID_HASH
+        )
     return raw

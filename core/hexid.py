@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .errors import InvalidRequestError
+from .errors import InvalidRequestError, quote
 
 __all__ = [
     "HASH_HEX_LENGTH",
@@ -81,7 +81,7 @@ def require_hex(value: str, what: str, length: int) -> str:
     """
     text = lower_hex(value, length)
     if text is None:
-        raise InvalidRequestError(f"{what} must be {length} hex characters, got {value[:80]!r}")
+        raise InvalidRequestError(f"{what} must be {length} hex characters, got {quote(value)}")
     return text
 
 
@@ -89,12 +89,12 @@ def require_hex_ids(value: str, what: str) -> str:
     """A request argument that must be 68-hex-character ids joined by ``_``, in lowercase.
 
     Raises:
-        InvalidRequestError: (``INVALID_ARGUMENT``) It is not; the message quotes at most 90
+        InvalidRequestError: (``INVALID_ARGUMENT``) It is not; the message quotes at most 80
             characters of it.
     """
     text = lower_hex_ids(value)
     if text is None:
         raise InvalidRequestError(
-            f"{what} must be 68-hex-character ids joined by '_': {value!r:.90}"
+            f"{what} must be 68-hex-character ids joined by '_': {quote(value)}"
         )
     return text

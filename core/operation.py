@@ -58,7 +58,7 @@ from .cbor import (
     dumps,
     encode_float,
 )
-from .errors import HashDecodeError, OperationDecodeError, Reason, SchemaIdError
+from .errors import HashDecodeError, OperationDecodeError, Reason, SchemaIdError, quote
 from .hash import HASH_LENGTH, hash_from_hex
 from .schema_id import parse_schema_id
 
@@ -245,7 +245,9 @@ def _encode(
 ) -> bytes:
     code = _ACTION_CODES.get(action) if isinstance(action, str) else None
     if code is None:
-        raise OperationDecodeError(f"unknown operation action {action!r}", Reason.UNKNOWN_ACTION)
+        raise OperationDecodeError(
+            f"unknown operation action {quote(action)}", Reason.UNKNOWN_ACTION
+        )
     if not isinstance(schema_id, str):
         raise OperationDecodeError(
             f"schema id must be a string, got {type(schema_id).__name__}", Reason.INVALID_SCHEMA_ID
@@ -282,7 +284,7 @@ def _check_text(value: str, what: str, reason: Reason) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise OperationDecodeError(
-            f"{what} {value!r} is not valid UTF-8 (lone surrogate)", reason
+            f"{what} {quote(value)} is not valid UTF-8 (lone surrogate)", reason
         ) from None
 
 
@@ -313,7 +315,7 @@ def _previous_to_cbor(previous: Sequence[str] | str) -> list[CborValue]:
         if raw[i - 1] >= raw[i]:
             raise OperationDecodeError(
                 "expected sorted operation ids in previous (strictly ascending, no duplicates): "
-                f"{ids[i]!r} comes after {ids[i - 1]!r}",
+                f"{quote(ids[i])} comes after {quote(ids[i - 1])}",
                 Reason.INVALID_DOCUMENT_VIEW_ID,
             )
     return list(raw)
@@ -331,7 +333,7 @@ def _fields_map(
     for name in fields:
         if not isinstance(name, str):
             raise OperationDecodeError(
-                f"field name must be a string, got {name!r}", Reason.INVALID_OPERATION
+                f"field name must be a string, got {quote(name)}", Reason.INVALID_OPERATION
             )
         _check_text(name, "field name", Reason.INVALID_OPERATION)
     # Python orders str by code point, which is exactly UTF-8 byte order (spec §3.3).
@@ -345,14 +347,14 @@ def _scalar_to_cbor(value: object, name: str) -> CborValue | None:
     if isinstance(value, int):
         if not _I64_MIN <= value <= _I64_MAX:
             raise OperationDecodeError(
-                f"field {name!r}: integer {value} is outside the i64 range",
+                f"field {quote(name)}: integer {value} is outside the i64 range",
                 Reason.INVALID_FIELD_VALUE,
             )
         return int(value)
     if isinstance(value, float):
         return float(value)
     if isinstance(value, str):
-        _check_text(value, f"field {name!r}: text", Reason.INVALID_FIELD_VALUE)
+        _check_text(value, f"field {quote(name)}: text", Reason.INVALID_FIELD_VALUE)
         return value
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
@@ -374,24 +376,24 @@ def _field_value_to_cbor(value: object, name: str) -> CborValue:
     if scalar is not None:
         return scalar
     if isinstance(value, Relation):
-        return _id_bytes(value.document_id, f"field {name!r}: relation")
+        return _id_bytes(value.document_id, f"field {quote(name)}: relation")
     if isinstance(value, RelationList):
         return [
-            _id_bytes(doc_id, f"field {name!r}: relation_list[{i}]")
+            _id_bytes(doc_id, f"field {quote(name)}: relation_list[{i}]")
             for i, doc_id in enumerate(value.document_ids)
         ]
     if isinstance(value, PinnedRelation):
-        return _view_id_to_cbor(value.view_id, f"field {name!r}: pinned_relation")
+        return _view_id_to_cbor(value.view_id, f"field {quote(name)}: pinned_relation")
     if isinstance(value, PinnedRelationList):
         return [
-            _view_id_to_cbor(view_id, f"field {name!r}: pinned_relation_list[{i}]")
+            _view_id_to_cbor(view_id, f"field {quote(name)}: pinned_relation_list[{i}]")
             for i, view_id in enumerate(value.view_ids)
         ]
     hint = ""
     if isinstance(value, (list, tuple)):
         hint = " (wrap ids in RelationList, PinnedRelation or PinnedRelationList)"
     raise OperationDecodeError(
-        f"field {name!r}: unsupported value of type {type(value).__name__}{hint}",
+        f"field {quote(name)}: unsupported value of type {type(value).__name__}{hint}",
         Reason.INVALID_FIELD_VALUE,
     )
 
@@ -402,14 +404,18 @@ def _plain_to_cbor(value: object, name: str) -> CborValue:
         return scalar
     if isinstance(value, tuple):
         if all(isinstance(item, str) for item in value):
-            return [_id_bytes(item, f"field {name!r}[{i}]") for i, item in enumerate(value)]
+            return [_id_bytes(item, f"field {quote(name)}[{i}]") for i, item in enumerate(value)]
         if all(isinstance(item, tuple) for item in value):
             return [
-                [_id_bytes(op_id, f"field {name!r}[{i}][{j}]") for j, op_id in enumerate(inner)]
+                [
+                    _id_bytes(op_id, f"field {quote(name)}[{i}][{j}]")
+                    for j, op_id in enumerate(inner)
+                ]
                 for i, inner in enumerate(value)
             ]
     raise OperationDecodeError(
-        f"field {name!r}: {type(value).__name__} is not a plain value", Reason.INVALID_FIELD_VALUE
+        f"field {quote(name)}: {type(value).__name__} is not a plain value",
+        Reason.INVALID_FIELD_VALUE,
     )
 
 
@@ -790,10 +796,10 @@ def _decode_fields(value: CborValue) -> dict[str, PlainValue]:
         if last is not None and name <= last:
             if name == last:
                 raise OperationDecodeError(
-                    f"encountered duplicate field key {name!r}", Reason.DUPLICATE_FIELD
+                    f"encountered duplicate field key {quote(name)}", Reason.DUPLICATE_FIELD
                 )
             raise OperationDecodeError(
-                f"encountered unsorted field name: {name!r} should be before {last!r}",
+                f"encountered unsorted field name: {quote(name)} should be before {quote(last)}",
                 Reason.UNSORTED_FIELDS,
             )
         fields[name] = _plain_value(item, name)
@@ -808,7 +814,7 @@ def _plain_value(value: CborValue, name: str) -> PlainValue:
         if _I64_MIN <= value <= _I64_MAX:
             return value
         raise OperationDecodeError(
-            f"field {name!r}: integer {value} is outside the i64 range",
+            f"field {quote(name)}: integer {value} is outside the i64 range",
             Reason.INVALID_FIELD_VALUE,
         )
     if isinstance(value, (float, str, bytes)):
@@ -818,7 +824,7 @@ def _plain_value(value: CborValue, name: str) -> PlainValue:
         if ids is not None:
             return ids
     raise OperationDecodeError(
-        f"field {name!r}: {_describe(value)} is not a valid field value (expected a boolean, "
+        f"field {quote(name)}: {_describe(value)} is not a valid field value (expected a boolean, "
         "i64 integer, float, text or byte string, an array of 34-byte hashes or an array of "
         "such arrays)",
         Reason.INVALID_FIELD_VALUE,

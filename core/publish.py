@@ -25,6 +25,7 @@ from .errors import (
     NotFoundError,
     Reason,
     SchemaError,
+    quote,
 )
 from .hash import generate_hash
 from .ids import DocumentViewId
@@ -173,8 +174,9 @@ def document_id_of(
             )
         if ref.schema_id != operation.schema_id:
             raise SchemaError(
-                f"invalid claimed schema: operation claims {operation.schema_id!r} but previous "
-                f"operation {op_id} has schema {ref.schema_id!r}",
+                f"invalid claimed schema: operation claims {quote(operation.schema_id)} "
+                "but previous "
+                f"operation {op_id} has schema {quote(ref.schema_id)}",
                 Reason.INVALID_CLAIMED_SCHEMA,
             )
         documents.add(ref.document_id)

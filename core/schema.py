@@ -42,7 +42,7 @@ from itertools import pairwise
 from types import MappingProxyType
 from typing import Final, Literal, TypeAlias, cast, get_args
 
-from .errors import HashDecodeError, OperationDecodeError, Reason, SchemaError, SchemaIdError
+from .errors import HashDecodeError, OperationDecodeError, Reason, SchemaError, SchemaIdError, quote
 from .hash import hash_from_hex
 from .ids import DocumentViewId
 from .operation import (
@@ -170,13 +170,13 @@ class FieldType:
     def __post_init__(self) -> None:
         if self.kind not in _FIELD_KINDS:
             raise SchemaError(
-                f"invalid field type {self.kind!r}: {_FIELD_TYPE_RULE}",
+                f"invalid field type {quote(self.kind)}: {_FIELD_TYPE_RULE}",
                 Reason.INVALID_FIELD_DEFINITION,
             )
         if (self.kind in _RELATION_KINDS) != (self.schema_id is not None):
             needs = "needs" if self.kind in _RELATION_KINDS else "takes no"
             raise SchemaError(
-                f"field type {self.kind!r} {needs} a target schema id",
+                f"field type {quote(self.kind)} {needs} a target schema id",
                 Reason.INVALID_FIELD_DEFINITION,
             )
 
@@ -197,7 +197,7 @@ class FieldType:
         kind, parenthesis, rest = value.partition("(")
         if kind not in _RELATION_KINDS or not parenthesis or not rest.endswith(")"):
             raise SchemaError(
-                f"invalid field type {value!r}: {_FIELD_TYPE_RULE}",
+                f"invalid field type {quote(value)}: {_FIELD_TYPE_RULE}",
                 Reason.INVALID_FIELD_DEFINITION,
             )
         return cls(cast(FieldKind, kind), _target_schema_id(value, rest[:-1]))
@@ -221,7 +221,8 @@ def _target_schema_id(field_type: str, schema_id: str) -> SchemaId:
         return parse_schema_id(schema_id)
     except SchemaIdError as err:
         raise SchemaError(
-            f"invalid field type {field_type!r}: {err.message}", Reason.INVALID_FIELD_DEFINITION
+            f"invalid field type {quote(field_type)}: {err.message}",
+            Reason.INVALID_FIELD_DEFINITION,
         ) from None
 
 
@@ -291,7 +292,7 @@ def field_type_from_definition(value: str) -> FieldType:
             return FieldType(cast(FieldKind, kind), _target_schema_id(value, target))
         break  # only the leftmost match counts
     raise SchemaError(
-        f"invalid field type {value!r}: {_FIELD_TYPE_RULE}", Reason.INVALID_FIELD_DEFINITION
+        f"invalid field type {quote(value)}: {_FIELD_TYPE_RULE}", Reason.INVALID_FIELD_DEFINITION
     )
 
 
@@ -358,12 +359,12 @@ class Schema:
         for name, field_type in fields.items():
             if not is_valid_field_name(name):
                 raise SchemaError(
-                    f"invalid field name {name!r}: expected {_FIELD_NAME_RULE}",
+                    f"invalid field name {quote(name)}: expected {_FIELD_NAME_RULE}",
                     Reason.INVALID_SCHEMA_DEFINITION,
                 )
             if not isinstance(field_type, FieldType):
                 raise SchemaError(
-                    f"field {name!r} has no FieldType: {field_type!r}",
+                    f"field {quote(name)} has no FieldType: {quote(field_type)}",
                     Reason.INVALID_SCHEMA_DEFINITION,
                 )
 
@@ -563,7 +564,7 @@ def _check_shape(operation: Operation) -> None:
         elif operation.fields is not None:
             problem = "a DELETE operation has no fields"
     else:
-        problem = f"unknown operation action {action!r}"
+        problem = f"unknown operation action {quote(action)}"
     if problem is not None:
         raise OperationDecodeError(problem, Reason.INVALID_OPERATION)
 
@@ -592,7 +593,8 @@ def _plain_kind(name: str, value: object) -> _PlainKind:
         ):
             return "hash[][]"
     raise OperationDecodeError(
-        f"field '{name}' holds {type(value).__name__} {value!r:.80}, which is not a plain value "
+        f"field {quote(name)} holds {type(value).__name__} {quote(value)}, "
+        "which is not a plain value "
         "(bool, int, float, str, bytes, a list of hashes or a list of lists of hashes)",
         Reason.INVALID_FIELD_VALUE,
     )
@@ -698,7 +700,7 @@ def _check_system_fields(schema_id: SchemaId, fields: Mapping[str, PlainValue]) 
     name = fields.get("name")
     if schema_id.name == "schema_definition":
         if isinstance(name, str) and not is_valid_schema_name(name):
-            raise fail(f"schema 'name' {name!r:.80} must be {_SCHEMA_NAME_RULE}")
+            raise fail(f"schema 'name' {quote(name)} must be {_SCHEMA_NAME_RULE}")
         description = fields.get("description")
         if isinstance(description, str) and not is_valid_description(description):
             raise fail(
@@ -717,15 +719,15 @@ def _check_system_fields(schema_id: SchemaId, fields: Mapping[str, PlainValue]) 
             )
     elif schema_id.name == "schema_field_definition":
         if isinstance(name, str) and not is_valid_field_name(name):
-            raise fail(f"field 'name' {name!r:.80} must be {_FIELD_NAME_RULE}")
+            raise fail(f"field 'name' {quote(name)} must be {_FIELD_NAME_RULE}")
         type_text = fields.get("type")
         if isinstance(type_text, str) and not is_valid_field_type_definition(type_text):
-            raise fail(f"'type' {type_text!r:.120} is not a field type: {_FIELD_TYPE_RULE}")
+            raise fail(f"'type' {quote(type_text)} is not a field type: {_FIELD_TYPE_RULE}")
     elif schema_id.name == "blob":
         mime_type = fields.get("mime_type")
         if isinstance(mime_type, str) and not is_valid_mime_type(mime_type):
             raise fail(
-                f"'mime_type' {mime_type!r:.80} is not a MIME type like 'image/png' "
+                f"'mime_type' {quote(mime_type)} is not a MIME type like 'image/png' "
                 "(lowercase type/subtype)"
             )
         # p2panda also rejects empty `pieces`, but only when they decoded as a list of lists,
@@ -841,7 +843,7 @@ def _fields(
 ) -> dict[str, FieldType]:
     """Check the schema's name, description and fields (spec §5.3); return the fields."""
     if not is_valid_schema_name(name):
-        raise fail(f"invalid schema name {name!r:.80}: expected {_SCHEMA_NAME_RULE}")
+        raise fail(f"invalid schema name {quote(name)}: expected {_SCHEMA_NAME_RULE}")
     if not is_valid_description(description):
         raise fail(
             f"the description has {len(description)} characters, at most "
@@ -849,11 +851,11 @@ def _fields(
         )
     for (first, _), (second, _) in pairwise(pairs):
         if first == second:
-            raise fail(f"field name {first!r} is defined twice")
+            raise fail(f"field name {quote(first)} is defined twice")
     fields = dict(pairs)  # later duplicates replace earlier ones (quirk, see above)
     for field_name in fields:
         if not is_valid_field_name(field_name):
-            raise fail(f"invalid field name {field_name!r:.80}: expected {_FIELD_NAME_RULE}")
+            raise fail(f"invalid field name {quote(field_name)}: expected {_FIELD_NAME_RULE}")
     if len(fields) > MAX_SCHEMA_FIELDS:
         raise fail(f"{len(fields)} fields, a schema has at most {MAX_SCHEMA_FIELDS}")
     if not fields:
@@ -895,7 +897,7 @@ def _listed_view_ids(value: object, fail: _Fail) -> list[str]:
             elif isinstance(item, Sequence) and all(isinstance(i, str) for i in item):
                 listed.append(str(DocumentViewId(tuple(item))))
             else:
-                raise fail(f"'fields' holds {item!r:.80}, which is not a document view id")
+                raise fail(f"'fields' holds {quote(item)}, which is not a document view id")
         except HashDecodeError as err:
             raise fail(f"'fields' holds an invalid document view id: {err.message}") from None
     return listed

@@ -111,7 +111,9 @@ class Node:
                 [ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name]
             )
         if "query" in self.services:
-            self._query_store = QueryStore(data_dir / "query")
+            self._query_store = QueryStore(
+                data_dir / "query", decoded_cache_bytes=self.settings.decoded_cache_bytes
+            )
             self.query = Materializer(
                 self._query_store,
                 self._bus,
@@ -125,6 +127,8 @@ class Node:
                 listing_change_log_bytes=self.settings.listing_change_log_bytes,
                 token_secret=load_or_create_token_secret(data_dir / PAGE_TOKEN_SECRET_FILE),
                 max_watch_queue_bytes=self.settings.watch_queue_bytes,
+                max_resolved_documents=self.settings.max_resolved_documents,
+                max_response_bytes=self.settings.max_message_bytes,
             )
             query_pb2_grpc.add_QueryServiceServicer_to_server(
                 QueryServicer(self.reads), self._server.server

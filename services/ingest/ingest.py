@@ -22,7 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pandanode.core.entry import Entry, decode_entry
-from pandanode.core.errors import LogIntegrityError, PandanodeError, Reason, SchemaNotFoundError
+from pandanode.core.errors import (
+    LogIntegrityError,
+    PandanodeError,
+    Reason,
+    SchemaNotFoundError,
+)
 from pandanode.core.hash import generate_hash
 from pandanode.core.hexid import PUBLIC_KEY_HEX_LENGTH, require_hex
 from pandanode.core.ids import DocumentViewId
@@ -41,7 +46,6 @@ from pandanode.core.publish import (
 )
 from pandanode.services.runtime.errors import (
     InvalidRequestError,
-    LimitExceededError,
     UnavailableError,
 )
 from pandanode.services.runtime.events import IngestedOperation
@@ -171,7 +175,7 @@ class Ingest:
         ``max_stream_in_flight`` items are in flight, which pushes back on a fast sender.
 
         Raises:
-            LimitExceededError: a batch over ``max_batch_items``.
+            InvalidRequestError: a batch over ``max_batch_items`` (``LIMIT_EXCEEDED``).
         """
         loop = asyncio.get_running_loop()
         depth = max(1, self.settings.max_stream_in_flight // self.settings.max_batch_items)
@@ -210,8 +214,9 @@ class Ingest:
 
     def _check_batch(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         if len(items) > self.settings.max_batch_items:
-            raise LimitExceededError(
-                f"a batch holds at most {self.settings.max_batch_items} items, got {len(items)}"
+            raise InvalidRequestError(
+                f"a batch holds at most {self.settings.max_batch_items} items, got {len(items)}",
+                Reason.LIMIT_EXCEEDED,
             )
 
     async def _publish_batch(

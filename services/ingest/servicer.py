@@ -13,6 +13,7 @@ from pandanode.ingest.v1 import ingest_pb2_grpc as pb_grpc
 from pandanode.services.runtime.errors import (
     InvalidRequestError,
     abort,
+    bounded_message,
     status_code_for,
 )
 
@@ -72,7 +73,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
                         error = pb.PublishError(
                             code=status_code_for(outcome).value[0],
                             reason=outcome.reason.value,
-                            message=outcome.message,
+                            message=bounded_message(outcome),
                         )
                         results.append(pb.PublishResult(error=error))
                     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 
-from pandanode.core.errors import Reason
+from pandanode.core.errors import Reason, quote
 from pandanode.core.hexid import PUBLIC_KEY_HEX_LENGTH, require_hex, require_hex_ids
 from pandanode.core.schema import Schema
 from pandanode.services.runtime.errors import (
@@ -17,6 +17,7 @@ from pandanode.services.runtime.errors import (
     ResourceNotFoundError,
     UnavailableError,
 )
+from pandanode.services.runtime.settings import Settings
 
 from .listing import DEFAULT_CHANGE_LOG_BYTES, Catalog, Page, SchemaIndex
 from .materializer import Blob, Materializer
@@ -28,6 +29,8 @@ __all__ = ["MAX_RESOLVE_DEPTH", "Query"]
 
 MAX_RESOLVE_DEPTH = 4
 """Deeper relation resolution is lowered to this (each level can multiply the response)."""
+
+_DEFAULTS = Settings()
 
 
 class Query:
@@ -42,6 +45,10 @@ class Query:
             :mod:`.token_secret`); None: a random secret of this process.
         max_watch_queue_bytes: Most bytes of documents buffered for one slow watcher (the
             ``watch_queue_bytes`` setting).
+        max_resolved_documents: Most documents one read's response holds, resolved
+            relations included (the setting of the same name).
+        max_response_bytes: Most bytes (approximately) one read's response holds (the
+            ``max_message_bytes`` setting).
     """
 
     def __init__(
@@ -53,8 +60,12 @@ class Query:
         token_secret: bytes | None = None,
         max_watch_queue: int = DEFAULT_MAX_QUEUE,
         max_watch_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        max_resolved_documents: int = _DEFAULTS.max_resolved_documents,
+        max_response_bytes: int = _DEFAULTS.max_message_bytes,
     ) -> None:
         self.materializer = materializer
+        self.max_resolved_documents = max_resolved_documents
+        self.max_response_bytes = max_response_bytes
         self.catalog = Catalog(
             max_page_size=max_page_size,
             token_secret=token_secret,
@@ -88,7 +99,8 @@ class Query:
         schema = self.materializer.schema(schema_id)
         if schema is None:
             raise ResourceNotFoundError(
-                f"schema {schema_id!r} is not known to this node (yet)", Reason.SCHEMA_NOT_FOUND
+                f"schema {quote(schema_id)} is not known to this node (yet)",
+                Reason.SCHEMA_NOT_FOUND,
             )
         # The store may hold commits whose changes are not announced yet: the index then
         # already contains them, so watches must treat them as part of the snapshot.
@@ -119,8 +131,8 @@ class Query:
             return
         if not done:
             raise UnavailableError(
-                f"{operation_id or view_id} was not materialized within {timeout:.1f}s; "
-                "was it published to this node? retry later"
+                f"{quote(operation_id or view_id, 140)} was not materialized within "
+                f"{timeout:.1f}s; was it published to this node? retry later"
             )
 
     # -- documents --------------------------------------------------------------------------
@@ -139,11 +151,14 @@ class Query:
         else:
             found = self.materializer.view(require_hex_ids(view_id, "document_view_id"))
         if found is None:
-            raise ResourceNotFoundError(f"document {document_id or view_id} not found")
+            raise ResourceNotFoundError(f"document {quote(document_id or view_id, 140)} not found")
         return found
 
     def resolve(self, target: str, pinned: bool) -> MaterializedDocument | None:
-        """The current view of a document id, or (``pinned``) the view of a view id."""
+        """The current view of a document id, or (``pinned``) the view of a view id.
+
+        Safe to call from a worker thread (store reads only): deep resolutions run in one.
+        """
         try:
             return self.materializer.view(target) if pinned else self.materializer.document(target)
         except ValueError:
@@ -197,7 +212,8 @@ class Query:
         schema = self.materializer.schema(schema_id)
         if schema is None:
             raise ResourceNotFoundError(
-                f"schema {schema_id!r} is not known to this node (yet)", Reason.SCHEMA_NOT_FOUND
+                f"schema {quote(schema_id)} is not known to this node (yet)",
+                Reason.SCHEMA_NOT_FOUND,
             )
         return schema
 
@@ -216,8 +232,8 @@ class Query:
         )
         if blob is None:
             raise ResourceNotFoundError(
-                f"blob {document_id or view_id} not found (unknown, not a blob_v1 document, "
-                "or not all of its pieces are here yet)"
+                f"blob {quote(document_id or view_id, 140)} not found (unknown, not a blob_v1 "
+                "document, or not all of its pieces are here yet)"
             )
         return blob
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from pandanode.core.errors import PandanodeError
@@ -10,7 +11,15 @@ from pandanode.query.v1 import query_pb2 as pb
 from pandanode.query.v1 import query_pb2_grpc as pb_grpc
 from pandanode.services.runtime.errors import abort
 
-from .convert import document_to_pb, order_from_pb, predicates_from_pb, schema_to_pb
+from .convert import (
+    BoundedResolver,
+    document_to_pb,
+    documents_to_pb,
+    order_from_pb,
+    predicates_from_pb,
+    schema_to_pb,
+)
+from .model import MaterializedDocument
 from .service import MAX_RESOLVE_DEPTH, Query
 from .watch import WatchKind
 
@@ -43,6 +52,21 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     def __init__(self, query: Query) -> None:
         self._query = query
 
+    async def _documents_to_pb(
+        self, documents: Sequence[MaterializedDocument], resolve_depth: int
+    ) -> list[pb.Document]:
+        # Resolving relations reads the store once per distinct related document, and can
+        # take up to max_resolved_documents of them: in a worker thread, off the event loop.
+        depth = min(resolve_depth, MAX_RESOLVE_DEPTH)
+        resolver = BoundedResolver(
+            self._query.resolve,
+            max_documents=self._query.max_resolved_documents,
+            max_bytes=self._query.max_response_bytes,
+        )
+        if depth == 0:
+            return documents_to_pb(documents, 0, resolver)
+        return await asyncio.to_thread(documents_to_pb, documents, depth, resolver)
+
     async def _consistent(self, request: Any, context: Any) -> None:
         if request.HasField("consistency"):
             consistency = request.consistency
@@ -61,10 +85,8 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
             document = self._query.document(
                 document_id=request.document_id, view_id=request.document_view_id
             )
-            depth = min(request.resolve_depth, MAX_RESOLVE_DEPTH)
-            return pb.GetDocumentResponse(
-                document=document_to_pb(document, depth, self._query.resolve)
-            )
+            (converted,) = await self._documents_to_pb([document], request.resolve_depth)
+            return pb.GetDocumentResponse(document=converted)
         except PandanodeError as err:
             await abort(context, err)
 
@@ -81,9 +103,8 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
                 request.page_size,
                 request.page_token,
             )
-            depth = min(request.resolve_depth, MAX_RESOLVE_DEPTH)
             return pb.ListDocumentsResponse(
-                documents=[document_to_pb(d, depth, self._query.resolve) for d in page.documents],
+                documents=await self._documents_to_pb(page.documents, request.resolve_depth),
                 next_page_token=page.next_page_token or "",
                 total_size=page.total_size,
             )

@@ -8,6 +8,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .guard import MalformedRequestGuard
 from .settings import Settings
 
 __all__ = ["GrpcServer"]
@@ -23,12 +24,13 @@ class GrpcServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.server = grpc.aio.server(
+            interceptors=[MalformedRequestGuard()],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -43,6 +43,9 @@ class Settings:
         write_batch_max: Most entries committed together in one synced RocksDB write.
         read_log_page: Entries per ReadLog response message.
         max_page_size: Largest page ListDocuments returns (default page size is 25).
+        max_resolved_documents: Most documents one GetDocument or ListDocuments response
+            holds, counting every resolved relation each time it appears; a read past it (or
+            past ``max_message_bytes``) is refused with RESOURCE_EXHAUSTED.
         query_durable: Name of the query service's durable JetStream consumer; every query
             replica consuming one stream needs its own.
         query_batch_size: Most events the query service fetches and commits at once.
@@ -52,6 +55,8 @@ class Settings:
         watch_queue_bytes: Most bytes of documents queued for one WatchDocuments client that
             reads more slowly than changes arrive; past it the watch ends with
             RESOURCE_EXHAUSTED (reason ``WATCH_TOO_SLOW``) and the client watches again.
+        decoded_cache_bytes: Memory budget (bytes, estimated) of the decoded operations the
+            query store keeps to rebuild documents without decoding them again.
         advertise_address: The gRPC ``host:port`` other nodes should dial; empty: the bound
             address (a host of ``0.0.0.0`` tells LAN peers to use the datagram's source).
         bootstrap_peers: Comma-separated ``host:port`` of nodes to probe (GetNodeInfo) and
@@ -84,10 +89,12 @@ class Settings:
     write_batch_max: int = 1000
     read_log_page: int = 200
     max_page_size: int = 1000
+    max_resolved_documents: int = 5000
     query_durable: str = "query"
     query_batch_size: int = 256
     listing_change_log_bytes: int = 16 * 1024 * 1024
     watch_queue_bytes: int = 4 * 1024 * 1024
+    decoded_cache_bytes: int = 64 * 1024 * 1024
     advertise_address: str = ""
     bootstrap_peers: str = ""
     discovery_probe_interval: float = 5.0

@@ -58,7 +58,7 @@ FAKE_SCHEMA = f"ghost_{FAKE_VIEW}"
         (grpc.StatusCode.FAILED_PRECONDITION, "PREVIOUS_NOT_FOUND", NotFoundError),
         (grpc.StatusCode.FAILED_PRECONDITION, "SOMETHING_NEW", ValidationError),
         (grpc.StatusCode.NOT_FOUND, "NOT_FOUND", ResourceNotFoundError),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, "LIMIT_EXCEEDED", LimitExceededError),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "BUDGET_EXCEEDED", LimitExceededError),
         (grpc.StatusCode.UNAVAILABLE, "", NodeUnavailableError),
         (grpc.StatusCode.DEADLINE_EXCEEDED, "", DeadlineExceededError),
         (grpc.StatusCode.UNIMPLEMENTED, "", NotServedError),

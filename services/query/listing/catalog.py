@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pandanode.core.errors import Reason
+from pandanode.core.errors import Reason, quote
 from pandanode.core.schema import Schema
 from pandanode.services.runtime.errors import ResourceNotFoundError
 
@@ -64,7 +64,9 @@ class Catalog:
         """
         index = self._indexes.get(schema_id)
         if index is None:
-            raise ResourceNotFoundError(f"unknown schema {schema_id!r}", Reason.SCHEMA_NOT_FOUND)
+            raise ResourceNotFoundError(
+                f"unknown schema {quote(schema_id)}", Reason.SCHEMA_NOT_FOUND
+            )
         return index
 
     def __contains__(self, schema_id: object) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
+from pandanode.core.errors import quote
 from pandanode.core.operation import PinnedRelation, PinnedRelationList, Relation, RelationList
 from pandanode.core.schema import Schema
 from pandanode.services.runtime.errors import InvalidRequestError
@@ -278,7 +279,7 @@ def resolve_target(schema: Schema, fields: dict[str, Target], target: str | Meta
         if target in Meta.__members__.values():
             hint = f" (to use the document's {target}, target Meta.{Meta(target).name})"
         raise InvalidRequestError(
-            f"unknown field {target!r}{hint}: schema {schema.id} has the fields "
+            f"unknown field {quote(target)}{hint}: schema {schema.id} has the fields "
             f"{_describe_fields(schema)}"
         )
     return found

@@ -76,7 +76,7 @@ async def test_a_batch_at_max_batch_items_is_accepted_and_one_more_item_is_not(
     over = [author.sign_at(operation, log_id=100 + i, seq_num=1) for i in range(MAX_BATCH + 1)]
     rejected = await rejection(publish_batches(ingest, [over]))
     assert (rejected.code, rejected.reason) == (
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INVALID_ARGUMENT,
         "LIMIT_EXCEEDED",
     )
     assert len(await log_heights(ingest)) == MAX_BATCH

@@ -174,7 +174,7 @@ async def test_stream_items_are_rejected_with_the_code_and_reason_of_a_unary_pub
     assert await log_heights(ingest) == {(author.public_key, 0): 1}
 
 
-async def test_a_batch_over_max_batch_items_ends_the_stream_with_resource_exhausted(
+async def test_a_batch_over_max_batch_items_ends_the_stream_with_invalid_argument(
     ingest: IngestServiceAsyncStub, js: JetStreamContext
 ) -> None:
     author = Author()
@@ -199,7 +199,7 @@ async def test_a_batch_over_max_batch_items_ends_the_stream_with_resource_exhaus
     else:
         raise AssertionError("a batch of 1001 items was accepted")
     assert (rejected.code, rejected.reason) == (
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INVALID_ARGUMENT,
         "LIMIT_EXCEEDED",
     )
     assert "1000" in rejected.message

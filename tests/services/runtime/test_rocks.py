@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from pandanode.services.runtime import rocks
 from pandanode.services.runtime.rocks import RocksStore
 
 
@@ -33,8 +32,8 @@ def synced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append("dir:" + os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
-    monkeypatch.setattr(rocks.os, "fdatasync", fdatasync)
-    monkeypatch.setattr(rocks.os, "fsync", fsync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(os, "fsync", fsync)
     return calls
 
 

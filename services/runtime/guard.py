@@ -1,0 +1,251 @@
+"""Unparseable requests answered INVALID_ARGUMENT (``MALFORMED_REQUEST``) on every method.
+
+grpcio decodes a request before any servicer code runs; when the bytes are not a valid
+message (random bytes, a truncated field, invalid UTF-8 in a string field) it logs a traceback
+and answers UNKNOWN. :class:`MalformedRequestGuard` is a server interceptor that wraps every
+handler's request deserializer: a request that does not decode becomes a marker value, and the
+wrapped handler answers it with the rich INVALID_ARGUMENT status of the error boundary before
+the servicer sees it. One mechanism for every service (and the health and reflection services),
+so a new method is covered without doing anything.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import grpc
+
+from pandanode.core.errors import InvalidRequestError, Reason
+
+from .errors import abort
+
+__all__ = ["MalformedRequestError", "MalformedRequestGuard", "RateLimitedLog", "guard_handler"]
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
+    _Interceptor = grpc.aio.ServerInterceptor
+
+_REPORT_INTERVAL: Final = 10.0
+
+
+class RateLimitedLog:
+    """Log one line per ``interval`` seconds at most; count what was left out in between.
+
+    Args:
+        logger: Where the lines go.
+        interval: Seconds between two lines.
+        clock: Monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float = _REPORT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._clock = clock
+        self._last: float | None = None
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def warning(self, message: str, *args: object) -> bool:
+        """Log ``message % args`` at WARNING, without traceback, unless one was logged lately.
+
+        Returns:
+            Whether the line was logged.
+        """
+        now = self._clock()
+        with self._lock:
+            if self._last is not None and now - self._last < self._interval:
+                self._suppressed += 1
+                return False
+            suppressed, self._suppressed, self._last = self._suppressed, 0, now
+        tail = f" ({suppressed} more like it not logged)" if suppressed else ""
+        self._logger.warning(message + tail, *args)
+        return True
+
+
+class _Malformed:
+    """What the guarded deserializer returns instead of raising."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+Deserializer = Callable[[bytes], object]
+
+
+def _guarded(deserializer: Deserializer) -> Deserializer:
+    def deserialize(raw: bytes) -> object:
+        try:
+            return deserializer(raw)
+        except Exception as err:  # any failure to decode is a malformed request
+            return _Malformed(type(err).__name__)
+
+    return deserialize
+
+
+class MalformedRequestError(InvalidRequestError):
+    """A request (or a message of a request stream) whose bytes do not decode."""
+
+    default_reason = Reason.MALFORMED_REQUEST
+
+
+class _Rejecter:
+    def __init__(self, method: str, message_name: str, reports: RateLimitedLog) -> None:
+        self._method = method
+        self._reports = reports
+        self.message_name = message_name
+
+    def error(self) -> MalformedRequestError:
+        return MalformedRequestError(
+            f"the request is not a valid {self.message_name} message: its bytes do not "
+            "decode as protobuf (send the message the method's .proto describes)"
+        )
+
+    async def __call__(self, problem: str, context: Any) -> None:
+        self._reports.warning(
+            "malformed request to %s answered INVALID_ARGUMENT (%s)", self._method, problem
+        )
+        await abort(context, self.error())
+
+
+def _wrap_unary_request(behavior: Callable[..., Any], reject: _Rejecter) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(behavior) or inspect.isgeneratorfunction(behavior):
+
+        async def unary_stream(request: object, context: Any) -> AsyncIterator[object]:
+            if type(request) is _Malformed:
+                await reject(request.problem, context)
+            if inspect.isgeneratorfunction(behavior):
+                for response in behavior(request, context):
+                    yield response
+            else:
+                async for response in behavior(request, context):
+                    yield response
+
+        return unary_stream
+
+    async def unary(request: object, context: Any) -> object:
+        if type(request) is _Malformed:
+            await reject(request.problem, context)
+        if inspect.iscoroutinefunction(behavior):
+            return await behavior(request, context)
+        # Only the generated "unimplemented" stubs are synchronous here; they return at once.
+        return behavior(request, context)
+
+    return unary
+
+
+def _wrap_stream_request(behavior: Callable[..., Any], reject: _Rejecter) -> Callable[..., Any]:
+    # The servicer may read the stream in a task of its own, so a malformed message is raised
+    # as an error (servicers map PandanodeError to its status) and, if it comes back out of
+    # the servicer, answered here, in the call's own task: an abort from another task could
+    # race a response being written.
+    async def checked(requests: AsyncIterable[object], context: Any) -> AsyncIterator[object]:
+        async for request in requests:
+            if type(request) is _Malformed:
+                raise _StreamMalformedError(request.problem, reject.error())
+            yield request
+
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream_stream(requests: AsyncIterable[object], context: Any) -> Any:
+            try:
+                async for response in behavior(checked(requests, context), context):
+                    yield response
+            except _StreamMalformedError as err:
+                await reject(err.problem, context)
+
+        return stream_stream
+
+    async def stream(requests: AsyncIterable[object], context: Any) -> object:
+        try:
+            return await behavior(checked(requests, context), context)
+        except _StreamMalformedError as err:
+            await reject(err.problem, context)
+            raise AssertionError("abort returned") from None  # pragma: no cover
+
+    return stream
+
+
+class _StreamMalformedError(MalformedRequestError):
+    def __init__(self, problem: str, error: MalformedRequestError) -> None:
+        super().__init__(error.message)
+        self.problem = problem
+
+
+def guard_handler(method: str, handler: Handler) -> Handler:
+    """Return ``handler`` with its request deserializer guarded (see the module docstring).
+
+    Handlers without a deserializer, and synchronous handlers of request streams, are
+    returned unchanged.
+    """
+    deserializer = handler.request_deserializer
+    kinds = (
+        (handler.unary_unary, grpc.unary_unary_rpc_method_handler),
+        (handler.unary_stream, grpc.unary_stream_rpc_method_handler),
+        (handler.stream_unary, grpc.stream_unary_rpc_method_handler),
+        (handler.stream_stream, grpc.stream_stream_rpc_method_handler),
+    )
+    behavior, make = next(((b, m) for b, m in kinds if b is not None), (None, None))
+    if deserializer is None or behavior is None or make is None:
+        return handler
+    if handler.request_streaming and not (
+        inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)
+    ):
+        return handler
+    message_name = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    name = message_name.full_name if message_name is not None else "request"
+    reject = _Rejecter(method, name, _REPORTS)
+    wrapped = (
+        _wrap_stream_request(behavior, reject)
+        if handler.request_streaming
+        else _wrap_unary_request(behavior, reject)
+    )
+    result: Handler = make(
+        wrapped,
+        request_deserializer=_guarded(deserializer),
+        response_serializer=handler.response_serializer,
+    )
+    return result
+
+
+_REPORTS = RateLimitedLog(log)
+
+
+class MalformedRequestGuard(_Interceptor):
+    """Server interceptor: every handler's request deserializer guarded (built once each)."""
+
+    def __init__(self) -> None:
+        self._guarded: dict[str, tuple[Handler, Handler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        """Look the handler up, then answer with its guarded twin."""
+        handler = await continuation(handler_call_details)
+        if handler is None:  # unknown method: grpcio answers UNIMPLEMENTED
+            return cast(Handler, None)
+        method = str(handler_call_details.method)
+        cached = self._guarded.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        guarded = guard_handler(method, handler)
+        self._guarded[method] = (handler, guarded)
+        return guarded
