@@ -8,13 +8,14 @@ STAMP  := $(VENV)/.installed
 NODE_DIR   := tests/interop
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: setup run test lint typecheck unit format clean help proto bench
+.PHONY: setup run test lint typecheck unit format clean help proto bench fuzz
 
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
 	@echo "make test   set up, then lint, type-check and run every test"
 	@echo "make format apply ruff's formatter and autofixes"
 	@echo "make bench  set up, then run the benchmarks (minutes; ARGS=\"--help\" for sizes)"
+	@echo "make fuzz   set up, then fuzz every parser FUZZ_SECONDS (300) each; ARGS=\"entry …\""
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,9 +70,16 @@ test: lint typecheck unit
 bench: setup
 	$(BIN)/python -m bench $(ARGS)
 
+# Coverage-guided fuzzing (atheris) of every parser of untrusted input, longer than the few
+# seconds per target that `make test` gives it; new inputs and crashes go to .fuzz/.
+FUZZ_SECONDS ?= 300
+
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz.run --seconds $(FUZZ_SECONDS) $(ARGS)
+
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) $(NODE_DIR)/node_modules .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(NODE_DIR)/node_modules .mypy_cache .pytest_cache .ruff_cache .hypothesis .fuzz
