@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -41,8 +42,10 @@ NAMES: Final = (
 )
 _DONE: Final = re.compile(r"Done (\d+) runs in (\d+) second")
 _EXECUTED: Final = re.compile(r"stat::number_of_executed_units:\s*(\d+)")
+_COVERAGE: Final = re.compile(r"cov: (\d+) ft: (\d+) corp: (\d+)/")
 _PER_INPUT_TIMEOUT: Final = 10
 _RSS_LIMIT_MB: Final = 2048
+_ARGV0: Final = "PANDANODE_FUZZ_ARGV0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +56,15 @@ class FuzzRun:
         target: Its name.
         returncode: The worker's exit code (0: no finding).
         executions: Inputs run (libFuzzer's count), None if it did not say.
+        coverage: The last ``(cov, ft, corpus size)`` libFuzzer reported: covered edges,
+            features, inputs in the corpus; None if it did not say.
         output: The worker's output (libFuzzer's log and any traceback).
     """
 
     target: str
     returncode: int
     executions: int | None
+    coverage: tuple[int, int, int] | None
     output: str
 
     @property
@@ -102,7 +108,14 @@ def fuzz(
         flags += ["-merge=1", str(kept), str(found)]
     else:
         flags += [f"-max_total_time={seconds}", str(found), str(kept)]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    # libFuzzer runs argv[0] again for -merge=1: make it a program that is this worker.
+    program = out / f"worker-{target}.sh"
+    program.write_text(
+        f"#!/bin/sh\ncd {shlex.quote(str(REPO))} && exec {shlex.quote(sys.executable)} "
+        f'-m tests.fuzz.run --worker {target} "$@"\n'
+    )
+    program.chmod(0o755)
+    env = {**os.environ, "PYTHONHASHSEED": "0", _ARGV0: str(program)}
     completed = subprocess.run(
         [sys.executable, "-m", "tests.fuzz.run", "--worker", target, *flags],
         cwd=REPO,
@@ -120,7 +133,12 @@ def fuzz(
         if match is not None:
             executions = int(match.group(1))
             break
-    return FuzzRun(target, completed.returncode, executions, output)
+    coverage = None
+    reports = _COVERAGE.findall(output)
+    if reports:
+        edges, features, inputs = reports[-1]
+        coverage = (int(edges), int(features), int(inputs))
+    return FuzzRun(target, completed.returncode, executions, coverage, output)
 
 
 def _worker(target: str, flags: list[str]) -> None:
@@ -131,7 +149,7 @@ def _worker(target: str, flags: list[str]) -> None:
 
     chosen = TARGETS[target]
     flags = [*flags, f"-max_len={chosen.max_len}"]
-    atheris.Setup([sys.argv[0], *flags], chosen.run)
+    atheris.Setup([os.environ.get(_ARGV0, sys.argv[0]), *flags], chosen.run)
     with quiet():
         atheris.Fuzz()
 
@@ -152,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for target in options.targets or NAMES:
         run = fuzz(target, options.seconds, seed=options.seed, out=options.out, merge=options.merge)
-        print(f"{target:12} executions={run.executions} exit={run.returncode}", flush=True)
+        cov, features, inputs = run.coverage or (None, None, None)
+        print(
+            f"{target:12} executions={run.executions} cov={cov} ft={features} corpus={inputs} "
+            f"exit={run.returncode}",
+            flush=True,
+        )
         if not run.ok:
             failed.append(run)
             print(run.output[-6000:], file=sys.stderr)
