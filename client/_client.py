@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypeVar, cast
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from pandanode.client._endpoints import EndpointChannel
 from pandanode.core.entry import decode_entry, sign_and_encode_entry
 from pandanode.core.errors import (
     DecodeError,
@@ -307,9 +308,8 @@ class Client:
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
         ]
-        channel = grpc.aio.insecure_channel(
-            address, options=options, interceptors=list(interceptors) or None
-        )
+        # Calls go straight to the process serving each service once the node says where.
+        channel = EndpointChannel(address, options=options, interceptors=list(interceptors) or None)
         shared = _Shared(
             address=address,
             channel=channel,
