@@ -98,7 +98,7 @@ class EndpointChannel(grpc.aio.Channel):
                 log.debug(
                     "endpoint %s of %s unreachable: using %s", endpoint, service, self._address
                 )
-                await channel.close()
+                await channel.close(None)
                 continue
             self._direct[service] = channel
             self.endpoints[service] = endpoint

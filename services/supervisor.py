@@ -320,7 +320,7 @@ class Supervisor:
         child.address = address
         child.port = int(address.rsplit(":", 1)[1])
         if child.channel is not None:
-            await child.channel.close()
+            await child.channel.close(None)
         child.channel = grpc.aio.insecure_channel(
             address,
             options=[
@@ -359,7 +359,7 @@ class Supervisor:
                     process.kill()
                 await process.wait()
         if child.channel is not None and self._stopping:
-            await child.channel.close()
+            await child.channel.close(None)
             child.channel = None
 
     async def _keep(self, child: _Child) -> None:
@@ -501,7 +501,7 @@ def _backoff(crashes: list[float]) -> float:
     crashes.append(now)
     if len(crashes) > MAX_RESTARTS:
         return -1.0
-    return min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (len(crashes) - 1))
+    return min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** (len(crashes) - 1))
 
 
 async def _forward(name: str, stream: asyncio.StreamReader) -> None:

@@ -12,12 +12,16 @@ import asyncio
 import contextlib
 import enum
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 __all__ = ["MethodKind", "PassThrough", "method_kinds"]
+
+if TYPE_CHECKING:
+    _Context: TypeAlias = grpc.aio.ServicerContext[bytes, bytes]
+    _Handler: TypeAlias = grpc.RpcMethodHandler[bytes, bytes]
 
 # Metadata keys that gRPC sets itself and that must not be forwarded by hand.
 _RESERVED = ("grpc-", ":")
@@ -48,7 +52,7 @@ def method_kinds(services: Iterable[ServiceDescriptor]) -> dict[str, MethodKind]
     return kinds
 
 
-def _forwarded(metadata: Iterable[tuple[str, Any]] | None) -> tuple[tuple[str, Any], ...]:
+def _forwarded(metadata: Iterable[Any] | None) -> tuple[tuple[str, Any], ...]:
     return tuple(
         (key, value)
         for key, value in metadata or ()
@@ -56,7 +60,7 @@ def _forwarded(metadata: Iterable[tuple[str, Any]] | None) -> tuple[tuple[str, A
     )
 
 
-class PassThrough(grpc.GenericRpcHandler):
+class PassThrough(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """A generic handler routing each known method to the channel of its service.
 
     Args:
@@ -72,17 +76,15 @@ class PassThrough(grpc.GenericRpcHandler):
     ) -> None:
         self._kinds = kinds
         self._channel_for = channel_for
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._handlers: dict[str, _Handler] = {}
         for method, kind in kinds.items():
             self._handlers[method] = self._handler(method, kind)
 
-    def service(
-        self, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> _Handler | None:
         """The handler of a known method; None lets the server answer UNIMPLEMENTED."""
         return self._handlers.get(handler_call_details.method)
 
-    async def _channel(self, method: str, context: grpc.aio.ServicerContext) -> grpc.aio.Channel:
+    async def _channel(self, method: str, context: _Context) -> grpc.aio.Channel:
         service = method.split("/")[1]
         channel = self._channel_for(service)
         if channel is None:
@@ -91,7 +93,7 @@ class PassThrough(grpc.GenericRpcHandler):
         return channel
 
     @staticmethod
-    def _options(context: grpc.aio.ServicerContext) -> dict[str, Any]:
+    def _options(context: _Context) -> dict[str, Any]:
         remaining = context.time_remaining()
         return {
             "metadata": _forwarded(context.invocation_metadata()),
@@ -99,30 +101,30 @@ class PassThrough(grpc.GenericRpcHandler):
         }
 
     @staticmethod
-    async def _finish(call: Any, context: grpc.aio.ServicerContext) -> None:
+    async def _finish(call: Any, context: _Context) -> None:
         trailing = await call.trailing_metadata()
         if trailing:
             context.set_trailing_metadata(_forwarded_trailing(trailing))
 
     @staticmethod
-    async def _fail(err: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext) -> None:
+    async def _fail(err: grpc.aio.AioRpcError, context: _Context) -> None:
         await context.abort(
             err.code(), err.details() or "", _forwarded_trailing(err.trailing_metadata())
         )
 
     @staticmethod
-    async def _initial(call: Any, context: grpc.aio.ServicerContext) -> None:
+    async def _initial(call: Any, context: _Context) -> None:
         initial = await call.initial_metadata()
         forwarded = _forwarded(initial)
         if forwarded:
             await context.send_initial_metadata(forwarded)
 
-    def _handler(self, method: str, kind: MethodKind) -> grpc.RpcMethodHandler:
+    def _handler(self, method: str, kind: MethodKind) -> _Handler:
         if kind is MethodKind.UNARY_UNARY:
 
-            async def unary_unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            async def unary_unary(request: bytes, context: _Context) -> bytes:
                 channel = await self._channel(method, context)
-                call = channel.unary_unary(method)(request, **self._options(context))
+                call = channel.unary_unary(method, None, None)(request, **self._options(context))
                 try:
                     response: bytes = await call
                 except grpc.aio.AioRpcError as err:
@@ -134,22 +136,18 @@ class PassThrough(grpc.GenericRpcHandler):
             return grpc.unary_unary_rpc_method_handler(unary_unary)
         if kind is MethodKind.UNARY_STREAM:
 
-            async def unary_stream(
-                request: bytes, context: grpc.aio.ServicerContext
-            ) -> AsyncIterator[bytes]:
+            async def unary_stream(request: bytes, context: _Context) -> AsyncIterator[bytes]:
                 channel = await self._channel(method, context)
-                call = channel.unary_stream(method)(request, **self._options(context))
+                call = channel.unary_stream(method, None, None)(request, **self._options(context))
                 async for response in self._relay(call, context):
                     yield response
 
             return grpc.unary_stream_rpc_method_handler(unary_stream)
         if kind is MethodKind.STREAM_UNARY:
 
-            async def stream_unary(
-                requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
-            ) -> bytes:
+            async def stream_unary(requests: AsyncIterator[bytes], context: _Context) -> bytes:
                 channel = await self._channel(method, context)
-                call = channel.stream_unary(method)(**self._options(context))
+                call = channel.stream_unary(method, None, None)(**self._options(context))
                 pump = asyncio.create_task(_pump(requests, call))
                 try:
                     response: bytes = await call
@@ -164,10 +162,10 @@ class PassThrough(grpc.GenericRpcHandler):
             return grpc.stream_unary_rpc_method_handler(stream_unary)
 
         async def stream_stream(
-            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+            requests: AsyncIterator[bytes], context: _Context
         ) -> AsyncIterator[bytes]:
             channel = await self._channel(method, context)
-            call = channel.stream_stream(method)(**self._options(context))
+            call = channel.stream_stream(method, None, None)(**self._options(context))
             pump = asyncio.create_task(_pump(requests, call))
             try:
                 async for response in self._relay(call, context):
@@ -177,7 +175,7 @@ class PassThrough(grpc.GenericRpcHandler):
 
         return grpc.stream_stream_rpc_method_handler(stream_stream)
 
-    async def _relay(self, call: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    async def _relay(self, call: Any, context: _Context) -> AsyncIterator[bytes]:
         try:
             try:
                 await self._initial(call, context)
@@ -213,7 +211,7 @@ async def _stop(task: asyncio.Task[None]) -> None:
 
 
 def _forwarded_trailing(
-    metadata: Iterable[tuple[str, Any]] | None,
+    metadata: Iterable[Any] | None,
 ) -> tuple[tuple[str, Any], ...]:
     # grpc-status-details-bin carries google.rpc.Status (ErrorInfo): it must survive.
     return tuple(

@@ -417,7 +417,7 @@ async def test_health_says_not_serving_while_a_child_is_down(tmp_path: Path) -> 
         async def not_serving() -> bool:
             status = await health_of(address, "pandanode.query.v1.QueryService")
             overall = await health_of(address)
-            return status == overall == health_pb2.HealthCheckResponse.NOT_SERVING
+            return bool(status == overall == health_pb2.HealthCheckResponse.NOT_SERVING)
 
         await eventually(not_serving, timeout=30, what="NOT_SERVING for a stopped query process")
         assert await health_of(address, "pandanode.ingest.v1.IngestService") == (
