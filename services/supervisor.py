@@ -461,8 +461,7 @@ class Supervisor:
         await self._health.set("", _SERVING if up else _NOT_SERVING)
 
     def _give_up(self, reason: str) -> None:
-        self._fatal = f"{reason}; stopping the node"
-        print(f"pandanode: {self._fatal}", file=sys.stderr, flush=True)
+        self._fatal = f"{reason}; stopping the node"  # printed once, by the command
         self._stop.set()
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -67,9 +69,15 @@ class NodeProcess:
         await eventually(serving, timeout=timeout, what=f"node serving on {address}")
 
     def kill(self) -> None:
+        """SIGKILL the node; wait until its child processes (killed with it) are gone too."""
         assert self.process is not None
+        children = list(children_of(self.process.pid).values())
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in children):
+            assert time.monotonic() < deadline, f"children {children} outlived the node"
+            time.sleep(0.01)  # poll: the kernel delivers their parent-death signal
 
     def terminate(self, timeout: float = 30.0) -> int:
         assert self.process is not None
@@ -621,3 +629,25 @@ async def test_serving_a_service_whose_store_is_in_use_is_a_one_line_error(
         "ERROR",
     )
     assert_one_line_error(result, "ingest")
+
+
+async def test_a_part_that_keeps_dying_stops_the_node_with_a_non_zero_exit(
+    up: tuple[NodeProcess, str, Path],
+) -> None:
+    process, _, _ = up
+    assert process.process is not None
+    killed: set[int] = set()
+
+    async def exited() -> bool:
+        assert process.process is not None
+        pid = children_of(process.process.pid).get("query")
+        if pid is not None and pid not in killed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+        return process.process.poll() is not None
+
+    await eventually(exited, timeout=120, what="the node giving up on query")
+    assert process.process.returncode != 0
+    assert len(killed) > 1
+    assert "query exited with -9" in process.output()
