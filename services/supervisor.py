@@ -218,8 +218,14 @@ class Supervisor:
                 self._nats = EmbeddedNats(store_dir=self.settings.data_dir / "nats")
                 await self._nats.start()
                 self.nats_url = self._nats.url
-            for child in self.children:
-                await self._start_child(child)
+            starts = [asyncio.create_task(self._start_child(child)) for child in self.children]
+            try:
+                await asyncio.gather(*starts)
+            except BaseException:
+                for start in starts:  # the children already started are drained below
+                    start.cancel()
+                await asyncio.gather(*starts, return_exceptions=True)
+                raise
             await self._set_overall()
             started = True
             print(
