@@ -131,8 +131,9 @@ class NodeProcess:
         data_dir: The node's data directory (created by the node).
         log_file: Where the node's stdout and stderr go.
         mode: ``up``: the all-in-one node (``pandanode up``: embedded nats-server and one
-            process per service behind the public address); ``ingest``: the ingest service alone (``pandanode serve
-            ingest``) with a nats-server started here, as in a distributed deployment.
+            process per service behind the public address); ``ingest``: the ingest service
+            alone (``pandanode serve ingest``) with a nats-server started here, as in a
+            distributed deployment.
 
     Attributes:
         address: The node's public gRPC address.

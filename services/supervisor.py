@@ -67,6 +67,9 @@ START_TIMEOUT = 60.0
 DRAIN_GRACE = 20.0
 # Seconds between two looks at NATS and at the children's health.
 WATCH_INTERVAL = 0.25
+# Seconds a child has to answer a health check before it is reported NOT_SERVING (a busy
+# child's event loop may answer late; a hung one never does).
+CHECK_TIMEOUT = 5.0
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -451,7 +454,7 @@ class Supervisor:
             return
         stub = health_pb2_grpc.HealthStub(child.channel)
         try:
-            response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=2)
+            response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=CHECK_TIMEOUT)
             status = response.status
         except grpc.aio.AioRpcError:
             status = _NOT_SERVING
