@@ -32,6 +32,9 @@ __all__ = ["long_log_entries", "short_log_entries"]
 
 Logs = list[list[pb.PublishRequest]]
 
+# Concurrency levels also measured through the node's public address (the pass-through hop).
+HOP_LEVELS = (1, 16)
+
 
 def short_log_entries(ctx: Context, key: str, logs: int) -> Logs:
     """``logs`` pre-signed short logs, shared by the scenarios that ask for the same ``key``."""
@@ -82,22 +85,32 @@ async def _stream_and_announce(
     ),
 )
 async def unary_short_logs(ctx: Context, out: ScenarioResult) -> None:
-    """Unary Publish of short logs at each concurrency level, on one node."""
+    """Unary Publish of short logs at each concurrency level, on one node.
+
+    The client dials the ingest process directly (as the Python client does once the node
+    told it the endpoints); the rows "via public address" go through the node's pass-through.
+    """
     per_level = math.ceil(ctx.args.unary_entries / ctx.args.short_log_length)
-    logs = short_log_entries(ctx, "unary-short-logs", per_level * len(UNARY_LEVELS))
-    async with ctx.node(out) as node, grpc.aio.insecure_channel(node.address) as channel:
-        await publish_setup(channel, node)
-        for index, concurrency in enumerate(UNARY_LEVELS):
+    levels = [(c, False) for c in UNARY_LEVELS] + [(c, True) for c in HOP_LEVELS]
+    logs = short_log_entries(ctx, "unary-short-logs", per_level * len(levels))
+    async with (
+        ctx.node(out) as node,
+        grpc.aio.insecure_channel(node.ingest_address) as direct,
+        grpc.aio.insecure_channel(node.address) as public,
+    ):
+        await publish_setup(direct, node)
+        for index, (concurrency, hop) in enumerate(levels):
             level = logs[index * per_level : (index + 1) * per_level]
             cpu = node.cpu()
-            run = await publish_unary(channel, level, concurrency)
+            run = await publish_unary(public if hop else direct, level, concurrency)
             node.published += run.count
             await wait_announced(node.nats_url, node.published)
             used = node.cpu() - cpu
-            row = f"c={concurrency}"
+            row = f"c={concurrency}" + (" via public address" if hop else "")
             out.rate(row, run.count, run.seconds, baseline=echo_unary(concurrency))
-            out.latency(row, run.latencies, series=f"Publish unary c={concurrency}")
+            out.latency(row, run.latencies, series=f"Publish unary {row}")
             Context.cpu_per_entry(out, row, used, run.count)
+        out.notes["direct_address"] = node.ingest_address != node.address
 
 
 @scenario(
@@ -113,7 +126,7 @@ async def stream_short_logs(ctx: Context, out: ScenarioResult) -> None:
     requests = _stream_workload(ctx)
     async with (
         ctx.node(out) as node,
-        grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel,
+        grpc.aio.insecure_channel(node.ingest_address, options=CHANNEL_OPTIONS) as channel,
     ):
         await publish_setup(channel, node)
         await _stream_and_announce(out, node, channel, requests, ctx.args.stream_batch)
@@ -135,7 +148,7 @@ async def stream_long_log(ctx: Context, out: ScenarioResult) -> None:
     marks = {min(batches, math.ceil(batches * d / 10)) - 1: d for d in range(1, 11)}
     async with (
         ctx.node(out) as node,
-        grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel,
+        grpc.aio.insecure_channel(node.ingest_address, options=CHANNEL_OPTIONS) as channel,
     ):
         await publish_setup(channel, node)
         cpu_marks: dict[int, CpuTimes] = {}
@@ -197,7 +210,7 @@ async def stream_long_log(ctx: Context, out: ScenarioResult) -> None:
 async def unary_long_log(ctx: Context, out: ScenarioResult) -> None:
     """Publish the long log's first entries one call at a time; compare first and last 10%."""
     requests = long_log_entries(ctx)[: ctx.args.long_log_unary_entries]
-    async with ctx.node(out) as node, grpc.aio.insecure_channel(node.address) as channel:
+    async with ctx.node(out) as node, grpc.aio.insecure_channel(node.ingest_address) as channel:
         await publish_setup(channel, node)
         cpu = node.cpu()
         run = await publish_unary(channel, [requests], 1)
