@@ -122,6 +122,7 @@ class Node:
             )
             await self.query.start()
             self.reads = Query(
+                self._query_store,
                 self.query,
                 max_page_size=self.settings.max_page_size,
                 listing_change_log_bytes=self.settings.listing_change_log_bytes,

@@ -511,6 +511,15 @@ class QueryStore(RocksStore, _Reads):
         for _, value in self._scan(b"S"):
             yield value
 
+    def application_schema(self, schema_id: str) -> bytes | None:
+        """One stored application schema, serialized; None if it is not built."""
+        return self._get(b"S" + schema_id.encode())
+
+    def application_schema_ids(self) -> Iterator[str]:
+        """The ids of every stored application schema, ascending."""
+        for key, _ in self._scan(b"S"):
+            yield key[1:].decode()
+
     def pending_documents(self) -> dict[str, str]:
         """Documents not materialized yet → the schema id they wait for ('' for operations)."""
         return {key[1:].hex(): value.decode() for key, value in self._scan(b"W")}
