@@ -6,6 +6,9 @@ checkpoint, so applying events and advancing past them is atomic). Integers are 
 keys sort numerically; ids are raw bytes (34 per operation id, 32 per public key); a view id is
 the concatenation of its raw operation ids (``view``), so its length tells how many it has.
 
+The module is longer than most because it is the one place that knows the key layout and the
+value codecs below: every read and write of a record sits next to its key's description.
+
 Keys::
 
     E pk log seq            -> op_id ‖ entry length (u16) ‖ entry     raw entries, per log
