@@ -93,6 +93,7 @@ class QueryPart(Service):
         )
         await self.materializer.start()
         self.reads = Query(
+            self.store,
             self.materializer,
             max_page_size=settings.max_page_size,
             listing_change_log_bytes=settings.listing_change_log_bytes,
