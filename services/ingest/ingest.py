@@ -66,7 +66,18 @@ PublishOutcome = PublishResult | PandanodeError
 class _Checked:
     """An item that passed the stateless checks (stage 1), with what stage 2 needs of it."""
 
-    __slots__ = ("entry", "future", "id", "key", "operation", "operation_bytes", "operation_hash")
+    __slots__ = (
+        "batch",
+        "entry",
+        "future",
+        "id",
+        "index",
+        "key",
+        "operation",
+        "operation_bytes",
+        "operation_hash",
+        "settled",
+    )
 
     def __init__(self, entry: Entry, operation_bytes: bytes, operation: Operation) -> None:
         self.entry = entry
@@ -77,7 +88,46 @@ class _Checked:
         self.operation_hash = generate_hash(operation_bytes)
         self.key = bytes.fromhex(entry.public_key)
         self.id = bytes.fromhex(entry.hash)
+        # Where the outcome goes: the future of a unary call, or a slot of a batch.
         self.future: asyncio.Future[PublishResult] | None = None
+        self.batch: _Batch | None = None
+        self.index = 0
+        self.settled = False
+
+    def settle(self, outcome: PublishOutcome) -> None:
+        """Hand the item's outcome to whoever waits for it (once)."""
+        if self.settled:
+            return
+        self.settled = True
+        batch = self.batch
+        if batch is not None:
+            batch.outcomes[self.index] = outcome
+            batch.pending -= 1
+            if batch.pending == 0 and not batch.done.done():
+                batch.done.set_result(None)
+            return
+        future = self.future
+        if future is None or future.done():
+            return
+        if isinstance(outcome, PandanodeError):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+class _Batch:
+    """The outcomes of one batch, in order, and one future set when the last is known.
+
+    One future per batch rather than per item: a stream answers whole batches, and each
+    future costs the event loop its creation and a wake-up.
+    """
+
+    __slots__ = ("done", "outcomes", "pending")
+
+    def __init__(self, outcomes: list[PublishOutcome | None], done: asyncio.Future[None]) -> None:
+        self.outcomes = outcomes
+        self.done = done
+        self.pending = 0
 
 
 class Ingest:
@@ -255,29 +305,24 @@ class Ingest:
                 prepared = await loop.run_in_executor(self._verify_pool, self._prepare_many, items)
             if after is not None:
                 await after  # keep the stream's order in the writer queue
-            waiting: list[asyncio.Future[PublishResult] | PandanodeError] = []
+            outcomes: list[PublishOutcome | None] = [
+                item if isinstance(item, PandanodeError) else None for item in prepared
+            ]
+            batch = _Batch(outcomes, loop.create_future())
             put = self._queue.put_nowait
-            for item in prepared:
+            for index, item in enumerate(prepared):
                 if isinstance(item, PandanodeError):
-                    waiting.append(item)
                     continue
-                future: asyncio.Future[PublishResult] = loop.create_future()
-                item.future = future
+                item.batch = batch
+                item.index = index
+                batch.pending += 1
                 put(item)
-                waiting.append(future)
         finally:
             if enqueued is not None and not enqueued.done():
                 enqueued.set_result(None)
-        outcomes: list[PublishOutcome] = []
-        for waiter in waiting:
-            if isinstance(waiter, PandanodeError):
-                outcomes.append(waiter)
-                continue
-            try:
-                outcomes.append(await waiter)
-            except PandanodeError as err:
-                outcomes.append(err)
-        return outcomes
+        if batch.pending:
+            await batch.done
+        return [outcome for outcome in outcomes if outcome is not None]
 
     # -- the writer -------------------------------------------------------------------------
 
@@ -292,10 +337,7 @@ class Ingest:
             except Exception as err:  # a store failure: nobody in this batch is acknowledged
                 log.exception("write failed")
                 for item in batch:
-                    if item.future is not None and not item.future.done():
-                        item.future.set_exception(
-                            UnavailableError(f"the log store failed to write: {err}")
-                        )
+                    item.settle(UnavailableError(f"the log store failed to write: {err}"))
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -334,8 +376,7 @@ class Ingest:
                     await commit()
                     result, event = self._apply(item, view)
             except PandanodeError as err:
-                if item.future is not None:
-                    item.future.set_exception(err)
+                item.settle(err)
                 continue
             applied.append((item, result))
             if event is None:
@@ -347,8 +388,7 @@ class Ingest:
 
     def _resolve(self, applied: list[tuple[_Checked, PublishResult]]) -> None:
         for item, result in applied:
-            if item.future is not None and not item.future.done():
-                item.future.set_result(result)
+            item.settle(result)
 
     def _apply(
         self, item: _Checked, view: WriteBatchView
