@@ -395,16 +395,23 @@ class Ingest:
     ) -> tuple[PublishResult, IngestedOperation | None]:
         """Apply one item to the batch; with the event of the stored entry (None: known)."""
         entry, operation = item.entry, item.operation
-        existing = view.operation_document(item.id)
-        if existing is not None:
-            # The exact same entry again (same hash, same bytes): answer as the first time,
-            # provided the operation sent along is the one it signs.
-            if entry.payload_hash != item.operation_hash:
-                raise LogIntegrityError(
-                    "payload hash in the entry does not match the hash of the operation bytes",
-                    Reason.PAYLOAD_HASH_MISMATCH,
-                )
-            return self._result_for_stored(view, entry, existing[0].hex()), None
+        latest_seq_num, hashes = view.log_state(
+            item.key, entry.log_id, seq_nums_needed(entry.seq_num)
+        )
+        # An entry's hash fixes its position (author, log, seq num), so an entry beyond its
+        # log's end is new: only one at or below it can be the same entry again. That spares
+        # new entries a lookup of their operation id, which always misses.
+        if latest_seq_num is not None and entry.seq_num <= latest_seq_num:
+            existing = view.operation_document(item.id)
+            if existing is not None:
+                # The exact same entry again (same hash, same bytes): answer as the first
+                # time, provided the operation sent along is the one it signs.
+                if entry.payload_hash != item.operation_hash:
+                    raise LogIntegrityError(
+                        "payload hash in the entry does not match the hash of the operation bytes",
+                        Reason.PAYLOAD_HASH_MISMATCH,
+                    )
+                return self._result_for_stored(view, entry, existing[0].hex()), None
         schema = self.schemas.get(operation.schema_id)
         if schema is None:
             raise SchemaNotFoundError(
@@ -412,9 +419,6 @@ class Ingest:
                 "field definitions to this node first",
                 Reason.SCHEMA_NOT_FOUND,
             )
-        latest_seq_num, hashes = view.log_state(
-            item.key, entry.log_id, seq_nums_needed(entry.seq_num)
-        )
         previous: dict[str, OperationRef] = {}
         document: bytes | None = None
         for op_id in operation.previous or ():
