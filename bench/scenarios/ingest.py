@@ -3,7 +3,10 @@
 Each scenario runs its own fresh node, publishes the benchmark schema, then pre-signed entries.
 Throughput counts entries answered OK (durable: synced to RocksDB); stream scenarios also report
 "durable + announced" (until the event stream holds every entry). CPU time per entry is the node
-process plus its nats-server, from before the first call until every entry was announced.
+process plus its nats-server, from before the first call until every entry was announced;
+"main-thread CPU" is the CPU time of the ingest process's main thread alone (its event loop:
+gRPC handlers, the writer's rules and hand-over to the announcer; not the verification and
+commit threads), over the same span (see :mod:`bench.threads`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ..client import (
 from ..context import Context
 from ..procs import MIN_CPU_SECONDS, CpuTimes, NodeProcess
 from ..registry import Option, ScenarioResult, scenario
+from ..threads import IngestMainThread
 from ..workload import bench_schema, flatten, long_log, short_logs
 from .baselines import UNARY_LEVELS, VERIFY, echo_unary
 
@@ -34,6 +38,23 @@ Logs = list[list[pb.PublishRequest]]
 
 # Concurrency levels also measured through the node's public address (the pass-through hop).
 HOP_LEVELS = (1, 16)
+
+MAIN_THREAD_CPU = "main-thread CPU µs/entry"
+
+
+def _main_thread_per_entry(
+    out: ScenarioResult,
+    row: str,
+    thread: IngestMainThread,
+    before: tuple[int, float],
+    entries: int,
+) -> None:
+    """Record the ingest main thread's CPU µs/entry since ``before`` in ``row``."""
+    value = IngestMainThread.per_entry_us(before, thread.cpu(), entries)
+    if value is None:
+        out.notes.setdefault("main_thread_cpu_not_measured", []).append(row)
+        return
+    out.metric(row, MAIN_THREAD_CPU, value, "µs", "cost")
 
 
 def short_log_entries(ctx: Context, key: str, logs: int) -> Logs:
@@ -63,10 +84,13 @@ async def _stream_and_announce(
     batch: int,
 ) -> None:
     """Stream ``requests``; record durable and announced rates, batch latency and CPU/entry."""
+    main = IngestMainThread(node.pid, node.data_dir)
+    main_before = main.cpu()
     cpu = node.cpu()
     run = await publish_stream(channel, requests, batch)
     announced = await wait_announced(node.nats_url, node.published + run.count)
     used = node.cpu() - cpu
+    _main_thread_per_entry(out, "durable + announced", main, main_before, run.count)
     node.published += run.count
     out.rate("durable", run.count, run.seconds, baseline=VERIFY)
     out.rate("durable + announced", run.count, announced - run.started, baseline=VERIFY)
@@ -99,14 +123,17 @@ async def unary_short_logs(ctx: Context, out: ScenarioResult) -> None:
         grpc.aio.insecure_channel(node.address) as public,
     ):
         await publish_setup(direct, node)
+        main = IngestMainThread(node.pid, node.data_dir)
         for index, (concurrency, hop) in enumerate(levels):
             level = logs[index * per_level : (index + 1) * per_level]
+            main_before = main.cpu()
             cpu = node.cpu()
             run = await publish_unary(public if hop else direct, level, concurrency)
             node.published += run.count
             await wait_announced(node.nats_url, node.published)
             used = node.cpu() - cpu
             row = f"c={concurrency}" + (" via public address" if hop else "")
+            _main_thread_per_entry(out, row, main, main_before, run.count)
             out.rate(row, run.count, run.seconds, baseline=echo_unary(concurrency))
             out.latency(row, run.latencies, series=f"Publish unary {row}")
             Context.cpu_per_entry(out, row, used, run.count)
@@ -157,10 +184,13 @@ async def stream_long_log(ctx: Context, out: ScenarioResult) -> None:
             if index in marks:
                 cpu_marks[marks[index]] = node.cpu()
 
+        main = IngestMainThread(node.pid, node.data_dir)
+        main_before = main.cpu()
         start_cpu = node.cpu()
         run = await publish_stream(channel, requests, batch, on_batch=on_batch)
         announced = await wait_announced(node.nats_url, node.published + run.count)
         used = node.cpu() - start_cpu
+        _main_thread_per_entry(out, "durable + announced", main, main_before, run.count)
         node.published += run.count
     out.rate("durable", run.count, run.seconds, baseline=VERIFY)
     out.rate("durable + announced", run.count, announced - run.started, baseline=VERIFY)
@@ -212,11 +242,14 @@ async def unary_long_log(ctx: Context, out: ScenarioResult) -> None:
     requests = long_log_entries(ctx)[: ctx.args.long_log_unary_entries]
     async with ctx.node(out) as node, grpc.aio.insecure_channel(node.ingest_address) as channel:
         await publish_setup(channel, node)
+        main = IngestMainThread(node.pid, node.data_dir)
+        main_before = main.cpu()
         cpu = node.cpu()
         run = await publish_unary(channel, [requests], 1)
         node.published += run.count
         await wait_announced(node.nats_url, node.published)
         used = node.cpu() - cpu
+        _main_thread_per_entry(out, "c=1", main, main_before, run.count)
     out.rate("c=1", run.count, run.seconds, baseline=echo_unary(1))
     out.latency("c=1", run.latencies, series="Publish unary, one long log")
     Context.cpu_per_entry(out, "c=1", used, run.count)
