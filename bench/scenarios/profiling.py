@@ -49,9 +49,9 @@ __all__: list[str] = []
     title="py-spy (raw) on the node: PublishStream (all threads; GIL holder), unary Publish c=16",
     requires=("py-spy",),
     options=(
-        Option("--profile-entries", int, 40_000, "entries streamed under py-spy", smoke=600),
+        Option("--profile-entries", int, 40_000, "entries streamed under py-spy", smoke=3000),
         Option(
-            "--profile-unary-entries", int, 3000, "entries published unary under py-spy", smoke=64
+            "--profile-unary-entries", int, 3000, "entries published unary under py-spy", smoke=300
         ),
         Option("--profile-rate", int, 200, "py-spy samples per second", smoke=200),
         Option("--profile-top", int, 12, "lines of each top list", smoke=12),
