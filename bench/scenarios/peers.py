@@ -336,11 +336,9 @@ def _compare_with_pandanode(ctx: Context, out: ScenarioResult) -> None:
         )
     elif ctx.results[name].status != "ok":
         # Its c=1 row was measured in full before it stopped; say that the rest was not.
-        out.notes["pandanode_comparison"] = (
-            f"{name} recorded c=1 but then {ctx.results[name].status}: {ctx.results[name].reason}"[
-                :500
-            ]
-        )
+        other = ctx.results[name]
+        reason = (other.reason or "").splitlines()[0][:300] if other.reason else ""
+        out.notes["pandanode_comparison"] = f"{name} recorded c=1, then {other.status}: {reason}"
 
 
 @scenario(
