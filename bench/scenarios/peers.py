@@ -337,7 +337,7 @@ def _compare_with_pandanode(ctx: Context, out: ScenarioResult) -> None:
     elif ctx.results[name].status != "ok":
         # Its c=1 row was measured in full before it stopped; say that the rest was not.
         other = ctx.results[name]
-        reason = (other.reason or "").splitlines()[0][:300] if other.reason else ""
+        reason = " ".join((other.reason or "").split())[:300]
         out.notes["pandanode_comparison"] = f"{name} recorded c=1, then {other.status}: {reason}"
 
 
