@@ -138,3 +138,16 @@ def test_charts_are_written(smoke: tuple[dict[str, Any], str, Path]) -> None:
 def test_a_results_file_renders_the_printed_tables(smoke: tuple[dict[str, Any], str, Path]) -> None:
     results, stdout, _ = smoke
     assert render_tables(*from_json(results)) in stdout
+
+
+def test_nostr_relay_is_compared_with_unary_publish_or_skipped_with_how_to_install(
+    smoke: tuple[dict[str, Any], str, Path],
+) -> None:
+    nostr = _by_name(smoke[0])["baseline.nostr_relay"]
+    if nostr["status"] == "skipped":
+        assert ".venv-bench" in nostr["reason"] and "make bench" in nostr["reason"]
+        return
+    keys = {m["row"] + "/" + m["column"] for m in nostr["metrics"]}
+    assert {"nostr-relay c=1/events/s", "nostr-relay c=1/p99 ms"} <= keys
+    # ingest.unary.short_logs runs before it in the same run.
+    assert "pandanode Publish c=1 ÷ nostr-relay/events/s" in keys
