@@ -81,7 +81,9 @@ def test_figures_are_positive(smoke: tuple[dict[str, Any], str, Path]) -> None:
             if metric["baseline"] is not None:
                 assert metric["ratio"] is not None and metric["ratio"] > 0, f"{name} {metric}"
         for series, stats in scenario["latencies_ms"].items():
-            assert stats["count"] > 0 and stats["p50"] > 0, f"{name} {series}"
+            # Not > 0: a watcher can see an early entry of a batch before the batch's answer
+            # reaches the publisher, so "Publish OK → seen" may be negative.
+            assert stats["count"] > 0 and math.isfinite(stats["p50"]), f"{name} {series}"
             assert stats["p50"] <= stats["p99"] <= stats["max"], f"{name} {series}"
 
 
