@@ -32,14 +32,15 @@ import grpc
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from pandanode.node.v1 import node_pb2, node_pb2_grpc
 
 from .node import SERVICES
 from .parts import PARTS
+from .runtime.guard import guarded_server
 from .runtime.nats_server import EmbeddedNats, NatsServerError, dies_with_parent_prefix
 from .runtime.proxy import PassThrough, method_kinds
+from .runtime.server import add_reflection
 from .runtime.settings import Settings
 
 __all__ = [
@@ -177,11 +178,14 @@ class Supervisor:
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+            ("grpc.http.overload_protection", 0),
             ("grpc.so_reuseport", 0),
         ]
         _check_port_free(settings.listen)
         kinds = method_kinds(_descriptor(c.grpc_service) for c in self.children)
-        server = grpc.aio.server(handlers=[PassThrough(kinds, self._channel_for)], options=options)
+        server = guarded_server(
+            grpc.aio.server(handlers=[PassThrough(kinds, self._channel_for)], options=options)
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         node_pb2_grpc.add_NodeServiceServicer_to_server(_NodeServicer(self), server)
         names = [
@@ -189,7 +193,7 @@ class Supervisor:
             NODE_SERVICE,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         ]
-        reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], server)
+        add_reflection(server, names)
         try:
             port = server.add_insecure_port(settings.listen)
         except RuntimeError:
