@@ -1,4 +1,4 @@
-"""The ``pandanode`` command: ``up``, ``serve``, ``query rebuild`` and the client commands.
+"""The ``pandanode`` command: ``up``, ``serve``, ``query rebuild``, ``check``, client commands.
 
 ``up`` runs the all-in-one node (a supervisor with one process per service), ``serve`` one
 service, ``query rebuild`` re-materializes the query store from the event stream. Errors a
@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pandanode.client.cli import register as register_client_commands
 
+from . import check
 from .node import SERVICES, Node
 from .query.materializer import rebuild
 from .query.store import QueryStore
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="NATS server URL (default: the all-in-one node's embedded NATS in the data dir)",
     )
     register_client_commands(commands)
+    check.register(commands)
     return parser
 
 
@@ -164,7 +166,7 @@ def _one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pandanode`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    if hasattr(args, "run"):  # a client command (pandanode.client.cli)
+    if hasattr(args, "run"):  # a client command (pandanode.client.cli) or `check`
         code: int = args.run(args)
         return code
     flags = {

@@ -305,11 +305,20 @@ class Materializer:
 # -- rebuild --------------------------------------------------------------------------------
 
 
-async def rebuild(path: Path, bus: Bus, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
+async def rebuild(
+    path: Path, bus: Bus, *, batch_size: int = DEFAULT_BATCH_SIZE, through: int | None = None
+) -> int:
     """Wipe the query store at ``path`` and re-apply the whole event stream from sequence 1.
 
     Uses a temporary consumer of its own; a durable consumer of a query service re-positions
     itself at the rebuilt checkpoint when the service starts. The store must not be in use.
+
+    Args:
+        path: The query store's directory.
+        bus: The event bus.
+        batch_size: About how many operations to apply at once.
+        through: Apply the messages up to this stream sequence only (default: all of them),
+            e.g. to compare with a query store at that checkpoint.
 
     Returns:
         How many operations were applied.
@@ -324,17 +333,22 @@ async def rebuild(path: Path, bus: Bus, *, batch_size: int = DEFAULT_BATCH_SIZE)
     try:
         engine = await asyncio.to_thread(Engine, store)
         target = await bus.last_sequence(OPERATIONS_INGESTED)
+        if through is not None:
+            target = min(target, through)
         applied = 0
-        if target == 0:
+        if target <= 0:
             return 0
         consumer = await bus.consume(OPERATIONS_INGESTED, start_sequence=1, max_pending=batch_size)
         while store.checkpoint() < target:
             messages = await consumer.take(batch_size, timeout=_FETCH_TIMEOUT)
-            for events, last in parse_runs(messages, store.checkpoint(), batch_size):
+            wanted = [message for message in messages if message.sequence <= target]
+            for events, last in parse_runs(wanted, store.checkpoint(), batch_size):
                 await asyncio.to_thread(engine.apply, events, last)
                 applied += len(events)
             if messages:
                 await consumer.ack(messages[-1])
+            if len(wanted) < len(messages):
+                break  # past ``through`` (which need not be a message of this kind)
         return applied
     finally:
         if consumer is not None:
