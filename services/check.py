@@ -604,8 +604,14 @@ def _check_documents(
         findings.add("index", doc.hex(), "D: no document record")
     for key, _ in store.scan(b"O"):
         doc, op_id = key[1 : 1 + _ID], key[1 + _ID :]
-        if op_id not in state.stored_ops or state.op_docs.get(op_id, doc) != doc:
-            findings.add("index", op_id.hex(), f"O: listed under document {doc.hex()}, wrongly")
+        if op_id not in state.stored_ops:
+            findings.add("index", op_id.hex(), "O: a document's operation that is not stored")
+        elif state.op_docs.get(op_id, doc) != doc:
+            findings.add(
+                "index",
+                op_id.hex(),
+                f"O: listed under document {doc.hex()}, belongs to {state.op_docs[op_id].hex()}",
+            )
 
 
 def _check_outbox(store: _IngestReader, findings: _Findings, state: _IngestState) -> None:
@@ -735,10 +741,10 @@ async def _check_query(
             f"checkpoint {checkpoint} is beyond the stream's last event {last_event}: the "
             "stream was reset (run `pandanode query rebuild`)",
         )
-    findings.count("query checkpoint", checkpoint)
     with tempfile.TemporaryDirectory(prefix="pandanode-check-") as temporary:
         path = Path(temporary) / "query"
-        await rebuild(path, bus, batch_size=batch_size, through=checkpoint)
+        rebuilt_operations = await rebuild(path, bus, batch_size=batch_size, through=checkpoint)
+        findings.count("operations rebuilt", rebuilt_operations)
         rebuilt = QueryStore(path)
         try:
             live = _counting(query.dump(), findings)

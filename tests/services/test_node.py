@@ -31,7 +31,12 @@ from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 from pandanode.services.runtime.settings import Settings
 
 from .ingest.helpers import rejection_of
-from .support import FieldDefinitionLog, announced_operation_ids, eventually
+from .support import (
+    FieldDefinitionLog,
+    announced_operation_ids,
+    assert_checks_clean,
+    eventually,
+)
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 
@@ -236,6 +241,8 @@ async def test_kill_9_while_streaming_loses_no_acknowledged_entry(tmp_path: Path
 
         ids = await eventually(all_announced, timeout=30, what="every stored entry announced")
         assert sorted(ids) == sorted(stored), "the stream must hold exactly one event per entry"
+    # Stopped again: every entry, log, index, event and view of the data directory holds up.
+    await assert_checks_clean(data_dir)
 
 
 # -- one OS process per service (`pandanode up` supervises them) --------------------------------

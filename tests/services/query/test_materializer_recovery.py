@@ -33,6 +33,7 @@ from tests.services.ingest.helpers import (
     publish_schema,
     wait_for_stream_count,
 )
+from tests.services.support import assert_checks_clean
 from tests.services.test_node import NodeProcess
 
 from .materializer_helpers import (
@@ -309,6 +310,8 @@ async def test_kill_9_mid_stream_then_restart_equals_a_rebuild(tmp_path: Path) -
             assert len([key for key, _ in live if key[:1] == b"D"]) == 6  # 2 definitions, 4 notes
         finally:
             await client.close()
+
+    await assert_checks_clean(data_dir)
 
     # Rebuild in place, as a person would: the command starts the node's embedded NATS.
     rebuilt = await asyncio.to_thread(
