@@ -402,25 +402,51 @@ class _IngestState:
     entries: int = 0
 
 
-def _check_ingest(store: _IngestReader, findings: _Findings) -> _IngestState:  # noqa: C901
-    state = _IngestState()
-    logs: dict[tuple[bytes, int], tuple[int, bytes | None, str | None]] = {}
-    authors: dict[bytes, int] = {}
-    documents: dict[bytes, tuple[bool, str]] = {}
-    current: tuple[bytes, int] | None = None
-    expected = 1
-    previous_hash: str | None = None
-    log_doc: bytes | None = None
-    log_schema: str | None = None
+_LogSummary = tuple[int, bytes | None, str | None]
+"""A log as its entries say: height, document, schema (None: not known)."""
 
-    def finish_log() -> None:
-        if current is not None:
-            logs[current] = (expected - 1, log_doc, log_schema)
 
-    for key, value in store.scan(b"E"):
-        if len(key) != 1 + _PK + 16 or len(value) < _ID + 2:
-            findings.add("entry", key.hex()[:80], "malformed key or value")
-            continue
+class _IngestPass:
+    """One scan of the entries in key order (author, log, seq num), checking each in turn."""
+
+    def __init__(self, store: _IngestReader, findings: _Findings) -> None:
+        self.store = store
+        self.findings = findings
+        self.state = _IngestState()
+        self.logs: dict[tuple[bytes, int], _LogSummary] = {}
+        self.authors: dict[bytes, int] = {}
+        self.documents: dict[bytes, tuple[bool, str]] = {}
+        self._log: tuple[bytes, int] | None = None
+        self._expected = 1
+        self._previous_hash: str | None = None
+        self._log_doc: bytes | None = None
+        self._log_schema: str | None = None
+
+    def run(self) -> _IngestState:
+        for key, value in self.store.scan(b"E"):
+            if len(key) != 1 + _PK + 16 or len(value) < _ID + 2:
+                self.findings.add("entry", key.hex()[:80], "malformed key or value")
+                continue
+            self._entry(key, value)
+        self._finish_log()
+        _check_log_records(self.store, self.findings, self.logs)
+        _check_other_indexes(self.store, self.findings, self.state, self.authors, self.logs)
+        _check_documents(self.store, self.findings, self.state, self.documents)
+        _check_outbox(self.store, self.findings, self.state)
+        return self.state
+
+    def _finish_log(self) -> None:
+        if self._log is not None:
+            self.logs[self._log] = (self._expected - 1, self._log_doc, self._log_schema)
+
+    def _start_log(self, pk: bytes, log_id: int) -> None:
+        self._finish_log()
+        self._log, self._expected, self._previous_hash = (pk, log_id), 1, None
+        self._log_doc = self._log_schema = None
+        self.findings.count("logs")
+        self.authors[pk] = max(self.authors.get(pk, log_id), log_id)
+
+    def _entry(self, key: bytes, value: bytes) -> None:
         pk, log_id, seq_num = key[1:33], _U64.unpack_from(key, 33)[0], _U64.unpack_from(key, 41)[0]
         (length,) = _U16.unpack_from(value, _ID)
         stored = StoredEntry(
@@ -432,89 +458,84 @@ def _check_ingest(store: _IngestReader, findings: _Findings) -> _IngestState:  #
             operation=value[_ID + 2 + length :],
         )
         where = _position(stored.public_key, log_id, seq_num)
-        state.entries += 1
-        findings.count("entries")
-        if (pk, log_id) != current:
-            finish_log()
-            current, expected, previous_hash, log_doc, log_schema = (
-                (pk, log_id),
-                1,
-                None,
-                None,
-                None,
-            )
-            findings.count("logs")
-            authors[pk] = max(authors.get(pk, log_id), log_id)
-        gap = log_gap(expected, seq_num)
+        self.state.entries += 1
+        self.findings.count("entries")
+        if (pk, log_id) != self._log:
+            self._start_log(pk, log_id)
+        gap = log_gap(self._expected, seq_num)
         if gap is not None:
-            findings.add("log", f"{_short(stored.public_key)}/{log_id}", f"not contiguous: {gap}")
-        backlink_target = previous_hash if seq_num > 1 and gap is None else None
+            self.findings.add(
+                "log", f"{_short(stored.public_key)}/{log_id}", f"not contiguous: {gap}"
+            )
         skiplink_target = None
         if is_skiplink_required(seq_num):
-            skiplink_target = store.entry_hash_at(stored.public_key, log_id, lipmaa(seq_num))
+            skiplink_target = self.store.entry_hash_at(stored.public_key, log_id, lipmaa(seq_num))
         checked = check_entry(
-            stored, backlink_target=backlink_target, skiplink_target=skiplink_target
+            stored,
+            # A missing target is the gap reported above.
+            backlink_target=self._previous_hash if seq_num > 1 and gap is None else None,
+            skiplink_target=skiplink_target,
         )
         for kind, detail in checked.problems:
-            findings.add(kind, where, detail)
-        expected, previous_hash = seq_num + 1, stored.hash
-        op_id = value[:_ID]
-        state.stored_ops.add(op_id)
-        operation = checked.operation
-        if operation is None:
-            continue
-        # The document: its own id for a CREATE, else that of the operations it names.
-        document_id: str | None = stored.hash
-        if operation.action != "create" and operation.previous:
-            docs = set()
-            for previous in operation.previous:
-                ref = store.operation_ref(previous)
-                if ref is None:
-                    findings.add("index", where, f"previous operation {previous} is not stored")
-                else:
-                    docs.add(ref.document_id)
-            document_id = docs.pop() if len(docs) == 1 else None
+            self.findings.add(kind, where, detail)
+        self._expected, self._previous_hash = seq_num + 1, stored.hash
+        self.state.stored_ops.add(value[:_ID])
+        if checked.operation is not None:
+            self._indexes(stored, checked.operation, where)
+
+    def _document_of(self, stored: StoredEntry, operation: Operation, where: str) -> str | None:
+        """Its own id for a CREATE, else the one document of the operations it names."""
+        if operation.action == "create" or not operation.previous:
+            return stored.hash
+        docs = set()
+        for previous in operation.previous:
+            ref = self.store.operation_ref(previous)
+            if ref is None:
+                self.findings.add("index", where, f"previous operation {previous} is not stored")
+            else:
+                docs.add(ref.document_id)
+        return docs.pop() if len(docs) == 1 else None
+
+    def _indexes(self, stored: StoredEntry, operation: Operation, where: str) -> None:
+        store, findings = self.store, self.findings
+        document_id = self._document_of(stored, operation, where)
         schema_id = operation.schema_id
         ref = store.operation_ref(stored.hash)
         if ref is None:
             findings.add("index", where, "H: no operation record for the entry's hash")
         else:
             found = (ref.public_key, ref.log_id, ref.seq_num, ref.schema_id)
-            if found != (stored.public_key, log_id, seq_num, schema_id):
+            if found != (stored.public_key, stored.log_id, stored.seq_num, schema_id):
                 findings.add("index", where, f"H: names {found[:3]} with schema {found[3]}")
             if document_id is not None and ref.document_id != document_id:
                 findings.add("index", where, f"H: document {ref.document_id}, not {document_id}")
         if document_id is None:
-            continue
+            return
         doc = bytes.fromhex(document_id)
-        state.op_docs[op_id] = doc
-        if log_doc is None:
-            log_doc, log_schema = doc, schema_id
-            if store.author_log_id(stored.public_key, document_id) != log_id:
+        op_id = bytes.fromhex(stored.hash)
+        self.state.op_docs[op_id] = doc
+        if self._log_doc is None:
+            self._log_doc, self._log_schema = doc, schema_id
+            log_id = store.author_log_id(stored.public_key, document_id)
+            if log_id != stored.log_id:
                 findings.add(
                     "index",
                     where,
-                    f"A: the author's log of document {_short(document_id)} is "
-                    f"{store.author_log_id(stored.public_key, document_id)}, not {log_id}",
+                    f"A: the author's log of document {_short(document_id)} is {log_id}, "
+                    f"not {stored.log_id}",
                 )
-        elif log_doc != doc:
-            findings.add("log", where, f"document {document_id} in a log of {log_doc.hex()}")
-        deleted, _ = documents.get(doc, (False, schema_id))
-        documents[doc] = (deleted or operation.action == "delete", schema_id)
+        elif self._log_doc != doc:
+            findings.add("log", where, f"document {document_id} in a log of {self._log_doc.hex()}")
+        deleted, _ = self.documents.get(doc, (False, schema_id))
+        self.documents[doc] = (deleted or operation.action == "delete", schema_id)
         if not store.has(b"O" + doc + op_id):
             findings.add("index", where, "O: not listed among its document's operations")
-    finish_log()
-
-    _check_log_records(store, findings, logs)
-    _check_other_indexes(store, findings, state, authors, documents, logs)
-    _check_outbox(store, findings, state)
-    return state
 
 
 def _check_log_records(
     store: _IngestReader,
     findings: _Findings,
-    logs: dict[tuple[bytes, int], tuple[int, bytes | None, str | None]],
+    logs: dict[tuple[bytes, int], _LogSummary],
 ) -> None:
     seen = set()
     for key, value in store.scan(b"G"):
@@ -543,8 +564,7 @@ def _check_other_indexes(
     findings: _Findings,
     state: _IngestState,
     authors: dict[bytes, int],
-    documents: dict[bytes, tuple[bool, str]],
-    logs: dict[tuple[bytes, int], tuple[int, bytes | None, str | None]],
+    logs: dict[tuple[bytes, int], _LogSummary],
 ) -> None:
     operations = 0
     for key, _ in store.scan(b"H"):
@@ -574,7 +594,6 @@ def _check_other_indexes(
         authors.pop(pk, None)
     for pk in authors:
         findings.add("index", _short(pk.hex()), "M: no highest log id for an author with logs")
-    _check_documents(store, findings, state, documents)
     last = store.next_outbox_sequence() - 1
     if last != state.entries:
         findings.add("index", "N", f"next store sequence {last + 1} for {state.entries} entries")
@@ -803,7 +822,7 @@ async def check_data_dir(
             query = _open(_QueryReader, data_dir / "query", "query")
         else:
             findings.skipped.append("query views: the data directory has no query/ store")
-        state = await asyncio.to_thread(_check_ingest, store, findings)
+        state = await asyncio.to_thread(_IngestPass(store, findings).run)
         if not nats_url:
             nats = EmbeddedNats(store_dir=data_dir / "nats")
             await nats.start()
