@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import struct
 import sys
 import tempfile
@@ -52,6 +53,7 @@ from .query.store import QueryStore, decode_view
 from .runtime.bus import Bus, connect_bus
 from .runtime.events import OPERATIONS_INGESTED, parse_operations_ingested
 from .runtime.nats_server import EmbeddedNats
+from .supervisor import DataDirInUseError, lock_data_dir
 
 __all__ = [
     "DEFAULT_MAX_SHOWN",
@@ -812,8 +814,22 @@ async def check_data_dir(
         raise CheckRefusedError(
             f"{data_dir} has no nats/ store: pass --nats URL, the NATS server the node used"
         )
+    try:
+        lock = lock_data_dir(data_dir)  # `pandanode up` holds it while it runs
+    except DataDirInUseError as err:
+        raise CheckRefusedError(f"{err}: stop the node first") from err
+    try:
+        return await _check_locked(data_dir, nats_url, max_shown, batch_size)
+    finally:
+        os.close(lock)
+
+
+async def _check_locked(
+    data_dir: Path, nats_url: str | None, max_shown: int, batch_size: int
+) -> CheckReport:
     findings = _Findings(max_shown)
-    store = _open(_IngestReader, ingest_path, "ingest")
+    # A service run on its own (`serve`) or in-process holds its store's RocksDB lock.
+    store = _open(_IngestReader, data_dir / "ingest", "ingest")
     query: _QueryReader | None = None
     nats: EmbeddedNats | None = None
     bus: Bus | None = None

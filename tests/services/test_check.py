@@ -36,10 +36,11 @@ from pandanode.services.ingest.store import OutboxRecord, StoredEntry
 from pandanode.services.node import Node
 from pandanode.services.query.store import decode_view, encode_view
 from pandanode.services.runtime.events import STREAM_NAME, parse_operations_ingested
-from pandanode.services.runtime.nats_server import EmbeddedNats
+from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 from pandanode.services.runtime.settings import Settings
 
 from .ingest.helpers import Author, Signed, publish, publish_schema
+from .test_node import NodeProcess
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 _U64 = struct.Struct(">Q")
@@ -176,6 +177,24 @@ async def test_pandanode_check_refuses_a_data_directory_in_use_with_one_line(
         result = await asyncio.to_thread(run_cli, "--data-dir", str(data_dir))
     assert result.returncode == 2
     assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "in use" in result.stderr and "stop the node first" in result.stderr
+
+
+async def test_pandanode_check_refuses_a_data_directory_pandanode_up_runs_on(
+    data_dir: Path,
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    process = NodeProcess(
+        ["up", "--data-dir", str(data_dir), "--listen", address, "--no-lan-discovery"]
+    )
+    process.start()
+    try:
+        await process.wait_serving(address)
+        result = await asyncio.to_thread(run_cli, "--data-dir", str(data_dir))
+    finally:
+        assert process.terminate() == 0
+    assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "in use" in result.stderr and "stop the node first" in result.stderr
 

@@ -244,6 +244,7 @@ async def test_kill_9_while_streaming_loses_no_acknowledged_entry(tmp_path: Path
 
         ids = await eventually(all_announced, timeout=30, what="every stored entry announced")
         assert sorted(ids) == sorted(stored), "the stream must hold exactly one event per entry"
+
     # Stopped again: every entry, log, index, event and view of the data directory holds up.
     await assert_checks_clean(data_dir)
 
@@ -398,7 +399,7 @@ async def test_every_service_answers_through_the_public_address(
 async def test_a_killed_child_is_restarted_and_the_node_serves_again(
     up: tuple[NodeProcess, str, Path],
 ) -> None:
-    process, address, _ = up
+    process, address, data_dir = up
     assert process.process is not None
     old = children_of(process.process.pid)["ingest"]
     os.kill(old, signal.SIGKILL)
@@ -414,9 +415,12 @@ async def test_a_killed_child_is_restarted_and_the_node_serves_again(
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         response = await stub.Publish(author.entry(1), timeout=10)
     assert response.next_args.seq_num == 2
+    pids = list(children_of(process.process.pid).values())
     assert process.terminate() == 0
     output = process.output()
     assert "ingest exited with -9; restarting" in output
+    await gone(pids)
+    await assert_checks_clean(data_dir)
 
 
 async def test_health_says_not_serving_while_a_child_is_down(tmp_path: Path) -> None:
@@ -452,7 +456,7 @@ async def test_health_says_not_serving_while_a_child_is_down(tmp_path: Path) -> 
 async def test_a_killed_nats_server_is_restarted_and_later_publishes_are_materialized(
     up: tuple[NodeProcess, str, Path],
 ) -> None:
-    process, address, _ = up
+    process, address, data_dir = up
     assert process.process is not None
     old = children_of(process.process.pid)["nats-server"]
     os.kill(old, signal.SIGKILL)
@@ -473,8 +477,11 @@ async def test_a_killed_nats_server_is_restarted_and_later_publishes_are_materia
         what="the document published after the restart materialized",
     )
     assert document.document.document_id == author.hashes[1]
+    pids = list(children_of(process.process.pid).values())
     assert process.terminate() == 0
     assert "nats-server exited; restarting" in process.output()
+    await gone(pids)
+    await assert_checks_clean(data_dir)
 
 
 async def test_killing_the_ingest_process_while_streaming_loses_no_acknowledged_entry(
@@ -518,6 +525,7 @@ async def test_killing_the_ingest_process_while_streaming_loses_no_acknowledged_
         pids = list(children_of(process.process.pid).values())
         assert process.terminate() == 0
         await gone(pids)
+    await assert_checks_clean(data_dir)
 
     async with Node(Settings(data_dir=data_dir, listen="127.0.0.1:0")) as node:
         async with grpc.aio.insecure_channel(node.address) as channel:
@@ -540,6 +548,7 @@ async def test_killing_the_ingest_process_while_streaming_loses_no_acknowledged_
 
         ids = await eventually(all_announced, timeout=30, what="every stored entry announced")
         assert set(ids) == stored
+    await assert_checks_clean(data_dir)
 
 
 async def test_the_python_client_dials_each_service_directly(
