@@ -21,10 +21,15 @@ It reads what a node stored and says whether it still holds together:
   (:func:`pandanode.services.query.materializer.rebuild` into a temporary directory, compared
   key by key).
 
-The stores are opened the way the node opens them, so RocksDB's lock refuses a data directory
-in use; JetStream is read through an embedded NATS started on ``<data dir>/nats`` (as
-``pandanode query rebuild`` does) or at ``--nats``. Check functions are pure where they can be;
-:func:`check_data_dir` runs them all and returns a :class:`CheckReport`.
+It takes the data directory's lock (``pandanode.lock``, held by ``pandanode up``) and opens
+the stores the way the services do, so RocksDB's lock refuses a store a service still uses;
+either way it refuses with one line. JetStream is read through an embedded NATS started on
+``<data dir>/nats`` (as ``pandanode query rebuild`` does) or at ``--nats``. Duplicate events
+(a re-announce after the stream's duplicate window) are counted, not violations: consumers
+skip them.
+
+Check functions are pure where they can be; :func:`check_data_dir` runs them all and returns a
+:class:`CheckReport`.
 """
 
 from __future__ import annotations
