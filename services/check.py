@@ -52,11 +52,11 @@ from pandanode.core.hash import generate_hash
 from pandanode.core.lipmaa import is_skiplink_required, lipmaa
 from pandanode.core.operation import Operation, decode_operation
 
-from .ingest.store import LogStore, OutboxRecord, StoredEntry
+from .ingest.store import LogStore, OutboxRecord, StoredEntry, StoredOperationRef
 from .query.materializer import DEFAULT_BATCH_SIZE, rebuild
 from .query.store import QueryStore, decode_view
 from .runtime.bus import Bus, connect_bus
-from .runtime.events import OPERATIONS_INGESTED, parse_operations_ingested
+from .runtime.events import OPERATIONS_INGESTED, IngestedOperation, parse_operations_ingested
 from .runtime.nats_server import EmbeddedNats
 from .supervisor import DataDirInUseError, lock_data_dir
 
@@ -660,21 +660,20 @@ def _check_outbox(store: _IngestReader, findings: _Findings, state: _IngestState
 # -- the event stream and the query store ---------------------------------------------------
 
 
-def _event_differences(event: object, stored: StoredEntry, ref: object) -> list[str]:
-    names = []
-    pairs = (
-        ("entry", stored.entry),
-        ("operation", stored.operation),
-        ("public_key", getattr(ref, "public_key", None)),
-        ("log_id", getattr(ref, "log_id", None)),
-        ("seq_num", getattr(ref, "seq_num", None)),
-        ("document_id", getattr(ref, "document_id", None)),
-        ("schema_id", getattr(ref, "schema_id", None)),
-    )
-    for name, value in pairs:
-        if getattr(event, name) != value:
-            names.append(name)
-    return names
+def _event_differences(
+    event: IngestedOperation, stored: StoredEntry, ref: StoredOperationRef
+) -> list[str]:
+    """The fields in which an announced operation differs from what is stored."""
+    expected = {
+        "entry": stored.entry,
+        "operation": stored.operation,
+        "public_key": ref.public_key,
+        "log_id": ref.log_id,
+        "seq_num": ref.seq_num,
+        "document_id": ref.document_id,
+        "schema_id": ref.schema_id,
+    }
+    return [name for name, value in expected.items() if getattr(event, name) != value]
 
 
 async def _check_events(bus: Bus, store: LogStore, findings: _Findings, state: _IngestState) -> int:
@@ -734,7 +733,6 @@ def _check_message(
             continue
         if op_id in announced:
             findings.count("duplicate events")  # consumers skip them; not a violation
-            continue
         announced.add(op_id)
         ref = store.operation_ref(event.operation_id) if op_id in state.stored_ops else None
         stored = None if ref is None else store.entry(ref.public_key, ref.log_id, ref.seq_num)

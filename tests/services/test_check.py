@@ -35,7 +35,12 @@ from pandanode.services.check import (
 from pandanode.services.ingest.store import OutboxRecord, StoredEntry
 from pandanode.services.node import Node
 from pandanode.services.query.store import decode_view, encode_view
-from pandanode.services.runtime.events import STREAM_NAME, parse_operations_ingested
+from pandanode.services.runtime.events import (
+    OPERATIONS_INGESTED,
+    STREAM_NAME,
+    OperationsIngested,
+    parse_operations_ingested,
+)
 from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 from pandanode.services.runtime.settings import Settings
 
@@ -351,6 +356,31 @@ async def test_an_entry_still_in_the_outbox_counts_as_announced_and_a_dropped_re
     edit_rocks(data_dir / "ingest", lambda db: db.delete(b"Q" + _U64.pack(int(first))))
     report = await check_data_dir(data_dir)
     assert {"event", "outbox"} <= kinds(report)
+
+
+async def test_an_event_whose_operation_differs_from_the_stored_one_is_found(
+    data_dir: Path,
+) -> None:
+    server = EmbeddedNats(store_dir=data_dir / "nats")
+    await server.start()
+    try:
+        client = await nats.connect(server.url)
+        try:
+            js = client.jetstream()
+            message = await js.get_last_msg(STREAM_NAME, OPERATIONS_INGESTED.subject_filter)
+            assert message.data is not None
+            event = parse_operations_ingested(message.data).operations[0]
+            event.operation = event.operation + b"\x00"
+            forged = OperationsIngested(operations=[event]).SerializeToString()
+            await js.publish(OPERATIONS_INGESTED.subject_filter, forged)
+        finally:
+            await client.close()
+    finally:
+        await server.stop()
+    report = await check_data_dir(data_dir)
+    assert [v.kind for v in report.violations] == ["event"]
+    assert "differs from the stored entry in operation" in report.violations[0].detail
+    assert report.counts["duplicate events"] == 1
 
 
 # -- the query store --------------------------------------------------------------------------
