@@ -245,6 +245,35 @@ async def test_rebuild_command_rebuilds_and_refuses_a_store_in_use(
     assert node.query.store.document(operations[0].hash) is not None  # untouched
 
 
+async def test_rebuild_through_a_checkpoint_equals_the_store_at_that_checkpoint(
+    node: Node, tmp_path: Path
+) -> None:
+    assert node.query is not None
+    operations = corpus()
+    client = await nats.connect(node.nats_url)
+    try:
+        bus = NatsBus(client, client.jetstream())
+        async with grpc.aio.insecure_channel(node.address) as channel:
+            ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+            await publish_batches(ingest, [operations[:10]])
+            await wait_caught_up(node.query, bus)
+            checkpoint = node.query.checkpoint
+            then = snapshot(node.query.store)
+            await publish_batches(ingest, [operations[10:]])
+            await wait_caught_up(node.query, bus)
+        assert node.query.checkpoint > checkpoint
+        applied = await rebuild(tmp_path / "rebuilt", bus, through=checkpoint)
+        assert applied == 10
+        store = QueryStore(tmp_path / "rebuilt")
+        try:
+            assert store.checkpoint() == checkpoint
+            assert snapshot(store) == then
+        finally:
+            store.close()
+    finally:
+        await client.close()
+
+
 async def test_kill_9_mid_stream_then_restart_equals_a_rebuild(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     address = f"127.0.0.1:{free_port()}"
