@@ -252,14 +252,17 @@ async def test_rebuild_through_a_checkpoint_equals_the_store_at_that_checkpoint(
     operations = corpus()
     client = await nats.connect(node.nats_url)
     try:
-        bus = NatsBus(client, client.jetstream())
+        js = client.jetstream()
+        bus = NatsBus(client, js)
         async with grpc.aio.insecure_channel(node.address) as channel:
             ingest = ingest_pb2_grpc.IngestServiceStub(channel)
             await publish_batches(ingest, [operations[:10]])
+            await wait_for_stream_count(js, 10)
             await wait_caught_up(node.query, bus)
             checkpoint = node.query.checkpoint
             then = snapshot(node.query.store)
             await publish_batches(ingest, [operations[10:]])
+            await wait_for_stream_count(js, len(operations))
             await wait_caught_up(node.query, bus)
         assert node.query.checkpoint > checkpoint
         applied = await rebuild(tmp_path / "rebuilt", bus, through=checkpoint)
