@@ -10,8 +10,10 @@ It reads what a node stored and says whether it still holds together:
   height) agrees with its entries;
 - **indexes** — every index of the log store agrees with the entries and nothing else is in
   it: ``H`` (operation id → position, document, schema), ``A`` (author and document → log),
-  ``M`` (author → highest log id), ``D`` (document → deleted, schema), ``O`` (a document's
-  operations) and ``N`` (the next store sequence: one per stored entry);
+  ``M`` (author → highest log id), ``D`` (document → deleted, schema), ``O`` (the operations
+  of a definition document; an ``O`` key of any other document, as older directories hold,
+  must name an operation of that document) and ``N`` (the next store sequence: one per stored
+  entry);
 - **outbox** — the outbox records after the cursor name stored entries and cover every store
   sequence after the cursor exactly once;
 - **events** — every stored entry's ``operations.ingested`` event is in JetStream (with the
@@ -58,6 +60,7 @@ from .query.store import QueryStore, decode_view
 from .runtime.bus import Bus, connect_bus
 from .runtime.events import OPERATIONS_INGESTED, IngestedOperation, parse_operations_ingested
 from .runtime.nats_server import EmbeddedNats
+from .runtime.schemas import FIELD_DEFINITION, SCHEMA_DEFINITION
 from .supervisor import DataDirInUseError, lock_data_dir
 
 __all__ = [
@@ -85,6 +88,7 @@ _ID: Final = 34
 _PK: Final = 32
 _FETCH_TIMEOUT: Final = 10.0
 _S = TypeVar("_S", bound=LogStore | QueryStore)
+_INDEXED_BY_DOCUMENT: Final = frozenset((SCHEMA_DEFINITION, FIELD_DEFINITION))
 
 _QUERY_KEYS: Final = {
     "E": "entry",
@@ -535,7 +539,8 @@ class _IngestPass:
             findings.add("log", where, f"document {document_id} in a log of {self._log_doc.hex()}")
         deleted, _ = self.documents.get(doc, (False, schema_id))
         self.documents[doc] = (deleted or operation.action == "delete", schema_id)
-        if not store.has(b"O" + doc + op_id):
+        # O indexes definition documents only (older directories: every document).
+        if schema_id in _INDEXED_BY_DOCUMENT and not store.has(b"O" + doc + op_id):
             findings.add("index", where, "O: not listed among its document's operations")
 
 
