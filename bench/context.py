@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .procs import MIN_CPU_SECONDS, ROOT, CpuTimes, NodeProcess, dir_bytes
-from .registry import ScenarioResult
+from .registry import REQUIREMENTS, ScenarioResult
 
 __all__ = ["INTEROP_DIR", "QUERY_SERVICE", "Context", "find_py_spy"]
 
@@ -104,6 +104,8 @@ class Context:
             return None
         if requirement == "py-spy":
             return None if find_py_spy() else "py-spy is not installed (it is in the dev extras)"
+        if requirement in REQUIREMENTS:
+            return await REQUIREMENTS[requirement](self)
         return f"unknown requirement {requirement!r}"
 
     # -- nodes --------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Processes under measurement: the node (``pandanode up``), the echo server, and /proc readings.
 
-The node runs as its own process, as a user runs it, so the benchmark client and the node never
-share a GIL. CPU time and peak memory are read from ``/proc`` for the node and for its children
-(the embedded nats-server).
+The node runs as its own processes, as a user runs it, so the benchmark client and the node never
+share a GIL. ``pandanode up`` is a supervisor with one child process per service next to its
+nats-server; CPU time and peak memory of "the node" are read from ``/proc`` for the supervisor
+and its service processes together, the nats-server's apart.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from pandanode.node.v1 import node_pb2, node_pb2_grpc
 from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 
 __all__ = [
@@ -128,12 +130,15 @@ class NodeProcess:
     Args:
         data_dir: The node's data directory (created by the node).
         log_file: Where the node's stdout and stderr go.
-        mode: ``up``: the all-in-one node (``pandanode up``: embedded nats-server and every
-            service in one process); ``ingest``: the ingest service alone (``pandanode serve
-            ingest``) with a nats-server started here, as in a distributed deployment.
+        mode: ``up``: the all-in-one node (``pandanode up``: embedded nats-server and one
+            process per service behind the public address); ``ingest``: the ingest service
+            alone (``pandanode serve ingest``) with a nats-server started here, as in a
+            distributed deployment.
 
     Attributes:
-        address: The node's gRPC address.
+        address: The node's public gRPC address.
+        endpoints: The address of each service's own process, by service full name, as the
+            node answers ``NodeService/GetEndpoints`` (empty for ``serve ingest``).
         nats_pid: The process id of its embedded nats-server, once started.
         nats_url: The URL of that server, once started.
         published: Entries the scenario stored on this node (for per-entry figures).
@@ -152,6 +157,13 @@ class NodeProcess:
         self.nats_pid: int | None = None
         self.nats_url = ""
         self.published = 0
+        self.endpoints: dict[str, str] = {}
+        self.service_pids: dict[str, int] = {}
+
+    @property
+    def ingest_address(self) -> str:
+        """Where a client publishes: the ingest process directly, as the Python client does."""
+        return self.endpoints.get(INGEST_SERVICE, self.address)
 
     @property
     def pid(self) -> int:
@@ -194,6 +206,7 @@ class NodeProcess:
             stderr=asyncio.subprocess.STDOUT,
         )
         await self._wait_serving(timeout)
+        self.endpoints = await _endpoints(self.address)
         if self._nats is not None:
             self.nats_pid, self.nats_url = self._nats.pid, self._nats.url
             return
@@ -203,6 +216,8 @@ class NodeProcess:
                 self.nats_pid = child
                 port = cmdline[cmdline.index(b"--port") + 1].decode()
                 self.nats_url = f"nats://127.0.0.1:{port}"
+            elif b"serve" in cmdline:
+                self.service_pids[cmdline[cmdline.index(b"serve") + 1].decode()] = child
 
     async def _wait_serving(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -235,14 +250,16 @@ class NodeProcess:
             return [s.name for s in response.list_services_response.service]
 
     def cpu(self) -> CpuTimes:
-        """CPU seconds used so far by the node and its nats-server."""
+        """CPU seconds used so far by the node (supervisor + services) and its nats-server."""
         nats = cpu_seconds(self.nats_pid) if self.nats_pid is not None else 0.0
-        return CpuTimes(cpu_seconds(self.pid), nats)
+        node = sum(cpu_seconds(pid) for pid in [self.pid, *self.service_pids.values()])
+        return CpuTimes(node, nats)
 
     def peak_rss(self) -> tuple[int, int]:
-        """Peak RSS in bytes of the node and of its nats-server (``VmHWM``)."""
+        """Peak RSS in bytes of the node (supervisor + services, summed) and of its nats-server."""
         nats = peak_rss_bytes(self.nats_pid) if self.nats_pid is not None else 0
-        return peak_rss_bytes(self.pid), nats
+        node = sum(peak_rss_bytes(pid) for pid in [self.pid, *self.service_pids.values()])
+        return node, nats
 
     def log_tail(self) -> str:
         """The end of the node's output, for error messages."""
@@ -268,6 +285,23 @@ class NodeProcess:
             self._log.close()
             self._log = None
         return code
+
+
+INGEST_SERVICE = "pandanode.ingest.v1.IngestService"
+
+
+async def _endpoints(address: str) -> dict[str, str]:
+    """The node's service endpoints (``NodeService/GetEndpoints``); empty if not implemented."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            response = await node_pb2_grpc.NodeServiceStub(channel).GetEndpoints(
+                node_pb2.GetEndpointsRequest(), timeout=10
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return {}
+            raise
+        return dict(response.endpoints)
 
 
 class EchoProcess:

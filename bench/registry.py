@@ -36,12 +36,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REGISTRY",
+    "REQUIREMENTS",
     "Kind",
     "LatencySeries",
     "Metric",
     "Option",
     "Scenario",
     "ScenarioResult",
+    "requirement",
     "scenario",
 ]
 
@@ -231,6 +233,31 @@ def scenario(
                 raise ValueError(f"flag {option.flag} is registered twice")
         REGISTRY[name] = Scenario(name, title, run, frozenset(requires), tuple(options))
         return run
+
+    return register
+
+
+RequirementCheck = Callable[["Context"], Awaitable[str | None]]
+
+REQUIREMENTS: dict[str, RequirementCheck] = {}
+"""Checks of requirements that scenario modules define themselves, by name (see requirement)."""
+
+
+def requirement(name: str) -> Callable[[RequirementCheck], RequirementCheck]:
+    """Register an async check of the requirement ``name``: it returns why it is not met, or None.
+
+    The run calls it once, before the first scenario that ``requires`` it (it may set things
+    up, e.g. install a peer into its own venv); a reason makes those scenarios skipped.
+
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
+
+    def register(check: RequirementCheck) -> RequirementCheck:
+        if name in REQUIREMENTS:
+            raise ValueError(f"requirement {name} is registered twice")
+        REQUIREMENTS[name] = check
+        return check
 
     return register
 

@@ -24,6 +24,7 @@ from typing import Final
 
 import grpc
 
+from pandanode.client._endpoints import EndpointChannel
 from pandanode.core.keypair import KeyPair
 from pandanode.core.publish import NextArgs
 from pandanode.core.schema import (
@@ -146,9 +147,8 @@ class Client:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
-        channel = grpc.aio.insecure_channel(
-            address, options=options, interceptors=list(interceptors) or None
-        )
+        # Calls go straight to the process serving each service once the node says where.
+        channel = EndpointChannel(address, options=options, interceptors=list(interceptors) or None)
         shared = Connection(
             address=address,
             channel=channel,

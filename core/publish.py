@@ -282,6 +282,8 @@ def validate_publish(
     operation: Operation,
     schema: Schema,
     state: PublishState,
+    *,
+    operation_hash: str | None = None,
 ) -> PublishResult:
     """Check an entry and its operation against the node's state (spec §4.3 steps 3–10).
 
@@ -294,6 +296,8 @@ def validate_publish(
         operation: The decoded operation.
         schema: The schema named by ``operation.schema_id``.
         state: What the store knows (see :class:`PublishState`).
+        operation_hash: ``generate_hash(operation_bytes)`` when the caller already computed it
+            (e.g. on a worker thread); computed here otherwise.
 
     Returns:
         The operation id, the document id and the next arguments for the same log.
@@ -329,7 +333,9 @@ def validate_publish(
             f"{len(operation_bytes)} bytes",
             Reason.PAYLOAD_SIZE_MISMATCH,
         )
-    if entry.payload_hash != generate_hash(operation_bytes):
+    if operation_hash is None:
+        operation_hash = generate_hash(operation_bytes)
+    if entry.payload_hash != operation_hash:
         raise LogIntegrityError(
             "payload hash in the entry does not match the hash of the operation bytes",
             Reason.PAYLOAD_HASH_MISMATCH,

@@ -1,7 +1,9 @@
-"""The ``pandanode`` command: ``up``, ``serve``, ``query rebuild`` and the client commands.
+"""The ``pandanode`` command: ``up``, ``serve``, ``query rebuild``, ``check``, client commands.
 
-``up`` runs the all-in-one node, ``serve`` one service, ``query rebuild`` re-materializes the
-query store from the event stream.
+``up`` runs the all-in-one node (a supervisor with one process per service), ``serve`` one
+service, ``query rebuild`` re-materializes the query store from the event stream. Errors a
+user can fix (a port in use, a data directory in use, a bad setting) are one line on stderr
+and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,12 +19,14 @@ from pathlib import Path
 
 from pandanode.client.cli import register as register_client_commands
 
+from . import check
 from .node import SERVICES, Node
 from .query.materializer import rebuild
 from .query.store import QueryStore
 from .runtime.bus import connect_bus
 from .runtime.nats_server import EmbeddedNats
 from .runtime.settings import Settings, SettingsError
+from .supervisor import Supervisor, SupervisorError, lock_data_dir
 
 __all__ = ["main"]
 
@@ -64,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pandanode", description="A p2panda node.")
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser(
-        "up", help="run the all-in-one node: embedded NATS and every service on one address"
+        "up",
+        help="run the all-in-one node: embedded NATS and one process per service, on one address",
     )
     _add_common(up)
     _add_discovery(up)
@@ -88,11 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="NATS server URL (default: the all-in-one node's embedded NATS in the data dir)",
     )
     register_client_commands(commands)
+    check.register(commands)
     return parser
 
 
 async def _rebuild(settings: Settings) -> int:
-    # Fails while a node uses the store, before an embedded NATS would replace the node's own.
+    # Fails while a node uses the data directory, before an embedded NATS would replace its own.
+    lock = lock_data_dir(settings.data_dir)
+    try:
+        return await _rebuild_locked(settings)
+    finally:
+        os.close(lock)
+
+
+async def _rebuild_locked(settings: Settings) -> int:
     QueryStore(settings.data_dir / "query").close()
     nats: EmbeddedNats | None = None
     url = settings.nats_url
@@ -113,25 +128,45 @@ async def _rebuild(settings: Settings) -> int:
             await nats.stop()
 
 
-async def _run(settings: Settings, services: tuple[str, ...]) -> None:
-    node = Node(settings, services)
+def _stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _up(settings: Settings) -> int:
+    return await Supervisor(settings).run(_stop_on_signals())
+
+
+async def _serve(settings: Settings, service: str) -> int:
+    """One service in this process; the line "pandanode listening on ADDRESS" tells it is up."""
+    stop = _stop_on_signals()
+    node = Node(settings, (service,))
     await node.start()
     print(f"pandanode listening on {node.address} (data in {settings.data_dir})", flush=True)
     try:
-        await stop.wait()
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(node.failed.wait())
+        await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        failed.cancel()
     finally:
         print("pandanode: draining…", flush=True)
         await node.stop()
+    return 1 if node.failed.is_set() else 0
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pandanode`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    if hasattr(args, "run"):  # a client command (pandanode.client.cli)
+    if hasattr(args, "run"):  # a client command (pandanode.client.cli) or `check`
         code: int = args.run(args)
         return code
     flags = {
@@ -161,13 +196,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"pandanode: query store rebuilt from {count} events", flush=True)
         return 0
-    services = SERVICES if args.command == "up" else (args.service,)
     try:
-        asyncio.run(_run(settings, services))
-    except OSError as err:
+        if args.command == "up":
+            return asyncio.run(_up(settings))
+        return asyncio.run(_serve(settings, args.service))
+    except SupervisorError as err:
         print(f"pandanode: {err}", file=sys.stderr)
         return 1
-    return 0
+    except Exception as err:  # a start-up failure the user must see in one line
+        logging.getLogger(__name__).debug("start-up failed", exc_info=True)
+        print(f"pandanode: cannot start {args.command}: {_one_line(err)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""The node: NATS (embedded or external) plus the services, on one gRPC address.
+"""The node: NATS (embedded or external) plus services, in one process, on one gRPC address.
 
-``Node`` is used by the all-in-one command (``pandanode up``), by a single service in a
-distributed deployment (``pandanode serve ingest``), and by the tests, all through the same
-code path: start, become ready (health SERVING only then), drain on stop.
+``Node`` runs the services of one process: one service for ``pandanode serve <service>`` (each
+child of ``pandanode up``, or a container of a distributed deployment), or all of them for the
+tests, in-process. Every service follows the same lifecycle (:class:`Service`): start, become
+ready (health SERVING only then), drain on stop; a service whose background work died is
+reported NOT_SERVING and sets :attr:`Node.failed`.
 """
 
 from __future__ import annotations
@@ -13,47 +15,40 @@ import logging
 from pathlib import Path
 from types import TracebackType
 
-from pandanode.discovery.v1 import discovery_pb2, discovery_pb2_grpc
-from pandanode.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from pandanode.query.v1 import query_pb2, query_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from .discovery.discovery import Discovery
-from .discovery.identity import NODE_KEY_FILE, load_or_create_node_key
-from .discovery.servicer import DiscoveryServicer
 from .ingest.ingest import Ingest
-from .ingest.outbox import Announcer
-from .ingest.servicer import IngestServicer
-from .ingest.store import LogStore
+from .parts import PARTS, DiscoveryPart, IngestPart, QueryPart
 from .query.materializer import Materializer
 from .query.service import Query
-from .query.servicer import QueryServicer
-from .query.store import QueryStore
-from .query.token_secret import PAGE_TOKEN_SECRET_FILE, load_or_create_token_secret
 from .runtime.bus import Bus, connect_bus
 from .runtime.nats_server import EmbeddedNats
 from .runtime.server import GrpcServer
+from .runtime.service import Service, ServiceContext
 from .runtime.settings import Settings
 
 __all__ = ["SERVICES", "Node"]
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("ingest", "query", "discovery")
+SERVICES = tuple(PARTS)
+
+# Seconds between two looks at the services' health.
+HEALTH_INTERVAL = 0.5
 
 
 class Node:
-    """A running set of services.
+    """A running set of services in this process.
 
     Args:
         settings: Where data lives, what to listen on, limits.
-        services: Which services to run (all of :data:`SERVICES` for the all-in-one node).
+        services: Which services to run (all of :data:`SERVICES` by default).
 
     Attributes:
         address: The ``host:port`` the gRPC server is bound to, once started.
         nats_url: The NATS server in use, once started.
-        ingest: The ingest service's use cases, when it runs.
-        query: The query service's materializer (and reads), when it runs.
-        discovery: The discovery service's peer table and tasks, when it runs.
+        failed: Set when a service's background work died (the process should exit non-zero).
     """
 
     def __init__(self, settings: Settings, services: tuple[str, ...] = SERVICES) -> None:
@@ -64,22 +59,44 @@ class Node:
         self.services = services
         self.address = ""
         self.nats_url = settings.nats_url
+        self.parts: list[Service] = []
+        self.failed = asyncio.Event()
         self._nats: EmbeddedNats | None = None
         self._bus: Bus | None = None
         self._server: GrpcServer | None = None
-        self._store: LogStore | None = None
-        self._announcer: Announcer | None = None
-        self.ingest: Ingest | None = None
-        self._query_store: QueryStore | None = None
-        self.query: Materializer | None = None
-        self.reads: Query | None = None
-        self.discovery: Discovery | None = None
-        self._stopped = asyncio.Event()
+        self._watch: asyncio.Task[None] | None = None
 
     @property
     def data_dir(self) -> Path:
         """The data directory."""
         return self.settings.data_dir
+
+    def _part(self, kind: type[Service]) -> Service | None:
+        return next((part for part in self.parts if isinstance(part, kind)), None)
+
+    @property
+    def ingest(self) -> Ingest | None:
+        """The ingest service's use cases, when it runs."""
+        part = self._part(IngestPart)
+        return part.ingest if isinstance(part, IngestPart) else None
+
+    @property
+    def query(self) -> Materializer | None:
+        """The query service's materializer, when it runs."""
+        part = self._part(QueryPart)
+        return part.materializer if isinstance(part, QueryPart) else None
+
+    @property
+    def reads(self) -> Query | None:
+        """The query service's reads, when it runs."""
+        part = self._part(QueryPart)
+        return part.reads if isinstance(part, QueryPart) else None
+
+    @property
+    def discovery(self) -> Discovery | None:
+        """The discovery service's peer table and tasks, when it runs."""
+        part = self._part(DiscoveryPart)
+        return part.discovery if isinstance(part, DiscoveryPart) else None
 
     async def start(self) -> None:
         """Start NATS (if embedded), the services and the gRPC server; then report SERVING."""
@@ -98,57 +115,17 @@ class Node:
             self.nats_url = self._nats.url
         self._bus = await connect_bus(self.nats_url, name="pandanode")
         self._server = GrpcServer(self.settings)
-        if "ingest" in self.services:
-            self._store = LogStore(data_dir / "ingest")
-            self._announcer = Announcer(self._store, self._bus)
-            self.ingest = Ingest(self._store, self.settings, on_committed=self._announcer.committed)
-            await self.ingest.start()
-            await self._announcer.start()
-            ingest_pb2_grpc.add_IngestServiceServicer_to_server(
-                IngestServicer(self.ingest), self._server.server
-            )
-            self._server.add_services(
-                [ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name]
-            )
-        if "query" in self.services:
-            self._query_store = QueryStore(
-                data_dir / "query", decoded_cache_bytes=self.settings.decoded_cache_bytes
-            )
-            self.query = Materializer(
-                self._query_store,
-                self._bus,
-                durable=self.settings.query_durable,
-                batch_size=self.settings.query_batch_size,
-            )
-            await self.query.start()
-            self.reads = Query(
-                self.query,
-                max_page_size=self.settings.max_page_size,
-                listing_change_log_bytes=self.settings.listing_change_log_bytes,
-                token_secret=load_or_create_token_secret(data_dir / PAGE_TOKEN_SECRET_FILE),
-                max_watch_queue_bytes=self.settings.watch_queue_bytes,
-                max_resolved_documents=self.settings.max_resolved_documents,
-                max_response_bytes=self.settings.max_message_bytes,
-            )
-            query_pb2_grpc.add_QueryServiceServicer_to_server(
-                QueryServicer(self.reads), self._server.server
-            )
-            self._server.add_services(
-                [query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name]
-            )
-        if "discovery" in self.services:
-            node_key = load_or_create_node_key(data_dir / NODE_KEY_FILE)
-            self.discovery = Discovery(self.settings, self._bus, node_key)
-            discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(
-                DiscoveryServicer(self.discovery), self._server.server
-            )
-            self._server.add_services(
-                [discovery_pb2.DESCRIPTOR.services_by_name["DiscoveryService"].full_name]
-            )
+        context = ServiceContext(self.settings, self._bus, self._server.server)
+        for name in self.services:
+            part = PARTS[name]()
+            self.parts.append(part)
+            await part.start(context)
+            self._server.add_services([part.grpc_service])
         self.address = await self._server.start()
-        if self.discovery is not None:
-            await self.discovery.start(self.address)
+        for part in self.parts:
+            await part.serving(self.address)
         await self._server.set_serving()
+        self._watch = asyncio.create_task(self._watch_health(), name="node-health")
         log.info(
             "pandanode serving %s on %s (NATS %s)",
             ", ".join(self.services),
@@ -156,32 +133,37 @@ class Node:
             self.nats_url,
         )
 
+    async def _watch_health(self) -> None:
+        """Report a service whose background work died as NOT_SERVING, and set :attr:`failed`."""
+        assert self._server is not None
+        reported: set[str] = set()
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL)  # poll: the parts' tasks have no callback
+            for part in self.parts:
+                if part.name in reported or part.health():
+                    continue
+                reported.add(part.name)
+                log.error("pandanode: %s stopped working; reporting NOT_SERVING", part.name)
+                not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+                await self._server.health.set(part.grpc_service, not_serving)
+                await self._server.health.set("", not_serving)
+                self.failed.set()
+
     async def stop(self) -> None:
         """Drain: stop taking calls, finish accepted work, announce it, close everything."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self._server is not None:
             await self._server.stop(grace=5.0)
             self._server = None
-        if self.discovery is not None:
-            await self.discovery.stop()
-            self.discovery = None
-        if self.ingest is not None:
-            await self.ingest.stop()
-            self.ingest = None
-        if self._announcer is not None:
-            await self._announcer.stop()
-            self._announcer = None
-        if self.reads is not None:
-            self.reads.close()
-            self.reads = None
-        if self.query is not None:
-            await self.query.stop()
-            self.query = None
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-        if self._query_store is not None:
-            self._query_store.close()
-            self._query_store = None
+        # Discovery first (it probes through the others), then ingest before query.
+        order = {"discovery": 0, "ingest": 1, "query": 2}
+        for part in sorted(self.parts, key=lambda part: order.get(part.name, 3)):
+            await part.drain()
+        self.parts = []
         if self._bus is not None:
             with contextlib.suppress(Exception):
                 await self._bus.close()
@@ -189,7 +171,6 @@ class Node:
         if self._nats is not None:
             await self._nats.stop()
             self._nats = None
-        self._stopped.set()
 
     async def __aenter__(self) -> Node:
         await self.start()

@@ -1,5 +1,8 @@
-"""The scenarios, registered on import in run order: baselines first (others refer to them)."""
+"""The scenarios, registered on import in run order: baselines first (others refer to them).
 
-from . import baselines, client_signing, codec, ingest, profiling, query
+The peer baselines come after ingest: they compare with unary Publish measured before them.
+"""
 
-__all__ = ["baselines", "client_signing", "codec", "ingest", "profiling", "query"]
+from . import baselines, client_signing, codec, ingest, peers, profiling, query
+
+__all__ = ["baselines", "client_signing", "codec", "ingest", "peers", "profiling", "query"]

@@ -3,7 +3,10 @@
 Each scenario runs its own fresh node, publishes the benchmark schema, then pre-signed entries.
 Throughput counts entries answered OK (durable: synced to RocksDB); stream scenarios also report
 "durable + announced" (until the event stream holds every entry). CPU time per entry is the node
-process plus its nats-server, from before the first call until every entry was announced.
+process plus its nats-server, from before the first call until every entry was announced;
+"main-thread CPU" is the CPU time of the ingest process's main thread alone (its event loop:
+gRPC handlers, the writer's rules and hand-over to the announcer; not the verification and
+commit threads), over the same span (see :mod:`bench.threads`).
 """
 
 from __future__ import annotations
@@ -25,12 +28,33 @@ from ..client import (
 from ..context import Context
 from ..procs import MIN_CPU_SECONDS, CpuTimes, NodeProcess
 from ..registry import Option, ScenarioResult, scenario
+from ..threads import IngestMainThread
 from ..workload import bench_schema, flatten, long_log, short_logs
 from .baselines import UNARY_LEVELS, VERIFY, echo_unary
 
 __all__ = ["long_log_entries", "short_log_entries"]
 
 Logs = list[list[pb.PublishRequest]]
+
+# Concurrency levels also measured through the node's public address (the pass-through hop).
+HOP_LEVELS = (1, 16)
+
+MAIN_THREAD_CPU = "main-thread CPU µs/entry"
+
+
+def _main_thread_per_entry(
+    out: ScenarioResult,
+    row: str,
+    thread: IngestMainThread,
+    before: tuple[int, float],
+    entries: int,
+) -> None:
+    """Record the ingest main thread's CPU µs/entry since ``before`` in ``row``."""
+    value = IngestMainThread.per_entry_us(before, thread.cpu(), entries)
+    if value is None:
+        out.notes.setdefault("main_thread_cpu_not_measured", []).append(row)
+        return
+    out.metric(row, MAIN_THREAD_CPU, value, "µs", "cost")
 
 
 def short_log_entries(ctx: Context, key: str, logs: int) -> Logs:
@@ -60,10 +84,13 @@ async def _stream_and_announce(
     batch: int,
 ) -> None:
     """Stream ``requests``; record durable and announced rates, batch latency and CPU/entry."""
+    main = IngestMainThread(node.pid, node.data_dir)
+    main_before = main.cpu()
     cpu = node.cpu()
     run = await publish_stream(channel, requests, batch)
     announced = await wait_announced(node.nats_url, node.published + run.count)
     used = node.cpu() - cpu
+    _main_thread_per_entry(out, "durable + announced", main, main_before, run.count)
     node.published += run.count
     out.rate("durable", run.count, run.seconds, baseline=VERIFY)
     out.rate("durable + announced", run.count, announced - run.started, baseline=VERIFY)
@@ -82,22 +109,35 @@ async def _stream_and_announce(
     ),
 )
 async def unary_short_logs(ctx: Context, out: ScenarioResult) -> None:
-    """Unary Publish of short logs at each concurrency level, on one node."""
+    """Unary Publish of short logs at each concurrency level, on one node.
+
+    The client dials the ingest process directly (as the Python client does once the node
+    told it the endpoints); the rows "via public address" go through the node's pass-through.
+    """
     per_level = math.ceil(ctx.args.unary_entries / ctx.args.short_log_length)
-    logs = short_log_entries(ctx, "unary-short-logs", per_level * len(UNARY_LEVELS))
-    async with ctx.node(out) as node, grpc.aio.insecure_channel(node.address) as channel:
-        await publish_setup(channel, node)
-        for index, concurrency in enumerate(UNARY_LEVELS):
+    levels = [(c, False) for c in UNARY_LEVELS] + [(c, True) for c in HOP_LEVELS]
+    logs = short_log_entries(ctx, "unary-short-logs", per_level * len(levels))
+    async with (
+        ctx.node(out) as node,
+        grpc.aio.insecure_channel(node.ingest_address) as direct,
+        grpc.aio.insecure_channel(node.address) as public,
+    ):
+        await publish_setup(direct, node)
+        main = IngestMainThread(node.pid, node.data_dir)
+        for index, (concurrency, hop) in enumerate(levels):
             level = logs[index * per_level : (index + 1) * per_level]
+            main_before = main.cpu()
             cpu = node.cpu()
-            run = await publish_unary(channel, level, concurrency)
+            run = await publish_unary(public if hop else direct, level, concurrency)
             node.published += run.count
             await wait_announced(node.nats_url, node.published)
             used = node.cpu() - cpu
-            row = f"c={concurrency}"
+            row = f"c={concurrency}" + (" via public address" if hop else "")
+            _main_thread_per_entry(out, row, main, main_before, run.count)
             out.rate(row, run.count, run.seconds, baseline=echo_unary(concurrency))
-            out.latency(row, run.latencies, series=f"Publish unary c={concurrency}")
+            out.latency(row, run.latencies, series=f"Publish unary {row}")
             Context.cpu_per_entry(out, row, used, run.count)
+        out.notes["direct_address"] = node.ingest_address != node.address
 
 
 @scenario(
@@ -113,7 +153,7 @@ async def stream_short_logs(ctx: Context, out: ScenarioResult) -> None:
     requests = _stream_workload(ctx)
     async with (
         ctx.node(out) as node,
-        grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel,
+        grpc.aio.insecure_channel(node.ingest_address, options=CHANNEL_OPTIONS) as channel,
     ):
         await publish_setup(channel, node)
         await _stream_and_announce(out, node, channel, requests, ctx.args.stream_batch)
@@ -135,7 +175,7 @@ async def stream_long_log(ctx: Context, out: ScenarioResult) -> None:
     marks = {min(batches, math.ceil(batches * d / 10)) - 1: d for d in range(1, 11)}
     async with (
         ctx.node(out) as node,
-        grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel,
+        grpc.aio.insecure_channel(node.ingest_address, options=CHANNEL_OPTIONS) as channel,
     ):
         await publish_setup(channel, node)
         cpu_marks: dict[int, CpuTimes] = {}
@@ -144,10 +184,13 @@ async def stream_long_log(ctx: Context, out: ScenarioResult) -> None:
             if index in marks:
                 cpu_marks[marks[index]] = node.cpu()
 
+        main = IngestMainThread(node.pid, node.data_dir)
+        main_before = main.cpu()
         start_cpu = node.cpu()
         run = await publish_stream(channel, requests, batch, on_batch=on_batch)
         announced = await wait_announced(node.nats_url, node.published + run.count)
         used = node.cpu() - start_cpu
+        _main_thread_per_entry(out, "durable + announced", main, main_before, run.count)
         node.published += run.count
     out.rate("durable", run.count, run.seconds, baseline=VERIFY)
     out.rate("durable + announced", run.count, announced - run.started, baseline=VERIFY)
@@ -197,13 +240,16 @@ async def stream_long_log(ctx: Context, out: ScenarioResult) -> None:
 async def unary_long_log(ctx: Context, out: ScenarioResult) -> None:
     """Publish the long log's first entries one call at a time; compare first and last 10%."""
     requests = long_log_entries(ctx)[: ctx.args.long_log_unary_entries]
-    async with ctx.node(out) as node, grpc.aio.insecure_channel(node.address) as channel:
+    async with ctx.node(out) as node, grpc.aio.insecure_channel(node.ingest_address) as channel:
         await publish_setup(channel, node)
+        main = IngestMainThread(node.pid, node.data_dir)
+        main_before = main.cpu()
         cpu = node.cpu()
         run = await publish_unary(channel, [requests], 1)
         node.published += run.count
         await wait_announced(node.nats_url, node.published)
         used = node.cpu() - cpu
+        _main_thread_per_entry(out, "c=1", main, main_before, run.count)
     out.rate("c=1", run.count, run.seconds, baseline=echo_unary(1))
     out.latency("c=1", run.latencies, series="Publish unary, one long log")
     Context.cpu_per_entry(out, "c=1", used, run.count)

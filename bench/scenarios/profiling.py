@@ -49,9 +49,9 @@ __all__: list[str] = []
     title="py-spy (raw) on the node: PublishStream (all threads; GIL holder), unary Publish c=16",
     requires=("py-spy",),
     options=(
-        Option("--profile-entries", int, 40_000, "entries streamed under py-spy", smoke=600),
+        Option("--profile-entries", int, 40_000, "entries streamed under py-spy", smoke=3000),
         Option(
-            "--profile-unary-entries", int, 3000, "entries published unary under py-spy", smoke=64
+            "--profile-unary-entries", int, 3000, "entries published unary under py-spy", smoke=300
         ),
         Option("--profile-rate", int, 200, "py-spy samples per second", smoke=200),
         Option("--profile-top", int, 12, "lines of each top list", smoke=12),
@@ -74,16 +74,17 @@ async def ingest(ctx: Context, out: ScenarioResult) -> None:
     raws: list[Path] = []
     async with (
         ctx.node(out) as node,
-        grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel,
+        grpc.aio.insecure_channel(node.ingest_address, options=CHANNEL_OPTIONS) as channel,
     ):
         await publish_setup(channel, node)
+        ingest_pid = node.service_pids.get("ingest", node.pid)  # `up`: the ingest process
         half = len(requests) // 2
         for name, part, gil in (
             ("stream", requests[:half], False),
             ("stream, GIL", requests[half:], True),
         ):
             raw = ctx.work_dir / f"py-spy-{name.replace(', ', '-')}.txt"
-            async with _py_spy(node.pid, raw, ctx.args.profile_rate, gil=gil):
+            async with _py_spy(ingest_pid, raw, ctx.args.profile_rate, gil=gil):
                 run = await publish_stream(channel, part, ctx.args.stream_batch)
                 node.published += run.count
                 announced = await wait_announced(node.nats_url, node.published)
@@ -92,7 +93,7 @@ async def ingest(ctx: Context, out: ScenarioResult) -> None:
             raws.append(raw)
 
         raw_unary = ctx.work_dir / "py-spy-unary.txt"
-        async with _py_spy(node.pid, raw_unary, ctx.args.profile_rate, gil=False):
+        async with _py_spy(ingest_pid, raw_unary, ctx.args.profile_rate, gil=False):
             unary = await publish_unary(channel, unary_logs, 16)
             node.published += unary.count
             await wait_announced(node.nats_url, node.published)

@@ -3,7 +3,9 @@
 One RocksDB (``rocksdict``, raw bytes) with one-byte key prefixes; every multi-byte integer is
 big-endian so keys sort by (public key, log id, seq num). Every read the publish rules need is a
 point lookup, so a :class:`WriteBatchView` can overlay not-yet-committed writes of a group
-commit and later items of the same batch see earlier ones.
+commit and later items of the same batch see earlier ones. The hot path writes each entry with
+E, H and G (and A, M, D only where a log or a document begins or ends), with keys built from raw
+bytes the caller converts once per entry.
 
 Keys (``pk`` 32 raw bytes, ids 34 raw bytes, integers u64 big-endian)::
 
@@ -12,8 +14,12 @@ Keys (``pk`` 32 raw bytes, ids 34 raw bytes, integers u64 big-endian)::
     G pk log          -> document id(34) ‖ latest seq(u64) ‖ schema id (utf-8)
     A pk document_id  -> log
     M pk              -> highest log id in use
-    D document_id     -> deleted flag(1) ‖ schema id (utf-8)
-    O document_id op_id -> (empty)            the document's operations
+    D document_id     -> deleted flag(1) ‖ schema id (utf-8)   written by CREATE and DELETE
+    O document_id op_id -> (empty)            the operations of a schema or field definition
+                         document (the schema registry rebuilds schemas from them); other
+                         documents' operations are not indexed by document (ingest never reads
+                         them so; directories written before this index was narrowed still hold
+                         O keys for every document, which nothing misreads)
     Q first_seq       -> last_seq(u64) ‖ op_id × n   the outbox: one record per commit, holding
                          the commit's entries (store sequences first..last) in store order
     C                 -> outbox cursor (u64): every entry at or below it was announced
@@ -24,7 +30,7 @@ Keys (``pk`` 32 raw bytes, ids 34 raw bytes, integers u64 big-endian)::
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from rocksdict import WriteBatch
@@ -170,6 +176,39 @@ class _Reads:
         value = self._get(b"N")
         return 1 if value is None else int(_U64.unpack(value)[0])
 
+    # -- raw reads of the hot path (ids as raw bytes, no dataclasses) -------------------------
+
+    def operation_document(self, operation_id: bytes) -> tuple[bytes, str] | None:
+        """The raw document id and the schema id of a stored operation (raw id), if stored."""
+        value = self._get(b"H" + operation_id)
+        return None if value is None else (value[48:82], value[82:].decode())
+
+    def log_state(
+        self, public_key: bytes, log_id: int, seq_nums: Iterable[int]
+    ) -> tuple[int | None, dict[int, str]]:
+        """A log's latest seq num (None: empty) and its entry hashes (hex) at ``seq_nums``."""
+        log = _U64.pack(log_id)
+        value = self._get(b"G" + public_key + log)
+        latest = None if value is None else int(_U64.unpack_from(value, 34)[0])
+        hashes: dict[int, str] = {}
+        if latest is None:
+            return latest, hashes
+        prefix = b"E" + public_key + log
+        for seq_num in seq_nums:
+            entry = self._get(prefix + _U64.pack(seq_num))
+            if entry is not None:
+                hashes[seq_num] = entry[:34].hex()
+        return latest, hashes
+
+    def document_state(self, public_key: bytes, document_id: bytes) -> tuple[bool, int | None]:
+        """Whether a document (raw id) was deleted, and the log id an author uses for it."""
+        deleted = self._get(b"D" + document_id)
+        log = self._get(b"A" + public_key + document_id)
+        return (
+            deleted is not None and deleted[0] == 1,
+            None if log is None else int(_U64.unpack(log)[0]),
+        )
+
 
 class LogStore(RocksStore, _Reads):
     """The RocksDB log store. One process owns it (RocksDB refuses a second writer)."""
@@ -209,7 +248,11 @@ class LogStore(RocksStore, _Reads):
             )
 
     def document_operation_ids(self, document_id: str) -> list[str]:
-        """Return the ids of every stored operation of a document."""
+        """Return the ids of every stored operation of a schema or field definition document.
+
+        Only those documents are indexed by document (see the module docstring); for any other
+        document the answer is empty (or, in a directory written by an older version, complete).
+        """
         prefix = b"O" + bytes.fromhex(document_id)
         return [key[35:].hex() for key, _ in self._scan(prefix)]
 
@@ -265,6 +308,7 @@ class WriteBatchView(_Reads):
         self.overlay: dict[bytes, bytes | None] = {}
         self._outbox: list[bytes] = []
         self._outbox_first = 0
+        self._next_sequence = 0
 
     def _get(self, key: bytes) -> bytes | None:
         value = self.overlay.get(key, _MISSING)
@@ -278,39 +322,57 @@ class WriteBatchView(_Reads):
     def put_entry(
         self,
         *,
-        public_key: str,
+        public_key: bytes,
         log_id: int,
         seq_num: int,
-        entry_hash: str,
+        entry_hash: bytes,
         entry: bytes,
         operation: bytes,
-        document_id: str,
+        document_id: bytes,
         schema_id: str,
-        deletes_document: bool,
+        action: str,
+        index_by_document: bool = False,
     ) -> int:
-        """Buffer an entry with every index; return its store sequence."""
-        pk = bytes.fromhex(public_key)
-        op_id = bytes.fromhex(entry_hash)
-        doc = bytes.fromhex(document_id)
+        """Buffer an entry with its indexes; return its store sequence.
+
+        Args:
+            public_key: The author's raw public key (32 bytes).
+            log_id: The entry's log id.
+            seq_num: The entry's seq num.
+            entry_hash: The raw entry hash (34 bytes): the operation id.
+            entry: The encoded entry.
+            operation: The encoded operation.
+            document_id: The raw id (34 bytes) of the operation's document.
+            schema_id: The operation's schema id.
+            action: ``create``, ``update`` or ``delete``.
+            index_by_document: Also index the operation under its document (``O``), for
+                :meth:`LogStore.document_operation_ids`.
+        """
         log = _U64.pack(log_id)
+        seq = _U64.pack(seq_num)
         schema = schema_id.encode()
-        put = self.overlay.__setitem__
-        put(_entry_key(pk, log_id, seq_num), op_id + _U16.pack(len(entry)) + entry + operation)
-        put(b"H" + op_id, pk + log + _U64.pack(seq_num) + doc + schema)
-        put(b"G" + pk + log, doc + _U64.pack(seq_num) + schema)
+        overlay = self.overlay
+        overlay[b"E" + public_key + log + seq] = (
+            entry_hash + _U16.pack(len(entry)) + entry + operation
+        )
+        overlay[b"H" + entry_hash] = public_key + log + seq + document_id + schema
+        overlay[b"G" + public_key + log] = document_id + seq + schema
         if seq_num == 1:
-            put(b"A" + pk + doc, log)
-            max_log = self.max_log_id(public_key)
-            if max_log is None or log_id > max_log:
-                put(b"M" + pk, log)
-        if deletes_document or self._get(b"D" + doc) is None:
-            put(b"D" + doc, (b"\x01" if deletes_document else b"\x00") + schema)
-        put(b"O" + doc + op_id, b"")
-        sequence = self.next_outbox_sequence()
+            overlay[b"A" + public_key + document_id] = log
+            max_log = self._get(b"M" + public_key)
+            if max_log is None or log_id > _U64.unpack(max_log)[0]:
+                overlay[b"M" + public_key] = log
+        if action == "create":
+            overlay[b"D" + document_id] = b"\x00" + schema
+        elif action == "delete":
+            overlay[b"D" + document_id] = b"\x01" + schema
+        if index_by_document:
+            overlay[b"O" + document_id + entry_hash] = b""
         if not self._outbox:
-            self._outbox_first = sequence
-        self._outbox.append(op_id)
-        put(b"N", _U64.pack(sequence + 1))
+            self._outbox_first = self._next_sequence = self.next_outbox_sequence()
+        sequence = self._next_sequence
+        self._next_sequence = sequence + 1
+        self._outbox.append(entry_hash)
         return sequence
 
     def seal(self) -> None:
@@ -321,4 +383,5 @@ class WriteBatchView(_Reads):
         self.overlay[b"Q" + _U64.pack(self._outbox_first)] = _U64.pack(last) + b"".join(
             self._outbox
         )
+        self.overlay[b"N"] = _U64.pack(last + 1)
         self._outbox = []

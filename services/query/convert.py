@@ -1,13 +1,13 @@
 """Translations between the query service's model and ``pandanode.query.v1`` messages.
 
-Pure functions; the servicer calls them. Relation fields are resolved into documents through a
-``resolve`` callback so this module needs no store; :class:`BoundedResolver` wraps one for a
-single response, so the work and size of a response are bounded however the documents relate.
+Pure functions; the servicer calls them. Relation fields are answered with the related
+documents a read use case found beforehand (:func:`.relations.resolve_relations`, which bounds
+the work and size of a response), so this module reads nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from pandanode.core.operation import (
     PinnedRelation,
@@ -17,23 +17,18 @@ from pandanode.core.operation import (
 )
 from pandanode.core.schema import Schema, system_schema
 from pandanode.query.v1 import query_pb2 as pb
-from pandanode.services.runtime.errors import InvalidRequestError, LimitExceededError
+from pandanode.services.runtime.errors import InvalidRequestError
 
 from .model import FilterOp, FilterValue, MaterializedDocument, Meta, Order, Predicate, TypedValue
+from .relations import Related
 
 __all__ = [
-    "BoundedResolver",
-    "Resolver",
-    "approximate_size",
     "document_to_pb",
     "documents_to_pb",
     "order_from_pb",
     "predicates_from_pb",
     "schema_to_pb",
 ]
-
-Resolver = Callable[[str, bool], MaterializedDocument | None]
-"""``resolve(id, pinned)``: the current view of a document id, or (pinned) a view by view id."""
 
 _OPERATORS = {
     pb.FILTER_OPERATOR_EQ: FilterOp.EQ,
@@ -69,12 +64,12 @@ _KINDS = {
 }
 
 
-def _value_to_pb(value: TypedValue, depth: int, resolve: Resolver) -> pb.FieldValue:
+def _value_to_pb(value: TypedValue, depth: int, resolved: Related) -> pb.FieldValue:
     def related(target: str, pinned: bool) -> pb.Document | None:
         if depth <= 0:
             return None
-        document = resolve(target, pinned)
-        return None if document is None else document_to_pb(document, depth - 1, resolve)
+        document = resolved.get((target, pinned))
+        return None if document is None else document_to_pb(document, depth - 1, resolved)
 
     if isinstance(value, bool):
         return pb.FieldValue(bool_value=value)
@@ -117,14 +112,10 @@ def _value_to_pb(value: TypedValue, depth: int, resolve: Resolver) -> pb.FieldVa
 
 
 def document_to_pb(
-    document: MaterializedDocument, depth: int = 0, resolve: Resolver | None = None
+    document: MaterializedDocument, depth: int = 0, related: Related | None = None
 ) -> pb.Document:
-    """Convert a document; relation fields are resolved ``depth`` levels deep via ``resolve``."""
-
-    def nothing(_: str, __: bool) -> MaterializedDocument | None:
-        return None
-
-    resolver = resolve or nothing
+    """Convert a document; relation fields hold the ``related`` documents ``depth`` levels deep."""
+    resolved: Related = {} if related is None else related
     message = pb.Document(
         document_id=document.document_id,
         document_view_id=document.view_id,
@@ -134,110 +125,21 @@ def document_to_pb(
         deleted=document.deleted,
     )
     for name, value in document.fields.items():
-        message.fields[name].CopyFrom(_value_to_pb(value, depth, resolver))
+        message.fields[name].CopyFrom(_value_to_pb(value, depth, resolved))
     return message
 
 
-_ID_BYTES = 70  # a 68-character hex id with its protobuf tag and length
-
-
-def _value_size(value: TypedValue) -> int:
-    if isinstance(value, str):
-        return len(value.encode("utf-8", "replace"))
-    if isinstance(value, bytes):
-        return len(value)
-    if isinstance(value, Relation):
-        return _ID_BYTES
-    if isinstance(value, RelationList):
-        return _ID_BYTES * len(value.document_ids)
-    if isinstance(value, PinnedRelation):
-        return _ID_BYTES * len(value.view_id)
-    if isinstance(value, PinnedRelationList):
-        return sum(_ID_BYTES * len(ids) for ids in value.view_ids)
-    return 10
-
-
-def approximate_size(document: MaterializedDocument) -> int:
-    """About how many bytes a document takes in a response, without resolved relations."""
-    size = 4 * _ID_BYTES + 8
-    for name, value in document.fields.items():
-        size += len(name) + 8 + _value_size(value)
-    return size
-
-
-class BoundedResolver:
-    """The resolver of one response: each distinct document read once, work and size bounded.
-
-    Relations can multiply a response: a document whose relation list names itself 16 times,
-    resolved 4 levels deep, is 69,905 documents. Every document that goes into the response
-    (the top-level ones via :meth:`admit`, related ones as they are resolved) is counted, with
-    its approximate size; past either budget the response is refused as a whole with
-    RESOURCE_EXHAUSTED (``BUDGET_EXCEEDED``) rather than cut, so a client never mistakes a
-    partial answer for a complete one.
-
-    Args:
-        resolve: Reads a related document (see :data:`Resolver`).
-        max_documents: Most documents one response holds, related ones included.
-        max_bytes: Most bytes (approximately) one response holds.
-    """
-
-    def __init__(self, resolve: Resolver, *, max_documents: int, max_bytes: int) -> None:
-        self._resolve = resolve
-        self._max_documents = max_documents
-        self._max_bytes = max_bytes
-        self._seen: dict[tuple[str, bool], tuple[MaterializedDocument | None, int]] = {}
-        self.documents = 0
-        self.bytes = 0
-        self.reads = 0
-
-    def admit(self, document: MaterializedDocument, size: int | None = None) -> None:
-        """Count one document into the response.
-
-        Raises:
-            LimitExceededError: the response would hold too many documents or bytes.
-        """
-        self.documents += 1
-        self.bytes += approximate_size(document) if size is None else size
-        if self.documents > self._max_documents:
-            raise LimitExceededError(
-                f"the response would hold more than {self._max_documents} documents "
-                "(max_resolved_documents; resolved relations count, each time they appear): "
-                "ask for a smaller resolve_depth or page_size"
-            )
-        if self.bytes > self._max_bytes:
-            raise LimitExceededError(
-                f"the response would hold more than {self._max_bytes} bytes "
-                "(max_message_bytes): ask for a smaller resolve_depth or page_size"
-            )
-
-    def __call__(self, target: str, pinned: bool) -> MaterializedDocument | None:
-        """Resolve a relation (read once per distinct target) and count it into the response."""
-        key = (target, pinned)
-        seen = self._seen.get(key)
-        if seen is None:
-            self.reads += 1
-            document = self._resolve(target, pinned)
-            seen = (document, 0 if document is None else approximate_size(document))
-            self._seen[key] = seen
-        document, size = seen
-        if document is not None:
-            self.admit(document, size)
-        return document
-
-
 def documents_to_pb(
-    documents: Sequence[MaterializedDocument], depth: int, resolver: BoundedResolver
+    documents: Sequence[MaterializedDocument], depth: int, related: Related
 ) -> list[pb.Document]:
     """Convert the documents of one response, relations resolved ``depth`` levels deep.
 
-    Raises:
-        LimitExceededError: the response would exceed the resolver's budget.
+    Args:
+        documents: The response's documents.
+        depth: How many levels of relations to answer with documents.
+        related: The related documents :func:`.relations.resolve_relations` read for them.
     """
-    converted = []
-    for document in documents:
-        resolver.admit(document)
-        converted.append(document_to_pb(document, depth, resolver))
-    return converted
+    return [document_to_pb(document, depth, related) for document in documents]
 
 
 def _operand(value: pb.FilterValue) -> FilterValue:

@@ -1,12 +1,14 @@
-"""The use cases of the query service, in plain async code on top of the materializer.
+"""The use cases of the query service, in plain async code over the query store.
 
-The materializer keeps the durable views; this layer keeps the in-memory listing indexes
-(one per schema, loaded on first use, then kept current from the materializer's changes) and
-answers reads, watches and read-your-writes waits.
+The materializer keeps the durable views in the store; this layer reads them there, keeps the
+in-memory listing indexes (one per schema, loaded on first use, then kept current from the
+materializer's changes), resolves relations, and answers watches and read-your-writes waits
+(through the materializer, which knows what it has applied).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 from pandanode.core.errors import Reason, quote
@@ -20,9 +22,11 @@ from pandanode.services.runtime.errors import (
 from pandanode.services.runtime.settings import Settings
 
 from .listing import DEFAULT_CHANGE_LOG_BYTES, Catalog, Page, SchemaIndex
-from .materializer import Blob, Materializer
+from .materializer import Materializer
 from .model import DocumentChange, MaterializedDocument, Order, Predicate
-from .store import StoredEntry
+from .reads import Blob, StoredSchemas, read_blob, read_view
+from .relations import BoundedResolver, Related, resolve_relations
+from .store import QueryStore, StoredEntry
 from .watch import DEFAULT_MAX_QUEUE, DEFAULT_MAX_QUEUE_BYTES, Watch, WatchEvent, WatchStats
 
 __all__ = ["MAX_RESOLVE_DEPTH", "Query"]
@@ -37,7 +41,8 @@ class Query:
     """Reads over the materialized documents.
 
     Args:
-        materializer: The started materializer.
+        store: The query store the materializer writes.
+        materializer: The started materializer (for its changes and read-your-writes waits).
         max_page_size: Largest page ListDocuments returns.
         max_watch_queue: Most changes buffered for one slow watcher.
         listing_change_log_bytes: Byte budget of each listed schema's change log.
@@ -53,6 +58,7 @@ class Query:
 
     def __init__(
         self,
+        store: QueryStore,
         materializer: Materializer,
         *,
         max_page_size: int = 1000,
@@ -63,7 +69,9 @@ class Query:
         max_resolved_documents: int = _DEFAULTS.max_resolved_documents,
         max_response_bytes: int = _DEFAULTS.max_message_bytes,
     ) -> None:
+        self.store = store
         self.materializer = materializer
+        self._schemas = StoredSchemas(store)
         self.max_resolved_documents = max_resolved_documents
         self.max_response_bytes = max_response_bytes
         self.catalog = Catalog(
@@ -96,17 +104,12 @@ class Query:
         index = self.catalog.get(schema_id)
         if index is not None:
             return index
-        schema = self.materializer.schema(schema_id)
-        if schema is None:
-            raise ResourceNotFoundError(
-                f"schema {quote(schema_id)} is not known to this node (yet)",
-                Reason.SCHEMA_NOT_FOUND,
-            )
+        schema = self.schema(schema_id)
         # The store may hold commits whose changes are not announced yet: the index then
         # already contains them, so watches must treat them as part of the snapshot.
         loaded_at = self.materializer.position
         index = self.catalog.add_schema(schema)
-        for document in self.materializer.documents(schema_id):
+        for document in self.store.documents(schema_id):
             index.upsert(document)
         self._applied[schema_id] = max(self._applied.get(schema_id, 0), loaded_at)
         return index
@@ -147,9 +150,11 @@ class Query:
         if bool(document_id) == bool(view_id):
             raise InvalidRequestError("give exactly one of document_id and document_view_id")
         if document_id:
-            found = self.materializer.document(require_hex_ids(document_id, "document_id"))
+            found = self.store.document(require_hex_ids(document_id, "document_id"))
         else:
-            found = self.materializer.view(require_hex_ids(view_id, "document_view_id"))
+            found = read_view(
+                self.store, self._schemas, require_hex_ids(view_id, "document_view_id")
+            )
         if found is None:
             raise ResourceNotFoundError(f"document {quote(document_id or view_id, 140)} not found")
         return found
@@ -160,9 +165,37 @@ class Query:
         Safe to call from a worker thread (store reads only): deep resolutions run in one.
         """
         try:
-            return self.materializer.view(target) if pinned else self.materializer.document(target)
+            if pinned:
+                return read_view(self.store, self._schemas, target)
+            return self.store.document(target)
         except ValueError:
             return None
+
+    async def resolve_relations(
+        self, documents: Sequence[MaterializedDocument], resolve_depth: int
+    ) -> tuple[int, Related]:
+        """Read the documents related to a response's documents (see :mod:`.relations`).
+
+        Each distinct related document is read once (with :meth:`resolve`), in a worker thread
+        when there are relations to resolve; the response is bounded by
+        ``max_resolved_documents`` and ``max_response_bytes``.
+
+        Returns:
+            The depth resolved (``resolve_depth`` lowered to :data:`MAX_RESOLVE_DEPTH`) and the
+            related documents.
+
+        Raises:
+            LimitExceededError: the response would exceed a budget (BUDGET_EXCEEDED).
+        """
+        depth = min(resolve_depth, MAX_RESOLVE_DEPTH)
+        resolver = BoundedResolver(
+            self.resolve,
+            max_documents=self.max_resolved_documents,
+            max_bytes=self.max_response_bytes,
+        )
+        if depth <= 0:
+            return 0, resolve_relations(documents, 0, resolver)
+        return depth, await asyncio.to_thread(resolve_relations, documents, depth, resolver)
 
     def list_documents(
         self,
@@ -201,7 +234,7 @@ class Query:
 
     def schemas(self) -> list[Schema]:
         """Every schema this node knows: the four system schemas and the built ones."""
-        return self.materializer.schemas()
+        return self._schemas.all()
 
     def schema(self, schema_id: str) -> Schema:
         """One schema.
@@ -209,7 +242,7 @@ class Query:
         Raises:
             ResourceNotFoundError: unknown here (SCHEMA_NOT_FOUND).
         """
-        schema = self.materializer.schema(schema_id)
+        schema = self._schemas.get(schema_id)
         if schema is None:
             raise ResourceNotFoundError(
                 f"schema {quote(schema_id)} is not known to this node (yet)",
@@ -226,7 +259,8 @@ class Query:
         """
         if bool(document_id) == bool(view_id):
             raise InvalidRequestError("give exactly one of document_id and document_view_id")
-        blob = self.materializer.blob(
+        blob = read_blob(
+            self.store,
             document_id=require_hex_ids(document_id, "document_id") if document_id else "",
             view_id=require_hex_ids(view_id, "document_view_id") if view_id else "",
         )
@@ -240,4 +274,4 @@ class Query:
     def entries(self, public_key: str, log_id: int, from_seq_num: int) -> Iterator[StoredEntry]:
         """Raw entries of one log, in seq num order."""
         key = require_hex(public_key, "public_key", PUBLIC_KEY_HEX_LENGTH)
-        return self.materializer.entries(key, log_id, max(from_seq_num, 1))
+        return self.store.entries(key, log_id, max(from_seq_num, 1))

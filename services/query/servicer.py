@@ -12,7 +12,6 @@ from pandanode.query.v1 import query_pb2_grpc as pb_grpc
 from pandanode.services.runtime.errors import abort
 
 from .convert import (
-    BoundedResolver,
     document_to_pb,
     documents_to_pb,
     order_from_pb,
@@ -20,7 +19,7 @@ from .convert import (
     schema_to_pb,
 )
 from .model import MaterializedDocument
-from .service import MAX_RESOLVE_DEPTH, Query
+from .service import Query
 from .watch import WatchKind
 
 __all__ = ["QueryServicer"]
@@ -55,17 +54,11 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     async def _documents_to_pb(
         self, documents: Sequence[MaterializedDocument], resolve_depth: int
     ) -> list[pb.Document]:
-        # Resolving relations reads the store once per distinct related document, and can
-        # take up to max_resolved_documents of them: in a worker thread, off the event loop.
-        depth = min(resolve_depth, MAX_RESOLVE_DEPTH)
-        resolver = BoundedResolver(
-            self._query.resolve,
-            max_documents=self._query.max_resolved_documents,
-            max_bytes=self._query.max_response_bytes,
-        )
+        depth, related = await self._query.resolve_relations(documents, resolve_depth)
         if depth == 0:
-            return documents_to_pb(documents, 0, resolver)
-        return await asyncio.to_thread(documents_to_pb, documents, depth, resolver)
+            return documents_to_pb(documents, 0, related)
+        # Up to max_resolved_documents of them: converted off the event loop too.
+        return await asyncio.to_thread(documents_to_pb, documents, depth, related)
 
     async def _consistent(self, request: Any, context: Any) -> None:
         if request.HasField("consistency"):

@@ -6,6 +6,9 @@ checkpoint, so applying events and advancing past them is atomic). Integers are 
 keys sort numerically; ids are raw bytes (34 per operation id, 32 per public key); a view id is
 the concatenation of its raw operation ids (``view``), so its length tells how many it has.
 
+The module is longer than most because it is the one place that knows the key layout and the
+value codecs below: every read and write of a record sits next to its key's description.
+
 Keys::
 
     E pk log seq            -> op_id ‖ entry length (u16) ‖ entry     raw entries, per log
@@ -510,6 +513,15 @@ class QueryStore(RocksStore, _Reads):
         """Every stored application schema, serialized."""
         for _, value in self._scan(b"S"):
             yield value
+
+    def application_schema(self, schema_id: str) -> bytes | None:
+        """One stored application schema, serialized; None if it is not built."""
+        return self._get(b"S" + schema_id.encode())
+
+    def application_schema_ids(self) -> Iterator[str]:
+        """The ids of every stored application schema, ascending."""
+        for key, _ in self._scan(b"S"):
+            yield key[1:].decode()
 
     def pending_documents(self) -> dict[str, str]:
         """Documents not materialized yet → the schema id they wait for ('' for operations)."""

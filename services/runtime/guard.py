@@ -2,11 +2,15 @@
 
 grpcio decodes a request before any servicer code runs; when the bytes are not a valid
 message (random bytes, a truncated field, invalid UTF-8 in a string field) it logs a traceback
-and answers UNKNOWN. :class:`MalformedRequestGuard` is a server interceptor that wraps every
-handler's request deserializer: a request that does not decode becomes a marker value, and the
-wrapped handler answers it with the rich INVALID_ARGUMENT status of the error boundary before
-the servicer sees it. One mechanism for every service (and the health and reflection services),
+and answers UNKNOWN. :func:`guarded_server` wraps every handler's request deserializer as the
+handler is registered: a request that does not decode becomes a marker value, and the wrapped
+handler answers it with the rich INVALID_ARGUMENT status of the error boundary before the
+servicer sees it. One mechanism for every service (and the health and reflection services),
 so a new method is covered without doing anything.
+
+Handlers are wrapped once, at registration, not by a server interceptor: a ``grpc.aio``
+interceptor is one more coroutine per call before the call is accepted, and under 64 unary
+calls in flight the server then refused streams (RST_STREAM REFUSED_STREAM).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import grpc
@@ -24,16 +28,14 @@ from pandanode.core.errors import InvalidRequestError, Reason
 
 from .errors import abort
 
-__all__ = ["MalformedRequestError", "MalformedRequestGuard", "RateLimitedLog", "guard_handler"]
+__all__ = ["MalformedRequestError", "RateLimitedLog", "guard_handler", "guarded_server"]
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
-    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:
     Handler = grpc.RpcMethodHandler
-    _Interceptor = grpc.aio.ServerInterceptor
 
 _REPORT_INTERVAL: Final = 10.0
 
@@ -227,21 +229,17 @@ def guard_handler(method: str, handler: Handler) -> Handler:
 _REPORTS = RateLimitedLog(log)
 
 
-class MalformedRequestGuard(_Interceptor):
-    """Server interceptor: every handler's request deserializer guarded (built once each)."""
+class _GuardedGeneric(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+    """A generic handler whose handlers come out guarded (each built once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler) -> None:  # type: ignore[type-arg]
+        self._inner = inner
         self._guarded: dict[str, tuple[Handler, Handler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        """Look the handler up, then answer with its guarded twin."""
-        handler = await continuation(handler_call_details)
-        if handler is None:  # unknown method: grpcio answers UNIMPLEMENTED
-            return cast(Handler, None)
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        handler = self._inner.service(handler_call_details)
+        if handler is None:  # not this service's method
+            return None
         method = str(handler_call_details.method)
         cached = self._guarded.get(method)
         if cached is not None and cached[0] is handler:
@@ -249,3 +247,32 @@ class MalformedRequestGuard(_Interceptor):
         guarded = guard_handler(method, handler)
         self._guarded[method] = (handler, guarded)
         return guarded
+
+
+class _GuardedServer:
+    """A ``grpc.aio.Server`` whose registration calls guard every handler."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(
+        self,
+        handlers: Iterable[grpc.GenericRpcHandler],  # type: ignore[type-arg]
+    ) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_GuardedGeneric(h) for h in handlers))
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Handler]) -> None:
+        guarded = {name: guard_handler(f"/{service}/{name}", h) for name, h in handlers.items()}
+        self._server.add_registered_method_handlers(service, guarded)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+
+def guarded_server(server: grpc.aio.Server) -> grpc.aio.Server:
+    """``server``, with the request deserializer of every handler registered on it guarded.
+
+    Register servicers on the returned object (the generated ``add_…_to_server`` functions,
+    health, reflection); everything else is passed through to ``server``.
+    """
+    return cast(grpc.aio.Server, _GuardedServer(server))

@@ -20,7 +20,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EmbeddedNats", "NatsServerError", "find_nats_server", "free_port"]
+__all__ = [
+    "EmbeddedNats",
+    "NatsServerError",
+    "dies_with_parent_prefix",
+    "find_nats_server",
+    "free_port",
+]
 
 
 class NatsServerError(RuntimeError):
@@ -47,7 +53,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _dies_with_parent_prefix() -> list[str]:
+def dies_with_parent_prefix() -> list[str]:
     """A command prefix that kills the child when this process dies (Linux ``setpriv``).
 
     ``preexec_fn`` would do the same in-process, but running Python between fork and exec
@@ -107,7 +113,7 @@ class EmbeddedNats:
         pid_file = self.store_dir / "nats-server.pid"
         _kill_stale_server(pid_file)
         args = [
-            *_dies_with_parent_prefix(),
+            *dies_with_parent_prefix(),
             find_nats_server(),
             "--jetstream",
             "--store_dir",
@@ -168,6 +174,10 @@ class EmbeddedNats:
             self._process.kill()
             self._process.wait()
         self._process = None
+
+    def exited(self) -> bool:
+        """True if the server was started and has exited since (killed, crashed)."""
+        return self._process is not None and self._process.poll() is not None
 
     @property
     def pid(self) -> int | None:

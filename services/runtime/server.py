@@ -6,12 +6,25 @@ from collections.abc import Iterable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from .guard import MalformedRequestGuard
+from .guard import guarded_server
 from .settings import Settings
 
-__all__ = ["GrpcServer"]
+__all__ = ["GrpcServer", "add_reflection"]
+
+
+def add_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> None:
+    """Serve reflection for ``service_names`` (and reflection itself) on ``server``.
+
+    Registered like any servicer, so a :func:`~.guard.guarded_server` guards it too
+    (``enable_server_reflection`` would pick the synchronous servicer for a wrapped server).
+    """
+    names = [*service_names, reflection.SERVICE_NAME]
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(names),  # type: ignore[attr-defined]
+        server,
+    )
 
 
 class GrpcServer:
@@ -23,14 +36,19 @@ class GrpcServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.server = grpc.aio.server(
-            interceptors=[MalformedRequestGuard()],
-            options=[
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
-                ("grpc.max_send_message_length", settings.max_message_bytes),
-                ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
-                ("grpc.so_reuseport", 0),
-            ],
+        self.server = guarded_server(
+            grpc.aio.server(
+                options=[
+                    ("grpc.max_receive_message_length", settings.max_message_bytes),
+                    ("grpc.max_send_message_length", settings.max_message_bytes),
+                    ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+                    # grpc's overload protection counts streams the event loop has not
+                    # released yet and answers REFUSED_STREAM (UNAVAILABLE) below the limit;
+                    # past max_concurrent_streams clients queue instead.
+                    ("grpc.http.overload_protection", 0),
+                    ("grpc.so_reuseport", 0),
+                ],
+            )
         )
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -45,9 +63,7 @@ class GrpcServer:
 
     async def start(self) -> str:
         """Bind and start; returns the address actually bound (``host:port``)."""
-        reflection.enable_server_reflection(
-            [*self._service_names, reflection.SERVICE_NAME], self.server
-        )
+        add_reflection(self.server, self._service_names)
         self.port = self.server.add_insecure_port(self.settings.listen)
         if self.port == 0:
             raise OSError(f"could not bind gRPC server to {self.settings.listen}")

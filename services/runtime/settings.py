@@ -20,6 +20,7 @@ from typing import Any
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError"]
 
 ENV_PREFIX = "PANDANODE_"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class SettingsError(ValueError):
@@ -142,6 +143,10 @@ class Settings:
                 raise SettingsError(
                     f"setting lan_interface must be an IPv4 address, got {self.lan_interface!r}"
                 ) from None
+        if self.log_level.upper() not in _LOG_LEVELS:
+            raise SettingsError(
+                f"setting log_level must be one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}"
+            )
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.query_durable):
             raise SettingsError(
                 "setting query_durable must be 1 to 64 letters, digits, '_' or '-' (a JetStream "

@@ -81,7 +81,9 @@ def test_figures_are_positive(smoke: tuple[dict[str, Any], str, Path]) -> None:
             if metric["baseline"] is not None:
                 assert metric["ratio"] is not None and metric["ratio"] > 0, f"{name} {metric}"
         for series, stats in scenario["latencies_ms"].items():
-            assert stats["count"] > 0 and stats["p50"] > 0, f"{name} {series}"
+            # Not > 0: a watcher can see an early entry of a batch before the batch's answer
+            # reaches the publisher, so "Publish OK → seen" may be negative.
+            assert stats["count"] > 0 and math.isfinite(stats["p50"]), f"{name} {series}"
             assert stats["p50"] <= stats["p99"] <= stats["max"], f"{name} {series}"
 
 
@@ -138,3 +140,16 @@ def test_charts_are_written(smoke: tuple[dict[str, Any], str, Path]) -> None:
 def test_a_results_file_renders_the_printed_tables(smoke: tuple[dict[str, Any], str, Path]) -> None:
     results, stdout, _ = smoke
     assert render_tables(*from_json(results)) in stdout
+
+
+def test_nostr_relay_is_compared_with_unary_publish_or_skipped_with_how_to_install(
+    smoke: tuple[dict[str, Any], str, Path],
+) -> None:
+    nostr = _by_name(smoke[0])["baseline.nostr_relay"]
+    if nostr["status"] == "skipped":
+        assert ".venv-bench" in nostr["reason"] and "make bench" in nostr["reason"]
+        return
+    keys = {m["row"] + "/" + m["column"] for m in nostr["metrics"]}
+    assert {"nostr-relay c=1/events/s", "nostr-relay c=1/p99 ms"} <= keys
+    # ingest.unary.short_logs runs before it in the same run.
+    assert "pandanode Publish c=1 ÷ nostr-relay/events/s" in keys

@@ -272,7 +272,7 @@ async def test_watch_prints_existing_documents_then_changes_and_stops_at_its_lim
     first = await author.create(schema_id, {"title": "first", "likes": 0})
     await author.get_document(first.document_id, after=first)
     assert node.query is not None
-    listeners = len(node.query._listeners)
+    listeners = node.query.listener_count
 
     watching = await watch(cli_env, schema_id, "--filter", "likes<10", "--limit", "3")
     try:
@@ -301,7 +301,7 @@ async def test_watch_prints_existing_documents_then_changes_and_stops_at_its_lim
             await watching.process.wait()
 
     deadline = time.monotonic() + CLI_DEADLINE
-    while len(node.query._listeners) != listeners:  # the node dropped the watch
+    while node.query.listener_count != listeners:  # the node dropped the watch
         assert time.monotonic() < deadline, "the node kept the watch of an ended CLI"
         await asyncio.sleep(0.01)  # poll
 

@@ -51,7 +51,7 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = DEAD
 def watches_on(node: Node) -> int:
     """How many listeners the node's materializer has (one per open watch, plus its own)."""
     assert node.query is not None
-    return len(node.query._listeners)
+    return node.query.listener_count
 
 
 async def next_change(changes: Any) -> Change:

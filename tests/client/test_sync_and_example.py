@@ -52,14 +52,14 @@ def sync_reads(address: str) -> tuple[list[str], list[str], list[str], str]:
 
 async def test_the_sync_client_lists_pages_and_watches(node: Node) -> None:
     assert node.query is not None
-    listeners = len(node.query._listeners)
+    listeners = node.query.listener_count
     listed, paged, kinds, first = await asyncio.to_thread(sync_reads, node.address)
     assert listed == ["6", "5", "4", "3", "2", "1", "0"]
     assert paged == ["0,1,2", "3,4,5", "6"]
     assert kinds == ["existing", "existing", "caught_up"]
     assert first == "0"
     deadline = time.monotonic() + 10
-    while len(node.query._listeners) != listeners:  # the node dropped the watch
+    while node.query.listener_count != listeners:  # the node dropped the watch
         assert time.monotonic() < deadline, "the node kept the watch of a closed sync iterator"
         await asyncio.sleep(0.01)  # poll
 

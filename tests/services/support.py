@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import nats
@@ -20,6 +21,7 @@ from pandanode.core import (
     sign_and_encode_entry,
 )
 from pandanode.ingest.v1 import ingest_pb2 as pb
+from pandanode.services.check import check_data_dir, format_report
 from pandanode.services.runtime.events import (
     OPERATIONS_INGESTED,
     STREAM_NAME,
@@ -27,6 +29,13 @@ from pandanode.services.runtime.events import (
 )
 
 T = TypeVar("T")
+
+
+async def assert_checks_clean(data_dir: Path, *, nats_url: str | None = None) -> None:
+    """Run ``pandanode check``'s checks on a stopped node's data directory; fail on a violation."""
+    report = await check_data_dir(data_dir, nats_url=nats_url)
+    assert report.ok, format_report(report, data_dir)
+    assert report.counts.get("entries", 0) > 0
 
 
 async def eventually(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,14 +18,25 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from pandanode.client import Client
+from pandanode.client._endpoints import EndpointChannel
 from pandanode.core import KeyPair
+from pandanode.discovery.v1 import discovery_pb2, discovery_pb2_grpc
 from pandanode.ingest.v1 import ingest_pb2 as pb
 from pandanode.ingest.v1 import ingest_pb2_grpc
+from pandanode.node.v1 import node_pb2, node_pb2_grpc
+from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 from pandanode.services.runtime.settings import Settings
 
-from .support import FieldDefinitionLog, announced_operation_ids, eventually
+from .ingest.helpers import rejection_of
+from .support import (
+    FieldDefinitionLog,
+    announced_operation_ids,
+    assert_checks_clean,
+    eventually,
+)
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 
@@ -60,9 +74,15 @@ class NodeProcess:
         await eventually(serving, timeout=timeout, what=f"node serving on {address}")
 
     def kill(self) -> None:
+        """SIGKILL the node; wait until its child processes (killed with it) are gone too."""
         assert self.process is not None
+        children = list(children_of(self.process.pid).values())
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in children):
+            assert time.monotonic() < deadline, f"children {children} outlived the node"
+            time.sleep(0.01)  # poll: the kernel delivers their parent-death signal
 
     def terminate(self, timeout: float = 30.0) -> int:
         assert self.process is not None
@@ -198,6 +218,9 @@ async def test_kill_9_while_streaming_loses_no_acknowledged_entry(tmp_path: Path
         if process.process is not None and process.process.poll() is None:
             process.kill()
 
+    # As the kill left it: what was not announced yet is in the outbox, nothing is damaged.
+    await assert_checks_clean(data_dir)
+
     # Restart on the same data directory, in-process this time, to look inside.
     async with Node(Settings(data_dir=data_dir, listen="127.0.0.1:0")) as node:
         async with grpc.aio.insecure_channel(node.address) as channel:
@@ -221,3 +244,429 @@ async def test_kill_9_while_streaming_loses_no_acknowledged_entry(tmp_path: Path
 
         ids = await eventually(all_announced, timeout=30, what="every stored entry announced")
         assert sorted(ids) == sorted(stored), "the stream must hold exactly one event per entry"
+
+    # Stopped again: every entry, log, index, event and view of the data directory holds up.
+    await assert_checks_clean(data_dir)
+
+
+# -- one OS process per service (`pandanode up` supervises them) --------------------------------
+
+
+def children_of(pid: int) -> dict[str, int]:
+    """The child processes of ``pid`` by role: ingest, query, discovery, nats-server."""
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
+            continue
+        if any(part.endswith(b"nats-server") for part in cmdline):
+            found["nats-server"] = int(entry.name)
+        elif b"serve" in cmdline:
+            found[cmdline[cmdline.index(b"serve") + 1].decode()] = int(entry.name)
+    return found
+
+
+async def gone(pids: list[int]) -> None:
+    """Wait until none of ``pids`` runs any more."""
+
+    async def all_gone() -> bool:
+        return not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+    await eventually(all_gone, what=f"processes {pids} gone")
+
+
+async def health_of(address: str, service: str = "") -> int:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+        except grpc.aio.AioRpcError:
+            return -1
+        return int(response.status)
+
+
+async def document_of(address: str, document_id: str) -> query_pb2.GetDocumentResponse | None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = query_pb2_grpc.QueryServiceStub(channel)
+        try:
+            return await stub.GetDocument(
+                query_pb2.GetDocumentRequest(document_id=document_id), timeout=2
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+                return None
+            raise
+
+
+@pytest.fixture
+async def up(tmp_path: Path) -> AsyncIterator[tuple[NodeProcess, str, Path]]:
+    """``pandanode up`` as a subprocess: the process, its public address, its data directory."""
+    data_dir = tmp_path / "data"
+    address = f"127.0.0.1:{free_port()}"
+    process = NodeProcess(
+        ["up", "--data-dir", str(data_dir), "--listen", address, "--no-lan-discovery"]
+    )
+    process.start()
+    try:
+        await process.wait_serving(address)
+        yield process, address, data_dir
+    finally:
+        if process.process is not None and process.process.poll() is None:
+            pids = list(children_of(process.process.pid).values())
+            process.kill()
+            await gone(pids)
+
+
+async def test_pandanode_up_runs_nats_and_each_service_in_its_own_process(
+    up: tuple[NodeProcess, str, Path],
+) -> None:
+    process, _, _ = up
+    assert process.process is not None
+    children = children_of(process.process.pid)
+    assert set(children) == {"nats-server", "ingest", "query", "discovery"}
+    assert len(set(children.values())) == 4
+    assert process.process.pid not in children.values()
+
+
+async def test_every_service_answers_through_the_public_address(
+    up: tuple[NodeProcess, str, Path],
+) -> None:
+    _, address, _ = up
+    author = FieldDefinitionLog(KeyPair(), log_id=0)
+    async with grpc.aio.insecure_channel(address) as channel:
+        reflection_stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        call = reflection_stub.ServerReflectionInfo()
+        await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+        listed = await call.read()
+        await call.done_writing()
+        names = {service.name for service in listed.list_services_response.service}
+        assert {
+            "pandanode.ingest.v1.IngestService",
+            "pandanode.query.v1.QueryService",
+            "pandanode.discovery.v1.DiscoveryService",
+            "pandanode.node.v1.NodeService",
+            "grpc.health.v1.Health",
+        } <= names
+        ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+        published = await ingest.Publish(author.entry(1), timeout=10)  # unary
+        assert published.next_args.seq_num == 2
+        pages = [
+            page
+            async for page in ingest.ReadLog(  # server streaming
+                pb.ReadLogRequest(public_key=author.key_pair.public_key(), log_id=0)
+            )
+        ]
+        assert [entry.seq_num for page in pages for entry in page.entries] == [1]
+        streamed = [
+            response
+            async for response in ingest.PublishStream(  # bidirectional streaming
+                iter([pb.PublishStreamRequest(items=[author.entry(2)])])
+            )
+        ]
+        assert streamed[0].results[0].HasField("ok")
+        # A rejection keeps its status code and its ErrorInfo reason through the hop.
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await ingest.Publish(pb.PublishRequest(entry=b"\x00not an entry", operation=b""))
+        assert rejection_of(raised.value).code == grpc.StatusCode.INVALID_ARGUMENT
+        assert rejection_of(raised.value).reason
+        node_info = await discovery_pb2_grpc.DiscoveryServiceStub(channel).GetNodeInfo(
+            discovery_pb2.GetNodeInfoRequest()
+        )
+        assert node_info.address == address, "discovery advertises the public address"
+        endpoints = await node_pb2_grpc.NodeServiceStub(channel).GetEndpoints(
+            node_pb2.GetEndpointsRequest()
+        )
+        assert set(endpoints.endpoints) == {
+            "pandanode.ingest.v1.IngestService",
+            "pandanode.query.v1.QueryService",
+            "pandanode.discovery.v1.DiscoveryService",
+        }
+        assert address not in endpoints.endpoints.values()
+    document = await eventually(
+        lambda: document_of(address, author.hashes[1]), what="the document materialized"
+    )
+    assert document.document.document_id == author.hashes[1]
+    for service in ("", *endpoints.endpoints):
+        assert await health_of(address, service) == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_killed_child_is_restarted_and_the_node_serves_again(
+    up: tuple[NodeProcess, str, Path],
+) -> None:
+    process, address, data_dir = up
+    assert process.process is not None
+    old = children_of(process.process.pid)["ingest"]
+    os.kill(old, signal.SIGKILL)
+
+    async def restarted() -> int | None:
+        pid = children_of(process.process.pid).get("ingest")  # type: ignore[union-attr]
+        return pid if pid is not None and pid != old else None
+
+    await eventually(restarted, timeout=30, what="a new ingest process")
+    await process.wait_serving(address)
+    author = FieldDefinitionLog(KeyPair(), log_id=3)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        response = await stub.Publish(author.entry(1), timeout=10)
+    assert response.next_args.seq_num == 2
+    pids = list(children_of(process.process.pid).values())
+    assert process.terminate() == 0
+    output = process.output()
+    assert "ingest exited with -9; restarting" in output
+    await gone(pids)
+    await assert_checks_clean(data_dir)
+
+
+async def test_health_says_not_serving_while_a_child_is_down(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    address = f"127.0.0.1:{free_port()}"
+    process = NodeProcess(
+        ["up", "--data-dir", str(data_dir), "--listen", address, "--no-lan-discovery"]
+    )
+    process.start()
+    assert process.process is not None
+    try:
+        await process.wait_serving(address)
+        query = children_of(process.process.pid)["query"]
+        os.kill(query, signal.SIGSTOP)  # hung, not dead: the supervisor's health check sees it
+
+        async def not_serving() -> bool:
+            status = await health_of(address, "pandanode.query.v1.QueryService")
+            overall = await health_of(address)
+            return bool(status == overall == health_pb2.HealthCheckResponse.NOT_SERVING)
+
+        await eventually(not_serving, timeout=30, what="NOT_SERVING for a stopped query process")
+        assert await health_of(address, "pandanode.ingest.v1.IngestService") == (
+            health_pb2.HealthCheckResponse.SERVING
+        )
+        os.kill(query, signal.SIGCONT)
+        await process.wait_serving(address)
+    finally:
+        pids = list(children_of(process.process.pid).values())
+        assert process.terminate() == 0
+        await gone(pids)
+
+
+async def test_a_killed_nats_server_is_restarted_and_later_publishes_are_materialized(
+    up: tuple[NodeProcess, str, Path],
+) -> None:
+    process, address, data_dir = up
+    assert process.process is not None
+    old = children_of(process.process.pid)["nats-server"]
+    os.kill(old, signal.SIGKILL)
+
+    async def restarted() -> int | None:
+        pid = children_of(process.process.pid).get("nats-server")  # type: ignore[union-attr]
+        return pid if pid is not None and pid != old else None
+
+    await eventually(restarted, timeout=30, what="a new nats-server")
+    await process.wait_serving(address, timeout=60)
+    author = FieldDefinitionLog(KeyPair(), log_id=5)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        await stub.Publish(author.entry(1), timeout=10)
+    document = await eventually(
+        lambda: document_of(address, author.hashes[1]),
+        timeout=30,
+        what="the document published after the restart materialized",
+    )
+    assert document.document.document_id == author.hashes[1]
+    pids = list(children_of(process.process.pid).values())
+    assert process.terminate() == 0
+    assert "nats-server exited; restarting" in process.output()
+    await gone(pids)
+    await assert_checks_clean(data_dir)
+
+
+async def test_killing_the_ingest_process_while_streaming_loses_no_acknowledged_entry(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    address = f"127.0.0.1:{free_port()}"
+    process = NodeProcess(
+        ["up", "--data-dir", str(data_dir), "--listen", address, "--no-lan-discovery"]
+    )
+    process.start()
+    assert process.process is not None
+    await process.wait_serving(address)
+    ingest_pid = children_of(process.process.pid)["ingest"]
+    authors = [FieldDefinitionLog(KeyPair(), log_id=log_id) for log_id in range(4)]
+    acknowledged: set[str] = set()
+    killed = asyncio.Event()
+
+    async def requests() -> AsyncIterator[pb.PublishStreamRequest]:
+        for seq_num in range(1, 2001):
+            yield pb.PublishStreamRequest(items=[author.entry(seq_num) for author in authors])
+            if killed.is_set():
+                return
+
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+            try:
+                async for response in stub.PublishStream(requests()):
+                    for result in response.results:
+                        assert result.HasField("ok"), result.error
+                        acknowledged.add(result.ok.operation_id)
+                    if len(acknowledged) >= 1200 and not killed.is_set():
+                        os.kill(ingest_pid, signal.SIGKILL)
+                        killed.set()
+            except grpc.aio.AioRpcError as err:
+                assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN)
+        assert killed.is_set(), "the stream ended before the ingest process was killed"
+        await process.wait_serving(address)
+    finally:
+        pids = list(children_of(process.process.pid).values())
+        assert process.terminate() == 0
+        await gone(pids)
+    await assert_checks_clean(data_dir)
+
+    async with Node(Settings(data_dir=data_dir, listen="127.0.0.1:0")) as node:
+        async with grpc.aio.insecure_channel(node.address) as channel:
+            stub = ingest_pb2_grpc.IngestServiceStub(channel)
+            stored: set[str] = set()
+            for author in authors:
+                seq_nums = []
+                async for page in stub.ReadLog(
+                    pb.ReadLogRequest(public_key=author.key_pair.public_key(), log_id=author.log_id)
+                ):
+                    for entry in page.entries:
+                        seq_nums.append(entry.seq_num)
+                        stored.add(author.hashes[entry.seq_num])
+                assert seq_nums == list(range(1, len(seq_nums) + 1)), "the log has a hole"
+        assert acknowledged <= stored, "an acknowledged entry was lost"
+
+        async def all_announced() -> list[str] | None:
+            ids = await announced_operation_ids(node.nats_url)
+            return ids if len(set(ids)) >= len(stored) else None
+
+        ids = await eventually(all_announced, timeout=30, what="every stored entry announced")
+        assert set(ids) == stored
+    await assert_checks_clean(data_dir)
+
+
+async def test_the_python_client_dials_each_service_directly(
+    up: tuple[NodeProcess, str, Path],
+) -> None:
+    _, address, _ = up
+    async with Client.connect(address, key_pair=KeyPair()) as client:
+        channel = client._shared.channel
+        assert isinstance(channel, EndpointChannel)
+        endpoints = await channel.resolve()
+        assert set(endpoints) == {
+            "pandanode.ingest.v1.IngestService",
+            "pandanode.query.v1.QueryService",
+            "pandanode.discovery.v1.DiscoveryService",
+        }
+        assert address not in endpoints.values()
+        assert channel.channel_for("/pandanode.ingest.v1.IngestService/Publish") is not (
+            channel.channel_for("/grpc.health.v1.Health/Check")
+        )
+        schema_id = await client.create_schema("venue", "A place", {"name": "str"})
+        assert schema_id
+
+
+async def test_the_python_client_falls_back_to_one_address_without_endpoints(node: Node) -> None:
+    async with Client.connect(node.address, key_pair=KeyPair()) as client:
+        channel = client._shared.channel
+        assert isinstance(channel, EndpointChannel)
+        assert await channel.resolve() == {}
+        schema_id = await client.create_schema("venue", "A place", {"name": "str"})
+        assert schema_id
+
+
+# -- one-line errors a new user meets ------------------------------------------------------------
+
+
+def run_pandanode(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PANDANODE, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+async def test_a_second_up_on_a_data_directory_in_use_refuses_with_one_line(
+    up: tuple[NodeProcess, str, Path],
+) -> None:
+    process, address, data_dir = up
+    assert process.process is not None
+    nats_before = children_of(process.process.pid)["nats-server"]
+    result = await asyncio.to_thread(
+        run_pandanode, "up", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{free_port()}"
+    )
+    assert_one_line_error(result, "in use", str(data_dir))
+    assert children_of(process.process.pid)["nats-server"] == nats_before, "NATS was touched"
+    await process.wait_serving(address)
+
+
+async def test_a_busy_port_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = await asyncio.to_thread(
+            run_pandanode, "up", "--data-dir", str(tmp_path), "--listen", f"127.0.0.1:{port}"
+        )
+    assert_one_line_error(result, f"127.0.0.1:{port}")
+
+
+async def test_an_unknown_log_level_is_a_one_line_error(tmp_path: Path) -> None:
+    result = await asyncio.to_thread(
+        run_pandanode, "up", "--data-dir", str(tmp_path), "--log-level", "verbose"
+    )
+    assert_one_line_error(result, "log_level", "verbose")
+
+
+async def test_serving_a_service_whose_store_is_in_use_is_a_one_line_error(
+    node: Node, nats_server: EmbeddedNats
+) -> None:
+    result = await asyncio.to_thread(
+        run_pandanode,
+        "serve",
+        "ingest",
+        "--nats",
+        nats_server.url,
+        "--data-dir",
+        str(node.data_dir),
+        "--listen",
+        "127.0.0.1:0",
+        "--log-level",
+        "ERROR",
+    )
+    assert_one_line_error(result, "ingest")
+
+
+async def test_a_part_that_keeps_dying_stops_the_node_with_a_non_zero_exit(
+    up: tuple[NodeProcess, str, Path],
+) -> None:
+    process, _, _ = up
+    assert process.process is not None
+    killed: set[int] = set()
+
+    async def exited() -> bool:
+        assert process.process is not None
+        pid = children_of(process.process.pid).get("query")
+        if pid is not None and pid not in killed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+        return process.process.poll() is not None
+
+    await eventually(exited, timeout=120, what="the node giving up on query")
+    assert process.process.returncode != 0
+    assert len(killed) > 1
+    assert "query exited with -9" in process.output()

@@ -43,12 +43,15 @@ def test_a_node_key_written_by_hand_or_by_aquadoggo_is_used(tmp_path: Path) -> N
     key_pair = KeyPair()
     path = tmp_path / "node.key"
     path.write_text(key_pair.private_key() + "\n")
-    assert load_or_create_node_key(path).public_key() == key_pair.public_key()
+    with pytest.warns(UserWarning, match="accessible by others"):  # written with mode 0644
+        loaded = load_or_create_node_key(path)
+    assert loaded.public_key() == key_pair.public_key()
 
 
 def test_a_node_key_file_without_a_key_is_a_clear_error_not_replaced(tmp_path: Path) -> None:
     path = tmp_path / "node.key"
     path.write_text("not a key")
+    path.chmod(0o600)
     with pytest.raises(NodeKeyError, match="does not hold a node key"):
         load_or_create_node_key(path)
     assert path.read_text() == "not a key"

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
 from nats.js import JetStreamContext
 
 from pandanode.ingest.v1 import ingest_pb2 as pb
+from pandanode.ingest.v1 import ingest_pb2_grpc
+from pandanode.services.node import Node
+from pandanode.services.runtime.settings import Settings
 
 from .helpers import (
     FIELD_DEFINITION,
@@ -168,3 +172,22 @@ async def test_two_streams_racing_with_the_same_log_both_get_ok_for_every_entry(
     entries = await read_log(ingest, log[0].public_key, 0)
     assert [e.entry for e in entries] == [s.entry for s in log]
     await wait_for_stream_count(js, len(log))
+
+
+async def test_more_calls_in_flight_than_max_concurrent_streams_queue_instead_of_being_refused(
+    tmp_path: Path,
+) -> None:
+    # grpc's HTTP/2 overload protection counted streams the busy event loop had not yet
+    # released and refused new ones (RST_STREAM REFUSED_STREAM → UNAVAILABLE) well below the
+    # advertised limit; beyond the limit a client must wait, not fail.
+    settings = Settings(data_dir=tmp_path / "data", listen="127.0.0.1:0", max_concurrent_streams=4)
+    async with Node(settings) as node, grpc.aio.insecure_channel(node.address) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        authors = [Author() for _ in range(200)]
+        answers = await asyncio.gather(
+            *(
+                stub.NextArgs(pb.NextArgsRequest(public_key=a.key_pair.public_key()), timeout=60)
+                for a in authors
+            )
+        )
+    assert [answer.next_args.seq_num for answer in answers] == [1] * len(authors)

@@ -21,7 +21,12 @@ from pandanode.services.runtime.bus import Bus, InMemoryBus, NatsBus, connect_bu
 from pandanode.services.runtime.events import OPERATIONS_INGESTED, parse_operations_ingested
 from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 from pandanode.services.runtime.settings import Settings
-from tests.services.support import FieldDefinitionLog, announced_operation_ids, eventually
+from tests.services.support import (
+    FieldDefinitionLog,
+    announced_operation_ids,
+    assert_checks_clean,
+    eventually,
+)
 from tests.services.test_node import NodeProcess
 
 
@@ -291,6 +296,7 @@ async def test_kill_9_while_nats_is_down_loses_no_event_and_repeats_none(tmp_pat
         ids = await eventually(all_announced, what="every acknowledged entry announced")
         assert ids == [author.hashes[seq_num] for seq_num in range(1, 9)]
         assert process.terminate() == 0
+        await assert_checks_clean(tmp_path / "data", nats_url=nats_server.url)
     finally:
         if process.process is not None and process.process.poll() is None:
             process.kill()

@@ -17,6 +17,7 @@ from pandanode.ingest.v1 import ingest_pb2 as pb
 from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceStub
 from pandanode.services.node import Node
 from pandanode.services.runtime.settings import Settings
+from tests.services.support import assert_checks_clean
 
 from .helpers import (
     FIELD_DEFINITION,
@@ -98,6 +99,7 @@ async def test_restarted_node_keeps_every_entry_and_continues_every_log(
         assert len({e.payload.operation_id for e in events}) == count + 3
         announced = [e.payload.operation_id for e in events[-3:]]
         assert announced == [more.hash, edit.hash, other.hash]
+    await assert_checks_clean(settings.data_dir)
 
 
 async def test_schema_definition_waiting_for_a_field_before_a_restart_completes_after_it(
@@ -125,3 +127,4 @@ async def test_schema_definition_waiting_for_a_field_before_a_restart_completes_
         await publish(second.ingest, late)
         response = await publish(second.ingest, document)
         assert response.document_id == document.hash
+    await assert_checks_clean(settings.data_dir)

@@ -184,7 +184,7 @@ async def test_watch_sees_existing_documents_then_each_change_once_in_order(
         qpb.GetDocumentRequest(document_id=first.document_id, consistency=until(first.operation_id))
     )
     assert node.query is not None
-    listeners_before = len(node.query._listeners)
+    listeners_before = node.query.listener_count
     call = query.WatchDocuments(qpb.WatchDocumentsRequest(schema_id=schema_id))
     stream = call.__aiter__()
     pending: list[qpb.DocumentChange] = []
@@ -217,7 +217,7 @@ async def test_watch_sees_existing_documents_then_each_change_once_in_order(
     call.cancel()
 
     async def released() -> bool:
-        return len(node.query._listeners) == listeners_before  # type: ignore[union-attr]
+        return node.query.listener_count == listeners_before  # type: ignore[union-attr]
 
     assert await eventually(released, what="the watch's listener to be removed")
 

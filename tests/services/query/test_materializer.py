@@ -16,7 +16,8 @@ from pandanode.core.ids import DocumentViewId
 from pandanode.core.operation import FieldValue
 from pandanode.services.node import Node
 from pandanode.services.query.materializer import Materializer
-from pandanode.services.query.model import ChangeKind
+from pandanode.services.query.model import ChangeKind, MaterializedDocument
+from pandanode.services.query.reads import Blob, StoredSchemas, read_blob, read_view
 from tests.services.ingest.helpers import (
     SCHEMA_DEFINITION,
     Author,
@@ -46,6 +47,21 @@ def query(node: Node) -> Materializer:
     return node.query
 
 
+def stored_schemas(node: Node) -> StoredSchemas:
+    """The schemas the node's materializer committed, read as the query service reads them."""
+    return StoredSchemas(query(node).store)
+
+
+def stored_view(node: Node, view_id: str) -> MaterializedDocument | None:
+    """A view from the node's query store, read as the query service reads it."""
+    return read_view(query(node).store, stored_schemas(node), view_id)
+
+
+def stored_blob(node: Node, *, document_id: str = "", view_id: str = "") -> Blob | None:
+    """An assembled blob from the node's query store, read as the query service reads it."""
+    return read_blob(query(node).store, document_id=document_id, view_id=view_id)
+
+
 async def materialized(node: Node, *signed: Signed) -> None:
     """Wait until every one of these operations is materialized."""
     for item in signed:
@@ -61,36 +77,36 @@ async def test_create_update_delete_chain_gives_each_view(
     await publish(ingest, created)
     await materialized(node, created)
 
-    document = query(node).document(created.hash)
+    document = query(node).store.document(created.hash)
     assert document is not None
     assert (document.document_id, document.view_id) == (created.hash, created.hash)
     assert (document.schema_id, document.owner) == (schema_id, alice.public_key)
     assert (document.edited, document.deleted) == (False, False)
     assert document.fields == NOTE
     assert document.appendable
-    assert query(node).is_operation_materialized(created.hash)
+    assert query(node).store.is_folded(created.hash)
 
     renamed = alice.update(schema_id, created.hash, [created.hash], {"title": "Big panda"})
     await publish(ingest, renamed)
     await materialized(node, renamed)
-    document = query(node).document(created.hash)
+    document = query(node).store.document(created.hash)
     assert document is not None
     assert document.view_id == renamed.hash and document.edited and not document.deleted
     assert document.fields == {**NOTE, "title": "Big panda"}
     # The first view is still there, built on demand from the stored operations.
-    first = query(node).view(created.hash)
+    first = stored_view(node, created.hash)
     assert first is not None and first.fields == NOTE and first.view_id == created.hash
 
     deleted = alice.delete(schema_id, created.hash, [renamed.hash])
     await publish(ingest, deleted)
     await materialized(node, deleted)
-    document = query(node).document(created.hash)
+    document = query(node).store.document(created.hash)
     assert document is not None
     assert document.view_id == deleted.hash and document.deleted and document.edited
     assert document.fields == {}
-    assert all(query(node).is_operation_materialized(s.hash) for s in (created, renamed, deleted))
-    assert [d.document_id for d in query(node).documents(schema_id)] == [created.hash]
-    assert query(node).is_operation_materialized(deleted.hash)
+    assert all(query(node).store.is_folded(s.hash) for s in (created, renamed, deleted))
+    assert [d.document_id for d in query(node).store.documents(schema_id)] == [created.hash]
+    assert query(node).store.is_folded(deleted.hash)
 
 
 async def test_concurrent_branches_of_two_authors_then_a_merge(
@@ -106,7 +122,7 @@ async def test_concurrent_branches_of_two_authors_then_a_merge(
     await publish_batches(ingest, [[by_alice, by_bob]])
     await materialized(node, by_alice, by_bob)
 
-    document = query(node).document(created.hash)
+    document = query(node).store.document(created.hash)
     assert document is not None
     # Spec §6.2: with two branches the lower id is walked first, the higher one wins.
     winner = max(by_alice, by_bob, key=lambda signed: signed.hash)
@@ -120,14 +136,12 @@ async def test_concurrent_branches_of_two_authors_then_a_merge(
     merge = carol.update(schema_id, created.hash, [by_alice.hash, by_bob.hash], {"public": False})
     await publish(ingest, merge)
     await materialized(node, merge)
-    document = query(node).document(created.hash)
+    document = query(node).store.document(created.hash)
     assert document is not None
     assert document.view_id == merge.hash
     assert reference.fields is not None
     assert document.fields == {**reference.fields, "public": False}
-    assert all(
-        query(node).is_operation_materialized(s.hash) for s in (created, by_alice, by_bob, merge)
-    )
+    assert all(query(node).store.is_folded(s.hash) for s in (created, by_alice, by_bob, merge))
 
 
 async def test_three_way_fork_follows_the_reference_walk_not_the_highest_id(
@@ -144,7 +158,7 @@ async def test_three_way_fork_follows_the_reference_walk_not_the_highest_id(
     await publish_batches(ingest, [forks])
     await materialized(node, *forks)
 
-    document = query(node).document(created.hash)
+    document = query(node).store.document(created.hash)
     assert document is not None
     # A → {B, C, D} with B < C < D walks A, B, D, C: the middle id is applied last.
     middle = sorted(forks, key=lambda signed: signed.hash)[1]
@@ -162,25 +176,25 @@ async def test_a_schema_is_built_from_its_definition_and_used(
     )
     definition_id = schema_id.split("_", 1)[1]
     assert await query(node).wait_for_view(definition_id, 15)
-    schema = query(node).schema(schema_id)
+    schema = stored_schemas(node).get(schema_id)
     assert schema is not None
     assert (schema.name, schema.description) == ("event", "Events")
     assert {name: str(t) for name, t in schema.fields.items()} == {
         "title": "str",
         "venue": "relation(blob_v1)",
     }
-    assert schema_id in [str(s.id) for s in query(node).schemas()]
-    assert len(query(node).schemas()) == 5  # the four system schemas and this one
+    assert schema_id in [str(s.id) for s in stored_schemas(node).all()]
+    assert len(stored_schemas(node).all()) == 5  # the four system schemas and this one
 
     venue = Relation("0020" + "cd" * 32)
     party = alice.create(schema_id, {"title": "Party", "venue": venue})
     await publish(ingest, party)
     await materialized(node, party)
-    assert [d.fields for d in query(node).documents(schema_id)] == [
+    assert [d.fields for d in query(node).store.documents(schema_id)] == [
         {"title": "Party", "venue": venue}
     ]
     # The field definitions a definition pins are stored as pinned views.
-    definition = query(node).document(definition_id)
+    definition = query(node).store.document(definition_id)
     assert definition is not None and definition.schema_id == SCHEMA_DEFINITION
     listed = definition.fields["fields"]
     assert isinstance(listed, PinnedRelationList)
@@ -195,9 +209,9 @@ async def test_a_schema_is_built_from_its_definition_and_used(
     renamed = alice.update(SCHEMA_DEFINITION, definition_id, [definition_id], {"fields": fields})
     await publish(ingest, renamed)
     await materialized(node, renamed)
-    new_schema = query(node).schema(f"event_{renamed.hash}")
+    new_schema = stored_schemas(node).get(f"event_{renamed.hash}")
     assert new_schema is not None and set(new_schema.fields) == {"day", "title", "venue"}
-    assert query(node).schema(schema_id) == schema
+    assert stored_schemas(node).get(schema_id) == schema
 
 
 async def test_pinned_views_are_stored_also_when_the_target_arrives_later(
@@ -226,11 +240,11 @@ async def test_pinned_views_are_stored_also_when_the_target_arrives_later(
 
     pinned = query(node).store.pinned_view(first.hash)
     assert pinned is not None and pinned.fields == {"title": "v1"}
-    assert query(node).view(first.hash) == pinned
-    current = query(node).document(first.hash)
+    assert stored_view(node, first.hash) == pinned
+    current = query(node).store.document(first.hash)
     assert current is not None and current.fields == {"title": "v2"}
     assert query(node).store.pending_views() == [later.hash]
-    assert query(node).view(later.hash) is None
+    assert stored_view(node, later.hash) is None
 
     await publish(ingest, later)
     assert await query(node).wait_for_view(later.hash, 15)
@@ -258,16 +272,16 @@ async def test_a_blob_of_several_pieces_is_assembled_byte_for_byte(
     for signed in (pieces[0], pieces[1], blob):
         await publish(ingest, signed)
     await materialized(node, blob)
-    assert query(node).blob(document_id=blob.hash) is None
+    assert stored_blob(node, document_id=blob.hash) is None
     assert query(node).store.pending_blobs() == {blob.hash: [pieces[2].hash]}
 
     await publish(ingest, pieces[2])
     await materialized(node, pieces[2])
-    found = query(node).blob(document_id=blob.hash)
+    found = stored_blob(node, document_id=blob.hash)
     assert found is not None
     assert (found.mime_type, found.length, found.view_id) == ("image/png", len(data), blob.hash)
     assert b"".join(found.chunks) == data
-    by_view = query(node).blob(view_id=blob.hash)
+    by_view = stored_blob(node, view_id=blob.hash)
     assert by_view is not None and b"".join(by_view.chunks) == data
     assert query(node).store.pending_blobs() == {}
 
@@ -278,17 +292,17 @@ async def test_a_blob_of_several_pieces_is_assembled_byte_for_byte(
     )
     await publish(ingest, liar)
     await materialized(node, liar)
-    assert query(node).document(liar.hash) is not None
-    assert query(node).blob(document_id=liar.hash) is None
+    assert query(node).store.document(liar.hash) is not None
+    assert stored_blob(node, document_id=liar.hash) is None
 
     # Updating a blob replaces its file; the old one goes as nobody pins it.
     retyped = alice.update("blob_v1", blob.hash, [blob.hash], {"mime_type": "image/jpeg"})
     await publish(ingest, retyped)
     await materialized(node, retyped)
-    found = query(node).blob(document_id=blob.hash)
+    found = stored_blob(node, document_id=blob.hash)
     assert found is not None and found.mime_type == "image/jpeg" and found.view_id == retyped.hash
     assert b"".join(found.chunks) == data
-    assert query(node).blob(view_id=blob.hash) is None
+    assert stored_blob(node, view_id=blob.hash) is None
 
 
 async def test_listeners_get_every_change_once_in_stream_order(
@@ -324,7 +338,7 @@ async def test_listeners_get_every_change_once_in_stream_order(
         assert change.kind == expected_kind
         last_seen[document_id] = change.document.view_id
     for document_id, view_id in last_seen.items():
-        stored = query(node).document(document_id)
+        stored = query(node).store.document(document_id)
         assert stored is not None and stored.view_id == view_id
     assert set(last_seen) == {n.hash for n in notes} | {chain[0].hash}
     assert last_seen[chain[0].hash] == chain[-1].hash
@@ -354,7 +368,7 @@ async def test_wait_for_operation_and_view_return_when_materialized_or_time_out(
     assert not any(task.done() for task in waiting)
     await publish(ingest, created)
     assert await asyncio.gather(*waiting) == [True, True]
-    assert query(node).document(created.hash) is not None
+    assert query(node).store.document(created.hash) is not None
 
     unknown = "0020" + "ee" * 32
     loop = asyncio.get_running_loop()
@@ -362,7 +376,7 @@ async def test_wait_for_operation_and_view_return_when_materialized_or_time_out(
     assert await query(node).wait_for_operation(unknown, 0.2) is False
     assert await query(node).wait_for_view(f"{created.hash}_{unknown}", 0.2) is False
     assert loop.time() - started < 2
-    assert query(node).is_operation_materialized(unknown) is False
+    assert query(node).store.is_folded(unknown) is False
 
 
 async def test_entries_are_served_raw_per_log(node: Node, ingest: IngestServiceAsyncStub) -> None:
@@ -377,16 +391,16 @@ async def test_entries_are_served_raw_per_log(node: Node, ingest: IngestServiceA
     await publish_batches(ingest, [updates])
     await materialized(node, updates[-1])
 
-    entries = list(query(node).entries(alice.public_key, created.log_id))
+    entries = list(query(node).store.entries(alice.public_key, created.log_id))
     assert [(e.seq_num, e.entry, e.operation, e.operation_id) for e in entries] == [
         (s.seq_num, s.entry, s.operation, s.hash) for s in updates
     ]
-    assert [e.seq_num for e in query(node).entries(alice.public_key, created.log_id, 4)] == [
+    assert [e.seq_num for e in query(node).store.entries(alice.public_key, created.log_id, 4)] == [
         4,
         5,
         6,
     ]
-    assert list(query(node).entries(alice.public_key, 99)) == []
+    assert list(query(node).store.entries(alice.public_key, 99)) == []
 
 
 async def test_a_view_id_of_operations_from_different_documents_is_no_view(
@@ -398,8 +412,8 @@ async def test_a_view_id_of_operations_from_different_documents_is_no_view(
     await publish_batches(ingest, [[one, two]])
     await materialized(node, one, two)
     mixed = str(DocumentViewId.from_ids([one.hash, two.hash]))
-    assert query(node).view(mixed) is None
-    assert query(node).view(one.hash) is not None
+    assert stored_view(node, mixed) is None
+    assert stored_view(node, one.hash) is not None
 
 
 async def test_a_document_edited_in_a_line_then_forked_and_merged_matches_a_full_rebuild(
@@ -414,7 +428,7 @@ async def test_a_document_edited_in_a_line_then_forked_and_merged_matches_a_full
     # Batches cut the line anywhere: each batch is folded into the stored view.
     await publish_batches(ingest, [line[:1], line[1:7], line[7:8], line[8:]])
     await materialized(node, line[-1])
-    document = query(node).document(created.hash)
+    document = query(node).store.document(created.hash)
     assert document is not None and document.appendable
     assert document.fields["stars"] == 39 and document.view_id == line[-1].hash
 
@@ -428,8 +442,8 @@ async def test_a_document_edited_in_a_line_then_forked_and_merged_matches_a_full
 
     signed = [*line, fork, merge, after]
     reference = materialize(document_operation(s) for s in signed)
-    document = query(node).document(created.hash)
+    document = query(node).store.document(created.hash)
     assert document is not None
     assert document.view_id == str(reference.view_id) == after.hash
     assert reference.fields is not None and document.fields == reference.fields
-    assert all(query(node).is_operation_materialized(s.hash) for s in signed)
+    assert all(query(node).store.is_folded(s.hash) for s in signed)

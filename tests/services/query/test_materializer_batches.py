@@ -27,7 +27,7 @@ async def test_changes_of_batch_messages_come_in_order_at_positions_the_checkpoi
         await wait_caught_up(materializer, bus)
 
         assert materializer.checkpoint == sequences[-1] == len(sequences)
-        assert all(materializer.is_operation_materialized(s.hash) for s in operations)
+        assert all(materializer.store.is_folded(s.hash) for s in operations)
         positions = [change.sequence for change in recorder.changes]
         assert positions == sorted(set(positions)), "positions strictly increase"
         assert positions[-1] <= materializer.position

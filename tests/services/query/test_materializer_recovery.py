@@ -19,6 +19,7 @@ from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.cli import build_parser
 from pandanode.services.node import Node
 from pandanode.services.query.materializer import rebuild
+from pandanode.services.query.reads import StoredSchemas, read_blob
 from pandanode.services.query.store import QueryStore
 from pandanode.services.runtime.bus import NatsBus, connect_bus
 from pandanode.services.runtime.events import OPERATIONS_INGESTED, STREAM_NAME, Outgoing
@@ -32,6 +33,7 @@ from tests.services.ingest.helpers import (
     publish_schema,
     wait_for_stream_count,
 )
+from tests.services.support import assert_checks_clean
 from tests.services.test_node import NodeProcess
 
 from .materializer_helpers import (
@@ -133,7 +135,7 @@ async def test_a_malformed_event_is_skipped_and_the_stream_goes_on(
     async with running_materializer(tmp_path / "query", bus) as materializer:
         await wait_caught_up(materializer, bus)
         assert materializer.checkpoint == 4
-        assert all(materializer.is_operation_materialized(s.hash) for s in operations)
+        assert all(materializer.store.is_folded(s.hash) for s in operations)
 
 
 async def test_restart_resumes_from_the_checkpoint_with_pending_work_kept(
@@ -171,7 +173,7 @@ async def test_restart_resumes_from_the_checkpoint_with_pending_work_kept(
             [second.hash, later.hash]
         )
         assert node.query.checkpoint > checkpoint
-        found = node.query.blob(document_id=blob.hash)
+        found = read_blob(node.query.store, document_id=blob.hash)
         assert found is not None and b"".join(found.chunks) == b"late"
         assert node.query.store.pending_views() == []
         assert node.query.store.pending_blobs() == {}
@@ -240,7 +242,39 @@ async def test_rebuild_command_rebuilds_and_refuses_a_store_in_use(
     )
     assert in_use.returncode == 1
     assert "rebuild failed" in in_use.stderr
-    assert node.query.document(operations[0].hash) is not None  # untouched
+    assert node.query.store.document(operations[0].hash) is not None  # untouched
+
+
+async def test_rebuild_through_a_checkpoint_equals_the_store_at_that_checkpoint(
+    node: Node, tmp_path: Path
+) -> None:
+    assert node.query is not None
+    operations = corpus()
+    client = await nats.connect(node.nats_url)
+    try:
+        js = client.jetstream()
+        bus = NatsBus(client, js)
+        async with grpc.aio.insecure_channel(node.address) as channel:
+            ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+            await publish_batches(ingest, [operations[:10]])
+            await wait_for_stream_count(js, 10)
+            await wait_caught_up(node.query, bus)
+            checkpoint = node.query.checkpoint
+            then = snapshot(node.query.store)
+            await publish_batches(ingest, [operations[10:]])
+            await wait_for_stream_count(js, len(operations))
+            await wait_caught_up(node.query, bus)
+        assert node.query.checkpoint > checkpoint
+        applied = await rebuild(tmp_path / "rebuilt", bus, through=checkpoint)
+        assert applied == 10
+        store = QueryStore(tmp_path / "rebuilt")
+        try:
+            assert store.checkpoint() == checkpoint
+            assert snapshot(store) == then
+        finally:
+            store.close()
+    finally:
+        await client.close()
 
 
 async def test_kill_9_mid_stream_then_restart_equals_a_rebuild(tmp_path: Path) -> None:
@@ -309,6 +343,8 @@ async def test_kill_9_mid_stream_then_restart_equals_a_rebuild(tmp_path: Path) -
         finally:
             await client.close()
 
+    await assert_checks_clean(data_dir)
+
     # Rebuild in place, as a person would: the command starts the node's embedded NATS.
     rebuilt = await asyncio.to_thread(
         subprocess.run,
@@ -361,6 +397,6 @@ async def test_serve_query_runs_the_query_service_alone(tmp_path: Path, bus: Nat
         for signed in operations:
             await feed.send(signed)
         await wait_caught_up(node.query, bus)
-        assert "post" in [schema.name for schema in node.query.schemas()]
+        assert "post" in [schema.name for schema in StoredSchemas(node.query.store).all()]
     assert (settings.data_dir / "query").is_dir()
     assert not (settings.data_dir / "ingest").exists()

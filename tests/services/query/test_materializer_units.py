@@ -35,9 +35,10 @@ from pandanode.services.query.blobs import (
     blob_piece_views,
     is_blob,
 )
-from pandanode.services.query.materializer import (
-    POSITIONS_PER_MESSAGE,
-    IngestedEvent,
+from pandanode.services.query.ingested import POSITIONS_PER_MESSAGE, IngestedEvent
+from pandanode.services.query.model import ChangeKind, MaterializedDocument, TypedValue
+from pandanode.services.query.store import StoredOperation, decode_view, encode_view
+from pandanode.services.query.views import (
     affected_documents,
     build_view,
     change_kind,
@@ -45,8 +46,6 @@ from pandanode.services.query.materializer import (
     linear_extension,
     pinned_view_ids,
 )
-from pandanode.services.query.model import ChangeKind, MaterializedDocument, TypedValue
-from pandanode.services.query.store import StoredOperation, decode_view, encode_view
 from pandanode.services.runtime.events import operations_ingested
 from pandanode.services.runtime.settings import Settings, SettingsError
 from tests.core.test_document import PANDA, SCHEMA, random_documents

@@ -20,8 +20,9 @@ from pandanode.core.errors import LimitExceededError, Reason
 from pandanode.query.v1 import query_pb2 as qpb
 from pandanode.query.v1 import query_pb2_grpc
 from pandanode.services.node import Node
-from pandanode.services.query.convert import BoundedResolver, documents_to_pb
+from pandanode.services.query.convert import documents_to_pb
 from pandanode.services.query.model import MaterializedDocument
+from pandanode.services.query.relations import BoundedResolver, resolve_relations
 from pandanode.services.runtime.settings import Settings
 from tests.services.ingest.helpers import Author, publish, publish_schema, rejection
 
@@ -162,11 +163,11 @@ def test_the_byte_budget_refuses_a_response_of_large_related_documents() -> None
     parent = _document("0020" + "22" * 32, {"parts": RelationList([big.document_id] * 3)})
     resolver = BoundedResolver(lambda target, pinned: big, max_documents=1000, max_bytes=250_000)
     with pytest.raises(LimitExceededError) as raised:
-        documents_to_pb([parent], 1, resolver)
+        resolve_relations([parent], 1, resolver)
     assert raised.value.reason == Reason.BUDGET_EXCEEDED
     assert "250000 bytes" in raised.value.message
     assert resolver.reads == 1
     within = BoundedResolver(lambda target, pinned: big, max_documents=1000, max_bytes=400_000)
-    (converted,) = documents_to_pb([parent], 1, within)
+    (converted,) = documents_to_pb([parent], 1, resolve_relations([parent], 1, within))
     items = converted.fields["parts"].relation_list.items
     assert [len(item.document.fields["data"].bytes_value) for item in items] == [100_000] * 3

@@ -1,0 +1,157 @@
+"""The services of a node as :class:`~pandanode.services.runtime.service.Service` parts.
+
+Thin wrappers around what each service is made of (stores, use cases, background tasks,
+servicer); composed by :class:`~pandanode.services.node.Node` in one process.
+"""
+
+from __future__ import annotations
+
+from pandanode.discovery.v1 import discovery_pb2, discovery_pb2_grpc
+from pandanode.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from pandanode.query.v1 import query_pb2, query_pb2_grpc
+
+from .discovery.discovery import Discovery
+from .discovery.identity import NODE_KEY_FILE, load_or_create_node_key
+from .discovery.servicer import DiscoveryServicer
+from .ingest.ingest import Ingest
+from .ingest.outbox import Announcer
+from .ingest.servicer import IngestServicer
+from .ingest.store import LogStore
+from .query.materializer import Materializer
+from .query.service import Query
+from .query.servicer import QueryServicer
+from .query.store import QueryStore
+from .query.token_secret import PAGE_TOKEN_SECRET_FILE, load_or_create_token_secret
+from .runtime.service import Service, ServiceContext, task_running
+
+__all__ = ["PARTS", "DiscoveryPart", "IngestPart", "QueryPart"]
+
+
+class IngestPart(Service):
+    """Ingest: the log store, the writer and the outbox announcer."""
+
+    name = "ingest"
+    grpc_service = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+
+    def __init__(self) -> None:
+        self.store: LogStore | None = None
+        self.ingest: Ingest | None = None
+        self.announcer: Announcer | None = None
+
+    async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
+        self.store = LogStore(context.settings.data_dir / "ingest")
+        # Each commit is handed to the announcer in memory; its outbox is for recovery only.
+        self.announcer = Announcer(self.store, context.bus)
+        self.ingest = Ingest(self.store, context.settings, on_committed=self.announcer.committed)
+        await self.ingest.start()
+        await self.announcer.start()
+        ingest_pb2_grpc.add_IngestServiceServicer_to_server(
+            IngestServicer(self.ingest), context.server
+        )
+
+    def health(self) -> bool:  # noqa: D102 - see Service
+        return (
+            self.ingest is not None
+            and task_running(self.ingest._writer)
+            and self.announcer is not None
+            and self.announcer.running
+        )
+
+    async def drain(self) -> None:  # noqa: D102 - see Service
+        if self.ingest is not None:
+            await self.ingest.stop()
+            self.ingest = None
+        if self.announcer is not None:
+            await self.announcer.stop()
+            self.announcer = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+class QueryPart(Service):
+    """Query: the query store, the materializer consuming events and the reads."""
+
+    name = "query"
+    grpc_service = query_pb2.DESCRIPTOR.services_by_name["QueryService"].full_name
+
+    def __init__(self) -> None:
+        self.store: QueryStore | None = None
+        self.materializer: Materializer | None = None
+        self.reads: Query | None = None
+
+    async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
+        settings = context.settings
+        self.store = QueryStore(
+            settings.data_dir / "query", decoded_cache_bytes=settings.decoded_cache_bytes
+        )
+        self.materializer = Materializer(
+            self.store,
+            context.bus,
+            durable=settings.query_durable,
+            batch_size=settings.query_batch_size,
+        )
+        await self.materializer.start()
+        self.reads = Query(
+            self.store,
+            self.materializer,
+            max_page_size=settings.max_page_size,
+            listing_change_log_bytes=settings.listing_change_log_bytes,
+            token_secret=load_or_create_token_secret(settings.data_dir / PAGE_TOKEN_SECRET_FILE),
+            max_watch_queue_bytes=settings.watch_queue_bytes,
+            max_resolved_documents=settings.max_resolved_documents,
+            max_response_bytes=settings.max_message_bytes,
+        )
+        query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(self.reads), context.server)
+
+    def health(self) -> bool:  # noqa: D102 - see Service
+        return self.materializer is not None and task_running(self.materializer._task)
+
+    async def drain(self) -> None:  # noqa: D102 - see Service
+        if self.reads is not None:
+            self.reads.close()
+            self.reads = None
+        if self.materializer is not None:
+            await self.materializer.stop()
+            self.materializer = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+class DiscoveryPart(Service):
+    """Discovery: the node key, the peer table, probing and LAN announcements."""
+
+    name = "discovery"
+    grpc_service = discovery_pb2.DESCRIPTOR.services_by_name["DiscoveryService"].full_name
+
+    def __init__(self) -> None:
+        self.discovery: Discovery | None = None
+        self._started = False
+
+    async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
+        node_key = load_or_create_node_key(context.settings.data_dir / NODE_KEY_FILE)
+        self.discovery = Discovery(context.settings, context.bus, node_key)
+        discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(
+            DiscoveryServicer(self.discovery), context.server
+        )
+
+    async def serving(self, address: str) -> None:  # noqa: D102 - see Service
+        if self.discovery is not None:
+            await self.discovery.start(address)
+            self._started = True
+
+    def health(self) -> bool:  # noqa: D102 - see Service
+        return self.discovery is not None
+
+    async def drain(self) -> None:  # noqa: D102 - see Service
+        if self.discovery is not None:
+            if self._started:
+                await self.discovery.stop()
+            self.discovery = None
+
+
+# The services a node can run, by name, in the order they start.
+PARTS: dict[str, type[Service]] = {
+    part.name: part for part in (IngestPart, QueryPart, DiscoveryPart)
+}

@@ -1,0 +1,67 @@
+"""The lifecycle every service implements: start, health, drain.
+
+A :class:`Service` owns its stores and background tasks and adds its gRPC servicer to the
+server it is given. The node (one process) composes services; the supervisor of
+``pandanode up`` runs each in its own process (``pandanode serve <service>``).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from dataclasses import dataclass
+from typing import ClassVar
+
+import grpc
+
+from .bus import Bus
+from .settings import Settings
+
+__all__ = ["Service", "ServiceContext", "task_running"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceContext:
+    """What a service gets to start with.
+
+    Attributes:
+        settings: The node's settings.
+        bus: The NATS JetStream connection the process shares.
+        server: The gRPC server to add the servicer to (not started yet).
+    """
+
+    settings: Settings
+    bus: Bus
+    server: grpc.aio.Server
+
+
+class Service(abc.ABC):
+    """One service of the node: ingest, query or discovery.
+
+    Attributes:
+        name: The short name (``pandanode serve <name>``).
+        grpc_service: The full name of the gRPC service it serves.
+    """
+
+    name: ClassVar[str]
+    grpc_service: ClassVar[str]
+
+    @abc.abstractmethod
+    async def start(self, context: ServiceContext) -> None:
+        """Open stores, start background work and add the servicer to ``context.server``."""
+
+    async def serving(self, address: str) -> None:  # noqa: B027 - optional hook
+        """Called once the gRPC server is bound to ``address``, before health says SERVING."""
+
+    @abc.abstractmethod
+    def health(self) -> bool:
+        """True while every background part of the service runs."""
+
+    @abc.abstractmethod
+    async def drain(self) -> None:
+        """Finish accepted work, hand it on, close everything (idempotent)."""
+
+
+def task_running(task: asyncio.Task[None] | None) -> bool:
+    """True if ``task`` exists and has not ended."""
+    return task is not None and not task.done()

@@ -1,0 +1,540 @@
+"""``pandanode up``: NATS and one supervised OS process per service, behind one address.
+
+The supervisor locks the data directory first, binds the public address, starts the embedded
+NATS server, then runs each service as a child process (``pandanode serve <service>``, the
+same process a distributed deployment runs) on the public host with a port of its own. It
+watches every child and NATS: a part that dies is restarted with back-off (health says
+NOT_SERVING meanwhile); a part that keeps dying ends the node with a non-zero exit. SIGTERM /
+Ctrl-C drains the children (SIGTERM, then SIGKILL after a grace) and exits 0.
+
+The public address serves a byte-level pass-through to the children, aggregated health,
+server reflection of every service, and ``NodeService/GetEndpoints`` so clients can dial the
+children directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from pandanode.node.v1 import node_pb2, node_pb2_grpc
+
+from .node import SERVICES
+from .parts import PARTS
+from .runtime.guard import guarded_server
+from .runtime.nats_server import EmbeddedNats, NatsServerError, dies_with_parent_prefix
+from .runtime.proxy import PassThrough, method_kinds
+from .runtime.server import add_reflection
+from .runtime.settings import Settings
+
+__all__ = [
+    "LOCK_FILE",
+    "DataDirInUseError",
+    "Supervisor",
+    "SupervisorError",
+    "lock_data_dir",
+    "settings_environment",
+]
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = "pandanode.lock"
+NODE_SERVICE = node_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name
+
+# A part that dies this often within RESTART_WINDOW seconds is given up on.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 10.0
+# Seconds a child has to report its address and become SERVING.
+START_TIMEOUT = 60.0
+# Seconds a child has to drain after SIGTERM before it is killed.
+DRAIN_GRACE = 20.0
+# Seconds between two looks at NATS and at the children's health.
+WATCH_INTERVAL = 0.25
+# Seconds a child has to answer a health check before it is reported NOT_SERVING (a busy
+# child's event loop may answer late; a hung one never does).
+CHECK_TIMEOUT = 5.0
+
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+_READY_LINE = "pandanode listening on "
+
+
+class SupervisorError(RuntimeError):
+    """The node cannot start or cannot keep running; the message is one line for the user."""
+
+
+class DataDirInUseError(SupervisorError):
+    """Another pandanode holds the data directory."""
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Take the data directory's lock (``pandanode.lock``); returns the open file descriptor.
+
+    The lock is held until the descriptor is closed or the process dies (also by kill -9).
+
+    Raises:
+        DataDirInUseError: another process holds it.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DataDirInUseError(
+            f"data directory {data_dir} is in use by another pandanode (pid {owner})"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The settings as ``PANDANODE_*`` environment variables (what a child is started with)."""
+    env: dict[str, str] = {}
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        env[f"PANDANODE_{f.name.upper()}"] = text
+    return env
+
+
+@dataclass(eq=False)
+class _Child:
+    """One service's process and what the supervisor knows about it."""
+
+    name: str
+    grpc_service: str
+    port: int = 0
+    process: asyncio.subprocess.Process | None = None
+    address: str = ""
+    channel: grpc.aio.Channel | None = None
+    serving: bool = False
+    healthy: bool = True
+    crashes: list[float] = field(default_factory=list)
+    planned_restart: bool = False
+
+
+class Supervisor:
+    """Runs ``pandanode up``.
+
+    Args:
+        settings: The node's settings (``listen`` is the public address).
+        services: The services to run as child processes.
+    """
+
+    def __init__(self, settings: Settings, services: Sequence[str] = SERVICES) -> None:
+        self.settings = settings
+        self.children = [_Child(name, PARTS[name].grpc_service) for name in services]
+        self.address = ""
+        self.nats_url = settings.nats_url
+        self._host = settings.listen.rsplit(":", 1)[0]
+        self._lock_fd: int | None = None
+        self._nats: EmbeddedNats | None = None
+        self._nats_crashes: list[float] = []
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self._stopping = False
+        self._fatal = ""
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._forwarders: list[asyncio.Task[None]] = []
+
+    # -- public surface -------------------------------------------------------------------------
+
+    def endpoints(self) -> dict[str, str]:
+        """The address of each running child, by the full name of its gRPC service."""
+        return {c.grpc_service: c.address for c in self.children if c.serving and c.address}
+
+    def _channel_for(self, service: str) -> grpc.aio.Channel | None:
+        for child in self.children:
+            if child.grpc_service == service and child.address:
+                return child.channel
+        return None
+
+    async def _bind(self) -> None:
+        settings = self.settings
+        options = [
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
+            ("grpc.http.overload_protection", 0),
+            ("grpc.so_reuseport", 0),
+        ]
+        _check_port_free(settings.listen)
+        kinds = method_kinds(_descriptor(c.grpc_service) for c in self.children)
+        server = guarded_server(
+            grpc.aio.server(handlers=[PassThrough(kinds, self._channel_for)], options=options)
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        node_pb2_grpc.add_NodeServiceServicer_to_server(_NodeServicer(self), server)
+        names = [
+            *(c.grpc_service for c in self.children),
+            NODE_SERVICE,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        ]
+        add_reflection(server, names)
+        try:
+            port = server.add_insecure_port(settings.listen)
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise SupervisorError(
+                f"cannot listen on {settings.listen}: the address is in use or not available"
+            )
+        for name in ["", *names]:
+            await self._health.set(name, _NOT_SERVING)
+        await self._health.set(NODE_SERVICE, _SERVING)
+        await server.start()
+        self._server = server
+        self.address = f"{self._host}:{port}"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Run until ``stop`` is set (then drain and return 0) or a part cannot be kept running.
+
+        Raises:
+            SupervisorError: the node could not start (data directory in use, port busy, …).
+        """
+        self._lock_fd = lock_data_dir(self.settings.data_dir)
+        started = False
+        try:
+            await self._bind()
+            if not self.nats_url:
+                self._nats = EmbeddedNats(store_dir=self.settings.data_dir / "nats")
+                await self._nats.start()
+                self.nats_url = self._nats.url
+            starts = [asyncio.create_task(self._start_child(child)) for child in self.children]
+            try:
+                await asyncio.gather(*starts)
+            except BaseException:
+                for start in starts:  # the children already started are drained below
+                    start.cancel()
+                await asyncio.gather(*starts, return_exceptions=True)
+                raise
+            await self._set_overall()
+            started = True
+            print(
+                f"pandanode listening on {self.address} (data in {self.settings.data_dir}; "
+                + ", ".join(f"{c.name} pid {_pid(c)} on {c.address}" for c in self.children)
+                + ")",
+                flush=True,
+            )
+            for child in self.children:
+                self._tasks.append(asyncio.create_task(self._keep(child), name=child.name))
+            self._tasks.append(asyncio.create_task(self._watch(), name="watch"))
+            stopper = asyncio.create_task(stop.wait())
+            failed = asyncio.create_task(self._stop.wait())
+            await asyncio.wait([stopper, failed], return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            failed.cancel()
+        finally:
+            if started:
+                print("pandanode: draining…", flush=True)
+            await self._drain()
+        if self._fatal:
+            raise SupervisorError(self._fatal)
+        return 0
+
+    async def _drain(self) -> None:
+        self._stopping = True
+        await self._health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._server is not None:
+            await self._server.stop(5.0)
+        await asyncio.gather(*(self._stop_child(c, DRAIN_GRACE) for c in self.children))
+        if self._forwarders:  # the children's last lines (they exited: their pipes end)
+            await asyncio.wait(self._forwarders, timeout=5.0)
+        for forwarder in self._forwarders:
+            forwarder.cancel()
+        if self._nats is not None:
+            await self._nats.stop()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- children -------------------------------------------------------------------------------
+
+    def _command(self, child: _Child) -> list[str]:
+        return [
+            *dies_with_parent_prefix(),
+            sys.executable,
+            "-m",
+            "pandanode.services.cli",
+            "serve",
+            child.name,
+            "--nats",
+            self.nats_url,
+            "--listen",
+            f"{self._host}:{child.port}",
+            "--data-dir",
+            str(self.settings.data_dir),
+        ]
+
+    async def _start_child(self, child: _Child) -> None:
+        """Start a child, read its bound address, wait for it to be SERVING."""
+        env = {**os.environ, **settings_environment(self.settings)}
+        env["PANDANODE_ADVERTISE_ADDRESS"] = self.settings.advertise_address or self.address
+        process = await asyncio.create_subprocess_exec(
+            *self._command(child),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # Ctrl-C reaches the supervisor only; it drains the rest
+        )
+        child.process = process
+        assert process.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        address = ""
+        while not address:
+            try:
+                line = await asyncio.wait_for(
+                    process.stdout.readline(), max(0.1, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                line = b""
+            if not line:
+                child.port = 0  # the old port may be taken: let the next start pick one
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                code = await process.wait()
+                raise SupervisorError(f"{child.name} did not start (exit code {code})")
+            text = line.decode(errors="replace").rstrip()
+            if text.startswith(_READY_LINE):
+                address = text[len(_READY_LINE) :].split(" ", 1)[0]
+            else:
+                print(f"[{child.name}] {text}", flush=True)
+        self._forwarders.append(asyncio.create_task(_forward(child.name, process.stdout)))
+        child.address = address
+        child.port = int(address.rsplit(":", 1)[1])
+        if child.channel is not None:
+            await child.channel.close(None)
+        child.channel = grpc.aio.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+                ("grpc.max_send_message_length", self.settings.max_message_bytes),
+            ],
+        )
+        stub = health_pb2_grpc.HealthStub(child.channel)
+        while True:
+            try:
+                response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if response.status == _SERVING:
+                    break
+            except grpc.aio.AioRpcError:
+                pass
+            if process.returncode is not None or time.monotonic() > deadline:
+                raise SupervisorError(f"{child.name} did not become SERVING")
+            await asyncio.sleep(0.05)  # poll: the child is starting
+        child.serving = child.healthy = True
+        await self._health.set(child.grpc_service, _SERVING)
+        log.info("pandanode: %s running as pid %d on %s", child.name, process.pid, address)
+
+    async def _stop_child(self, child: _Child, grace: float) -> None:
+        process = child.process
+        child.serving = False
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), grace)
+            except TimeoutError:
+                log.warning(
+                    "pandanode: %s did not drain within %.0f s; killing it", child.name, grace
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        if child.channel is not None and self._stopping:
+            await child.channel.close(None)
+            child.channel = None
+
+    async def _keep(self, child: _Child) -> None:
+        """Restart ``child`` whenever it exits, with back-off; give up after too many crashes."""
+        while True:
+            assert child.process is not None
+            code = await child.process.wait()
+            child.serving = False
+            await self._health.set(child.grpc_service, _NOT_SERVING)
+            await self._set_overall()
+            if child.planned_restart:
+                child.planned_restart = False
+                delay = 0.0
+            else:
+                delay = _backoff(child.crashes)
+                if delay < 0:
+                    self._give_up(f"{child.name} exited with {code} {MAX_RESTARTS} times")
+                    return
+                print(
+                    f"pandanode: {child.name} exited with {code}; restarting in {delay:.1f} s "
+                    f"(restart {len(child.crashes)})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await self._start_child(child)
+                except SupervisorError as err:
+                    delay = _backoff(child.crashes)
+                    if delay < 0:
+                        self._give_up(f"{err}; gave up after {MAX_RESTARTS} attempts")
+                        return
+                    print(f"pandanode: {err}; retrying in {delay:.1f} s", file=sys.stderr)
+                    continue
+                break
+            await self._set_overall()
+
+    async def _watch(self) -> None:
+        """Watch NATS (restart it on its port) and the children's own health."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)  # poll: a Popen has no exit callback
+            nats = self._nats
+            if nats is not None and nats.exited():
+                await self._restart_nats(nats)
+            for child in self.children:
+                await self._check_child(child)
+            await self._set_overall()
+
+    async def _restart_nats(self, nats: EmbeddedNats) -> None:
+        for child in self.children:
+            child.serving = False
+            await self._health.set(child.grpc_service, _NOT_SERVING)
+        await self._set_overall()
+        while True:
+            delay = _backoff(self._nats_crashes)
+            if delay < 0:
+                self._give_up(f"nats-server died {MAX_RESTARTS} times")
+                return
+            print(
+                f"pandanode: nats-server exited; restarting in {delay:.1f} s "
+                f"(restart {len(self._nats_crashes)})",
+                file=sys.stderr,
+                flush=True,
+            )
+            await asyncio.sleep(delay)
+            fresh = EmbeddedNats(store_dir=nats.store_dir, host=nats.host, port=nats.port)
+            try:
+                await fresh.start()
+            except NatsServerError as err:
+                log.warning("pandanode: nats-server did not start again: %s", err)
+                continue
+            self._nats = fresh
+            break
+        # The children reconnect on their own, but restarting them re-runs every recovery
+        # (the outbox re-announces, the consumer resumes from its checkpoint): nothing stuck.
+        for child in self.children:
+            child.planned_restart = True
+            await self._stop_child(child, DRAIN_GRACE)
+
+    async def _check_child(self, child: _Child) -> None:
+        if not child.serving or child.channel is None:
+            return
+        stub = health_pb2_grpc.HealthStub(child.channel)
+        try:
+            response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=CHECK_TIMEOUT)
+            status = response.status
+        except grpc.aio.AioRpcError:
+            status = _NOT_SERVING
+        if child.serving:  # not restarted meanwhile
+            child.healthy = status == _SERVING
+            await self._health.set(child.grpc_service, status)
+
+    async def _set_overall(self) -> None:
+        if self._stopping:
+            return
+        nats_up = self._nats is None or not self._nats.exited()
+        up = nats_up and all(c.serving and c.healthy for c in self.children)
+        await self._health.set("", _SERVING if up else _NOT_SERVING)
+
+    def _give_up(self, reason: str) -> None:
+        self._fatal = f"{reason}; stopping the node"  # printed once, by the command
+        self._stop.set()
+
+
+def _pid(child: _Child) -> str:
+    return str(child.process.pid) if child.process is not None else "?"
+
+
+def _check_port_free(listen: str) -> None:
+    """Raise a one-line error if ``listen`` (``host:port``) cannot be bound right now.
+
+    gRPC would fail too, but with a C-level log line on stderr before our message.
+    """
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise SupervisorError(f"cannot listen on {listen}: {err.strerror or err}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as err:
+            raise SupervisorError(
+                f"cannot listen on {listen}: {err.strerror or err} (is another node running?)"
+            ) from None
+
+
+def _backoff(crashes: list[float]) -> float:
+    """Record a crash; the delay before the next start, or -1 to give up."""
+    now = time.monotonic()
+    crashes[:] = [t for t in crashes if now - t < RESTART_WINDOW]
+    crashes.append(now)
+    if len(crashes) > MAX_RESTARTS:
+        return -1.0
+    return min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** (len(crashes) - 1))
+
+
+async def _forward(name: str, stream: asyncio.StreamReader) -> None:
+    """Copy a child's standard output to ours, each line prefixed with the service's name."""
+    while line := await stream.readline():
+        print(f"[{name}] {line.decode(errors='replace').rstrip()}", flush=True)
+
+
+def _descriptor(full_name: str) -> ServiceDescriptor:
+    return descriptor_pool.Default().FindServiceByName(full_name)
+
+
+class _NodeServicer(node_pb2_grpc.NodeServiceServicer):
+    """``pandanode.node.v1.NodeService``: where each service can be dialed directly."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+
+    async def GetEndpoints(  # noqa: N802 - gRPC method name
+        self,
+        request: node_pb2.GetEndpointsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> node_pb2.GetEndpointsResponse:
+        return node_pb2.GetEndpointsResponse(endpoints=self._supervisor.endpoints())
