@@ -59,7 +59,7 @@ from pandanode.services.query.convert import order_from_pb, predicates_from_pb
 from pandanode.services.query.listing import SchemaIndex
 from pandanode.services.query.listing.targets import ABSENT, NAN, PRESENT
 from pandanode.services.query.listing.tokens import PageTokens, Truncated
-from pandanode.services.query.materializer import IngestedEvent
+from pandanode.services.query.ingested import IngestedEvent
 from pandanode.services.query.model import MaterializedDocument
 
 __all__ = [
@@ -424,7 +424,7 @@ TARGETS: Final[dict[str, FuzzTarget]] = {
 }
 """Every target by name."""
 
-QUIET_LOGGERS: Final = ("pandanode.services.query.materializer",)
+QUIET_LOGGERS: Final = ("pandanode.services.query.ingested",)
 """Loggers to silence while fuzzing: the materializer logs every operation it skips with a
 traceback, and the fuzzer feeds it thousands a second."""
 
