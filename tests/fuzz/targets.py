@@ -56,10 +56,10 @@ from pandanode.events.v1 import events_pb2
 from pandanode.query.v1 import query_pb2
 from pandanode.services.discovery.lan import AnnouncementError, decode_announcement
 from pandanode.services.query.convert import order_from_pb, predicates_from_pb
+from pandanode.services.query.ingested import IngestedEvent
 from pandanode.services.query.listing import SchemaIndex
 from pandanode.services.query.listing.targets import ABSENT, NAN, PRESENT
 from pandanode.services.query.listing.tokens import PageTokens, Truncated
-from pandanode.services.query.ingested import IngestedEvent
 from pandanode.services.query.model import MaterializedDocument
 
 __all__ = [
