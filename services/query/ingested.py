@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from typing import Final
 
 from pandanode.core.document import DocumentOperation
+from pandanode.core.errors import quote
 from pandanode.core.hexid import is_hex
 from pandanode.services.runtime.bus import Delivery
 from pandanode.services.runtime.events import IngestedOperation, parse_operations_ingested
+from pandanode.services.runtime.guard import RateLimitedLog
 
 from .store import StoredOperation
 
 __all__ = ["POSITIONS_PER_MESSAGE", "IngestedEvent", "parse_runs"]
 
 log = logging.getLogger(__name__)
+_MALFORMED = RateLimitedLog(log)
 
 POSITIONS_PER_MESSAGE: Final = 1 << 20
 """Operations one message may hold; positions are ``stream sequence × this + index``."""
@@ -91,9 +94,14 @@ class IngestedEvent:
         for index, operation in enumerate(message.operations):
             try:
                 events.append(cls.parse(base + index, operation))
-            except Exception:  # a malformed event must not stop the stream
-                log.exception(
-                    "skipping malformed operation %d of stream message %d", index, stream_sequence
+            except Exception as err:  # a malformed event must not stop the stream
+                # Whoever can publish to NATS can send these: one bounded line now and then,
+                # never a traceback per operation.
+                _MALFORMED.warning(
+                    "skipping malformed operation %d of stream message %d: %s",
+                    index,
+                    stream_sequence,
+                    quote(f"{type(err).__name__}: {err}"),
                 )
         return events
 
@@ -117,8 +125,12 @@ def parse_runs(
         last = message.sequence
         try:
             events.extend(IngestedEvent.parse_message(message.sequence, message.payload))
-        except Exception:  # a malformed message must not stop the stream
-            log.exception("skipping malformed message at stream sequence %d", message.sequence)
+        except Exception as err:  # a malformed message must not stop the stream
+            _MALFORMED.warning(
+                "skipping malformed message at stream sequence %d: %s",
+                message.sequence,
+                quote(f"{type(err).__name__}: {err}"),
+            )
     if last > after:
         runs.append((events, last))
     return runs

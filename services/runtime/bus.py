@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client
@@ -28,11 +29,13 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from .errors import UnavailableError
 from .events import DUPLICATE_WINDOW_SECONDS, STREAM_NAME, STREAM_SUBJECTS, EventKind, Outgoing
+from .guard import RateLimitedLog
 
 __all__ = [
     "Bus",
     "Consumer",
     "Delivery",
+    "redact_url",
     "InMemoryBus",
     "MessageTooLargeError",
     "NatsBus",
@@ -40,6 +43,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_CONNECTION_ERRORS = RateLimitedLog(log)
 
 _PUBLISH_TIMEOUT = 10.0
 # NATS counts headers (the message id) in max_payload; leave room for them.
@@ -285,18 +289,34 @@ async def connect_bus(url: str, *, name: str = "pandanode", timeout: float = 20.
     """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
+
+    async def on_error(err: Exception) -> None:
+        # nats-py logs each failed (re)connect with a traceback by default; one line is enough.
+        nonlocal last_error
+        last_error = err
+        _CONNECTION_ERRORS.warning(
+            "NATS at %s: %s", redact_url(url), f"{type(err).__name__}: {err}"[:200]
+        )
+
     while time.monotonic() < deadline:
         try:
-            client = await nats.connect(
-                url,
-                name=name,
-                connect_timeout=2,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                allow_reconnect=True,
+            # nats-py keeps retrying a first connection that is refused (reconnects are
+            # unlimited), so the deadline is enforced here.
+            client = await asyncio.wait_for(
+                nats.connect(
+                    url,
+                    name=name,
+                    connect_timeout=2,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    allow_reconnect=True,
+                    error_cb=on_error,
+                ),
+                timeout=max(deadline - time.monotonic(), 0.05),
             )
         except Exception as err:
-            last_error = err
+            if not isinstance(err, TimeoutError) or last_error is None:
+                last_error = err
             await asyncio.sleep(0.1)  # poll: NATS is starting
             continue
         js = client.jetstream()
@@ -317,7 +337,22 @@ async def connect_bus(url: str, *, name: str = "pandanode", timeout: float = 20.
                 last_error = err
                 await asyncio.sleep(0.1)  # poll: JetStream is starting
         await client.close()
-    raise UnavailableError(f"NATS JetStream at {url} is unavailable: {last_error}")
+    reason = f"{type(last_error).__name__}: {last_error}" if last_error else "no answer"
+    raise UnavailableError(
+        f"NATS JetStream at {redact_url(url)} is unavailable after {timeout:g} s ({reason})"
+    )
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the password (or token) of its user info, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None and not parts.username:
+        return url
+    user = f"{parts.username}:***" if parts.password is not None else "***"
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
 # -- in memory -------------------------------------------------------------------------------

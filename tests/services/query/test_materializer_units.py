@@ -277,6 +277,27 @@ def test_a_message_gives_its_operations_in_order_at_increasing_positions() -> No
         IngestedEvent.parse_message(7, b"\x0a\x03not a message")
 
 
+
+def test_malformed_operations_in_a_message_are_logged_as_one_line_without_traceback(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pandanode.events.v1.events_pb2 import IngestedOperation
+    from pandanode.services.query import ingested
+    from pandanode.services.runtime.guard import RateLimitedLog
+
+    monkeypatch.setattr(ingested, "_MALFORMED", RateLimitedLog(ingested.log))
+    forged = [
+        IngestedOperation(operation_id="x" * 10_000, document_id="y", public_key="z")
+        for _ in range(50)
+    ]
+    (message,) = operations_ingested(forged, 1 << 20)
+    with caplog.at_level("WARNING", logger=ingested.log.name):
+        assert IngestedEvent.parse_message(3, message.payload) == []
+        assert IngestedEvent.parse_message(4, message.payload) == []
+    [record] = [r for r in caplog.records if r.name == ingested.log.name]
+    assert record.exc_info is None
+    assert len(record.getMessage()) < 300
+
 def test_build_view_is_materialize_with_typed_fields() -> None:
     key_pair = KeyPair()
     schema_id = str(ALL_TYPES.id)
