@@ -39,9 +39,28 @@ async def assert_checks_clean(data_dir: Path, *, nats_url: str | None = None) ->
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T | None]], *, timeout: float = 15.0, what: str = "condition"
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float = 15.0,
+    what: str = "condition",
+    interval: float = 0.02,
 ) -> T:
-    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds.
+
+    The one way tests wait for something eventual: against a deadline, never a fixed sleep.
+
+    Args:
+        check: Asked again every ``interval`` seconds; its first truthy answer is returned.
+        timeout: Seconds until the wait fails.
+        what: What is awaited, for the failure message.
+        interval: Seconds between two polls.
+
+    Returns:
+        The first truthy answer of ``check``.
+
+    Raises:
+        AssertionError: ``check`` gave no truthy answer within ``timeout`` seconds.
+    """
     deadline = time.monotonic() + timeout
     while True:
         result = await check()
@@ -49,7 +68,7 @@ async def eventually(
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)  # poll
+        await asyncio.sleep(interval)  # poll
 
 
 @dataclass
