@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats
 from nats.js.api import DeliverPolicy
@@ -27,8 +27,17 @@ from pandanode.services.runtime.events import (
     STREAM_NAME,
     parse_operations_ingested,
 )
+from pandanode.services.runtime.settings import Settings
 
 T = TypeVar("T")
+
+
+def node_settings(data_dir: Path, **changes: Any) -> Settings:
+    """Settings of an in-process test node: data in ``data_dir``, gRPC on a free loopback port.
+
+    The one place test nodes get their base settings; ``changes`` are other settings by name.
+    """
+    return Settings(data_dir=data_dir, listen="127.0.0.1:0", **changes)
 
 
 async def assert_checks_clean(data_dir: Path, *, nats_url: str | None = None) -> None:
