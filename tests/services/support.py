@@ -35,9 +35,10 @@ T = TypeVar("T")
 def node_settings(data_dir: Path, **changes: Any) -> Settings:
     """Settings of an in-process test node: data in ``data_dir``, gRPC on a free loopback port.
 
-    The one place test nodes get their base settings; ``changes`` are other settings by name.
+    The one place test nodes get their base settings; ``changes`` are other settings by name
+    (``listen`` among them, for a node that must come back on the same address).
     """
-    return Settings(data_dir=data_dir, listen="127.0.0.1:0", **changes)
+    return Settings(**{"data_dir": data_dir, "listen": "127.0.0.1:0", **changes})
 
 
 async def assert_checks_clean(data_dir: Path, *, nats_url: str | None = None) -> None:
