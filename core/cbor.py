@@ -32,6 +32,9 @@ false / true / null    ``False`` / ``True`` / ``None`` (also from the two-byte `
 other simple values    :class:`Simple`, e.g. :data:`UNDEFINED`
 float (any width)      ``float``
 =====================  ===============================================================
+
+It stays one module (a little over 500 lines, a good part of them this docstring): the reader
+and the writer are the two directions of the one value mapping in the table above.
 """
 
 from __future__ import annotations

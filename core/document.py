@@ -36,6 +36,9 @@ Errors (all raised, never returned):
   operation that is not part of the document (spec §6.4).
 - :class:`~.errors.HashDecodeError` with ``Reason.INVALID_HASH``: a :class:`DocumentOperation`
   whose id is not a lowercase hex YASMF hash.
+
+It stays one module: building the graph, the walk and the reducer are the steps of one algorithm
+of the reference, and :func:`open_tip`/:func:`extends_tip` must agree with the walk's order.
 """
 
 from __future__ import annotations

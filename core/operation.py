@@ -34,6 +34,9 @@ Behaviour checked against p2panda-js 0.8.1 ``decodeOperation``/``encodeOperation
 * Inner lists of a list of view ids are not checked for order at decode time; ``[[]]`` decodes.
 * The encoder sorts and deduplicates the ids of a pinned relation (and of each view id in a
   pinned relation list), keeps relation lists as given, and rejects an unsorted ``previous``.
+
+It stays one module: the encoder, the general decoder and the decoder's fast path for canonical
+bytes share the value rules above, and must agree with one another on every input.
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ Ids inside relation values are lowercase hex. :func:`build_schema` turns a mater
 
 Where p2panda-rs 0.8.1 has quirks that decide whether data is accepted, they are reproduced and
 marked "Quirk" below, so that this node accepts exactly what aquadoggo accepts.
+
+It stays one module: the field types, the system schemas, operation validation and
+:func:`build_schema` apply one set of type rules (quirks included), which must agree everywhere.
 """
 
 from __future__ import annotations

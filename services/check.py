@@ -32,6 +32,9 @@ skip them.
 
 Check functions are pure where they can be; :func:`check_data_dir` runs them all and returns a
 :class:`CheckReport`.
+
+It stays one module: the checks are small each, but they share the findings, the ingest pass's
+state and the lock-then-open sequence of the one command.
 """
 
 from __future__ import annotations

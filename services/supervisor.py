@@ -10,6 +10,10 @@ Ctrl-C drains the children (SIGTERM, then SIGKILL after a grace) and exits 0.
 The public address serves a byte-level pass-through to the children, aggregated health,
 server reflection of every service, and ``NodeService/GetEndpoints`` so clients can dial the
 children directly.
+
+It stays one module: the start order, the restarts, the health it reports and the drain all work
+on the state of the one :class:`Supervisor` (its children and NATS), and the pass-through
+servicer is a few lines over that same state.
 """
 
 from __future__ import annotations

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
+from pandanode.services.node import Node
+from pandanode.services.runtime.settings import Settings
 from tests.interop.oracle_client import Oracle
+from tests.services.support import node_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -21,10 +25,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # Settings(), where LAN discovery is off; the discovery tests turn it on with a port of their own.
 os.environ.setdefault("PANDANODE_LAN_DISCOVERY", "false")
 
-settings.register_profile(
+hypothesis_settings.register_profile(
     "default", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile("default")
+hypothesis_settings.load_profile("default")
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +51,16 @@ def oracle() -> Iterator[Oracle]:
         yield running
     finally:
         running.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings of a node with its data in a fresh temporary directory, on a free port."""
+    return node_settings(tmp_path / "data")
+
+
+@pytest.fixture
+async def node(settings: Settings) -> AsyncIterator[Node]:
+    """An all-in-one node (embedded NATS, every service) serving on 127.0.0.1:<free port>."""
+    async with Node(settings) as running:
+        yield running

@@ -12,6 +12,9 @@ Publishing runs in two stages:
 
 One writer makes concurrent publishes to the same log (and to the same author or document)
 safe without locks; verification, the costly part, still runs in parallel.
+
+It stays one module: prepare, the writer loop and apply share the batch types and the one-writer
+rule, which is easiest to keep when they sit side by side.
 """
 
 from __future__ import annotations

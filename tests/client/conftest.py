@@ -1,4 +1,4 @@
-"""Fixtures of the client tests: a real node (reused from the service tests) and clients of it."""
+"""Fixtures of the client tests: clients of the real node of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pytest
 
 from pandanode.client import Client, KeyPair
 from pandanode.services.node import Node
-from tests.services.conftest import node, settings  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -25,7 +24,7 @@ def key_pair() -> KeyPair:
 
 
 @pytest.fixture
-async def client(node: Node, key_pair: KeyPair) -> AsyncIterator[Client]:  # noqa: F811
+async def client(node: Node, key_pair: KeyPair) -> AsyncIterator[Client]:
     """A client of :func:`node` that signs with :func:`key_pair`."""
     async with Client.connect(node.address, key_pair=key_pair, timeout=10.0) as opened:
         yield opened
@@ -50,7 +49,7 @@ CLI_DEADLINE = 60.0
 
 
 @pytest.fixture
-def cli_env(node: Node, tmp_path: Path) -> dict[str, str]:  # noqa: F811
+def cli_env(node: Node, tmp_path: Path) -> dict[str, str]:
     """The environment of a person using :func:`node` with a fresh key file."""
     return {
         **os.environ,

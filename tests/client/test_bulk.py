@@ -13,7 +13,7 @@ from pandanode.core import encode_operation, sign_and_encode_entry
 from pandanode.ingest.v1 import ingest_pb2 as pb
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.node import Node
-from pandanode.services.runtime.settings import Settings
+from tests.services.support import node_settings
 
 OPERATIONS = 10_000
 
@@ -146,7 +146,7 @@ async def test_export_then_import_into_another_node_in_any_order(
     exported = await export_all(client)
     assert len(exported) == 3 + 5 + 5  # 2 field definitions + the definition, creates, updates
 
-    settings = Settings(data_dir=tmp_path / "second", listen="127.0.0.1:0")
+    settings = node_settings(tmp_path / "second")
     async with (
         Node(settings) as second,
         Client.connect(second.address) as importer,

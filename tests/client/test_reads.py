@@ -10,7 +10,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,23 +35,24 @@ from pandanode.client import (
     relation_list,
 )
 from pandanode.services.node import Node
+from tests.services.support import eventually
 
 DEADLINE = 10.0
-
-
-async def eventually(check: Callable[[], bool], what: str, timeout: float = DEADLINE) -> None:
-    """Poll ``check`` until it holds, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.01)  # poll
 
 
 def watches_on(node: Node) -> int:
     """How many listeners the node's materializer has (one per open watch, plus its own)."""
     assert node.query is not None
     return node.query.listener_count
+
+
+def watch_count_is(node: Node, count: int) -> Callable[[], Awaitable[bool]]:
+    """A check for ``eventually``: the node's materializer has ``count`` listeners."""
+
+    async def check() -> bool:
+        return watches_on(node) == count
+
+    return check
 
 
 async def next_change(changes: Any) -> Change:
@@ -559,7 +560,9 @@ async def test_watch_sends_existing_documents_caught_up_then_every_change_in_ord
 
     # Closing the iterator ends the call: the node drops the watch.
     await changes.aclose()
-    await eventually(lambda: watches_on(node) == listeners, "the node to drop the watch")
+    await eventually(
+        watch_count_is(node, listeners), what="the node to drop the watch", timeout=DEADLINE
+    )
 
 
 async def test_a_watch_left_by_break_or_cancelled_task_ends_on_the_node(
@@ -575,7 +578,9 @@ async def test_a_watch_left_by_break_or_cancelled_task_ends_on_the_node(
         async for change in changes:
             if change.kind == "caught_up":
                 break
-    await eventually(lambda: watches_on(node) == listeners, "the node to drop the watch")
+    await eventually(
+        watch_count_is(node, listeners), what="the node to drop the watch", timeout=DEADLINE
+    )
 
     # A task blocked on a watch, cancelled.
     async def follow() -> None:
@@ -583,17 +588,23 @@ async def test_a_watch_left_by_break_or_cancelled_task_ends_on_the_node(
             pass
 
     task = asyncio.create_task(follow())
-    await eventually(lambda: watches_on(node) == listeners + 1, "the watch to start")
+    await eventually(
+        watch_count_is(node, listeners + 1), what="the watch to start", timeout=DEADLINE
+    )
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await eventually(lambda: watches_on(node) == listeners, "the node to drop the watch")
+    await eventually(
+        watch_count_is(node, listeners), what="the node to drop the watch", timeout=DEADLINE
+    )
 
     # A plain `break`, the generator then dropped: its finalizer cancels the call.
     async for change in client.watch(schema_id):
         if change.kind == "caught_up":
             break
-    await eventually(lambda: watches_on(node) == listeners, "the node to drop the watch")
+    await eventually(
+        watch_count_is(node, listeners), what="the node to drop the watch", timeout=DEADLINE
+    )
 
 
 async def test_a_watch_right_after_creating_the_schema_sees_the_first_document(

@@ -1,4 +1,7 @@
-"""Fixtures for service tests: real NATS (per test, free port), real RocksDB, real gRPC."""
+"""Fixtures for service tests: real NATS (per test, free port), real RocksDB, real gRPC.
+
+The in-process ``node`` and its ``settings`` are fixtures of the whole suite (tests/conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +14,6 @@ import pytest
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import EmbeddedNats
-from pandanode.services.runtime.settings import Settings
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Settings of a node with its data in a fresh temporary directory, on a free port."""
-    return Settings(data_dir=tmp_path / "data", listen="127.0.0.1:0")
 
 
 @pytest.fixture
@@ -29,13 +25,6 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
         yield server
     finally:
         await server.stop()
-
-
-@pytest.fixture
-async def node(settings: Settings) -> AsyncIterator[Node]:
-    """An all-in-one node (embedded NATS, every service) serving on 127.0.0.1:<free port>."""
-    async with Node(settings) as running:
-        yield running
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats
 from nats.js.api import DeliverPolicy
@@ -27,8 +27,18 @@ from pandanode.services.runtime.events import (
     STREAM_NAME,
     parse_operations_ingested,
 )
+from pandanode.services.runtime.settings import Settings
 
 T = TypeVar("T")
+
+
+def node_settings(data_dir: Path, **changes: Any) -> Settings:
+    """Settings of an in-process test node: data in ``data_dir``, gRPC on a free loopback port.
+
+    The one place test nodes get their base settings; ``changes`` are other settings by name
+    (``listen`` among them, for a node that must come back on the same address).
+    """
+    return Settings(**{"data_dir": data_dir, "listen": "127.0.0.1:0", **changes})
 
 
 async def assert_checks_clean(data_dir: Path, *, nats_url: str | None = None) -> None:
@@ -39,9 +49,28 @@ async def assert_checks_clean(data_dir: Path, *, nats_url: str | None = None) ->
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T | None]], *, timeout: float = 15.0, what: str = "condition"
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float = 15.0,
+    what: str = "condition",
+    interval: float = 0.02,
 ) -> T:
-    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    """Poll ``check`` until it returns something truthy, or fail after ``timeout`` seconds.
+
+    The one way tests wait for something eventual: against a deadline, never a fixed sleep.
+
+    Args:
+        check: Asked again every ``interval`` seconds; its first truthy answer is returned.
+        timeout: Seconds until the wait fails.
+        what: What is awaited, for the failure message.
+        interval: Seconds between two polls.
+
+    Returns:
+        The first truthy answer of ``check``.
+
+    Raises:
+        AssertionError: ``check`` gave no truthy answer within ``timeout`` seconds.
+    """
     deadline = time.monotonic() + timeout
     while True:
         result = await check()
@@ -49,7 +78,7 @@ async def eventually(
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)  # poll
+        await asyncio.sleep(interval)  # poll
 
 
 @dataclass

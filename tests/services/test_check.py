@@ -42,7 +42,7 @@ from pandanode.services.runtime.events import (
     parse_operations_ingested,
 )
 from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
-from pandanode.services.runtime.settings import Settings
+from tests.services.support import node_settings
 
 from .ingest.helpers import Author, Signed, publish, publish_schema
 from .test_node import NodeProcess
@@ -58,7 +58,7 @@ async def run_workload(data_dir: Path) -> None:
     """A schema, notes edited by two authors (long enough logs for skiplinks), a delete, a blob."""
     alice, bob, carol = Author(), Author(), Author()
     async with (
-        Node(Settings(data_dir=data_dir, listen="127.0.0.1:0")) as node,
+        Node(node_settings(data_dir)) as node,
         grpc.aio.insecure_channel(node.address) as channel,
     ):
         ingest = IngestServiceStub(channel)
@@ -178,7 +178,7 @@ def test_pandanode_check_json_reports_counts_and_violations(data_dir: Path) -> N
 async def test_pandanode_check_refuses_a_data_directory_in_use_with_one_line(
     data_dir: Path,
 ) -> None:
-    async with Node(Settings(data_dir=data_dir, listen="127.0.0.1:0")):
+    async with Node(node_settings(data_dir)):
         result = await asyncio.to_thread(run_cli, "--data-dir", str(data_dir))
     assert result.returncode == 2
     assert result.stdout == ""

@@ -28,7 +28,6 @@ from pandanode.node.v1 import node_pb2, node_pb2_grpc
 from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
-from pandanode.services.runtime.settings import Settings
 
 from .ingest.helpers import rejection_of
 from .support import (
@@ -36,6 +35,7 @@ from .support import (
     announced_operation_ids,
     assert_checks_clean,
     eventually,
+    node_settings,
 )
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
@@ -222,7 +222,7 @@ async def test_kill_9_while_streaming_loses_no_acknowledged_entry(tmp_path: Path
     await assert_checks_clean(data_dir)
 
     # Restart on the same data directory, in-process this time, to look inside.
-    async with Node(Settings(data_dir=data_dir, listen="127.0.0.1:0")) as node:
+    async with Node(node_settings(data_dir)) as node:
         async with grpc.aio.insecure_channel(node.address) as channel:
             stub = ingest_pb2_grpc.IngestServiceStub(channel)
             stored: set[str] = set()
@@ -527,7 +527,7 @@ async def test_killing_the_ingest_process_while_streaming_loses_no_acknowledged_
         await gone(pids)
     await assert_checks_clean(data_dir)
 
-    async with Node(Settings(data_dir=data_dir, listen="127.0.0.1:0")) as node:
+    async with Node(node_settings(data_dir)) as node:
         async with grpc.aio.insecure_channel(node.address) as channel:
             stub = ingest_pb2_grpc.IngestServiceStub(channel)
             stored: set[str] = set()

@@ -17,6 +17,7 @@ from pandanode.events.v1.events_pb2 import PeerDiscovered, PeerLost
 from pandanode.services.node import Node
 from pandanode.services.runtime.events import STREAM_NAME
 from pandanode.services.runtime.settings import Settings
+from tests.services.support import node_settings
 
 PEER_EVENTS = "pandanode.v1.evt.peer.>"
 
@@ -32,7 +33,7 @@ FAST: dict[str, Any] = {
 
 def fast_settings(data_dir: Path, **changes: Any) -> Settings:
     """Settings of a test node on a free loopback port with fast discovery."""
-    return Settings(**{"data_dir": data_dir, "listen": "127.0.0.1:0", **FAST, **changes})
+    return node_settings(data_dir, **{**FAST, **changes})
 
 
 def free_udp_port() -> int:

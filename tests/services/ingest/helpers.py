@@ -3,9 +3,7 @@ rich-status decoding, log and stream snapshots, and polling with a deadline (no 
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
@@ -34,6 +32,7 @@ from pandanode.services.runtime.events import (
     IngestedOperation,
     parse_operations_ingested,
 )
+from tests.services.support import eventually
 
 if TYPE_CHECKING:
     from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
@@ -52,7 +51,6 @@ __all__ = [
     "baseline",
     "create_operation",
     "delete_operation",
-    "eventually",
     "expected_next_args",
     "log_heights",
     "publish",
@@ -72,22 +70,6 @@ __all__ = [
 SCHEMA_DEFINITION = "schema_definition_v1"
 FIELD_DEFINITION = "schema_field_definition_v1"
 ERROR_DOMAIN = "pandanode"
-
-
-# -- waiting --------------------------------------------------------------------------------
-
-
-async def eventually(
-    predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if await predicate():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {timeout} s")
-        await asyncio.sleep(0.01)  # poll interval while waiting for something eventual
 
 
 # -- signed entries -------------------------------------------------------------------------
@@ -427,7 +409,9 @@ async def wait_for_stream_count(js: JetStreamContext, count: int, timeout: float
     async def reached() -> bool:
         return await announced_count(js) >= count
 
-    await eventually(reached, timeout, f"{count} operations in the {STREAM_NAME} stream")
+    await eventually(
+        reached, timeout=timeout, what=f"{count} operations in the {STREAM_NAME} stream"
+    )
     operations = [event.payload.operation_id for event in await stream_events(js)]
     assert len(operations) == count, f"the stream holds {len(operations)}, expected {count}"
     assert len(set(operations)) == count, "an operation was announced twice"

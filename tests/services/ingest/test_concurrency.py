@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from pandanode.ingest.v1 import ingest_pb2 as pb
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.node import Node
-from pandanode.services.runtime.settings import Settings
+from tests.services.support import node_settings
 
 from .helpers import (
     FIELD_DEFINITION,
@@ -180,7 +180,7 @@ async def test_more_calls_in_flight_than_max_concurrent_streams_queue_instead_of
     # grpc's HTTP/2 overload protection counted streams the busy event loop had not yet
     # released and refused new ones (RST_STREAM REFUSED_STREAM → UNAVAILABLE) well below the
     # advertised limit; beyond the limit a client must wait, not fail.
-    settings = Settings(data_dir=tmp_path / "data", listen="127.0.0.1:0", max_concurrent_streams=4)
+    settings = node_settings(tmp_path / "data", max_concurrent_streams=4)
     async with Node(settings) as node, grpc.aio.insecure_channel(node.address) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         authors = [Author() for _ in range(200)]

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from pandanode.services.runtime.settings import Settings
+from tests.services.support import node_settings
 
 from .helpers import (
     Author,
@@ -31,9 +32,8 @@ MAX_MESSAGE = 16 * 1024
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """A node with small limits (overrides the shared fixture for this module)."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        listen="127.0.0.1:0",
+    return node_settings(
+        tmp_path / "data",
         max_operation_bytes=MAX_OPERATION,
         max_batch_items=MAX_BATCH,
         max_message_bytes=MAX_MESSAGE,

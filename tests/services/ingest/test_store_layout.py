@@ -15,7 +15,7 @@ from pandanode.core import PinnedRelationList
 from pandanode.core.publish import PublishResult
 from pandanode.services.ingest.ingest import Ingest
 from pandanode.services.ingest.store import LogStore
-from pandanode.services.runtime.settings import Settings
+from tests.services.support import node_settings
 
 from .helpers import FIELD_DEFINITION, SCHEMA_DEFINITION, Author, Signed
 
@@ -24,7 +24,7 @@ from .helpers import FIELD_DEFINITION, SCHEMA_DEFINITION, Author, Signed
 async def running(path: Path) -> AsyncIterator[Ingest]:
     """An ingest writer on the log store at ``path`` (no announcer); closed after."""
     store = LogStore(path)
-    ingest = Ingest(store, Settings(data_dir=path.parent, listen="127.0.0.1:0"))
+    ingest = Ingest(store, node_settings(path.parent))
     await ingest.start()
     try:
         yield ingest

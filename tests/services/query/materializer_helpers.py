@@ -21,8 +21,8 @@ from tests.services.ingest.helpers import (
     SCHEMA_DEFINITION,
     Author,
     Signed,
-    eventually,
 )
+from tests.services.support import eventually
 
 __all__ = [
     "Feed",
@@ -58,7 +58,9 @@ async def wait_caught_up(materializer: Materializer, bus: Bus, timeout: float = 
     async def caught_up() -> bool:
         return materializer.checkpoint >= target
 
-    await eventually(caught_up, timeout, f"the materializer at stream sequence {target}")
+    await eventually(
+        caught_up, timeout=timeout, what=f"the materializer at stream sequence {target}"
+    )
 
 
 @dataclass

@@ -33,7 +33,7 @@ from tests.services.ingest.helpers import (
     publish_schema,
     wait_for_stream_count,
 )
-from tests.services.support import assert_checks_clean
+from tests.services.support import assert_checks_clean, node_settings
 from tests.services.test_node import NodeProcess
 
 from .materializer_helpers import (
@@ -326,7 +326,7 @@ async def test_kill_9_mid_stream_then_restart_equals_a_rebuild(tmp_path: Path) -
         if process.process is not None and process.process.poll() is None:
             process.kill()
 
-    async with Node(Settings(data_dir=data_dir, listen="127.0.0.1:0")) as node:
+    async with Node(node_settings(data_dir)) as node:
         assert node.query is not None
         client = await nats.connect(node.nats_url)
         try:
@@ -388,7 +388,7 @@ async def test_serve_query_runs_the_query_service_alone(tmp_path: Path, bus: Nat
     operations = corpus()[:3]
     feed = Feed(bus)
     feed.learn(operations)
-    settings = Settings(data_dir=tmp_path / "query-only", listen="127.0.0.1:0")
+    settings = node_settings(tmp_path / "query-only")
     nats_url = bus.client.connected_url
     assert nats_url is not None
     url = f"nats://{nats_url.hostname}:{nats_url.port}"

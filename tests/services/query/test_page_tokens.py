@@ -22,6 +22,7 @@ from pandanode.services.node import Node
 from pandanode.services.query.listing import MAX_PAGE_TOKEN_LENGTH
 from pandanode.services.runtime.settings import Settings
 from tests.services.ingest.helpers import Author, Rejection, publish, publish_schema, rejection
+from tests.services.support import node_settings
 
 if TYPE_CHECKING:
     from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
@@ -143,7 +144,7 @@ async def test_a_page_token_from_another_node_is_invalid_argument(
     schema_id, last = await _venues(cast("IngestServiceAsyncStub", recording))
     token = (await query.ListDocuments(_listing(schema_id, last=last))).next_page_token
     assert token
-    other_settings = Settings(data_dir=tmp_path / "other", listen="127.0.0.1:0")
+    other_settings = node_settings(tmp_path / "other")
     async with (
         Node(other_settings) as other,
         grpc.aio.insecure_channel(other.address) as channel,
