@@ -277,7 +277,6 @@ def test_a_message_gives_its_operations_in_order_at_increasing_positions() -> No
         IngestedEvent.parse_message(7, b"\x0a\x03not a message")
 
 
-
 def test_malformed_operations_in_a_message_are_logged_as_one_line_without_traceback(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -297,6 +296,7 @@ def test_malformed_operations_in_a_message_are_logged_as_one_line_without_traceb
     [record] = [r for r in caplog.records if r.name == ingested.log.name]
     assert record.exc_info is None
     assert len(record.getMessage()) < 300
+
 
 def test_build_view_is_materialize_with_typed_fields() -> None:
     key_pair = KeyPair()
