@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -184,13 +184,16 @@ async def test_serve_ingest_alone_uses_an_external_nats_server(
         assert process.terminate() == 0
 
 
-async def test_kill_9_while_streaming_loses_no_acknowledged_entry(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    address = f"127.0.0.1:{free_port()}"
-    process = NodeProcess(["up", "--data-dir", str(data_dir), "--listen", address])
-    process.start()
-    await process.wait_serving(address)
-    authors = [FieldDefinitionLog(KeyPair(), log_id=log_id) for log_id in range(4)]
+async def stream_until_killed(
+    address: str,
+    authors: list[FieldDefinitionLog],
+    kill: Callable[[], None],
+    codes: tuple[grpc.StatusCode, ...],
+) -> set[str]:
+    """Stream the authors' logs to ``address``, ``kill`` after 1,200 OKs; the acknowledged ids.
+
+    The stream may then end with one of ``codes``; every answer before that must be OK.
+    """
     acknowledged: set[str] = set()
     killed = asyncio.Event()
 
@@ -200,20 +203,33 @@ async def test_kill_9_while_streaming_loses_no_acknowledged_entry(tmp_path: Path
             if killed.is_set():
                 return
 
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        try:
+            async for response in stub.PublishStream(requests()):
+                for result in response.results:
+                    assert result.HasField("ok"), result.error
+                    acknowledged.add(result.ok.operation_id)
+                if len(acknowledged) >= 1200 and not killed.is_set():
+                    kill()
+                    killed.set()
+        except grpc.aio.AioRpcError as err:
+            assert err.code() in codes
+    assert killed.is_set(), "the stream ended before the kill"
+    return acknowledged
+
+
+async def test_kill_9_while_streaming_loses_no_acknowledged_entry(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    address = f"127.0.0.1:{free_port()}"
+    process = NodeProcess(["up", "--data-dir", str(data_dir), "--listen", address])
+    process.start()
+    await process.wait_serving(address)
+    authors = [FieldDefinitionLog(KeyPair(), log_id=log_id) for log_id in range(4)]
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
-            stub = ingest_pb2_grpc.IngestServiceStub(channel)
-            try:
-                async for response in stub.PublishStream(requests()):
-                    for result in response.results:
-                        assert result.HasField("ok"), result.error
-                        acknowledged.add(result.ok.operation_id)
-                    if len(acknowledged) >= 1200 and not killed.is_set():
-                        process.kill()
-                        killed.set()
-            except grpc.aio.AioRpcError as err:
-                assert err.code() == grpc.StatusCode.UNAVAILABLE
-        assert killed.is_set(), "the stream ended before the node was killed"
+        acknowledged = await stream_until_killed(
+            address, authors, process.kill, (grpc.StatusCode.UNAVAILABLE,)
+        )
     finally:
         if process.process is not None and process.process.poll() is None:
             process.kill()
@@ -497,29 +513,13 @@ async def test_killing_the_ingest_process_while_streaming_loses_no_acknowledged_
     await process.wait_serving(address)
     ingest_pid = children_of(process.process.pid)["ingest"]
     authors = [FieldDefinitionLog(KeyPair(), log_id=log_id) for log_id in range(4)]
-    acknowledged: set[str] = set()
-    killed = asyncio.Event()
-
-    async def requests() -> AsyncIterator[pb.PublishStreamRequest]:
-        for seq_num in range(1, 2001):
-            yield pb.PublishStreamRequest(items=[author.entry(seq_num) for author in authors])
-            if killed.is_set():
-                return
-
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
-            stub = ingest_pb2_grpc.IngestServiceStub(channel)
-            try:
-                async for response in stub.PublishStream(requests()):
-                    for result in response.results:
-                        assert result.HasField("ok"), result.error
-                        acknowledged.add(result.ok.operation_id)
-                    if len(acknowledged) >= 1200 and not killed.is_set():
-                        os.kill(ingest_pid, signal.SIGKILL)
-                        killed.set()
-            except grpc.aio.AioRpcError as err:
-                assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN)
-        assert killed.is_set(), "the stream ended before the ingest process was killed"
+        acknowledged = await stream_until_killed(
+            address,
+            authors,
+            lambda: os.kill(ingest_pid, signal.SIGKILL),
+            (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN),
+        )
         await process.wait_serving(address)
     finally:
         pids = list(children_of(process.process.pid).values())
