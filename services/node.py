@@ -134,20 +134,43 @@ class Node:
         )
 
     async def _watch_health(self) -> None:
-        """Report a service whose background work died as NOT_SERVING, and set :attr:`failed`."""
+        """Keep health in step with the parts' liveness and readiness.
+
+        A part that is not ready is NOT_SERVING until it is ready again; one whose background
+        work died is NOT_SERVING for good, and :attr:`failed` is set.
+        """
         assert self._server is not None
-        reported: set[str] = set()
+        health = self._server.health
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        dead: set[str] = set()
+        unready: set[str] = set()
         while True:
             await asyncio.sleep(HEALTH_INTERVAL)  # poll: the parts' tasks have no callback
+            changed = False
             for part in self.parts:
-                if part.name in reported or part.health():
+                if part.name in dead:
                     continue
-                reported.add(part.name)
-                log.error("pandanode: %s stopped working; reporting NOT_SERVING", part.name)
-                not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-                await self._server.health.set(part.grpc_service, not_serving)
-                await self._server.health.set("", not_serving)
-                self.failed.set()
+                if not part.health():
+                    dead.add(part.name)
+                    log.error("pandanode: %s stopped working; reporting NOT_SERVING", part.name)
+                    await health.set(part.grpc_service, not_serving)
+                    self.failed.set()
+                    changed = True
+                    continue
+                ready = part.ready()
+                if ready == (part.name not in unready):
+                    continue
+                changed = True
+                if ready:
+                    unready.discard(part.name)
+                    log.info("pandanode: %s is ready again; reporting SERVING", part.name)
+                else:
+                    unready.add(part.name)
+                    log.warning("pandanode: %s is not ready; reporting NOT_SERVING", part.name)
+                await health.set(part.grpc_service, serving if ready else not_serving)
+            if changed:
+                await health.set("", not_serving if dead or unready else serving)
 
     async def stop(self) -> None:
         """Drain: stop taking calls, finish accepted work, announce it, close everything."""

@@ -57,6 +57,11 @@ class IngestPart(Service):
             and self.announcer.running
         )
 
+    def ready(self) -> bool:  # noqa: D102 - see Service
+        # Publishing goes on while announcing fails (the outbox keeps every commit), but what
+        # is stored is not reaching the other services: say so until announcing recovers.
+        return self.announcer is None or self.announcer.healthy
+
     async def drain(self) -> None:  # noqa: D102 - see Service
         if self.ingest is not None:
             await self.ingest.stop()

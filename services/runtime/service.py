@@ -55,7 +55,14 @@ class Service(abc.ABC):
 
     @abc.abstractmethod
     def health(self) -> bool:
-        """True while every background part of the service runs."""
+        """True while every background part of the service runs (False is fatal)."""
+
+    def ready(self) -> bool:
+        """False while the service runs but cannot do all its work (e.g. retrying NATS).
+
+        Not fatal: the node reports the service NOT_SERVING until it is ready again.
+        """
+        return True
 
     @abc.abstractmethod
     async def drain(self) -> None:

@@ -157,6 +157,40 @@ async def test_health_reports_serving_for_the_node_and_ingest(node: Node) -> Non
             assert response.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def test_ingest_is_not_serving_while_it_cannot_announce_and_serving_once_it_can(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    settings = node_settings(tmp_path / "data", nats_url=nats_server.url)
+    async with (
+        Node(settings, services=("ingest",)) as node,
+        grpc.aio.insecure_channel(node.address) as channel,
+    ):
+        health = health_pb2_grpc.HealthStub(channel)
+
+        async def status_is(wanted: int) -> bool:
+            for service in ("", "pandanode.ingest.v1.IngestService"):
+                request = health_pb2.HealthCheckRequest(service=service)
+                if (await health.Check(request, timeout=2)).status != wanted:
+                    return False
+            return True
+
+        await nats_server.stop()
+        author = FieldDefinitionLog(KeyPair(), log_id=3)
+        # Stored and acknowledged even so: the outbox keeps it until NATS is back.
+        await ingest_pb2_grpc.IngestServiceStub(channel).Publish(author.entry(1), timeout=10)
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        await eventually(lambda: status_is(not_serving), what="NOT_SERVING without NATS")
+        await nats_server.start()
+        serving = health_pb2.HealthCheckResponse.SERVING
+        await eventually(lambda: status_is(serving), timeout=30, what="SERVING again")
+        assert not node.failed.is_set()
+
+        async def announced() -> list[str]:
+            return await announced_operation_ids(nats_server.url)
+
+        assert await eventually(announced, timeout=30, what="the event") == [author.hashes[1]]
+
+
 async def test_serve_ingest_alone_uses_an_external_nats_server(
     tmp_path: Path, nats_server: EmbeddedNats
 ) -> None:
