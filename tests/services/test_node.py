@@ -446,19 +446,27 @@ async def test_every_service_answers_through_the_public_address(
         assert await health_of(address, service) == health_pb2.HealthCheckResponse.SERVING
 
 
+async def kill_and_wait_for_restart(process: NodeProcess, name: str) -> int:
+    """kill -9 the node's child ``name`` (a service or nats-server); the new child's pid."""
+    assert process.process is not None
+    supervisor = process.process.pid
+    old = children_of(supervisor)[name]
+    os.kill(old, signal.SIGKILL)
+
+    async def restarted() -> int | None:
+        pid = children_of(supervisor).get(name)
+        return pid if pid is not None and pid != old else None
+
+    pid: int = await eventually(restarted, timeout=30, what=f"a new {name} process")
+    return pid
+
+
 async def test_a_killed_child_is_restarted_and_the_node_serves_again(
     up: tuple[NodeProcess, str, Path],
 ) -> None:
     process, address, data_dir = up
     assert process.process is not None
-    old = children_of(process.process.pid)["ingest"]
-    os.kill(old, signal.SIGKILL)
-
-    async def restarted() -> int | None:
-        pid = children_of(process.process.pid).get("ingest")  # type: ignore[union-attr]
-        return pid if pid is not None and pid != old else None
-
-    await eventually(restarted, timeout=30, what="a new ingest process")
+    await kill_and_wait_for_restart(process, "ingest")
     await process.wait_serving(address)
     author = FieldDefinitionLog(KeyPair(), log_id=3)
     async with grpc.aio.insecure_channel(address) as channel:
@@ -473,16 +481,12 @@ async def test_a_killed_child_is_restarted_and_the_node_serves_again(
     await assert_checks_clean(data_dir)
 
 
-async def test_health_says_not_serving_while_a_child_is_down(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
-    address = f"127.0.0.1:{free_port()}"
-    process = NodeProcess(
-        ["up", "--data-dir", str(data_dir), "--listen", address, "--no-lan-discovery"]
-    )
-    process.start()
+async def test_health_says_not_serving_while_a_child_is_down(
+    up: tuple[NodeProcess, str, Path],
+) -> None:
+    process, address, _ = up
     assert process.process is not None
     try:
-        await process.wait_serving(address)
         query = children_of(process.process.pid)["query"]
         os.kill(query, signal.SIGSTOP)  # hung, not dead: the supervisor's health check sees it
 
@@ -508,14 +512,7 @@ async def test_a_killed_nats_server_is_restarted_and_later_publishes_are_materia
 ) -> None:
     process, address, data_dir = up
     assert process.process is not None
-    old = children_of(process.process.pid)["nats-server"]
-    os.kill(old, signal.SIGKILL)
-
-    async def restarted() -> int | None:
-        pid = children_of(process.process.pid).get("nats-server")  # type: ignore[union-attr]
-        return pid if pid is not None and pid != old else None
-
-    await eventually(restarted, timeout=30, what="a new nats-server")
+    await kill_and_wait_for_restart(process, "nats-server")
     await process.wait_serving(address, timeout=60)
     author = FieldDefinitionLog(KeyPair(), log_id=5)
     async with grpc.aio.insecure_channel(address) as channel:
