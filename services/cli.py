@@ -60,6 +60,15 @@ def _add_discovery(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_http(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--http-listen",
+        dest="http_listen",
+        metavar="HOST:PORT",
+        help="the HTTP gateway's (GraphQL) address (default 127.0.0.1:2021)",
+    )
+
+
 # What `up` and `serve discovery` default to, beaten by flags, environment and config file.
 _NODE_DEFAULTS = {"lan_discovery": True}
 
@@ -75,11 +84,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(up)
     _add_discovery(up)
     up.add_argument("--nats-url", dest="nats_url", help="use this NATS server, not an embedded one")
+    _add_http(up)
     serve = commands.add_parser("serve", help="run one service (distributed deployment)")
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
     _add_discovery(serve)
-    serve.add_argument("--nats", dest="nats_url", required=True, help="NATS server URL")
+    serve.add_argument("--nats", dest="nats_url", help="NATS server URL (all but the gateway)")
+    _add_http(serve)
+    serve.add_argument(
+        "--ingest", dest="gateway_ingest", metavar="HOST:PORT", help="gateway: ingest's address"
+    )
+    serve.add_argument(
+        "--query", dest="gateway_query", metavar="HOST:PORT", help="gateway: query's address"
+    )
     query = commands.add_parser("query", help="maintain the query service's store")
     query_commands = query.add_subparsers(dest="query_command", required=True)
     rebuild_parser = query_commands.add_parser(
@@ -145,7 +162,8 @@ async def _serve(settings: Settings, service: str) -> int:
     stop = _stop_on_signals()
     node = Node(settings, (service,))
     await node.start()
-    print(f"pandanode listening on {node.address} (data in {settings.data_dir})", flush=True)
+    http = f"; http on {node.http_address}" if node.http_address else ""
+    print(f"pandanode listening on {node.address} (data in {settings.data_dir}{http})", flush=True)
     try:
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(node.failed.wait())
@@ -177,7 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bootstrap_peers": getattr(args, "bootstrap_peers", None),
         "advertise_address": getattr(args, "advertise_address", None),
         "lan_discovery": getattr(args, "lan_discovery", None),
+        "http_listen": getattr(args, "http_listen", None),
+        "gateway_ingest": getattr(args, "gateway_ingest", None),
+        "gateway_query": getattr(args, "gateway_query", None),
     }
+    if args.command == "serve" and args.service != "gateway" and not args.nats_url:
+        print(f"pandanode: serve {args.service} needs --nats URL", file=sys.stderr)
+        return 2
     defaults = _NODE_DEFAULTS if args.command in ("up", "serve") else None
     try:
         settings = Settings.load(flags, config_file=args.config, defaults=defaults)

@@ -137,6 +137,7 @@ class _Child:
     healthy: bool = True
     crashes: list[float] = field(default_factory=list)
     planned_restart: bool = False
+    http_address: str = ""
 
 
 class Supervisor:
@@ -186,14 +187,15 @@ class Supervisor:
             ("grpc.so_reuseport", 0),
         ]
         _check_port_free(settings.listen)
-        kinds = method_kinds(_descriptor(c.grpc_service) for c in self.children)
+        described = [c.grpc_service for c in self.children if _has_descriptor(c.grpc_service)]
+        kinds = method_kinds(_descriptor(name) for name in described)
         server = guarded_server(
             grpc.aio.server(handlers=[PassThrough(kinds, self._channel_for)], options=options)
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         node_pb2_grpc.add_NodeServiceServicer_to_server(_NodeServicer(self), server)
         names = [
-            *(c.grpc_service for c in self.children),
+            *described,
             NODE_SERVICE,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         ]
@@ -206,7 +208,7 @@ class Supervisor:
             raise SupervisorError(
                 f"cannot listen on {settings.listen}: the address is in use or not available"
             )
-        for name in ["", *names]:
+        for name in ["", *names, *(c.grpc_service for c in self.children)]:
             await self._health.set(name, _NOT_SERVING)
         await self._health.set(NODE_SERVICE, _SERVING)
         await server.start()
@@ -242,7 +244,12 @@ class Supervisor:
             print(
                 f"pandanode listening on {self.address} (data in {self.settings.data_dir}; "
                 + ", ".join(f"{c.name} pid {_pid(c)} on {c.address}" for c in self.children)
-                + ")",
+                + ")"
+                + "".join(
+                    f"; HTTP (GraphQL) on http://{c.http_address}"
+                    for c in self.children
+                    if c.http_address
+                ),
                 flush=True,
             )
             for child in self.children:
@@ -298,6 +305,12 @@ class Supervisor:
             f"{self._host}:{child.port}",
             "--data-dir",
             str(self.settings.data_dir),
+            # The gateway calls the others through the public address (it dials them directly).
+            *(
+                ["--ingest", self.address, "--query", self.address]
+                if child.name == "gateway"
+                else []
+            ),
         ]
 
     async def _start_child(self, child: _Child) -> None:
@@ -331,6 +344,7 @@ class Supervisor:
             text = line.decode(errors="replace").rstrip()
             if text.startswith(_READY_LINE):
                 address = text[len(_READY_LINE) :].split(" ", 1)[0]
+                child.http_address = text.partition("; http on ")[2].rstrip(")")
             else:
                 print(f"[{child.name}] {text}", flush=True)
         self._forwarders.append(asyncio.create_task(_forward(child.name, process.stdout)))
@@ -524,6 +538,15 @@ async def _forward(name: str, stream: asyncio.StreamReader) -> None:
     """Copy a child's standard output to ours, each line prefixed with the service's name."""
     while line := await stream.readline():
         print(f"[{name}] {line.decode(errors='replace').rstrip()}", flush=True)
+
+
+def _has_descriptor(full_name: str) -> bool:
+    """False for a service that serves no gRPC methods of its own (the HTTP gateway)."""
+    try:
+        descriptor_pool.Default().FindServiceByName(full_name)
+    except KeyError:
+        return False
+    return True
 
 
 def _descriptor(full_name: str) -> ServiceDescriptor:

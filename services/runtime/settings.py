@@ -76,6 +76,10 @@ class Settings:
             loopback interface when the advertised host is loopback, else the system's choice.
         lan_announce_interval: Seconds between two LAN announcements.
         log_level: Python logging level name.
+        http_listen: ``host:port`` the HTTP gateway (GraphQL, blobs) binds to.
+        gateway_ingest: The ingest gRPC address the gateway calls; empty: the node's own.
+        gateway_query: The query gRPC address the gateway calls; empty: the node's own.
+        cors_origins: Comma-separated origins browsers may call the gateway from; ``*``: any.
     """
 
     data_dir: Path = Path("data")
@@ -108,6 +112,10 @@ class Settings:
     lan_interface: str = ""
     lan_announce_interval: float = 5.0
     log_level: str = "INFO"
+    http_listen: str = "127.0.0.1:2021"
+    gateway_ingest: str = ""
+    gateway_query: str = ""
+    cors_origins: str = "*"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -118,6 +126,7 @@ class Settings:
             raise SettingsError(f"setting listen must be host:port, got {self.listen!r}")
         if self.advertise_address:
             _check_address("advertise_address", self.advertise_address)
+        _check_gateway_addresses(self)
         for address in self.bootstrap_addresses:
             _check_address("bootstrap_peers", address)
         if self.peer_ttl <= max(self.discovery_probe_interval, self.lan_announce_interval):
@@ -234,6 +243,13 @@ def _bool(value: Any) -> bool:
     if text in {"0", "false", "no", "off", ""}:
         return False
     raise ValueError("expected true or false")
+
+
+def _check_gateway_addresses(settings: Settings) -> None:
+    for name in ("http_listen", "gateway_ingest", "gateway_query"):
+        value = getattr(settings, name)
+        if value and ":" not in value:
+            raise SettingsError(f"setting {name} must be host:port, got {value!r}")
 
 
 def _check_address(name: str, address: str) -> None:
