@@ -1,22 +1,127 @@
-"""Placeholder, replaced by the GraphQL API."""
+"""Running GraphQL requests against the upstream services.
+
+The current schema (rebuilt when the node's schemas change), parsing, aquadoggo's validation
+rules, execution.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from .upstream import Upstreams
+import grpc
+from graphql import (
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    execute,
+    parse,
+    validate,
+)
+from graphql.error import GraphQLSyntaxError
 
-__all__ = ["GraphQLApi"]
+from pandanode.query.v1 import query_pb2 as qpb
+
+from .resolvers import CALL_TIMEOUT, RequestContext
+from .schema import build_schema, field_kinds
+from .upstream import Upstreams
+from .validation import RULES
+
+__all__ = ["SCHEMA_TTL", "GraphQLApi", "Snapshot"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_TTL = 1.0
+"""Seconds the list of the node's schemas is trusted before it is asked for again."""
+# Most characters of a query document parsed.
+MAX_QUERY_CHARS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The GraphQL schema built for one list of the node's schemas."""
+
+    key: tuple[str, ...]
+    schema: GraphQLSchema
+    kinds: Mapping[str, Mapping[str, qpb.FieldKind.ValueType]]
 
 
 class GraphQLApi:
-    """Runs GraphQL requests against the upstream services."""
+    """aquadoggo's GraphQL API over the upstream services.
+
+    Args:
+        upstreams: The ingest and query stubs.
+    """
 
     def __init__(self, upstreams: Upstreams) -> None:
         self.upstreams = upstreams
+        self._snapshot: Snapshot | None = None
+        self._checked = float("-inf")
+        self._refreshing: asyncio.Task[Snapshot] | None = None
+
+    async def schema(self, *, fresh: bool = False) -> Snapshot:
+        """The current schema, rebuilt when the node's schemas changed.
+
+        Asks the query service for its schemas at most every :data:`SCHEMA_TTL` seconds (or
+        now, with ``fresh``).
+        """
+        stale = time.monotonic() - self._checked > SCHEMA_TTL
+        if self._snapshot is not None and not stale and not fresh:
+            return self._snapshot
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._refresh())
+        return await asyncio.shield(self._refreshing)
+
+    async def _refresh(self) -> Snapshot:
+        response = await self.upstreams.query.ListSchemas(
+            qpb.ListSchemasRequest(), timeout=CALL_TIMEOUT
+        )
+        schemas = list(response.schemas)
+        key = tuple(sorted(s.schema_id for s in schemas))
+        self._checked = time.monotonic()
+        if self._snapshot is None or self._snapshot.key != key:
+            built = build_schema(schemas)
+            self._snapshot = Snapshot(key, built, field_kinds(schemas))
+            log.info("gateway: GraphQL schema built for %d p2panda schemas", len(key))
+        return self._snapshot
 
     async def execute(
         self, query: str, variables: dict[str, Any] | None, operation_name: str | None
     ) -> dict[str, Any]:
-        """Run one request."""
-        return {"data": {"hello": "pandanode"}}
+        """Run one request; the JSON response (``data`` and/or ``errors``)."""
+        if len(query) > MAX_QUERY_CHARS:
+            return _errors([GraphQLError(f"the query is longer than {MAX_QUERY_CHARS} characters")])
+        try:
+            document = parse(query)
+        except GraphQLSyntaxError as err:
+            return _errors([err])
+        try:
+            snapshot = await self.schema()
+            problems = validate(snapshot.schema, document, RULES)
+            if problems:  # maybe a schema added since: look again before refusing
+                newer = await self.schema(fresh=True)
+                if newer is not snapshot:
+                    snapshot = newer
+                    problems = validate(snapshot.schema, document, RULES)
+        except grpc.aio.AioRpcError as err:
+            return _errors([GraphQLError(f"the query service is unavailable: {err.details()}")])
+        if problems:
+            return _errors(problems)
+        result = execute(
+            snapshot.schema,
+            document,
+            variable_values=variables,
+            operation_name=operation_name,
+            context_value=RequestContext(self.upstreams, snapshot.kinds),
+        )
+        if not isinstance(result, ExecutionResult):
+            result = await result
+        return dict(result.formatted)
+
+
+def _errors(errors: list[GraphQLError]) -> dict[str, Any]:
+    return {"errors": [error.formatted for error in errors]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -11,6 +12,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pandanode.client._endpoints import EndpointChannel
 from pandanode.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2, query_pb2_grpc
+
+if TYPE_CHECKING:
+    from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
+    from pandanode.query.v1.query_pb2_grpc import QueryServiceAsyncStub
 
 __all__ = ["INGEST_SERVICE", "QUERY_SERVICE", "Upstreams"]
 
@@ -33,8 +38,8 @@ class Upstreams:
 
     ingest_address: str
     query_address: str
-    ingest: ingest_pb2_grpc.IngestServiceStub
-    query: query_pb2_grpc.QueryServiceStub
+    ingest: IngestServiceAsyncStub
+    query: QueryServiceAsyncStub
     _channels: tuple[grpc.aio.Channel, ...]
 
     @classmethod
