@@ -168,8 +168,15 @@ class Supervisor:
     # -- public surface -------------------------------------------------------------------------
 
     def endpoints(self) -> dict[str, str]:
-        """The address of each running child, by the full name of its gRPC service."""
-        return {c.grpc_service: c.address for c in self.children if c.serving and c.address}
+        """The address of each running child, by the full name of its gRPC service.
+
+        The HTTP gateway serves no gRPC methods: its process is not listed.
+        """
+        return {
+            c.grpc_service: c.address
+            for c in self.children
+            if c.serving and c.address and _has_descriptor(c.grpc_service)
+        }
 
     def _channel_for(self, service: str) -> grpc.aio.Channel | None:
         for child in self.children:
