@@ -137,7 +137,7 @@ class Node:
             "pandanode serving %s on %s (NATS %s)",
             ", ".join(self.services),
             self.address,
-            self.nats_url,
+            self.nats_url if self._bus is not None else "not used",
         )
 
     async def _watch_health(self) -> None:
