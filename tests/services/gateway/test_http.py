@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 import websockets
@@ -41,7 +43,7 @@ class _Echo:
 
 
 @pytest.fixture
-async def restricted() -> httpx.AsyncClient:
+async def restricted() -> AsyncIterator[httpx.AsyncClient]:
     server = HttpServer(
         GatewayApp(_Echo(), cors_origins=("https://allowed.example",)), "127.0.0.1:0"
     )

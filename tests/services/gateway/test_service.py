@@ -25,7 +25,7 @@ async def health(address: str) -> int:
                 health_pb2.HealthCheckRequest(), timeout=2
             )
         except grpc.aio.AioRpcError:
-            return health_pb2.HealthCheckResponse.NOT_SERVING
+            return int(health_pb2.HealthCheckResponse.NOT_SERVING)
         return int(response.status)
 
 
@@ -77,7 +77,8 @@ async def test_a_gateway_alone_calls_remote_services_and_is_serving_only_while_t
             stopped = True
 
             async def not_serving() -> bool:
-                return await health(gateway.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+                status = await health(gateway.address)
+                return bool(status == health_pb2.HealthCheckResponse.NOT_SERVING)
 
             await eventually(not_serving, what="the gateway NOT_SERVING without its upstreams")
     finally:
