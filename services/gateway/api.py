@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from graphql import (
+    DocumentNode,
     ExecutionResult,
     GraphQLError,
     GraphQLSchema,
@@ -27,7 +29,7 @@ from graphql.error import GraphQLSyntaxError
 from pandanode.query.v1 import query_pb2 as qpb
 
 from .resolvers import CALL_TIMEOUT, RequestContext
-from .schema import build_schema, field_kinds
+from .schema import SubscriptionFields, build_schema, field_kinds
 from .upstream import Upstreams
 from .validation import RULES
 
@@ -39,6 +41,8 @@ SCHEMA_TTL = 1.0
 """Seconds the list of the node's schemas is trusted before it is asked for again."""
 # Most characters of a query document parsed.
 MAX_QUERY_CHARS = 100_000
+# Most validated query documents kept (apps send the same few queries again and again).
+MAX_CACHED_DOCUMENTS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +59,16 @@ class GraphQLApi:
 
     Args:
         upstreams: The ingest and query stubs.
+
+    Attributes:
+        subscriptions: Adds a ``SubscriptionRoot`` to every schema built (set it before the
+            first request; :mod:`.subscriptions` does).
     """
 
     def __init__(self, upstreams: Upstreams) -> None:
         self.upstreams = upstreams
+        self.subscriptions: SubscriptionFields | None = None
+        self._documents: OrderedDict[tuple[tuple[str, ...], str], DocumentNode] = OrderedDict()
         self._snapshot: Snapshot | None = None
         self._checked = float("-inf")
         self._refreshing: asyncio.Task[Snapshot] | None = None
@@ -84,7 +94,7 @@ class GraphQLApi:
         key = tuple(sorted(s.schema_id for s in schemas))
         self._checked = time.monotonic()
         if self._snapshot is None or self._snapshot.key != key:
-            built = build_schema(schemas)
+            built = build_schema(schemas, self.subscriptions)
             self._snapshot = Snapshot(key, built, field_kinds(schemas))
             log.info("gateway: GraphQL schema built for %d p2panda schemas", len(key))
         return self._snapshot
@@ -93,34 +103,67 @@ class GraphQLApi:
         self, query: str, variables: dict[str, Any] | None, operation_name: str | None
     ) -> dict[str, Any]:
         """Run one request; the JSON response (``data`` and/or ``errors``)."""
-        if len(query) > MAX_QUERY_CHARS:
-            return _errors([GraphQLError(f"the query is longer than {MAX_QUERY_CHARS} characters")])
-        try:
-            document = parse(query)
-        except GraphQLSyntaxError as err:
-            return _errors([err])
-        try:
-            snapshot = await self.schema()
-            problems = validate(snapshot.schema, document, RULES)
-            if problems:  # maybe a schema added since: look again before refusing
-                newer = await self.schema(fresh=True)
-                if newer is not snapshot:
-                    snapshot = newer
-                    problems = validate(snapshot.schema, document, RULES)
-        except grpc.aio.AioRpcError as err:
-            return _errors([GraphQLError(f"the query service is unavailable: {err.details()}")])
-        if problems:
-            return _errors(problems)
+        prepared = await self.prepare(query)
+        if isinstance(prepared, list):
+            return _errors(prepared)
+        snapshot, document = prepared
         result = execute(
             snapshot.schema,
             document,
             variable_values=variables,
             operation_name=operation_name,
-            context_value=RequestContext(self.upstreams, snapshot.kinds),
+            context_value=self.context(snapshot),
         )
         if not isinstance(result, ExecutionResult):
             result = await result
         return dict(result.formatted)
+
+    async def prepare(self, query: str) -> tuple[Snapshot, DocumentNode] | list[GraphQLError]:
+        """Parse and validate ``query`` against the current schema; or what is wrong.
+
+        A query that does not validate is checked again against a fresh list of the node's
+        schemas (one may have been added since). Validated documents are cached per schema,
+        so a query an app repeats is parsed once.
+        """
+        if len(query) > MAX_QUERY_CHARS:
+            return [GraphQLError(f"the query is longer than {MAX_QUERY_CHARS} characters")]
+        try:
+            snapshot = await self.schema()
+            prepared = self._validated(snapshot, query)
+            if isinstance(prepared, list) and not any(
+                isinstance(e, GraphQLSyntaxError) for e in prepared
+            ):
+                newer = await self.schema(fresh=True)
+                if newer is not snapshot:
+                    snapshot = newer
+                    prepared = self._validated(snapshot, query)
+        except grpc.aio.AioRpcError as err:
+            return [GraphQLError(f"the query service is unavailable: {err.details()}")]
+        if isinstance(prepared, list):
+            return prepared
+        return snapshot, prepared
+
+    def _validated(self, snapshot: Snapshot, query: str) -> DocumentNode | list[GraphQLError]:
+        key = (snapshot.key, query)
+        document = self._documents.get(key)
+        if document is not None:
+            self._documents.move_to_end(key)
+            return document
+        try:
+            document = parse(query)
+        except GraphQLSyntaxError as err:
+            return [err]
+        problems = validate(snapshot.schema, document, RULES)
+        if problems:
+            return problems
+        self._documents[key] = document
+        if len(self._documents) > MAX_CACHED_DOCUMENTS:
+            self._documents.popitem(last=False)
+        return document
+
+    def context(self, snapshot: Snapshot) -> RequestContext:
+        """A fresh context for the resolvers of one request (or one subscription)."""
+        return RequestContext(self.upstreams, snapshot.kinds)
 
 
 def _errors(errors: list[GraphQLError]) -> dict[str, Any]:

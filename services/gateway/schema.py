@@ -46,7 +46,7 @@ from .scalars import (
     SEQ_NUM,
 )
 
-__all__ = ["build_schema", "field_kinds"]
+__all__ = ["SchemaTypes", "SubscriptionFields", "build_schema", "field_kinds"]
 
 
 def _nn(kind: Any) -> Any:
@@ -144,8 +144,16 @@ def field_kinds(
     return {s.schema_id: {f.name: f.kind for f in s.fields} for s in schemas}
 
 
-class _Builder:
-    """Builds the types of every schema; relation fields refer to each other lazily."""
+class SchemaTypes:
+    """The GraphQL types built for every p2panda schema, by schema id.
+
+    Attributes:
+        schemas: The p2panda schemas.
+        documents: ``S`` (fields and meta of a document).
+        collections: ``SCollection`` (a page of documents).
+        filters: ``SFilter`` (the ``filter`` argument).
+        orders: ``SOrderBy`` (the ``orderBy`` argument).
+    """
 
     def __init__(self, schemas: Sequence[qpb.Schema]) -> None:
         self.schemas = {schema.schema_id: schema for schema in schemas}
@@ -228,9 +236,15 @@ class _Builder:
         )
 
 
-def build_schema(schemas: Sequence[qpb.Schema]) -> GraphQLSchema:
-    """The GraphQL schema for the node's p2panda ``schemas``."""
-    builder = _Builder(schemas)
+SubscriptionFields = Callable[[SchemaTypes], Mapping[str, GraphQLField]]
+"""Makes the fields of the ``SubscriptionRoot`` from the types built for the schemas."""
+
+
+def build_schema(
+    schemas: Sequence[qpb.Schema], subscriptions: SubscriptionFields | None = None
+) -> GraphQLSchema:
+    """The GraphQL schema for the node's p2panda ``schemas`` (with ``subscriptions``, if any)."""
+    builder = SchemaTypes(schemas)
     query: dict[str, GraphQLField] = {
         "nextArgs": GraphQLField(
             NEXT_ARGUMENTS,
@@ -269,9 +283,15 @@ def build_schema(schemas: Sequence[qpb.Schema]) -> GraphQLSchema:
             )
         },
     )
+    subscription_fields = subscriptions(builder) if subscriptions is not None else {}
     return GraphQLSchema(
         query=GraphQLObjectType("QueryRoot", query),
         mutation=mutation,
+        subscription=(
+            GraphQLObjectType("SubscriptionRoot", dict(subscription_fields))
+            if subscription_fields
+            else None
+        ),
         types=[INT64, *builder.documents.values()],
     )
 
