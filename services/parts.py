@@ -13,7 +13,7 @@ from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from .discovery.discovery import Discovery
 from .discovery.identity import NODE_KEY_FILE, load_or_create_node_key
 from .discovery.servicer import DiscoveryServicer
-from .gateway.service import Gateway
+from .gateway.service import Gateway, HandlerFactory
 from .ingest.ingest import Ingest
 from .ingest.outbox import Announcer
 from .ingest.servicer import IngestServicer
@@ -38,6 +38,11 @@ __all__ = [
 # Seconds a starting gateway waits for its upstream services to be SERVING (then it serves
 # anyway, NOT_SERVING until they are).
 UPSTREAM_START_TIMEOUT = 30.0
+
+# What handles WebSockets on the gateway's /graphql (subscriptions) and its /blobs/… routes;
+# None: a WebSocket is refused, /blobs is 404.
+GATEWAY_WEBSOCKET: HandlerFactory | None = None
+GATEWAY_BLOBS: HandlerFactory | None = None
 
 
 class IngestPart(Service):
@@ -197,6 +202,8 @@ class GatewayPart(Service):
             settings,
             ingest_address=settings.gateway_ingest or address,
             query_address=settings.gateway_query or address,
+            websocket=GATEWAY_WEBSOCKET,
+            blobs=GATEWAY_BLOBS,
         )
         await self.gateway.start()
         if not self._own:  # in `pandanode up` the other services start alongside
