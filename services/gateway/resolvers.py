@@ -152,7 +152,8 @@ async def fetch(
     context: RequestContext, *, document_id: str = "", view_id: str = ""
 ) -> qpb.Document | None:
     """A live document by id (its current view) or by view id, once per request."""
-    key = document_id or view_id
+    # A document's first view id is its id: the two kinds of lookup are kept apart.
+    key = f"id:{document_id}" if document_id else f"view:{view_id}"
     task = context.fetched.get(key)
     if task is None:
         task = asyncio.ensure_future(_get(context, document_id=document_id, view_id=view_id))

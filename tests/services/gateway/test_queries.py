@@ -399,3 +399,28 @@ async def test_a_schema_published_after_start_is_queryable_without_restart(
     await client.get_document(created.document_id, after=created)
     result = await data(http, f"{{ all_{late} {{ documents {{ fields {{ n }} }} }} }}")
     assert result[f"all_{late}"]["documents"] == [{"fields": {"n": 7}}]
+
+
+async def test_pinned_relations_keep_their_view_after_the_target_is_updated(
+    http: httpx.AsyncClient, catalog: Catalog, client: Client
+) -> None:
+    x = catalog.tags["x"]
+    renamed = await client.update(x, {"name": "x2"})
+    await client.get_document(x.document_id, after=renamed)
+    query = f"""query Pins($id: DocumentId!) {{
+        {catalog.item}(id: $id) {{ fields {{
+            main {{ fields {{ name }} }}
+            pin {{ meta {{ viewId }} fields {{ name }} }}
+            pins {{ totalCount documents {{ meta {{ viewId }} fields {{ name }} }} }}
+        }} }}
+    }}"""
+    fields = (await data(http, query, {"id": catalog.items["a"].document_id}))[catalog.item][
+        "fields"
+    ]
+    assert fields["main"] == {"fields": {"name": "x2"}}  # a relation follows the document
+    assert fields["pin"] == {"meta": {"viewId": x.view_id}, "fields": {"name": "x"}}
+    assert fields["pins"]["totalCount"] == 2
+    assert [(d["meta"]["viewId"], d["fields"]["name"]) for d in fields["pins"]["documents"]] == [
+        (x.view_id, "x"),
+        (catalog.tags["y"].view_id, "y"),
+    ]
