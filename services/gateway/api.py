@@ -94,7 +94,8 @@ class GraphQLApi:
         key = tuple(sorted(s.schema_id for s in schemas))
         self._checked = time.monotonic()
         if self._snapshot is None or self._snapshot.key != key:
-            built = build_schema(schemas, self.subscriptions)
+            # Many schemas take a while to build: off the event loop.
+            built = await asyncio.to_thread(build_schema, schemas, self.subscriptions)
             self._snapshot = Snapshot(key, built, field_kinds(schemas))
             log.info("gateway: GraphQL schema built for %d p2panda schemas", len(key))
         return self._snapshot
