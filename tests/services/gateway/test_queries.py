@@ -209,14 +209,23 @@ async def test_a_documents_cursor_continues_after_that_document(
 ) -> None:
     query = f"""query Page($after: Cursor, $first: Int) {{
         all_{catalog.item}(orderBy: count, first: $first, after: $after) {{
-            documents {{ cursor fields {{ title }} }}
+            hasNextPage endCursor documents {{ cursor fields {{ title }} }}
         }}
     }}"""
-    full = (await data(http, query, {"first": 5}))[f"all_{catalog.item}"]["documents"]
-    for index, document in enumerate(full):
-        rest = await data(http, query, {"first": 5, "after": document["cursor"]})
+    documents: list[dict[str, Any]] = []
+    after = None
+    while True:  # pages of 2: cursors from the first page and from later ones
+        page = (await data(http, query, {"first": 2, "after": after}))[f"all_{catalog.item}"]
+        documents.extend(page["documents"])
+        if not page["hasNextPage"]:
+            break
+        after = page["endCursor"]
+    titles_in_order = [d["fields"]["title"] for d in documents]
+    assert titles_in_order == ["d", "a", "b", "e", "c"]
+    for index, document in enumerate(documents):
+        rest = await data(http, query, {"first": 3, "after": document["cursor"]})
         found = [d["fields"]["title"] for d in rest[f"all_{catalog.item}"]["documents"]]
-        assert found == [d["fields"]["title"] for d in full[index + 1 :]]
+        assert found == titles_in_order[index + 1 : index + 4], index
 
 
 async def test_default_order_is_by_document_id(http: httpx.AsyncClient, catalog: Catalog) -> None:
