@@ -8,7 +8,7 @@ import httpx
 import pytest
 import websockets
 
-from pandanode.services.gateway.app import GatewayApp
+from pandanode.services.gateway.app import GatewayApp, Receive, Scope, Send
 from pandanode.services.gateway.http import HttpServer
 from pandanode.services.node import Node
 
@@ -106,3 +106,33 @@ async def test_without_handlers_blobs_are_404_and_websockets_are_refused(
     with pytest.raises(websockets.exceptions.InvalidStatus):
         async with websockets.connect(f"ws://{node.http_address}/graphql"):
             pass
+
+
+async def test_the_websocket_and_blobs_hooks_receive_their_connections() -> None:
+    async def blobs(scope: Scope, receive: Receive, send: Send) -> None:
+        body = scope["path"].encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    async def websocket(scope: Scope, receive: Receive, send: Send) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept", "subprotocol": "graphql-transport-ws"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": "echo " + message["text"]})
+        await send({"type": "websocket.close", "code": 1000})
+
+    app = GatewayApp(_Echo(), websocket=websocket, blobs=blobs)
+    server = HttpServer(app, "127.0.0.1:0")
+    address = await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{address}") as client:
+            response = await client.get("/blobs/abc/def", headers={"origin": "https://a.example"})
+        assert response.text == "/blobs/abc/def"
+        assert response.headers["access-control-allow-origin"] == "*"
+        async with websockets.connect(
+            f"ws://{address}/graphql", subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+        ) as connection:
+            await connection.send("hi")
+            assert await connection.recv() == "echo hi"
+    finally:
+        await server.stop()
