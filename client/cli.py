@@ -26,7 +26,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Final, NoReturn, TypeAlias
 
 from pandanode.core.errors import PandanodeError
 
@@ -42,20 +42,29 @@ from ._errors import (
     status_code_of,
 )
 from ._keys import default_key_file
+from ._version import version
 
 __all__ = [
+    "COMMANDS",
+    "EPILOG",
     "EXIT_OK",
     "EXIT_REJECTED",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "CliParser",
     "UsageError",
+    "add_global_options",
+    "add_version_option",
     "build_parser",
     "json_value",
     "main",
     "parse_filters",
     "parse_value",
+    "positive_float",
+    "positive_int",
     "register",
     "run",
+    "subcommands",
 ]
 
 Handler: TypeAlias = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]
@@ -64,23 +73,79 @@ Handler: TypeAlias = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, 
 # -- parser -----------------------------------------------------------------------------------
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+COMMANDS: Final = frozenset(
+    {"key", "schema", "document", "documents", "watch", "blob", "import", "export", "status"}
+    | {"peers", "completion"}
+)
+"""The names of the client commands (they never import the node's own modules)."""
+
+
+class CliParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and a hint), never a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line and exit with code 2 (usage)."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _positive(int)
+positive_float = _positive(float)
+
+
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    # The same options on the top-level parser (with defaults) and on every client command
+    # (without: a value given after the command replaces the one given before it).
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
         "--node",
-        default=os.environ.get("PANDANODE_NODE", DEFAULT_ADDRESS),
-        help="the node's gRPC address (default: $PANDANODE_NODE or %(default)s)",
+        default=default(os.environ.get("PANDANODE_NODE", DEFAULT_ADDRESS)),
+        help=f"the node's gRPC address (default: $PANDANODE_NODE or {DEFAULT_ADDRESS})",
     )
-    common.add_argument(
+    parser.add_argument(
         "--key-file",
         type=Path,
-        default=None,
+        default=default(None),
         help=f"private key file (default: $PANDANODE_KEY_FILE or {default_key_file()})",
     )
-    common.add_argument("--json", action="store_true", help="print JSON (for scripts)")
-    common.add_argument(
-        "--timeout", type=float, default=10.0, help="deadline of each call, seconds (%(default)s)"
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="print JSON (for scripts)"
     )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=default(10.0),
+        metavar="SECONDS",
+        help="deadline of each call (default: 10)",
+    )
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--node``, ``--key-file``, ``--json`` and ``--timeout`` to the top-level parser.
+
+    Client commands accept them too, so they may come before or after the command.
+    """
+    _global_options(parser, defaults=True)
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, defaults=False)
     return common
 
 
@@ -107,7 +172,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     key = group("key", "manage your key pair")
     new = leaf(key, "new", _cli_node.key_new, "create a key pair and save it (mode 0600)")
-    new.add_argument("--force", action="store_true", help="overwrite an existing key file")
+    new.add_argument(
+        "--overwrite",
+        "--force",
+        dest="overwrite",
+        action="store_true",
+        help="replace an existing key file (its key is lost)",
+    )
     leaf(key, "show", _cli_node.key_show, "print your public key")
 
     schema = group("schema", "create and inspect schemas")
@@ -143,7 +214,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     get = leaf(document, "get", _cli_documents.document_get, "show a document")
     get.add_argument("document_id", nargs="?")
     get.add_argument("--view-id", help="a document view id instead of the current view")
-    get.add_argument("--resolve", type=int, default=0, help="levels of relations to resolve")
+    get.add_argument(
+        "--resolve",
+        type=_depth,
+        default=0,
+        help="levels of relations to resolve (the node caps it)",
+    )
     _after_option(get)
 
     documents = group("documents", "list documents")
@@ -157,7 +233,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(with '=': argparse reads a lone -FIELD as an option)",
     )
     listing.add_argument("--desc", "--descending", action="store_true", help="order descending")
-    listing.add_argument("--limit", type=int, default=25, help="at most this many (%(default)s)")
+    listing.add_argument(
+        "--limit",
+        type=positive_int,
+        default=25,
+        help="documents per page, at most 1000 (%(default)s)",
+    )
+    listing.add_argument(
+        "--page-token", default="", metavar="TOKEN", help="the page after an earlier listing's"
+    )
+    listing.add_argument("--all", action="store_true", help="every page, not just the first")
+    listing.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "wide", "json"),
+        default="table",
+        help="table (ids shortened on a terminal), wide (full ids and values, one line per "
+        "document, to copy), json (as --json)",
+    )
     _after_option(listing)
 
     watch = leaf(
@@ -167,14 +260,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _filter_option(watch)
     watch.add_argument(
         "--limit",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="stop after N documents (existing ones and changes; default: run until Ctrl-C)",
     )
     watch.add_argument(
         "--duration",
-        type=float,
+        type=positive_float,
         default=None,
         metavar="SECONDS",
         help="stop after this many seconds (default: run until Ctrl-C)",
@@ -197,16 +290,50 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help='JSON Lines: {"entry": hex, "operation": hex} (from export) or '
         '{"schema_id": …, "fields": {…}} (documents to create); - for stdin',
     )
-    bulk.add_argument("--batch-size", type=int, default=500, help="items per message")
+    bulk.add_argument(
+        "--batch-size", type=positive_int, default=500, help="items per message (%(default)s)"
+    )
     export = leaf(subparsers, "export", _cli_node.export, "write every entry as JSON Lines")
     export.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     export.add_argument(
-        "--schema", action="append", default=[], help="only documents of this schema (repeat)"
+        "--schema",
+        action="append",
+        default=[],
+        help="only documents of this schema, after the definitions of it and of the schemas "
+        "its relations point to, so a fresh node can import the file (repeat)",
     )
     export.add_argument("--author", help="only this public key's logs")
 
     leaf(subparsers, "status", _cli_node.status, "show whether the node is up and what it serves")
     leaf(subparsers, "peers", _cli_node.peers, "list the other nodes the node has found")
+
+    completion = subparsers.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script for bash, zsh or fish. bash: "
+        'eval "$(pandanode completion bash)" in ~/.bashrc; zsh: the same in ~/.zshrc; fish: '
+        "pandanode completion fish > ~/.config/fish/completions/pandanode.fish",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
+    completion.set_defaults(run=_completion)
+
+
+def _depth(text: str) -> int:
+    try:
+        depth = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if depth < 0:
+        raise argparse.ArgumentTypeError(f"{depth}: must be 0 or more")
+    return depth
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from ._cli_completion import script  # only this command needs it
+
+    root = args.completion_root
+    sys.stdout.write(script(root, args.shell))
+    return EXIT_OK
 
 
 def _value_options(parser: argparse.ArgumentParser) -> None:
@@ -242,14 +369,41 @@ def _filter_option(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """A parser holding just the client commands (for ``python -m pandanode.client.cli``)."""
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="pandanode",
         description="Talk to a pandanode node.",
-        epilog="exit codes: 0 ok, 1 rejected by the node, 2 usage or input error, "
-        "3 node unreachable",
+        epilog=EPILOG,
     )
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    add_version_option(parser)
+    add_global_options(parser)
+    register(subcommands(parser))
+    parser.set_defaults(completion_root=parser)
     return parser
+
+
+EPILOG: Final = (
+    "exit codes: 0 ok, 1 rejected by the node, 2 usage or input error, 3 node unreachable"
+)
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        parser.exit(EXIT_OK, f"pandanode {version()}\n")
+
+
+def subcommands(
+    parser: argparse.ArgumentParser,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The (required) subcommands of ``parser``; they parse as ``parser`` does (one-line errors)."""
+    return parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+
+def add_version_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--version`` (it prints ``pandanode <version>`` and exits 0)."""
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -266,6 +420,8 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(handler(args, output))
     except KeyboardInterrupt:
         return EXIT_OK
+    except BrokenPipeError:
+        return _reader_went_away()
     except UsageError as err:
         output.error(str(err))
         return EXIT_USAGE
@@ -293,6 +449,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:  # an argument the client refused before sending anything
         output.error(str(err), "nothing was sent to the node")
         return EXIT_USAGE
+
+
+def _reader_went_away() -> int:
+    # `pandanode export | head`: the reader has what it wanted. Point stdout at /dev/null so
+    # the interpreter's final flush does not complain about the closed pipe.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

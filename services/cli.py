@@ -4,6 +4,9 @@
 service, ``query rebuild`` re-materializes the query store from the event stream. Errors a
 user can fix (a port in use, a data directory in use, a bad setting) are one line on stderr
 and a non-zero exit.
+
+Client commands start fast: the node's own modules (RocksDB, NATS, the services) are imported
+only when a node command runs, so a client-only install (without the ``node`` extra) works.
 """
 
 from __future__ import annotations
@@ -16,19 +19,24 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pandanode.client.cli import COMMANDS as CLIENT_COMMANDS
+from pandanode.client.cli import (
+    EPILOG,
+    CliParser,
+    add_global_options,
+    add_version_option,
+    subcommands,
+)
 from pandanode.client.cli import register as register_client_commands
 
-from . import check
-from .node import SERVICES, Node
-from .query.materializer import rebuild
-from .query.store import QueryStore
-from .runtime.bus import connect_bus
-from .runtime.nats_server import EmbeddedNats
-from .runtime.settings import Settings, SettingsError
-from .supervisor import Supervisor, SupervisorError, lock_data_dir
+if TYPE_CHECKING:
+    from .runtime.settings import Settings
 
 __all__ = ["main"]
+
+_NODE_EXTRA_HINT = "install the node's dependencies: pip install 'pandanode[node]'"
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -64,22 +72,22 @@ def _add_discovery(parser: argparse.ArgumentParser) -> None:
 _NODE_DEFAULTS = {"lan_discovery": True}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``pandanode`` command."""
-    parser = argparse.ArgumentParser(prog="pandanode", description="A p2panda node.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from . import check  # the node's modules: only for node commands
+    from .node import SERVICES
+
     up = commands.add_parser(
         "up",
         help="run the all-in-one node: embedded NATS and one process per service, on one address",
     )
     _add_common(up)
     _add_discovery(up)
-    up.add_argument("--nats-url", dest="nats_url", help="use this NATS server, not an embedded one")
+    _add_nats_url(up, "use this NATS server, not an embedded one")
     serve = commands.add_parser("serve", help="run one service (distributed deployment)")
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
     _add_discovery(serve)
-    serve.add_argument("--nats", dest="nats_url", required=True, help="NATS server URL")
+    _add_nats_url(serve, "NATS server URL (required)")
     query = commands.add_parser("query", help="maintain the query service's store")
     query_commands = query.add_subparsers(dest="query_command", required=True)
     rebuild_parser = query_commands.add_parser(
@@ -88,17 +96,55 @@ def build_parser() -> argparse.ArgumentParser:
         "(stop the query service first)",
     )
     _add_common(rebuild_parser)
-    rebuild_parser.add_argument(
-        "--nats",
-        dest="nats_url",
-        help="NATS server URL (default: the all-in-one node's embedded NATS in the data dir)",
+    _add_nats_url(
+        rebuild_parser,
+        "NATS server URL (default: the all-in-one node's embedded NATS in the data dir)",
     )
-    register_client_commands(commands)
     check.register(commands)
+
+
+def _add_nats_url(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--nats-url", dest="nats_url", metavar="URL", help=help_text)
+    parser.add_argument("--nats", dest="nats_url", help=argparse.SUPPRESS)  # the old spelling
+
+
+def _node_command_wanted(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` may name a node command (or none): the first word not an option's."""
+    valued = {"--node", "--key-file", "--timeout"}
+    words = iter(argv)
+    for word in words:
+        if word in valued:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word not in CLIENT_COMMANDS
+    return True
+
+
+def build_parser(*, node_commands: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of the ``pandanode`` command.
+
+    Args:
+        node_commands: Add ``up``, ``serve``, ``query`` and ``check`` (importing the node's
+            modules); without them, the parser knows only the client commands. Also left
+            out when the node's dependencies are not installed.
+    """
+    parser = CliParser(prog="pandanode", description="A p2panda node.", epilog=EPILOG)
+    add_version_option(parser)
+    add_global_options(parser)
+    commands = subcommands(parser)
+    if node_commands:
+        try:
+            _add_node_commands(commands)
+        except ImportError:
+            parser.epilog = f"{EPILOG}. Node commands (up, serve, …): {_NODE_EXTRA_HINT}"
+    register_client_commands(commands)
+    parser.set_defaults(completion_root=parser)
     return parser
 
 
 async def _rebuild(settings: Settings) -> int:
+    from .supervisor import lock_data_dir
+
     # Fails while a node uses the data directory, before an embedded NATS would replace its own.
     lock = lock_data_dir(settings.data_dir)
     try:
@@ -108,6 +154,11 @@ async def _rebuild(settings: Settings) -> int:
 
 
 async def _rebuild_locked(settings: Settings) -> int:
+    from .query.materializer import rebuild
+    from .query.store import QueryStore
+    from .runtime.bus import connect_bus
+    from .runtime.nats_server import EmbeddedNats
+
     QueryStore(settings.data_dir / "query").close()
     nats: EmbeddedNats | None = None
     url = settings.nats_url
@@ -137,11 +188,15 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 async def _up(settings: Settings) -> int:
+    from .supervisor import Supervisor
+
     return await Supervisor(settings).run(_stop_on_signals())
 
 
 async def _serve(settings: Settings, service: str) -> int:
     """One service in this process; the line "pandanode listening on ADDRESS" tells it is up."""
+    from .node import Node
+
     stop = _stop_on_signals()
     node = Node(settings, (service,))
     await node.start()
@@ -165,10 +220,28 @@ def _one_line(err: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pandanode`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(node_commands=_node_command_wanted(words)).parse_args(words)
     if hasattr(args, "run"):  # a client command (pandanode.client.cli) or `check`
         code: int = args.run(args)
         return code
+    try:
+        return _run_node_command(args)
+    except ImportError as err:  # a client-only install (the parser knew the command, though)
+        print(
+            f"pandanode {args.command}: needs {err.name or err}; {_NODE_EXTRA_HINT}",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _run_node_command(args: argparse.Namespace) -> int:
+    from .runtime.settings import Settings, SettingsError
+    from .supervisor import SupervisorError
+
+    if args.command == "serve" and not args.nats_url:
+        print("pandanode serve: --nats-url URL is required (the NATS server)", file=sys.stderr)
+        return 2
     flags = {
         "data_dir": args.data_dir,
         "listen": args.listen,
