@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Final
+from typing import IO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -16,6 +16,7 @@ from rich.table import Table
 
 from pandanode.core.schema import Schema
 
+from ._cli_exits import EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
 from ._client import Client
 from ._keys import default_key_file, load_key_pair
 from ._models import Document, Published
@@ -37,15 +38,6 @@ __all__ = [
     "schema_table",
     "short",
 ]
-
-EXIT_OK: Final = 0
-EXIT_REJECTED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_UNREACHABLE: Final = 3
-
-
-class UsageError(Exception):
-    """Bad input found by the CLI itself (exit code 2)."""
 
 
 class Output:

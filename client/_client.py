@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Final
 
 import grpc
 
@@ -40,6 +39,7 @@ from pandanode.query.v1 import query_pb2_grpc
 
 from . import _bulk, _status
 from ._connection import MAX_MESSAGE_BYTES, Connection
+from ._defaults import DEFAULT_ADDRESS
 from ._errors import KeyFileError
 from ._keys import load_key_pair
 from ._logreads import LogReader
@@ -87,8 +87,6 @@ __all__ = [
     "relation",
     "relation_list",
 ]
-
-DEFAULT_ADDRESS: Final = "127.0.0.1:2020"
 
 
 class Client:

@@ -21,28 +21,19 @@ Human output uses rich tables and colours on a terminal; ``--json`` prints JSON 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, Final, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias
 
-from pandanode.core.errors import PandanodeError
-
-from . import _cli_documents, _cli_node
-from ._cli_output import EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE, Output, UsageError
-from ._cli_values import json_value, parse_filters, parse_value
-from ._client import DEFAULT_ADDRESS
-from ._errors import (
-    DeadlineExceededError,
-    KeyFileError,
-    NodeUnavailableError,
-    NotServedError,
-    status_code_of,
-)
-from ._keys import default_key_file
+from ._cli_exits import EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
+from ._defaults import DEFAULT_ADDRESS
 from ._version import version
+
+if TYPE_CHECKING:
+    from ._cli_output import Output
 
 __all__ = [
     "COMMANDS",
@@ -56,10 +47,7 @@ __all__ = [
     "add_global_options",
     "add_version_option",
     "build_parser",
-    "json_value",
     "main",
-    "parse_filters",
-    "parse_value",
     "positive_float",
     "positive_int",
     "register",
@@ -67,7 +55,7 @@ __all__ = [
     "subcommands",
 ]
 
-Handler: TypeAlias = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]
+Handler: TypeAlias = Callable[[argparse.Namespace, "Output"], Coroutine[Any, Any, int]]
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -121,7 +109,8 @@ def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         "--key-file",
         type=Path,
         default=default(None),
-        help=f"private key file (default: $PANDANODE_KEY_FILE or {default_key_file()})",
+        help="private key file (default: $PANDANODE_KEY_FILE or "
+        "$XDG_CONFIG_HOME/pandanode/private-key, with ~/.config for $XDG_CONFIG_HOME)",
     )
     parser.add_argument(
         "--json", action="store_true", default=default(False), help="print JSON (for scripts)"
@@ -159,7 +148,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def leaf(
         parent: argparse._SubParsersAction[argparse.ArgumentParser],
         name: str,
-        handler: Handler,
+        handler: str,
         help_text: str,
     ) -> argparse.ArgumentParser:
         parser = parent.add_parser(name, parents=[common], help=help_text, description=help_text)
@@ -171,7 +160,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
     key = group("key", "manage your key pair")
-    new = leaf(key, "new", _cli_node.key_new, "create a key pair and save it (mode 0600)")
+    new = leaf(key, "new", "_cli_node.key_new", "create a key pair and save it (mode 0600)")
     new.add_argument(
         "--overwrite",
         "--force",
@@ -179,11 +168,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="replace an existing key file (its key is lost)",
     )
-    leaf(key, "show", _cli_node.key_show, "print your public key")
+    leaf(key, "show", "_cli_node.key_show", "print your public key")
 
     schema = group("schema", "create and inspect schemas")
     create = leaf(
-        schema, "create", _cli_documents.schema_create, "publish a new schema; prints its id"
+        schema, "create", "_cli_documents.schema_create", "publish a new schema; prints its id"
     )
     create.add_argument("name", nargs="?", help="schema name (or give --file)")
     create.add_argument("-d", "--description", default="", help="what the schema is for")
@@ -198,20 +187,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument(
         "--file", type=Path, help="TOML or JSON file with name, description and [fields]"
     )
-    leaf(schema, "list", _cli_documents.schema_list, "list the schemas the node knows")
-    show = leaf(schema, "show", _cli_documents.schema_show, "show a schema's fields")
+    leaf(schema, "list", "_cli_documents.schema_list", "list the schemas the node knows")
+    show = leaf(schema, "show", "_cli_documents.schema_show", "show a schema's fields")
     show.add_argument("schema_id")
 
     document = group("document", "create, update, delete and read one document")
-    create = leaf(document, "create", _cli_documents.document_create, "create a document")
+    create = leaf(document, "create", "_cli_documents.document_create", "create a document")
     create.add_argument("schema_id")
     _value_options(create)
-    update = leaf(document, "update", _cli_documents.document_update, "update fields of a document")
+    update = leaf(
+        document, "update", "_cli_documents.document_update", "update fields of a document"
+    )
     update.add_argument("document_id")
     _value_options(update)
-    delete = leaf(document, "delete", _cli_documents.document_delete, "delete a document")
+    delete = leaf(document, "delete", "_cli_documents.document_delete", "delete a document")
     delete.add_argument("document_id")
-    get = leaf(document, "get", _cli_documents.document_get, "show a document")
+    get = leaf(document, "get", "_cli_documents.document_get", "show a document")
     get.add_argument("document_id", nargs="?")
     get.add_argument("--view-id", help="a document view id instead of the current view")
     get.add_argument(
@@ -223,7 +214,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _after_option(get)
 
     documents = group("documents", "list documents")
-    listing = leaf(documents, "list", _cli_documents.documents_list, "list documents of a schema")
+    listing = leaf(documents, "list", "_cli_documents.documents_list", "list documents of a schema")
     listing.add_argument("schema_id")
     _filter_option(listing)
     listing.add_argument(
@@ -254,7 +245,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _after_option(listing)
 
     watch = leaf(
-        subparsers, "watch", _cli_documents.watch, "print documents of a schema as they change"
+        subparsers, "watch", "_cli_documents.watch", "print documents of a schema as they change"
     )
     watch.add_argument("schema_id")
     _filter_option(watch)
@@ -275,16 +266,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     blob = group("blob", "upload and download files")
     put = leaf(
-        blob, "put", _cli_documents.blob_put, "upload a file as a blob; prints its document id"
+        blob, "put", "_cli_documents.blob_put", "upload a file as a blob; prints its document id"
     )
     put.add_argument("file", type=Path)
     put.add_argument("--mime-type", help="MIME type (default: guessed from the file name)")
-    get = leaf(blob, "get", _cli_documents.blob_get, "download a blob")
+    get = leaf(blob, "get", "_cli_documents.blob_get", "download a blob")
     get.add_argument("document_id")
     get.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     _after_option(get)
 
-    bulk = leaf(subparsers, "import", _cli_node.import_lines, "publish a JSON Lines file in bulk")
+    bulk = leaf(subparsers, "import", "_cli_node.import_lines", "publish a JSON Lines file in bulk")
     bulk.add_argument(
         "file",
         help='JSON Lines: {"entry": hex, "operation": hex} (from export) or '
@@ -293,7 +284,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bulk.add_argument(
         "--batch-size", type=positive_int, default=500, help="items per message (%(default)s)"
     )
-    export = leaf(subparsers, "export", _cli_node.export, "write every entry as JSON Lines")
+    export = leaf(subparsers, "export", "_cli_node.export", "write every entry as JSON Lines")
     export.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     export.add_argument(
         "--schema",
@@ -304,8 +295,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     export.add_argument("--author", help="only this public key's logs")
 
-    leaf(subparsers, "status", _cli_node.status, "show whether the node is up and what it serves")
-    leaf(subparsers, "peers", _cli_node.peers, "list the other nodes the node has found")
+    leaf(subparsers, "status", "_cli_node.status", "show whether the node is up and what it serves")
+    leaf(subparsers, "peers", "_cli_node.peers", "list the other nodes the node has found")
 
     completion = subparsers.add_parser(
         "completion",
@@ -414,8 +405,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed client command ``args`` and return its exit code."""
+    # The handler's module (and with it gRPC, protobuf, rich) loads only now: `--help`, usage
+    # errors and `completion` stay fast.
+    import asyncio
+
+    from pandanode.core.errors import PandanodeError
+
+    from ._cli_output import Output
+    from ._errors import (
+        DeadlineExceededError,
+        KeyFileError,
+        NodeUnavailableError,
+        NotServedError,
+        status_code_of,
+    )
+
+    module, _, name = str(args.client_handler).partition(".")
+    handler: Handler = getattr(importlib.import_module(f"{__package__}.{module}"), name)
     output = Output(bool(args.json))
-    handler: Handler = args.client_handler
     try:
         return asyncio.run(handler(args, output))
     except KeyboardInterrupt:

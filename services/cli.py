@@ -113,6 +113,8 @@ def _node_command_wanted(argv: Sequence[str]) -> bool:
     valued = {"--node", "--key-file", "--timeout"}
     words = iter(argv)
     for word in words:
+        if word == "--version":
+            return False
         if word in valued:
             next(words, None)
         elif not word.startswith("-"):
