@@ -56,15 +56,14 @@ def _bash(levels: list[_Level]) -> str:
         return f'    case "$1" in\n{arms}    esac\n'
 
     commands = {level.path: " ".join(name for name, _ in level.commands) for level in levels}
-    others = {
-        level.path: " ".join([*level.choices, *(option for option, _ in level.options)])
-        for level in levels
-    }
+    choices = {level.path: " ".join(level.choices) for level in levels}
+    options = {level.path: " ".join(option for option, _ in level.options) for level in levels}
     return (
         "# pandanode completion for bash (and zsh through bashcompinit).\n"
         '# Load it with: eval "$(pandanode completion bash)"\n'
         "_pandanode_commands() {\n" + case(commands) + "}\n"
-        "_pandanode_others() {\n" + case(others) + "}\n"
+        "_pandanode_choices() {\n" + case(choices) + "}\n"
+        "_pandanode_options() {\n" + case(options) + "}\n"
         "_pandanode() {\n"
         '    local cur="${COMP_WORDS[COMP_CWORD]}" path="" word i\n'
         "    for ((i = 1; i < COMP_CWORD; i++)); do\n"
@@ -73,8 +72,12 @@ def _bash(levels: list[_Level]) -> str:
         '            *" $word "*) path="${path:+$path }$word" ;;\n'
         "        esac\n"
         "    done\n"
-        '    COMPREPLY=($(compgen -W "$(_pandanode_commands "$path") '
-        '$(_pandanode_others "$path")" -- "$cur"))\n'
+        '    if [[ "$cur" == -* ]]; then\n'
+        '        COMPREPLY=($(compgen -W "$(_pandanode_options "$path")" -- "$cur"))\n'
+        "    else\n"
+        '        COMPREPLY=($(compgen -W "$(_pandanode_commands "$path") '
+        '$(_pandanode_choices "$path")" -- "$cur"))\n'
+        "    fi\n"
         "}\n"
         "complete -o default -F _pandanode pandanode\n"
     )

@@ -63,9 +63,12 @@ Handler: TypeAlias = Callable[[argparse.Namespace, "Output"], Coroutine[Any, Any
 
 COMMANDS: Final = frozenset(
     {"key", "schema", "document", "documents", "watch", "blob", "import", "export", "status"}
-    | {"peers", "completion"}
+    | {"peers"}
 )
-"""The names of the client commands (they never import the node's own modules)."""
+"""The names of the client commands: they never import the node's own modules.
+
+``completion`` is not among them: its script lists the node commands too.
+"""
 
 
 class CliParser(argparse.ArgumentParser):
@@ -382,7 +385,8 @@ class _VersionAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        parser.exit(EXIT_OK, f"pandanode {version()}\n")
+        sys.stdout.write(f"pandanode {version()}\n")
+        parser.exit(EXIT_OK)
 
 
 def subcommands(
