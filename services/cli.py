@@ -108,18 +108,27 @@ def _add_nats_url(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--nats", dest="nats_url", help=argparse.SUPPRESS)  # the old spelling
 
 
-def _node_command_wanted(argv: Sequence[str]) -> bool:
-    """Whether ``argv`` may name a node command (or none): the first word not an option's."""
+NODE_COMMANDS = frozenset({"up", "serve", "query", "check"})
+"""The commands that run (or inspect) a node: they need the ``node`` extra."""
+
+
+def _first_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option or an option's value."""
     valued = {"--node", "--key-file", "--timeout"}
     words = iter(argv)
     for word in words:
-        if word == "--version":
-            return False
         if word in valued:
             next(words, None)
         elif not word.startswith("-"):
-            return word not in CLIENT_COMMANDS
-    return True
+            return word
+    return None
+
+
+def _node_command_wanted(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` may name a node command (or none, as ``--help`` does)."""
+    if "--version" in argv and _first_command(argv) is None:
+        return False
+    return _first_command(argv) not in CLIENT_COMMANDS
 
 
 def build_parser(*, node_commands: bool = True) -> argparse.ArgumentParser:
@@ -223,6 +232,10 @@ def _one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pandanode`` command; returns the exit code."""
     words = sys.argv[1:] if argv is None else list(argv)
+    command = _first_command(words)
+    if command in NODE_COMMANDS and (missing := _missing_node_dependency()) is not None:
+        print(f"pandanode {command}: needs {missing}; {_NODE_EXTRA_HINT}", file=sys.stderr)
+        return 2
     args = build_parser(node_commands=_node_command_wanted(words)).parse_args(words)
     if hasattr(args, "run"):  # a client command (pandanode.client.cli) or `check`
         code: int = args.run(args)
@@ -235,6 +248,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+
+
+def _missing_node_dependency() -> str | None:
+    """The first of the node's own dependencies that is not installed (a client-only install)."""
+    from importlib.util import find_spec
+
+    for module in ("rocksdict", "nats", "grpc_reflection"):
+        if find_spec(module) is None:
+            return module
+    return None
 
 
 def _run_node_command(args: argparse.Namespace) -> int:
