@@ -11,6 +11,8 @@ from typing import Any
 
 from rich.table import Table
 
+from pandanode.core.errors import KeyFileError
+
 from ._cli_output import (
     EXIT_OK,
     EXIT_REJECTED,
@@ -22,7 +24,6 @@ from ._cli_output import (
     short,
 )
 from ._cli_values import json_value
-from ._errors import KeyFileError, NotServedError
 from ._keys import generate_key_pair, load_key_pair, save_key_pair
 from ._models import Create
 
@@ -200,6 +201,8 @@ async def status(args: argparse.Namespace, output: Output) -> int:
 
 
 async def peers(args: argparse.Namespace, output: Output) -> int:
+    from ._errors import NotServedError
+
     try:
         async with connect(args) as node:
             peers = await node.peers()

@@ -37,7 +37,7 @@ from pandanode.discovery.v1 import discovery_pb2_grpc
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2_grpc
 
-from . import _bulk, _status
+from . import _status
 from ._connection import MAX_MESSAGE_BYTES, Connection
 from ._defaults import DEFAULT_ADDRESS
 from ._errors import KeyFileError
@@ -486,6 +486,8 @@ class Client:
         Returns:
             One result per item, in order.
         """
+        from . import _bulk  # bulk work only: not loaded for one-off commands
+
         return await _bulk.publish_many(
             self._shared,
             self._writer(),
@@ -517,6 +519,8 @@ class Client:
         Returns:
             One result per pair, in order.
         """
+        from . import _bulk  # bulk work only: not loaded for one-off commands
+
         return await _bulk.bulk_import(
             self._shared,
             entries,
@@ -539,6 +543,8 @@ class Client:
             schema_ids: Only logs of documents of these schemas (all when empty).
             public_key: Only this author's logs.
         """
+        from . import _bulk  # bulk work only: not loaded for one-off commands
+
         return _bulk.export(self._shared, schema_ids, public_key)
 
     # -- the node -------------------------------------------------------------------------------

@@ -413,16 +413,7 @@ def run(args: argparse.Namespace) -> int:
     # errors and `completion` stay fast.
     import asyncio
 
-    from pandanode.core.errors import PandanodeError
-
     from ._cli_output import Output
-    from ._errors import (
-        DeadlineExceededError,
-        KeyFileError,
-        NodeUnavailableError,
-        NotServedError,
-        status_code_of,
-    )
 
     module, _, name = str(args.client_handler).partition(".")
     handler: Handler = getattr(importlib.import_module(f"{__package__}.{module}"), name)
@@ -436,30 +427,47 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as err:
         output.error(str(err))
         return EXIT_USAGE
-    except (NodeUnavailableError, DeadlineExceededError) as err:
+    except Exception as err:
+        return _report(err, args, output)
+
+
+def _report(err: Exception, args: argparse.Namespace, output: Output) -> int:
+    """Explain ``err`` on stderr; the exit code it stands for (re-raised when unexpected)."""
+    from pandanode.core.errors import PandanodeError
+
+    from ._errors import (  # gRPC: loaded here, once a node was asked (or an error came)
+        DeadlineExceededError,
+        KeyFileError,
+        NodeUnavailableError,
+        NotServedError,
+        status_code_of,
+    )
+
+    if isinstance(err, NodeUnavailableError | DeadlineExceededError):
         output.error(
             f"node {args.node} unreachable: {err.message}",
             "is it running? start one with `pandanode up` (or `make run`), or pass --node",
         )
         return EXIT_UNREACHABLE
-    except NotServedError as err:
+    if isinstance(err, NotServedError):
         output.error(err.message, "this command needs a node that serves QueryService")
         return EXIT_REJECTED
-    except KeyFileError as err:
+    if isinstance(err, KeyFileError):
         output.error(err.message, "create a key pair with `pandanode key new`")
         return EXIT_USAGE
-    except PandanodeError as err:
+    if isinstance(err, PandanodeError):
         if status_code_of(err) is None:
             output.error(f"{err.message} [{err.reason.value}]", "nothing was sent to the node")
             return EXIT_USAGE
         output.error(f"the node rejected this: {err.message} [{err.reason.value}]")
         return EXIT_REJECTED
-    except OSError as err:
+    if isinstance(err, OSError):
         output.error(f"{err.strerror or err}: {err.filename or ''}".rstrip(": "))
         return EXIT_USAGE
-    except ValueError as err:  # an argument the client refused before sending anything
+    if isinstance(err, ValueError):  # an argument the client refused before sending anything
         output.error(str(err), "nothing was sent to the node")
         return EXIT_USAGE
+    raise err
 
 
 def _reader_went_away() -> int:
