@@ -41,6 +41,7 @@ async def _timed(command: list[str], env: dict[str, str]) -> float:
 @scenario(
     "cli.startup",
     title="pandanode client commands, exec to exit (a fresh process each; python -c pass: floor)",
+    requires=("query",),
     options=(Option("--cli-runs", int, 30, "runs of each command", smoke=3),),
 )
 async def startup(ctx: Context, out: ScenarioResult) -> None:
