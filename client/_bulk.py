@@ -183,14 +183,18 @@ async def bulk_import(
 
 
 async def export(
-    connection: Connection, schema_ids: Iterable[str], public_key: str | None
+    connection: Connection,
+    schema_ids: Iterable[str],
+    public_key: str | None,
+    *,
+    definitions: bool = False,
 ) -> AsyncGenerator[tuple[bytes, bytes], None]:
     """Every stored pair, log by log (see :meth:`pandanode.client.Client.export`)."""
     wanted = list(schema_ids)
     heights = list(await _log_heights(connection, wanted))
     if public_key is not None:
         heights = [h for h in heights if h.public_key == public_key]
-    if wanted:
+    if wanted and definitions:
         # The definitions come along whoever wrote them: without them no node can take the rest.
         known = {(h.public_key, h.log_id) for h in heights}
         heights.extend(

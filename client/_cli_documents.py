@@ -176,7 +176,7 @@ async def documents_list(args: argparse.Namespace, output: Output) -> int:
             schema,
             filter=conditions,
             order_by=_order(args),
-            page_size=min(args.limit, MAX_PAGE_SIZE),
+            page_size=min(args.limit or (MAX_PAGE_SIZE if args.all else 25), MAX_PAGE_SIZE),
             page_token=args.page_token,
             after=args.after,
         ):

@@ -162,7 +162,7 @@ async def export(args: argparse.Namespace, output: Output) -> int:
         async with connect(args) as node:
             with output.progress("exporting", None) as update:
                 async for entry, operation in node.export(
-                    schema_ids=args.schema, public_key=args.author
+                    schema_ids=args.schema, public_key=args.author, definitions=True
                 ):
                     target.write(
                         json.dumps({"entry": entry.hex(), "operation": operation.hex()}) + "\n"

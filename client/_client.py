@@ -531,7 +531,11 @@ class Client:
         )
 
     def export(
-        self, *, schema_ids: Iterable[str] = (), public_key: str | None = None
+        self,
+        *,
+        schema_ids: Iterable[str] = (),
+        public_key: str | None = None,
+        definitions: bool = False,
     ) -> AsyncGenerator[tuple[bytes, bytes], None]:
         """Every stored ``(entry, operation)`` pair, log by log, in seq order.
 
@@ -542,10 +546,14 @@ class Client:
         Args:
             schema_ids: Only logs of documents of these schemas (all when empty).
             public_key: Only this author's logs.
+            definitions: With ``schema_ids``: also the logs of those schemas' definitions (their
+                ``schema_definition_v1`` and ``schema_field_definition_v1`` documents, and
+                those of the schemas their relation fields point to), whoever wrote them, so
+                that a node that has never seen the schemas can import the export.
         """
         from . import _bulk  # bulk work only: not loaded for one-off commands
 
-        return _bulk.export(self._shared, schema_ids, public_key)
+        return _bulk.export(self._shared, schema_ids, public_key, definitions=definitions)
 
     # -- the node -------------------------------------------------------------------------------
 

@@ -230,8 +230,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.add_argument(
         "--limit",
         type=positive_int,
-        default=25,
-        help="documents per page, at most 1000 (%(default)s)",
+        default=None,
+        help="documents per page, at most 1000 (default: 25; with --all: 1000)",
     )
     listing.add_argument(
         "--page-token", default="", metavar="TOKEN", help="the page after an earlier listing's"

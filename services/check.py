@@ -914,7 +914,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "outbox, the query views equal a rebuild. Exit 0: clean, 1: violations, 2: not checked.",
     )
     parser.add_argument("--data-dir", dest="data_dir", type=Path, default=Path("data"))
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,  # `pandanode --json check` sets it too
+        help="print the report as JSON",
+    )
     parser.add_argument(
         "--nats-url",
         dest="nats_url",
@@ -942,7 +947,7 @@ def run(args: argparse.Namespace) -> int:
     except CheckRefusedError as err:
         print(f"pandanode check: {err}", file=sys.stderr)
         return 2
-    if args.json:
+    if getattr(args, "json", False):
         print(json.dumps(report_json(report), indent=2))
     else:
         print(format_report(report, data_dir))

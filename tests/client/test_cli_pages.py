@@ -54,6 +54,8 @@ async def test_documents_list_shows_n_of_total_and_the_next_pages_token(
 
     everything = await pandanode("documents", "list", schema_id, "--limit", "7", "--all", "--json")
     assert [row["document_id"] for row in everything.json()] == ids
+    in_big_pages = await pandanode("documents", "list", schema_id, "--all", "--json")
+    assert [row["document_id"] for row in in_big_pages.json()] == ids
     table = await pandanode("documents", "list", schema_id, "--limit", "7", "--all")
     assert "note: 30 of 30" in table.stdout and "more: --page-token" not in table.stdout
 
