@@ -453,7 +453,8 @@ def _report(err: Exception, args: argparse.Namespace, output: Output) -> int:
         output.error(err.message, "this command needs a node that serves QueryService")
         return EXIT_REJECTED
     if isinstance(err, KeyFileError):
-        output.error(err.message, "create a key pair with `pandanode key new`")
+        hint = "create a key pair with `pandanode key new`"
+        output.error(err.message, None if "pandanode key new" in err.message else hint)
         return EXIT_USAGE
     if isinstance(err, PandanodeError):
         if status_code_of(err) is None:
