@@ -38,7 +38,8 @@ def _levels(parser: argparse.ArgumentParser, path: str = "") -> Iterator[_Level]
         elif action.help == argparse.SUPPRESS:
             continue  # hidden aliases
         elif action.option_strings:
-            options.extend((option, action.help or "") for option in action.option_strings)
+            described = (action.help or "").replace("%(default)s", str(action.default))
+            options.extend((option, described) for option in action.option_strings)
         elif action.choices is not None:
             choices.extend(str(choice) for choice in action.choices)
     yield _Level(path, tuple(commands), tuple(options), tuple(choices))
