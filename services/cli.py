@@ -4,6 +4,9 @@
 service, ``query rebuild`` re-materializes the query store from the event stream. Errors a
 user can fix (a port in use, a data directory in use, a bad setting) are one line on stderr
 and a non-zero exit.
+
+Client commands start fast: the node's own modules (RocksDB, NATS, the services) are imported
+only when a node command runs, so a client-only install (without the ``node`` extra) works.
 """
 
 from __future__ import annotations
@@ -16,19 +19,24 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pandanode.client.cli import COMMANDS as CLIENT_COMMANDS
+from pandanode.client.cli import (
+    EPILOG,
+    CliParser,
+    add_global_options,
+    add_version_option,
+    subcommands,
+)
 from pandanode.client.cli import register as register_client_commands
 
-from . import check
-from .node import SERVICES, Node
-from .query.materializer import rebuild
-from .query.store import QueryStore
-from .runtime.bus import connect_bus
-from .runtime.nats_server import EmbeddedNats
-from .runtime.settings import Settings, SettingsError
-from .supervisor import Supervisor, SupervisorError, lock_data_dir
+if TYPE_CHECKING:
+    from .runtime.settings import Settings
 
 __all__ = ["main"]
+
+_NODE_EXTRA_HINT = "install the node's dependencies: pip install 'pandanode[node]'"
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -73,23 +81,23 @@ def _add_http(parser: argparse.ArgumentParser) -> None:
 _NODE_DEFAULTS = {"lan_discovery": True}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``pandanode`` command."""
-    parser = argparse.ArgumentParser(prog="pandanode", description="A p2panda node.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from . import check  # the node's modules: only for node commands
+    from .node import SERVICES
+
     up = commands.add_parser(
         "up",
         help="run the all-in-one node: embedded NATS and one process per service, on one address",
     )
     _add_common(up)
     _add_discovery(up)
-    up.add_argument("--nats-url", dest="nats_url", help="use this NATS server, not an embedded one")
+    _add_nats_url(up, "use this NATS server, not an embedded one")
     _add_http(up)
     serve = commands.add_parser("serve", help="run one service (distributed deployment)")
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
     _add_discovery(serve)
-    serve.add_argument("--nats", dest="nats_url", help="NATS server URL (all but the gateway)")
+    _add_nats_url(serve, "NATS server URL (all but the gateway)")
     _add_http(serve)
     serve.add_argument(
         "--ingest", dest="gateway_ingest", metavar="HOST:PORT", help="gateway: ingest's address"
@@ -105,17 +113,66 @@ def build_parser() -> argparse.ArgumentParser:
         "(stop the query service first)",
     )
     _add_common(rebuild_parser)
-    rebuild_parser.add_argument(
-        "--nats",
-        dest="nats_url",
-        help="NATS server URL (default: the all-in-one node's embedded NATS in the data dir)",
+    _add_nats_url(
+        rebuild_parser,
+        "NATS server URL (default: the all-in-one node's embedded NATS in the data dir)",
     )
-    register_client_commands(commands)
     check.register(commands)
+
+
+def _add_nats_url(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--nats-url", dest="nats_url", metavar="URL", help=help_text)
+    parser.add_argument("--nats", dest="nats_url", help=argparse.SUPPRESS)  # the old spelling
+
+
+NODE_COMMANDS = frozenset({"up", "serve", "query", "check"})
+"""The commands that run (or inspect) a node: they need the ``node`` extra."""
+
+
+def _first_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option or an option's value."""
+    valued = {"--node", "--key-file", "--timeout"}
+    words = iter(argv)
+    for word in words:
+        if word in valued:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _node_command_wanted(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` may name a node command (or none, as ``--help`` does)."""
+    if "--version" in argv and _first_command(argv) is None:
+        return False
+    return _first_command(argv) not in CLIENT_COMMANDS
+
+
+def build_parser(*, node_commands: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of the ``pandanode`` command.
+
+    Args:
+        node_commands: Add ``up``, ``serve``, ``query`` and ``check`` (importing the node's
+            modules); without them, the parser knows only the client commands. Also left
+            out when the node's dependencies are not installed.
+    """
+    parser = CliParser(prog="pandanode", description="A p2panda node.", epilog=EPILOG)
+    add_version_option(parser)
+    add_global_options(parser)
+    commands = subcommands(parser)
+    if node_commands:
+        try:
+            _add_node_commands(commands)
+        except ImportError:
+            parser.epilog = f"{EPILOG}. Node commands (up, serve, …): {_NODE_EXTRA_HINT}"
+    register_client_commands(commands)
+    parser.set_defaults(completion_root=parser)
     return parser
 
 
 async def _rebuild(settings: Settings) -> int:
+    from .supervisor import lock_data_dir
+
     # Fails while a node uses the data directory, before an embedded NATS would replace its own.
     lock = lock_data_dir(settings.data_dir)
     try:
@@ -125,6 +182,11 @@ async def _rebuild(settings: Settings) -> int:
 
 
 async def _rebuild_locked(settings: Settings) -> int:
+    from .query.materializer import rebuild
+    from .query.store import QueryStore
+    from .runtime.bus import connect_bus
+    from .runtime.nats_server import EmbeddedNats
+
     QueryStore(settings.data_dir / "query").close()
     nats: EmbeddedNats | None = None
     url = settings.nats_url
@@ -154,11 +216,15 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 async def _up(settings: Settings) -> int:
+    from .supervisor import Supervisor
+
     return await Supervisor(settings).run(_stop_on_signals())
 
 
 async def _serve(settings: Settings, service: str) -> int:
     """One service in this process; the line "pandanode listening on ADDRESS" tells it is up."""
+    from .node import Node
+
     stop = _stop_on_signals()
     node = Node(settings, (service,))
     await node.start()
@@ -183,10 +249,39 @@ def _one_line(err: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pandanode`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = _first_command(words)
+    if command in NODE_COMMANDS and (missing := _missing_node_dependency()) is not None:
+        print(f"pandanode {command}: needs {missing}; {_NODE_EXTRA_HINT}", file=sys.stderr)
+        return 2
+    args = build_parser(node_commands=_node_command_wanted(words)).parse_args(words)
     if hasattr(args, "run"):  # a client command (pandanode.client.cli) or `check`
         code: int = args.run(args)
         return code
+    try:
+        return _run_node_command(args)
+    except ImportError as err:  # a client-only install (the parser knew the command, though)
+        print(
+            f"pandanode {args.command}: needs {err.name or err}; {_NODE_EXTRA_HINT}",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _missing_node_dependency() -> str | None:
+    """The first of the node's own dependencies that is not installed (a client-only install)."""
+    from importlib.util import find_spec
+
+    for module in ("rocksdict", "nats", "grpc_reflection"):
+        if find_spec(module) is None:
+            return module
+    return None
+
+
+def _run_node_command(args: argparse.Namespace) -> int:
+    from .runtime.settings import Settings, SettingsError
+    from .supervisor import SupervisorError
+
     flags = {
         "data_dir": args.data_dir,
         "listen": args.listen,
@@ -200,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gateway_query": getattr(args, "gateway_query", None),
     }
     if args.command == "serve" and args.service != "gateway" and not args.nats_url:
-        print(f"pandanode: serve {args.service} needs --nats URL", file=sys.stderr)
+        print(f"pandanode serve {args.service}: --nats-url URL is required (the NATS server)", file=sys.stderr)
         return 2
     defaults = _NODE_DEFAULTS if args.command in ("up", "serve") else None
     try:
