@@ -272,7 +272,7 @@ def _missing_node_dependency() -> str | None:
     """The first of the node's own dependencies that is not installed (a client-only install)."""
     from importlib.util import find_spec
 
-    for module in ("rocksdict", "nats", "grpc_reflection"):
+    for module in ("rocksdict", "nats", "grpc_reflection", "uvicorn", "graphql"):
         if find_spec(module) is None:
             return module
     return None
@@ -295,7 +295,10 @@ def _run_node_command(args: argparse.Namespace) -> int:
         "gateway_query": getattr(args, "gateway_query", None),
     }
     if args.command == "serve" and args.service != "gateway" and not args.nats_url:
-        print(f"pandanode serve {args.service}: --nats-url URL is required (the NATS server)", file=sys.stderr)
+        print(
+            f"pandanode serve {args.service}: --nats-url URL is required (the NATS server)",
+            file=sys.stderr,
+        )
         return 2
     defaults = _NODE_DEFAULTS if args.command in ("up", "serve") else None
     try:
