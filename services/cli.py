@@ -18,15 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pandanode.client.cli import register as register_client_commands
+from pandanode.core.version import version
 
 from . import check
 from .node import SERVICES, Node
 from .query.materializer import rebuild
 from .query.store import QueryStore
 from .runtime.bus import connect_bus
+from .runtime.logs import configure_logging
+from .runtime.metrics import MetricsServer, metrics_enabled, serve_metrics
 from .runtime.nats_server import EmbeddedNats
 from .runtime.settings import Settings, SettingsError
-from .supervisor import Supervisor, SupervisorError, lock_data_dir
+from .supervisor import DEFAULT_METRICS_LISTEN, Supervisor, SupervisorError, lock_data_dir
 
 __all__ = ["main"]
 
@@ -36,6 +39,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", dest="data_dir", help="data directory (default ./data)")
     parser.add_argument("--listen", help="gRPC address host:port (default 127.0.0.1:2020)")
     parser.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument(
+        "--log-format", dest="log_format", choices=("text", "json"), help="default text"
+    )
+
+
+def _add_metrics(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--metrics-listen",
+        dest="metrics_listen",
+        metavar="HOST:PORT",
+        help=f"serve Prometheus metrics at http://HOST:PORT/metrics; off: none (default {default})",
+    )
 
 
 def _add_discovery(parser: argparse.ArgumentParser) -> None:
@@ -75,11 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(up)
     _add_discovery(up)
     up.add_argument("--nats-url", dest="nats_url", help="use this NATS server, not an embedded one")
+    _add_metrics(up, f"{DEFAULT_METRICS_LISTEN} if free")
+    up.add_argument(
+        "--nats-monitor-listen",
+        dest="nats_monitor_listen",
+        metavar="HOST:PORT",
+        help="serve the embedded nats-server's HTTP monitoring here (default: off)",
+    )
     serve = commands.add_parser("serve", help="run one service (distributed deployment)")
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
     _add_discovery(serve)
     serve.add_argument("--nats", dest="nats_url", required=True, help="NATS server URL")
+    _add_metrics(serve, "off")
     query = commands.add_parser("query", help="maintain the query service's store")
     query_commands = query.add_subparsers(dest="query_command", required=True)
     rebuild_parser = query_commands.add_parser(
@@ -141,11 +164,33 @@ async def _up(settings: Settings) -> int:
 
 
 async def _serve(settings: Settings, service: str) -> int:
-    """One service in this process; the line "pandanode listening on ADDRESS" tells it is up."""
+    """One service in this process; the line "pandanode listening on ADDRESS" tells it is up.
+
+    With metrics on, the line says where: "…; metrics on HOST:PORT)" (the supervisor of
+    ``pandanode up`` reads it to scrape its children).
+    """
     stop = _stop_on_signals()
+    metrics: MetricsServer | None = None
+    if metrics_enabled(settings.metrics_listen):
+        try:
+            metrics = serve_metrics(settings.metrics_listen)
+        except OSError as err:
+            raise SupervisorError(
+                f"cannot serve metrics on {settings.metrics_listen}: {err.strerror or err}"
+            ) from None
     node = Node(settings, (service,))
-    await node.start()
-    print(f"pandanode listening on {node.address} (data in {settings.data_dir})", flush=True)
+    try:
+        await node.start()
+    except BaseException:
+        if metrics is not None:
+            metrics.stop()
+        raise
+    where = f"; metrics on {metrics.address}" if metrics is not None else ""
+    print(
+        f"pandanode listening on {node.address} (pandanode {version()}, {service}, "
+        f"data in {settings.data_dir}{where})",
+        flush=True,
+    )
     try:
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(node.failed.wait())
@@ -155,6 +200,8 @@ async def _serve(settings: Settings, service: str) -> int:
     finally:
         print("pandanode: draining…", flush=True)
         await node.stop()
+        if metrics is not None:
+            metrics.stop()
     return 1 if node.failed.is_set() else 0
 
 
@@ -174,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "listen": args.listen,
         "nats_url": args.nats_url,
         "log_level": args.log_level,
+        "log_format": args.log_format,
+        "metrics_listen": getattr(args, "metrics_listen", None),
+        "nats_monitor_listen": getattr(args, "nats_monitor_listen", None),
         "bootstrap_peers": getattr(args, "bootstrap_peers", None),
         "advertise_address": getattr(args, "advertise_address", None),
         "lan_discovery": getattr(args, "lan_discovery", None),
@@ -184,10 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as err:
         print(f"pandanode: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    service = {"up": "node", "serve": getattr(args, "service", "")}.get(args.command, args.command)
+    configure_logging(settings.log_level, settings.log_format, service)
     if args.command == "query":
         try:
             count = asyncio.run(_rebuild(settings))
