@@ -40,7 +40,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", help="gRPC address host:port (default 127.0.0.1:2020)")
     parser.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
     parser.add_argument(
-        "--log-format", dest="log_format", choices=("text", "json"), help="default text"
+        "--log-format", dest="log_format", help="text (default) or json: one object per line"
     )
 
 
@@ -173,7 +173,7 @@ async def _serve(settings: Settings, service: str) -> int:
     metrics: MetricsServer | None = None
     if metrics_enabled(settings.metrics_listen):
         try:
-            metrics = serve_metrics(settings.metrics_listen)
+            metrics = serve_metrics(settings.metrics_listen, (service,))
         except OSError as err:
             raise SupervisorError(
                 f"cannot serve metrics on {settings.metrics_listen}: {err.strerror or err}"

@@ -203,7 +203,7 @@ class Supervisor:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(ChildrenCollector(self.metrics_targets))
         try:
-            self._metrics = serve_metrics(listen, registry)
+            self._metrics = serve_metrics(listen, registry=registry)
         except OSError as err:
             if explicit:
                 raise SupervisorError(

@@ -1,7 +1,9 @@
 """Prometheus metrics of a node, named in the protocol's words, and their HTTP endpoint.
 
-Every service process keeps its metrics in the process-wide default registry of
-``prometheus_client`` and serves them on ``metrics_listen`` (``/metrics``). The use cases update
+Each service's metrics live in a registry of their own (:data:`REGISTRIES`); a service process
+serves those of the services it runs, with the process-wide default registry of
+``prometheus_client`` (process and Python runtime metrics, :data:`build_info`), on
+``metrics_listen`` (``/metrics``). The use cases update
 them per batch where they can (a commit, a fetched run of events), not per entry, so the hot
 paths pay a counter increment per group commit.
 
@@ -35,7 +37,12 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from pandanode.core.version import version
 
 __all__ = [
+    "DISCOVERY",
+    "INGEST",
     "OFF",
+    "QUERY",
+    "REGISTRIES",
+    "REPLICATION",
     "ChildrenCollector",
     "MetricsServer",
     "build_info",
@@ -79,17 +86,31 @@ _LATENCY_BUCKETS = (
 )
 _COMMIT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
+INGEST = CollectorRegistry(auto_describe=True)
+QUERY = CollectorRegistry(auto_describe=True)
+DISCOVERY = CollectorRegistry(auto_describe=True)
+REPLICATION = CollectorRegistry(auto_describe=True)
+REGISTRIES: Mapping[str, CollectorRegistry] = {
+    "ingest": INGEST,
+    "query": QUERY,
+    "discovery": DISCOVERY,
+    "replication": REPLICATION,
+}
+"""The metrics of each service, by service name (a process serves those of its services)."""
+
 build_info = Info("pandanode_build", "The pandanode version this process runs.")
 build_info.info({"version": version()})
 
 entries_ingested = Counter(
     "pandanode_entries_ingested",
     "Entries ingest stored (new entries, durable; a re-published known entry is not counted).",
+    registry=INGEST,
 )
 entries_rejected = Counter(
     "pandanode_entries_rejected",
     "Entries ingest rejected, by the ErrorInfo reason of the rejection.",
     ["reason"],
+    registry=INGEST,
 )
 publish_latency_seconds = Histogram(
     "pandanode_publish_latency_seconds",
@@ -97,31 +118,49 @@ publish_latency_seconds = Histogram(
     "PublishStream message, or publish_many) to its answer, durable.",
     ["call"],
     buckets=_LATENCY_BUCKETS,
+    registry=INGEST,
 )
 group_commit_entries = Histogram(
     "pandanode_group_commit_entries",
     "Entries the ingest writer applied in one group commit (one synced RocksDB write).",
     buckets=_COMMIT_BUCKETS,
+    registry=INGEST,
 )
 materialization_lag_seconds = Gauge(
     "pandanode_materialization_lag_seconds",
     "Age of the newest event the materializer committed, when it committed it (0 when idle).",
+    registry=QUERY,
 )
 stream_backlog_events = Gauge(
     "pandanode_stream_backlog_events",
     "Events of the stream a consumer has not applied yet (JetStream num_pending at the last "
     "delivery, plus delivered events still queued): how far materialization is behind.",
     ["consumer"],
+    registry=QUERY,
 )
-watchers = Gauge("pandanode_watchers", "Open WatchDocuments calls.")
-peers = Gauge("pandanode_peers", "Nodes in the discovery peer table.")
+watchers = Gauge("pandanode_watchers", "Open WatchDocuments calls.", registry=QUERY)
+peers = Gauge("pandanode_peers", "Nodes in the discovery peer table.", registry=DISCOVERY)
 peers_reachable = Gauge(
-    "pandanode_peers_reachable", "Nodes in the peer table that answered their last probe."
+    "pandanode_peers_reachable",
+    "Nodes in the peer table that answered their last probe.",
+    registry=DISCOVERY,
 )
 sync_sessions = Gauge(
     "pandanode_sync_sessions",
     "Replication sessions in progress (set by the replication service).",
+    registry=REPLICATION,
 )
+
+
+class _Union(Collector):
+    """The metrics of several registries, as one."""
+
+    def __init__(self, registries: Iterable[Collector]) -> None:
+        self._registries = tuple(registries)
+
+    def collect(self) -> Iterable[Metric]:
+        for registry in self._registries:
+            yield from registry.collect()
 
 
 def metrics_enabled(listen: str) -> bool:
@@ -148,12 +187,15 @@ class MetricsServer:
         self._thread.join(timeout=5.0)
 
 
-def serve_metrics(listen: str, registry: CollectorRegistry | None = None) -> MetricsServer:
-    """Serve ``registry`` (the process's default one) on ``listen`` in a daemon thread.
+def serve_metrics(
+    listen: str, services: Iterable[str] = (), registry: Collector | None = None
+) -> MetricsServer:
+    """Serve metrics on ``listen`` in a daemon thread.
 
     Args:
         listen: ``host:port``; port 0 picks a free one.
-        registry: What to serve; the default registry when None.
+        services: The services this process runs: their metrics and the process's are served.
+        registry: What to serve instead (the supervisor's merged children).
 
     Raises:
         OSError: the address cannot be bound (in use, not available).
@@ -165,7 +207,11 @@ def serve_metrics(listen: str, registry: CollectorRegistry | None = None) -> Met
     server, thread = prometheus_client.start_http_server(
         int(port),
         addr=host.strip("[]"),
-        registry=registry if registry is not None else prometheus_client.REGISTRY,
+        registry=registry
+        if registry is not None
+        else _Union(
+            [prometheus_client.REGISTRY, *(REGISTRIES[s] for s in services if s in REGISTRIES)]
+        ),
     )
     bound = f"{host}:{server.server_port}"
     return MetricsServer(bound, server, thread)
