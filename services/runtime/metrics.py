@@ -57,6 +57,7 @@ __all__ = [
     "serve_metrics",
     "stream_backlog_events",
     "sync_sessions",
+    "unannounced_entries",
     "watchers",
 ]
 
@@ -124,6 +125,11 @@ group_commit_entries = Histogram(
     "pandanode_group_commit_entries",
     "Entries the ingest writer applied in one group commit (one synced RocksDB write).",
     buckets=_COMMIT_BUCKETS,
+    registry=INGEST,
+)
+unannounced_entries = Gauge(
+    "pandanode_unannounced_entries",
+    "Entries ingest stored and has not announced on the event stream yet (the outbox backlog).",
     registry=INGEST,
 )
 materialization_lag_seconds = Gauge(

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from importlib import metadata
 from pathlib import Path
+from typing import IO
 
 import grpc
 import pytest
@@ -27,6 +28,7 @@ from pandanode.core.version import version
 from pandanode.discovery.v1 import discovery_pb2, discovery_pb2_grpc
 from pandanode.ingest.v1 import ingest_pb2 as pb
 from pandanode.ingest.v1 import ingest_pb2_grpc
+from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from pandanode.services.node import Node
 from pandanode.services.runtime import metrics
 from pandanode.services.runtime.metrics import ChildrenCollector, serve_metrics
@@ -55,11 +57,20 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 
 
 class UpProcess:
-    """``pandanode up`` with stdout and stderr kept apart (stderr is the log)."""
+    """``pandanode up`` with stdout and stderr kept apart in files (stderr is the log)."""
 
     def __init__(self, data_dir: Path, *args: str) -> None:
         self.address = f"127.0.0.1:{free_port()}"
-        self.process = subprocess.Popen(
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._out = data_dir.parent / f"{data_dir.name}.stdout"
+        self._err = data_dir.parent / f"{data_dir.name}.stderr"
+        with self._out.open("wb") as out, self._err.open("wb") as err:
+            self.process = self._start(data_dir, args, out, err)
+
+    def _start(
+        self, data_dir: Path, args: tuple[str, ...], out: IO[bytes], err: IO[bytes]
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 *PANDANODE,
                 "up",
@@ -70,16 +81,16 @@ class UpProcess:
                 "--no-lan-discovery",
                 *args,
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=out,
+            stderr=err,
             env=os.environ.copy(),
         )
 
     async def wait_serving(self) -> None:
         async def serving() -> bool:
             if self.process.poll() is not None:
-                _, err = self.process.communicate()
-                raise AssertionError(f"node exited with {self.process.returncode}: {err!r}")
+                err = self._err.read_text()
+                raise AssertionError(f"node exited with {self.process.returncode}: {err}")
             try:
                 async with grpc.aio.insecure_channel(self.address) as channel:
                     stub = health_pb2_grpc.HealthStub(channel)
@@ -93,43 +104,46 @@ class UpProcess:
     def stop(self) -> tuple[str, str]:
         """SIGTERM (drain), then what the node printed: (stdout, stderr)."""
         self.process.send_signal(signal.SIGTERM)
-        out, err = self.process.communicate(timeout=60)
-        return out.decode(), err.decode()
+        self.process.wait(timeout=60)
+        return self._out.read_text(), self._err.read_text()
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-            self.process.communicate()
+            self.process.wait()
 
 
 @pytest.fixture
-async def up_with_metrics(tmp_path: Path) -> AsyncIterator[tuple[UpProcess, str]]:
+async def up_with_metrics(tmp_path: Path, node: Node) -> AsyncIterator[tuple[UpProcess, str]]:
+    """``pandanode up`` with metrics, knowing one peer: the in-process ``node``."""
     metrics_address = f"127.0.0.1:{free_port()}"
-    node = UpProcess(tmp_path / "data", "--metrics-listen", metrics_address, "--log-level", "DEBUG")
+    up = UpProcess(
+        tmp_path / "up", "--metrics-listen", metrics_address, "--bootstrap-peers", node.address
+    )
     try:
-        await node.wait_serving()
-        yield node, metrics_address
+        await up.wait_serving()
+        yield up, metrics_address
     finally:
-        node.kill()
+        up.kill()
 
 
 async def test_up_serves_metrics_where_ingest_counters_move_with_publishes_and_rejections_count_by_reason(  # noqa: E501
     up_with_metrics: tuple[UpProcess, str],
 ) -> None:
-    node, metrics_address = up_with_metrics
+    up, metrics_address = up_with_metrics
     before = await asyncio.to_thread(scrape, metrics_address)
     for service in ("ingest", "query", "discovery"):
         assert value(before, "pandanode_service_up", service=service) == 1.0
         assert value(before, "pandanode_build_info", service=service, version=version()) == 1.0
     assert value(before, "pandanode_entries_ingested_total", service="ingest") == 0.0
     assert value(before, "pandanode_watchers", service="query") == 0.0
-    assert value(before, "pandanode_peers", service="discovery") == 0.0
+    assert value(before, "pandanode_peers", service="discovery") is not None
     assert value(before, "pandanode_sync_sessions", service="ingest") is None, (
         "each process serves the metrics of its own services"
     )
 
     author = FieldDefinitionLog(KeyPair(), log_id=1)
-    async with grpc.aio.insecure_channel(node.address) as channel:
+    async with grpc.aio.insecure_channel(up.address) as channel:
         ingest = ingest_pb2_grpc.IngestServiceStub(channel)
         for seq_num in (1, 2, 3):
             await ingest.Publish(author.entry(seq_num), timeout=10)
@@ -166,7 +180,35 @@ async def test_up_serves_metrics_where_ingest_counters_move_with_publishes_and_r
     assert 1 <= commits <= 4 and committed == 4.0, "3 stored and 1 rejected by the log rules"
     lag = value(after, "pandanode_materialization_lag_seconds", service="query")
     assert lag is not None and 0.0 <= lag < 60.0
-    node.stop()
+    assert value(after, "pandanode_unannounced_entries", service="ingest") == 0.0
+    up.stop()
+
+
+async def test_up_metrics_count_open_watches_and_known_peers(
+    up_with_metrics: tuple[UpProcess, str],
+) -> None:
+    up, metrics_address = up_with_metrics
+
+    async def equals(name: str, service: str, expected: float) -> None:
+        async def reached() -> bool:
+            samples = await asyncio.to_thread(scrape, metrics_address)
+            return value(samples, name, service=service) == expected
+
+        await eventually(reached, timeout=30, what=f"{name} == {expected}")
+
+    await equals("pandanode_peers", "discovery", 1.0)  # the in-process node it bootstraps from
+    await equals("pandanode_peers_reachable", "discovery", 1.0)
+    async with grpc.aio.insecure_channel(up.address) as channel:
+        query = query_pb2_grpc.QueryServiceStub(channel)
+        request = query_pb2.WatchDocumentsRequest(schema_id="schema_field_definition_v1")
+        first, second = query.WatchDocuments(request), query.WatchDocuments(request)
+        await first.read()  # CAUGHT_UP: the watch is open
+        await second.read()
+        await equals("pandanode_watchers", "query", 2.0)
+        first.cancel()
+        await equals("pandanode_watchers", "query", 1.0)
+        second.cancel()
+    await equals("pandanode_watchers", "query", 0.0)
 
 
 async def test_json_logs_are_one_object_per_line_with_the_service_and_the_rejections_reason(
