@@ -32,7 +32,7 @@ from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from pandanode.services.node import Node
 from pandanode.services.runtime import metrics
 from pandanode.services.runtime.metrics import ChildrenCollector, serve_metrics
-from pandanode.services.runtime.nats_server import free_port
+from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 
 from .ingest.helpers import rejection_of
 from .support import FieldDefinitionLog, eventually
@@ -386,3 +386,39 @@ async def test_the_supervisors_collector_merges_its_childrens_metrics_labelled_b
     assert value(samples, "pandanode_service_up", service="discovery") == 0.0
     with pytest.raises(urllib.error.URLError):
         scrape(node.address)  # stopped: the port is released
+
+
+async def test_serve_with_metrics_listen_serves_its_own_services_metrics_only(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *PANDANODE,
+        "serve",
+        "query",
+        "--nats",
+        nats_server.url,
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        assert line.startswith("pandanode listening on "), line
+        assert f"pandanode {version()}" in line
+        address = line.rstrip().rstrip(")").rpartition("; metrics on ")[2]
+        samples = await asyncio.to_thread(scrape, address)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+    assert value(samples, "pandanode_watchers") == 0.0
+    assert value(samples, "pandanode_stream_backlog_events", consumer="query") is not None
+    assert value(samples, "pandanode_build_info", version=version()) == 1.0
+    assert not any(name.startswith("pandanode_entries_") for name, _ in samples), (
+        "ingest's metrics are served by the ingest process"
+    )
