@@ -68,6 +68,7 @@ class JsonFormatter(logging.Formatter):
 
 
 _json = False
+_handler: logging.Handler | None = None
 
 
 def json_logging() -> bool:
@@ -83,12 +84,13 @@ def configure_logging(level: str, log_format: str, service: str) -> None:
         log_format: ``text`` or ``json``.
         service: The ``service`` field of JSON records.
     """
-    global _json
+    global _json, _handler
     _json = log_format == "json"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service) if _json else TextFormatter())
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    if _handler is not None:  # configured before in this process: replace, do not add
+        root.removeHandler(_handler)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    _handler = handler
