@@ -188,6 +188,8 @@ async def status(args: argparse.Namespace, output: Output) -> int:
         return EXIT_OK if status.serving else EXIT_REJECTED
     state = "[green]serving[/]" if status.serving else "[red]not serving[/]"
     output.console.print(f"node {status.address}: {state} ({status.latency_ms:.1f} ms)")
+    if status.node_id is not None:
+        output.console.print(f"node id {status.node_id}, pandanode {status.version or '?'}")
     table = Table(show_header=True)
     table.add_column("service")
     table.add_column("health")

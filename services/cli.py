@@ -30,6 +30,7 @@ from pandanode.client.cli import (
     subcommands,
 )
 from pandanode.client.cli import register as register_client_commands
+from pandanode.core.version import version
 
 if TYPE_CHECKING:
     from .runtime.settings import Settings
@@ -44,6 +45,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", dest="data_dir", help="data directory (default ./data)")
     parser.add_argument("--listen", help="gRPC address host:port (default 127.0.0.1:2020)")
     parser.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument(
+        "--log-format", dest="log_format", help="text (default) or json: one object per line"
+    )
+
+
+def _add_metrics(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--metrics-listen",
+        dest="metrics_listen",
+        metavar="HOST:PORT",
+        help=f"serve Prometheus metrics at http://HOST:PORT/metrics; off: none (default {default})",
+    )
 
 
 def _add_discovery(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +97,7 @@ _NODE_DEFAULTS = {"lan_discovery": True}
 def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from . import check  # the node's modules: only for node commands
     from .node import SERVICES
+    from .supervisor import DEFAULT_METRICS_LISTEN
 
     up = commands.add_parser(
         "up",
@@ -93,6 +107,13 @@ def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     _add_discovery(up)
     _add_nats_url(up, "use this NATS server, not an embedded one")
     _add_http(up)
+    _add_metrics(up, f"{DEFAULT_METRICS_LISTEN} if free")
+    up.add_argument(
+        "--nats-monitor-listen",
+        dest="nats_monitor_listen",
+        metavar="HOST:PORT",
+        help="serve the embedded nats-server's HTTP monitoring here (default: off)",
+    )
     serve = commands.add_parser("serve", help="run one service (distributed deployment)")
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
@@ -105,6 +126,7 @@ def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     serve.add_argument(
         "--query", dest="gateway_query", metavar="HOST:PORT", help="gateway: query's address"
     )
+    _add_metrics(serve, "off")
     query = commands.add_parser("query", help="maintain the query service's store")
     query_commands = query.add_subparsers(dest="query_command", required=True)
     rebuild_parser = query_commands.add_parser(
@@ -222,14 +244,38 @@ async def _up(settings: Settings) -> int:
 
 
 async def _serve(settings: Settings, service: str) -> int:
-    """One service in this process; the line "pandanode listening on ADDRESS" tells it is up."""
+    """One service in this process; the line "pandanode listening on ADDRESS" tells it is up.
+
+    With metrics on, the line says where: "…; metrics on HOST:PORT)" (the supervisor of
+    ``pandanode up`` reads it to scrape its children).
+    """
     from .node import Node
+    from .runtime.metrics import MetricsServer, metrics_enabled, serve_metrics
+    from .supervisor import SupervisorError
 
     stop = _stop_on_signals()
+    metrics: MetricsServer | None = None
+    if metrics_enabled(settings.metrics_listen):
+        try:
+            metrics = serve_metrics(settings.metrics_listen, (service,))
+        except OSError as err:
+            raise SupervisorError(
+                f"cannot serve metrics on {settings.metrics_listen}: {err.strerror or err}"
+            ) from None
     node = Node(settings, (service,))
-    await node.start()
+    try:
+        await node.start()
+    except BaseException:
+        if metrics is not None:
+            metrics.stop()
+        raise
     http = f"; http on {node.http_address}" if node.http_address else ""
-    print(f"pandanode listening on {node.address} (data in {settings.data_dir}{http})", flush=True)
+    where = f"; metrics on {metrics.address}" if metrics is not None else ""
+    print(
+        f"pandanode listening on {node.address} (pandanode {version()}, {service}, "
+        f"data in {settings.data_dir}{http}{where})",
+        flush=True,
+    )
     try:
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(node.failed.wait())
@@ -239,6 +285,8 @@ async def _serve(settings: Settings, service: str) -> int:
     finally:
         print("pandanode: draining…", flush=True)
         await node.stop()
+        if metrics is not None:
+            metrics.stop()
     return 1 if node.failed.is_set() else 0
 
 
@@ -272,13 +320,21 @@ def _missing_node_dependency() -> str | None:
     """The first of the node's own dependencies that is not installed (a client-only install)."""
     from importlib.util import find_spec
 
-    for module in ("rocksdict", "nats", "grpc_reflection", "uvicorn", "graphql"):
+    for module in (
+        "rocksdict",
+        "nats",
+        "grpc_reflection",
+        "uvicorn",
+        "graphql",
+        "prometheus_client",
+    ):
         if find_spec(module) is None:
             return module
     return None
 
 
 def _run_node_command(args: argparse.Namespace) -> int:
+    from .runtime.logs import configure_logging
     from .runtime.settings import Settings, SettingsError
     from .supervisor import SupervisorError
 
@@ -287,6 +343,9 @@ def _run_node_command(args: argparse.Namespace) -> int:
         "listen": args.listen,
         "nats_url": args.nats_url,
         "log_level": args.log_level,
+        "log_format": args.log_format,
+        "metrics_listen": getattr(args, "metrics_listen", None),
+        "nats_monitor_listen": getattr(args, "nats_monitor_listen", None),
         "bootstrap_peers": getattr(args, "bootstrap_peers", None),
         "advertise_address": getattr(args, "advertise_address", None),
         "lan_discovery": getattr(args, "lan_discovery", None),
@@ -306,10 +365,8 @@ def _run_node_command(args: argparse.Namespace) -> int:
     except SettingsError as err:
         print(f"pandanode: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    service = {"up": "node", "serve": getattr(args, "service", "")}.get(args.command, args.command)
+    configure_logging(settings.log_level, settings.log_format, service)
     if args.command == "query":
         try:
             count = asyncio.run(_rebuild(settings))

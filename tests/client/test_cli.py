@@ -7,6 +7,8 @@ import json
 import stat
 from pathlib import Path
 
+from pandanode.core.version import version
+from pandanode.services.node import Node
 from tests.client.conftest import Cli
 
 
@@ -115,3 +117,13 @@ async def test_import_and_export_jsonl(cli: Cli, tmp_path: Path) -> None:
 
     again = await cli("import", "-", "--json", stdin=exported.stdout.encode())
     assert again.code == 0 and again.json()["rejected"] == 0
+
+
+async def test_status_tells_the_nodes_id_and_version(cli: Cli, node: Node) -> None:
+    as_json, as_text = await asyncio.gather(cli("status", "--json"), cli("status"))
+    assert node.discovery is not None
+    assert as_json.code == 0
+    assert as_json.json()["node_id"] == node.discovery.node_id
+    assert as_json.json()["version"] == version()
+    assert as_text.code == 0
+    assert node.discovery.node_id in as_text.stdout and version() in as_text.stdout
