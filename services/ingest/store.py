@@ -36,13 +36,16 @@ Keys (``pk`` 32 raw bytes, ids 34 raw bytes, integers u64 big-endian)::
 
 from __future__ import annotations
 
+import heapq
 import logging
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from pandanode.core.errors import PandanodeError
+from pandanode.core.operation import decode_operation
 from pandanode.services.runtime.rocks import RocksStore
 from pandanode.services.runtime.schemas import FIELD_DEFINITION, SCHEMA_DEFINITION
 
@@ -292,10 +295,9 @@ class LogStore(RocksStore, _Reads):
 
         Entries still in the outbox (after the cursor) keep the sequence their record gives
         them. The others (announced, their records dropped) were stored in an order nobody
-        kept; they get sequences 1, 2, … in an order where every log runs in ascending seq num,
-        field definitions come before schema definitions, and both before every other
-        document. Dependencies across logs of one document (another author's UPDATE of it) may
-        not come first in that order; a replicating peer holds such an entry and retries it.
+        kept; they get sequences 1, 2, … in a dependency-first order (see
+        :meth:`_unordered_entries`): field definitions, then schema definitions, then every
+        other document, each document's operations after their backlinks and previous ones.
         If those sequences would reach the outbox's, the outbox is renumbered after them (its
         entries were never announced, so no one has seen their old sequences).
 
@@ -343,26 +345,50 @@ class LogStore(RocksStore, _Reads):
                     batch[b"E" + ref[:48]] = _entry_value(raw, sequence, entry, operation)
         self._write(batch, sync=True)
 
-        def rank(stored: StoredLog) -> int:
-            return {FIELD_DEFINITION: 0, SCHEMA_DEFINITION: 1}.get(stored.schema_id, 2)
-
         chunk: dict[bytes, bytes | None] = {}
         ids: list[bytes] = []
         sequence = 1
-        for stored in sorted(logs, key=rank):
-            prefix = b"E" + bytes.fromhex(stored.public_key) + _U64.pack(stored.log_id)
-            for key, value in self._scan(prefix):
-                entry_hash = value[:34]
-                if entry_hash in kept:
-                    continue
-                _, entry, operation = split_entry_value(value)
-                chunk[key] = _entry_value(entry_hash, sequence + len(ids), entry, operation)
-                ids.append(entry_hash)
-                if len(ids) >= _MIGRATION_CHUNK:
-                    sequence = self._write_migrated(chunk, ids, sequence)
+        for key, value in self._unordered_entries(logs, kept):
+            entry_hash = value[:34]
+            _, entry, operation = split_entry_value(value)
+            chunk[key] = _entry_value(entry_hash, sequence + len(ids), entry, operation)
+            ids.append(entry_hash)
+            if len(ids) >= _MIGRATION_CHUNK:
+                sequence = self._write_migrated(chunk, ids, sequence)
         self._write_migrated(chunk, ids, sequence)
         self._write({b"V": _U64.pack(LAYOUT)}, sync=True)
         log.info("migrated the log store to layout %d", LAYOUT)
+
+    def _unordered_entries(
+        self, logs: Sequence[StoredLog], kept: set[bytes]
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """(E key, value) of the entries whose store order was not kept, dependencies first.
+
+        Documents by kind (field definitions, schema definitions, the rest), then by id; in a
+        document written in one log, that log in seq order; in one written in several (other
+        authors' UPDATEs), a topological order of its operations (each after its backlink and
+        after the operations it names as previous), ties broken by (public key, log id, seq
+        num). Only one document's entries are held at a time.
+        """
+        documents: dict[str, list[StoredLog]] = {}
+        for stored in logs:
+            documents.setdefault(stored.document_id, []).append(stored)
+
+        def rank(item: tuple[str, list[StoredLog]]) -> tuple[int, str]:
+            kind = {FIELD_DEFINITION: 0, SCHEMA_DEFINITION: 1}.get(item[1][0].schema_id, 2)
+            return kind, item[0]
+
+        for _, document_logs in sorted(documents.items(), key=rank):
+            entries: list[tuple[bytes, bytes]] = []
+            for stored in document_logs:
+                prefix = b"E" + bytes.fromhex(stored.public_key) + _U64.pack(stored.log_id)
+                entries.extend(
+                    (key, value) for key, value in self._scan(prefix) if value[:34] not in kept
+                )
+            if len(document_logs) == 1:
+                yield from entries
+            else:
+                yield from _dependencies_first(entries)
 
     def _write_migrated(
         self, chunk: dict[bytes, bytes | None], ids: list[bytes], first: int
@@ -525,6 +551,43 @@ class LogStore(RocksStore, _Reads):
     def put_schema(self, schema_id: str, data: bytes) -> None:
         """Store a built application schema (synced)."""
         self._write({b"S" + schema_id.encode(): data}, sync=True)
+
+
+def _dependencies_first(entries: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Order one document's (E key, value) pairs so each follows its backlink and previous."""
+    by_hash = {value[:34]: (key, value) for key, value in entries}
+    hash_at = {key: value[:34] for key, value in entries}
+    waiting_on: dict[bytes, int] = {}
+    unblocks: dict[bytes, list[bytes]] = {}
+    for key, value in entries:
+        depends: set[bytes] = set()
+        seq_num = _U64.unpack_from(key, 41)[0]
+        backlink = hash_at.get(key[:41] + _U64.pack(seq_num - 1)) if seq_num > 1 else None
+        if backlink is not None:
+            depends.add(backlink)
+        try:
+            previous = decode_operation(split_entry_value(value)[2]).previous or ()
+        except PandanodeError:  # stored, so valid; never drop an entry over it
+            previous = ()
+        depends.update(raw for raw in map(bytes.fromhex, previous) if raw in by_hash)
+        depends.discard(value[:34])
+        waiting_on[value[:34]] = len(depends)
+        for dependency in depends:
+            unblocks.setdefault(dependency, []).append(value[:34])
+    ready = [by_hash[h] for h, count in waiting_on.items() if count == 0]
+    heapq.heapify(ready)
+    ordered: list[tuple[bytes, bytes]] = []
+    while ready:
+        key, value = heapq.heappop(ready)
+        ordered.append((key, value))
+        for follower in unblocks.get(value[:34], ()):
+            waiting_on[follower] -= 1
+            if waiting_on[follower] == 0:
+                heapq.heappush(ready, by_hash[follower])
+    if len(ordered) < len(entries):  # pragma: no cover - hash links cannot form a cycle
+        done = {key for key, _ in ordered}
+        ordered.extend(sorted(item for item in entries if item[0] not in done))
+    return ordered
 
 
 class WriteBatchView(_Reads):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -18,17 +19,20 @@ from tests.services.support import node_settings
 
 from .helpers import FIELD_DEFINITION, Author, publish, rejection
 
+if TYPE_CHECKING:
+    from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
+
 PAGE = 3
 
 
 @pytest.fixture
-async def paged(tmp_path: Path) -> AsyncIterator[ingest_pb2_grpc.IngestServiceStub]:
+async def paged(tmp_path: Path) -> AsyncIterator[IngestServiceAsyncStub]:
     """The ingest stub of a node with pages of 3 logs (at most 5), holding 8 logs."""
     settings = node_settings(
         tmp_path / "data", log_heights_page_size=PAGE, max_log_heights_page_size=5
     )
     async with Node(settings) as node, grpc.aio.insecure_channel(node.address) as channel:
-        ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+        ingest: IngestServiceAsyncStub = ingest_pb2_grpc.IngestServiceStub(channel)
         for author in (Author(), Author()):
             for index in range(4):
                 await publish(
@@ -42,7 +46,7 @@ def key(height: pb.LogHeight) -> tuple[str, int, int, str, str]:
 
 
 async def pages(
-    ingest: ingest_pb2_grpc.IngestServiceStub,
+    ingest: IngestServiceAsyncStub,
     page_size: int = 0,
     schema_ids: list[str] | None = None,
 ) -> list[list[pb.LogHeight]]:
@@ -59,7 +63,7 @@ async def pages(
 
 
 async def test_pages_together_are_every_log_once_in_order(
-    paged: ingest_pb2_grpc.IngestServiceStub,
+    paged: IngestServiceAsyncStub,
 ) -> None:
     answered = await pages(paged)
     assert [len(page) for page in answered] == [3, 3, 2]
@@ -71,21 +75,24 @@ async def test_pages_together_are_every_log_once_in_order(
     assert [len(page) for page in await pages(paged, page_size=4)] == [4, 4]
 
 
-async def test_the_client_reads_every_page(paged: ingest_pb2_grpc.IngestServiceStub) -> None:
-    heights = await all_log_heights(paged.GetLogHeights)
+async def test_the_client_reads_every_page(paged: IngestServiceAsyncStub) -> None:
+    async def get_page(request: pb.GetLogHeightsRequest) -> pb.GetLogHeightsResponse:
+        return await paged.GetLogHeights(request)
+
+    heights = await all_log_heights(get_page)
     assert len({key(h) for h in heights}) == 8
-    only = await all_log_heights(paged.GetLogHeights, [FIELD_DEFINITION])
+    only = await all_log_heights(get_page, [FIELD_DEFINITION])
     assert [key(h) for h in only] == [key(h) for h in heights]
-    assert await all_log_heights(paged.GetLogHeights, ["other_schema"]) == []
+    assert await all_log_heights(get_page, ["other_schema"]) == []
 
 
-async def test_a_filtered_listing_is_paged_too(paged: ingest_pb2_grpc.IngestServiceStub) -> None:
+async def test_a_filtered_listing_is_paged_too(paged: IngestServiceAsyncStub) -> None:
     answered = await pages(paged, schema_ids=[FIELD_DEFINITION])
     assert [len(page) for page in answered] == [3, 3, 2]
 
 
 async def test_an_altered_token_is_refused_as_an_invalid_page_token(
-    paged: ingest_pb2_grpc.IngestServiceStub,
+    paged: IngestServiceAsyncStub,
 ) -> None:
     token = (await paged.GetLogHeights(pb.GetLogHeightsRequest())).next_page_token
     assert token

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 from rocksdict import Options, Rdict
 
+from pandanode.core.operation import decode_operation
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.ingest.reads import HaveSet, missing_ranges
 from pandanode.services.ingest.store import LAYOUT, LogStore, StoredEntry
@@ -29,7 +30,8 @@ async def fill(data_dir: Path) -> list[Signed]:
     async with Node(settings) as node, grpc.aio.insecure_channel(node.address) as channel:
         ingest = ingest_pb2_grpc.IngestServiceStub(channel)
         a, b = Author(), Author()
-        # B's note first: its log sorts before the definitions' logs, unlike store order.
+        if b.public_key > a.public_key:  # B's logs sort first: (key, log) order would be wrong
+            a, b = b, a
         published: list[Signed] = []
         notes = await publish_schema(ingest, a, "note", {"text": "str"})
         published += a.logs[0] + a.logs[1]
@@ -57,6 +59,7 @@ def make_legacy(path: Path, *, cursor: int | None = None, pre_outbox: bool = Fal
     try:
         del db[b"V"]
         for key, value in list(db.items(from_key=b"E")):
+            assert isinstance(key, bytes) and isinstance(value, bytes)
             if not key.startswith(b"E"):
                 break
             (length,) = struct.unpack_from(">H", value, 34)
@@ -65,8 +68,10 @@ def make_legacy(path: Path, *, cursor: int | None = None, pre_outbox: bool = Fal
             db[key] = value[:34] + struct.pack(">H", length) + value[44:]
         if cursor is not None:
             db[b"C"] = _U64.pack(cursor)
-        announced = _U64.unpack(db[b"C"])[0] if db.get(b"C") is not None else 0
+        cursor_value = db.get(b"C")
+        announced = _U64.unpack(cursor_value)[0] if isinstance(cursor_value, bytes) else 0
         for key in list(db.keys(from_key=b"Q")):
+            assert isinstance(key, bytes)
             if not key.startswith(b"Q"):
                 break
             if pre_outbox or _U64.unpack_from(key, 1)[0] <= announced:
@@ -107,6 +112,10 @@ async def test_a_directory_without_store_sequences_is_migrated_definitions_first
             earlier = [o for o in order[: order.index(position)] if o[:2] == position[:2]]
             assert [o[2] for o in earlier] == list(range(1, position[2])), "a log in seq order"
         assert [op for _, op in store.store_order(1)] == [bytes.fromhex(e.hash) for e in entries]
+        seen: set[str] = set()
+        for entry in entries:  # every operation after those it names as previous
+            assert set(decode_operation(entry.operation).previous or ()) <= seen
+            seen.add(entry.hash)
         assert store.next_outbox_sequence() == len(published) + 1
         assert store.outbox(store.outbox_cursor(), 10) == [], "nothing to announce again"
     finally:
