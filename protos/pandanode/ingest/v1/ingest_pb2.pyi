@@ -480,8 +480,9 @@ class MissingEntry(_message.Message):
     seq_num: _builtins.int
     sequence: _builtins.int
     """The entry's store sequence on this node: its position in the order this node stored
-    entries (the IngestedOperation.sequence it was announced with). Strictly increasing
-    along the stream.
+    entries (the IngestedOperation.sequence it was announced with; entries of a data
+    directory written before sequences were kept are numbered once, dependencies first, when
+    it is opened). Strictly increasing along the stream.
     """
     def __init__(
         self,
