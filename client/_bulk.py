@@ -43,6 +43,7 @@ from pandanode.ingest.v1 import ingest_pb2 as pb
 
 from ._connection import Connection
 from ._errors import DeadlineExceededError, NodeUnavailableError, error_for_code, from_rpc_error
+from ._logheights import all_log_heights
 from ._models import BulkResult, Create, Delete, Published, Update
 from ._requests import (
     DocumentLike,
@@ -209,12 +210,14 @@ async def export(
 
 
 async def _log_heights(connection: Connection, schema_ids: Sequence[str]) -> Sequence[pb.LogHeight]:
-    request = pb.GetLogHeightsRequest(schema_ids=list(schema_ids))
     ingest = connection.ingest
-    response = await connection.call(
-        lambda: ingest.GetLogHeights(request, timeout=connection.timeout)
-    )
-    return list(response.log_heights)
+
+    async def get_page(request: pb.GetLogHeightsRequest) -> pb.GetLogHeightsResponse:
+        return await connection.call(
+            lambda: ingest.GetLogHeights(request, timeout=connection.timeout)
+        )
+
+    return list(await all_log_heights(get_page, schema_ids))
 
 
 async def _read_log(
