@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import grpc
 import pytest
@@ -122,38 +122,49 @@ def test_every_service_method_message_field_and_enum_value_has_a_comment() -> No
             for location in file.source_code_info.location
             if location.leading_comments.strip() or location.trailing_comments.strip()
         }
-
-        def check(path: tuple[int, ...], what: str, _name: str = name) -> None:
-            if path not in commented:
-                missing.append(f"{_name}: {what}")  # noqa: B023 - used at once
-
-        for s, service in enumerate(file.service):
-            check((6, s), service.name)
-            for m, method in enumerate(service.method):
-                check((6, s, 2, m), f"{service.name}.{method.name}")
-        _check_messages(file.message_type, (4,), "", check)
-        _check_enums(file.enum_type, (5,), "", check)
+        missing += [f"{name}: {what}" for path, what in _elements(file) if path not in commented]
     assert not missing, "\n".join(missing)
 
 
-def _check_messages(messages, prefix, scope, check) -> None:  # type: ignore[no-untyped-def]
+Element = tuple[tuple[int, ...], str]
+
+
+def _elements(file: descriptor_pb2.FileDescriptorProto) -> list[Element]:
+    """The source paths and names of every service, method, message, field, oneof and enum."""
+    found: list[Element] = []
+    for s, service in enumerate(file.service):
+        found.append(((6, s), service.name))
+        found += [
+            ((6, s, 2, m), f"{service.name}.{method.name}")
+            for m, method in enumerate(service.method)
+        ]
+    found += _messages(file.message_type, (4,), "")
+    found += _enums(file.enum_type, (5,), "")
+    return found
+
+
+def _messages(
+    messages: Iterable[descriptor_pb2.DescriptorProto], prefix: tuple[int, ...], scope: str
+) -> list[Element]:
+    found: list[Element] = []
     for i, message in enumerate(messages):
         if message.options.map_entry:  # written by protoc for a map field, not in the .proto
             continue
-        path = (*prefix, i)
-        name = f"{scope}{message.name}"
-        check(path, name)
-        for f, field in enumerate(message.field):
-            check((*path, 2, f), f"{name}.{field.name}")
-        for o, oneof in enumerate(message.oneof_decl):
-            check((*path, 8, o), f"{name}.{oneof.name}")
-        _check_messages(message.nested_type, (*path, 3), f"{name}.", check)
-        _check_enums(message.enum_type, (*path, 4), f"{name}.", check)
+        path, name = (*prefix, i), f"{scope}{message.name}"
+        found.append((path, name))
+        found += [((*path, 2, f), f"{name}.{field.name}") for f, field in enumerate(message.field)]
+        found += [((*path, 8, o), f"{name}.{o_.name}") for o, o_ in enumerate(message.oneof_decl)]
+        found += _messages(message.nested_type, (*path, 3), f"{name}.")
+        found += _enums(message.enum_type, (*path, 4), f"{name}.")
+    return found
 
 
-def _check_enums(enums, prefix, scope, check) -> None:  # type: ignore[no-untyped-def]
+def _enums(
+    enums: Iterable[descriptor_pb2.EnumDescriptorProto], prefix: tuple[int, ...], scope: str
+) -> list[Element]:
+    found: list[Element] = []
     for i, enum in enumerate(enums):
-        path = (*prefix, i)
-        check(path, f"{scope}{enum.name}")
-        for v, value in enumerate(enum.value):
-            check((*path, 2, v), f"{scope}{enum.name}.{value.name}")
+        path, name = (*prefix, i), f"{scope}{enum.name}"
+        found.append((path, name))
+        found += [((*path, 2, v), f"{name}.{value.name}") for v, value in enumerate(enum.value)]
+    return found
