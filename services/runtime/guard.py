@@ -6,8 +6,9 @@ and answers UNKNOWN. :func:`guarded_server` wraps every handler's request deseri
 handler is registered: a request that does not decode becomes a marker value, and the wrapped
 handler answers it with the rich INVALID_ARGUMENT status of the error boundary before the
 servicer sees it; its ``google.rpc.BadRequest`` names the field whose bytes are broken (see
-:mod:`.wire`), or an empty field when the message's framing is. One mechanism for every service (and the health and reflection services),
-so a new method is covered without doing anything.
+:mod:`.wire`), or an empty field when the message's framing is. One mechanism for every
+service (and the health and reflection services), so a new method is covered without doing
+anything.
 
 Handlers are wrapped once, at registration, not by a server interceptor: a ``grpc.aio``
 interceptor is one more coroutine per call before the call is accepted, and under 64 unary

@@ -23,7 +23,7 @@ _MESSAGE: Final = _descriptor.FieldDescriptor.TYPE_MESSAGE
 _FIXED_SIZES: Final = {1: 8, 5: 4}
 
 
-class _Broken(Exception):
+class _BrokenVarintError(Exception):
     """The bytes end inside a varint, or a varint is longer than 10 bytes."""
 
 
@@ -31,14 +31,14 @@ def _varint(raw: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
     for _ in range(10):
         if pos >= len(raw):
-            raise _Broken
+            raise _BrokenVarintError
         byte = raw[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if not byte & 0x80:
             return value, pos
         shift += 7
-    raise _Broken
+    raise _BrokenVarintError
 
 
 def malformed_field(descriptor: _descriptor.Descriptor, raw: bytes, depth: int = 0) -> str:
@@ -53,7 +53,7 @@ def malformed_field(descriptor: _descriptor.Descriptor, raw: bytes, depth: int =
     while pos < len(raw):
         try:
             tag, pos = _varint(raw, pos)
-        except _Broken:
+        except _BrokenVarintError:
             return ""
         number, wire_type = tag >> 3, tag & 7
         field = descriptor.fields_by_number.get(number)
@@ -74,7 +74,7 @@ def malformed_field(descriptor: _descriptor.Descriptor, raw: bytes, depth: int =
             if wire_type != 2:
                 return name
             length, pos = _varint(raw, pos)
-        except _Broken:
+        except _BrokenVarintError:
             return name
         chunk, pos = raw[pos : pos + length], pos + length
         if pos > len(raw):
