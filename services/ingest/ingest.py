@@ -182,16 +182,24 @@ class Ingest:
 
     def _prepare(self, entry_bytes: bytes, operation_bytes: bytes) -> _Checked:
         if len(entry_bytes) > self.settings.max_entry_bytes:
-            raise InvalidRequestError(
-                f"entry of {len(entry_bytes)} bytes is over the limit of "
-                f"{self.settings.max_entry_bytes} bytes",
-                Reason.LIMIT_EXCEEDED,
+            raise (
+                InvalidRequestError(
+                    f"entry of {len(entry_bytes)} bytes is over the limit of "
+                    f"{self.settings.max_entry_bytes} bytes",
+                    Reason.LIMIT_EXCEEDED,
+                )
+                .about(limit=self.settings.max_entry_bytes)
+                .violation("entry")
             )
         if len(operation_bytes) > self.settings.max_operation_bytes:
-            raise InvalidRequestError(
-                f"operation of {len(operation_bytes)} bytes is over the limit of "
-                f"{self.settings.max_operation_bytes} bytes",
-                Reason.LIMIT_EXCEEDED,
+            raise (
+                InvalidRequestError(
+                    f"operation of {len(operation_bytes)} bytes is over the limit of "
+                    f"{self.settings.max_operation_bytes} bytes",
+                    Reason.LIMIT_EXCEEDED,
+                )
+                .about(limit=self.settings.max_operation_bytes)
+                .violation("operation")
             )
         operation = decode_operation(operation_bytes)
         entry = decode_entry(entry_bytes)
@@ -282,9 +290,13 @@ class Ingest:
 
     def _check_batch(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         if len(items) > self.settings.max_batch_items:
-            raise InvalidRequestError(
-                f"a batch holds at most {self.settings.max_batch_items} items, got {len(items)}",
-                Reason.LIMIT_EXCEEDED,
+            limit = self.settings.max_batch_items
+            raise (
+                InvalidRequestError(
+                    f"a batch holds at most {limit} items, got {len(items)}", Reason.LIMIT_EXCEEDED
+                )
+                .about(limit=limit)
+                .violation("items")
             )
 
     async def _publish_batch(
@@ -379,7 +391,12 @@ class Ingest:
                     await commit()
                     result, event = self._apply(item, view)
             except PandanodeError as err:
-                item.settle(err)
+                entry = item.entry
+                item.settle(
+                    err.about(
+                        public_key=entry.public_key, log_id=entry.log_id, seq_num=entry.seq_num
+                    )
+                )
                 continue
             applied.append((item, result))
             if event is None:
@@ -421,7 +438,7 @@ class Ingest:
                 f"schema {operation.schema_id} not found: publish its schema definition and "
                 "field definitions to this node first",
                 Reason.SCHEMA_NOT_FOUND,
-            )
+            ).about(schema_id=operation.schema_id)
         previous: dict[str, OperationRef] = {}
         document: bytes | None = None
         for op_id in operation.previous or ():

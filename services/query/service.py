@@ -124,11 +124,11 @@ class Query:
         """
         if operation_id:
             done = await self.materializer.wait_for_operation(
-                require_hex_ids(operation_id, "operation_id"), timeout
+                require_hex_ids(operation_id, "consistency.operation_id"), timeout
             )
         elif view_id:
             done = await self.materializer.wait_for_view(
-                require_hex_ids(view_id, "document_view_id"), timeout
+                require_hex_ids(view_id, "consistency.document_view_id"), timeout
             )
         else:
             return
@@ -136,7 +136,7 @@ class Query:
             raise UnavailableError(
                 f"{quote(operation_id or view_id, 140)} was not materialized within "
                 f"{timeout:.1f}s; was it published to this node? retry later"
-            )
+            ).about(operation_id=operation_id or None, document_view_id=view_id or None)
 
     # -- documents --------------------------------------------------------------------------
 
@@ -148,7 +148,9 @@ class Query:
             ResourceNotFoundError: unknown here.
         """
         if bool(document_id) == bool(view_id):
-            raise InvalidRequestError("give exactly one of document_id and document_view_id")
+            raise InvalidRequestError(
+                "give exactly one of document_id and document_view_id"
+            ).violation("document_id" if document_id else "document_view_id")
         if document_id:
             found = self.store.document(require_hex_ids(document_id, "document_id"))
         else:
@@ -156,7 +158,9 @@ class Query:
                 self.store, self._schemas, require_hex_ids(view_id, "document_view_id")
             )
         if found is None:
-            raise ResourceNotFoundError(f"document {quote(document_id or view_id, 140)} not found")
+            raise ResourceNotFoundError(
+                f"document {quote(document_id or view_id, 140)} not found"
+            ).about(document_id=document_id or None, document_view_id=view_id or None)
         return found
 
     def resolve(self, target: str, pinned: bool) -> MaterializedDocument | None:
@@ -247,7 +251,7 @@ class Query:
             raise ResourceNotFoundError(
                 f"schema {quote(schema_id)} is not known to this node (yet)",
                 Reason.SCHEMA_NOT_FOUND,
-            )
+            ).about(schema_id=schema_id)
         return schema
 
     def blob(self, *, document_id: str = "", view_id: str = "") -> Blob:
@@ -258,7 +262,9 @@ class Query:
             ResourceNotFoundError: unknown, not a blob, or its pieces are not all here.
         """
         if bool(document_id) == bool(view_id):
-            raise InvalidRequestError("give exactly one of document_id and document_view_id")
+            raise InvalidRequestError(
+                "give exactly one of document_id and document_view_id"
+            ).violation("document_id" if document_id else "document_view_id")
         blob = read_blob(
             self.store,
             document_id=require_hex_ids(document_id, "document_id") if document_id else "",
@@ -268,7 +274,7 @@ class Query:
             raise ResourceNotFoundError(
                 f"blob {quote(document_id or view_id, 140)} not found (unknown, not a blob_v1 "
                 "document, or not all of its pieces are here yet)"
-            )
+            ).about(document_id=document_id or None, document_view_id=view_id or None)
         return blob
 
     def entries(self, public_key: str, log_id: int, from_seq_num: int) -> Iterator[StoredEntry]:
