@@ -19,6 +19,7 @@ from pandanode.services.runtime.errors import (
     ResourceNotFoundError,
     UnavailableError,
 )
+from pandanode.services.runtime.paging import KeysetPages
 from pandanode.services.runtime.settings import Settings
 
 from .listing import DEFAULT_CHANGE_LOG_BYTES, Catalog, Page, SchemaIndex
@@ -79,6 +80,7 @@ class Query:
             token_secret=token_secret,
             change_log_bytes=listing_change_log_bytes,
         )
+        self._schema_pages = KeysetPages("schemas", token_secret, max_page_size)
         self._max_watch_queue = max_watch_queue
         self._max_watch_queue_bytes = max_watch_queue_bytes
         self._watches: set[Watch] = set()
@@ -239,6 +241,16 @@ class Query:
     def schemas(self) -> list[Schema]:
         """Every schema this node knows: the four system schemas and the built ones."""
         return self._schemas.all()
+
+    def list_schemas(self, page_size: int, page_token: str) -> tuple[list[Schema], str]:
+        """One page of :meth:`schemas` (by schema id) and the next page's token (AIP-158).
+
+        Raises:
+            InvalidRequestError: reason ``INVALID_PAGE_TOKEN``.
+        """
+        return self._schema_pages.page(
+            self._schemas.all(), lambda schema: str(schema.id), page_size, page_token
+        )
 
     def schema(self, schema_id: str) -> Schema:
         """One schema.

@@ -35,7 +35,7 @@ def documented_files() -> Mapping[str, bytes]:
     return {file.name: file.SerializeToString() for file in files}
 
 
-class DocumentedReflectionServicer(reflection_pb2_grpc.ServerReflectionServicer):
+class DocumentedReflectionServicer(reflection_pb2_grpc.ServerReflectionServicer):  # type: ignore[misc]
     """The stock ``grpc.aio`` reflection servicer, answering documented file descriptors.
 
     Args:

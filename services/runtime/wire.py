@@ -97,12 +97,13 @@ def _value_problem(
         except UnicodeDecodeError:
             return ""
         return None
-    if field.type != _MESSAGE:
+    nested = field.message_type
+    if field.type != _MESSAGE or nested is None:
         return None
     try:
-        message_factory.GetMessageClass(field.message_type).FromString(chunk)
+        message_factory.GetMessageClass(nested).FromString(chunk)
     except DecodeError:
         if depth >= _MAX_DEPTH:
             return ""
-        return malformed_field(field.message_type, chunk, depth + 1)
+        return malformed_field(nested, chunk, depth + 1)
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -42,7 +43,7 @@ def _details(error: PandanodeError) -> tuple[grpc.StatusCode, list[object]]:
     return status.code, found
 
 
-def _of(kind: type, found: list[object]) -> list[object]:
+def _of(kind: type, found: list[object]) -> list[Any]:
     return [detail for detail in found if isinstance(detail, kind)]
 
 
