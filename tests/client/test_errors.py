@@ -101,7 +101,7 @@ async def test_bad_field_is_refused_locally_naming_the_schema_fields(client: Cli
     assert (await client.status()).entries == before.entries, "something was sent"
 
 
-async def test_unknown_schema_raises_schema_not_found(client: Client) -> None:
+async def test_unknown_schema_raises_schema_not_found(client: Client, key_pair: KeyPair) -> None:
     with pytest.raises(SchemaNotFoundError) as local:
         await client.create(FAKE_SCHEMA, {"name": "boo"})
     assert status_code_of(local.value) is None
@@ -113,7 +113,7 @@ async def test_unknown_schema_raises_schema_not_found(client: Client) -> None:
     assert remote.value.reason == "SCHEMA_NOT_FOUND"
     # What the error is about comes along (google.rpc.ErrorInfo.metadata).
     assert remote.value.metadata["schema_id"] == FAKE_SCHEMA
-    assert remote.value.metadata["public_key"] == client.key_pair.public_key()
+    assert remote.value.metadata["public_key"] == key_pair.public_key()
     assert remote.value.metadata["seq_num"] == "1"
 
 
