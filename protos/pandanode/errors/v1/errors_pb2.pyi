@@ -6,11 +6,13 @@ The reasons a pandanode service gives for a failed call.
 Every failed call carries a google.rpc.ErrorInfo in its status details (AIP-193): its domain
 is "pandanode" and its reason is the name of one ErrorReason value below (without the enum
 prefix, e.g. "BACKLINK_MISMATCH"). Its metadata names what the error is about where the node
-knows it, under these keys: "field" (the request or operation field), "schema_id",
-"document_id", "document_view_id", "operation_id", "public_key", "log_id", "seq_num",
-"page_size" and "limit". A status may also carry a google.rpc.BadRequest (one field violation
-per malformed request field, for INVALID_ARGUMENT) and a google.rpc.RetryInfo (how long to
-wait before retrying, for UNAVAILABLE and RESOURCE_EXHAUSTED).
+knows it, under these keys: "field" (the request field, e.g. "filters[1].operator", or the
+operation's field), "schema_id", "document_id", "document_view_id", "operation_id",
+"public_key", "log_id", "seq_num" and "limit" (of a size limit or budget). A rejected entry
+that decoded names its "public_key", "log_id" and "seq_num". A status may also carry a
+google.rpc.BadRequest (the malformed request fields, for INVALID_ARGUMENT; the field is empty
+when a request's bytes break between fields) and a google.rpc.RetryInfo (how long to wait
+before retrying, for UNAVAILABLE and RESOURCE_EXHAUSTED).
 
 A reason is stable across versions; new reasons may be added. It is only meaningful with the
 status code it comes with: INVALID_FIELD_VALUE is a malformed operation under INVALID_ARGUMENT
@@ -47,10 +49,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A varu64 number is not in its shortest encoding."""
     INVALID_HASH: _ErrorReason.ValueType  # 3
     """A YASMF hash (an operation id, a document id, a backlink, ...) has the wrong length or
-    header. Metadata "field" names where it was.
+    header.
     """
     INVALID_HEX: _ErrorReason.ValueType  # 4
-    """A string that should be lowercase hex is not. Metadata "field" names where it was."""
+    """A string that should be lowercase hex is not."""
     ENTRY_TOO_SHORT: _ErrorReason.ValueType  # 5
     """--- entries (INVALID_ARGUMENT) ---
 
@@ -85,14 +87,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The operation names a field twice."""
     INVALID_FIELD_VALUE: _ErrorReason.ValueType  # 18
     """A field value is malformed (INVALID_ARGUMENT), or does not fit its schema
-    (FAILED_PRECONDITION). Metadata "field" names the field.
+    (FAILED_PRECONDITION). Metadata "field" names the operation's field where known.
     """
     INVALID_DOCUMENT_VIEW_ID: _ErrorReason.ValueType  # 19
     """A document view id is malformed (not operation ids joined by "_", sorted, distinct)."""
     INVALID_SCHEMA_ID: _ErrorReason.ValueType  # 20
     """--- schemas ---
 
-    A schema id does not parse (INVALID_ARGUMENT). Metadata "schema_id" quotes it.
+    A schema id does not parse (INVALID_ARGUMENT).
     """
     UNSUPPORTED_SYSTEM_SCHEMA: _ErrorReason.ValueType  # 21
     """A system schema this node does not support, e.g. a newer version (INVALID_ARGUMENT)."""
@@ -119,8 +121,7 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     SEQ_NUM_MISMATCH: _ErrorReason.ValueType  # 30
     """--- log integrity when publishing (FAILED_PRECONDITION) ---
 
-    The entry's seq num is not the log's next one. Metadata "public_key", "log_id",
-    "seq_num" (the entry's).
+    The entry's seq num is not the log's next one.
     """
     SKIPLINK_MISSING: _ErrorReason.ValueType  # 31
     """The entry needs a skiplink and has none."""
@@ -145,25 +146,25 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     PREVIOUS_NOT_FOUND: _ErrorReason.ValueType  # 41
     """--- documents (FAILED_PRECONDITION) ---
 
-    An operation named in previous is not known to this node. Metadata "operation_id".
+    An operation named in previous is not known to this node.
     """
     INVALID_CLAIMED_SCHEMA: _ErrorReason.ValueType  # 42
     """The operation's schema is not the schema of its document."""
     MULTIPLE_DOCUMENTS: _ErrorReason.ValueType  # 43
     """The operation's previous operations belong to more than one document."""
     DOCUMENT_DELETED: _ErrorReason.ValueType  # 44
-    """The document was deleted; it takes no more operations. Metadata "document_id"."""
+    """The document was deleted; it takes no more operations."""
     INVALID_GRAPH: _ErrorReason.ValueType  # 45
     """The document's operations do not form a valid graph (cycle, missing root, ...)."""
     INVALID_REDUCTION: _ErrorReason.ValueType  # 46
     """The document's operations cannot be reduced into a document."""
     VIEW_NOT_FOUND: _ErrorReason.ValueType  # 47
-    """A requested document view is not kept by this node. Metadata "document_view_id"."""
+    """A document view id names an operation that is not part of the document."""
     INVALID_ARGUMENT: _ErrorReason.ValueType  # 48
     """--- requests, limits and availability ---
 
-    A request argument is malformed or missing (INVALID_ARGUMENT). Metadata "field"; the
-    status also carries a google.rpc.BadRequest field violation.
+    A request argument is malformed or missing (INVALID_ARGUMENT). Where the node knows the
+    field, metadata "field" names it and a google.rpc.BadRequest carries its violation.
     """
     INVALID_PAGE_TOKEN: _ErrorReason.ValueType  # 49
     """A page_token was not issued by this node for this query, or was altered
@@ -173,19 +174,22 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The request's bytes do not decode as the method's request message (INVALID_ARGUMENT)."""
     LIMIT_EXCEEDED: _ErrorReason.ValueType  # 51
     """The request itself is over a configured size limit: an entry, an operation, a batch
-    (INVALID_ARGUMENT); it never succeeds, whatever the node's state. Metadata "limit".
+    (INVALID_ARGUMENT); it never succeeds, whatever the node's state. Metadata "limit" and
+    "field" ("entry", "operation" or "items").
     """
     BUDGET_EXCEEDED: _ErrorReason.ValueType  # 52
     """A per-request or per-client budget of the node ran out: the documents or bytes a response
-    would hold (RESOURCE_EXHAUSTED). Ask for less; RetryInfo says when to retry.
+    would hold (RESOURCE_EXHAUSTED). Metadata "limit". Ask for less (a smaller page_size or
+    resolve_depth).
     """
     WATCH_TOO_SLOW: _ErrorReason.ValueType  # 53
     """A watcher read more slowly than changes arrived and its buffer ran out
     (RESOURCE_EXHAUSTED); watch again.
     """
     UNAVAILABLE: _ErrorReason.ValueType  # 54
-    """A dependency of the service (its store, NATS) is unavailable, or a write is not
-    materialized yet (UNAVAILABLE); retry after RetryInfo's delay.
+    """A dependency of the service (its store, NATS) is unavailable, the node is shutting down,
+    or a write a read waited for is not materialized yet (metadata "operation_id" or
+    "document_view_id") (UNAVAILABLE); retry after RetryInfo's delay.
     """
     NOT_FOUND: _ErrorReason.ValueType  # 55
     """The requested resource (a document, a blob, a schema) does not exist (NOT_FOUND).
@@ -209,10 +213,10 @@ NON_CANONICAL_VARU64: ErrorReason.ValueType  # 2
 """A varu64 number is not in its shortest encoding."""
 INVALID_HASH: ErrorReason.ValueType  # 3
 """A YASMF hash (an operation id, a document id, a backlink, ...) has the wrong length or
-header. Metadata "field" names where it was.
+header.
 """
 INVALID_HEX: ErrorReason.ValueType  # 4
-"""A string that should be lowercase hex is not. Metadata "field" names where it was."""
+"""A string that should be lowercase hex is not."""
 ENTRY_TOO_SHORT: ErrorReason.ValueType  # 5
 """--- entries (INVALID_ARGUMENT) ---
 
@@ -247,14 +251,14 @@ DUPLICATE_FIELD: ErrorReason.ValueType  # 17
 """The operation names a field twice."""
 INVALID_FIELD_VALUE: ErrorReason.ValueType  # 18
 """A field value is malformed (INVALID_ARGUMENT), or does not fit its schema
-(FAILED_PRECONDITION). Metadata "field" names the field.
+(FAILED_PRECONDITION). Metadata "field" names the operation's field where known.
 """
 INVALID_DOCUMENT_VIEW_ID: ErrorReason.ValueType  # 19
 """A document view id is malformed (not operation ids joined by "_", sorted, distinct)."""
 INVALID_SCHEMA_ID: ErrorReason.ValueType  # 20
 """--- schemas ---
 
-A schema id does not parse (INVALID_ARGUMENT). Metadata "schema_id" quotes it.
+A schema id does not parse (INVALID_ARGUMENT).
 """
 UNSUPPORTED_SYSTEM_SCHEMA: ErrorReason.ValueType  # 21
 """A system schema this node does not support, e.g. a newer version (INVALID_ARGUMENT)."""
@@ -281,8 +285,7 @@ INVALID_SYSTEM_FIELD: ErrorReason.ValueType  # 29
 SEQ_NUM_MISMATCH: ErrorReason.ValueType  # 30
 """--- log integrity when publishing (FAILED_PRECONDITION) ---
 
-The entry's seq num is not the log's next one. Metadata "public_key", "log_id",
-"seq_num" (the entry's).
+The entry's seq num is not the log's next one.
 """
 SKIPLINK_MISSING: ErrorReason.ValueType  # 31
 """The entry needs a skiplink and has none."""
@@ -307,25 +310,25 @@ MAX_LOG_ID_REACHED: ErrorReason.ValueType  # 40
 PREVIOUS_NOT_FOUND: ErrorReason.ValueType  # 41
 """--- documents (FAILED_PRECONDITION) ---
 
-An operation named in previous is not known to this node. Metadata "operation_id".
+An operation named in previous is not known to this node.
 """
 INVALID_CLAIMED_SCHEMA: ErrorReason.ValueType  # 42
 """The operation's schema is not the schema of its document."""
 MULTIPLE_DOCUMENTS: ErrorReason.ValueType  # 43
 """The operation's previous operations belong to more than one document."""
 DOCUMENT_DELETED: ErrorReason.ValueType  # 44
-"""The document was deleted; it takes no more operations. Metadata "document_id"."""
+"""The document was deleted; it takes no more operations."""
 INVALID_GRAPH: ErrorReason.ValueType  # 45
 """The document's operations do not form a valid graph (cycle, missing root, ...)."""
 INVALID_REDUCTION: ErrorReason.ValueType  # 46
 """The document's operations cannot be reduced into a document."""
 VIEW_NOT_FOUND: ErrorReason.ValueType  # 47
-"""A requested document view is not kept by this node. Metadata "document_view_id"."""
+"""A document view id names an operation that is not part of the document."""
 INVALID_ARGUMENT: ErrorReason.ValueType  # 48
 """--- requests, limits and availability ---
 
-A request argument is malformed or missing (INVALID_ARGUMENT). Metadata "field"; the
-status also carries a google.rpc.BadRequest field violation.
+A request argument is malformed or missing (INVALID_ARGUMENT). Where the node knows the
+field, metadata "field" names it and a google.rpc.BadRequest carries its violation.
 """
 INVALID_PAGE_TOKEN: ErrorReason.ValueType  # 49
 """A page_token was not issued by this node for this query, or was altered
@@ -335,19 +338,22 @@ MALFORMED_REQUEST: ErrorReason.ValueType  # 50
 """The request's bytes do not decode as the method's request message (INVALID_ARGUMENT)."""
 LIMIT_EXCEEDED: ErrorReason.ValueType  # 51
 """The request itself is over a configured size limit: an entry, an operation, a batch
-(INVALID_ARGUMENT); it never succeeds, whatever the node's state. Metadata "limit".
+(INVALID_ARGUMENT); it never succeeds, whatever the node's state. Metadata "limit" and
+"field" ("entry", "operation" or "items").
 """
 BUDGET_EXCEEDED: ErrorReason.ValueType  # 52
 """A per-request or per-client budget of the node ran out: the documents or bytes a response
-would hold (RESOURCE_EXHAUSTED). Ask for less; RetryInfo says when to retry.
+would hold (RESOURCE_EXHAUSTED). Metadata "limit". Ask for less (a smaller page_size or
+resolve_depth).
 """
 WATCH_TOO_SLOW: ErrorReason.ValueType  # 53
 """A watcher read more slowly than changes arrived and its buffer ran out
 (RESOURCE_EXHAUSTED); watch again.
 """
 UNAVAILABLE: ErrorReason.ValueType  # 54
-"""A dependency of the service (its store, NATS) is unavailable, or a write is not
-materialized yet (UNAVAILABLE); retry after RetryInfo's delay.
+"""A dependency of the service (its store, NATS) is unavailable, the node is shutting down,
+or a write a read waited for is not materialized yet (metadata "operation_id" or
+"document_view_id") (UNAVAILABLE); retry after RetryInfo's delay.
 """
 NOT_FOUND: ErrorReason.ValueType  # 55
 """The requested resource (a document, a blob, a schema) does not exist (NOT_FOUND).

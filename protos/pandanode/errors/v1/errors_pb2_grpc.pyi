@@ -6,11 +6,13 @@ The reasons a pandanode service gives for a failed call.
 Every failed call carries a google.rpc.ErrorInfo in its status details (AIP-193): its domain
 is "pandanode" and its reason is the name of one ErrorReason value below (without the enum
 prefix, e.g. "BACKLINK_MISMATCH"). Its metadata names what the error is about where the node
-knows it, under these keys: "field" (the request or operation field), "schema_id",
-"document_id", "document_view_id", "operation_id", "public_key", "log_id", "seq_num",
-"page_size" and "limit". A status may also carry a google.rpc.BadRequest (one field violation
-per malformed request field, for INVALID_ARGUMENT) and a google.rpc.RetryInfo (how long to
-wait before retrying, for UNAVAILABLE and RESOURCE_EXHAUSTED).
+knows it, under these keys: "field" (the request field, e.g. "filters[1].operator", or the
+operation's field), "schema_id", "document_id", "document_view_id", "operation_id",
+"public_key", "log_id", "seq_num" and "limit" (of a size limit or budget). A rejected entry
+that decoded names its "public_key", "log_id" and "seq_num". A status may also carry a
+google.rpc.BadRequest (the malformed request fields, for INVALID_ARGUMENT; the field is empty
+when a request's bytes break between fields) and a google.rpc.RetryInfo (how long to wait
+before retrying, for UNAVAILABLE and RESOURCE_EXHAUSTED).
 
 A reason is stable across versions; new reasons may be added. It is only meaningful with the
 status code it comes with: INVALID_FIELD_VALUE is a malformed operation under INVALID_ARGUMENT

@@ -141,7 +141,9 @@ Global___PublishStreamRequest: _TypeAlias = PublishStreamRequest  # noqa: Y015
 
 @_typing.final
 class PublishError(_message.Message):
-    """Why one item of a stream was rejected; the same facts a unary call carries in its status."""
+    """Why one item of a stream was rejected; the same facts a unary call carries in its status
+    (but not its ErrorInfo metadata or other details).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
