@@ -54,10 +54,12 @@ typecheck: $(STAMP)
 
 PROTOS := $(shell find protos -name '*.proto')
 
-# Regenerate the committed Python code of the protos (and its type stubs).
+# Regenerate the committed Python code of the protos (and its type stubs), and the descriptor
+# set with source info (the protos' comments) that reflection serves.
 proto: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I protos \
 		--python_out=protos --mypy_out=protos --grpc_python_out=protos --mypy_grpc_out=protos \
+		--include_source_info --descriptor_set_out=services/runtime/api_descriptors.binpb \
 		$(PROTOS)
 
 # The committed generated code must be what `make proto` makes now: regenerate into a temporary

@@ -9,6 +9,10 @@ the one the node's error boundary reports with). Statuses that carry no pandanod
 node is down, a deadline passed, a service is not served) become the client's own classes
 below, which are pandanode errors too, and also builtin ``ConnectionError`` / ``TimeoutError``
 where that fits.
+
+The rest of the status details come along on the exception: ``ErrorInfo.metadata`` as its
+``metadata`` (``{"schema_id": …}``, ``{"field": "page_token"}``, …), a ``google.rpc.BadRequest``
+as its ``field_violations`` and a ``google.rpc.RetryInfo`` as its ``retry_delay`` in seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from grpc_status import rpc_status
 
 from pandanode.core.errors import (
     ERROR_DOMAIN,
+    FieldViolation,
     InvalidRequestError,
     KeyFileError,
     LimitExceededError,
@@ -34,6 +39,7 @@ from pandanode.core.errors import (
 __all__ = [
     "ERROR_DOMAIN",
     "DeadlineExceededError",
+    "FieldViolation",
     "InvalidRequestError",
     "KeyFileError",
     "LimitExceededError",
@@ -126,14 +132,30 @@ def from_rpc_error(err: grpc.RpcError) -> PandanodeError:
         status = rpc_status.from_call(call)
     except ValueError:  # a status whose message disagrees with the details: use the plain parts
         status = None
+    metadata: dict[str, str] = {}
+    violations: list[FieldViolation] = []
+    retry_delay: float | None = None
     if status is not None:
         message = status.message or message
         for detail in status.details:
             info = error_details_pb2.ErrorInfo()
-            if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
-                reason = str(info.reason)
-                break
+            bad_request = error_details_pb2.BadRequest()
+            retry = error_details_pb2.RetryInfo()
+            if detail.Is(info.DESCRIPTOR) and detail.Unpack(info):
+                if info.domain == ERROR_DOMAIN and not reason:
+                    reason = str(info.reason)
+                    metadata = dict(info.metadata)
+            elif detail.Is(bad_request.DESCRIPTOR) and detail.Unpack(bad_request):
+                violations += [
+                    FieldViolation(v.field, v.description) for v in bad_request.field_violations
+                ]
+            elif detail.Is(retry.DESCRIPTOR) and detail.Unpack(retry):
+                retry_delay = retry.retry_delay.ToNanoseconds() / 1e9
     error = error_for(code, reason, message)
+    error.about(**metadata)
+    error.field_violations = (*error.field_violations, *violations)
+    if retry_delay is not None:
+        error.retry_delay = retry_delay
     setattr(error, _TOLD_ATTRIBUTE, bool(reason))
     return error
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from functools import partial
+from typing import Final
 
 from pandanode.core.errors import Reason, SchemaNotFoundError
 from pandanode.core.operation import PinnedRelationList
@@ -31,6 +33,9 @@ from ._values import schema_from_pb
 from ._writer import Writer
 
 __all__ = ["Schemas", "create_schema"]
+
+_LIST_PAGE_SIZE: Final = 1000
+"""The page size of the list calls (a node lowers it to its own largest page)."""
 
 
 class Schemas:
@@ -93,13 +98,21 @@ class Schemas:
         return schema_from_pb(response.schema)
 
     async def list(self) -> list[Schema]:
-        """Every schema the node knows (QueryService); each is remembered."""
+        """Every schema the node knows (QueryService, every page); each is remembered."""
         connection = self._connection
         query = connection.query
-        response = await connection.query_call(
-            lambda: query.ListSchemas(qpb.ListSchemasRequest(), timeout=connection.timeout)
-        )
-        schemas = [schema_from_pb(message) for message in response.schemas]
+        schemas: list[Schema] = []
+        request = qpb.ListSchemasRequest(page_size=_LIST_PAGE_SIZE)
+        while True:
+            response = await connection.query_call(
+                partial(query.ListSchemas, request, timeout=connection.timeout)
+            )
+            schemas += [schema_from_pb(message) for message in response.schemas]
+            if not response.next_page_token:
+                break
+            request = qpb.ListSchemasRequest(
+                page_size=_LIST_PAGE_SIZE, page_token=response.next_page_token
+            )
         for schema in schemas:
             connection.schemas.setdefault(schema.id, schema)
         return schemas

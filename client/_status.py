@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Final
 
 import grpc
@@ -18,6 +19,9 @@ from ._models import NodeStatus, Peer
 from ._values import peer_from_pb
 
 __all__ = ["node_status", "peers"]
+
+_LIST_PAGE_SIZE: Final = 1000
+"""The page size of the list calls (a node lowers it to its own largest page)."""
 
 _INGEST: Final = "pandanode.ingest.v1.IngestService"
 _DISCOVERY: Final = "pandanode.discovery.v1.DiscoveryService"
@@ -79,16 +83,26 @@ async def node_status(connection: Connection) -> NodeStatus:
 
 
 async def peers(connection: Connection) -> list[Peer]:
-    """The other nodes the node's discovery service knows, by node id.
+    """The other nodes the node's discovery service knows, by node id (every page of them).
 
     Raises:
         NotServedError: The node does not run the discovery service.
     """
     discovery = connection.discovery
-    try:
-        response = await connection.call(
-            lambda: discovery.ListPeers(dpb.ListPeersRequest(), timeout=connection.timeout)
+    found: list[Peer] = []
+    request = dpb.ListPeersRequest(page_size=_LIST_PAGE_SIZE)
+    while True:
+        try:
+            response = await connection.call(
+                partial(discovery.ListPeers, request, timeout=connection.timeout)
+            )
+        except NotServedError as err:
+            raise not_served(
+                connection.address, "DiscoveryService", "does not run discovery"
+            ) from err
+        found += [peer_from_pb(peer) for peer in response.peers]
+        if not response.next_page_token:
+            return found
+        request = dpb.ListPeersRequest(
+            page_size=_LIST_PAGE_SIZE, page_token=response.next_page_token
         )
-    except NotServedError as err:
-        raise not_served(connection.address, "DiscoveryService", "does not run discovery") from err
-    return [peer_from_pb(peer) for peer in response.peers]

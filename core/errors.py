@@ -33,10 +33,11 @@ and by the client alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Self
 
 __all__ = [
     "ERROR_CLASSES",
@@ -45,9 +46,11 @@ __all__ = [
     "DecodeError",
     "DocumentError",
     "EntryDecodeError",
+    "FieldViolation",
     "HashDecodeError",
     "InvalidRequestError",
     "KeyFileError",
+    "METADATA_VALUE_LIMIT",
     "LimitExceededError",
     "LogIntegrityError",
     "NotFoundError",
@@ -165,20 +168,90 @@ class Reason(StrEnum):
     NOT_FOUND = "NOT_FOUND"
 
 
+METADATA_VALUE_LIMIT: Final = 256
+"""Most characters of one metadata value; a longer value is cut and ends in ``…``."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One malformed field of a request (a ``google.rpc.BadRequest.FieldViolation``).
+
+    Attributes:
+        field: The field's path in the request message, e.g. ``filters[0].value`` or
+            ``page_token``; empty when the request as a whole is at fault.
+        description: What is wrong with it, for a person.
+    """
+
+    field: str
+    description: str
+
+
+def _metadata_value(value: object) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > METADATA_VALUE_LIMIT:
+        return text[: METADATA_VALUE_LIMIT - 1] + "…"
+    return text
+
+
 class PandanodeError(Exception):
     """Base of every error pandanode raises on purpose.
+
+    Args:
+        message: What went wrong, for a person.
+        reason: The machine-readable code (default: the class's ``default_reason``).
+        metadata: What the error is about, by key (see :meth:`about`).
+        violations: The request fields at fault (see :class:`FieldViolation`).
+        retry_delay: Seconds to wait before retrying, when the node knows better than its
+            default for the status code.
 
     Attributes:
         reason: A stable machine-readable code.
         message: What went wrong, for a person.
+        metadata: What the error is about, by key: ``field``, ``schema_id``, ``document_id``,
+            ``document_view_id``, ``operation_id``, ``public_key``, ``log_id``, ``seq_num``,
+            ``page_size``, ``limit`` (``google.rpc.ErrorInfo.metadata`` on the wire). Values
+            are cut to :data:`METADATA_VALUE_LIMIT` characters.
+        field_violations: The request fields at fault (``google.rpc.BadRequest``).
+        retry_delay: Seconds to wait before retrying (``google.rpc.RetryInfo``), or None.
     """
 
     default_reason: Reason = Reason.INVALID_OPERATION
 
-    def __init__(self, message: str, reason: Reason | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        reason: Reason | None = None,
+        *,
+        metadata: Mapping[str, object] | None = None,
+        violations: Iterable[FieldViolation] = (),
+        retry_delay: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.reason: Reason = reason if reason is not None else self.default_reason
+        self.metadata: dict[str, str] = {}
+        self.field_violations: tuple[FieldViolation, ...] = tuple(violations)
+        self.retry_delay = retry_delay
+        if metadata:
+            self.about(**metadata)
+
+    def about(self, **metadata: object) -> Self:
+        """Record what the error is about (keys already set are kept); returns the error.
+
+        ``raise SchemaNotFoundError(...).about(schema_id=schema_id)``. A None value is left out.
+        """
+        for key, value in metadata.items():
+            if value is not None and key not in self.metadata:
+                self.metadata[key] = _metadata_value(value)
+        return self
+
+    def violation(self, field: str) -> Self:
+        """Record ``field`` as the request field at fault (with the error's message); returns it.
+
+        Also sets the ``field`` metadata (unless ``field`` is empty: the request as a whole).
+        """
+        self.field_violations = (*self.field_violations, FieldViolation(field, self.message))
+        return self.about(field=field or None)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, reason={self.reason.value})"

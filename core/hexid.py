@@ -81,7 +81,9 @@ def require_hex(value: str, what: str, length: int) -> str:
     """
     text = lower_hex(value, length)
     if text is None:
-        raise InvalidRequestError(f"{what} must be {length} hex characters, got {quote(value)}")
+        raise InvalidRequestError(
+            f"{what} must be {length} hex characters, got {quote(value)}"
+        ).violation(what)
     return text
 
 
@@ -96,5 +98,5 @@ def require_hex_ids(value: str, what: str) -> str:
     if text is None:
         raise InvalidRequestError(
             f"{what} must be 68-hex-character ids joined by '_': {quote(value)}"
-        )
+        ).violation(what)
     return text

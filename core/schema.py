@@ -45,7 +45,15 @@ from itertools import pairwise
 from types import MappingProxyType
 from typing import Final, Literal, TypeAlias, cast, get_args
 
-from .errors import HashDecodeError, OperationDecodeError, Reason, SchemaError, SchemaIdError, quote
+from .errors import (
+    HashDecodeError,
+    OperationDecodeError,
+    PandanodeError,
+    Reason,
+    SchemaError,
+    SchemaIdError,
+    quote,
+)
 from .hash import hash_from_hex
 from .ids import DocumentViewId
 from .operation import (
@@ -511,7 +519,7 @@ def validate_operation(operation: Operation, schema: Schema) -> dict[str, FieldV
                 f"missing field{'s' if len(missing) > 1 else ''} {listed}: a CREATE for schema "
                 f"{schema.id} must give exactly these fields: {schema.describe_fields()}",
                 Reason.MISSING_FIELD,
-            )
+            ).about(field=missing[0], schema_id=schema.id)
     typed = typed_fields(fields, schema)
     if schema.id.is_system:
         _check_system_fields(schema.id, fields)
@@ -544,8 +552,15 @@ def typed_fields(fields: Mapping[str, PlainValue], schema: Schema) -> dict[str, 
             f"unexpected field{'s' if len(unexpected) > 1 else ''} {listed}: schema "
             f"{schema.id} has only these fields: {schema.describe_fields()}",
             Reason.UNEXPECTED_FIELD,
-        )
-    return {name: _typed_value(name, fields[name], schema.fields[name]) for name in sorted(fields)}
+        ).about(field=unexpected[0], schema_id=schema.id)
+    typed: dict[str, FieldValue] = {}
+    for name in sorted(fields):
+        try:
+            typed[name] = _typed_value(name, fields[name], schema.fields[name])
+        except PandanodeError as err:
+            err.about(field=name, schema_id=schema.id)
+            raise
+    return typed
 
 
 def _check_shape(operation: Operation) -> None:

@@ -99,19 +99,35 @@ async def probe(
             return None, ()
         named: tuple[NodeInfo, ...] = ()
         if exchange:
-            try:
-                listed = await stub.ListPeers(pb.ListPeersRequest(), timeout=timeout)
-            except grpc.aio.AioRpcError as err:
-                log.debug("ListPeers of %s failed: %s", address, err.code().name)
-            else:
-                named = tuple(
-                    NodeInfo(peer.node_id, peer.addresses[0])
-                    for peer in listed.peers
-                    if peer.reachable
-                    and peer.addresses
-                    and is_public_key_hex(peer.node_id, lowercase=True)
-                )
+            named = await _listed_peers(stub, address, timeout)
         return NodeInfo(answer.node_id, address), named
+
+
+EXCHANGE_PAGES: Final = 10
+"""Most ListPeers pages (of up to 100 peers) peer exchange reads from one peer per probe."""
+
+
+async def _listed_peers(
+    stub: DiscoveryServiceAsyncStub, address: str, timeout: float
+) -> tuple[NodeInfo, ...]:
+    """The reachable peers the node at ``address`` lists (the first pages; none on failure)."""
+    named: list[NodeInfo] = []
+    token = ""
+    for _ in range(EXCHANGE_PAGES):
+        try:
+            listed = await stub.ListPeers(pb.ListPeersRequest(page_token=token), timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            log.debug("ListPeers of %s failed: %s", address, err.code().name)
+            break
+        named += [
+            NodeInfo(peer.node_id, peer.addresses[0])
+            for peer in listed.peers
+            if peer.reachable and peer.addresses and is_public_key_hex(peer.node_id, lowercase=True)
+        ]
+        token = listed.next_page_token
+        if not token:
+            break
+    return tuple(named)
 
 
 class Discovery:

@@ -211,16 +211,24 @@ class Ingest:
 
     def _prepare(self, entry_bytes: bytes, operation_bytes: bytes) -> _Checked | PublishResult:
         if len(entry_bytes) > self.settings.max_entry_bytes:
-            raise InvalidRequestError(
-                f"entry of {len(entry_bytes)} bytes is over the limit of "
-                f"{self.settings.max_entry_bytes} bytes",
-                Reason.LIMIT_EXCEEDED,
+            raise (
+                InvalidRequestError(
+                    f"entry of {len(entry_bytes)} bytes is over the limit of "
+                    f"{self.settings.max_entry_bytes} bytes",
+                    Reason.LIMIT_EXCEEDED,
+                )
+                .about(limit=self.settings.max_entry_bytes)
+                .violation("entry")
             )
         if len(operation_bytes) > self.settings.max_operation_bytes:
-            raise InvalidRequestError(
-                f"operation of {len(operation_bytes)} bytes is over the limit of "
-                f"{self.settings.max_operation_bytes} bytes",
-                Reason.LIMIT_EXCEEDED,
+            raise (
+                InvalidRequestError(
+                    f"operation of {len(operation_bytes)} bytes is over the limit of "
+                    f"{self.settings.max_operation_bytes} bytes",
+                    Reason.LIMIT_EXCEEDED,
+                )
+                .about(limit=self.settings.max_operation_bytes)
+                .violation("operation")
             )
         echo = self._stored_again(entry_bytes, operation_bytes)
         if echo is not None:
@@ -347,9 +355,13 @@ class Ingest:
 
     def _check_batch(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         if len(items) > self.settings.max_batch_items:
-            err = InvalidRequestError(
-                f"a batch holds at most {self.settings.max_batch_items} items, got {len(items)}",
-                Reason.LIMIT_EXCEEDED,
+            limit = self.settings.max_batch_items
+            err = (
+                InvalidRequestError(
+                    f"a batch holds at most {limit} items, got {len(items)}", Reason.LIMIT_EXCEEDED
+                )
+                .about(limit=limit)
+                .violation("items")
             )
             _rejected(err, len(items))
             raise err
@@ -453,6 +465,8 @@ class Ingest:
                     await commit()
                     result, event = self._apply(item, view)
             except PandanodeError as err:
+                entry = item.entry
+                err.about(public_key=entry.public_key, log_id=entry.log_id, seq_num=entry.seq_num)
                 _rejected_item(item, err)
                 item.settle(err)
                 continue
@@ -496,7 +510,7 @@ class Ingest:
                 f"schema {operation.schema_id} not found: publish its schema definition and "
                 "field definitions to this node first",
                 Reason.SCHEMA_NOT_FOUND,
-            )
+            ).about(schema_id=operation.schema_id)
         previous: dict[str, OperationRef] = {}
         document: bytes | None = None
         for op_id in operation.previous or ():

@@ -142,10 +142,10 @@ def documents_to_pb(
     return [document_to_pb(document, depth, related) for document in documents]
 
 
-def _operand(value: pb.FilterValue) -> FilterValue:
+def _operand(value: pb.FilterValue, path: str) -> FilterValue:
     kind = value.WhichOneof("value")
     if kind is None:
-        raise InvalidRequestError("a filter value is empty: set one of its members")
+        raise InvalidRequestError("a filter value is empty: set one of its members").violation(path)
     result: FilterValue = getattr(value, kind)
     return result
 
@@ -162,18 +162,27 @@ def predicates_from_pb(filters: Sequence[pb.Filter]) -> list[Predicate]:
         elif target_kind == "meta" and message.meta in _META:
             target = _META[message.meta]
         else:
-            raise InvalidRequestError(f"{where}: set `field` or a valid `meta`")
+            raise InvalidRequestError(f"{where}: set `field` or a valid `meta`").violation(
+                f"filters[{index}].meta" if target_kind == "meta" else f"filters[{index}].field"
+            )
         op = _OPERATORS.get(message.operator)
         if op is None:
-            raise InvalidRequestError(f"{where}: set an operator")
-        if op in (FilterOp.IN, FilterOp.NOT_IN):
-            predicates.append(
-                Predicate(target, op, values=tuple(_operand(v) for v in message.values))
+            raise InvalidRequestError(f"{where}: set an operator").violation(
+                f"filters[{index}].operator"
             )
+        if op in (FilterOp.IN, FilterOp.NOT_IN):
+            operands = tuple(
+                _operand(v, f"filters[{index}].values[{i}]") for i, v in enumerate(message.values)
+            )
+            predicates.append(Predicate(target, op, values=operands))
         else:
             if not message.HasField("value"):
-                raise InvalidRequestError(f"{where}: operator {op.value} needs `value`")
-            predicates.append(Predicate(target, op, value=_operand(message.value)))
+                raise InvalidRequestError(f"{where}: operator {op.value} needs `value`").violation(
+                    f"filters[{index}].value"
+                )
+            predicates.append(
+                Predicate(target, op, value=_operand(message.value, f"filters[{index}].value"))
+            )
     return predicates
 
 
@@ -185,7 +194,9 @@ def order_from_pb(order_by: pb.OrderBy, descending: bool) -> Order:
     if kind == "meta":
         meta = _META.get(order_by.meta)
         if meta not in (Meta.DOCUMENT_ID, Meta.DOCUMENT_VIEW_ID):
-            raise InvalidRequestError("order_by.meta must be DOCUMENT_ID or DOCUMENT_VIEW_ID")
+            raise InvalidRequestError(
+                "order_by.meta must be DOCUMENT_ID or DOCUMENT_VIEW_ID"
+            ).violation("order_by.meta")
         return Order(meta, descending)
     return Order(Meta.DOCUMENT_ID, descending)
 

@@ -97,12 +97,12 @@ class BoundedResolver:
                 f"the response would hold more than {self._max_documents} documents "
                 "(max_resolved_documents; resolved relations count, each time they appear): "
                 "ask for a smaller resolve_depth or page_size"
-            )
+            ).about(limit=self._max_documents)
         if self.bytes > self._max_bytes:
             raise LimitExceededError(
                 f"the response would hold more than {self._max_bytes} bytes "
                 "(max_message_bytes): ask for a smaller resolve_depth or page_size"
-            )
+            ).about(limit=self._max_bytes)
 
     def __call__(self, target: str, pinned: bool) -> MaterializedDocument | None:
         """Resolve a relation (read once per distinct target) and count it into the response."""

@@ -20,6 +20,7 @@ from pandanode.services.runtime.errors import (
     ResourceNotFoundError,
     UnavailableError,
 )
+from pandanode.services.runtime.paging import KeysetPages
 from pandanode.services.runtime.settings import Settings
 
 from .listing import DEFAULT_CHANGE_LOG_BYTES, Catalog, Page, SchemaIndex
@@ -80,6 +81,7 @@ class Query:
             token_secret=token_secret,
             change_log_bytes=listing_change_log_bytes,
         )
+        self._schema_pages = KeysetPages("schemas", token_secret, max_page_size)
         self._max_watch_queue = max_watch_queue
         self._max_watch_queue_bytes = max_watch_queue_bytes
         self._watches: set[Watch] = set()
@@ -125,11 +127,11 @@ class Query:
         """
         if operation_id:
             done = await self.materializer.wait_for_operation(
-                require_hex_ids(operation_id, "operation_id"), timeout
+                require_hex_ids(operation_id, "consistency.operation_id"), timeout
             )
         elif view_id:
             done = await self.materializer.wait_for_view(
-                require_hex_ids(view_id, "document_view_id"), timeout
+                require_hex_ids(view_id, "consistency.document_view_id"), timeout
             )
         else:
             return
@@ -137,7 +139,7 @@ class Query:
             raise UnavailableError(
                 f"{quote(operation_id or view_id, 140)} was not materialized within "
                 f"{timeout:.1f}s; was it published to this node? retry later"
-            )
+            ).about(operation_id=operation_id or None, document_view_id=view_id or None)
 
     # -- documents --------------------------------------------------------------------------
 
@@ -149,7 +151,9 @@ class Query:
             ResourceNotFoundError: unknown here.
         """
         if bool(document_id) == bool(view_id):
-            raise InvalidRequestError("give exactly one of document_id and document_view_id")
+            raise InvalidRequestError(
+                "give exactly one of document_id and document_view_id"
+            ).violation("document_id" if document_id else "document_view_id")
         if document_id:
             found = self.store.document(require_hex_ids(document_id, "document_id"))
         else:
@@ -157,7 +161,9 @@ class Query:
                 self.store, self._schemas, require_hex_ids(view_id, "document_view_id")
             )
         if found is None:
-            raise ResourceNotFoundError(f"document {quote(document_id or view_id, 140)} not found")
+            raise ResourceNotFoundError(
+                f"document {quote(document_id or view_id, 140)} not found"
+            ).about(document_id=document_id or None, document_view_id=view_id or None)
         return found
 
     def resolve(self, target: str, pinned: bool) -> MaterializedDocument | None:
@@ -239,6 +245,16 @@ class Query:
         """Every schema this node knows: the four system schemas and the built ones."""
         return self._schemas.all()
 
+    def list_schemas(self, page_size: int, page_token: str) -> tuple[list[Schema], str]:
+        """One page of :meth:`schemas` (by schema id) and the next page's token (AIP-158).
+
+        Raises:
+            InvalidRequestError: reason ``INVALID_PAGE_TOKEN``.
+        """
+        return self._schema_pages.page(
+            self._schemas.all(), lambda schema: str(schema.id), page_size, page_token
+        )
+
     def schema(self, schema_id: str) -> Schema:
         """One schema.
 
@@ -250,7 +266,7 @@ class Query:
             raise ResourceNotFoundError(
                 f"schema {quote(schema_id)} is not known to this node (yet)",
                 Reason.SCHEMA_NOT_FOUND,
-            )
+            ).about(schema_id=schema_id)
         return schema
 
     def blob(self, *, document_id: str = "", view_id: str = "") -> Blob:
@@ -261,7 +277,9 @@ class Query:
             ResourceNotFoundError: unknown, not a blob, or its pieces are not all here.
         """
         if bool(document_id) == bool(view_id):
-            raise InvalidRequestError("give exactly one of document_id and document_view_id")
+            raise InvalidRequestError(
+                "give exactly one of document_id and document_view_id"
+            ).violation("document_id" if document_id else "document_view_id")
         blob = read_blob(
             self.store,
             document_id=require_hex_ids(document_id, "document_id") if document_id else "",
@@ -271,7 +289,7 @@ class Query:
             raise ResourceNotFoundError(
                 f"blob {quote(document_id or view_id, 140)} not found (unknown, not a blob_v1 "
                 "document, or not all of its pieces are here yet)"
-            )
+            ).about(document_id=document_id or None, document_view_id=view_id or None)
         return blob
 
     def entries(self, public_key: str, log_id: int, from_seq_num: int) -> Iterator[StoredEntry]:

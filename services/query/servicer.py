@@ -39,7 +39,9 @@ _KINDS = {
 
 
 def _wait_seconds(consistency: pb.Consistency, context: Any) -> float:
-    if consistency.timeout_ms:
+    if consistency.HasField("timeout") and consistency.timeout.ToNanoseconds() > 0:
+        return consistency.timeout.ToNanoseconds() / 1e9
+    if consistency.timeout_ms:  # deprecated: only when timeout is unset
         return float(consistency.timeout_ms) / 1000
     remaining = context.time_remaining()
     return _DEFAULT_WAIT_SECONDS if remaining is None else max(0.0, float(remaining) - 0.05)
@@ -132,8 +134,16 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     async def ListSchemas(  # noqa: N802 - gRPC method name
         self, request: pb.ListSchemasRequest, context: Any
     ) -> pb.ListSchemasResponse:
-        """Every schema this node knows."""
-        return pb.ListSchemasResponse(schemas=[schema_to_pb(s) for s in self._query.schemas()])
+        """A page of the schemas this node knows, by schema id."""
+        try:
+            schemas, next_page_token = self._query.list_schemas(
+                request.page_size, request.page_token
+            )
+            return pb.ListSchemasResponse(
+                schemas=[schema_to_pb(s) for s in schemas], next_page_token=next_page_token
+            )
+        except PandanodeError as err:
+            await abort(context, err)
 
     async def GetSchema(  # noqa: N802 - gRPC method name
         self, request: pb.GetSchemaRequest, context: Any

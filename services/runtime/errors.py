@@ -1,16 +1,18 @@
 """The one error boundary of the services: domain errors to gRPC status, with details.
 
 Every status carries a ``google.rpc.ErrorInfo`` (domain ``pandanode``, the machine-readable
-reason) so clients in any language can act on it; the bundled client maps it back to the same
-exception classes.
+reason, the error's metadata) so clients in any language can act on it; the bundled client maps
+it back to the same exception classes. Following AIP-193, an INVALID_ARGUMENT that names the
+request field at fault also carries a ``google.rpc.BadRequest`` with that field violation, and
+UNAVAILABLE and RESOURCE_EXHAUSTED carry a ``google.rpc.RetryInfo``.
 """
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -27,6 +29,7 @@ from pandanode.core.errors import (
 __all__ = [
     "ERROR_DOMAIN",
     "MAX_ERROR_MESSAGE",
+    "RETRY_DELAYS",
     "ResourceNotFoundError",
     "abort",
     "bounded_message",
@@ -56,21 +59,73 @@ _CUT = "… (message cut)"
 
 def bounded_message(error: PandanodeError) -> str:
     """The message of ``error``, cut to :data:`MAX_ERROR_MESSAGE` bytes of UTF-8."""
-    message = error.message
+    return _bounded(error.message)
+
+
+# A field violation's description repeats the message once more in the trailers: shorter.
+_MAX_DESCRIPTION: Final = 512
+
+
+def _bounded(message: str, limit: int = MAX_ERROR_MESSAGE) -> str:
     raw = message.encode("utf-8", "replace")
-    if len(raw) <= MAX_ERROR_MESSAGE:
+    if len(raw) <= limit:
         return message
-    keep = MAX_ERROR_MESSAGE - len(_CUT.encode())
+    keep = limit - len(_CUT.encode())
     return raw[:keep].decode("utf-8", "ignore") + _CUT
 
 
-def to_status(error: PandanodeError) -> grpc.Status:
-    """Build a rich gRPC status (code, message, ``google.rpc.ErrorInfo``) for a domain error."""
-    code = status_code_for(error)
-    info = error_details_pb2.ErrorInfo(reason=error.reason.value, domain=ERROR_DOMAIN)
+RETRY_DELAYS: Final = {
+    grpc.StatusCode.UNAVAILABLE: 1.0,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 1.0,
+}
+"""Seconds a client should wait before retrying (``google.rpc.RetryInfo``), by status code,
+unless the error names its own ``retry_delay``."""
+
+
+def _packed(message: Any) -> any_pb2.Any:
     detail = any_pb2.Any()
-    detail.Pack(info)
-    status = status_pb2.Status(code=code.value[0], message=bounded_message(error), details=[detail])
+    detail.Pack(message)
+    return detail
+
+
+def to_status(error: PandanodeError) -> grpc.Status:
+    """Build a rich gRPC status for a domain error.
+
+    Its details: a ``google.rpc.ErrorInfo`` (reason and metadata); a ``google.rpc.BadRequest``
+    when the error names request fields at fault (its ``field_violations``, or for an
+    INVALID_ARGUMENT its ``field`` metadata); a ``google.rpc.RetryInfo`` for UNAVAILABLE and
+    RESOURCE_EXHAUSTED.
+    """
+    code = status_code_for(error)
+    message = bounded_message(error)
+    info = error_details_pb2.ErrorInfo(
+        reason=error.reason.value, domain=ERROR_DOMAIN, metadata=error.metadata
+    )
+    details = [_packed(info)]
+    violations = [(v.field, v.description) for v in error.field_violations]
+    if not violations and code is grpc.StatusCode.INVALID_ARGUMENT and "field" in error.metadata:
+        violations = [(error.metadata["field"], error.message)]
+    if violations:
+        details.append(
+            _packed(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=field,
+                            description=_bounded(description, _MAX_DESCRIPTION),
+                            reason=error.reason.value,
+                        )
+                        for field, description in violations
+                    ]
+                )
+            )
+        )
+    delay = error.retry_delay if error.retry_delay is not None else RETRY_DELAYS.get(code)
+    if delay is not None and code in RETRY_DELAYS:
+        retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration())
+        retry.retry_delay.FromNanoseconds(round(delay * 1e9))
+        details.append(_packed(retry))
+    status = status_pb2.Status(code=code.value[0], message=message, details=details)
     return rpc_status.to_status(status)
 
 

@@ -5,8 +5,10 @@ message (random bytes, a truncated field, invalid UTF-8 in a string field) it lo
 and answers UNKNOWN. :func:`guarded_server` wraps every handler's request deserializer as the
 handler is registered: a request that does not decode becomes a marker value, and the wrapped
 handler answers it with the rich INVALID_ARGUMENT status of the error boundary before the
-servicer sees it. One mechanism for every service (and the health and reflection services),
-so a new method is covered without doing anything.
+servicer sees it; its ``google.rpc.BadRequest`` names the field whose bytes are broken (see
+:mod:`.wire`), or an empty field when the message's framing is. One mechanism for every
+service (and the health and reflection services), so a new method is covered without doing
+anything.
 
 Handlers are wrapped once, at registration, not by a server interceptor: a ``grpc.aio``
 interceptor is one more coroutine per call before the call is accepted, and under 64 unary
@@ -27,6 +29,7 @@ import grpc
 from pandanode.core.errors import InvalidRequestError, Reason
 
 from .errors import abort
+from .wire import malformed_field
 
 __all__ = ["MalformedRequestError", "RateLimitedLog", "guard_handler", "guarded_server"]
 
@@ -82,21 +85,23 @@ class RateLimitedLog:
 class _Malformed:
     """What the guarded deserializer returns instead of raising."""
 
-    __slots__ = ("problem",)
+    __slots__ = ("field", "problem")
 
-    def __init__(self, problem: str) -> None:
+    def __init__(self, problem: str, field: str) -> None:
         self.problem = problem
+        self.field = field
 
 
 Deserializer = Callable[[bytes], object]
 
 
-def _guarded(deserializer: Deserializer) -> Deserializer:
+def _guarded(deserializer: Deserializer, descriptor: Any) -> Deserializer:
     def deserialize(raw: bytes) -> object:
         try:
             return deserializer(raw)
         except Exception as err:  # any failure to decode is a malformed request
-            return _Malformed(type(err).__name__)
+            field = "" if descriptor is None else malformed_field(descriptor, raw)
+            return _Malformed(type(err).__name__, field)
 
     return deserialize
 
@@ -113,17 +118,20 @@ class _Rejecter:
         self._reports = reports
         self.message_name = message_name
 
-    def error(self) -> MalformedRequestError:
+    def error(self, field: str) -> MalformedRequestError:
+        where = f" (field {field})" if field else ""
         return MalformedRequestError(
             f"the request is not a valid {self.message_name} message: its bytes do not "
-            "decode as protobuf (send the message the method's .proto describes)"
-        )
+            f"decode as protobuf{where} (send the message the method's .proto describes)"
+        ).violation(field)
 
-    async def __call__(self, problem: str, context: Any) -> None:
+    async def __call__(self, malformed: _Malformed, context: Any) -> None:
         self._reports.warning(
-            "malformed request to %s answered INVALID_ARGUMENT (%s)", self._method, problem
+            "malformed request to %s answered INVALID_ARGUMENT (%s)",
+            self._method,
+            malformed.problem,
         )
-        await abort(context, self.error())
+        await abort(context, self.error(malformed.field))
 
 
 def _wrap_unary_request(behavior: Callable[..., Any], reject: _Rejecter) -> Callable[..., Any]:
@@ -131,7 +139,7 @@ def _wrap_unary_request(behavior: Callable[..., Any], reject: _Rejecter) -> Call
 
         async def unary_stream(request: object, context: Any) -> AsyncIterator[object]:
             if type(request) is _Malformed:
-                await reject(request.problem, context)
+                await reject(request, context)
             if inspect.isgeneratorfunction(behavior):
                 for response in behavior(request, context):
                     yield response
@@ -143,7 +151,7 @@ def _wrap_unary_request(behavior: Callable[..., Any], reject: _Rejecter) -> Call
 
     async def unary(request: object, context: Any) -> object:
         if type(request) is _Malformed:
-            await reject(request.problem, context)
+            await reject(request, context)
         if inspect.iscoroutinefunction(behavior):
             return await behavior(request, context)
         # Only the generated "unimplemented" stubs are synchronous here; they return at once.
@@ -160,7 +168,7 @@ def _wrap_stream_request(behavior: Callable[..., Any], reject: _Rejecter) -> Cal
     async def checked(requests: AsyncIterable[object], context: Any) -> AsyncIterator[object]:
         async for request in requests:
             if type(request) is _Malformed:
-                raise _StreamMalformedError(request.problem, reject.error())
+                raise _StreamMalformedError(request, reject.error(request.field))
             yield request
 
     if inspect.isasyncgenfunction(behavior):
@@ -170,7 +178,7 @@ def _wrap_stream_request(behavior: Callable[..., Any], reject: _Rejecter) -> Cal
                 async for response in behavior(checked(requests, context), context):
                     yield response
             except _StreamMalformedError as err:
-                await reject(err.problem, context)
+                await reject(err.malformed, context)
 
         return stream_stream
 
@@ -178,16 +186,17 @@ def _wrap_stream_request(behavior: Callable[..., Any], reject: _Rejecter) -> Cal
         try:
             return await behavior(checked(requests, context), context)
         except _StreamMalformedError as err:
-            await reject(err.problem, context)
+            await reject(err.malformed, context)
             raise AssertionError("abort returned") from None  # pragma: no cover
 
     return stream
 
 
 class _StreamMalformedError(MalformedRequestError):
-    def __init__(self, problem: str, error: MalformedRequestError) -> None:
-        super().__init__(error.message)
-        self.problem = problem
+    def __init__(self, malformed: _Malformed, error: MalformedRequestError) -> None:
+        super().__init__(error.message, violations=error.field_violations)
+        self.about(**error.metadata)
+        self.malformed = malformed
 
 
 def guard_handler(method: str, handler: Handler) -> Handler:
@@ -210,8 +219,8 @@ def guard_handler(method: str, handler: Handler) -> Handler:
         inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)
     ):
         return handler
-    message_name = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
-    name = message_name.full_name if message_name is not None else "request"
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    name = descriptor.full_name if descriptor is not None else "request"
     reject = _Rejecter(method, name, _REPORTS)
     wrapped = (
         _wrap_stream_request(behavior, reject)
@@ -220,7 +229,7 @@ def guard_handler(method: str, handler: Handler) -> Handler:
     )
     result: Handler = make(
         wrapped,
-        request_deserializer=_guarded(deserializer),
+        request_deserializer=_guarded(deserializer, descriptor),
         response_serializer=handler.response_serializer,
     )
     return result

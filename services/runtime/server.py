@@ -9,6 +9,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from .guard import guarded_server
+from .reflection import DocumentedReflectionServicer
 from .settings import Settings
 
 __all__ = ["GrpcServer", "add_reflection"]
@@ -19,11 +20,11 @@ def add_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> Non
 
     Registered like any servicer, so a :func:`~.guard.guarded_server` guards it too
     (``enable_server_reflection`` would pick the synchronous servicer for a wrapped server).
+    The file descriptors it answers keep the protos' comments (see :mod:`.reflection`).
     """
     names = [*service_names, reflection.SERVICE_NAME]
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
-        reflection.aio.ReflectionServicer(names),  # type: ignore[attr-defined]
-        server,
+        DocumentedReflectionServicer(names), server
     )
 
 

@@ -101,7 +101,7 @@ async def test_bad_field_is_refused_locally_naming_the_schema_fields(client: Cli
     assert (await client.status()).entries == before.entries, "something was sent"
 
 
-async def test_unknown_schema_raises_schema_not_found(client: Client) -> None:
+async def test_unknown_schema_raises_schema_not_found(client: Client, key_pair: KeyPair) -> None:
     with pytest.raises(SchemaNotFoundError) as local:
         await client.create(FAKE_SCHEMA, {"name": "boo"})
     assert status_code_of(local.value) is None
@@ -111,6 +111,25 @@ async def test_unknown_schema_raises_schema_not_found(client: Client) -> None:
         await client.create(ghost, {"name": "boo"})
     assert status_code_of(remote.value) == grpc.StatusCode.FAILED_PRECONDITION
     assert remote.value.reason == "SCHEMA_NOT_FOUND"
+    # What the error is about comes along (google.rpc.ErrorInfo.metadata).
+    assert remote.value.metadata["schema_id"] == FAKE_SCHEMA
+    assert remote.value.metadata["public_key"] == key_pair.public_key()
+    assert remote.value.metadata["seq_num"] == "1"
+
+
+async def test_a_bad_page_token_names_the_field_and_a_wait_in_vain_says_when_to_retry(
+    node: Node,
+) -> None:
+    async with Client.connect(node.address, timeout=1.0) as client:
+        with pytest.raises(InvalidRequestError) as bad_token:
+            await anext(client.pages("schema_definition_v1", page_token="not-a-token"))
+        assert bad_token.value.reason == "INVALID_PAGE_TOKEN"
+        assert bad_token.value.metadata["field"] == "page_token"
+        assert [v.field for v in bad_token.value.field_violations] == ["page_token"]
+        with pytest.raises(NodeUnavailableError) as waited:
+            await client.get_document(FAKE_VIEW, after=FAKE_VIEW)
+        assert waited.value.retry_delay == 1.0  # google.rpc.RetryInfo
+        assert waited.value.metadata["operation_id"] == FAKE_VIEW
 
 
 async def test_stream_items_carry_the_nodes_exception_classes(client: Client) -> None:

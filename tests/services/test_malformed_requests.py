@@ -56,6 +56,14 @@ def _invalid_utf8(descriptor: _descriptor.Descriptor) -> bytes | None:
     return None
 
 
+def _string_field(method: _descriptor.MethodDescriptor) -> str:
+    return next(
+        f.name
+        for f in method.input_type.fields
+        if f.type == _descriptor.FieldDescriptor.TYPE_STRING
+    )
+
+
 def malformed_payloads(method: _descriptor.MethodDescriptor) -> Iterator[tuple[str, bytes]]:
     """The kinds of unparseable bytes an attacker sends, each checked not to parse locally."""
     message = _message_class(method.input_type)
@@ -110,6 +118,13 @@ async def test_unparseable_request_is_invalid_argument_malformed_request_and_nod
                 "MALFORMED_REQUEST",
             ), f"{kind}: {raised.value.code()} {raised.value.details()}"
             assert method.input_type.full_name in rejected.message
+            # A google.rpc.BadRequest names the field at fault (the string field that holds
+            # invalid UTF-8; for bytes broken between fields, the request as a whole: "").
+            assert len(rejected.violations) == 1, kind
+            if kind == "invalid UTF-8 in a string field":
+                (violated, _), string_field = rejected.violations[0], _string_field(method)
+                assert violated in {string_field, f"{string_field}[0]"}
+                assert rejected.metadata["field"] == violated
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     guard_lines = [r for r in caplog.records if r.name == "pandanode.services.runtime.guard"]

@@ -147,6 +147,9 @@ async def test_reflection_lists_the_services_and_describes_ingest(node: Node) ->
         proto = descriptor_pb2.FileDescriptorProto.FromString(files[0])
         methods = {method.name for method in proto.service[0].method}
         assert {"Publish", "PublishStream", "NextArgs", "GetLogHeights", "ReadLog"} <= methods
+        # The protos' comments come along (what `grpcurl describe` prints).
+        comments = {location.leading_comments for location in proto.source_code_info.location}
+        assert " Publishing entries and reading the logs they form.\n" in comments
 
 
 async def test_health_reports_serving_for_the_node_and_ingest(node: Node) -> None:

@@ -66,7 +66,7 @@ class Catalog:
         if index is None:
             raise ResourceNotFoundError(
                 f"unknown schema {quote(schema_id)}", Reason.SCHEMA_NOT_FOUND
-            )
+            ).about(schema_id=schema_id)
         return index
 
     def __contains__(self, schema_id: object) -> bool:

@@ -240,9 +240,12 @@ def compile_with_targets(
     ranges: list[tuple[TargetKey, FilterOp, Any]] = []
     includes_deleted = False
     deleted_states = {False, True}
-    for predicate in predicates:
-        target = resolve_target(schema, fields, predicate.target)
-        check, operands = _compile_predicate(target, predicate)
+    for index, predicate in enumerate(predicates):
+        try:
+            target = resolve_target(schema, fields, predicate.target)
+            check, operands = _compile_predicate(target, predicate)
+        except InvalidRequestError as err:
+            raise err.violation(f"filters[{index}]") from None
         checks.append(check)
         op = FilterOp(predicate.op)
         if target.kind in INDEXED_KINDS and op in (FilterOp.EQ, FilterOp.IN):

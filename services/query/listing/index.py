@@ -277,7 +277,7 @@ class SchemaIndex:
             raise InvalidRequestError(
                 f"page size must not be negative, got {page_size}; use 0 for the default "
                 f"({DEFAULT_PAGE_SIZE}) or up to {self._max_page_size}"
-            )
+            ).violation("page_size")
         return min(page_size, self._max_page_size)
 
     def _order_target(self, order: Order) -> Target:
@@ -289,13 +289,16 @@ class SchemaIndex:
             if order.target not in ORDERABLE_META:
                 raise InvalidRequestError(
                     f"cannot order by meta property {order.target.value!r}; order by {orderable}"
-                )
+                ).violation("order_by.meta")
             return META_TARGETS[order.target]
-        target = resolve_target(self._schema, self._fields, order.target)
+        try:
+            target = resolve_target(self._schema, self._fields, order.target)
+        except InvalidRequestError as err:
+            raise err.violation("order_by.field") from None
         if target.is_list:
             raise InvalidRequestError(
                 f"cannot order by {target.label}: a list has no order; order by {orderable}"
-            )
+            ).violation("order_by.field")
         return target
 
     def _cached_filter(self, predicates: Sequence[Predicate]) -> _CachedFilter:

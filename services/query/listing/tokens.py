@@ -153,7 +153,7 @@ def query_fingerprint(schema_id: str, canonical: tuple[Any, ...], order: Target,
 def _rejected(problem: str) -> InvalidRequestError:
     return InvalidRequestError(
         f"malformed page token: {problem}; {_MALFORMED}", Reason.INVALID_PAGE_TOKEN
-    )
+    ).violation("page_token")
 
 
 class PageTokens:
@@ -239,7 +239,7 @@ class PageTokens:
                 "filter or order; repeat the query of the previous page, or start again without "
                 "a token",
                 Reason.INVALID_PAGE_TOKEN,
-            )
+            ).violation("page_token")
         cursor = _token_cursor(kind, rank, value, document_id)
         if cursor is None:
             raise _rejected("its position does not fit the order")

@@ -21,6 +21,7 @@ from pandanode.discovery.v1 import discovery_pb2_grpc
 from pandanode.services.discovery.lan import encode_announcement
 from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
+from tests.services.ingest.helpers import rejection
 from tests.services.support import eventually
 
 from .support import (
@@ -295,3 +296,43 @@ async def test_pandanode_serve_discovery_runs_discovery_alone(
             assert await process.wait() == 0
     events = await peer_events(nats_server.url)
     assert [event.subject for event in events][:1] == [f"pandanode.v1.evt.peer.discovered.{a_id}"]
+
+
+async def test_list_peers_pages_by_node_id_and_rejects_a_tampered_page_token(
+    start: Start,
+) -> None:
+    async with (
+        start("b") as b,
+        start("c") as c,
+        start("a", bootstrap_peers=f"{b.address},{c.address}") as a,
+    ):
+
+        async def both_listed() -> list[pb.Peer] | None:
+            peers = await list_peers(a)
+            return peers if len(peers) == 2 else None
+
+        await eventually(both_listed, what="B and C in A's peers")
+        async with grpc.aio.insecure_channel(a.address) as channel:
+            stub = discovery_pb2_grpc.DiscoveryServiceStub(channel)
+            first = await stub.ListPeers(pb.ListPeersRequest(page_size=1), timeout=5)
+            assert len(first.peers) == 1 and first.next_page_token
+            second = await stub.ListPeers(
+                pb.ListPeersRequest(page_size=1, page_token=first.next_page_token), timeout=5
+            )
+            assert len(second.peers) == 1 and not second.next_page_token
+            assert [first.peers[0].node_id, second.peers[0].node_id] == sorted(
+                [node_id(b), node_id(c)]
+            )
+            tampered = (
+                first.next_page_token[:-2]
+                + ("A" if first.next_page_token[-2] != "A" else "B")
+                + first.next_page_token[-1]
+            )
+            rejected = await rejection(
+                stub.ListPeers(pb.ListPeersRequest(page_token=tampered), timeout=5)
+            )
+        assert (rejected.code, rejected.reason) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_PAGE_TOKEN",
+        )
+        assert [field for field, _ in rejected.violations] == ["page_token"]

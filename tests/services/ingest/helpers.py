@@ -262,11 +262,16 @@ async def publish(ingest: IngestServiceAsyncStub, signed: Signed) -> pb.PublishR
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """What a failed call said: status code, ErrorInfo reason and message."""
+    """What a failed call said: status code, ErrorInfo reason and message, and the other
+    details: ErrorInfo metadata, BadRequest field violations (field, description), RetryInfo
+    delay in seconds."""
 
     code: grpc.StatusCode
     reason: str
     message: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    violations: tuple[tuple[str, str], ...] = ()
+    retry_delay: float | None = None
 
 
 def rejection_of(err: grpc.aio.AioRpcError) -> Rejection:
@@ -275,13 +280,29 @@ def rejection_of(err: grpc.aio.AioRpcError) -> Rejection:
     assert status is not None, f"no rich status in {err.code()}: {err.details()}"
     assert status.code == err.code().value[0]
     infos = []
+    violations: list[tuple[str, str]] = []
+    retry_delay: float | None = None
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
+        bad_request = error_details_pb2.BadRequest()
+        retry = error_details_pb2.RetryInfo()
         if detail.Unpack(info):
             infos.append(info)
+        elif detail.Unpack(bad_request):
+            violations += [(v.field, v.description) for v in bad_request.field_violations]
+        elif detail.Unpack(retry):
+            assert retry_delay is None, "two RetryInfo details"
+            retry_delay = retry.retry_delay.ToNanoseconds() / 1e9
     assert len(infos) == 1, f"expected one ErrorInfo, got {status.details}"
     assert infos[0].domain == ERROR_DOMAIN
-    return Rejection(err.code(), str(infos[0].reason), str(status.message))
+    return Rejection(
+        err.code(),
+        str(infos[0].reason),
+        str(status.message),
+        dict(infos[0].metadata),
+        tuple(violations),
+        retry_delay,
+    )
 
 
 async def rejection(call: Awaitable[object]) -> Rejection:

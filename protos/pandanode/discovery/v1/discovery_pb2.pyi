@@ -32,6 +32,7 @@ class _PeerSource:
 class _PeerSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PeerSource.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     PEER_SOURCE_UNSPECIFIED: _PeerSource.ValueType  # 0
+    """Never sent."""
     PEER_SOURCE_BOOTSTRAP: _PeerSource.ValueType  # 1
     """Listed in the bootstrap_peers setting."""
     PEER_SOURCE_LAN: _PeerSource.ValueType  # 2
@@ -43,6 +44,7 @@ class PeerSource(_PeerSource, metaclass=_PeerSourceEnumTypeWrapper):
     """How a peer was first found."""
 
 PEER_SOURCE_UNSPECIFIED: PeerSource.ValueType  # 0
+"""Never sent."""
 PEER_SOURCE_BOOTSTRAP: PeerSource.ValueType  # 1
 """Listed in the bootstrap_peers setting."""
 PEER_SOURCE_LAN: PeerSource.ValueType  # 2
@@ -53,6 +55,8 @@ Global___PeerSource: _TypeAlias = PeerSource  # noqa: Y015
 
 @_typing.final
 class GetNodeInfoRequest(_message.Message):
+    """GetNodeInfo takes no arguments."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -68,12 +72,15 @@ Global___GetNodeInfoRequest: _TypeAlias = GetNodeInfoRequest  # noqa: Y015
 
 @_typing.final
 class GetNodeInfoResponse(_message.Message):
+    """Who this node is."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NODE_ID_FIELD_NUMBER: _builtins.int
     ADDRESS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
+    """This node's id (the public key of its node key)."""
     address: _builtins.str
     """The gRPC address this node announces; a host of 0.0.0.0 means "the address you saw me at"."""
     version: _builtins.str
@@ -95,6 +102,8 @@ Global___GetNodeInfoResponse: _TypeAlias = GetNodeInfoResponse  # noqa: Y015
 
 @_typing.final
 class Peer(_message.Message):
+    """Another node this node knows."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NODE_ID_FIELD_NUMBER: _builtins.int
@@ -104,7 +113,9 @@ class Peer(_message.Message):
     LAST_SEEN_FIELD_NUMBER: _builtins.int
     REACHABLE_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
+    """The peer's node id."""
     source: Global___PeerSource.ValueType
+    """How this node first found the peer."""
     reachable: _builtins.bool
     """Whether the peer answered the last GetNodeInfo probe."""
     @_builtins.property
@@ -139,14 +150,25 @@ Global___Peer: _TypeAlias = Peer  # noqa: Y015
 
 @_typing.final
 class ListPeersRequest(_message.Message):
+    """Which page of peers ListPeers returns (AIP-158)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Most peers to return; 0: 100. At most 1000."""
+    page_token: _builtins.str
+    """The next_page_token of the previous response; empty for the first page."""
     def __init__(
         self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -154,19 +176,27 @@ Global___ListPeersRequest: _TypeAlias = ListPeersRequest  # noqa: Y015
 
 @_typing.final
 class ListPeersResponse(_message.Message):
+    """One page of peers, ordered by node id."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PEERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token to get the next page; empty when this is the last page."""
     @_builtins.property
-    def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Peer]: ...
+    def peers(self) -> _containers.RepeatedCompositeFieldContainer[Global___Peer]:
+        """The peers of this page."""
+
     def __init__(
         self,
         *,
         peers: _abc.Iterable[Global___Peer] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["peers", b"peers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "peers", b"peers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -184,6 +214,7 @@ class LanAnnouncement(_message.Message):
     protocol: _builtins.str
     """Always "pandanode-discovery/1"; anything else is dropped."""
     node_id: _builtins.str
+    """The announcing node's id."""
     address: _builtins.str
     """The announcing node's gRPC address; a host of 0.0.0.0 means "the datagram's source address"."""
     def __init__(

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class DiscoveryServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Who this node is and which other nodes it knows.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -47,7 +48,8 @@ class DiscoveryServiceStub:
 
 
 class DiscoveryServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Who this node is and which other nodes it knows.
+    """
 
     def GetNodeInfo(self, request, context):
         """Who this node is and where it can be reached; discovery probes peers with this call.
@@ -57,7 +59,7 @@ class DiscoveryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListPeers(self, request, context):
-        """The peers this node knows now (ordered by node id).
+        """The peers this node knows now, ordered by node id and paginated.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -85,7 +87,8 @@ def add_DiscoveryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class DiscoveryService:
-    """Missing associated documentation comment in .proto file."""
+    """Who this node is and which other nodes it knows.
+    """
 
     @staticmethod
     def GetNodeInfo(request,

@@ -32,6 +32,8 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class DiscoveryServiceStub:
+    """Who this node is and which other nodes it knows."""
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -39,17 +41,21 @@ class DiscoveryServiceStub:
     GetNodeInfo: _grpc.UnaryUnaryMultiCallable[_discovery_pb2.GetNodeInfoRequest, _discovery_pb2.GetNodeInfoResponse]
     """Who this node is and where it can be reached; discovery probes peers with this call."""
     ListPeers: _grpc.UnaryUnaryMultiCallable[_discovery_pb2.ListPeersRequest, _discovery_pb2.ListPeersResponse]
-    """The peers this node knows now (ordered by node id)."""
+    """The peers this node knows now, ordered by node id and paginated."""
 
 @_typing.type_check_only
 class DiscoveryServiceAsyncStub(DiscoveryServiceStub):
+    """Who this node is and which other nodes it knows."""
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetNodeInfo: _aio.UnaryUnaryMultiCallable[_discovery_pb2.GetNodeInfoRequest, _discovery_pb2.GetNodeInfoResponse]  # type: ignore[assignment]
     """Who this node is and where it can be reached; discovery probes peers with this call."""
     ListPeers: _aio.UnaryUnaryMultiCallable[_discovery_pb2.ListPeersRequest, _discovery_pb2.ListPeersResponse]  # type: ignore[assignment]
-    """The peers this node knows now (ordered by node id)."""
+    """The peers this node knows now, ordered by node id and paginated."""
 
 class DiscoveryServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Who this node is and which other nodes it knows."""
+
     @_abc_1.abstractmethod
     def GetNodeInfo(
         self,
@@ -64,6 +70,6 @@ class DiscoveryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _discovery_pb2.ListPeersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_discovery_pb2.ListPeersResponse, _abc.Awaitable[_discovery_pb2.ListPeersResponse]]:
-        """The peers this node knows now (ordered by node id)."""
+        """The peers this node knows now, ordered by node id and paginated."""
 
 def add_DiscoveryServiceServicer_to_server(servicer: DiscoveryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -37,13 +37,21 @@ class IngestedOperation(_message.Message):
     SEQ_NUM_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     entry: _builtins.bytes
+    """The encoded, signed Bamboo entry."""
     operation: _builtins.bytes
+    """The encoded operation the entry signs."""
     operation_id: _builtins.str
+    """The entry hash."""
     document_id: _builtins.str
+    """The document the operation belongs to."""
     schema_id: _builtins.str
+    """The operation's schema."""
     public_key: _builtins.str
+    """The entry's author."""
     log_id: _builtins.int
+    """The entry's log id."""
     seq_num: _builtins.int
+    """The entry's seq num."""
     sequence: _builtins.int
     """The entry's position in ingest's store: strictly increasing in the order entries were
     stored, also across commits and messages (replication reads each entry's store order here).
@@ -84,7 +92,9 @@ class OperationsIngested(_message.Message):
 
     OPERATIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___IngestedOperation]: ...
+    def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___IngestedOperation]:
+        """The operations, in store order."""
+
     def __init__(
         self,
         *,
@@ -112,7 +122,9 @@ class PeerDiscovered(_message.Message):
     observer_node_id: _builtins.str
     """The node id of the node whose discovery service saw it."""
     @_builtins.property
-    def peer(self) -> _discovery_pb2.Peer: ...
+    def peer(self) -> _discovery_pb2.Peer:
+        """The peer, as the peer table now has it."""
+
     def __init__(
         self,
         *,
@@ -139,8 +151,11 @@ class PeerLost(_message.Message):
     PEER_FIELD_NUMBER: _builtins.int
     OBSERVER_NODE_ID_FIELD_NUMBER: _builtins.int
     observer_node_id: _builtins.str
+    """The node id of the node whose discovery service lost it."""
     @_builtins.property
-    def peer(self) -> _discovery_pb2.Peer: ...
+    def peer(self) -> _discovery_pb2.Peer:
+        """The peer, as the peer table last had it."""
+
     def __init__(
         self,
         *,

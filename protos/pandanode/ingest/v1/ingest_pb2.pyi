@@ -25,6 +25,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class PublishRequest(_message.Message):
+    """One entry to publish, with its operation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRY_FIELD_NUMBER: _builtins.int
@@ -49,6 +51,8 @@ Global___PublishRequest: _TypeAlias = PublishRequest  # noqa: Y015
 
 @_typing.final
 class NextArguments(_message.Message):
+    """What an author's next entry in a log must hold."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOG_ID_FIELD_NUMBER: _builtins.int
@@ -56,7 +60,9 @@ class NextArguments(_message.Message):
     BACKLINK_FIELD_NUMBER: _builtins.int
     SKIPLINK_FIELD_NUMBER: _builtins.int
     log_id: _builtins.int
+    """The log id to use."""
     seq_num: _builtins.int
+    """The seq num to use."""
     backlink: _builtins.str
     """Hash of the entry at seq_num - 1; empty for the first entry of a log."""
     skiplink: _builtins.str
@@ -79,6 +85,8 @@ Global___NextArguments: _TypeAlias = NextArguments  # noqa: Y015
 
 @_typing.final
 class PublishResponse(_message.Message):
+    """What Publish stored."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     OPERATION_ID_FIELD_NUMBER: _builtins.int
@@ -87,6 +95,7 @@ class PublishResponse(_message.Message):
     operation_id: _builtins.str
     """The entry hash, which is the operation id."""
     document_id: _builtins.str
+    """The document the operation belongs to."""
     @_builtins.property
     def next_args(self) -> Global___NextArguments:
         """Arguments for the next entry in the same log."""
@@ -108,11 +117,15 @@ Global___PublishResponse: _TypeAlias = PublishResponse  # noqa: Y015
 
 @_typing.final
 class PublishStreamRequest(_message.Message):
+    """A batch of entries to publish, in order."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishRequest]: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___PublishRequest]:
+        """The entries, each with its operation."""
+
     def __init__(
         self,
         *,
@@ -128,7 +141,9 @@ Global___PublishStreamRequest: _TypeAlias = PublishStreamRequest  # noqa: Y015
 
 @_typing.final
 class PublishError(_message.Message):
-    """Why one item of a stream was rejected; the same facts a unary call carries in its status."""
+    """Why one item of a stream was rejected; the same facts a unary call carries in its status
+    (but not its ErrorInfo metadata or other details).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -138,7 +153,9 @@ class PublishError(_message.Message):
     code: _builtins.int
     """The gRPC status code (google.rpc.Code) a unary Publish would have answered."""
     reason: _builtins.str
-    """Machine-readable reason, e.g. BACKLINK_MISMATCH (also google.rpc.ErrorInfo.reason)."""
+    """Machine-readable reason, e.g. BACKLINK_MISMATCH: the name of a
+    pandanode.errors.v1.ErrorReason value (as google.rpc.ErrorInfo.reason).
+    """
     message: _builtins.str
     """What went wrong, for a person."""
     def __init__(
@@ -158,14 +175,20 @@ Global___PublishError: _TypeAlias = PublishError  # noqa: Y015
 
 @_typing.final
 class PublishResult(_message.Message):
+    """The outcome of one item of a PublishStream batch."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     OK_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def ok(self) -> Global___PublishResponse: ...
+    def ok(self) -> Global___PublishResponse:
+        """The item was stored (or had been before): what a unary Publish answers."""
+
     @_builtins.property
-    def error(self) -> Global___PublishError: ...
+    def error(self) -> Global___PublishError:
+        """The item was rejected; nothing of it was stored."""
+
     def __init__(
         self,
         *,
@@ -184,6 +207,8 @@ Global___PublishResult: _TypeAlias = PublishResult  # noqa: Y015
 
 @_typing.final
 class PublishStreamResponse(_message.Message):
+    """The outcomes of one PublishStream batch."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
@@ -206,11 +231,14 @@ Global___PublishStreamResponse: _TypeAlias = PublishStreamResponse  # noqa: Y015
 
 @_typing.final
 class NextArgsRequest(_message.Message):
+    """Whose next entry, for which document."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     DOCUMENT_VIEW_ID_FIELD_NUMBER: _builtins.int
     public_key: _builtins.str
+    """The author's public key."""
     document_view_id: _builtins.str
     """Empty for a new document."""
     def __init__(
@@ -229,11 +257,15 @@ Global___NextArgsRequest: _TypeAlias = NextArgsRequest  # noqa: Y015
 
 @_typing.final
 class NextArgsResponse(_message.Message):
+    """The arguments of the next entry."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NEXT_ARGS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def next_args(self) -> Global___NextArguments: ...
+    def next_args(self) -> Global___NextArguments:
+        """The arguments."""
+
     def __init__(
         self,
         *,
@@ -249,6 +281,8 @@ Global___NextArgsResponse: _TypeAlias = NextArgsResponse  # noqa: Y015
 
 @_typing.final
 class GetLogHeightsRequest(_message.Message):
+    """Which logs GetLogHeights reports."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCHEMA_IDS_FIELD_NUMBER: _builtins.int
@@ -285,6 +319,8 @@ Global___GetLogHeightsRequest: _TypeAlias = GetLogHeightsRequest  # noqa: Y015
 
 @_typing.final
 class LogHeight(_message.Message):
+    """The latest entry of one log."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
@@ -293,10 +329,15 @@ class LogHeight(_message.Message):
     DOCUMENT_ID_FIELD_NUMBER: _builtins.int
     SCHEMA_ID_FIELD_NUMBER: _builtins.int
     public_key: _builtins.str
+    """The log's author."""
     log_id: _builtins.int
+    """The log id."""
     seq_num: _builtins.int
+    """The seq num of the log's latest entry."""
     document_id: _builtins.str
+    """The document the log holds."""
     schema_id: _builtins.str
+    """The document's schema."""
     def __init__(
         self,
         *,
@@ -316,6 +357,8 @@ Global___LogHeight: _TypeAlias = LogHeight  # noqa: Y015
 
 @_typing.final
 class GetLogHeightsResponse(_message.Message):
+    """The heights of the logs asked for."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOG_HEIGHTS_FIELD_NUMBER: _builtins.int
@@ -323,7 +366,9 @@ class GetLogHeightsResponse(_message.Message):
     next_page_token: _builtins.str
     """Opaque; pass it as page_token for the next page. Empty on the last page."""
     @_builtins.property
-    def log_heights(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogHeight]: ...
+    def log_heights(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogHeight]:
+        """One height per log."""
+
     def __init__(
         self,
         *,
@@ -340,13 +385,17 @@ Global___GetLogHeightsResponse: _TypeAlias = GetLogHeightsResponse  # noqa: Y015
 
 @_typing.final
 class ReadLogRequest(_message.Message):
+    """Which log ReadLog reads, from where."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     LOG_ID_FIELD_NUMBER: _builtins.int
     FROM_SEQ_NUM_FIELD_NUMBER: _builtins.int
     public_key: _builtins.str
+    """The log's author."""
     log_id: _builtins.int
+    """The log id."""
     from_seq_num: _builtins.int
     """First seq num to return; 0 or 1 both mean the whole log."""
     def __init__(
@@ -366,14 +415,19 @@ Global___ReadLogRequest: _TypeAlias = ReadLogRequest  # noqa: Y015
 
 @_typing.final
 class LogEntry(_message.Message):
+    """One entry of a log, with its operation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEQ_NUM_FIELD_NUMBER: _builtins.int
     ENTRY_FIELD_NUMBER: _builtins.int
     OPERATION_FIELD_NUMBER: _builtins.int
     seq_num: _builtins.int
+    """The entry's seq num."""
     entry: _builtins.bytes
+    """The encoded, signed Bamboo entry."""
     operation: _builtins.bytes
+    """The encoded operation the entry signs."""
     def __init__(
         self,
         *,
@@ -391,11 +445,15 @@ Global___LogEntry: _TypeAlias = LogEntry  # noqa: Y015
 
 @_typing.final
 class ReadLogResponse(_message.Message):
+    """A batch of ReadLog's stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]: ...
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]:
+        """Consecutive entries, in seq order."""
+
     def __init__(
         self,
         *,

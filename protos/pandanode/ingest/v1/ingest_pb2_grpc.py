@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class IngestServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Publishing entries and reading the logs they form.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -67,7 +68,8 @@ class IngestServiceStub:
 
 
 class IngestServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Publishing entries and reading the logs they form.
+    """
 
     def Publish(self, request, context):
         """Publish one entry with its operation. Answers once the entry is durable.
@@ -163,7 +165,8 @@ def add_IngestServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class IngestService:
-    """Missing associated documentation comment in .proto file."""
+    """Publishing entries and reading the logs they form.
+    """
 
     @staticmethod
     def Publish(request,

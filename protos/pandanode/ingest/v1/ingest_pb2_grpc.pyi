@@ -32,6 +32,8 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class IngestServiceStub:
+    """Publishing entries and reading the logs they form."""
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -64,6 +66,8 @@ class IngestServiceStub:
 
 @_typing.type_check_only
 class IngestServiceAsyncStub(IngestServiceStub):
+    """Publishing entries and reading the logs they form."""
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     Publish: _aio.UnaryUnaryMultiCallable[_ingest_pb2.PublishRequest, _ingest_pb2.PublishResponse]  # type: ignore[assignment]
     """Publish one entry with its operation. Answers once the entry is durable."""
@@ -92,6 +96,8 @@ class IngestServiceAsyncStub(IngestServiceStub):
     """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Publishing entries and reading the logs they form."""
+
     @_abc_1.abstractmethod
     def Publish(
         self,

@@ -27,6 +27,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class GetEndpointsRequest(_message.Message):
+    """GetEndpoints takes no arguments."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -42,6 +44,8 @@ Global___GetEndpointsRequest: _TypeAlias = GetEndpointsRequest  # noqa: Y015
 
 @_typing.final
 class GetEndpointsResponse(_message.Message):
+    """Where each service is served."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class NodeServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """About the node as a whole (served by `pandanode up` only).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -42,7 +43,8 @@ class NodeServiceStub:
 
 
 class NodeServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """About the node as a whole (served by `pandanode up` only).
+    """
 
     def GetEndpoints(self, request, context):
         """The address of the process serving each service, by the service's full name.
@@ -68,7 +70,8 @@ def add_NodeServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class NodeService:
-    """Missing associated documentation comment in .proto file."""
+    """About the node as a whole (served by `pandanode up` only).
+    """
 
     @staticmethod
     def GetEndpoints(request,

@@ -34,6 +34,8 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class NodeServiceStub:
+    """About the node as a whole (served by `pandanode up` only)."""
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -43,11 +45,15 @@ class NodeServiceStub:
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
+    """About the node as a whole (served by `pandanode up` only)."""
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetEndpoints: _aio.UnaryUnaryMultiCallable[_node_pb2.GetEndpointsRequest, _node_pb2.GetEndpointsResponse]  # type: ignore[assignment]
     """The address of the process serving each service, by the service's full name."""
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
+    """About the node as a whole (served by `pandanode up` only)."""
+
     @_abc_1.abstractmethod
     def GetEndpoints(
         self,

@@ -10,6 +10,7 @@ by "_" (as p2panda writes them).
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -22,6 +23,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _FilterOperator:
@@ -31,30 +37,53 @@ class _FilterOperator:
 class _FilterOperatorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FilterOperator.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     FILTER_OPERATOR_UNSPECIFIED: _FilterOperator.ValueType  # 0
+    """Invalid: a filter must name its operator."""
     FILTER_OPERATOR_EQ: _FilterOperator.ValueType  # 1
+    """Equal to value."""
     FILTER_OPERATOR_NOT_EQ: _FilterOperator.ValueType  # 2
+    """Not equal to value."""
     FILTER_OPERATOR_IN: _FilterOperator.ValueType  # 3
+    """Equal to one of values."""
     FILTER_OPERATOR_NOT_IN: _FilterOperator.ValueType  # 4
+    """Equal to none of values."""
     FILTER_OPERATOR_GT: _FilterOperator.ValueType  # 5
+    """Greater than value."""
     FILTER_OPERATOR_GTE: _FilterOperator.ValueType  # 6
+    """Greater than or equal to value."""
     FILTER_OPERATOR_LT: _FilterOperator.ValueType  # 7
+    """Less than value."""
     FILTER_OPERATOR_LTE: _FilterOperator.ValueType  # 8
+    """Less than or equal to value."""
     FILTER_OPERATOR_CONTAINS: _FilterOperator.ValueType  # 9
+    """Contains value: a substring of a str, a member of a relation list."""
     FILTER_OPERATOR_NOT_CONTAINS: _FilterOperator.ValueType  # 10
+    """Does not contain value."""
 
-class FilterOperator(_FilterOperator, metaclass=_FilterOperatorEnumTypeWrapper): ...
+class FilterOperator(_FilterOperator, metaclass=_FilterOperatorEnumTypeWrapper):
+    """How a filter compares a field with its operand(s)."""
 
 FILTER_OPERATOR_UNSPECIFIED: FilterOperator.ValueType  # 0
+"""Invalid: a filter must name its operator."""
 FILTER_OPERATOR_EQ: FilterOperator.ValueType  # 1
+"""Equal to value."""
 FILTER_OPERATOR_NOT_EQ: FilterOperator.ValueType  # 2
+"""Not equal to value."""
 FILTER_OPERATOR_IN: FilterOperator.ValueType  # 3
+"""Equal to one of values."""
 FILTER_OPERATOR_NOT_IN: FilterOperator.ValueType  # 4
+"""Equal to none of values."""
 FILTER_OPERATOR_GT: FilterOperator.ValueType  # 5
+"""Greater than value."""
 FILTER_OPERATOR_GTE: FilterOperator.ValueType  # 6
+"""Greater than or equal to value."""
 FILTER_OPERATOR_LT: FilterOperator.ValueType  # 7
+"""Less than value."""
 FILTER_OPERATOR_LTE: FilterOperator.ValueType  # 8
+"""Less than or equal to value."""
 FILTER_OPERATOR_CONTAINS: FilterOperator.ValueType  # 9
+"""Contains value: a substring of a str, a member of a relation list."""
 FILTER_OPERATOR_NOT_CONTAINS: FilterOperator.ValueType  # 10
+"""Does not contain value."""
 Global___FilterOperator: _TypeAlias = FilterOperator  # noqa: Y015
 
 class _MetaField:
@@ -64,20 +93,33 @@ class _MetaField:
 class _MetaFieldEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MetaField.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     META_FIELD_UNSPECIFIED: _MetaField.ValueType  # 0
+    """Invalid: name a meta field or a schema field."""
     META_FIELD_OWNER: _MetaField.ValueType  # 1
+    """The public key of the author of the document's CREATE (str operand)."""
     META_FIELD_DOCUMENT_ID: _MetaField.ValueType  # 2
+    """The document id (str operand)."""
     META_FIELD_DOCUMENT_VIEW_ID: _MetaField.ValueType  # 3
+    """The current view id (str operand)."""
     META_FIELD_EDITED: _MetaField.ValueType  # 4
+    """Whether the document was edited (bool operand)."""
     META_FIELD_DELETED: _MetaField.ValueType  # 5
+    """Whether the document was deleted (bool operand)."""
 
-class MetaField(_MetaField, metaclass=_MetaFieldEnumTypeWrapper): ...
+class MetaField(_MetaField, metaclass=_MetaFieldEnumTypeWrapper):
+    """A property every document has, to filter or order by."""
 
 META_FIELD_UNSPECIFIED: MetaField.ValueType  # 0
+"""Invalid: name a meta field or a schema field."""
 META_FIELD_OWNER: MetaField.ValueType  # 1
+"""The public key of the author of the document's CREATE (str operand)."""
 META_FIELD_DOCUMENT_ID: MetaField.ValueType  # 2
+"""The document id (str operand)."""
 META_FIELD_DOCUMENT_VIEW_ID: MetaField.ValueType  # 3
+"""The current view id (str operand)."""
 META_FIELD_EDITED: MetaField.ValueType  # 4
+"""Whether the document was edited (bool operand)."""
 META_FIELD_DELETED: MetaField.ValueType  # 5
+"""Whether the document was deleted (bool operand)."""
 Global___MetaField: _TypeAlias = MetaField  # noqa: Y015
 
 class _ChangeKind:
@@ -87,26 +129,35 @@ class _ChangeKind:
 class _ChangeKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChangeKind.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     CHANGE_KIND_UNSPECIFIED: _ChangeKind.ValueType  # 0
+    """Never sent."""
     CHANGE_KIND_EXISTING: _ChangeKind.ValueType  # 1
     """A document that matched when the watch started."""
     CHANGE_KIND_CAUGHT_UP: _ChangeKind.ValueType  # 2
     """Sent once, after every EXISTING document: what follows are live changes."""
     CHANGE_KIND_CREATED: _ChangeKind.ValueType  # 3
+    """A new document that matches."""
     CHANGE_KIND_UPDATED: _ChangeKind.ValueType  # 4
+    """A matching document was updated (or started to match)."""
     CHANGE_KIND_DELETED: _ChangeKind.ValueType  # 5
+    """A matching document was deleted."""
     CHANGE_KIND_LEFT: _ChangeKind.ValueType  # 6
     """The document was updated and no longer matches the filters."""
 
-class ChangeKind(_ChangeKind, metaclass=_ChangeKindEnumTypeWrapper): ...
+class ChangeKind(_ChangeKind, metaclass=_ChangeKindEnumTypeWrapper):
+    """What happened to a watched document."""
 
 CHANGE_KIND_UNSPECIFIED: ChangeKind.ValueType  # 0
+"""Never sent."""
 CHANGE_KIND_EXISTING: ChangeKind.ValueType  # 1
 """A document that matched when the watch started."""
 CHANGE_KIND_CAUGHT_UP: ChangeKind.ValueType  # 2
 """Sent once, after every EXISTING document: what follows are live changes."""
 CHANGE_KIND_CREATED: ChangeKind.ValueType  # 3
+"""A new document that matches."""
 CHANGE_KIND_UPDATED: ChangeKind.ValueType  # 4
+"""A matching document was updated (or started to match)."""
 CHANGE_KIND_DELETED: ChangeKind.ValueType  # 5
+"""A matching document was deleted."""
 CHANGE_KIND_LEFT: ChangeKind.ValueType  # 6
 """The document was updated and no longer matches the filters."""
 Global___ChangeKind: _TypeAlias = ChangeKind  # noqa: Y015
@@ -118,37 +169,61 @@ class _FieldKind:
 class _FieldKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FieldKind.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     FIELD_KIND_UNSPECIFIED: _FieldKind.ValueType  # 0
+    """Never sent."""
     FIELD_KIND_BOOL: _FieldKind.ValueType  # 1
+    """"bool"."""
     FIELD_KIND_INT: _FieldKind.ValueType  # 2
+    """"int": 64-bit signed."""
     FIELD_KIND_FLOAT: _FieldKind.ValueType  # 3
+    """"float": 64-bit IEEE 754."""
     FIELD_KIND_STR: _FieldKind.ValueType  # 4
+    """"str"."""
     FIELD_KIND_BYTES: _FieldKind.ValueType  # 5
+    """"bytes"."""
     FIELD_KIND_RELATION: _FieldKind.ValueType  # 6
+    """"relation(schema_id)": a document of the target schema."""
     FIELD_KIND_RELATION_LIST: _FieldKind.ValueType  # 7
+    """"relation_list(schema_id)": documents of the target schema."""
     FIELD_KIND_PINNED_RELATION: _FieldKind.ValueType  # 8
+    """"pinned_relation(schema_id)": one view of a document of the target schema."""
     FIELD_KIND_PINNED_RELATION_LIST: _FieldKind.ValueType  # 9
+    """"pinned_relation_list(schema_id)": views of documents of the target schema."""
 
 class FieldKind(_FieldKind, metaclass=_FieldKindEnumTypeWrapper):
     """------------------------------------------------------------------------------------------
     Schemas
+
+    The type of a schema field (the nine field types of p2panda 0.8).
     """
 
 FIELD_KIND_UNSPECIFIED: FieldKind.ValueType  # 0
+"""Never sent."""
 FIELD_KIND_BOOL: FieldKind.ValueType  # 1
+""""bool"."""
 FIELD_KIND_INT: FieldKind.ValueType  # 2
+""""int": 64-bit signed."""
 FIELD_KIND_FLOAT: FieldKind.ValueType  # 3
+""""float": 64-bit IEEE 754."""
 FIELD_KIND_STR: FieldKind.ValueType  # 4
+""""str"."""
 FIELD_KIND_BYTES: FieldKind.ValueType  # 5
+""""bytes"."""
 FIELD_KIND_RELATION: FieldKind.ValueType  # 6
+""""relation(schema_id)": a document of the target schema."""
 FIELD_KIND_RELATION_LIST: FieldKind.ValueType  # 7
+""""relation_list(schema_id)": documents of the target schema."""
 FIELD_KIND_PINNED_RELATION: FieldKind.ValueType  # 8
+""""pinned_relation(schema_id)": one view of a document of the target schema."""
 FIELD_KIND_PINNED_RELATION_LIST: FieldKind.ValueType  # 9
+""""pinned_relation_list(schema_id)": views of documents of the target schema."""
 Global___FieldKind: _TypeAlias = FieldKind  # noqa: Y015
 
 @_typing.final
 class Document(_message.Message):
     """------------------------------------------------------------------------------------------
     Documents and values
+
+    A materialized document: its current (or requested) view and its field values.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -182,13 +257,17 @@ class Document(_message.Message):
     DELETED_FIELD_NUMBER: _builtins.int
     FIELDS_FIELD_NUMBER: _builtins.int
     document_id: _builtins.str
+    """The document id: the operation id of its CREATE."""
     document_view_id: _builtins.str
+    """The view this message shows: the ids of the operations at the tips of its graph."""
     schema_id: _builtins.str
+    """The schema of the document."""
     owner: _builtins.str
     """Public key of the author of the document's CREATE."""
     edited: _builtins.bool
     """Whether any field was last set by an UPDATE (or the document was deleted)."""
     deleted: _builtins.bool
+    """Whether the document was deleted (its fields are then empty)."""
     @_builtins.property
     def fields(self) -> _containers.MessageMap[_builtins.str, Global___FieldValue]:
         """Field values; empty when deleted."""
@@ -214,11 +293,14 @@ Global___Document: _TypeAlias = Document  # noqa: Y015
 
 @_typing.final
 class RelationValue(_message.Message):
+    """The value of a relation field: a document, by id."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DOCUMENT_ID_FIELD_NUMBER: _builtins.int
     DOCUMENT_FIELD_NUMBER: _builtins.int
     document_id: _builtins.str
+    """The related document's id."""
     @_builtins.property
     def document(self) -> Global___Document:
         """The current view of the related document, when resolved (resolve_depth > 0) and known."""
@@ -239,11 +321,14 @@ Global___RelationValue: _TypeAlias = RelationValue  # noqa: Y015
 
 @_typing.final
 class PinnedRelationValue(_message.Message):
+    """The value of a pinned relation field: one view of a document."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DOCUMENT_VIEW_ID_FIELD_NUMBER: _builtins.int
     DOCUMENT_FIELD_NUMBER: _builtins.int
     document_view_id: _builtins.str
+    """The related document's view id."""
     @_builtins.property
     def document(self) -> Global___Document:
         """That view of the related document, when resolved and known."""
@@ -264,11 +349,15 @@ Global___PinnedRelationValue: _TypeAlias = PinnedRelationValue  # noqa: Y015
 
 @_typing.final
 class RelationListValue(_message.Message):
+    """The value of a relation list field."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelationValue]: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___RelationValue]:
+        """The related documents, in the field's order."""
+
     def __init__(
         self,
         *,
@@ -284,11 +373,15 @@ Global___RelationListValue: _TypeAlias = RelationListValue  # noqa: Y015
 
 @_typing.final
 class PinnedRelationListValue(_message.Message):
+    """The value of a pinned relation list field."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___PinnedRelationValue]: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___PinnedRelationValue]:
+        """The related document views, in the field's order."""
+
     def __init__(
         self,
         *,
@@ -318,18 +411,31 @@ class FieldValue(_message.Message):
     PINNED_RELATION_FIELD_NUMBER: _builtins.int
     PINNED_RELATION_LIST_FIELD_NUMBER: _builtins.int
     bool_value: _builtins.bool
+    """A bool field."""
     int_value: _builtins.int
+    """An int field (64-bit signed)."""
     float_value: _builtins.float
+    """A float field (64-bit IEEE 754)."""
     str_value: _builtins.str
+    """A str field."""
     bytes_value: _builtins.bytes
+    """A bytes field."""
     @_builtins.property
-    def relation(self) -> Global___RelationValue: ...
+    def relation(self) -> Global___RelationValue:
+        """A relation field."""
+
     @_builtins.property
-    def relation_list(self) -> Global___RelationListValue: ...
+    def relation_list(self) -> Global___RelationListValue:
+        """A relation list field."""
+
     @_builtins.property
-    def pinned_relation(self) -> Global___PinnedRelationValue: ...
+    def pinned_relation(self) -> Global___PinnedRelationValue:
+        """A pinned relation field."""
+
     @_builtins.property
-    def pinned_relation_list(self) -> Global___PinnedRelationListValue: ...
+    def pinned_relation_list(self) -> Global___PinnedRelationListValue:
+        """A pinned relation list field."""
+
     def __init__(
         self,
         *,
@@ -355,8 +461,8 @@ Global___FieldValue: _TypeAlias = FieldValue  # noqa: Y015
 
 @_typing.final
 class Consistency(_message.Message):
-    """Read-your-writes: make a read wait (up to the call's deadline, or timeout_ms) until an
-    operation or a document view is materialized.
+    """Read-your-writes: make a read wait (up to the call's deadline, or timeout) until an
+    operation or a document view is materialized. A read that waited in vain answers UNAVAILABLE.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -364,20 +470,36 @@ class Consistency(_message.Message):
     OPERATION_ID_FIELD_NUMBER: _builtins.int
     DOCUMENT_VIEW_ID_FIELD_NUMBER: _builtins.int
     TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_FIELD_NUMBER: _builtins.int
     operation_id: _builtins.str
+    """The operation id (entry hash) Publish answered."""
     document_view_id: _builtins.str
-    timeout_ms: _builtins.int
-    """0: use the call's deadline (or 10 s when it has none)."""
+    """A document view id."""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def timeout_ms(self) -> _builtins.int:
+        """Deprecated: use timeout. Milliseconds; used only when timeout is unset."""
+
+    @timeout_ms.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def timeout_ms(self, value: _builtins.int) -> None:
+        """Deprecated: use timeout. Milliseconds; used only when timeout is unset."""
+
+    @_builtins.property
+    def timeout(self) -> _duration_pb2.Duration:
+        """How long to wait at most; unset or zero: the call's deadline (or 10 s when it has none)."""
+
     def __init__(
         self,
         *,
         operation_id: _builtins.str = ...,
         document_view_id: _builtins.str = ...,
         timeout_ms: _builtins.int = ...,
+        timeout: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document_view_id", b"document_view_id", "operation_id", b"operation_id", "until", b"until"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document_view_id", b"document_view_id", "operation_id", b"operation_id", "timeout", b"timeout", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_view_id", b"document_view_id", "operation_id", b"operation_id", "timeout_ms", b"timeout_ms", "until", b"until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_view_id", b"document_view_id", "operation_id", b"operation_id", "timeout", b"timeout", "timeout_ms", b"timeout_ms", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_until: _TypeAlias = _typing.Literal["operation_id", "document_view_id"]  # noqa: Y015
     _WhichOneofArgType_until: _TypeAlias = _typing.Literal["until", b"until"]  # noqa: Y015
@@ -387,6 +509,8 @@ Global___Consistency: _TypeAlias = Consistency  # noqa: Y015
 
 @_typing.final
 class GetDocumentRequest(_message.Message):
+    """Which document GetDocument returns."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DOCUMENT_ID_FIELD_NUMBER: _builtins.int
@@ -394,11 +518,15 @@ class GetDocumentRequest(_message.Message):
     RESOLVE_DEPTH_FIELD_NUMBER: _builtins.int
     CONSISTENCY_FIELD_NUMBER: _builtins.int
     document_id: _builtins.str
+    """Its current view."""
     document_view_id: _builtins.str
+    """That view; NOT_FOUND (reason VIEW_NOT_FOUND) when the node does not keep it."""
     resolve_depth: _builtins.int
     """How many levels of relation fields to resolve into documents (0: ids only)."""
     @_builtins.property
-    def consistency(self) -> Global___Consistency: ...
+    def consistency(self) -> Global___Consistency:
+        """Wait until a write is materialized before reading."""
+
     def __init__(
         self,
         *,
@@ -419,11 +547,15 @@ Global___GetDocumentRequest: _TypeAlias = GetDocumentRequest  # noqa: Y015
 
 @_typing.final
 class GetDocumentResponse(_message.Message):
+    """The document GetDocument found."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DOCUMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def document(self) -> Global___Document: ...
+    def document(self) -> Global___Document:
+        """The document."""
+
     def __init__(
         self,
         *,
@@ -453,11 +585,15 @@ class FilterValue(_message.Message):
     STR_VALUE_FIELD_NUMBER: _builtins.int
     BYTES_VALUE_FIELD_NUMBER: _builtins.int
     bool_value: _builtins.bool
+    """For bool fields and the edited / deleted meta fields."""
     int_value: _builtins.int
+    """For int fields."""
     float_value: _builtins.float
+    """For float fields."""
     str_value: _builtins.str
     """For str fields, and for relation (document id) and pinned relation (view id) fields."""
     bytes_value: _builtins.bytes
+    """For bytes fields."""
     def __init__(
         self,
         *,
@@ -493,6 +629,7 @@ class Filter(_message.Message):
     meta: Global___MetaField.ValueType
     """A property every document has."""
     operator: Global___FilterOperator.ValueType
+    """How to compare."""
     @_builtins.property
     def value(self) -> Global___FilterValue:
         """The operand of eq, not_eq, gt, gte, lt, lte, contains, not_contains."""
@@ -522,11 +659,14 @@ Global___Filter: _TypeAlias = Filter  # noqa: Y015
 
 @_typing.final
 class OrderBy(_message.Message):
+    """The sort key of a list."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     FIELD_FIELD_NUMBER: _builtins.int
     META_FIELD_NUMBER: _builtins.int
     field: _builtins.str
+    """A field of the schema (bool, int, float, str, bytes, relation or pinned relation)."""
     meta: Global___MetaField.ValueType
     """Only META_FIELD_DOCUMENT_ID and META_FIELD_DOCUMENT_VIEW_ID."""
     def __init__(
@@ -547,6 +687,8 @@ Global___OrderBy: _TypeAlias = OrderBy  # noqa: Y015
 
 @_typing.final
 class ListDocumentsRequest(_message.Message):
+    """Which documents ListDocuments returns, and which page of them."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCHEMA_ID_FIELD_NUMBER: _builtins.int
@@ -558,20 +700,27 @@ class ListDocumentsRequest(_message.Message):
     RESOLVE_DEPTH_FIELD_NUMBER: _builtins.int
     CONSISTENCY_FIELD_NUMBER: _builtins.int
     schema_id: _builtins.str
+    """The schema of the documents."""
     descending: _builtins.bool
+    """Sort in descending order."""
     page_size: _builtins.int
     """Default 25, at most the node's max_page_size (1000 by default)."""
     page_token: _builtins.str
     """From a previous response; only valid with the same schema, filters and order."""
     resolve_depth: _builtins.int
+    """How many levels of relation fields to resolve into documents (0: ids only)."""
     @_builtins.property
-    def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Filter]: ...
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Filter]:
+        """Conditions every returned document meets (combined with AND)."""
+
     @_builtins.property
     def order_by(self) -> Global___OrderBy:
         """Default: by document id. Ties are broken by document id."""
 
     @_builtins.property
-    def consistency(self) -> Global___Consistency: ...
+    def consistency(self) -> Global___Consistency:
+        """Wait until a write is materialized before reading."""
+
     def __init__(
         self,
         *,
@@ -594,6 +743,8 @@ Global___ListDocumentsRequest: _TypeAlias = ListDocumentsRequest  # noqa: Y015
 
 @_typing.final
 class ListDocumentsResponse(_message.Message):
+    """One page of documents."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     DOCUMENTS_FIELD_NUMBER: _builtins.int
@@ -604,7 +755,9 @@ class ListDocumentsResponse(_message.Message):
     total_size: _builtins.int
     """How many documents match the filters (all pages)."""
     @_builtins.property
-    def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Document]: ...
+    def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Document]:
+        """The documents of this page, in order."""
+
     def __init__(
         self,
         *,
@@ -624,6 +777,8 @@ Global___ListDocumentsResponse: _TypeAlias = ListDocumentsResponse  # noqa: Y015
 class WatchDocumentsRequest(_message.Message):
     """------------------------------------------------------------------------------------------
     Watching
+
+    Which documents WatchDocuments follows.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -631,8 +786,11 @@ class WatchDocumentsRequest(_message.Message):
     SCHEMA_ID_FIELD_NUMBER: _builtins.int
     FILTERS_FIELD_NUMBER: _builtins.int
     schema_id: _builtins.str
+    """The schema of the documents."""
     @_builtins.property
-    def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Filter]: ...
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Filter]:
+        """Conditions a document meets to be watched (combined with AND)."""
+
     def __init__(
         self,
         *,
@@ -656,6 +814,7 @@ class DocumentChange(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     DOCUMENT_FIELD_NUMBER: _builtins.int
     kind: Global___ChangeKind.ValueType
+    """What happened."""
     @_builtins.property
     def document(self) -> Global___Document:
         """Absent for CAUGHT_UP."""
@@ -685,7 +844,9 @@ class WatchDocumentsResponse(_message.Message):
 
     CHANGES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___DocumentChange]: ...
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___DocumentChange]:
+        """The changes, oldest first."""
+
     def __init__(
         self,
         *,
@@ -701,6 +862,8 @@ Global___WatchDocumentsResponse: _TypeAlias = WatchDocumentsResponse  # noqa: Y0
 
 @_typing.final
 class SchemaField(_message.Message):
+    """One field of a schema."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
@@ -708,7 +871,9 @@ class SchemaField(_message.Message):
     TARGET_SCHEMA_ID_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The field's name."""
     kind: Global___FieldKind.ValueType
+    """The field's type."""
     target_schema_id: _builtins.str
     """The schema relation fields point to; empty for other kinds."""
     type: _builtins.str
@@ -731,6 +896,8 @@ Global___SchemaField: _TypeAlias = SchemaField  # noqa: Y015
 
 @_typing.final
 class Schema(_message.Message):
+    """A schema this node knows."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCHEMA_ID_FIELD_NUMBER: _builtins.int
@@ -739,11 +906,17 @@ class Schema(_message.Message):
     FIELDS_FIELD_NUMBER: _builtins.int
     SYSTEM_FIELD_NUMBER: _builtins.int
     schema_id: _builtins.str
+    """The schema id, e.g. "venues_0020…" or "schema_definition_v1"."""
     name: _builtins.str
+    """The schema's name."""
     description: _builtins.str
+    """The schema's description."""
     system: _builtins.bool
+    """Whether it is a system schema of p2panda (not defined by operations)."""
     @_builtins.property
-    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___SchemaField]: ...
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___SchemaField]:
+        """The schema's fields, ordered by name."""
+
     def __init__(
         self,
         *,
@@ -763,14 +936,25 @@ Global___Schema: _TypeAlias = Schema  # noqa: Y015
 
 @_typing.final
 class ListSchemasRequest(_message.Message):
+    """Which page of schemas ListSchemas returns (AIP-158)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Most schemas to return; 0: 100. At most the node's max_page_size (1000 by default)."""
+    page_token: _builtins.str
+    """The next_page_token of the previous response; empty for the first page."""
     def __init__(
         self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -778,19 +962,27 @@ Global___ListSchemasRequest: _TypeAlias = ListSchemasRequest  # noqa: Y015
 
 @_typing.final
 class ListSchemasResponse(_message.Message):
+    """One page of schemas, ordered by schema id."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCHEMAS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token to get the next page; empty when this is the last page."""
     @_builtins.property
-    def schemas(self) -> _containers.RepeatedCompositeFieldContainer[Global___Schema]: ...
+    def schemas(self) -> _containers.RepeatedCompositeFieldContainer[Global___Schema]:
+        """The schemas of this page."""
+
     def __init__(
         self,
         *,
         schemas: _abc.Iterable[Global___Schema] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["schemas", b"schemas"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "schemas", b"schemas"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -798,10 +990,13 @@ Global___ListSchemasResponse: _TypeAlias = ListSchemasResponse  # noqa: Y015
 
 @_typing.final
 class GetSchemaRequest(_message.Message):
+    """Which schema GetSchema returns."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCHEMA_ID_FIELD_NUMBER: _builtins.int
     schema_id: _builtins.str
+    """The schema id."""
     def __init__(
         self,
         *,
@@ -817,11 +1012,15 @@ Global___GetSchemaRequest: _TypeAlias = GetSchemaRequest  # noqa: Y015
 
 @_typing.final
 class GetSchemaResponse(_message.Message):
+    """The schema GetSchema found."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCHEMA_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def schema(self) -> Global___Schema: ...
+    def schema(self) -> Global___Schema:
+        """The schema."""
+
     def __init__(
         self,
         *,
@@ -839,6 +1038,8 @@ Global___GetSchemaResponse: _TypeAlias = GetSchemaResponse  # noqa: Y015
 class GetBlobRequest(_message.Message):
     """------------------------------------------------------------------------------------------
     Blobs and entries
+
+    Which blob GetBlob returns.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -847,9 +1048,13 @@ class GetBlobRequest(_message.Message):
     DOCUMENT_VIEW_ID_FIELD_NUMBER: _builtins.int
     CONSISTENCY_FIELD_NUMBER: _builtins.int
     document_id: _builtins.str
+    """Its current view."""
     document_view_id: _builtins.str
+    """That view."""
     @_builtins.property
-    def consistency(self) -> Global___Consistency: ...
+    def consistency(self) -> Global___Consistency:
+        """Wait until a write is materialized before reading."""
+
     def __init__(
         self,
         *,
@@ -869,14 +1074,19 @@ Global___GetBlobRequest: _TypeAlias = GetBlobRequest  # noqa: Y015
 
 @_typing.final
 class BlobHeader(_message.Message):
+    """What GetBlob sends first: about the blob."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MIME_TYPE_FIELD_NUMBER: _builtins.int
     LENGTH_FIELD_NUMBER: _builtins.int
     DOCUMENT_VIEW_ID_FIELD_NUMBER: _builtins.int
     mime_type: _builtins.str
+    """The blob's mime type."""
     length: _builtins.int
+    """The blob's length in bytes."""
     document_view_id: _builtins.str
+    """The view of the blob document the bytes belong to."""
     def __init__(
         self,
         *,
@@ -894,13 +1104,18 @@ Global___BlobHeader: _TypeAlias = BlobHeader  # noqa: Y015
 
 @_typing.final
 class GetBlobResponse(_message.Message):
+    """One message of GetBlob's stream: the header first, then the data in chunks."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HEADER_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     data: _builtins.bytes
+    """A chunk of the blob's bytes, in order."""
     @_builtins.property
-    def header(self) -> Global___BlobHeader: ...
+    def header(self) -> Global___BlobHeader:
+        """The first message."""
+
     def __init__(
         self,
         *,
@@ -919,13 +1134,17 @@ Global___GetBlobResponse: _TypeAlias = GetBlobResponse  # noqa: Y015
 
 @_typing.final
 class GetEntriesRequest(_message.Message):
+    """Which entries GetEntries returns."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     LOG_ID_FIELD_NUMBER: _builtins.int
     FROM_SEQ_NUM_FIELD_NUMBER: _builtins.int
     public_key: _builtins.str
+    """The log's author."""
     log_id: _builtins.int
+    """The log id."""
     from_seq_num: _builtins.int
     """0 or 1: from the start of the log."""
     def __init__(
@@ -945,14 +1164,19 @@ Global___GetEntriesRequest: _TypeAlias = GetEntriesRequest  # noqa: Y015
 
 @_typing.final
 class Entry(_message.Message):
+    """One entry of a log, with its operation."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SEQ_NUM_FIELD_NUMBER: _builtins.int
     ENTRY_FIELD_NUMBER: _builtins.int
     OPERATION_FIELD_NUMBER: _builtins.int
     seq_num: _builtins.int
+    """The entry's seq num."""
     entry: _builtins.bytes
+    """The encoded, signed Bamboo entry."""
     operation: _builtins.bytes
+    """The encoded operation the entry signs."""
     def __init__(
         self,
         *,
@@ -970,11 +1194,15 @@ Global___Entry: _TypeAlias = Entry  # noqa: Y015
 
 @_typing.final
 class GetEntriesResponse(_message.Message):
+    """A batch of GetEntries' stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Entry]: ...
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Entry]:
+        """Consecutive entries, in seq order."""
+
     def __init__(
         self,
         *,

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class QueryServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Reads of the documents, schemas, blobs and entries this node has materialized.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -72,7 +73,8 @@ class QueryServiceStub:
 
 
 class QueryServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Reads of the documents, schemas, blobs and entries this node has materialized.
+    """
 
     def GetDocument(self, request, context):
         """One document, by id (its current view) or by view id (that view, if the node keeps it).
@@ -96,13 +98,16 @@ class QueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSchemas(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The schemas this node knows (system and application schemas), ordered by schema id and
+        paginated.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetSchema(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One schema with its fields, by schema id.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -168,7 +173,8 @@ def add_QueryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class QueryService:
-    """Missing associated documentation comment in .proto file."""
+    """Reads of the documents, schemas, blobs and entries this node has materialized.
+    """
 
     @staticmethod
     def GetDocument(request,

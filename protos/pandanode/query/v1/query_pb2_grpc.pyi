@@ -32,6 +32,8 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class QueryServiceStub:
+    """Reads of the documents, schemas, blobs and entries this node has materialized."""
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -43,7 +45,11 @@ class QueryServiceStub:
     WatchDocuments: _grpc.UnaryStreamMultiCallable[_query_pb2.WatchDocumentsRequest, _query_pb2.WatchDocumentsResponse]
     """The matching documents now, then every change as it is materialized."""
     ListSchemas: _grpc.UnaryUnaryMultiCallable[_query_pb2.ListSchemasRequest, _query_pb2.ListSchemasResponse]
+    """The schemas this node knows (system and application schemas), ordered by schema id and
+    paginated.
+    """
     GetSchema: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetSchemaRequest, _query_pb2.GetSchemaResponse]
+    """One schema with its fields, by schema id."""
     GetBlob: _grpc.UnaryStreamMultiCallable[_query_pb2.GetBlobRequest, _query_pb2.GetBlobResponse]
     """A blob's bytes: first a header (mime type, length), then data chunks."""
     GetEntries: _grpc.UnaryStreamMultiCallable[_query_pb2.GetEntriesRequest, _query_pb2.GetEntriesResponse]
@@ -51,6 +57,8 @@ class QueryServiceStub:
 
 @_typing.type_check_only
 class QueryServiceAsyncStub(QueryServiceStub):
+    """Reads of the documents, schemas, blobs and entries this node has materialized."""
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetDocument: _aio.UnaryUnaryMultiCallable[_query_pb2.GetDocumentRequest, _query_pb2.GetDocumentResponse]  # type: ignore[assignment]
     """One document, by id (its current view) or by view id (that view, if the node keeps it)."""
@@ -59,13 +67,19 @@ class QueryServiceAsyncStub(QueryServiceStub):
     WatchDocuments: _aio.UnaryStreamMultiCallable[_query_pb2.WatchDocumentsRequest, _query_pb2.WatchDocumentsResponse]  # type: ignore[assignment]
     """The matching documents now, then every change as it is materialized."""
     ListSchemas: _aio.UnaryUnaryMultiCallable[_query_pb2.ListSchemasRequest, _query_pb2.ListSchemasResponse]  # type: ignore[assignment]
+    """The schemas this node knows (system and application schemas), ordered by schema id and
+    paginated.
+    """
     GetSchema: _aio.UnaryUnaryMultiCallable[_query_pb2.GetSchemaRequest, _query_pb2.GetSchemaResponse]  # type: ignore[assignment]
+    """One schema with its fields, by schema id."""
     GetBlob: _aio.UnaryStreamMultiCallable[_query_pb2.GetBlobRequest, _query_pb2.GetBlobResponse]  # type: ignore[assignment]
     """A blob's bytes: first a header (mime type, length), then data chunks."""
     GetEntries: _aio.UnaryStreamMultiCallable[_query_pb2.GetEntriesRequest, _query_pb2.GetEntriesResponse]  # type: ignore[assignment]
     """Raw entries of one log with their operations, so a client can verify data itself."""
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Reads of the documents, schemas, blobs and entries this node has materialized."""
+
     @_abc_1.abstractmethod
     def GetDocument(
         self,
@@ -95,14 +109,18 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _query_pb2.ListSchemasRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_query_pb2.ListSchemasResponse, _abc.Awaitable[_query_pb2.ListSchemasResponse]]: ...
+    ) -> _typing.Union[_query_pb2.ListSchemasResponse, _abc.Awaitable[_query_pb2.ListSchemasResponse]]:
+        """The schemas this node knows (system and application schemas), ordered by schema id and
+        paginated.
+        """
 
     @_abc_1.abstractmethod
     def GetSchema(
         self,
         request: _query_pb2.GetSchemaRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_query_pb2.GetSchemaResponse, _abc.Awaitable[_query_pb2.GetSchemaResponse]]: ...
+    ) -> _typing.Union[_query_pb2.GetSchemaResponse, _abc.Awaitable[_query_pb2.GetSchemaResponse]]:
+        """One schema with its fields, by schema id."""
 
     @_abc_1.abstractmethod
     def GetBlob(
