@@ -60,6 +60,40 @@ def _add_discovery(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_replication(parser: argparse.ArgumentParser, *, serve: bool) -> None:
+    parser.add_argument(
+        "--node-key",
+        dest="node_key",
+        metavar="PATH",
+        help="the node key file discovery and replication share (default <data-dir>/node.key)",
+    )
+    parser.add_argument(
+        "--replication-schema-ids",
+        dest="replication_schema_ids",
+        metavar="ID,…",
+        help="schema ids to replicate (default *: every schema; empty: nothing)",
+    )
+    parser.add_argument(
+        "--allow-peer-ids",
+        dest="allow_peer_ids",
+        metavar="NODE_ID,…",
+        help="node ids to replicate with (default *: any)",
+    )
+    parser.add_argument(
+        "--block-peer-ids",
+        dest="block_peer_ids",
+        metavar="NODE_ID,…",
+        help="node ids never to replicate with (refused both ways)",
+    )
+    if serve:
+        parser.add_argument(
+            "--ingest",
+            dest="ingest_address",
+            metavar="HOST:PORT",
+            help="ingest's gRPC address (serve replication; default: this process)",
+        )
+
+
 # What `up` and `serve discovery` default to, beaten by flags, environment and config file.
 _NODE_DEFAULTS = {"lan_discovery": True}
 
@@ -74,11 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(up)
     _add_discovery(up)
+    _add_replication(up, serve=False)
     up.add_argument("--nats-url", dest="nats_url", help="use this NATS server, not an embedded one")
     serve = commands.add_parser("serve", help="run one service (distributed deployment)")
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
     _add_discovery(serve)
+    _add_replication(serve, serve=True)
     serve.add_argument("--nats", dest="nats_url", required=True, help="NATS server URL")
     query = commands.add_parser("query", help="maintain the query service's store")
     query_commands = query.add_subparsers(dest="query_command", required=True)
@@ -177,6 +213,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "bootstrap_peers": getattr(args, "bootstrap_peers", None),
         "advertise_address": getattr(args, "advertise_address", None),
         "lan_discovery": getattr(args, "lan_discovery", None),
+        "node_key": getattr(args, "node_key", None),
+        "replication_schema_ids": getattr(args, "replication_schema_ids", None),
+        "allow_peer_ids": getattr(args, "allow_peer_ids", None),
+        "block_peer_ids": getattr(args, "block_peer_ids", None),
+        "ingest_address": getattr(args, "ingest_address", None),
     }
     defaults = _NODE_DEFAULTS if args.command in ("up", "serve") else None
     try:

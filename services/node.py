@@ -19,9 +19,10 @@ from grpc_health.v1 import health_pb2
 
 from .discovery.discovery import Discovery
 from .ingest.ingest import Ingest
-from .parts import PARTS, DiscoveryPart, IngestPart, QueryPart
+from .parts import PARTS, DiscoveryPart, IngestPart, QueryPart, ReplicationPart
 from .query.materializer import Materializer
 from .query.service import Query
+from .replication.replication import Replication
 from .runtime.bus import Bus, connect_bus
 from .runtime.nats_server import EmbeddedNats
 from .runtime.server import GrpcServer
@@ -97,6 +98,12 @@ class Node:
         """The discovery service's peer table and tasks, when it runs."""
         part = self._part(DiscoveryPart)
         return part.discovery if isinstance(part, DiscoveryPart) else None
+
+    @property
+    def replication(self) -> Replication | None:
+        """The replication service's sessions and peers, when it runs."""
+        part = self._part(ReplicationPart)
+        return part.replication if isinstance(part, ReplicationPart) else None
 
     async def start(self) -> None:
         """Start NATS (if embedded), the services and the gRPC server; then report SERVING."""
@@ -182,8 +189,9 @@ class Node:
         if self._server is not None:
             await self._server.stop(grace=5.0)
             self._server = None
-        # Discovery first (it probes through the others), then ingest before query.
-        order = {"discovery": 0, "ingest": 1, "query": 2}
+        # Replication and discovery first (they work through the others), then ingest before
+        # query.
+        order = {"replication": -1, "discovery": 0, "ingest": 1, "query": 2}
         for part in sorted(self.parts, key=lambda part: order.get(part.name, 3)):
             await part.drain()
         self.parts = []

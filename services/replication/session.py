@@ -54,6 +54,7 @@ __all__ = [
     "LoadHeights",
     "LocalStored",
     "Log",
+    "MessageInvalid",
     "MissingSent",
     "PeerClosed",
     "Phase",
@@ -268,6 +269,14 @@ class PeerClosed:
     """The peer's side of the stream ended."""
 
 
+@dataclass(frozen=True, slots=True)
+class MessageInvalid:
+    """The peer sent a message that cannot be read (e.g. an entry that does not decode)."""
+
+    reason: str
+    message: str
+
+
 Event = (
     Start
     | AnnounceReceived
@@ -281,6 +290,7 @@ Event = (
     | LocalStored
     | IdleTimeout
     | PeerClosed
+    | MessageInvalid
 )
 
 # -- actions --------------------------------------------------------------------------------
@@ -667,6 +677,10 @@ def _on_closed(state: SessionState, event: PeerClosed) -> Step:
     return _fail(state, "PEER_CLOSED", "the peer ended the stream before SyncDone")
 
 
+def _on_invalid(state: SessionState, event: MessageInvalid) -> Step:
+    return _fail(state, event.reason, event.message)
+
+
 _HANDLERS: Final[dict[type, Callable[[SessionState, Any], Step]]] = {
     Start: _on_start,
     AnnounceReceived: _on_announce,
@@ -680,6 +694,7 @@ _HANDLERS: Final[dict[type, Callable[[SessionState, Any], Step]]] = {
     LocalStored: _on_local,
     IdleTimeout: _on_idle,
     PeerClosed: _on_closed,
+    MessageInvalid: _on_invalid,
 }
 
 

@@ -22,6 +22,7 @@ from pandanode.services.replication.session import (
     IngestResult,
     LoadHeights,
     LocalStored,
+    MessageInvalid,
     MissingSent,
     PeerClosed,
     Phase,
@@ -424,3 +425,9 @@ def test_target_is_the_intersection(
     ours: tuple[str, ...], theirs: tuple[str, ...], expected: Target
 ) -> None:
     assert Target.of(ours).intersect(Target.of(theirs)) == expected
+
+
+@pytest.mark.parametrize("state_name", ["announce", "sync_diff", "live"])
+def test_an_unreadable_message_ends_the_session_with_its_reason(state_name: str) -> None:
+    _, actions = run(STATES[state_name](), MessageInvalid("INVALID_ENTRY", "bad bytes"))
+    assert finish_reason(actions) == "INVALID_ENTRY"

@@ -1,0 +1,212 @@
+"""Replication as a client of ingest: log heights, the entries a peer lacks, publishing.
+
+The replication process talks to ingest over gRPC like any client (``--ingest HOST:PORT``).
+Reading what a peer lacks goes through one function, :meth:`IngestClient.read_missing`, so it
+can move to ingest's ``ReadMissingEntries`` (one stream, logs merged in store order) without
+touching the session code; until then it reads log by log (``GetLogHeights`` + ``ReadLog``),
+system schema logs first so schema definitions travel before the documents that use them. An
+entry that still arrives before its dependency is held and retried (:class:`HoldBuffer`).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import grpc
+from blake3 import blake3
+
+from pandanode.core.errors import Reason
+from pandanode.ingest.v1 import ingest_pb2 as ipb
+from pandanode.ingest.v1 import ingest_pb2_grpc
+
+from .session import Log, Target
+
+if TYPE_CHECKING:
+    from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
+
+__all__ = [
+    "DEPENDENCY_REASONS",
+    "HoldBuffer",
+    "IngestClient",
+    "PublishOutcome",
+    "log_heights_digest",
+]
+
+# Rejections that only mean "not yet": a dependency (schema, previous operation, an earlier
+# entry of the log) has not arrived. Such entries are held and retried, not held against the
+# peer.
+DEPENDENCY_REASONS: Final = frozenset(
+    {
+        Reason.SCHEMA_NOT_FOUND.value,
+        Reason.PREVIOUS_NOT_FOUND.value,
+        Reason.SEQ_NUM_MISMATCH.value,
+        Reason.SKIPLINK_MISSING.value,
+    }
+)
+# Logs of these schemas go first: the schemas others depend on.
+_SYSTEM_FIRST: Final = ("schema_field_definition_v1", "schema_definition_v1")
+
+
+def log_heights_digest(heights: Iterable[tuple[str, int, int]]) -> bytes:
+    """BLAKE3 over the sorted (32-byte public key, u64 BE log id, u64 BE seq num) of ``heights``.
+
+    The HaveDigest of a set of log heights; equal sets give equal digests on every node.
+    """
+    hasher = blake3()
+    for public_key, log_id, seq_num in sorted(heights):
+        hasher.update(bytes.fromhex(public_key) + struct.pack(">QQ", log_id, seq_num))
+    return hasher.digest()
+
+
+@dataclass(frozen=True, slots=True)
+class PublishOutcome:
+    """What publishing one item gave: stored (or already held), held back, or rejected."""
+
+    stored: bool
+    reason: str = ""
+
+    @property
+    def missing_dependency(self) -> bool:
+        """Rejected only because a dependency is not stored yet."""
+        return not self.stored and self.reason in DEPENDENCY_REASONS
+
+
+class IngestClient:
+    """Ingest's API as replication uses it, over one channel.
+
+    Args:
+        address: Ingest's gRPC ``host:port``.
+        max_message_bytes: The gRPC message size limit.
+    """
+
+    def __init__(self, address: str, max_message_bytes: int) -> None:
+        self.address = address
+        self._channel = grpc.aio.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ],
+        )
+        self._stub: IngestServiceAsyncStub = ingest_pb2_grpc.IngestServiceStub(self._channel)
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close(None)
+
+    async def log_heights(self, target: Target) -> dict[Log, tuple[int, str]]:
+        """The latest seq num (and schema id) of every log of ``target``."""
+        if not target.any and not target.schema_ids:
+            return {}
+        request = ipb.GetLogHeightsRequest(
+            schema_ids=[] if target.any else sorted(target.schema_ids)
+        )
+        response = await self._stub.GetLogHeights(request)
+        return {
+            (height.public_key, height.log_id): (height.seq_num, height.schema_id)
+            for height in response.log_heights
+        }
+
+    async def read_missing(
+        self, target: Target, peer_heights: Mapping[Log, int], max_items: int
+    ) -> AsyncIterator[list[tuple[Log, int, ipb.PublishRequest]]]:
+        """Every entry of ``target`` above ``peer_heights``, in batches of up to ``max_items``.
+
+        Per log in ascending seq num; logs of system schemas first.
+
+        Yields:
+            Batches of ((public key, log id), seq num, entry + operation).
+        """
+        heights = await self.log_heights(target)
+
+        def order(item: tuple[Log, tuple[int, str]]) -> tuple[int, Log]:
+            log, (_, schema_id) = item
+            rank = _SYSTEM_FIRST.index(schema_id) if schema_id in _SYSTEM_FIRST else 2
+            return rank, log
+
+        batch: list[tuple[Log, int, ipb.PublishRequest]] = []
+        for log, (seq_num, _) in sorted(heights.items(), key=order):
+            have = peer_heights.get(log, 0)
+            if seq_num <= have:
+                continue
+            request = ipb.ReadLogRequest(public_key=log[0], log_id=log[1], from_seq_num=have + 1)
+            async for page in self._stub.ReadLog(request):
+                for stored in page.entries:
+                    batch.append(
+                        (
+                            log,
+                            stored.seq_num,
+                            ipb.PublishRequest(entry=stored.entry, operation=stored.operation),
+                        )
+                    )
+                    if len(batch) >= max_items:
+                        yield batch
+                        batch = []
+        if batch:
+            yield batch
+
+    def publisher(self) -> Publisher:
+        """A PublishStream to hand batches to, one at a time."""
+        return Publisher(self._stub)
+
+
+class Publisher:
+    """One ``PublishStream`` call: a batch in, one outcome per item out."""
+
+    def __init__(self, stub: IngestServiceAsyncStub) -> None:
+        self._call = stub.PublishStream()
+
+    async def publish(self, items: list[ipb.PublishRequest]) -> list[PublishOutcome]:
+        """Publish ``items`` as one batch; their outcomes, in order.
+
+        Raises:
+            grpc.aio.AioRpcError: ingest is not reachable or ended the stream.
+        """
+        await self._call.write(ipb.PublishStreamRequest(items=items))
+        response = await self._call.read()
+        if response is grpc.aio.EOF:
+            raise ConnectionError("ingest ended the publish stream")
+        assert isinstance(response, ipb.PublishStreamResponse)
+        return [
+            PublishOutcome(stored=True)
+            if result.WhichOneof("outcome") == "ok"
+            else PublishOutcome(stored=False, reason=result.error.reason)
+            for result in response.results
+        ]
+
+    def close(self) -> None:
+        """End the call."""
+        self._call.cancel()
+
+
+class HoldBuffer:
+    """Entries waiting for a missing dependency, bounded, in arrival order.
+
+    Args:
+        max_items: Most entries held; past it the oldest are dropped (they come again with the
+            next session).
+    """
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self._items: list[ipb.PublishRequest] = []
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def hold(self, items: Iterable[ipb.PublishRequest]) -> None:
+        """Keep ``items`` for a retry."""
+        self._items.extend(items)
+        excess = len(self._items) - self.max_items
+        if excess > 0:
+            self.dropped += excess
+            del self._items[:excess]
+
+    def take(self) -> list[ipb.PublishRequest]:
+        """Everything held (the buffer is empty after)."""
+        items, self._items = self._items, []
+        return items

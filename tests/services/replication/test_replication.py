@@ -1,0 +1,200 @@
+"""Replication between real nodes on loopback, wired only by bootstrap peers (LAN off)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+
+from pandanode.client import Client, KeyPair, ResourceNotFoundError, SchemaNotFoundError
+from pandanode.replication.v1 import replication_pb2 as pb
+from pandanode.replication.v1 import replication_pb2_grpc
+from pandanode.services.node import Node
+from tests.services.support import eventually
+
+from .support import StartNode, log_entries, node_id, set_hash, starter
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> StartNode:
+    return starter(tmp_path)
+
+
+async def converged(*nodes: Node) -> str | None:
+    """The common log set's hash once every node holds the same non-empty set."""
+    hashes = {set_hash(await log_entries(node.address)) for node in nodes}
+    sets = [await log_entries(node.address) for node in nodes]
+    if len(hashes) == 1 and sets[0]:
+        return hashes.pop()
+    return None
+
+
+async def readable(node: Node, document_id: str, field: str, value: object) -> bool:
+    async with Client.connect(node.address) as client:
+        try:
+            document = await client.get_document(document_id)
+        except ResourceNotFoundError:
+            return False
+        return bool(document.fields.get(field) == value)
+
+
+async def test_two_nodes_converge_on_the_documents_made_on_each(start: StartNode) -> None:
+    async with start("a") as a:
+        async with Client.connect(a.address, key_pair=KeyPair()) as alice:
+            venue = await alice.create_schema("venue", "A place", {"name": "str", "seats": "int"})
+            hall = await alice.create(venue, {"name": "Hall", "seats": 120})
+            await alice.update(hall, {"seats": 150})
+        async with start("b", bootstrap_peers=a.address) as b:
+            async with Client.connect(b.address, key_pair=KeyPair()) as bob:
+                band = await bob.create_schema("band", "A band", {"name": "str"})
+                duo = await bob.create(band, {"name": "Duo"})
+            await eventually(lambda: converged(a, b), timeout=30, what="the same log sets")
+            # Materialized on both: A's document on B, B's on A.
+            await eventually(
+                lambda: readable(b, hall.document_id, "seats", 150), what="A's venue on B"
+            )
+            await eventually(lambda: readable(a, duo.document_id, "name", "Duo"), what="B's on A")
+
+
+async def test_a_schema_defined_on_one_node_is_used_on_the_other(start: StartNode) -> None:
+    async with start("a") as a, start("b", bootstrap_peers=a.address) as b:
+        async with Client.connect(a.address, key_pair=KeyPair()) as alice:
+            venue = await alice.create_schema("venue", "A place", {"name": "str"})
+
+        async def schema_on_b() -> bool:
+            async with Client.connect(b.address) as client:
+                try:
+                    await client.get_schema(venue)
+                except (ResourceNotFoundError, SchemaNotFoundError):
+                    return False
+                return True
+
+        await eventually(schema_on_b, timeout=30, what="A's schema on B")
+        async with Client.connect(b.address, key_pair=KeyPair()) as bob:
+            place = await bob.create(venue, {"name": "Bob's place"})
+            await alice_update_on_a(a, place.document_id)
+        await eventually(lambda: converged(a, b), timeout=30, what="the same log sets")
+
+
+async def alice_update_on_a(a: Node, document_id: str) -> None:
+    """A multi-author document: Bob's document (made on B) updated by Carol on A."""
+
+    async def on_a() -> bool:
+        return await readable(a, document_id, "name", "Bob's place")
+
+    await eventually(on_a, timeout=30, what="B's document on A")
+    async with Client.connect(a.address, key_pair=KeyPair()) as carol:
+        await carol.update(document_id, {"name": "Carol's place"})
+
+
+async def test_live_mode_pushes_a_new_document_before_the_replication_interval(
+    start: StartNode,
+) -> None:
+    slow = {"replication_interval": 3600.0}
+    async with start("a", **slow) as a, start("b", bootstrap_peers=a.address, **slow) as b:
+
+        async def live() -> bool:
+            sessions = [*_sessions(a), *_sessions(b)]
+            return any(s.phase.value == "live" for s in sessions)
+
+        await eventually(live, timeout=30, what="a live session")
+        async with Client.connect(a.address, key_pair=KeyPair()) as alice:
+            venue = await alice.create_schema("venue", "A place", {"name": "str"})
+            hall = await alice.create(venue, {"name": "Live hall"})
+        # Well before the hour-long interval: only the live push can bring it.
+        await eventually(
+            lambda: readable(b, hall.document_id, "name", "Live hall"),
+            timeout=20,
+            what="A's document on B",
+        )
+        # And nothing is echoed back: A never received an entry.
+        assert all(s.entries_received == 0 for s in _sessions(a))
+
+
+def _sessions(node: Node) -> list[object]:
+    assert node.replication is not None
+    return list(node.replication.sessions())
+
+
+async def test_nodes_in_sync_exchange_only_announce_digest_and_sync_done(
+    start: StartNode,
+) -> None:
+    async with start("a") as a:
+        async with Client.connect(a.address, key_pair=KeyPair()) as alice:
+            venue = await alice.create_schema("venue", "A place", {"name": "str"})
+            await alice.create(venue, {"name": "Hall"})
+        async with start("b", bootstrap_peers=a.address) as b:
+            await eventually(lambda: converged(a, b), timeout=30, what="the same log sets")
+        async with start("b", bootstrap_peers=a.address) as b:
+            assert b.replication is not None
+            replication = b.replication
+
+            async def in_sync_session() -> object:
+                return next(
+                    (s for s in replication.ended if not s.error_reason),
+                    None,
+                ) or next(
+                    (
+                        s
+                        for s in replication.sessions()
+                        if s.phase.value == "live" and s.sent_kinds["sync_done"]
+                    ),
+                    None,
+                )
+
+            session = await eventually(in_sync_session, timeout=30, what="a session with A")
+            assert set(session.sent_kinds) == {"announce", "have_digest", "sync_done"}  # type: ignore[attr-defined]
+            assert set(session.received_kinds) == {"announce", "have_digest", "sync_done"}  # type: ignore[attr-defined]
+            assert session.bytes_by_kind["entries"] == 0  # type: ignore[attr-defined]
+            assert session.bytes_sent < 300  # type: ignore[attr-defined]
+
+
+async def test_a_node_on_its_own_bootstrap_list_never_syncs_with_itself(
+    start: StartNode,
+) -> None:
+    async with start("a") as a:
+        async with grpc.aio.insecure_channel(a.address) as channel:
+            stub = replication_pb2_grpc.ReplicationServiceStub(channel)
+            session = await stub.SyncWith(pb.SyncWithRequest(address=a.address), timeout=30)
+        assert session.state == pb.SESSION_STATE_FAILED
+        assert session.error_reason == "SELF_SYNC"
+        assert session.entries_received == 0
+
+
+async def test_a_blocked_node_id_is_refused_both_ways(start: StartNode) -> None:
+    async with start("a") as a:
+        a_id = node_id(a)
+        async with start("b", block_peer_ids=a_id) as b:
+            async with Client.connect(a.address, key_pair=KeyPair()) as alice:
+                venue = await alice.create_schema("venue", "A place", {"name": "str"})
+                await alice.create(venue, {"name": "Hall"})
+            for dialer, target, reason in (
+                (a, b, "PEER_ENDED_PERMISSION_DENIED"),
+                (b, a, "PEER_REFUSED"),
+            ):
+                async with grpc.aio.insecure_channel(dialer.address) as channel:
+                    stub = replication_pb2_grpc.ReplicationServiceStub(channel)
+                    session = await stub.SyncWith(
+                        pb.SyncWithRequest(address=target.address), timeout=30
+                    )
+                assert session.state == pb.SESSION_STATE_FAILED
+                assert session.error_reason == reason
+            assert await log_entries(b.address) == set()
+
+
+async def test_sync_with_catches_up_once_and_list_sessions_shows_it(start: StartNode) -> None:
+    async with start("a") as a, start("b") as b:
+        async with Client.connect(a.address, key_pair=KeyPair()) as alice:
+            venue = await alice.create_schema("venue", "A place", {"name": "str"})
+            await alice.create(venue, {"name": "Hall"})
+        async with grpc.aio.insecure_channel(b.address) as channel:
+            stub = replication_pb2_grpc.ReplicationServiceStub(channel)
+            session = await stub.SyncWith(pb.SyncWithRequest(address=a.address), timeout=30)
+            assert session.error_reason == ""
+            assert session.state == pb.SESSION_STATE_DONE
+            assert session.node_id == node_id(a)
+            assert session.entries_received == len(await log_entries(a.address))
+            listed = await stub.ListSessions(pb.ListSessionsRequest(), timeout=10)
+        assert any(s.node_id == node_id(a) and s.initiator for s in listed.sessions)
+        assert await converged(a, b)
