@@ -46,6 +46,7 @@ DEPENDENCY_REASONS: Final = frozenset(
         Reason.SKIPLINK_MISSING.value,
     }
 )
+_EOF: Final[object] = grpc.aio.EOF  # type: ignore[attr-defined]
 # Logs of these schemas go first: the schemas others depend on.
 _SYSTEM_FIRST: Final = ("schema_field_definition_v1", "schema_definition_v1")
 
@@ -157,7 +158,7 @@ class Publisher:
     """One ``PublishStream`` call: a batch in, one outcome per item out."""
 
     def __init__(self, stub: IngestServiceAsyncStub) -> None:
-        self._call = stub.PublishStream()
+        self._call = stub.PublishStream()  # type: ignore[call-arg]
 
     async def publish(self, items: list[ipb.PublishRequest]) -> list[PublishOutcome]:
         """Publish ``items`` as one batch; their outcomes, in order.
@@ -167,7 +168,7 @@ class Publisher:
         """
         await self._call.write(ipb.PublishStreamRequest(items=items))
         response = await self._call.read()
-        if response is grpc.aio.EOF:
+        if response is _EOF:
             raise ConnectionError("ingest ended the publish stream")
         assert isinstance(response, ipb.PublishStreamResponse)
         return [

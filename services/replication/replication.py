@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 
@@ -58,6 +58,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_EOF: Final[object] = grpc.aio.EOF  # type: ignore[attr-defined]
 FIRST_BACKOFF: Final = 1.0
 MAX_BACKOFF: Final = 300.0
 FAILURE_WINDOW: Final = 600.0
@@ -182,7 +183,7 @@ class _CallTransport:
 
     async def receive(self) -> pb.SyncMessage | None:
         message = await self._call.read()
-        if message is grpc.aio.EOF:
+        if message is _EOF:
             return None
         assert isinstance(message, pb.SyncMessage)
         return message
@@ -216,7 +217,7 @@ class Replication:
         self.ingest: IngestClient | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._dials: set[asyncio.Task[None]] = set()
+        self._dials: set[asyncio.Task[SessionRecord]] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -242,7 +243,7 @@ class Replication:
         for running in list(self.running.values()):
             if running.stop is not None:
                 running.stop("STOPPING")
-        tasks = [*self._tasks, *self._dials]
+        tasks: list[asyncio.Task[Any]] = [*self._tasks, *self._dials]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -449,7 +450,7 @@ class Replication:
         ]
         async with grpc.aio.insecure_channel(address, options=options) as channel:
             stub: ReplicationServiceAsyncStub = replication_pb2_grpc.ReplicationServiceStub(channel)
-            call = stub.Sync()
+            call = stub.Sync()  # type: ignore[call-arg]
             try:
                 return await self._run(
                     self._config(live=live, expected=node_id), _CallTransport(call), record

@@ -19,6 +19,7 @@ from .session import Phase
 
 __all__ = ["ReplicationServicer", "peer_to_pb", "session_to_pb", "status_code_of"]
 
+_EOF: Final[object] = grpc.aio.EOF  # type: ignore[attr-defined]
 _STATES: Final = {
     Phase.START: pb.SESSION_STATE_ANNOUNCING,
     Phase.ANNOUNCE: pb.SESSION_STATE_ANNOUNCING,
@@ -112,7 +113,7 @@ class _ServerTransport:
 
     async def receive(self) -> pb.SyncMessage | None:
         message = await self._context.read()
-        if message is grpc.aio.EOF:
+        if message is _EOF:
             return None
         assert isinstance(message, pb.SyncMessage)
         return message
@@ -124,8 +125,8 @@ class ReplicationServicer(pb_grpc.ReplicationServiceServicer):
     def __init__(self, replication: Replication) -> None:
         self._replication = replication
 
-    async def Sync(  # noqa: N802 - gRPC method name
-        self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]
+    async def Sync(  # type: ignore[override]  # noqa: N802 - gRPC method name
+        self, request_iterator: Any, context: Any
     ) -> None:
         """One session a peer dialed; ends with the failure's status, if it failed."""
         try:
@@ -145,7 +146,7 @@ class ReplicationServicer(pb_grpc.ReplicationServiceServicer):
             )
 
     async def SyncWith(  # noqa: N802 - gRPC method name
-        self, request: pb.SyncWithRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: pb.SyncWithRequest, context: Any
     ) -> pb.Session:
         """One catch-up session with the node at an address; answers when it ended."""
         host, colon, port = request.address.rpartition(":")

@@ -467,7 +467,8 @@ def _both_done(state: SessionState, actions: tuple[Action, ...]) -> Step:
 
 def _compare(state: SessionState) -> Step:
     """Both digests known: SyncDone at once when equal, else our Have."""
-    if state.local is None or state.peer_digest is None:
+    local = state.local
+    if local is None or state.peer_digest is None:
         return state, ()
     if state.local_digest == state.peer_digest:
         state = replace(
@@ -475,11 +476,11 @@ def _compare(state: SessionState) -> Step:
             phase=Phase.SYNC,
             diff=False,
             peer_have_done=True,
-            peer_known=state.local,
+            peer_known=local,
             sent_done=True,
         )
         return _both_done(state, (Send(_done(state)),))
-    haves = tuple(Send(_message(have=have)) for have in have_messages(state.local))
+    haves = tuple(Send(_message(have=have)) for have in have_messages(local))
     return replace(state, phase=Phase.SYNC, diff=True), haves
 
 

@@ -11,6 +11,7 @@ from pandanode.client import Client, KeyPair, ResourceNotFoundError, SchemaNotFo
 from pandanode.replication.v1 import replication_pb2 as pb
 from pandanode.replication.v1 import replication_pb2_grpc
 from pandanode.services.node import Node
+from pandanode.services.replication.driver import SessionRecord
 from tests.services.support import eventually
 
 from .support import StartNode, log_entries, node_id, set_hash, starter
@@ -112,7 +113,7 @@ async def test_live_mode_pushes_a_new_document_before_the_replication_interval(
         assert all(s.entries_received == 0 for s in _sessions(a))
 
 
-def _sessions(node: Node) -> list[object]:
+def _sessions(node: Node) -> list[SessionRecord]:
     assert node.replication is not None
     return list(node.replication.sessions())
 
@@ -130,7 +131,7 @@ async def test_nodes_in_sync_exchange_only_announce_digest_and_sync_done(
             assert b.replication is not None
             replication = b.replication
 
-            async def in_sync_session() -> object:
+            async def in_sync_session() -> SessionRecord | None:
                 return next(
                     (s for s in replication.ended if not s.error_reason),
                     None,
@@ -144,10 +145,10 @@ async def test_nodes_in_sync_exchange_only_announce_digest_and_sync_done(
                 )
 
             session = await eventually(in_sync_session, timeout=30, what="a session with A")
-            assert set(session.sent_kinds) == {"announce", "have_digest", "sync_done"}  # type: ignore[attr-defined]
-            assert set(session.received_kinds) == {"announce", "have_digest", "sync_done"}  # type: ignore[attr-defined]
-            assert session.bytes_by_kind["entries"] == 0  # type: ignore[attr-defined]
-            assert session.bytes_sent < 300  # type: ignore[attr-defined]
+            assert set(session.sent_kinds) == {"announce", "have_digest", "sync_done"}
+            assert set(session.received_kinds) == {"announce", "have_digest", "sync_done"}
+            assert session.bytes_by_kind["entries"] == 0
+            assert session.bytes_sent < 300
 
 
 async def test_a_node_on_its_own_bootstrap_list_never_syncs_with_itself(
