@@ -379,8 +379,8 @@ async def test_pandanode_up_runs_nats_and_each_service_in_its_own_process(
     process, _, _ = up
     assert process.process is not None
     children = children_of(process.process.pid)
-    assert set(children) == {"nats-server", "ingest", "query", "discovery"}
-    assert len(set(children.values())) == 4
+    assert set(children) == {"nats-server", "ingest", "query", "discovery", "replication"}
+    assert len(set(children.values())) == 5
     assert process.process.pid not in children.values()
 
 
@@ -436,6 +436,7 @@ async def test_every_service_answers_through_the_public_address(
             "pandanode.ingest.v1.IngestService",
             "pandanode.query.v1.QueryService",
             "pandanode.discovery.v1.DiscoveryService",
+            "pandanode.replication.v1.ReplicationService",
         }
         assert address not in endpoints.endpoints.values()
     document = await eventually(
@@ -594,6 +595,7 @@ async def test_the_python_client_dials_each_service_directly(
             "pandanode.ingest.v1.IngestService",
             "pandanode.query.v1.QueryService",
             "pandanode.discovery.v1.DiscoveryService",
+            "pandanode.replication.v1.ReplicationService",
         }
         assert address not in endpoints.values()
         assert channel.channel_for("/pandanode.ingest.v1.IngestService/Publish") is not (
