@@ -39,6 +39,7 @@ from pandanode.ingest.v1 import ingest_pb2 as pb
 
 from ._connection import Connection
 from ._errors import DeadlineExceededError, NodeUnavailableError, error_for_code, from_rpc_error
+from ._logheights import all_log_heights
 from ._models import BulkResult, Create, Delete, Published, Update
 from ._requests import (
     DocumentLike,
@@ -182,13 +183,16 @@ async def export(
     connection: Connection, schema_ids: Iterable[str], public_key: str | None
 ) -> AsyncGenerator[tuple[bytes, bytes], None]:
     """Every stored pair, log by log (see :meth:`pandanode.client.Client.export`)."""
-    request = pb.GetLogHeightsRequest(schema_ids=list(schema_ids))
     ingest = connection.ingest
-    response = await connection.call(
-        lambda: ingest.GetLogHeights(request, timeout=connection.timeout)
-    )
+
+    async def get_page(request: pb.GetLogHeightsRequest) -> pb.GetLogHeightsResponse:
+        return await connection.call(
+            lambda: ingest.GetLogHeights(request, timeout=connection.timeout)
+        )
+
+    all_heights = await all_log_heights(get_page, schema_ids)
     heights = sorted(
-        (h for h in response.log_heights if public_key in (None, h.public_key)),
+        (h for h in all_heights if public_key in (None, h.public_key)),
         key=lambda h: (_EXPORT_RANK.get(h.schema_id, 4), h.public_key, h.log_id),
     )
     for height in heights:

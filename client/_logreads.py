@@ -28,6 +28,8 @@ from pandanode.core.schema import (
 from pandanode.core.schema_id import SchemaId
 from pandanode.ingest.v1 import ingest_pb2 as pb
 
+from ._logheights import all_log_heights
+
 if TYPE_CHECKING:
     from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
 
@@ -47,9 +49,10 @@ class LogReader:
         self._timeout = timeout
 
     async def _heights(self, schema_ids: Iterable[str] = ()) -> list[pb.LogHeight]:
-        request = pb.GetLogHeightsRequest(schema_ids=list(schema_ids))
-        response = await self._ingest.GetLogHeights(request, timeout=self._timeout)
-        return list(response.log_heights)
+        async def get_page(request: pb.GetLogHeightsRequest) -> pb.GetLogHeightsResponse:
+            return await self._ingest.GetLogHeights(request, timeout=self._timeout)
+
+        return await all_log_heights(get_page, schema_ids)
 
     async def _read(self, height: pb.LogHeight) -> list[DocumentOperation]:
         request = pb.ReadLogRequest(public_key=height.public_key, log_id=height.log_id)

@@ -13,6 +13,7 @@ from pandanode.ingest.v1 import ingest_pb2 as pb
 
 from ._connection import Connection, not_served
 from ._errors import NotServedError, from_rpc_error
+from ._logheights import all_log_heights
 from ._models import NodeStatus, Peer
 from ._values import peer_from_pb
 
@@ -50,11 +51,13 @@ async def node_status(connection: Connection) -> NodeStatus:
     logs = entries = None
     if services.get(_INGEST) == "SERVING":
         ingest = connection.ingest
-        heights = await connection.call(
-            lambda: ingest.GetLogHeights(pb.GetLogHeightsRequest(), timeout=timeout)
-        )
-        logs = len(heights.log_heights)
-        entries = sum(h.seq_num for h in heights.log_heights)
+
+        async def get_page(request: pb.GetLogHeightsRequest) -> pb.GetLogHeightsResponse:
+            return await connection.call(lambda: ingest.GetLogHeights(request, timeout=timeout))
+
+        heights = await all_log_heights(get_page)
+        logs = len(heights)
+        entries = sum(h.seq_num for h in heights)
     return NodeStatus(
         address=connection.address,
         serving=overall.status == health_pb2.HealthCheckResponse.SERVING,

@@ -57,7 +57,13 @@ from pandanode.core.hash import generate_hash
 from pandanode.core.lipmaa import is_skiplink_required, lipmaa
 from pandanode.core.operation import Operation, decode_operation
 
-from .ingest.store import LogStore, OutboxRecord, StoredEntry, StoredOperationRef
+from .ingest.store import (
+    LogStore,
+    OutboxRecord,
+    StoredEntry,
+    StoredOperationRef,
+    split_entry_value,
+)
 from .query.materializer import DEFAULT_BATCH_SIZE, rebuild
 from .query.store import QueryStore, decode_view
 from .runtime.bus import Bus, connect_bus
@@ -86,7 +92,6 @@ __all__ = [
 DEFAULT_MAX_SHOWN: Final = 20
 _DETAIL_LIMIT: Final = 240
 _U64: Final = struct.Struct(">Q")
-_U16: Final = struct.Struct(">H")
 _ID: Final = 34
 _PK: Final = 32
 _FETCH_TIMEOUT: Final = 10.0
@@ -373,7 +378,10 @@ def compare_stores(
 
 
 class _IngestReader(LogStore):
-    """The log store with raw scans, for checking every record."""
+    """The log store with raw scans, for checking every record (opened as found: no migration)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, migrate=False)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         return self._scan(prefix)
@@ -462,14 +470,15 @@ class _IngestPass:
 
     def _entry(self, key: bytes, value: bytes) -> None:
         pk, log_id, seq_num = key[1:33], _U64.unpack_from(key, 33)[0], _U64.unpack_from(key, 41)[0]
-        (length,) = _U16.unpack_from(value, _ID)
+        sequence, entry, operation = split_entry_value(value)
         stored = StoredEntry(
             public_key=pk.hex(),
             log_id=log_id,
             seq_num=seq_num,
             hash=value[:_ID].hex(),
-            entry=value[_ID + 2 : _ID + 2 + length],
-            operation=value[_ID + 2 + length :],
+            entry=entry,
+            operation=operation,
+            sequence=sequence,
         )
         where = _position(stored.public_key, log_id, seq_num)
         self.state.entries += 1
@@ -649,7 +658,8 @@ def _check_documents(
 
 
 def _check_outbox(store: _IngestReader, findings: _Findings, state: _IngestState) -> None:
-    records = store.outbox(0, 2**62)
+    # Records at or below the cursor stay as the store-order index; the outbox is after it.
+    records = store.outbox(store.outbox_cursor(), 2**62)
     findings.count("outbox records", len(records))
     for where, detail in outbox_problems(
         store.outbox_cursor(), store.next_outbox_sequence(), records

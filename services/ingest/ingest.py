@@ -32,7 +32,7 @@ from pandanode.core.errors import (
     Reason,
     SchemaNotFoundError,
 )
-from pandanode.core.hash import generate_hash
+from pandanode.core.hash import generate_hash, hash_bytes
 from pandanode.core.hexid import PUBLIC_KEY_HEX_LENGTH, require_hex
 from pandanode.core.ids import DocumentViewId
 from pandanode.core.lipmaa import is_skiplink_required, lipmaa
@@ -55,8 +55,9 @@ from pandanode.services.runtime.errors import (
 from pandanode.services.runtime.events import IngestedOperation
 from pandanode.services.runtime.settings import Settings
 
+from .reads import HaveSet, LogHeightsPage, missing_entry_batches, read_log_heights_page
 from .schemas import FIELD_DEFINITION, SCHEMA_DEFINITION, SchemaRegistry
-from .store import LogStore, StoredEntry, StoredLog, WriteBatchView
+from .store import LogStore, StoredEntry, WriteBatchView
 
 __all__ = ["Ingest", "PublishOutcome"]
 
@@ -159,6 +160,8 @@ class Ingest:
         self._verify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
         self._commit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
         self._closing = False
+        self.decode_entry: Callable[[bytes], Entry] = decode_entry
+        """Decodes an entry and verifies its signature: a seam for tests to count the checks."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -180,7 +183,7 @@ class Ingest:
 
     # -- publish ----------------------------------------------------------------------------
 
-    def _prepare(self, entry_bytes: bytes, operation_bytes: bytes) -> _Checked:
+    def _prepare(self, entry_bytes: bytes, operation_bytes: bytes) -> _Checked | PublishResult:
         if len(entry_bytes) > self.settings.max_entry_bytes:
             raise InvalidRequestError(
                 f"entry of {len(entry_bytes)} bytes is over the limit of "
@@ -193,14 +196,41 @@ class Ingest:
                 f"{self.settings.max_operation_bytes} bytes",
                 Reason.LIMIT_EXCEEDED,
             )
+        echo = self._stored_again(entry_bytes, operation_bytes)
+        if echo is not None:
+            return echo
         operation = decode_operation(operation_bytes)
-        entry = decode_entry(entry_bytes)
+        entry = self.decode_entry(entry_bytes)
         return _Checked(entry, operation_bytes, operation)
+
+    def _stored_again(self, entry_bytes: bytes, operation_bytes: bytes) -> PublishResult | None:
+        """The answer for an entry already stored (found by its hash), or None if it is new.
+
+        Looked up before the signature is checked: the hash of the exact bytes names a stored
+        entry, whose signature was verified when it was stored, so an entry sent again (a
+        peer's echo, a client's retry) costs a hash and a lookup. It is answered as the first
+        time, provided the operation sent along is the one it signs. An entry only in a batch
+        not yet committed is not found here, and takes the full path.
+
+        Raises:
+            LogIntegrityError: the operation is not the one the stored entry signs.
+        """
+        entry_id = hash_bytes(entry_bytes)
+        stored = self.store.operation_document(entry_id)
+        if stored is None:
+            return None
+        entry = decode_entry(entry_bytes, verify=False)
+        if entry.payload_hash != generate_hash(operation_bytes):
+            raise LogIntegrityError(
+                "payload hash in the entry does not match the hash of the operation bytes",
+                Reason.PAYLOAD_HASH_MISMATCH,
+            )
+        return self._result_for_stored(self.store, entry, stored[0].hex())
 
     def _prepare_many(
         self, items: Sequence[tuple[bytes, bytes]]
-    ) -> list[_Checked | PandanodeError]:
-        results: list[_Checked | PandanodeError] = []
+    ) -> list[_Checked | PublishResult | PandanodeError]:
+        results: list[_Checked | PublishResult | PandanodeError] = []
         for entry_bytes, operation_bytes in items:
             try:
                 results.append(self._prepare(entry_bytes, operation_bytes))
@@ -222,6 +252,8 @@ class Ingest:
         # the GIL after the signature check while the loop runs), both in calls/s and in the
         # event loop's CPU per call.
         checked = self._prepare(entry, operation)
+        if isinstance(checked, PublishResult):
+            return checked
         future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
         checked.future = future
         self._queue.put_nowait(checked)
@@ -309,12 +341,12 @@ class Ingest:
             if after is not None:
                 await after  # keep the stream's order in the writer queue
             outcomes: list[PublishOutcome | None] = [
-                item if isinstance(item, PandanodeError) else None for item in prepared
+                None if isinstance(item, _Checked) else item for item in prepared
             ]
             batch = _Batch(outcomes, loop.create_future())
             put = self._queue.put_nowait
             for index, item in enumerate(prepared):
-                if isinstance(item, PandanodeError):
+                if not isinstance(item, _Checked):
                     continue
                 item.batch = batch
                 item.index = index
@@ -478,7 +510,7 @@ class Ingest:
         return result, event
 
     def _result_for_stored(
-        self, view: WriteBatchView, entry: Entry, document_id: str
+        self, view: WriteBatchView | LogStore, entry: Entry, document_id: str
     ) -> PublishResult:
         hashes = {entry.seq_num: entry.hash}
         next_seq = entry.seq_num + 1
@@ -530,10 +562,59 @@ class Ingest:
             max_log_id=max_log_id,
         )
 
-    def log_heights(self, schema_ids: Sequence[str] = ()) -> list[StoredLog]:
-        """Every log with its height, optionally only logs of documents of these schemas."""
-        wanted = set(schema_ids)
-        return [log_ for log_ in self.store.logs() if not wanted or log_.schema_id in wanted]
+    def log_heights_page(
+        self, schema_ids: Sequence[str] = (), page_size: int = 0, page_token: str = ""
+    ) -> LogHeightsPage:
+        """A page of log heights, optionally only logs of documents of these schemas (blocking).
+
+        Args:
+            schema_ids: Only logs of documents of these schemas; every log when empty.
+            page_size: Most logs in the page; 0: ``log_heights_page_size``; lowered to
+                ``max_log_heights_page_size``.
+            page_token: The previous page's ``next_page_token``; empty: the first page.
+
+        Raises:
+            InvalidRequestError: a malformed page token (``INVALID_PAGE_TOKEN``).
+        """
+        size = min(
+            page_size or self.settings.log_heights_page_size,
+            self.settings.max_log_heights_page_size,
+        )
+        return read_log_heights_page(
+            self.store, schema_ids, size, page_token, self.settings.max_message_bytes // 2
+        )
+
+    def have_set(self) -> HaveSet:
+        """An empty have-set bounded by ``max_have_logs``, for :meth:`missing_entries`."""
+        return HaveSet(self.settings.max_have_logs)
+
+    def missing_entries(
+        self,
+        schema_ids: Sequence[str],
+        have: HaveSet,
+        max_items: int = 0,
+        max_bytes: int = 0,
+    ) -> Iterator[list[StoredEntry]]:
+        """Batches of the entries a peer lacks (spec §8.3), dependencies first (blocking).
+
+        Per log in ascending seq num, logs merged in store order; see
+        :func:`.reads.missing_entry_batches`.
+
+        Args:
+            schema_ids: The target set: logs of documents of these schemas; all when empty.
+            have: The peer's log heights.
+            max_items: Most entries per batch; 0 or above ``max_batch_items``: that.
+            max_bytes: Most bytes per batch; 0 or above ``missing_entries_batch_bytes``: that.
+        """
+        items_cap = self.settings.max_batch_items
+        bytes_cap = self.settings.missing_entries_batch_bytes
+        return missing_entry_batches(
+            self.store,
+            schema_ids,
+            have.heights,
+            min(max_items or items_cap, items_cap),
+            min(max_bytes or bytes_cap, bytes_cap),
+        )
 
     def read_log(
         self, public_key: str, log_id: int, from_seq_num: int = 1

@@ -5,7 +5,8 @@ announcer publishes them as ``operations.ingested`` messages (one per commit, sp
 see :mod:`pandanode.services.runtime.events`) — no entry is read back on this path. The same
 synced RocksDB batch that stores a commit's entries holds its *outbox record* (the commit's
 operation ids); only after JetStream acknowledged a commit's messages does the announcer
-advance the outbox cursor and drop the record. After a crash, or when commits were not kept in
+advance the outbox cursor (the record stays, as part of the store-order index replication
+reads). After a crash, or when commits were not kept in
 memory (more than :data:`MEMORY_BUDGET` bytes waiting, e.g. while NATS is down), it reads the
 records after the cursor and publishes them with the same message ids, so JetStream drops what
 it already has; consumers are idempotent per operation anyway.
@@ -76,7 +77,6 @@ class Announcer:
         self._task: asyncio.Task[None] | None = None
         self._pending: deque[_Commit] = deque()
         self._pending_bytes = 0
-        self._announced_firsts: list[int] = []
         self.announced = store.outbox_cursor()
         self._persisted = self.announced
         # Up to here, entries are announced from the outbox (stored before this process, or
@@ -196,18 +196,16 @@ class Announcer:
                 ]
                 await self._bus.publish(messages)
                 self.announced = commits[-1].last
-                self._announced_firsts.extend(commit.first for commit in commits)
             # After publishing: while the cursor cannot be written, announcing goes on.
             self._persist()
             if not commits:
                 return
 
     def _persist(self) -> None:
-        """Write the cursor and drop the announced records (raises on a store failure)."""
-        if self._persisted == self.announced and not self._announced_firsts:
+        """Write the cursor (raises on a store failure)."""
+        if self._persisted == self.announced:
             return
-        self._store.advance_outbox(self._announced_firsts, self.announced)
-        self._announced_firsts = []
+        self._store.advance_outbox(self.announced)
         self._persisted = self.announced
 
     def _from_memory(self) -> list[_Commit]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 
@@ -18,6 +19,7 @@ from pandanode.services.runtime.errors import (
 )
 
 from .ingest import Ingest
+from .store import StoredEntry
 
 __all__ = ["IngestServicer"]
 
@@ -105,20 +107,68 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
     async def GetLogHeights(  # noqa: N802 - gRPC method name
         self, request: pb.GetLogHeightsRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.GetLogHeightsResponse:
-        """Latest seq num of every (matching) log."""
-        logs = self._ingest.log_heights(list(request.schema_ids))
-        return pb.GetLogHeightsResponse(
-            log_heights=[
-                pb.LogHeight(
-                    public_key=log.public_key,
-                    log_id=log.log_id,
-                    seq_num=log.seq_num,
-                    document_id=log.document_id,
-                    schema_id=log.schema_id,
-                )
-                for log in logs
-            ]
+        """A page of the latest seq num of every (matching) log."""
+        try:
+            page = await asyncio.to_thread(
+                self._ingest.log_heights_page,
+                list(request.schema_ids),
+                request.page_size,
+                request.page_token,
+            )
+        except PandanodeError as err:
+            await abort(context, err)
+        response = pb.GetLogHeightsResponse(next_page_token=page.next_page_token)
+        add = response.log_heights.add
+        for log in page.logs:
+            add(
+                public_key=log.public_key,
+                log_id=log.log_id,
+                seq_num=log.seq_num,
+                document_id=log.document_id,
+                schema_id=log.schema_id,
+            )
+        return response
+
+    async def ReadMissingEntries(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[pb.ReadMissingEntriesRequest],
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> AsyncIterator[pb.ReadMissingEntriesResponse]:
+        """Take the peer's have-set, then stream the entries it lacks in batches."""
+        have = self._ingest.have_set()
+        first: pb.ReadMissingEntriesRequest | None = None
+        try:
+            async for request in request_iterator:
+                if first is None:
+                    first = request
+                for height in request.have:
+                    have.add(height.public_key, height.log_id, height.seq_num)
+                if request.last:
+                    break
+        except PandanodeError as err:
+            await abort(context, err)
+        if first is None:
+            first = pb.ReadMissingEntriesRequest()
+        batches: Iterator[list[StoredEntry]] = self._ingest.missing_entries(
+            list(first.schema_ids), have, first.max_batch_items, first.max_batch_bytes
         )
+        while True:
+            # Blocking RocksDB reads, one batch at a time on a worker thread.
+            batch = await asyncio.to_thread(next, batches, None)
+            if batch is None:
+                return
+            response = pb.ReadMissingEntriesResponse()
+            add = response.entries.add
+            for stored in batch:
+                add(
+                    entry=stored.entry,
+                    operation=stored.operation,
+                    public_key=stored.public_key,
+                    log_id=stored.log_id,
+                    seq_num=stored.seq_num,
+                    sequence=stored.sequence,
+                )
+            yield response
 
     async def ReadLog(  # noqa: N802 - gRPC method name
         self, request: pb.ReadLogRequest, context: grpc.aio.ServicerContext[object, object]

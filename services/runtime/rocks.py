@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
 __all__ = ["RocksStore", "WalSync"]
 
@@ -79,10 +79,18 @@ class RocksStore:
         path: The directory of the database (created if missing).
     """
 
+    bloom_filter_bits: int = 0
+    """Bits per key of a bloom filter in each table file (0: none); a store whose hot path
+    looks up keys that are mostly absent sets it, so such a miss skips the table files."""
+
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        if self.bloom_filter_bits:
+            table = BlockBasedOptions()
+            table.set_bloom_filter(self.bloom_filter_bits, False)
+            options.set_block_based_table_factory(table)
         self._db = Rdict(str(path), options=options)
         self._async = WriteOptions()
         self._wal = WalSync(path)

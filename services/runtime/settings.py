@@ -43,6 +43,14 @@ class Settings:
         max_concurrent_streams: Most concurrent streams (HTTP/2) per connection.
         write_batch_max: Most entries committed together in one synced RocksDB write.
         read_log_page: Entries per ReadLog response message.
+        log_heights_page_size: Log heights per GetLogHeights page when the request names no
+            page size.
+        max_log_heights_page_size: Most log heights per GetLogHeights page (a page also ends
+            before it would near ``max_message_bytes``).
+        max_have_logs: Most distinct logs a peer's have-set (ReadMissingEntries) may name;
+            past it the call is refused (INVALID_ARGUMENT, ``LIMIT_EXCEEDED``).
+        missing_entries_batch_bytes: Most entry and operation bytes per ReadMissingEntries
+            response (a response holds at least one entry).
         max_page_size: Largest page ListDocuments returns (default page size is 25).
         max_resolved_documents: Most documents one GetDocument or ListDocuments response
             holds, counting every resolved relation each time it appears; a read past it (or
@@ -104,6 +112,10 @@ class Settings:
     max_concurrent_streams: int = 100
     write_batch_max: int = 1000
     read_log_page: int = 200
+    log_heights_page_size: int = 10_000
+    max_log_heights_page_size: int = 100_000
+    max_have_logs: int = 1_000_000
+    missing_entries_batch_bytes: int = 4 * 1024 * 1024
     max_page_size: int = 1000
     max_resolved_documents: int = 5000
     query_durable: str = "query"

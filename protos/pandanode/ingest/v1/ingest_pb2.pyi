@@ -252,6 +252,18 @@ class GetLogHeightsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SCHEMA_IDS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Most log heights in the response; 0: the node's default page size. Larger values are
+    lowered to the node's maximum, and a page also ends before it would near the message
+    size limit.
+    """
+    page_token: _builtins.str
+    """The next_page_token of the previous response, unchanged (with the same schema_ids);
+    empty for the first page. A token that was altered, or is used with other schema_ids, is
+    INVALID_ARGUMENT with the reason INVALID_PAGE_TOKEN.
+    """
     @_builtins.property
     def schema_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Only logs of documents of these schemas; all logs when empty."""
@@ -260,10 +272,12 @@ class GetLogHeightsRequest(_message.Message):
         self,
         *,
         schema_ids: _abc.Iterable[_builtins.str] | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["schema_ids", b"schema_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "schema_ids", b"schema_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -305,16 +319,20 @@ class GetLogHeightsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LOG_HEIGHTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Opaque; pass it as page_token for the next page. Empty on the last page."""
     @_builtins.property
     def log_heights(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogHeight]: ...
     def __init__(
         self,
         *,
         log_heights: _abc.Iterable[Global___LogHeight] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["log_heights", b"log_heights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["log_heights", b"log_heights", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -390,3 +408,117 @@ class ReadLogResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReadLogResponse: _TypeAlias = ReadLogResponse  # noqa: Y015
+
+@_typing.final
+class ReadMissingEntriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEMA_IDS_FIELD_NUMBER: _builtins.int
+    HAVE_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_ITEMS_FIELD_NUMBER: _builtins.int
+    MAX_BATCH_BYTES_FIELD_NUMBER: _builtins.int
+    last: _builtins.bool
+    """Set on the request carrying the last chunk of the have-set: the server then answers."""
+    max_batch_items: _builtins.int
+    """Most entries per response; 0 or more than the node's maximum (max_batch_items, the
+    PublishStream limit): the node's maximum. Read from the first request.
+    """
+    max_batch_bytes: _builtins.int
+    """Most entry plus operation bytes per response; 0 or more than the node's maximum
+    (missing_entries_batch_bytes): the node's maximum. A response holds at least one entry,
+    however large. Read from the first request.
+    """
+    @_builtins.property
+    def schema_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The target set: only logs of documents of these schemas; all logs when empty. Read from
+        the first request of the stream only.
+        """
+
+    @_builtins.property
+    def have(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogHeight]:
+        """A chunk of the peer's log heights; only public_key, log_id and seq_num are read. A log
+        the peer names more than once counts with its highest seq_num. Logs the peer does not
+        name are sent whole.
+        """
+
+    def __init__(
+        self,
+        *,
+        schema_ids: _abc.Iterable[_builtins.str] | None = ...,
+        have: _abc.Iterable[Global___LogHeight] | None = ...,
+        last: _builtins.bool = ...,
+        max_batch_items: _builtins.int = ...,
+        max_batch_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["have", b"have", "last", b"last", "max_batch_bytes", b"max_batch_bytes", "max_batch_items", b"max_batch_items", "schema_ids", b"schema_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadMissingEntriesRequest: _TypeAlias = ReadMissingEntriesRequest  # noqa: Y015
+
+@_typing.final
+class MissingEntry(_message.Message):
+    """One entry the peer lacks, with the operation it signs and where it sits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_FIELD_NUMBER: _builtins.int
+    OPERATION_FIELD_NUMBER: _builtins.int
+    PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    LOG_ID_FIELD_NUMBER: _builtins.int
+    SEQ_NUM_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    entry: _builtins.bytes
+    """The encoded, signed Bamboo entry."""
+    operation: _builtins.bytes
+    """The encoded operation the entry signs (its payload)."""
+    public_key: _builtins.str
+    log_id: _builtins.int
+    seq_num: _builtins.int
+    sequence: _builtins.int
+    """The entry's store sequence on this node: its position in the order this node stored
+    entries (the IngestedOperation.sequence it was announced with). Strictly increasing
+    along the stream.
+    """
+    def __init__(
+        self,
+        *,
+        entry: _builtins.bytes = ...,
+        operation: _builtins.bytes = ...,
+        public_key: _builtins.str = ...,
+        log_id: _builtins.int = ...,
+        seq_num: _builtins.int = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "log_id", b"log_id", "operation", b"operation", "public_key", b"public_key", "seq_num", b"seq_num", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MissingEntry: _TypeAlias = MissingEntry  # noqa: Y015
+
+@_typing.final
+class ReadMissingEntriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___MissingEntry]:
+        """A batch of missing entries, in the stream's order."""
+
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___MissingEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadMissingEntriesResponse: _TypeAlias = ReadMissingEntriesResponse  # noqa: Y015

@@ -59,6 +59,11 @@ class IngestServiceStub:
                 request_serializer=pandanode_dot_ingest_dot_v1_dot_ingest__pb2.ReadLogRequest.SerializeToString,
                 response_deserializer=pandanode_dot_ingest_dot_v1_dot_ingest__pb2.ReadLogResponse.FromString,
                 _registered_method=True)
+        self.ReadMissingEntries = channel.stream_stream(
+                '/pandanode.ingest.v1.IngestService/ReadMissingEntries',
+                request_serializer=pandanode_dot_ingest_dot_v1_dot_ingest__pb2.ReadMissingEntriesRequest.SerializeToString,
+                response_deserializer=pandanode_dot_ingest_dot_v1_dot_ingest__pb2.ReadMissingEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class IngestServiceServicer:
@@ -88,7 +93,8 @@ class IngestServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetLogHeights(self, request, context):
-        """The latest seq num of every log, optionally only logs of documents of the given schemas.
+        """The latest seq num of every log, optionally only logs of documents of the given schemas,
+        a page at a time in (public_key, log_id) order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +102,20 @@ class IngestServiceServicer:
 
     def ReadLog(self, request, context):
         """The entries of one log, in seq order, from a given seq num.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadMissingEntries(self, request_iterator, context):
+        """Every entry a peer lacks (spec §8.3): the client streams the peer's log heights (its
+        "have"), ending with a request whose `last` is set (or by closing its side); the server
+        then streams every entry of the target logs that is above the peer's height, or of a log
+        the peer does not name at all: per log in ascending seq num, logs merged in the order this
+        node stored the entries, so an entry's dependencies (a schema's definitions, the CREATE
+        of a document another author updates) come before it. A have-set over the node's
+        max_have_logs is INVALID_ARGUMENT (reason LIMIT_EXCEEDED); a malformed public key is
+        INVALID_ARGUMENT (INVALID_PUBLIC_KEY).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +148,11 @@ def add_IngestServiceServicer_to_server(servicer, server):
                     servicer.ReadLog,
                     request_deserializer=pandanode_dot_ingest_dot_v1_dot_ingest__pb2.ReadLogRequest.FromString,
                     response_serializer=pandanode_dot_ingest_dot_v1_dot_ingest__pb2.ReadLogResponse.SerializeToString,
+            ),
+            'ReadMissingEntries': grpc.stream_stream_rpc_method_handler(
+                    servicer.ReadMissingEntries,
+                    request_deserializer=pandanode_dot_ingest_dot_v1_dot_ingest__pb2.ReadMissingEntriesRequest.FromString,
+                    response_serializer=pandanode_dot_ingest_dot_v1_dot_ingest__pb2.ReadMissingEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -265,6 +290,33 @@ class IngestService:
             '/pandanode.ingest.v1.IngestService/ReadLog',
             pandanode_dot_ingest_dot_v1_dot_ingest__pb2.ReadLogRequest.SerializeToString,
             pandanode_dot_ingest_dot_v1_dot_ingest__pb2.ReadLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadMissingEntries(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/pandanode.ingest.v1.IngestService/ReadMissingEntries',
+            pandanode_dot_ingest_dot_v1_dot_ingest__pb2.ReadMissingEntriesRequest.SerializeToString,
+            pandanode_dot_ingest_dot_v1_dot_ingest__pb2.ReadMissingEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,9 +46,21 @@ class IngestServiceStub:
     NextArgs: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.NextArgsRequest, _ingest_pb2.NextArgsResponse]
     """The arguments for an author's next entry; an empty document_view_id asks for a new document."""
     GetLogHeights: _grpc.UnaryUnaryMultiCallable[_ingest_pb2.GetLogHeightsRequest, _ingest_pb2.GetLogHeightsResponse]
-    """The latest seq num of every log, optionally only logs of documents of the given schemas."""
+    """The latest seq num of every log, optionally only logs of documents of the given schemas,
+    a page at a time in (public_key, log_id) order.
+    """
     ReadLog: _grpc.UnaryStreamMultiCallable[_ingest_pb2.ReadLogRequest, _ingest_pb2.ReadLogResponse]
     """The entries of one log, in seq order, from a given seq num."""
+    ReadMissingEntries: _grpc.StreamStreamMultiCallable[_ingest_pb2.ReadMissingEntriesRequest, _ingest_pb2.ReadMissingEntriesResponse]
+    """Every entry a peer lacks (spec §8.3): the client streams the peer's log heights (its
+    "have"), ending with a request whose `last` is set (or by closing its side); the server
+    then streams every entry of the target logs that is above the peer's height, or of a log
+    the peer does not name at all: per log in ascending seq num, logs merged in the order this
+    node stored the entries, so an entry's dependencies (a schema's definitions, the CREATE
+    of a document another author updates) come before it. A have-set over the node's
+    max_have_logs is INVALID_ARGUMENT (reason LIMIT_EXCEEDED); a malformed public key is
+    INVALID_ARGUMENT (INVALID_PUBLIC_KEY).
+    """
 
 @_typing.type_check_only
 class IngestServiceAsyncStub(IngestServiceStub):
@@ -63,9 +75,21 @@ class IngestServiceAsyncStub(IngestServiceStub):
     NextArgs: _aio.UnaryUnaryMultiCallable[_ingest_pb2.NextArgsRequest, _ingest_pb2.NextArgsResponse]  # type: ignore[assignment]
     """The arguments for an author's next entry; an empty document_view_id asks for a new document."""
     GetLogHeights: _aio.UnaryUnaryMultiCallable[_ingest_pb2.GetLogHeightsRequest, _ingest_pb2.GetLogHeightsResponse]  # type: ignore[assignment]
-    """The latest seq num of every log, optionally only logs of documents of the given schemas."""
+    """The latest seq num of every log, optionally only logs of documents of the given schemas,
+    a page at a time in (public_key, log_id) order.
+    """
     ReadLog: _aio.UnaryStreamMultiCallable[_ingest_pb2.ReadLogRequest, _ingest_pb2.ReadLogResponse]  # type: ignore[assignment]
     """The entries of one log, in seq order, from a given seq num."""
+    ReadMissingEntries: _aio.StreamStreamMultiCallable[_ingest_pb2.ReadMissingEntriesRequest, _ingest_pb2.ReadMissingEntriesResponse]  # type: ignore[assignment]
+    """Every entry a peer lacks (spec §8.3): the client streams the peer's log heights (its
+    "have"), ending with a request whose `last` is set (or by closing its side); the server
+    then streams every entry of the target logs that is above the peer's height, or of a log
+    the peer does not name at all: per log in ascending seq num, logs merged in the order this
+    node stored the entries, so an entry's dependencies (a schema's definitions, the CREATE
+    of a document another author updates) come before it. A have-set over the node's
+    max_have_logs is INVALID_ARGUMENT (reason LIMIT_EXCEEDED); a malformed public key is
+    INVALID_ARGUMENT (INVALID_PUBLIC_KEY).
+    """
 
 class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -101,7 +125,9 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ingest_pb2.GetLogHeightsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ingest_pb2.GetLogHeightsResponse, _abc.Awaitable[_ingest_pb2.GetLogHeightsResponse]]:
-        """The latest seq num of every log, optionally only logs of documents of the given schemas."""
+        """The latest seq num of every log, optionally only logs of documents of the given schemas,
+        a page at a time in (public_key, log_id) order.
+        """
 
     @_abc_1.abstractmethod
     def ReadLog(
@@ -110,5 +136,21 @@ class IngestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_ingest_pb2.ReadLogResponse], _abc.AsyncIterator[_ingest_pb2.ReadLogResponse]]:
         """The entries of one log, in seq order, from a given seq num."""
+
+    @_abc_1.abstractmethod
+    def ReadMissingEntries(
+        self,
+        request_iterator: _MaybeAsyncIterator[_ingest_pb2.ReadMissingEntriesRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_ingest_pb2.ReadMissingEntriesResponse], _abc.AsyncIterator[_ingest_pb2.ReadMissingEntriesResponse]]:
+        """Every entry a peer lacks (spec §8.3): the client streams the peer's log heights (its
+        "have"), ending with a request whose `last` is set (or by closing its side); the server
+        then streams every entry of the target logs that is above the peer's height, or of a log
+        the peer does not name at all: per log in ascending seq num, logs merged in the order this
+        node stored the entries, so an entry's dependencies (a schema's definitions, the CREATE
+        of a document another author updates) come before it. A have-set over the node's
+        max_have_logs is INVALID_ARGUMENT (reason LIMIT_EXCEEDED); a malformed public key is
+        INVALID_ARGUMENT (INVALID_PUBLIC_KEY).
+        """
 
 def add_IngestServiceServicer_to_server(servicer: IngestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
