@@ -26,10 +26,11 @@ import grpc
 
 from pandanode.core import decode_entry, decode_operation
 from pandanode.core.errors import PandanodeError
+from pandanode.core.replication import log_heights_digest
 from pandanode.ingest.v1 import ingest_pb2 as ipb
 from pandanode.replication.v1 import replication_pb2 as pb
 
-from .ingest_client import HoldBuffer, IngestClient, Publisher, log_heights_digest
+from .ingest_client import HoldBuffer, IngestClient, Publisher
 from .session import (
     AnnounceReceived,
     DigestReceived,

@@ -1,22 +1,18 @@
 """Replication as a client of ingest: log heights, the entries a peer lacks, publishing.
 
 The replication process talks to ingest over gRPC like any client (``--ingest HOST:PORT``).
-Reading what a peer lacks goes through one function, :meth:`IngestClient.read_missing`, so it
-can move to ingest's ``ReadMissingEntries`` (one stream, logs merged in store order) without
-touching the session code; until then it reads log by log (``GetLogHeights`` + ``ReadLog``),
-system schema logs first so schema definitions travel before the documents that use them. An
-entry that still arrives before its dependency is held and retried (:class:`HoldBuffer`).
+Reading what a peer lacks is ingest's ``ReadMissingEntries`` (logs merged in store order, so
+dependencies travel first). An entry that still arrives before its dependency (sent by a peer
+with another store order) is held and retried (:class:`HoldBuffer`).
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import grpc
-from blake3 import blake3
 
 from pandanode.core.errors import Reason
 from pandanode.ingest.v1 import ingest_pb2 as ipb
@@ -32,7 +28,6 @@ __all__ = [
     "HoldBuffer",
     "IngestClient",
     "PublishOutcome",
-    "log_heights_digest",
 ]
 
 # Rejections that only mean "not yet": a dependency (schema, previous operation, an earlier
@@ -47,19 +42,8 @@ DEPENDENCY_REASONS: Final = frozenset(
     }
 )
 _EOF: Final[object] = grpc.aio.EOF  # type: ignore[attr-defined]
-# Logs of these schemas go first: the schemas others depend on.
-_SYSTEM_FIRST: Final = ("schema_field_definition_v1", "schema_definition_v1")
-
-
-def log_heights_digest(heights: Iterable[tuple[str, int, int]]) -> bytes:
-    """BLAKE3 over the sorted (32-byte public key, u64 BE log id, u64 BE seq num) of ``heights``.
-
-    The HaveDigest of a set of log heights; equal sets give equal digests on every node.
-    """
-    hasher = blake3()
-    for public_key, log_id, seq_num in sorted(heights):
-        hasher.update(bytes.fromhex(public_key) + struct.pack(">QQ", log_id, seq_num))
-    return hasher.digest()
+# Log heights per ReadMissingEntries request.
+_HAVE_CHUNK: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,55 +83,67 @@ class IngestClient:
         await self._channel.close(None)
 
     async def log_heights(self, target: Target) -> dict[Log, tuple[int, str]]:
-        """The latest seq num (and schema id) of every log of ``target``."""
+        """The latest seq num (and schema id) of every log of ``target``, all pages."""
         if not target.any and not target.schema_ids:
             return {}
-        request = ipb.GetLogHeightsRequest(
-            schema_ids=[] if target.any else sorted(target.schema_ids)
-        )
-        response = await self._stub.GetLogHeights(request)
-        return {
-            (height.public_key, height.log_id): (height.seq_num, height.schema_id)
-            for height in response.log_heights
-        }
+        schema_ids = [] if target.any else sorted(target.schema_ids)
+        heights: dict[Log, tuple[int, str]] = {}
+        token = ""
+        while True:
+            response = await self._stub.GetLogHeights(
+                ipb.GetLogHeightsRequest(schema_ids=schema_ids, page_token=token)
+            )
+            for height in response.log_heights:
+                heights[(height.public_key, height.log_id)] = (height.seq_num, height.schema_id)
+            token = response.next_page_token
+            if not token:
+                return heights
 
     async def read_missing(
         self, target: Target, peer_heights: Mapping[Log, int], max_items: int
     ) -> AsyncIterator[list[tuple[Log, int, ipb.PublishRequest]]]:
         """Every entry of ``target`` above ``peer_heights``, in batches of up to ``max_items``.
 
-        Per log in ascending seq num; logs of system schemas first.
+        Ingest's ``ReadMissingEntries``: per log in ascending seq num, logs merged in this
+        node's store order, so every dependency comes before what depends on it.
 
         Yields:
             Batches of ((public key, log id), seq num, entry + operation).
         """
-        heights = await self.log_heights(target)
-
-        def order(item: tuple[Log, tuple[int, str]]) -> tuple[int, Log]:
-            log, (_, schema_id) = item
-            rank = _SYSTEM_FIRST.index(schema_id) if schema_id in _SYSTEM_FIRST else 2
-            return rank, log
-
-        batch: list[tuple[Log, int, ipb.PublishRequest]] = []
-        for log, (seq_num, _) in sorted(heights.items(), key=order):
-            have = peer_heights.get(log, 0)
-            if seq_num <= have:
-                continue
-            request = ipb.ReadLogRequest(public_key=log[0], log_id=log[1], from_seq_num=have + 1)
-            async for page in self._stub.ReadLog(request):
-                for stored in page.entries:
-                    batch.append(
-                        (
-                            log,
-                            stored.seq_num,
-                            ipb.PublishRequest(entry=stored.entry, operation=stored.operation),
-                        )
+        if not target.any and not target.schema_ids:
+            return
+        call = self._stub.ReadMissingEntries()  # type: ignore[call-arg]
+        try:
+            logs = sorted(peer_heights.items())
+            for start in range(0, max(len(logs), 1), _HAVE_CHUNK):
+                chunk = logs[start : start + _HAVE_CHUNK]
+                await call.write(
+                    ipb.ReadMissingEntriesRequest(
+                        schema_ids=[] if target.any else sorted(target.schema_ids),
+                        have=[
+                            ipb.LogHeight(public_key=public_key, log_id=log_id, seq_num=seq)
+                            for (public_key, log_id), seq in chunk
+                        ],
+                        last=start + _HAVE_CHUNK >= len(logs),
+                        max_batch_items=max_items,
                     )
-                    if len(batch) >= max_items:
-                        yield batch
-                        batch = []
-        if batch:
-            yield batch
+                )
+            await call.done_writing()
+            while True:
+                response = await call.read()
+                if response is _EOF:
+                    return
+                assert isinstance(response, ipb.ReadMissingEntriesResponse)
+                yield [
+                    (
+                        (item.public_key, item.log_id),
+                        item.seq_num,
+                        ipb.PublishRequest(entry=item.entry, operation=item.operation),
+                    )
+                    for item in response.entries
+                ]
+        finally:
+            call.cancel()
 
     def publisher(self) -> Publisher:
         """A PublishStream to hand batches to, one at a time."""
