@@ -95,7 +95,6 @@ class Settings:
             session ended (not live).
         sync_idle_timeout: Seconds a peer may be silent before SyncDone; then the session fails.
         max_sync_sessions: Most replication sessions at once.
-        max_have_logs: Most logs a peer's Have may name.
         peer_ban_after: Failed sessions within 10 minutes after which a peer is refused.
         peer_ban_seconds: How long a banned peer is refused, both ways.
         log_level: Python logging level name.
@@ -142,7 +141,6 @@ class Settings:
     replication_interval: float = 10.0
     sync_idle_timeout: float = 30.0
     max_sync_sessions: int = 16
-    max_have_logs: int = 1_000_000
     peer_ban_after: int = 3
     peer_ban_seconds: float = 600.0
     log_level: str = "INFO"
