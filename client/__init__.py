@@ -67,6 +67,7 @@ from ._models import (
     Update,
     Value,
 )
+from ._replication import ReplicationPeer, SyncSession
 from ._sync import SyncClient, connect_sync
 
 __all__ = [
@@ -97,6 +98,8 @@ __all__ = [
     "Page",
     "PandanodeError",
     "Peer",
+    "ReplicationPeer",
+    "SyncSession",
     "Published",
     "ResourceNotFoundError",
     "RpcError",

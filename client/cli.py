@@ -30,7 +30,7 @@ from typing import Any, TypeAlias
 
 from pandanode.core.errors import PandanodeError
 
-from . import _cli_documents, _cli_node
+from . import _cli_documents, _cli_node, _cli_replication
 from ._cli_output import EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE, Output, UsageError
 from ._cli_values import json_value, parse_filters, parse_value
 from ._client import DEFAULT_ADDRESS
@@ -207,6 +207,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     leaf(subparsers, "status", _cli_node.status, "show whether the node is up and what it serves")
     leaf(subparsers, "peers", _cli_node.peers, "list the other nodes the node has found")
+    sync = leaf(
+        subparsers, "sync", _cli_replication.sync, "have the node catch up with another node now"
+    )
+    sync.add_argument("address", metavar="HOST:PORT", help="the other node's gRPC address")
+    leaf(
+        subparsers,
+        "sessions",
+        _cli_replication.sessions,
+        "list the node's replication sessions and the peers it does not sync with",
+    )
 
 
 def _value_options(parser: argparse.ArgumentParser) -> None:
