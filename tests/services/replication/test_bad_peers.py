@@ -1,0 +1,139 @@
+"""A peer speaking Sync directly (a test harness, not a node): bad entries and protocol
+violations end its session with a reason, nothing invalid is stored, and after
+``peer_ban_after`` failed sessions it is refused (PERMISSION_DENIED)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from pandanode.core import KeyPair
+from pandanode.ingest.v1 import ingest_pb2 as ipb
+from pandanode.replication.v1 import replication_pb2 as pb
+from pandanode.replication.v1 import replication_pb2_grpc
+from pandanode.services.node import Node
+from tests.services.support import FieldDefinitionLog
+
+from .support import log_entries, replication_settings
+
+
+@pytest.fixture
+async def honest(tmp_path: Path) -> AsyncIterator[Node]:
+    async with Node(replication_settings(tmp_path / "a", peer_ban_after=3)) as node:
+        yield node
+
+
+def reason_of(err: grpc.aio.AioRpcError) -> str:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return str(info.reason)
+    return ""
+
+
+def forged(request: ipb.PublishRequest) -> ipb.PublishRequest:
+    """The entry with one signature byte flipped (its last byte)."""
+    entry = bytearray(request.entry)
+    entry[-1] ^= 0x01
+    return ipb.PublishRequest(entry=bytes(entry), operation=request.operation)
+
+
+async def bad_session(node: Node, peer_id: str, bad: list[pb.SyncMessage]) -> grpc.aio.AioRpcError:
+    """Announce as ``peer_id``, differ in digest, send an empty Have, then ``bad``.
+
+    A refused peer gets the node's Announce, then the error.
+    """
+    async with grpc.aio.insecure_channel(node.address) as channel:
+        call = replication_pb2_grpc.ReplicationServiceStub(channel).Sync()  # type: ignore[call-arg]
+        await call.write(
+            pb.SyncMessage(
+                announce=pb.Announce(
+                    protocol_version=1, node_id=peer_id, schema_ids=["*"], live=False
+                )
+            )
+        )
+        await call.write(pb.SyncMessage(have_digest=pb.HaveDigest(digest=b"x" * 32)))
+        # An honest peer sends its Have once it knows both digests differ.
+        try:
+            first = await call.read()
+            assert isinstance(first, pb.SyncMessage)
+            assert first.WhichOneof("message") == "announce"
+            digest = await call.read()
+            assert isinstance(digest, pb.SyncMessage)
+            assert digest.WhichOneof("message") == "have_digest"
+        except grpc.aio.AioRpcError as refused:
+            return refused
+        await call.write(pb.SyncMessage(have=pb.Have(last=True)))
+        for message in bad:
+            await call.write(message)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            while True:
+                answer = await call.read()
+                assert answer is not grpc.aio.EOF  # type: ignore[attr-defined]
+        return raised.value
+
+
+async def test_a_forged_signature_ends_the_session_and_is_not_stored(honest: Node) -> None:
+    log = FieldDefinitionLog(KeyPair(), 0)
+    bad = pb.SyncMessage(entries=pb.Entries(items=[forged(log.entry(1))]))
+    err = await bad_session(honest, KeyPair().public_key(), [bad])
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(err) == "INVALID_SIGNATURE"
+    assert await log_entries(honest.address) == set()
+
+
+@pytest.mark.parametrize(
+    ("messages", "reason"),
+    [
+        (lambda log: [pb.SyncMessage(have=pb.Have(last=True))], "SECOND_HAVE"),
+        (
+            lambda log: [pb.SyncMessage(entries=pb.Entries(items=[log.entry(1), log.entry(1)]))],
+            "ENTRY_OUT_OF_ORDER",
+        ),
+        (
+            lambda log: [
+                pb.SyncMessage(
+                    entries=pb.Entries(items=[ipb.PublishRequest(entry=b"\x00", operation=b"")])
+                )
+            ],
+            "INVALID_ENTRY",
+        ),
+        (
+            lambda log: [pb.SyncMessage(announce=pb.Announce(protocol_version=1))],
+            "PROTOCOL_VIOLATION",
+        ),
+    ],
+    ids=["second_have", "duplicate_entry", "undecodable_entry", "second_announce"],
+)
+async def test_protocol_violations_end_the_session_with_their_reason(
+    honest: Node, messages: object, reason: str
+) -> None:
+    log = FieldDefinitionLog(KeyPair(), 0)
+    assert callable(messages)
+    err = await bad_session(honest, KeyPair().public_key(), messages(log))
+    assert reason_of(err) == reason
+    assert await log_entries(honest.address) == set()
+
+
+async def test_a_peer_failing_peer_ban_after_sessions_is_refused(honest: Node) -> None:
+    peer_id = KeyPair().public_key()
+    log = FieldDefinitionLog(KeyPair(), 0)
+    bad = pb.SyncMessage(entries=pb.Entries(items=[forged(log.entry(1))]))
+    for _ in range(3):
+        err = await bad_session(honest, peer_id, [bad])
+        assert reason_of(err) == "INVALID_SIGNATURE"
+    err = await bad_session(honest, peer_id, [])
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reason_of(err) == "PEER_REFUSED"
+    assert honest.replication is not None
+    assert honest.replication.refused(peer_id)
+    # Another peer is not affected.
+    other = await bad_session(honest, KeyPair().public_key(), [bad])
+    assert reason_of(other) == "INVALID_SIGNATURE"
