@@ -199,3 +199,65 @@ async def test_sync_with_catches_up_once_and_list_sessions_shows_it(start: Start
             listed = await stub.ListSessions(pb.ListSessionsRequest(), timeout=10)
         assert any(s.node_id == node_id(a) and s.initiator for s in listed.sessions)
         assert await converged(a, b)
+
+
+async def test_three_nodes_converge_on_many_authors_logs_and_multi_author_documents(
+    start: StartNode,
+) -> None:
+    async with (
+        start("a") as a,
+        start("b", bootstrap_peers=a.address) as b,
+        start("c", bootstrap_peers=b.address) as c,
+    ):
+        nodes = (a, b, c)
+        made: list[str] = []
+        async with Client.connect(a.address, key_pair=KeyPair()) as alice:
+            venue = await alice.create_schema("venue", "A place", {"name": "str"})
+        for index, node in enumerate(nodes):
+            await eventually(
+                lambda node=node: readable_schema(node, venue), timeout=30, what="schema"
+            )
+            for author in range(2):
+                async with Client.connect(node.address, key_pair=KeyPair()) as writer:
+                    for n in range(3):
+                        doc = await writer.create(venue, {"name": f"{index}-{author}-{n}"})
+                        made.append(doc.document_id)
+        hashes = await eventually(
+            lambda: converged(*nodes), timeout=60, what="the same log sets on three nodes"
+        )
+        assert hashes
+        # Another author updates a document made elsewhere; everyone sees the update.
+        async with Client.connect(c.address, key_pair=KeyPair()) as carol:
+            await carol.update(made[0], {"name": "renamed"})
+        for node in nodes:
+            await eventually(
+                lambda node=node: readable(node, made[0], "name", "renamed"),
+                timeout=30,
+                what="the update everywhere",
+            )
+        await eventually(lambda: converged(*nodes), timeout=60, what="the same log sets")
+        for node in nodes:
+            for document_id in made[1:]:
+                await eventually(
+                    lambda node=node, document_id=document_id: exists(node, document_id),
+                    timeout=30,
+                    what="every document materialized on every node",
+                )
+
+
+async def readable_schema(node: Node, schema_id: str) -> bool:
+    async with Client.connect(node.address) as client:
+        try:
+            await client.get_schema(schema_id)
+        except (ResourceNotFoundError, SchemaNotFoundError):
+            return False
+        return True
+
+
+async def exists(node: Node, document_id: str) -> bool:
+    async with Client.connect(node.address) as client:
+        try:
+            await client.get_document(document_id)
+        except ResourceNotFoundError:
+            return False
+        return True
