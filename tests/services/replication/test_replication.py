@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -214,9 +215,7 @@ async def test_three_nodes_converge_on_many_authors_logs_and_multi_author_docume
         async with Client.connect(a.address, key_pair=KeyPair()) as alice:
             venue = await alice.create_schema("venue", "A place", {"name": "str"})
         for index, node in enumerate(nodes):
-            await eventually(
-                lambda node=node: readable_schema(node, venue), timeout=30, what="schema"
-            )
+            await eventually(partial(readable_schema, node, venue), timeout=30, what="schema")
             for author in range(2):
                 async with Client.connect(node.address, key_pair=KeyPair()) as writer:
                     for n in range(3):
@@ -231,7 +230,7 @@ async def test_three_nodes_converge_on_many_authors_logs_and_multi_author_docume
             await carol.update(made[0], {"name": "renamed"})
         for node in nodes:
             await eventually(
-                lambda node=node: readable(node, made[0], "name", "renamed"),
+                partial(readable, node, made[0], "name", "renamed"),
                 timeout=30,
                 what="the update everywhere",
             )
@@ -239,7 +238,7 @@ async def test_three_nodes_converge_on_many_authors_logs_and_multi_author_docume
         for node in nodes:
             for document_id in made[1:]:
                 await eventually(
-                    lambda node=node, document_id=document_id: exists(node, document_id),
+                    partial(exists, node, document_id),
                     timeout=30,
                     what="every document materialized on every node",
                 )
