@@ -137,3 +137,17 @@ async def test_a_peer_failing_peer_ban_after_sessions_is_refused(honest: Node) -
     # Another peer is not affected.
     other = await bad_session(honest, KeyPair().public_key(), [bad])
     assert reason_of(other) == "INVALID_SIGNATURE"
+
+
+async def test_a_peer_silent_before_sync_done_is_timed_out(tmp_path: Path) -> None:
+    settings = replication_settings(tmp_path / "a", sync_idle_timeout=0.5)
+    async with Node(settings) as node:
+        async with grpc.aio.insecure_channel(node.address) as channel:
+            call = replication_pb2_grpc.ReplicationServiceStub(channel).Sync()  # type: ignore[call-arg]
+            peer = pb.Announce(protocol_version=1, node_id=KeyPair().public_key(), schema_ids=["*"])
+            await call.write(pb.SyncMessage(announce=peer))
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                while await call.read() is not grpc.aio.EOF:  # type: ignore[attr-defined]
+                    pass
+        assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert reason_of(raised.value) == "SYNC_IDLE_TIMEOUT"
