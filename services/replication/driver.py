@@ -258,26 +258,44 @@ class _Run:
         await self.transport.send(message)
 
     async def receive_loop(self) -> None:
-        timeout = self.io.idle_timeout
-        while True:
-            try:
-                message = await asyncio.wait_for(self.transport.receive(), timeout)
-            except TimeoutError:
-                self.events.put_nowait(IdleTimeout())
-                continue
-            except grpc.aio.AioRpcError as err:
-                self.events.put_nowait(
-                    MessageInvalid(f"PEER_ENDED_{err.code().name}", str(err.details())[:200])
-                )
-                return
-            if message is None:
-                self.events.put_nowait(PeerClosed())
-                return
-            self.record.count_received(message)
-            event = decode_message(message)
-            if isinstance(event, EntriesReceived):
-                await self.in_flight.acquire()
-            self.events.put_nowait(event)
+        # One read stays pending across idle timeouts: cancelling a read of a gRPC stream
+        # would end the stream.
+        deadline = time.monotonic() + self.io.idle_timeout
+        read: asyncio.Future[pb.SyncMessage | None] | None = None
+        try:
+            while True:
+                if read is None:
+                    read = asyncio.ensure_future(self.transport.receive())
+                done, _ = await asyncio.wait({read}, timeout=deadline - time.monotonic())
+                if not done:
+                    self.events.put_nowait(IdleTimeout())
+                    deadline = time.monotonic() + self.io.idle_timeout
+                    continue
+                finished, read = read, None
+                try:
+                    message = finished.result()
+                except grpc.aio.AioRpcError as err:
+                    reason = f"PEER_ENDED_{err.code().name}"
+                    self.events.put_nowait(MessageInvalid(reason, str(err.details())[:200]))
+                    return
+                except PandanodeError as err:  # bytes that are not a SyncMessage
+                    self.events.put_nowait(MessageInvalid(err.reason.value, err.message[:200]))
+                    return
+                if message is None:
+                    self.events.put_nowait(PeerClosed())
+                    return
+                self.record.count_received(message)
+                if message.WhichOneof("message") is None:
+                    # Empty (or of a kind a newer peer knows): ignored, and no sign of life.
+                    continue
+                deadline = time.monotonic() + self.io.idle_timeout
+                event = decode_message(message)
+                if isinstance(event, EntriesReceived):
+                    await self.in_flight.acquire()
+                self.events.put_nowait(event)
+        finally:
+            if read is not None:
+                read.cancel()
 
     async def load_heights(self, action: LoadHeights) -> None:
         if action.subscribe and self.io.subscribe is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import grpc
@@ -12,6 +13,7 @@ from grpc_status import rpc_status
 from pandanode.core.errors import ERROR_DOMAIN
 from pandanode.replication.v1 import replication_pb2 as pb
 from pandanode.replication.v1 import replication_pb2_grpc as pb_grpc
+from pandanode.services.runtime.guard import MalformedRequestError
 
 from .driver import SessionRecord
 from .replication import PeerRecord, Replication, SessionsFullError
@@ -19,7 +21,6 @@ from .session import Phase
 
 __all__ = ["ReplicationServicer", "peer_to_pb", "session_to_pb", "status_code_of"]
 
-_EOF: Final[object] = grpc.aio.EOF  # type: ignore[attr-defined]
 _STATES: Final = {
     Phase.START: pb.SESSION_STATE_ANNOUNCING,
     Phase.ANNOUNCE: pb.SESSION_STATE_ANNOUNCING,
@@ -100,10 +101,16 @@ def peer_to_pb(peer: PeerRecord, blocked: bool) -> pb.PeerStatus:
 
 
 class _ServerTransport:
-    """The acceptor's side of a Sync call."""
+    """The acceptor's side of a Sync call.
 
-    def __init__(self, context: Any) -> None:
+    Reads through the request iterator (where the server's guard turns unparseable bytes into
+    ``MALFORMED_REQUEST``), writes through the context.
+    """
+
+    def __init__(self, requests: AsyncIterator[pb.SyncMessage], context: Any) -> None:
+        self._requests = requests
         self._context = context
+        self.malformed: MalformedRequestError | None = None
 
     async def send(self, message: pb.SyncMessage) -> None:
         try:
@@ -112,11 +119,13 @@ class _ServerTransport:
             raise ConnectionError(f"the stream ended: {err}") from None
 
     async def receive(self) -> pb.SyncMessage | None:
-        message = await self._context.read()
-        if message is _EOF:
+        try:
+            return await anext(self._requests)
+        except StopAsyncIteration:
             return None
-        assert isinstance(message, pb.SyncMessage)
-        return message
+        except MalformedRequestError as err:
+            self.malformed = err
+            raise
 
 
 class ReplicationServicer(pb_grpc.ReplicationServiceServicer):
@@ -129,13 +138,16 @@ class ReplicationServicer(pb_grpc.ReplicationServiceServicer):
         self, request_iterator: Any, context: Any
     ) -> None:
         """One session a peer dialed; ends with the failure's status, if it failed."""
+        transport = _ServerTransport(request_iterator, context)
         try:
-            record = await self._replication.accept(_ServerTransport(context))
+            record = await self._replication.accept(transport)
         except SessionsFullError as err:
             await context.abort_with_status(
                 _status(grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_SESSIONS", str(err))
             )
             return
+        if transport.malformed is not None:
+            raise transport.malformed  # the guard answers it (MALFORMED_REQUEST)
         if record.error_reason:
             await context.abort_with_status(
                 _status(

@@ -93,7 +93,8 @@ async def alice_update_on_a(a: Node, document_id: str) -> None:
 async def test_live_mode_pushes_a_new_document_before_the_replication_interval(
     start: StartNode,
 ) -> None:
-    slow = {"replication_interval": 3600.0}
+    # A short idle timeout: silence in live mode must not end the session.
+    slow = {"replication_interval": 3600.0, "sync_idle_timeout": 0.2}
     async with start("a", **slow) as a, start("b", bootstrap_peers=a.address, **slow) as b:
 
         async def live() -> bool:
@@ -112,6 +113,8 @@ async def test_live_mode_pushes_a_new_document_before_the_replication_interval(
         )
         # And nothing is echoed back: A never received an entry.
         assert all(s.entries_received == 0 for s in _sessions(a))
+        ended = [s.error_reason for node in (a, b) for s in _sessions(node) if s.ended]
+        assert not {"SYNC_IDLE_TIMEOUT", "PEER_CLOSED", "STREAM_BROKEN"} & set(ended)
 
 
 def _sessions(node: Node) -> list[SessionRecord]:
