@@ -452,9 +452,15 @@ class Replication:
             stub: ReplicationServiceAsyncStub = replication_pb2_grpc.ReplicationServiceStub(channel)
             call = stub.Sync()  # type: ignore[call-arg]
             try:
-                return await self._run(
+                await self._run(
                     self._config(live=live, expected=node_id), _CallTransport(call), record
                 )
+                if not record.error_reason:
+                    # Completed: close our side and let the acceptor finish its own.
+                    with contextlib.suppress(Exception):
+                        await call.done_writing()
+                        await asyncio.wait_for(call.code(), self.settings.sync_idle_timeout)
+                return record
             finally:
                 call.cancel()
 

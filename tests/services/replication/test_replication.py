@@ -203,6 +203,11 @@ async def test_sync_with_catches_up_once_and_list_sessions_shows_it(start: Start
             listed = await stub.ListSessions(pb.ListSessionsRequest(), timeout=10)
         assert any(s.node_id == node_id(a) and s.initiator for s in listed.sessions)
         assert await converged(a, b)
+        # The acceptor completed its side too.
+        accepted = [s for s in _sessions(a) if s.node_id == node_id(b)]
+        assert [(s.phase.value, s.error_reason, s.initiator) for s in accepted] == [
+            ("done", "", False)
+        ]
 
 
 async def test_three_nodes_converge_on_many_authors_logs_and_multi_author_documents(
