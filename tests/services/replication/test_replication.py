@@ -268,3 +268,23 @@ async def exists(node: Node, document_id: str) -> bool:
         except ResourceNotFoundError:
             return False
         return True
+
+
+async def test_replication_schema_ids_limit_what_a_node_takes(start: StartNode) -> None:
+    async with start("a") as a:
+        async with Client.connect(a.address, key_pair=KeyPair()) as alice:
+            venue = await alice.create_schema("venue", "A place", {"name": "str"})
+            band = await alice.create_schema("band", "A band", {"name": "str"})
+            hall = await alice.create(venue, {"name": "Hall"})
+            duo = await alice.create(band, {"name": "Duo"})
+        wanted = f"schema_definition_v1,schema_field_definition_v1,{venue}"
+        async with start("b", replication_schema_ids=wanted) as b:
+            async with grpc.aio.insecure_channel(b.address) as channel:
+                stub = replication_pb2_grpc.ReplicationServiceStub(channel)
+                session = await stub.SyncWith(pb.SyncWithRequest(address=a.address), timeout=30)
+            assert session.error_reason == ""
+            assert sorted(session.target_schema_ids) == sorted(wanted.split(","))
+            await eventually(lambda: exists(b, hall.document_id), what="the venue on B")
+            assert not await exists(b, duo.document_id)
+            logs_on_b = {entry[:2] for entry in await log_entries(b.address)}
+            assert len(logs_on_b) < len({entry[:2] for entry in await log_entries(a.address)})
