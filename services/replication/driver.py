@@ -144,6 +144,7 @@ class SessionRecord:
     sent_kinds: Counter[str] = field(default_factory=Counter)
     received_kinds: Counter[str] = field(default_factory=Counter)
     bytes_by_kind: Counter[str] = field(default_factory=Counter)
+    forks: int = 0
     stop: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
 
     def __hash__(self) -> int:
@@ -343,6 +344,11 @@ class _Run:
             elif outcome.missing_dependency:
                 held += 1
                 waiting.append(request)
+            elif outcome.fork:
+                # A validly signed entry at a position where we hold another: the author
+                # forked the log. Not the peer's fault; the entry is not stored.
+                self.record.forks += 1
+                log.warning("replication: a forked log entry from %s skipped", self.record.node_id)
             else:
                 rejected += 1
                 reason = reason or outcome.reason

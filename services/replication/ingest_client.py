@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEPENDENCY_REASONS",
+    "FORK_REASONS",
     "HoldBuffer",
     "IngestClient",
     "PublishOutcome",
@@ -42,6 +43,8 @@ DEPENDENCY_REASONS: Final = frozenset(
     }
 )
 _EOF: Final[object] = grpc.aio.EOF  # type: ignore[attr-defined]
+# Rejections of a validly signed entry that does not fit the log we hold: the author forked it.
+FORK_REASONS: Final = frozenset({Reason.BACKLINK_MISMATCH.value, Reason.SKIPLINK_MISMATCH.value})
 # Log heights per ReadMissingEntries request.
 _HAVE_CHUNK: Final = 10_000
 
@@ -52,6 +55,14 @@ class PublishOutcome:
 
     stored: bool
     reason: str = ""
+
+    @property
+    def fork(self) -> bool:
+        """Rejected for links that do not fit the log we hold: a forked log.
+
+        Ingest checks the signature before the links, so the entry is validly signed.
+        """
+        return not self.stored and self.reason in FORK_REASONS
 
     @property
     def missing_dependency(self) -> bool:

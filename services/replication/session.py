@@ -667,7 +667,8 @@ def _on_start(state: SessionState, event: Start) -> Step:
 
 
 def _on_idle(state: SessionState, event: IdleTimeout) -> Step:
-    if state.phase is Phase.LIVE:
+    if state.phase is Phase.LIVE or state.peer_done:
+        # Live: silence is normal. After its SyncDone the peer has nothing more to send.
         return state, ()
     return _fail(state, "SYNC_IDLE_TIMEOUT", "the peer was silent before SyncDone")
 
@@ -675,6 +676,9 @@ def _on_idle(state: SessionState, event: IdleTimeout) -> Step:
 def _on_closed(state: SessionState, event: PeerClosed) -> Step:
     if state.phase is Phase.LIVE:
         return replace(state, phase=Phase.DONE), (Finish(),)
+    if state.peer_done and not (state.config.live and state.peer is not None and state.peer.live):
+        # The peer sent everything and closed its side (a half-close): we finish ours.
+        return state, ()
     return _fail(state, "PEER_CLOSED", "the peer ended the stream before SyncDone")
 
 

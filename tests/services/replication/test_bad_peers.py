@@ -12,8 +12,9 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from pandanode.core import KeyPair
+from pandanode.core import KeyPair, decode_entry, encode_operation, sign_and_encode_entry
 from pandanode.ingest.v1 import ingest_pb2 as ipb
+from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.replication.v1 import replication_pb2 as pb
 from pandanode.replication.v1 import replication_pb2_grpc
 from pandanode.services.node import Node
@@ -151,3 +152,55 @@ async def test_a_peer_silent_before_sync_done_is_timed_out(tmp_path: Path) -> No
                     pass
         assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert reason_of(raised.value) == "SYNC_IDLE_TIMEOUT"
+
+
+def forked_third_entry(log: FieldDefinitionLog) -> ipb.PublishRequest:
+    """Entry 3 of the same author's log 0 after a different entry 2: a fork of ``log``."""
+    other_two = encode_operation(
+        action="update",
+        schema_id="schema_field_definition_v1",
+        previous=[log.hashes[1]],
+        fields={"name": "forked"},
+    )
+    entry_two = sign_and_encode_entry(
+        other_two, log.key_pair, log_id=0, seq_num=2, backlink=log.hashes[1]
+    )
+    hash_two = decode_entry(entry_two, verify=False).hash
+    three = encode_operation(
+        action="update",
+        schema_id="schema_field_definition_v1",
+        previous=[hash_two],
+        fields={"name": "after the fork"},
+    )
+    entry_three = sign_and_encode_entry(three, log.key_pair, log_id=0, seq_num=3, backlink=hash_two)
+    return ipb.PublishRequest(entry=entry_three, operation=three)
+
+
+async def test_a_fork_is_skipped_without_ending_the_session(honest: Node) -> None:
+    log = FieldDefinitionLog(KeyPair(), 0)
+    async with grpc.aio.insecure_channel(honest.address) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        for seq in (1, 2):
+            await stub.Publish(log.entry(seq), timeout=10)
+        before = await log_entries(honest.address)
+        call = replication_pb2_grpc.ReplicationServiceStub(channel).Sync()  # type: ignore[call-arg]
+        peer = pb.Announce(protocol_version=1, node_id=KeyPair().public_key(), schema_ids=["*"])
+        await call.write(pb.SyncMessage(announce=peer))
+        await call.write(pb.SyncMessage(have_digest=pb.HaveDigest(digest=b"x" * 32)))
+        kinds = []
+        while len(kinds) < 2:
+            message = await call.read()
+            kinds.append(message.WhichOneof("message"))
+        assert kinds == ["announce", "have_digest"]
+        await call.write(pb.SyncMessage(have=pb.Have(last=True)))
+        fork = pb.SyncMessage(entries=pb.Entries(items=[forked_third_entry(log)]))
+        await call.write(fork)
+        await call.write(pb.SyncMessage(sync_done=pb.SyncDone()))
+        await call.done_writing()
+        while await call.read() is not grpc.aio.EOF:  # type: ignore[attr-defined]
+            pass
+        assert await call.code() == grpc.StatusCode.OK
+    assert await log_entries(honest.address) == before
+    assert honest.replication is not None
+    (record,) = honest.replication.ended
+    assert record.forks == 1 and record.error_reason == ""

@@ -431,3 +431,11 @@ def test_target_is_the_intersection(
 def test_an_unreadable_message_ends_the_session_with_its_reason(state_name: str) -> None:
     _, actions = run(STATES[state_name](), MessageInvalid("INVALID_ENTRY", "bad bytes"))
     assert finish_reason(actions) == "INVALID_ENTRY"
+
+
+def test_a_peer_closing_after_its_sync_done_lets_us_finish_our_side() -> None:
+    state, actions = run(s_sync_have_done(), DoneReceived(live=False), PeerClosed(), IdleTimeout())
+    assert actions == []
+    state, actions = run(state, MissingSent(MappingProxyType({LOG: 2}), 1))
+    assert kinds(actions) == ["sync_done", "Finish"]
+    assert state.phase is Phase.DONE
