@@ -187,9 +187,10 @@ async def test_a_fork_is_skipped_without_ending_the_session(honest: Node) -> Non
         peer = pb.Announce(protocol_version=1, node_id=KeyPair().public_key(), schema_ids=["*"])
         await call.write(pb.SyncMessage(announce=peer))
         await call.write(pb.SyncMessage(have_digest=pb.HaveDigest(digest=b"x" * 32)))
-        kinds = []
+        kinds: list[str | None] = []
         while len(kinds) < 2:
             message = await call.read()
+            assert isinstance(message, pb.SyncMessage)
             kinds.append(message.WhichOneof("message"))
         assert kinds == ["announce", "have_digest"]
         await call.write(pb.SyncMessage(have=pb.Have(last=True)))
