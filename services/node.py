@@ -186,6 +186,11 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
             self._watch = None
+        # Replication's live streams never end by themselves: end its sessions before the
+        # server's grace period would wait for them.
+        for part in self.parts:
+            if part.name == "replication":
+                await part.drain()
         if self._server is not None:
             await self._server.stop(grace=5.0)
             self._server = None
