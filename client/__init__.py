@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         Update,
         Value,
     )
+    from ._replication import ReplicationPeer, SyncSession
     from ._sync import SyncClient, connect_sync
 
 __all__ = [
@@ -103,6 +104,8 @@ __all__ = [
     "Page",
     "PandanodeError",
     "Peer",
+    "ReplicationPeer",
+    "SyncSession",
     "Published",
     "ResourceNotFoundError",
     "RpcError",
@@ -127,6 +130,8 @@ __all__ = [
 
 # Imported on first use, so `pandanode key new` or `--help` need not load gRPC and protobuf.
 _MODULE_OF: dict[str, str] = {
+    "ReplicationPeer": "._replication",
+    "SyncSession": "._replication",
     "DEFAULT_ADDRESS": "._client",
     "Blob": "._models",
     "BulkResult": "._models",

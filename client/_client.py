@@ -37,7 +37,7 @@ from pandanode.discovery.v1 import discovery_pb2_grpc
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2_grpc
 
-from . import _status
+from . import _replication, _status
 from ._connection import MAX_MESSAGE_BYTES, Connection
 from ._defaults import DEFAULT_ADDRESS
 from ._errors import KeyFileError
@@ -57,6 +57,7 @@ from ._models import (
     Update,
 )
 from ._reads import Reader
+from ._replication import ReplicationPeer, SyncSession
 from ._requests import (
     DocumentLike,
     FieldTypeLike,
@@ -564,6 +565,22 @@ class Client:
             NotServedError: The node does not run the discovery service.
         """
         return await _status.peers(self._shared)
+
+    async def sync_with(self, address: str) -> SyncSession:
+        """Have the node catch up with the node at ``address`` now (one session, both ways).
+
+        Raises:
+            NotServedError: The node does not run the replication service.
+        """
+        return await _replication.sync_with(self._shared, address)
+
+    async def sessions(self) -> tuple[list[SyncSession], list[ReplicationPeer]]:
+        """The node's replication sessions (running, then recent) and its troubled peers.
+
+        Raises:
+            NotServedError: The node does not run the replication service.
+        """
+        return await _replication.list_sessions(self._shared)
 
     async def status(self) -> NodeStatus:
         """Health of the node and of each pandanode service, and how much it stores."""

@@ -31,6 +31,7 @@ from ._models import (
     Published,
     Update,
 )
+from ._replication import ReplicationPeer, SyncSession
 
 __all__ = ["SyncClient", "connect_sync"]
 
@@ -202,6 +203,14 @@ class SyncClient:
     def peers(self) -> list[Peer]:
         """See :meth:`Client.peers`."""
         return self._run(self._client.peers())
+
+    def sync_with(self, address: str) -> SyncSession:
+        """See :meth:`Client.sync_with`."""
+        return self._run(self._client.sync_with(address))
+
+    def sessions(self) -> tuple[list[SyncSession], list[ReplicationPeer]]:
+        """See :meth:`Client.sessions`."""
+        return self._run(self._client.sessions())
 
 
 async def _next(iterator: AsyncIterator[_T]) -> _T:

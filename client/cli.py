@@ -63,7 +63,7 @@ Handler: TypeAlias = Callable[[argparse.Namespace, "Output"], Coroutine[Any, Any
 
 COMMANDS: Final = frozenset(
     {"key", "schema", "document", "documents", "watch", "blob", "import", "export", "status"}
-    | {"peers"}
+    | {"peers", "sync", "sessions"}
 )
 """The names of the client commands: they never import the node's own modules.
 
@@ -300,6 +300,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     leaf(subparsers, "status", "_cli_node.status", "show whether the node is up and what it serves")
     leaf(subparsers, "peers", "_cli_node.peers", "list the other nodes the node has found")
+    sync = leaf(
+        subparsers, "sync", "_cli_replication.sync", "have the node catch up with another node now"
+    )
+    sync.add_argument("address", metavar="HOST:PORT", help="the other node's gRPC address")
+    leaf(
+        subparsers,
+        "sessions",
+        "_cli_replication.sessions",
+        "list the node's replication sessions and the peers it does not sync with",
+    )
 
     completion = subparsers.add_parser(
         "completion",

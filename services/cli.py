@@ -90,6 +90,40 @@ def _add_http(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_replication(parser: argparse.ArgumentParser, *, serve: bool) -> None:
+    parser.add_argument(
+        "--node-key",
+        dest="node_key",
+        metavar="PATH",
+        help="the node key file discovery and replication share (default <data-dir>/node.key)",
+    )
+    parser.add_argument(
+        "--replication-schema-ids",
+        dest="replication_schema_ids",
+        metavar="ID,…",
+        help="schema ids to replicate (default *: every schema; empty: nothing)",
+    )
+    parser.add_argument(
+        "--allow-peer-ids",
+        dest="allow_peer_ids",
+        metavar="NODE_ID,…",
+        help="node ids to replicate with (default *: any)",
+    )
+    parser.add_argument(
+        "--block-peer-ids",
+        dest="block_peer_ids",
+        metavar="NODE_ID,…",
+        help="node ids never to replicate with (refused both ways)",
+    )
+    if serve:
+        parser.add_argument(
+            "--ingest",
+            dest="ingest_address",
+            metavar="HOST:PORT",
+            help="ingest's gRPC address (serve replication, serve gateway; default: this process)",
+        )
+
+
 # What `up` and `serve discovery` default to, beaten by flags, environment and config file.
 _NODE_DEFAULTS = {"lan_discovery": True}
 
@@ -114,15 +148,14 @@ def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="HOST:PORT",
         help="serve the embedded nats-server's HTTP monitoring here (default: off)",
     )
+    _add_replication(up, serve=False)
     serve = commands.add_parser("serve", help="run one service (distributed deployment)")
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
     _add_discovery(serve)
     _add_nats_url(serve, "NATS server URL (all but the gateway)")
     _add_http(serve)
-    serve.add_argument(
-        "--ingest", dest="gateway_ingest", metavar="HOST:PORT", help="gateway: ingest's address"
-    )
+    _add_replication(serve, serve=True)
     serve.add_argument(
         "--query", dest="gateway_query", metavar="HOST:PORT", help="gateway: query's address"
     )
@@ -350,8 +383,14 @@ def _run_node_command(args: argparse.Namespace) -> int:
         "advertise_address": getattr(args, "advertise_address", None),
         "lan_discovery": getattr(args, "lan_discovery", None),
         "http_listen": getattr(args, "http_listen", None),
-        "gateway_ingest": getattr(args, "gateway_ingest", None),
+        # One --ingest flag: the address of ingest for the service that calls it.
+        "gateway_ingest": getattr(args, "ingest_address", None),
         "gateway_query": getattr(args, "gateway_query", None),
+        "node_key": getattr(args, "node_key", None),
+        "replication_schema_ids": getattr(args, "replication_schema_ids", None),
+        "allow_peer_ids": getattr(args, "allow_peer_ids", None),
+        "block_peer_ids": getattr(args, "block_peer_ids", None),
+        "ingest_address": getattr(args, "ingest_address", None),
     }
     if args.command == "serve" and args.service != "gateway" and not args.nats_url:
         print(

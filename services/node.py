@@ -19,9 +19,10 @@ from grpc_health.v1 import health_pb2
 
 from .discovery.discovery import Discovery
 from .ingest.ingest import Ingest
-from .parts import PARTS, DiscoveryPart, GatewayPart, IngestPart, QueryPart
+from .parts import PARTS, DiscoveryPart, GatewayPart, IngestPart, QueryPart, ReplicationPart
 from .query.materializer import Materializer
 from .query.service import Query
+from .replication.replication import Replication
 from .runtime.bus import Bus, connect_bus
 from .runtime.nats_server import EmbeddedNats
 from .runtime.server import GrpcServer
@@ -103,6 +104,12 @@ class Node:
         """The HTTP gateway's bound ``host:port``, when it runs."""
         part = self._part(GatewayPart)
         return part.http_address if isinstance(part, GatewayPart) else ""
+
+    @property
+    def replication(self) -> Replication | None:
+        """The replication service's sessions and peers, when it runs."""
+        part = self._part(ReplicationPart)
+        return part.replication if isinstance(part, ReplicationPart) else None
 
     async def start(self) -> None:
         """Start NATS (if embedded), the services and the gRPC server; then report SERVING."""
@@ -186,11 +193,17 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
             self._watch = None
+        # Replication's live streams never end by themselves: end its sessions before the
+        # server's grace period would wait for them.
+        for part in self.parts:
+            if part.name == "replication":
+                await part.drain()
         if self._server is not None:
             await self._server.stop(grace=5.0)
             self._server = None
-        # Discovery first (it probes through the others), then ingest before query.
-        order = {"gateway": -1, "discovery": 0, "ingest": 1, "query": 2}
+        # The gateway, replication and discovery first (they work through the others), then
+        # ingest before query.
+        order = {"gateway": -2, "replication": -1, "discovery": 0, "ingest": 1, "query": 2}
         for part in sorted(self.parts, key=lambda part: order.get(part.name, 3)):
             await part.drain()
         self.parts = []

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pandanode.discovery.v1 import discovery_pb2, discovery_pb2_grpc
 from pandanode.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2, query_pb2_grpc
+from pandanode.replication.v1 import replication_pb2, replication_pb2_grpc
 
 from .discovery.discovery import Discovery
-from .discovery.identity import NODE_KEY_FILE, load_or_create_node_key
+from .discovery.identity import load_or_create_node_key
 from .discovery.servicer import DiscoveryServicer
 from .gateway.service import Gateway, HandlerFactory
 from .ingest.ingest import Ingest
@@ -23,6 +24,8 @@ from .query.service import Query
 from .query.servicer import QueryServicer
 from .query.store import QueryStore
 from .query.token_secret import PAGE_TOKEN_SECRET_FILE, load_or_create_token_secret
+from .replication.replication import Replication
+from .replication.servicer import ReplicationServicer
 from .runtime.service import Service, ServiceContext, task_running
 from .runtime.settings import Settings
 
@@ -33,6 +36,7 @@ __all__ = [
     "GatewayPart",
     "IngestPart",
     "QueryPart",
+    "ReplicationPart",
 ]
 
 # Seconds a starting gateway waits for its upstream services to be SERVING (then it serves
@@ -153,7 +157,7 @@ class DiscoveryPart(Service):
         self._started = False
 
     async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
-        node_key = load_or_create_node_key(context.settings.data_dir / NODE_KEY_FILE)
+        node_key = load_or_create_node_key(context.settings.node_key_path)
         self.discovery = Discovery(context.settings, context.need_bus(), node_key)
         discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(
             DiscoveryServicer(self.discovery), context.server
@@ -227,7 +231,38 @@ class GatewayPart(Service):
             self.gateway = None
 
 
+class ReplicationPart(Service):
+    """Replication: sessions with the peers discovery finds, a client of ingest."""
+
+    name = "replication"
+    grpc_service = replication_pb2.DESCRIPTOR.services_by_name["ReplicationService"].full_name
+
+    def __init__(self) -> None:
+        self.replication: Replication | None = None
+        self._started = False
+
+    async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
+        node_key = load_or_create_node_key(context.settings.node_key_path)
+        self.replication = Replication(context.settings, context.need_bus(), node_key)
+        replication_pb2_grpc.add_ReplicationServiceServicer_to_server(
+            ReplicationServicer(self.replication), context.server
+        )
+
+    async def serving(self, address: str) -> None:  # noqa: D102 - see Service
+        if self.replication is not None:
+            await self.replication.start(address)
+            self._started = True
+
+    def health(self) -> bool:  # noqa: D102 - see Service
+        return self.replication is not None and (not self._started or self.replication.healthy)
+
+    async def drain(self) -> None:  # noqa: D102 - see Service
+        if self.replication is not None:
+            await self.replication.stop()
+            self.replication = None
+
+
 # The services a node can run, by name, in the order they start.
 PARTS: dict[str, type[Service]] = {
-    part.name: part for part in (IngestPart, QueryPart, DiscoveryPart, GatewayPart)
+    part.name: part for part in (IngestPart, QueryPart, DiscoveryPart, ReplicationPart, GatewayPart)
 }

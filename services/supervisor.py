@@ -382,6 +382,9 @@ class Supervisor:
         """Start a child, read its bound address, wait for it to be SERVING."""
         env = {**os.environ, **settings_environment(self.settings)}
         env["PANDANODE_ADVERTISE_ADDRESS"] = self.settings.advertise_address or self.address
+        # Replication reaches ingest through the public address (the pass-through), which
+        # stays the same when ingest restarts on another port.
+        env["PANDANODE_INGEST_ADDRESS"] = self.settings.ingest_address or self.address
         process = await asyncio.create_subprocess_exec(
             *self._command(child),
             stdin=asyncio.subprocess.DEVNULL,

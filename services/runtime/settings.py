@@ -84,6 +84,20 @@ class Settings:
         lan_interface: IPv4 address of the interface to announce and listen on; empty: the
             loopback interface when the advertised host is loopback, else the system's choice.
         lan_announce_interval: Seconds between two LAN announcements.
+        node_key: Path of the node key file discovery and replication share; empty:
+            ``<data_dir>/node.key``.
+        ingest_address: Ingest's gRPC ``host:port`` for the replication service; empty: the
+            process's own address (all services in one process).
+        replication_schema_ids: Comma-separated schema ids to replicate; ``*``: every schema;
+            empty: nothing.
+        allow_peer_ids: Comma-separated node ids to replicate with; ``*``: any.
+        block_peer_ids: Comma-separated node ids never to replicate with (refused both ways).
+        replication_interval: Seconds between two catch-up sessions with a peer whose last
+            session ended (not live).
+        sync_idle_timeout: Seconds a peer may be silent before SyncDone; then the session fails.
+        max_sync_sessions: Most replication sessions at once.
+        peer_ban_after: Failed sessions within 10 minutes after which a peer is refused.
+        peer_ban_seconds: How long a banned peer is refused, both ways.
         log_level: Python logging level name.
         http_listen: ``host:port`` the HTTP gateway (GraphQL, blobs) binds to.
         gateway_ingest: The ingest gRPC address the gateway calls; empty: the node's own.
@@ -132,6 +146,16 @@ class Settings:
     lan_port: int = 2021
     lan_interface: str = ""
     lan_announce_interval: float = 5.0
+    node_key: str = ""
+    ingest_address: str = ""
+    replication_schema_ids: str = "*"
+    allow_peer_ids: str = "*"
+    block_peer_ids: str = ""
+    replication_interval: float = 10.0
+    sync_idle_timeout: float = 30.0
+    max_sync_sessions: int = 16
+    peer_ban_after: int = 3
+    peer_ban_seconds: float = 600.0
     log_level: str = "INFO"
     http_listen: str = "127.0.0.1:2021"
     gateway_ingest: str = ""
@@ -197,6 +221,11 @@ class Settings:
             value = getattr(self, name).strip()
             if value and value.lower() != "off":
                 _check_address(name, value, allow_port_zero=True)
+
+    @property
+    def node_key_path(self) -> Path:
+        """The node key file: :attr:`node_key`, or ``node.key`` in the data directory."""
+        return Path(self.node_key) if self.node_key else self.data_dir / "node.key"
 
     @property
     def bootstrap_addresses(self) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from pandanode.discovery.v1 import discovery_pb2
 from pandanode.ingest.v1 import ingest_pb2
 from pandanode.query.v1 import query_pb2
+from pandanode.replication.v1 import replication_pb2
 from pandanode.services.node import Node
 from tests.services.ingest.helpers import rejection_of
 
@@ -31,6 +32,7 @@ SERVICES = [
     *ingest_pb2.DESCRIPTOR.services_by_name.values(),
     *query_pb2.DESCRIPTOR.services_by_name.values(),
     *discovery_pb2.DESCRIPTOR.services_by_name.values(),
+    *replication_pb2.DESCRIPTOR.services_by_name.values(),
     health_pb2.DESCRIPTOR.services_by_name["Health"],
     reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"],
 ]

@@ -382,7 +382,14 @@ async def test_pandanode_up_runs_nats_and_each_service_in_its_own_process(
     process, _, _ = up
     assert process.process is not None
     children = children_of(process.process.pid)
-    assert set(children) == {"nats-server", "ingest", "query", "discovery", "gateway"}
+    assert set(children) == {
+        "nats-server",
+        "ingest",
+        "query",
+        "discovery",
+        "replication",
+        "gateway",
+    }
     assert len(set(children.values())) == 5
     assert process.process.pid not in children.values()
 
@@ -439,6 +446,7 @@ async def test_every_service_answers_through_the_public_address(
             "pandanode.ingest.v1.IngestService",
             "pandanode.query.v1.QueryService",
             "pandanode.discovery.v1.DiscoveryService",
+            "pandanode.replication.v1.ReplicationService",
         }
         assert address not in endpoints.endpoints.values()
     document = await eventually(
@@ -597,6 +605,7 @@ async def test_the_python_client_dials_each_service_directly(
             "pandanode.ingest.v1.IngestService",
             "pandanode.query.v1.QueryService",
             "pandanode.discovery.v1.DiscoveryService",
+            "pandanode.replication.v1.ReplicationService",
         }
         assert address not in endpoints.values()
         assert channel.channel_for("/pandanode.ingest.v1.IngestService/Publish") is not (
