@@ -390,7 +390,7 @@ async def test_pandanode_up_runs_nats_and_each_service_in_its_own_process(
         "replication",
         "gateway",
     }
-    assert len(set(children.values())) == 5
+    assert len(set(children.values())) == 6
     assert process.process.pid not in children.values()
 
 
