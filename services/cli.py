@@ -20,6 +20,7 @@ from pathlib import Path
 from pandanode.client.cli import register as register_client_commands
 
 from . import check
+from .entry import EntryPoint, Route, routes_of
 from .node import SERVICES, Node
 from .query.materializer import rebuild
 from .query.store import QueryStore
@@ -79,7 +80,37 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
     _add_discovery(serve)
-    serve.add_argument("--nats", dest="nats_url", required=True, help="NATS server URL")
+    serve.add_argument(
+        "--nats",
+        dest="nats_url",
+        required=True,
+        help="NATS server URL (the servers of a cluster: comma-separated)",
+    )
+    serve.add_argument(
+        "--stream-replicas",
+        dest="stream_replicas",
+        type=int,
+        help="copies of the event stream JetStream keeps (3 on a 3-node NATS cluster; default 1)",
+    )
+    serve.add_argument(
+        "--query-durable",
+        dest="query_durable",
+        help="the query replica's JetStream consumer name; each replica needs its own",
+    )
+    proxy = commands.add_parser(
+        "proxy",
+        help="the one public gRPC address of a split deployment: route each service's calls "
+        "to its processes",
+    )
+    _add_common(proxy)
+    proxy.add_argument(
+        "--route",
+        dest="routes",
+        action="append",
+        required=True,
+        metavar="SERVICE=HOST:PORT[,HOST:PORT…]",
+        help="where a service's calls go (repeat per service; several addresses: round-robin)",
+    )
     query = commands.add_parser("query", help="maintain the query service's store")
     query_commands = query.add_subparsers(dest="query_command", required=True)
     rebuild_parser = query_commands.add_parser(
@@ -140,6 +171,25 @@ async def _up(settings: Settings) -> int:
     return await Supervisor(settings).run(_stop_on_signals())
 
 
+async def _proxy(settings: Settings, routes: list[Route]) -> int:
+    """The entry point until SIGINT/SIGTERM; "pandanode listening on ADDRESS" tells it is up."""
+    stop = _stop_on_signals()
+    entry = EntryPoint(settings, routes)
+    address = await entry.start()
+    print(
+        f"pandanode listening on {address} (routing "
+        + "; ".join(f"{r.service} to {','.join(r.upstreams)}" for r in entry.routes)
+        + ")",
+        flush=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        print("pandanode: draining…", flush=True)
+        await entry.stop()
+    return 0
+
+
 async def _serve(settings: Settings, service: str) -> int:
     """One service in this process; the line "pandanode listening on ADDRESS" tells it is up."""
     stop = _stop_on_signals()
@@ -172,15 +222,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     flags = {
         "data_dir": args.data_dir,
         "listen": args.listen,
-        "nats_url": args.nats_url,
+        "nats_url": getattr(args, "nats_url", None),
         "log_level": args.log_level,
         "bootstrap_peers": getattr(args, "bootstrap_peers", None),
         "advertise_address": getattr(args, "advertise_address", None),
         "lan_discovery": getattr(args, "lan_discovery", None),
+        "stream_replicas": getattr(args, "stream_replicas", None),
+        "query_durable": getattr(args, "query_durable", None),
     }
     defaults = _NODE_DEFAULTS if args.command in ("up", "serve") else None
     try:
         settings = Settings.load(flags, config_file=args.config, defaults=defaults)
+        routes = routes_of(args.routes) if args.command == "proxy" else []
     except SettingsError as err:
         print(f"pandanode: {err}", file=sys.stderr)
         return 2
@@ -199,8 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "up":
             return asyncio.run(_up(settings))
+        if args.command == "proxy":
+            return asyncio.run(_proxy(settings, routes))
         return asyncio.run(_serve(settings, args.service))
-    except SupervisorError as err:
+    except (SupervisorError, SettingsError) as err:
         print(f"pandanode: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # a start-up failure the user must see in one line

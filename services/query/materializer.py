@@ -185,7 +185,7 @@ class Materializer:
                     self._applying = False
                 backoff = 0.1
             except TimeoutError:
-                continue  # no events for a while
+                await self._resume_if_stalled()  # no events for a while
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -194,6 +194,25 @@ class Materializer:
                 backoff = min(backoff * 2, 5.0)
                 with contextlib.suppress(Exception):
                     await self._restart()
+
+    async def _resume_if_stalled(self) -> None:
+        """Re-create the consumer when the stream holds events it did not deliver.
+
+        Messages JetStream pushed while the connection failed over to another server of a
+        cluster are lost in flight and would only come again after the consumer's ack wait.
+        """
+        try:
+            last = await self._bus.last_sequence(OPERATIONS_INGESTED)
+        except Exception:
+            return  # NATS is away: nothing to resume from yet
+        if last > self.store.checkpoint():
+            log.warning(
+                "the stream holds events up to %d, applied up to %d, none delivered: "
+                "resuming from the checkpoint",
+                last,
+                self.store.checkpoint(),
+            )
+            await self._restart()
 
     async def _restart(self) -> None:
         """Reload the state from the store and re-create the consumer at the checkpoint."""
