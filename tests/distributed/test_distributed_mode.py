@@ -15,13 +15,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from bench.deployment import Deployment, deployment
 from pandanode.client import Client, generate_key_pair
 from pandanode.discovery.v1 import discovery_pb2, discovery_pb2_grpc
 from pandanode.node.v1 import node_pb2, node_pb2_grpc
 from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from tests.services.support import assert_checks_clean, eventually
-
-from .deployment import Deployment, deployment
 
 # Writers publishing at once during the load, and acknowledged creates before the crashes.
 WRITERS = 4

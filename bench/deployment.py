@@ -3,7 +3,8 @@
 Three nats-server processes form one NATS cluster with JetStream (the event stream kept with 3
 replicas); ``pandanode serve ingest``, two ``serve query`` replicas (each with its own data
 directory and durable consumer), ``serve discovery`` and ``pandanode proxy`` (the one public
-address) each run as their own OS process. The bench's distributed scenario starts the same.
+address) each run as their own OS process. Used by the distributed-mode test
+(``tests/distributed``) and the bench's ``distributed.*`` scenarios.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,10 +31,20 @@ from pandanode.services.query.token_secret import (
 )
 from pandanode.services.runtime.nats_server import EmbeddedNats, cluster_of, free_port
 
-__all__ = ["Deployment", "ServiceProcess", "deployment", "health_of"]
+__all__ = [
+    "NGINX_CONF",
+    "Deployment",
+    "Nginx",
+    "ServiceProcess",
+    "deployment",
+    "find_nginx",
+    "health_of",
+    "nginx_config",
+]
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 STREAM_REPLICAS = 3
+NGINX_CONF = Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "pandanode.conf"
 
 
 async def health_of(address: str, service: str = "", timeout: float = 1.0) -> int | None:
@@ -195,3 +207,91 @@ async def deployment(root: Path, query_replicas: int = 2) -> AsyncIterator[Deplo
             process.kill()
         for server in nats:
             await server.stop()
+
+
+def find_nginx() -> str | None:
+    """The ``nginx`` binary (Debian puts it in /usr/sbin, often not on a user's PATH)."""
+    found = shutil.which("nginx")
+    if found is None and Path("/usr/sbin/nginx").is_file():
+        found = "/usr/sbin/nginx"
+    return found
+
+
+def nginx_config(root: Path, listen: str, deployed: Deployment) -> Path:
+    """Write a whole nginx configuration under ``root``; returns its path.
+
+    It is deploy/nginx/pandanode.conf with the deployment's upstream addresses and ``listen``,
+    in an http block of its own.
+    """
+    upstreams = {
+        "ingest": [deployed.ingest.address],
+        "query": [query.address for query in deployed.queries],
+        "discovery": [deployed.discovery.address],
+    }
+    server = NGINX_CONF.read_text()
+    for name, addresses in upstreams.items():
+        servers = "".join(f"    server {address};\n" for address in addresses)
+        server = re.sub(
+            rf"(upstream pandanode_{name} {{\n)(?:    server [^;]+;\n)+",
+            lambda match, servers=servers: match.group(1) + servers,
+            server,
+        )
+    server = server.replace("listen 2020 http2;", f"listen {listen} http2;")
+    (root / "nginx-server.conf").write_text(server)
+    temp = root / "nginx-temp"
+    temp.mkdir(parents=True, exist_ok=True)
+    main = root / "nginx.conf"
+    main.write_text(
+        f"""daemon off;
+worker_processes 1;
+pid {root / "nginx.pid"};
+error_log {root / "nginx-error.log"} warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {temp / "body"};
+    proxy_temp_path {temp / "proxy"};
+    include {root / "nginx-server.conf"};
+}}
+"""
+    )
+    return main
+
+
+@dataclass(eq=False)
+class Nginx:
+    """nginx in front of a deployment (``grpc_pass``, deploy/nginx/pandanode.conf)."""
+
+    binary: str
+    config: Path
+    address: str
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    async def start(self, timeout: float = 20.0) -> None:
+        """Start nginx and wait until it routes a health check to ingest."""
+        log = self.config.parent / "nginx.out"
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(
+                [self.binary, "-c", str(self.config), "-e", str(self.config.parent / "e.log")],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while await health_of(self.address) != health_pb2.HealthCheckResponse.SERVING:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                errors = self.config.parent / "nginx-error.log"
+                text = log.read_text() + (errors.read_text() if errors.exists() else "")
+                raise RuntimeError(f"nginx did not serve on {self.address}: {text[-2000:]}")
+            await asyncio.sleep(0.05)  # poll: nginx is starting
+
+    def stop(self) -> None:
+        """Stop nginx (SIGQUIT would wait for open streams: SIGTERM is fast shutdown)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
