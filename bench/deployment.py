@@ -33,6 +33,7 @@ from pandanode.services.runtime.nats_server import EmbeddedNats, cluster_of, fre
 
 __all__ = [
     "NGINX_CONF",
+    "STREAM_REPLICAS",
     "Deployment",
     "Nginx",
     "ServiceProcess",
@@ -231,11 +232,8 @@ def nginx_config(root: Path, listen: str, deployed: Deployment) -> Path:
     server = NGINX_CONF.read_text()
     for name, addresses in upstreams.items():
         servers = "".join(f"    server {address};\n" for address in addresses)
-        server = re.sub(
-            rf"(upstream pandanode_{name} {{\n)(?:    server [^;]+;\n)+",
-            lambda match, servers=servers: match.group(1) + servers,
-            server,
-        )
+        pattern = re.compile(rf"(upstream pandanode_{name} {{\n)(?:    server [^;]+;\n)+")
+        server = pattern.sub(lambda match: str(match.group(1)) + servers, server)  # noqa: B023
     server = server.replace("listen 2020 http2;", f"listen {listen} http2;")
     (root / "nginx-server.conf").write_text(server)
     temp = root / "nginx-temp"

@@ -15,11 +15,21 @@ from pathlib import Path
 import grpc
 import pytest
 
-from bench.deployment import Deployment, deployment
+from bench.deployment import (
+    STREAM_REPLICAS,
+    Deployment,
+    Nginx,
+    deployment,
+    find_nginx,
+    nginx_config,
+)
 from pandanode.client import Client, generate_key_pair
 from pandanode.discovery.v1 import discovery_pb2, discovery_pb2_grpc
 from pandanode.node.v1 import node_pb2, node_pb2_grpc
 from pandanode.query.v1 import query_pb2, query_pb2_grpc
+from pandanode.services.runtime.bus import connect_bus
+from pandanode.services.runtime.events import STREAM_NAME
+from pandanode.services.runtime.nats_server import free_port
 from tests.services.support import assert_checks_clean, eventually
 
 # Writers publishing at once during the load, and acknowledged creates before the crashes.
@@ -78,6 +88,15 @@ async def _first_steps(deployed: Deployment) -> str:
         paged = [d.id async for d in reader.documents(venue, page_size=2, after=last)]
     assert paged == answers[0][2] and len(paged) == 5
     return venue
+
+
+async def _stream_replicas(nats_url: str) -> int:
+    bus = await connect_bus(nats_url, name="test")  # replicas=None: leaves the stream as it is
+    try:
+        info = await bus.js.stream_info(STREAM_NAME)
+        return int(info.config.num_replicas or 1)
+    finally:
+        await bus.close()
 
 
 async def _write_until(
@@ -172,15 +191,34 @@ async def test_split_deployment_on_a_nats_cluster_loses_no_acknowledged_entry_wh
         # What ingest stored is all in the replicated stream; `pandanode check` agrees.
         assert deployed.ingest.terminate() == 0
         await assert_checks_clean(tmp_path / "deploy" / "ingest", nats_url=deployed.nats_url)
+        assert await _stream_replicas(deployed.nats_url) == STREAM_REPLICAS
 
 
-async def test_the_entry_point_routes_public_services_and_keeps_internal_calls_off(
-    tmp_path: Path,
+@pytest.mark.parametrize("entry_point", ["pandanode proxy", "nginx"])
+async def test_the_entry_point_routes_public_services_and_answers_internal_calls_unimplemented(
+    tmp_path: Path, entry_point: str
 ) -> None:
-    async with (
-        deployment(tmp_path / "deploy", query_replicas=1) as deployed,
-        grpc.aio.insecure_channel(deployed.entry.address) as channel,
-    ):
+    binary = find_nginx()
+    if entry_point == "nginx" and binary is None:
+        pytest.skip("nginx is not installed (make setup installs it where apt-get can)")
+    root = tmp_path / "deploy"
+    async with deployment(root, query_replicas=2) as deployed:
+        address = deployed.entry.address
+        nginx = None
+        if entry_point == "nginx":
+            assert binary is not None
+            address = f"127.0.0.1:{free_port()}"
+            nginx = Nginx(binary, nginx_config(root, address, deployed), address)
+            await nginx.start()
+        try:
+            await _routes_public_calls_only(address)
+        finally:
+            if nginx is not None:
+                nginx.stop()
+
+
+async def _routes_public_calls_only(address: str) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
         info = await discovery_pb2_grpc.DiscoveryServiceStub(channel).GetNodeInfo(
             discovery_pb2.GetNodeInfoRequest(), timeout=10
         )
@@ -190,8 +228,14 @@ async def test_the_entry_point_routes_public_services_and_keeps_internal_calls_o
                 node_pb2.GetEndpointsRequest(), timeout=10
             )
         assert internal.value.code() is grpc.StatusCode.UNIMPLEMENTED
+        query = query_pb2_grpc.QueryServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as missing:
-            await query_pb2_grpc.QueryServiceStub(channel).GetDocument(
-                query_pb2.GetDocumentRequest(document_id="00" * 34), timeout=10
-            )
+            await query.GetDocument(query_pb2.GetDocumentRequest(document_id="00" * 34), timeout=10)
         assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+        # Bad bytes reach the service and its reason comes back through the entry point.
+        with pytest.raises(grpc.aio.AioRpcError) as malformed:
+            await channel.unary_unary("/pandanode.query.v1.QueryService/GetDocument")(
+                b"\xff\xff\xff", timeout=10
+            )
+        assert malformed.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "MALFORMED_REQUEST" in str(malformed.value.trailing_metadata())
