@@ -212,7 +212,10 @@ class Materializer:
                 last,
                 self.store.checkpoint(),
             )
-            await self._restart()
+            try:
+                await self._restart()
+            except Exception as err:  # the next quiet spell tries again
+                log.warning("resuming failed: %s", f"{type(err).__name__}: {err}"[:200])
 
     async def _restart(self) -> None:
         """Reload the state from the store and re-create the consumer at the checkpoint."""

@@ -168,12 +168,18 @@ async def test_split_deployment_on_a_nats_cluster_loses_no_acknowledged_entry_wh
         wanted = set(acked)
         survivor = deployed.queries[1]
         for address in (entry, survivor.address):
-            listed = await eventually(
-                lambda address=address: _all_listed(address, venue, wanted),  # type: ignore[misc]
-                timeout=60,
-                what=f"every acknowledged document listed at {address}",
-            )
-            assert wanted - listed == set()
+            try:
+                await eventually(
+                    lambda address=address: _all_listed(address, venue, wanted),  # type: ignore[misc]
+                    timeout=60,
+                    what=f"every acknowledged document listed at {address}",
+                )
+            except AssertionError as err:
+                missing = wanted - await _ids_listed(address, venue)
+                raise AssertionError(
+                    f"{err}: {len(missing)} of {len(wanted)} missing; "
+                    + "\n".join(f"{p.name}: {p.output()[-1500:]}" for p in deployed.services)
+                ) from None
 
         # The killed NATS node and query replica come back (as compose or Kubernetes would
         # restart them) and the replica catches up from the stream.
