@@ -240,7 +240,7 @@ async def _routes_public_calls_only(address: str) -> None:
         assert missing.value.code() is grpc.StatusCode.NOT_FOUND
         # Bad bytes reach the service and its reason comes back through the entry point.
         with pytest.raises(grpc.aio.AioRpcError) as malformed:
-            await channel.unary_unary("/pandanode.query.v1.QueryService/GetDocument")(
+            await channel.unary_unary("/pandanode.query.v1.QueryService/GetDocument", None, None)(
                 b"\xff\xff\xff", timeout=10
             )
         assert malformed.value.code() is grpc.StatusCode.INVALID_ARGUMENT
