@@ -51,11 +51,32 @@ async def _all_listed(address: str, schema: str, wanted: set[str]) -> set[str] |
     return listed if wanted <= listed else None
 
 
+async def _knows_schema(address: str, schema_id: str) -> bool:
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            await query_pb2_grpc.QueryServiceStub(channel).GetSchema(
+                query_pb2.GetSchemaRequest(schema_id=schema_id), timeout=5
+            )
+        except grpc.aio.AioRpcError as err:
+            if err.code() is grpc.StatusCode.NOT_FOUND:
+                return False
+            raise
+    return True
+
+
 async def _first_steps(deployed: Deployment) -> str:
     """Publish, watch, read both replicas (directly too) and page across them, via one address."""
     entry = deployed.entry.address
     async with Client.connect(entry, key_pair=generate_key_pair()) as node:
         venue = await node.create_schema("venue", "A place", {"name": "str", "seats": "int"})
+        # A watch cannot wait for a write (no consistency field): it may go to either replica,
+        # so both must have built the schema first.
+        for replica in deployed.queries:
+            await eventually(
+                lambda replica=replica: _knows_schema(replica.address, venue),  # type: ignore[misc]
+                timeout=30,
+                what=f"{replica.name} knowing the new schema",
+            )
         async with contextlib.aclosing(node.watch(venue)) as changes:
             first = await anext(changes)
             assert first.kind == "caught_up"
