@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 NODE_DIR   := tests/interop
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: setup run test lint typecheck unit format clean help proto bench fuzz proto-check
+.PHONY: setup run test lint typecheck unit format clean help proto bench fuzz proto-check nginx
 
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
@@ -29,7 +29,17 @@ $(NODE_STAMP): $(NODE_DIR)/package.json
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(STAMP) $(NODE_STAMP)
+setup: $(STAMP) $(NODE_STAMP) nginx
+
+# nginx (Debian's nginx-light) is the entry point the distributed tests and bench also route
+# through (deploy/nginx/pandanode.conf); installed when missing, where apt-get can as root.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null \
+	      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } \
+	      || echo "note: could not install nginx-light: the nginx tests are skipped"; \
+	  else echo "note: nginx is not installed (apt-get install nginx-light): its tests are skipped"; fi; }
 
 run: $(STAMP)
 	$(BIN)/pandanode up $(ARGS)

@@ -33,6 +33,7 @@ from pandanode.client.cli import register as register_client_commands
 from pandanode.core.version import version
 
 if TYPE_CHECKING:
+    from .entry import Route
     from .runtime.settings import Settings
 
 __all__ = ["main"]
@@ -160,6 +161,31 @@ def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "--query", dest="gateway_query", metavar="HOST:PORT", help="gateway: query's address"
     )
     _add_metrics(serve, "off")
+    serve.add_argument(
+        "--stream-replicas",
+        dest="stream_replicas",
+        type=int,
+        help="copies of the event stream JetStream keeps (3 on a 3-node NATS cluster; default 1)",
+    )
+    serve.add_argument(
+        "--query-durable",
+        dest="query_durable",
+        help="the query replica's JetStream consumer name; each replica needs its own",
+    )
+    proxy = commands.add_parser(
+        "proxy",
+        help="the one public gRPC address of a split deployment: route each service's calls "
+        "to its processes",
+    )
+    _add_common(proxy)
+    proxy.add_argument(
+        "--route",
+        dest="routes",
+        action="append",
+        required=True,
+        metavar="SERVICE=HOST:PORT[,HOST:PORT…]",
+        help="where a service's calls go (repeat per service; several addresses: round-robin)",
+    )
     query = commands.add_parser("query", help="maintain the query service's store")
     query_commands = query.add_subparsers(dest="query_command", required=True)
     rebuild_parser = query_commands.add_parser(
@@ -180,7 +206,7 @@ def _add_nats_url(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--nats", dest="nats_url", help=argparse.SUPPRESS)  # the old spelling
 
 
-NODE_COMMANDS = frozenset({"up", "serve", "query", "check"})
+NODE_COMMANDS = frozenset({"up", "serve", "query", "check", "proxy"})
 """The commands that run (or inspect) a node: they need the ``node`` extra."""
 
 
@@ -274,6 +300,27 @@ async def _up(settings: Settings) -> int:
     from .supervisor import Supervisor
 
     return await Supervisor(settings).run(_stop_on_signals())
+
+
+async def _proxy(settings: Settings, routes: list[Route]) -> int:
+    """The entry point until SIGINT/SIGTERM; "pandanode listening on ADDRESS" tells it is up."""
+    from .entry import EntryPoint
+
+    stop = _stop_on_signals()
+    entry = EntryPoint(settings, routes)
+    address = await entry.start()
+    print(
+        f"pandanode listening on {address} (routing "
+        + "; ".join(f"{r.service} to {','.join(r.upstreams)}" for r in entry.routes)
+        + ")",
+        flush=True,
+    )
+    try:
+        await stop.wait()
+    finally:
+        print("pandanode: draining…", flush=True)
+        await entry.stop()
+    return 0
 
 
 async def _serve(settings: Settings, service: str) -> int:
@@ -374,7 +421,7 @@ def _run_node_command(args: argparse.Namespace) -> int:
     flags = {
         "data_dir": args.data_dir,
         "listen": args.listen,
-        "nats_url": args.nats_url,
+        "nats_url": getattr(args, "nats_url", None),
         "log_level": args.log_level,
         "log_format": args.log_format,
         "metrics_listen": getattr(args, "metrics_listen", None),
@@ -391,6 +438,8 @@ def _run_node_command(args: argparse.Namespace) -> int:
         "allow_peer_ids": getattr(args, "allow_peer_ids", None),
         "block_peer_ids": getattr(args, "block_peer_ids", None),
         "ingest_address": getattr(args, "ingest_address", None),
+        "stream_replicas": getattr(args, "stream_replicas", None),
+        "query_durable": getattr(args, "query_durable", None),
     }
     if args.command == "serve" and args.service != "gateway" and not args.nats_url:
         print(
@@ -399,8 +448,11 @@ def _run_node_command(args: argparse.Namespace) -> int:
         )
         return 2
     defaults = _NODE_DEFAULTS if args.command in ("up", "serve") else None
+    from .entry import routes_of
+
     try:
         settings = Settings.load(flags, config_file=args.config, defaults=defaults)
+        routes = routes_of(args.routes) if args.command == "proxy" else []
     except SettingsError as err:
         print(f"pandanode: {err}", file=sys.stderr)
         return 2
@@ -417,8 +469,10 @@ def _run_node_command(args: argparse.Namespace) -> int:
     try:
         if args.command == "up":
             return asyncio.run(_up(settings))
+        if args.command == "proxy":
+            return asyncio.run(_proxy(settings, routes))
         return asyncio.run(_serve(settings, args.service))
-    except SupervisorError as err:
+    except (SupervisorError, SettingsError) as err:
         print(f"pandanode: {err}", file=sys.stderr)
         return 1
     except Exception as err:  # a start-up failure the user must see in one line

@@ -127,7 +127,9 @@ class Node:
                 self._nats = EmbeddedNats(store_dir=data_dir / "nats")
                 await self._nats.start()
                 self.nats_url = self._nats.url
-            self._bus = await connect_bus(self.nats_url, name="pandanode")
+            self._bus = await connect_bus(
+                self.nats_url, name="pandanode", replicas=self.settings.stream_replicas
+            )
         self._server = GrpcServer(self.settings)
         context = ServiceContext(self.settings, self._bus, self._server.server)
         for name in self.services:

@@ -3,13 +3,14 @@
 The peer baselines come after ingest: they compare with unary Publish measured before them.
 """
 
-from . import baselines, cli, client_signing, codec, ingest, peers, profiling, query
+from . import baselines, cli, client_signing, codec, distributed, ingest, peers, profiling, query
 
 __all__ = [
     "baselines",
     "cli",
     "client_signing",
     "codec",
+    "distributed",
     "ingest",
     "peers",
     "profiling",

@@ -190,6 +190,7 @@ class Materializer:
             except TimeoutError:
                 self._lag_gauge.set(0)  # no events for a while: nothing is behind
                 metrics.materialization_lag_seconds.set(0.0)
+                await self._resume_if_stalled()
                 continue
             except asyncio.CancelledError:
                 raise
@@ -199,6 +200,28 @@ class Materializer:
                 backoff = min(backoff * 2, 5.0)
                 with contextlib.suppress(Exception):
                     await self._restart()
+
+    async def _resume_if_stalled(self) -> None:
+        """Re-create the consumer when the stream holds events it did not deliver.
+
+        Messages JetStream pushed while the connection failed over to another server of a
+        cluster are lost in flight and would only come again after the consumer's ack wait.
+        """
+        try:
+            last = await self._bus.last_sequence(OPERATIONS_INGESTED)
+        except Exception:
+            return  # NATS is away: nothing to resume from yet
+        if last > self.store.checkpoint():
+            log.warning(
+                "the stream holds events up to %d, applied up to %d, none delivered: "
+                "resuming from the checkpoint",
+                last,
+                self.store.checkpoint(),
+            )
+            try:
+                await self._restart()
+            except Exception as err:  # the next quiet spell tries again
+                log.warning("resuming failed: %s", f"{type(err).__name__}: {err}"[:200])
 
     async def _restart(self) -> None:
         """Reload the state from the store and re-create the consumer at the checkpoint."""

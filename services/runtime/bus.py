@@ -302,14 +302,28 @@ class NatsBus:
                 await self.client.close()
 
 
-async def connect_bus(url: str, *, name: str = "pandanode", timeout: float = 20.0) -> NatsBus:
+async def connect_bus(
+    url: str,
+    *,
+    name: str = "pandanode",
+    timeout: float = 20.0,
+    replicas: int | None = None,
+) -> NatsBus:
     """Connect to NATS and make sure the event stream exists; waits until JetStream answers.
+
+    Args:
+        url: A NATS URL, or several separated by commas (the servers of a cluster).
+        name: The connection's name, as NATS monitoring shows it.
+        timeout: Seconds to wait for NATS and JetStream.
+        replicas: Copies the stream keeps (the ``stream_replicas`` setting); None keeps what an
+            existing stream has (1 for a new one), so tools like ``check`` never change it.
 
     Raises:
         UnavailableError: NATS or JetStream did not answer within ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
+    servers = [item.strip() for item in url.split(",") if item.strip()]
 
     async def on_error(err: Exception) -> None:
         # nats-py logs each failed (re)connect with a traceback by default; one line is enough.
@@ -325,7 +339,7 @@ async def connect_bus(url: str, *, name: str = "pandanode", timeout: float = 20.
             # unlimited), so the deadline is enforced here.
             client = await asyncio.wait_for(
                 nats.connect(
-                    url,
+                    servers,
                     name=name,
                     connect_timeout=2,
                     max_reconnect_attempts=-1,
@@ -341,18 +355,9 @@ async def connect_bus(url: str, *, name: str = "pandanode", timeout: float = 20.
             await asyncio.sleep(0.1)  # poll: NATS is starting
             continue
         js = client.jetstream()
-        config = StreamConfig(
-            name=STREAM_NAME,
-            subjects=list(STREAM_SUBJECTS),
-            storage=StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        )
         while time.monotonic() < deadline:
             try:
-                try:
-                    await js.add_stream(config)
-                except BadRequestError:
-                    await js.update_stream(config)
+                await _ensure_stream(js, replicas)
                 return NatsBus(client, js)
             except Exception as err:
                 last_error = err
@@ -364,8 +369,31 @@ async def connect_bus(url: str, *, name: str = "pandanode", timeout: float = 20.
     )
 
 
+async def _ensure_stream(js: JetStreamContext, replicas: int | None) -> None:
+    """Create the event stream, or bring an existing one to this version's configuration."""
+    config = StreamConfig(
+        name=STREAM_NAME,
+        subjects=list(STREAM_SUBJECTS),
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_SECONDS,
+        num_replicas=replicas or 1,
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        if replicas is None:
+            existing = await js.stream_info(STREAM_NAME)
+            config.num_replicas = existing.config.num_replicas or 1
+        await js.update_stream(config)
+
+
 def redact_url(url: str) -> str:
-    """``url`` without the password (or token) of its user info, for messages and logs."""
+    """``url`` without the password (or token) of its user info, for messages and logs.
+
+    A comma-separated list of URLs has each redacted.
+    """
+    if "," in url:
+        return ",".join(redact_url(item) for item in url.split(","))
     parts = urlsplit(url)
     if parts.password is None and not parts.username:
         return url

@@ -24,6 +24,7 @@ from pathlib import Path
 __all__ = [
     "EmbeddedNats",
     "NatsServerError",
+    "cluster_of",
     "dies_with_parent_prefix",
     "find_nats_server",
     "free_port",
@@ -95,12 +96,18 @@ class EmbeddedNats:
         port: The port; 0 picks a free one at start.
         monitor: ``host:port`` of nats-server's HTTP monitoring (``/varz``, ``/jsz``, …);
             empty or ``off``: no monitoring port.
+        cluster_name: The name of the NATS cluster this server joins; empty: no cluster.
+        cluster_port: The port of its cluster routes (with ``cluster_name``).
+        routes: The route URLs of the other servers of the cluster.
     """
 
     store_dir: Path
     host: str = "127.0.0.1"
     port: int = 0
     monitor: str = ""
+    cluster_name: str = ""
+    cluster_port: int = 0
+    routes: tuple[str, ...] = ()
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -137,6 +144,7 @@ class EmbeddedNats:
             str(log_file),
             "--pid",
             str(pid_file),
+            *self._cluster_args(),
         ]
         self._process = subprocess.Popen(
             args,
@@ -172,6 +180,22 @@ class EmbeddedNats:
         config.write_text(f"http: {json.dumps(address)}\n")
         return ["--config", str(config)]
 
+    def _cluster_args(self) -> list[str]:
+        if not self.cluster_name:
+            return []
+        if self.cluster_port == 0:
+            self.cluster_port = free_port(self.host)
+        return [
+            "--server_name",
+            f"{self.cluster_name}-{self.cluster_port}",
+            "--cluster_name",
+            self.cluster_name,
+            "--cluster",
+            f"nats://{self.host}:{self.cluster_port}",
+            "--routes",
+            ",".join(self.routes),
+        ]
+
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop the server gracefully (SIGTERM), then forcefully after ``timeout``."""
         process, self._process = self._process, None
@@ -206,3 +230,27 @@ class EmbeddedNats:
         if self._process is not None and self._process.poll() is None:
             with contextlib.suppress(Exception):
                 os.kill(self._process.pid, signal.SIGKILL)
+
+
+def cluster_of(
+    store_root: Path, size: int = 3, *, name: str = "pandanode", host: str = "127.0.0.1"
+) -> list[EmbeddedNats]:
+    """``size`` servers forming one NATS cluster with JetStream (not started yet).
+
+    Each keeps its store in ``store_root/nats-<i>`` and has free client and route ports
+    picked now; each routes to every other. Start them together: JetStream elects its meta
+    leader once a majority runs.
+    """
+    ports = [(free_port(host), free_port(host)) for _ in range(size)]
+    routes = [f"nats://{host}:{cluster}" for _, cluster in ports]
+    return [
+        EmbeddedNats(
+            store_dir=store_root / f"nats-{index}",
+            host=host,
+            port=client,
+            cluster_name=name,
+            cluster_port=ports[index][1],
+            routes=tuple(route for other, route in enumerate(routes) if other != index),
+        )
+        for index, (client, _) in enumerate(ports)
+    ]

@@ -67,15 +67,24 @@ class PassThrough(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         kinds: The method paths served, with their kinds (:func:`method_kinds`).
         channel_for: The channel of the process serving a service full name, or None while
             that service is down (the call then fails with UNAVAILABLE).
+        retry_services: Services whose unary and server-streaming calls only read: one that
+            fails UNAVAILABLE before any answer is sent once more, to the channel
+            ``other_channel`` gives (another replica), if it gives one.
+        other_channel: A channel of the service other than the one that failed, or None.
     """
 
     def __init__(
         self,
         kinds: dict[str, MethodKind],
         channel_for: Callable[[str], grpc.aio.Channel | None],
+        *,
+        retry_services: frozenset[str] = frozenset(),
+        other_channel: Callable[[str, grpc.aio.Channel], grpc.aio.Channel | None] | None = None,
     ) -> None:
         self._kinds = kinds
         self._channel_for = channel_for
+        self._retry_services = retry_services if other_channel is not None else frozenset()
+        self._other_channel = other_channel
         self._handlers: dict[str, _Handler] = {}
         for method, kind in kinds.items():
             self._handlers[method] = self._handler(method, kind)
@@ -112,37 +121,49 @@ class PassThrough(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             err.code(), err.details() or "", _forwarded_trailing(err.trailing_metadata())
         )
 
-    @staticmethod
-    async def _initial(call: Any, context: _Context) -> None:
-        initial = await call.initial_metadata()
-        forwarded = _forwarded(initial)
-        if forwarded:
-            await context.send_initial_metadata(forwarded)
-
-    def _handler(self, method: str, kind: MethodKind) -> _Handler:
-        if kind is MethodKind.UNARY_UNARY:
-
-            async def unary_unary(request: bytes, context: _Context) -> bytes:
-                channel = await self._channel(method, context)
+    def _unary_unary(self, method: str) -> _Handler:
+        async def unary_unary(request: bytes, context: _Context) -> bytes:
+            channel = await self._channel(method, context)
+            attempts = self._attempts(method)
+            for attempt in range(1, attempts + 1):
+                if attempt > 1:
+                    channel = self._retry_channel(method, channel)
                 call = channel.unary_unary(method, None, None)(request, **self._options(context))
                 try:
                     response: bytes = await call
                 except grpc.aio.AioRpcError as err:
+                    if attempt < attempts and err.code() is grpc.StatusCode.UNAVAILABLE:
+                        continue
                     await self._fail(err, context)
                     raise
                 await self._finish(call, context)
                 return response
+            raise AssertionError("unreachable: the last attempt returns or raises")
 
-            return grpc.unary_unary_rpc_method_handler(unary_unary)
-        if kind is MethodKind.UNARY_STREAM:
+        return grpc.unary_unary_rpc_method_handler(unary_unary)
 
-            async def unary_stream(request: bytes, context: _Context) -> AsyncIterator[bytes]:
-                channel = await self._channel(method, context)
+    def _unary_stream(self, method: str) -> _Handler:
+        async def unary_stream(request: bytes, context: _Context) -> AsyncIterator[bytes]:
+            channel = await self._channel(method, context)
+            attempts = self._attempts(method)
+            for attempt in range(1, attempts + 1):
+                if attempt > 1:
+                    channel = self._retry_channel(method, channel)
                 call = channel.unary_stream(method, None, None)(request, **self._options(context))
-                async for response in self._relay(call, context):
-                    yield response
+                try:
+                    async for response in self._relay(call, context, retryable=attempt < attempts):
+                        yield response
+                except _UpstreamUnavailableError:
+                    continue
+                return
 
-            return grpc.unary_stream_rpc_method_handler(unary_stream)
+        return grpc.unary_stream_rpc_method_handler(unary_stream)
+
+    def _handler(self, method: str, kind: MethodKind) -> _Handler:
+        if kind is MethodKind.UNARY_UNARY:
+            return self._unary_unary(method)
+        if kind is MethodKind.UNARY_STREAM:
+            return self._unary_stream(method)
         if kind is MethodKind.STREAM_UNARY:
 
             async def stream_unary(requests: AsyncIterator[bytes], context: _Context) -> bytes:
@@ -175,13 +196,29 @@ class PassThrough(grpc.GenericRpcHandler):  # type: ignore[type-arg]
 
         return grpc.stream_stream_rpc_method_handler(stream_stream)
 
-    async def _relay(self, call: Any, context: _Context) -> AsyncIterator[bytes]:
+    def _attempts(self, method: str) -> int:
+        return 2 if method.split("/")[1] in self._retry_services else 1
+
+    def _retry_channel(self, method: str, failed: grpc.aio.Channel) -> grpc.aio.Channel:
+        assert self._other_channel is not None  # only called when retries are on
+        return self._other_channel(method.split("/")[1], failed) or failed
+
+    async def _relay(
+        self, call: Any, context: _Context, *, retryable: bool = False
+    ) -> AsyncIterator[bytes]:
+        answered = False
         try:
             try:
-                await self._initial(call, context)
+                initial = _forwarded(await call.initial_metadata())
+                if initial:
+                    answered = True
+                    await context.send_initial_metadata(initial)
                 async for response in call:
+                    answered = True
                     yield response
             except grpc.aio.AioRpcError as err:
+                if retryable and not answered and err.code() is grpc.StatusCode.UNAVAILABLE:
+                    raise _UpstreamUnavailableError from err
                 await self._fail(err, context)
                 raise
             await self._finish(call, context)
@@ -190,6 +227,10 @@ class PassThrough(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 call.cancel()
                 with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
                     await call
+
+
+class _UpstreamUnavailableError(Exception):
+    """The upstream was unavailable before it answered anything: use another one."""
 
 
 async def _pump(requests: AsyncIterator[bytes], call: Any) -> None:

@@ -59,6 +59,8 @@ class Settings:
         query_durable: Name of the query service's durable JetStream consumer; every query
             replica consuming one stream needs its own.
         query_batch_size: Most events the query service fetches and commits at once.
+        stream_replicas: Copies JetStream keeps of the event stream (1 to 5): 1 for one NATS
+            server, 3 on a three-node NATS cluster so the stream survives losing a node.
         listing_change_log_bytes: Byte budget, per listed schema, of the replaced document
             views the listing keeps to bring its cached match counts up to date; past it the
             oldest are dropped and such a count is computed afresh.
@@ -132,6 +134,7 @@ class Settings:
     max_resolved_documents: int = 5000
     query_durable: str = "query"
     query_batch_size: int = 256
+    stream_replicas: int = 1
     listing_change_log_bytes: int = 16 * 1024 * 1024
     watch_queue_bytes: int = 4 * 1024 * 1024
     decoded_cache_bytes: int = 64 * 1024 * 1024
@@ -205,6 +208,11 @@ class Settings:
                 f"setting log_level must be one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}"
             )
         self._check_operations()
+        if self.stream_replicas > 5:
+            raise SettingsError(
+                f"setting stream_replicas must be 1 to 5 (JetStream's limit), got "
+                f"{self.stream_replicas}"
+            )
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.query_durable):
             raise SettingsError(
                 "setting query_durable must be 1 to 64 letters, digits, '_' or '-' (a JetStream "

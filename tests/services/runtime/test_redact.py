@@ -15,6 +15,10 @@ from pandanode.services.runtime.errors import UnavailableError
         ("nats://alice:s3cret@nats.example:4222", "nats://alice:***@nats.example:4222"),
         ("nats://t0ken@nats.example", "nats://***@nats.example"),
         ("tls://bob:pw@[::1]:4443", "tls://bob:***@::1:4443"),
+        (
+            "nats://a:pw@n1:4222,nats://a:pw@n2:4222",
+            "nats://a:***@n1:4222,nats://a:***@n2:4222",
+        ),
     ],
 )
 def test_redact_url_hides_passwords_and_tokens(url: str, shown: str) -> None:

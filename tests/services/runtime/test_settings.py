@@ -52,3 +52,12 @@ def test_listen_must_be_host_and_port() -> None:
 def test_an_unreadable_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="cannot read config file"):
         Settings.load(env={}, config_file=tmp_path / "missing.toml")
+
+
+def test_the_event_stream_is_kept_once_unless_more_replicas_are_asked_for() -> None:
+    assert Settings().stream_replicas == 1
+    assert Settings.load(env={"PANDANODE_STREAM_REPLICAS": "3"}).stream_replicas == 3
+    with pytest.raises(SettingsError, match="stream_replicas must be 1 to 5"):
+        Settings(stream_replicas=6)
+    with pytest.raises(SettingsError, match="stream_replicas must be positive"):
+        Settings(stream_replicas=0)

@@ -1,0 +1,295 @@
+"""A split deployment on loopback, as compose would start it, without a container engine.
+
+Three nats-server processes form one NATS cluster with JetStream (the event stream kept with 3
+replicas); ``pandanode serve ingest``, two ``serve query`` replicas (each with its own data
+directory and durable consumer), ``serve discovery`` and ``pandanode proxy`` (the one public
+address) each run as their own OS process. Used by the distributed-mode test
+(``tests/distributed``) and the bench's ``distributed.*`` scenarios.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from pandanode.services.query.token_secret import (
+    PAGE_TOKEN_SECRET_FILE,
+    load_or_create_token_secret,
+)
+from pandanode.services.runtime.nats_server import EmbeddedNats, cluster_of, free_port
+
+__all__ = [
+    "NGINX_CONF",
+    "STREAM_REPLICAS",
+    "Deployment",
+    "Nginx",
+    "ServiceProcess",
+    "deployment",
+    "find_nginx",
+    "health_of",
+    "nginx_config",
+]
+
+PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
+STREAM_REPLICAS = 3
+NGINX_CONF = Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "pandanode.conf"
+
+
+async def health_of(address: str, service: str = "", timeout: float = 1.0) -> int | None:
+    """The health status ``address`` reports for ``service``; None when it does not answer."""
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            response = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+    except grpc.aio.AioRpcError:
+        return None
+    return int(response.status)
+
+
+@dataclass(eq=False)
+class ServiceProcess:
+    """One ``pandanode`` process of the deployment; its output goes to a log file."""
+
+    name: str
+    args: list[str]
+    address: str
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        """Start the process (with its output appended to :attr:`log_path`)."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*PANDANODE, *self.args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PANDANODE_LAN_DISCOVERY": "false"},
+            )
+
+    async def wait_serving(self, timeout: float = 60.0) -> None:
+        """Poll health until the process says SERVING; fail if it exits or the deadline passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited with {self.process.returncode}: {self.output()[-3000:]}"
+                )
+            if await health_of(self.address) == health_pb2.HealthCheckResponse.SERVING:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} not serving after {timeout}s: {self.output()}")
+            await asyncio.sleep(0.05)  # poll: the process is starting
+
+    def kill(self) -> None:
+        """SIGKILL the process, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM the process and wait until it drained and exited; returns its exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def output(self) -> str:
+        """What the process printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass(eq=False)
+class Deployment:
+    """The processes of a split deployment and their addresses."""
+
+    nats: list[EmbeddedNats]
+    ingest: ServiceProcess
+    queries: list[ServiceProcess]
+    discovery: ServiceProcess
+    entry: ServiceProcess
+
+    @property
+    def nats_url(self) -> str:
+        """The client URLs of every NATS server, comma-separated (what the services get)."""
+        return ",".join(server.url for server in self.nats)
+
+    @property
+    def services(self) -> list[ServiceProcess]:
+        """Every pandanode process, the entry point last."""
+        return [self.ingest, *self.queries, self.discovery, self.entry]
+
+
+def _serve(
+    root: Path, name: str, service: str, nats_url: str, extra: list[str] | None = None
+) -> ServiceProcess:
+    address = f"127.0.0.1:{free_port()}"
+    data_dir = root / name
+    args = [
+        "serve",
+        service,
+        "--nats",
+        nats_url,
+        "--listen",
+        address,
+        "--data-dir",
+        str(data_dir),
+        "--stream-replicas",
+        str(STREAM_REPLICAS),
+        "--log-level",
+        "WARNING",
+        *(extra or []),
+    ]
+    return ServiceProcess(name, args, address, root / f"{name}.log")
+
+
+@contextlib.asynccontextmanager
+async def deployment(root: Path, query_replicas: int = 2) -> AsyncIterator[Deployment]:
+    """Start the whole split deployment under ``root``; stop (kill) everything at the end."""
+    root.mkdir(parents=True, exist_ok=True)
+    nats = cluster_of(root, 3)
+    await asyncio.gather(*(server.start() for server in nats))
+    url = ",".join(server.url for server in nats)
+    ingest = _serve(root, "ingest", "ingest", url)
+    queries = []
+    for index in range(query_replicas):
+        name = f"query-{chr(ord('a') + index)}"
+        # Replicas behind one address share the page-token secret, so a page token one gave
+        # works on the next call, which may go to the other.
+        shared = root / "query-a" / PAGE_TOKEN_SECRET_FILE
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        load_or_create_token_secret(shared)
+        if index > 0:
+            (root / name).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(shared, root / name / PAGE_TOKEN_SECRET_FILE)
+        queries.append(_serve(root, name, "query", url, ["--query-durable", name]))
+    discovery = _serve(root, "discovery", "discovery", url, ["--no-lan-discovery"])
+    entry_address = f"127.0.0.1:{free_port()}"
+    entry = ServiceProcess(
+        "entry",
+        [
+            "proxy",
+            "--listen",
+            entry_address,
+            "--route",
+            f"ingest={ingest.address}",
+            "--route",
+            "query=" + ",".join(query.address for query in queries),
+            "--route",
+            f"discovery={discovery.address}",
+        ],
+        entry_address,
+        root / "entry.log",
+    )
+    deployed = Deployment(nats, ingest, queries, discovery, entry)
+    try:
+        for process in deployed.services:
+            process.start()
+        for process in deployed.services:
+            await process.wait_serving()
+        yield deployed
+    finally:
+        for process in deployed.services:
+            process.kill()
+        for server in nats:
+            await server.stop()
+
+
+def find_nginx() -> str | None:
+    """The ``nginx`` binary (Debian puts it in /usr/sbin, often not on a user's PATH)."""
+    found = shutil.which("nginx")
+    if found is None and Path("/usr/sbin/nginx").is_file():
+        found = "/usr/sbin/nginx"
+    return found
+
+
+def nginx_config(root: Path, listen: str, deployed: Deployment) -> Path:
+    """Write a whole nginx configuration under ``root``; returns its path.
+
+    It is deploy/nginx/pandanode.conf with the deployment's upstream addresses and ``listen``,
+    in an http block of its own.
+    """
+    upstreams = {
+        "ingest": [deployed.ingest.address],
+        "query": [query.address for query in deployed.queries],
+        "discovery": [deployed.discovery.address],
+    }
+    server = NGINX_CONF.read_text()
+    for name, addresses in upstreams.items():
+        servers = "".join(f"    server {address};\n" for address in addresses)
+        pattern = re.compile(rf"(upstream pandanode_{name} {{\n)(?:    server [^;]+;\n)+")
+        server = pattern.sub(lambda match: str(match.group(1)) + servers, server)  # noqa: B023
+    server = server.replace("listen 2020 http2;", f"listen {listen} http2;")
+    (root / "nginx-server.conf").write_text(server)
+    temp = root / "nginx-temp"
+    temp.mkdir(parents=True, exist_ok=True)
+    main = root / "nginx.conf"
+    main.write_text(
+        f"""daemon off;
+worker_processes 1;
+pid {root / "nginx.pid"};
+error_log {root / "nginx-error.log"} warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {temp / "body"};
+    proxy_temp_path {temp / "proxy"};
+    include {root / "nginx-server.conf"};
+}}
+"""
+    )
+    return main
+
+
+@dataclass(eq=False)
+class Nginx:
+    """nginx in front of a deployment (``grpc_pass``, deploy/nginx/pandanode.conf)."""
+
+    binary: str
+    config: Path
+    address: str
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    async def start(self, timeout: float = 20.0) -> None:
+        """Start nginx and wait until it routes a health check to ingest."""
+        log = self.config.parent / "nginx.out"
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(
+                [self.binary, "-c", str(self.config), "-e", str(self.config.parent / "e.log")],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while await health_of(self.address) != health_pb2.HealthCheckResponse.SERVING:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                errors = self.config.parent / "nginx-error.log"
+                text = log.read_text() + (errors.read_text() if errors.exists() else "")
+                raise RuntimeError(f"nginx did not serve on {self.address}: {text[-2000:]}")
+            await asyncio.sleep(0.05)  # poll: nginx is starting
+
+    def stop(self) -> None:
+        """Stop nginx (SIGQUIT would wait for open streams: SIGTERM is fast shutdown)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
