@@ -469,6 +469,8 @@ Global___ReadLogResponse: _TypeAlias = ReadLogResponse  # noqa: Y015
 
 @_typing.final
 class ReadMissingEntriesRequest(_message.Message):
+    """One request of a ReadMissingEntries stream: the peer's log heights, in chunks."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SCHEMA_IDS_FIELD_NUMBER: _builtins.int
@@ -534,8 +536,11 @@ class MissingEntry(_message.Message):
     operation: _builtins.bytes
     """The encoded operation the entry signs (its payload)."""
     public_key: _builtins.str
+    """The entry's author (hex)."""
     log_id: _builtins.int
+    """The entry's log."""
     seq_num: _builtins.int
+    """The entry's position in its log (1 is the first)."""
     sequence: _builtins.int
     """The entry's store sequence on this node: its position in the order this node stored
     entries (the IngestedOperation.sequence it was announced with; entries of a data
@@ -562,6 +567,8 @@ Global___MissingEntry: _TypeAlias = MissingEntry  # noqa: Y015
 
 @_typing.final
 class ReadMissingEntriesResponse(_message.Message):
+    """One batch of the entries the peer lacks."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENTRIES_FIELD_NUMBER: _builtins.int

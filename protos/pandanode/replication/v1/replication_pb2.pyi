@@ -43,6 +43,7 @@ class _SessionState:
 class _SessionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SessionState.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     SESSION_STATE_UNSPECIFIED: _SessionState.ValueType  # 0
+    """Not set (never sent by the node)."""
     SESSION_STATE_ANNOUNCING: _SessionState.ValueType  # 1
     """Exchanging Announce and HaveDigest."""
     SESSION_STATE_SYNCING: _SessionState.ValueType  # 2
@@ -58,6 +59,7 @@ class SessionState(_SessionState, metaclass=_SessionStateEnumTypeWrapper):
     """Where a session is."""
 
 SESSION_STATE_UNSPECIFIED: SessionState.ValueType  # 0
+"""Not set (never sent by the node)."""
 SESSION_STATE_ANNOUNCING: SessionState.ValueType  # 1
 """Exchanging Announce and HaveDigest."""
 SESSION_STATE_SYNCING: SessionState.ValueType  # 2
@@ -143,7 +145,9 @@ class LogHeight(_message.Message):
     LOG_ID_FIELD_NUMBER: _builtins.int
     SEQ_NUM_FIELD_NUMBER: _builtins.int
     log_id: _builtins.int
+    """The log."""
     seq_num: _builtins.int
+    """The seq num of the log's latest entry the sender holds."""
     def __init__(
         self,
         *,
@@ -169,7 +173,9 @@ class AuthorHeights(_message.Message):
     public_key: _builtins.str
     """The author's public key (64 lowercase hex characters)."""
     @_builtins.property
-    def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogHeight]: ...
+    def logs(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogHeight]:
+        """The author's logs in the target set."""
+
     def __init__(
         self,
         *,
@@ -195,7 +201,9 @@ class Have(_message.Message):
     last: _builtins.bool
     """True on the final chunk; a Have after it ends the session."""
     @_builtins.property
-    def authors(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuthorHeights]: ...
+    def authors(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuthorHeights]:
+        """The authors of this chunk, with their logs."""
+
     def __init__(
         self,
         *,
@@ -268,15 +276,25 @@ class SyncMessage(_message.Message):
     ENTRIES_FIELD_NUMBER: _builtins.int
     SYNC_DONE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def announce(self) -> Global___Announce: ...
+    def announce(self) -> Global___Announce:
+        """Who the sender is and what it replicates (first message of each side)."""
+
     @_builtins.property
-    def have_digest(self) -> Global___HaveDigest: ...
+    def have_digest(self) -> Global___HaveDigest:
+        """The sender's log heights, summarized (after Announce)."""
+
     @_builtins.property
-    def have(self) -> Global___Have: ...
+    def have(self) -> Global___Have:
+        """A chunk of the sender's log heights (when the digests differ)."""
+
     @_builtins.property
-    def entries(self) -> Global___Entries: ...
+    def entries(self) -> Global___Entries:
+        """Entries the receiver lacks, or newly stored ones in live mode."""
+
     @_builtins.property
-    def sync_done(self) -> Global___SyncDone: ...
+    def sync_done(self) -> Global___SyncDone:
+        """The sender has sent everything the receiver lacked."""
+
     def __init__(
         self,
         *,
@@ -298,6 +316,8 @@ Global___SyncMessage: _TypeAlias = SyncMessage  # noqa: Y015
 
 @_typing.final
 class SyncWithRequest(_message.Message):
+    """Which node to catch up with."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ADDRESS_FIELD_NUMBER: _builtins.int
@@ -342,12 +362,17 @@ class Session(_message.Message):
     whose peer is not in discovery's table).
     """
     state: Global___SessionState.ValueType
+    """Where the session is."""
     entries_sent: _builtins.int
+    """Entries this node sent to the peer."""
     entries_received: _builtins.int
+    """Entries this node received from the peer."""
     entries_rejected: _builtins.int
     """Received entries ingest rejected (missing dependencies that never arrived included)."""
     bytes_sent: _builtins.int
+    """Bytes of the serialized messages this node sent."""
     bytes_received: _builtins.int
+    """Bytes of the serialized messages this node received."""
     error_reason: _builtins.str
     """Why the session failed (an ErrorInfo reason); empty when it did not."""
     initiator: _builtins.bool
@@ -357,7 +382,9 @@ class Session(_message.Message):
         """The target set: the schema ids both sides replicate ("*": any)."""
 
     @_builtins.property
-    def started(self) -> _timestamp_pb2.Timestamp: ...
+    def started(self) -> _timestamp_pb2.Timestamp:
+        """When the session began."""
+
     @_builtins.property
     def ended(self) -> _timestamp_pb2.Timestamp:
         """Unset while the session runs."""
@@ -401,7 +428,9 @@ class PeerStatus(_message.Message):
     LAST_ERROR_REASON_FIELD_NUMBER: _builtins.int
     BLOCKED_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
+    """The peer's node id."""
     address: _builtins.str
+    """The peer's address, when known."""
     failures: _builtins.int
     """Failed sessions in the last 10 minutes."""
     last_error_reason: _builtins.str
@@ -437,6 +466,8 @@ Global___PeerStatus: _TypeAlias = PeerStatus  # noqa: Y015
 
 @_typing.final
 class ListSessionsRequest(_message.Message):
+    """Asks for the sessions and the peers not synced with."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     def __init__(
@@ -452,6 +483,8 @@ Global___ListSessionsRequest: _TypeAlias = ListSessionsRequest  # noqa: Y015
 
 @_typing.final
 class ListSessionsResponse(_message.Message):
+    """The sessions, and the peers not synced with."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSIONS_FIELD_NUMBER: _builtins.int

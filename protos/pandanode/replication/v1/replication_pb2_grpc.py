@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class ReplicationServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Replication between nodes: the Sync sessions, and what a person asks about them.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -52,7 +53,8 @@ class ReplicationServiceStub:
 
 
 class ReplicationServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Replication between nodes: the Sync sessions, and what a person asks about them.
+    """
 
     def Sync(self, request_iterator, context):
         """One replication session with a peer node: a stream of SyncMessage each way.
@@ -102,7 +104,8 @@ def add_ReplicationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ReplicationService:
-    """Missing associated documentation comment in .proto file."""
+    """Replication between nodes: the Sync sessions, and what a person asks about them.
+    """
 
     @staticmethod
     def Sync(request_iterator,

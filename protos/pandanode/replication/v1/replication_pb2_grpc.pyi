@@ -42,6 +42,8 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ReplicationServiceStub:
+    """Replication between nodes: the Sync sessions, and what a person asks about them."""
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -55,6 +57,8 @@ class ReplicationServiceStub:
 
 @_typing.type_check_only
 class ReplicationServiceAsyncStub(ReplicationServiceStub):
+    """Replication between nodes: the Sync sessions, and what a person asks about them."""
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     Sync: _aio.StreamStreamMultiCallable[_replication_pb2.SyncMessage, _replication_pb2.SyncMessage]  # type: ignore[assignment]
     """One replication session with a peer node: a stream of SyncMessage each way."""
@@ -64,6 +68,8 @@ class ReplicationServiceAsyncStub(ReplicationServiceStub):
     """The current and recent sessions, and the peers backed off or refused."""
 
 class ReplicationServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Replication between nodes: the Sync sessions, and what a person asks about them."""
+
     @_abc_1.abstractmethod
     def Sync(
         self,
