@@ -1,7 +1,8 @@
 """The ``pandanode`` command: ``up``, ``serve``, ``query rebuild``, ``check``, client commands.
 
 ``up`` runs the all-in-one node (a supervisor with one process per service), ``serve`` one
-service, ``query rebuild`` re-materializes the query store from the event stream. Errors a
+service, ``query rebuild`` re-materializes the query store from the event stream, ``health``
+asks a running service whether it serves, ``config`` prints the effective settings. Errors a
 user can fix (a port in use, a data directory in use, a bad setting) are one line on stderr
 and a non-zero exit.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -19,11 +21,12 @@ from pathlib import Path
 
 from pandanode.client.cli import register as register_client_commands
 
-from . import check
+from . import check, health
 from .node import SERVICES, Node
 from .query.materializer import rebuild
 from .query.store import QueryStore
 from .runtime.bus import connect_bus
+from .runtime.config_file import effective_toml, sample_toml, settings_as_dict
 from .runtime.nats_server import EmbeddedNats
 from .runtime.settings import Settings, SettingsError
 from .supervisor import Supervisor, SupervisorError, lock_data_dir
@@ -95,7 +98,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     register_client_commands(commands)
     check.register(commands)
+    health.register(commands)
+    _add_config(commands)
     return parser
+
+
+def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config = commands.add_parser("config", help="show the effective settings, or a sample file")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    show = config_commands.add_parser(
+        "show",
+        help="print the settings `up`/`serve` would run with (flags over environment over "
+        "--config file over defaults), as TOML",
+    )
+    _add_common(show)
+    _add_discovery(show)
+    show.add_argument("--nats-url", "--nats", dest="nats_url", help="NATS server URL")
+    show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
+    config_commands.add_parser(
+        "sample", help="print a commented TOML file of every setting and its default"
+    )
 
 
 async def _rebuild(settings: Settings) -> int:
@@ -166,9 +188,12 @@ def _one_line(err: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pandanode`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    if hasattr(args, "run"):  # a client command (pandanode.client.cli) or `check`
+    if hasattr(args, "run"):  # a client command (pandanode.client.cli), `check` or `health`
         code: int = args.run(args)
         return code
+    if args.command == "config" and args.config_command == "sample":
+        print(sample_toml(), end="")
+        return 0
     flags = {
         "data_dir": args.data_dir,
         "listen": args.listen,
@@ -178,12 +203,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "advertise_address": getattr(args, "advertise_address", None),
         "lan_discovery": getattr(args, "lan_discovery", None),
     }
-    defaults = _NODE_DEFAULTS if args.command in ("up", "serve") else None
+    defaults = _NODE_DEFAULTS if args.command in ("up", "serve", "config") else None
     try:
         settings = Settings.load(flags, config_file=args.config, defaults=defaults)
     except SettingsError as err:
         print(f"pandanode: {err}", file=sys.stderr)
         return 2
+    if args.command == "config":
+        if args.json:
+            print(json.dumps(settings_as_dict(settings), indent=2))
+        else:
+            print(effective_toml(settings), end="")
+        return 0
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
