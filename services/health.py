@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -82,11 +83,13 @@ def run(args: argparse.Namespace) -> int:
                 health_pb2.HealthCheckRequest(service=service), timeout=args.timeout
             )
         except grpc.RpcError as err:
-            code = err.code() if isinstance(err, grpc.Call) else None
-            details = err.details() if isinstance(err, grpc.Call) else str(err)
-            name = code.name if code is not None else "ERROR"
-            print(f"{label}: {name}: {details}", file=sys.stderr)
+            call = cast(grpc.Call, err)  # what a blocking stub raises is both
+            print(f"{label}: {call.code().name}: {call.details()}", file=sys.stderr)
             return EXIT_NOT_SERVING
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
     print(f"{label}: {status}")
-    return EXIT_SERVING if answer.status == health_pb2.HealthCheckResponse.SERVING else 1
+    return (
+        EXIT_SERVING
+        if answer.status == health_pb2.HealthCheckResponse.SERVING
+        else EXIT_NOT_SERVING
+    )
