@@ -29,7 +29,16 @@ $(NODE_STAMP): $(NODE_DIR)/package.json
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(STAMP) $(NODE_STAMP)
+# Debian's nginx runs the entry point's configuration in tests/deploy/test_entry.py.
+NGINX_STAMP := $(VENV)/.nginx
+
+$(NGINX_STAMP): $(STAMP)
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx; } || \
+		{ echo "error: nginx is required for tests/deploy (apt-get install nginx)"; exit 1; }
+	touch $@
+
+setup: $(STAMP) $(NODE_STAMP) $(NGINX_STAMP)
 
 run: $(STAMP)
 	$(BIN)/pandanode up $(ARGS)
