@@ -4,7 +4,6 @@ path, the node's internal RPCs and reflection are not."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import shutil
@@ -137,10 +136,10 @@ async def test_entry_refuses_the_nodes_internal_rpcs_and_reflection(
 
     with pytest.raises(grpc.aio.AioRpcError) as internal:
         await node.GetEndpoints(node_pb2.GetEndpointsRequest(), timeout=10)
-    with pytest.raises(grpc.aio.AioRpcError) as reflected:
-        call = reflection.ServerReflectionInfo(timeout=10)
-        await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
-        await asyncio.wait_for(call.read(), timeout=10)
+    # The request goes from an iterator: nginx may end the call before a write would finish.
+    reflected = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10
+    )
 
     assert internal.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert reflected.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert await reflected.code() == grpc.StatusCode.UNIMPLEMENTED
