@@ -126,3 +126,24 @@ def test_buf_breaking_passes_when_a_commit_only_adds_a_message(
 
     assert baseline is not None
     assert answer.returncode == 0, answer.stdout + answer.stderr
+
+
+def test_a_branch_is_compared_with_where_it_forked_not_with_what_main_added_since(
+    history: Path, tmp_path: Path
+) -> None:
+    fork = run("git", "rev-parse", "HEAD", cwd=history).stdout.strip()
+    git(history, "checkout", "-q", "-b", "feature")
+    (history / "NOTES").write_text("a change outside the protos\n")
+    git(history, "add", "-A")
+    git(history, "commit", "-q", "-m", "feature work")
+    git(history, "checkout", "-q", "main")
+    ingest = history / "protos/pandanode/ingest/v1/ingest.proto"
+    ingest.write_text(ingest.read_text() + "\nmessage AddedOnMain {\n  string note = 1;\n}\n")
+    git(history, "commit", "-q", "-am", "main adds a message")
+    git(history, "checkout", "-q", "feature")
+
+    baseline, _ = previous_protos(history, tmp_path / "baseline")
+    answer = run(tool("buf"), "breaking", "--against", tmp_path / "baseline", cwd=history)
+
+    assert baseline == fork
+    assert answer.returncode == 0, answer.stdout + answer.stderr

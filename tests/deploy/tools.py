@@ -71,9 +71,10 @@ def run(*args: str | Path, stdin: str | None = None, cwd: Path | None = None) ->
 def previous_protos(repo: Path, dest: Path) -> tuple[str | None, str]:
     """Put the protos of the commit to compare against under ``dest``; (its id, why).
 
-    The baseline is main's tip when HEAD is a branch off main (what merging would change), else
-    HEAD's first parent (the previous commit on main). It is None, with the reason, in a
-    repository with one commit, a shallow clone that lacks the parent, or no git history.
+    The baseline is where HEAD forked from main when HEAD is on a branch (what the branch
+    changes, whatever main did since), else HEAD's first parent (the previous commit on main).
+    It is None, with the reason, in a repository with one commit, a shallow clone that lacks the
+    parent, or no git history.
     """
     git = shutil.which("git")
     if git is None:
@@ -87,7 +88,11 @@ def previous_protos(repo: Path, dest: Path) -> tuple[str | None, str]:
     if head is None:
         return None, f"{repo} has no git history"
     main = rev("main") or rev("origin/main")
-    baseline = main if main is not None and main != head else rev("HEAD~1")
+    fork = None
+    if main is not None:
+        answer = run(git, "merge-base", head, main, cwd=repo)
+        fork = answer.stdout.strip() or None if answer.returncode == 0 else None
+    baseline = fork if fork is not None and fork != head else rev("HEAD~1")
     if baseline is None:
         return None, "no previous commit (a repository with one commit, or a shallow clone)"
     archive = subprocess.run(
