@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 NODE_DIR   := tests/interop
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: setup run test lint typecheck unit format clean help proto bench fuzz lock config-sample
+.PHONY: setup run test lint typecheck unit format clean help proto bench fuzz proto-check lock \
+	config-sample
 
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
@@ -20,7 +21,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[node,dev]'
 	touch $@
 
 $(NODE_STAMP): $(NODE_DIR)/package.json
@@ -69,10 +70,27 @@ proto: $(STAMP)
 		--python_out=protos --mypy_out=protos --grpc_python_out=protos --mypy_grpc_out=protos \
 		$(PROTOS)
 
+# The committed generated code must be what `make proto` makes now: regenerate into a temporary
+# directory and compare, both ways (a stale file, a missing one, one without its .proto).
+proto-check: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -I protos \
+		--python_out=$$tmp --mypy_out=$$tmp --grpc_python_out=$$tmp --mypy_grpc_out=$$tmp \
+		$(PROTOS) && \
+	stale=0 && \
+	for f in $$(cd $$tmp && find . -type f | sort); do \
+		diff -u "protos/$$f" "$$tmp/$$f" || stale=1; \
+	done && \
+	for f in $$(cd protos && find . -name '*_pb2*.py*' | sort); do \
+		[ -f "$$tmp/$$f" ] || { echo "protos/$$f: no .proto makes it"; stale=1; }; \
+	done && \
+	if [ $$stale -ne 0 ]; then echo "error: generated code differs from the protos: run make proto"; exit 1; fi && \
+	echo "proto-check: the generated code matches the protos"
+
 unit: setup
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test: lint typecheck proto-check unit
 
 # Benchmarks, not part of `make test` (tests/bench runs a smoke-sized pass of them): real nodes
 # on loopback; writes bench/results/<UTC date-time>.json and PNG charts, prints the table.
@@ -89,7 +107,7 @@ fuzz: $(STAMP)
 # Pin the image's dependencies by version and hash (deploy/Dockerfile installs exactly these).
 lock: $(STAMP)
 	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
-		--no-emit-find-links --output-file deploy/requirements.lock pyproject.toml
+		--no-emit-find-links --extra node --output-file deploy/requirements.lock pyproject.toml
 	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links --output-file deploy/build-requirements.lock \
 		deploy/build-requirements.in

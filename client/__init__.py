@@ -17,57 +17,63 @@ client caught the problem before sending or the node rejected the entry, plus
 ``TimeoutError``) and :class:`NotServedError`.
 """
 
-from pandanode.core.errors import (
-    DecodeError,
-    DocumentError,
-    LogIntegrityError,
-    NotFoundError,
-    PandanodeError,
-    SchemaError,
-    SchemaNotFoundError,
-    ValidationError,
-)
-from pandanode.core.keypair import KeyPair
-from pandanode.core.schema import FieldType, Schema
+from __future__ import annotations
 
-from ._client import (
-    DEFAULT_ADDRESS,
-    Client,
-    DocumentLike,
-    FieldTypeLike,
-    SchemaLike,
-    pinned_relation,
-    pinned_relation_list,
-    relation,
-    relation_list,
-)
-from ._errors import (
-    DeadlineExceededError,
-    InvalidRequestError,
-    KeyFileError,
-    LimitExceededError,
-    NodeUnavailableError,
-    NotServedError,
-    ResourceNotFoundError,
-    RpcError,
-)
-from ._keys import default_key_file, generate_key_pair, load_key_pair, save_key_pair
-from ._models import (
-    Blob,
-    BulkResult,
-    Change,
-    ChangeKind,
-    Create,
-    Delete,
-    Document,
-    NodeStatus,
-    Page,
-    Peer,
-    Published,
-    Update,
-    Value,
-)
-from ._sync import SyncClient, connect_sync
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pandanode.core.errors import (
+        DecodeError,
+        DocumentError,
+        LogIntegrityError,
+        NotFoundError,
+        PandanodeError,
+        SchemaError,
+        SchemaNotFoundError,
+        ValidationError,
+    )
+    from pandanode.core.keypair import KeyPair
+    from pandanode.core.schema import FieldType, Schema
+
+    from ._client import (
+        DEFAULT_ADDRESS,
+        Client,
+        DocumentLike,
+        FieldTypeLike,
+        SchemaLike,
+        pinned_relation,
+        pinned_relation_list,
+        relation,
+        relation_list,
+    )
+    from ._errors import (
+        DeadlineExceededError,
+        InvalidRequestError,
+        KeyFileError,
+        LimitExceededError,
+        NodeUnavailableError,
+        NotServedError,
+        ResourceNotFoundError,
+        RpcError,
+    )
+    from ._keys import default_key_file, generate_key_pair, load_key_pair, save_key_pair
+    from ._models import (
+        Blob,
+        BulkResult,
+        Change,
+        ChangeKind,
+        Create,
+        Delete,
+        Document,
+        NodeStatus,
+        Page,
+        Peer,
+        Published,
+        Update,
+        Value,
+    )
+    from ._sync import SyncClient, connect_sync
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -118,3 +124,67 @@ __all__ = [
     "relation_list",
     "save_key_pair",
 ]
+
+# Imported on first use, so `pandanode key new` or `--help` need not load gRPC and protobuf.
+_MODULE_OF: dict[str, str] = {
+    "DEFAULT_ADDRESS": "._client",
+    "Blob": "._models",
+    "BulkResult": "._models",
+    "Change": "._models",
+    "ChangeKind": "._models",
+    "Client": "._client",
+    "Create": "._models",
+    "DeadlineExceededError": "._errors",
+    "DecodeError": "pandanode.core.errors",
+    "Delete": "._models",
+    "Document": "._models",
+    "DocumentError": "pandanode.core.errors",
+    "DocumentLike": "._client",
+    "FieldType": "pandanode.core.schema",
+    "FieldTypeLike": "._client",
+    "InvalidRequestError": "._errors",
+    "KeyFileError": "._errors",
+    "KeyPair": "pandanode.core.keypair",
+    "LimitExceededError": "._errors",
+    "LogIntegrityError": "pandanode.core.errors",
+    "NodeStatus": "._models",
+    "NodeUnavailableError": "._errors",
+    "NotFoundError": "pandanode.core.errors",
+    "NotServedError": "._errors",
+    "Page": "._models",
+    "PandanodeError": "pandanode.core.errors",
+    "Peer": "._models",
+    "Published": "._models",
+    "ResourceNotFoundError": "._errors",
+    "RpcError": "._errors",
+    "Schema": "pandanode.core.schema",
+    "SchemaError": "pandanode.core.errors",
+    "SchemaLike": "._client",
+    "SchemaNotFoundError": "pandanode.core.errors",
+    "SyncClient": "._sync",
+    "Update": "._models",
+    "ValidationError": "pandanode.core.errors",
+    "Value": "._models",
+    "connect_sync": "._sync",
+    "default_key_file": "._keys",
+    "generate_key_pair": "._keys",
+    "load_key_pair": "._keys",
+    "pinned_relation": "._client",
+    "pinned_relation_list": "._client",
+    "relation": "._client",
+    "relation_list": "._client",
+    "save_key_pair": "._keys",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

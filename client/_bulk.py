@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections import deque
 from collections.abc import (
@@ -20,6 +21,8 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
+    Mapping,
+    Sequence,
 )
 from typing import Final, TypeAlias, TypeVar, cast
 
@@ -34,6 +37,7 @@ from pandanode.core.schema import (
     SCHEMA_DEFINITION_V1_ID,
     SCHEMA_FIELD_DEFINITION_V1_ID,
     Schema,
+    SchemaId,
 )
 from pandanode.ingest.v1 import ingest_pb2 as pb
 
@@ -179,26 +183,113 @@ async def bulk_import(
 
 
 async def export(
-    connection: Connection, schema_ids: Iterable[str], public_key: str | None
+    connection: Connection,
+    schema_ids: Iterable[str],
+    public_key: str | None,
+    *,
+    definitions: bool = False,
 ) -> AsyncGenerator[tuple[bytes, bytes], None]:
     """Every stored pair, log by log (see :meth:`pandanode.client.Client.export`)."""
+    wanted = list(schema_ids)
+    heights = list(await _log_heights(connection, wanted))
+    if public_key is not None:
+        heights = [h for h in heights if h.public_key == public_key]
+    if wanted and definitions:
+        # The definitions come along whoever wrote them: without them no node can take the rest.
+        known = {(h.public_key, h.log_id) for h in heights}
+        heights.extend(
+            h
+            for h in await _definition_logs(connection, wanted)
+            if (h.public_key, h.log_id) not in known
+        )
+    heights.sort(key=lambda h: (_EXPORT_RANK.get(h.schema_id, 4), h.public_key, h.log_id))
+    for height in heights:
+        async for entry, operation in _read_log(connection, height):
+            yield entry, operation
+
+
+async def _log_heights(connection: Connection, schema_ids: Sequence[str]) -> Sequence[pb.LogHeight]:
     request = pb.GetLogHeightsRequest(schema_ids=list(schema_ids))
     ingest = connection.ingest
     response = await connection.call(
         lambda: ingest.GetLogHeights(request, timeout=connection.timeout)
     )
-    heights = sorted(
-        (h for h in response.log_heights if public_key in (None, h.public_key)),
-        key=lambda h: (_EXPORT_RANK.get(h.schema_id, 4), h.public_key, h.log_id),
-    )
-    for height in heights:
-        read = pb.ReadLogRequest(public_key=height.public_key, log_id=height.log_id)
+    return list(response.log_heights)
+
+
+async def _read_log(
+    connection: Connection, height: pb.LogHeight
+) -> AsyncGenerator[tuple[bytes, bytes], None]:
+    read = pb.ReadLogRequest(public_key=height.public_key, log_id=height.log_id)
+    try:
+        async for page in connection.ingest.ReadLog(read, timeout=connection.timeout):
+            for stored in page.entries:
+                yield stored.entry, stored.operation
+    except grpc.aio.AioRpcError as err:
+        raise from_rpc_error(err) from err
+
+
+_RELATION_TARGET: Final = re.compile(r"^[a-z_]*relation(?:_list)?\((.+)\)$")
+
+
+async def _definition_logs(connection: Connection, schema_ids: Sequence[str]) -> list[pb.LogHeight]:
+    """The logs of the definitions of ``schema_ids`` and of the schemas their relations target.
+
+    A schema id names the view of its ``schema_definition_v1`` document; that view lists the
+    ``schema_field_definition_v1`` views of its fields, and a relation field's type names
+    another schema. Each log found is exported whole (a later entry needs the earlier ones).
+    """
+    logs = await _log_heights(connection, [SCHEMA_DEFINITION_V1_ID, SCHEMA_FIELD_DEFINITION_V1_ID])
+    where: dict[str, pb.LogHeight] = {}  # operation id → its log
+    fields: dict[tuple[str, int], list[Mapping[str, object]]] = {}  # log → its operations' fields
+    for height in logs:
+        key = (height.public_key, height.log_id)
+        async for entry, operation in _read_log(connection, height):
+            where[decode_entry(entry, verify=False).hash] = height
+            values = decode_operation(operation).fields
+            if values is not None:
+                fields.setdefault(key, []).append(values)
+    found: dict[tuple[str, int], pb.LogHeight] = {}
+
+    def follow(operation_ids: Iterable[str]) -> list[Mapping[str, object]]:
+        values: list[Mapping[str, object]] = []
+        for operation_id in operation_ids:
+            height = where.get(operation_id)
+            if height is None:
+                continue  # not on this node: the import will name what is missing
+            key = (height.public_key, height.log_id)
+            if key not in found:
+                found[key] = height
+                values.extend(fields.get(key, []))
+        return values
+
+    pending = list(schema_ids)
+    seen: set[str] = set()
+    while pending:
+        schema_id = pending.pop()
+        if schema_id in seen:
+            continue
+        seen.add(schema_id)
         try:
-            async for page in ingest.ReadLog(read, timeout=connection.timeout):
-                for stored in page.entries:
-                    yield stored.entry, stored.operation
-        except grpc.aio.AioRpcError as err:
-            raise from_rpc_error(err) from err
+            view_id = SchemaId.from_str(schema_id).view_id
+        except PandanodeError:
+            continue  # the listing of this id failed (or will) with the node's own message
+        if view_id is None:
+            continue  # a system schema: every node has it
+        field_views = [
+            view
+            for definition in follow(view_id.ids)
+            for view in _as_list(definition.get("fields"))
+        ]
+        for field in follow(str(op) for view in field_views for op in _as_list(view)):
+            target = _RELATION_TARGET.match(str(field.get("type", "")))
+            if target is not None:
+                pending.append(target.group(1))
+    return list(found.values())
+
+
+def _as_list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list | tuple) else []
 
 
 class _PublishStream:

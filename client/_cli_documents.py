@@ -10,9 +10,11 @@ import sys
 import tomllib
 from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from rich.table import Table
+
+from pandanode.core.schema import Schema
 
 from ._cli_output import (
     EXIT_OK,
@@ -29,6 +31,9 @@ from ._cli_output import (
 )
 from ._cli_values import field_values, parse_filters
 from ._models import Change, Document
+
+# The node's largest page (QueryService max_page_size).
+MAX_PAGE_SIZE: Final = 1000
 
 __all__ = [
     "blob_get",
@@ -161,34 +166,66 @@ def _order(args: argparse.Namespace) -> str | None:
 
 
 async def documents_list(args: argparse.Namespace, output: Output) -> int:
+    shown: list[Document] = []
+    total = 0
+    next_page_token = ""
     async with connect(args) as node:
         schema = await node.get_schema(args.schema_id)
         conditions = parse_filters(args.filter, schema)
-        found = [
-            document
-            async for document in node.documents(
-                schema,
-                filter=conditions,
-                order_by=_order(args),
-                limit=args.limit,
-                after=args.after,
-            )
-        ]
-    if output.json:
-        output.emit([document.to_dict() for document in found])
+        async for page in node.pages(
+            schema,
+            filter=conditions,
+            order_by=_order(args),
+            page_size=min(args.limit or (MAX_PAGE_SIZE if args.all else 25), MAX_PAGE_SIZE),
+            page_token=args.page_token,
+            after=args.after,
+        ):
+            shown.extend(page.documents)
+            total, next_page_token = page.total_size, page.next_page_token
+            if not args.all:
+                break
+    if output.json or args.output == "json":
+        output.emit([document.to_dict() for document in shown])
         return EXIT_OK
-    terminal = output.console.is_terminal
-    table = Table(title=f"{schema.name} ({len(found)} shown)", title_justify="left")
-    table.add_column("document", overflow="fold")
-    for name in schema.fields:
-        table.add_column(name, overflow="fold")
-    for document in found:
-        table.add_row(
-            short(document.id, terminal),
-            *(render_value(document.fields.get(name, ""), terminal) for name in schema.fields),
+    if args.output == "wide":
+        _print_wide(output, schema, shown, total)
+    else:
+        terminal = output.console.is_terminal
+        table = Table(title=f"{schema.name}: {len(shown)} of {total}", title_justify="left")
+        table.add_column("document", overflow="fold")
+        for name in schema.fields:
+            table.add_column(name, overflow="fold")
+        for document in shown:
+            table.add_row(
+                short(document.id, terminal),
+                *(render_value(document.fields.get(name, ""), terminal) for name in schema.fields),
+            )
+        output.console.print(table)
+    if next_page_token and not args.all:
+        output.console.print(
+            f"[dim]{total - len(shown)} more: --page-token {next_page_token} (or --all)[/]",
+            soft_wrap=True,
         )
-    output.console.print(table)
     return EXIT_OK
+
+
+def _print_wide(output: Output, schema: Schema, documents: list[Document], total: int) -> None:
+    """One line per document, ids and values in full, columns aligned: to read and to copy."""
+    header = ["DOCUMENT", *(name.upper() for name in schema.fields)]
+    rows = [
+        [
+            document.id,
+            *(render_value(document.fields.get(name, ""), False) for name in schema.fields),
+        ]
+        for document in documents
+    ]
+    rows = [[" ".join(cell.split()) for cell in row] for row in rows]  # a value stays on one line
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        output.console.file.write(line.rstrip() + "\n")
+    output.console.file.write(f"{schema.name}: {len(documents)} of {total}\n")
+    output.console.file.flush()
 
 
 async def watch(args: argparse.Namespace, output: Output) -> int:

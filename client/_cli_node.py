@@ -11,10 +11,11 @@ from typing import Any
 
 from rich.table import Table
 
+from pandanode.core.errors import KeyFileError
+
 from ._cli_output import (
     EXIT_OK,
     EXIT_REJECTED,
-    EXIT_USAGE,
     Output,
     UsageError,
     connect,
@@ -23,10 +24,6 @@ from ._cli_output import (
     short,
 )
 from ._cli_values import json_value
-from ._errors import (
-    NotServedError,
-    status_code_of,
-)
 from ._keys import generate_key_pair, load_key_pair, save_key_pair
 from ._models import Create
 
@@ -35,7 +32,19 @@ __all__ = ["export", "import_lines", "key_new", "key_show", "peers", "status"]
 
 async def key_new(args: argparse.Namespace, output: Output) -> int:
     key_pair = generate_key_pair()
-    path = save_key_pair(key_pair, key_file(args), overwrite=args.force)
+    path = key_file(args)
+    refusal = (
+        f"{path} already exists and holds a private key; pass --overwrite to replace it "
+        "(its key is lost for good), or --key-file to save the new key elsewhere"
+    )
+    if path.exists() and not args.overwrite:
+        raise UsageError(refusal)
+    try:
+        path = save_key_pair(key_pair, path, overwrite=args.overwrite)
+    except KeyFileError:
+        if path.exists() and not args.overwrite:  # created since the check above
+            raise UsageError(refusal) from None
+        raise
     if output.json:
         output.emit({"public_key": key_pair.public_key(), "key_file": str(path)})
     else:
@@ -141,10 +150,9 @@ async def import_lines(args: argparse.Namespace, output: Output) -> int:
             output.error(f"line {index + 1}: {error.message} [{error.reason.value}]")
         if len(errors) > 10:
             output.error(f"… and {len(errors) - 10} more rejected lines")
-    if not errors:
-        return EXIT_OK
-    local = all(status_code_of(error) is None for _, error in errors)
-    return EXIT_USAGE if local else EXIT_REJECTED
+    # Lines the node (or the client's own checks) rejected: the file was read fine, but not
+    # all of it is in; 2 stays for a file that could not be used at all.
+    return EXIT_REJECTED if errors else EXIT_OK
 
 
 async def export(args: argparse.Namespace, output: Output) -> int:
@@ -154,7 +162,7 @@ async def export(args: argparse.Namespace, output: Output) -> int:
         async with connect(args) as node:
             with output.progress("exporting", None) as update:
                 async for entry, operation in node.export(
-                    schema_ids=args.schema, public_key=args.author
+                    schema_ids=args.schema, public_key=args.author, definitions=True
                 ):
                     target.write(
                         json.dumps({"entry": entry.hex(), "operation": operation.hex()}) + "\n"
@@ -180,6 +188,8 @@ async def status(args: argparse.Namespace, output: Output) -> int:
         return EXIT_OK if status.serving else EXIT_REJECTED
     state = "[green]serving[/]" if status.serving else "[red]not serving[/]"
     output.console.print(f"node {status.address}: {state} ({status.latency_ms:.1f} ms)")
+    if status.node_id is not None:
+        output.console.print(f"node id {status.node_id}, pandanode {status.version or '?'}")
     table = Table(show_header=True)
     table.add_column("service")
     table.add_column("health")
@@ -193,6 +203,8 @@ async def status(args: argparse.Namespace, output: Output) -> int:
 
 
 async def peers(args: argparse.Namespace, output: Output) -> int:
+    from ._errors import NotServedError
+
     try:
         async with connect(args) as node:
             peers = await node.peers()

@@ -8,17 +8,19 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from pandanode.core.schema import Schema
 
-from ._client import Client
+from ._cli_exits import EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
 from ._keys import default_key_file, load_key_pair
 from ._models import Document, Published
+
+if TYPE_CHECKING:
+    from ._client import Client
 
 __all__ = [
     "EXIT_OK",
@@ -37,15 +39,6 @@ __all__ = [
     "schema_table",
     "short",
 ]
-
-EXIT_OK: Final = 0
-EXIT_REJECTED: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_UNREACHABLE: Final = 3
-
-
-class UsageError(Exception):
-    """Bad input found by the CLI itself (exit code 2)."""
 
 
 class Output:
@@ -70,6 +63,14 @@ class Output:
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
         """A progress bar on stderr (only on a terminal); yields ``update(done)``."""
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -99,6 +100,8 @@ def key_file(args: argparse.Namespace) -> Path:
 
 
 def connect(args: argparse.Namespace, *, sign: bool = False) -> Client:
+    from ._client import Client  # gRPC and the protos: only for commands that talk to a node
+
     key_pair = load_key_pair(key_file(args)) if sign else None
     return Client.connect(args.node, key_pair=key_pair, timeout=args.timeout, retries=2)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Final
 
 import grpc
 
@@ -38,8 +37,9 @@ from pandanode.discovery.v1 import discovery_pb2_grpc
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2_grpc
 
-from . import _bulk, _status
+from . import _status
 from ._connection import MAX_MESSAGE_BYTES, Connection
+from ._defaults import DEFAULT_ADDRESS
 from ._errors import KeyFileError
 from ._keys import load_key_pair
 from ._logreads import LogReader
@@ -87,8 +87,6 @@ __all__ = [
     "relation",
     "relation_list",
 ]
-
-DEFAULT_ADDRESS: Final = "127.0.0.1:2020"
 
 
 class Client:
@@ -488,6 +486,8 @@ class Client:
         Returns:
             One result per item, in order.
         """
+        from . import _bulk  # bulk work only: not loaded for one-off commands
+
         return await _bulk.publish_many(
             self._shared,
             self._writer(),
@@ -519,6 +519,8 @@ class Client:
         Returns:
             One result per pair, in order.
         """
+        from . import _bulk  # bulk work only: not loaded for one-off commands
+
         return await _bulk.bulk_import(
             self._shared,
             entries,
@@ -529,7 +531,11 @@ class Client:
         )
 
     def export(
-        self, *, schema_ids: Iterable[str] = (), public_key: str | None = None
+        self,
+        *,
+        schema_ids: Iterable[str] = (),
+        public_key: str | None = None,
+        definitions: bool = False,
     ) -> AsyncGenerator[tuple[bytes, bytes], None]:
         """Every stored ``(entry, operation)`` pair, log by log, in seq order.
 
@@ -540,8 +546,14 @@ class Client:
         Args:
             schema_ids: Only logs of documents of these schemas (all when empty).
             public_key: Only this author's logs.
+            definitions: With ``schema_ids``: also the logs of those schemas' definitions (their
+                ``schema_definition_v1`` and ``schema_field_definition_v1`` documents, and
+                those of the schemas their relation fields point to), whoever wrote them, so
+                that a node that has never seen the schemas can import the export.
         """
-        return _bulk.export(self._shared, schema_ids, public_key)
+        from . import _bulk  # bulk work only: not loaded for one-off commands
+
+        return _bulk.export(self._shared, schema_ids, public_key, definitions=definitions)
 
     # -- the node -------------------------------------------------------------------------------
 

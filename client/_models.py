@@ -234,6 +234,8 @@ class NodeStatus:
         latency_ms: Round trip of the health check.
         logs: How many logs the node stores (None when ingest is not served).
         entries: How many entries those logs hold.
+        node_id: The node's id (None when discovery is not served).
+        version: The pandanode version the node runs (None when discovery is not served).
     """
 
     address: str
@@ -242,6 +244,8 @@ class NodeStatus:
     latency_ms: float
     logs: int | None
     entries: int | None
+    node_id: str | None = None
+    version: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The status as JSON-ready values."""
@@ -252,6 +256,8 @@ class NodeStatus:
             "latency_ms": round(self.latency_ms, 3),
             "logs": self.logs,
             "entries": self.entries,
+            "node_id": self.node_id,
+            "version": self.version,
         }
 
 

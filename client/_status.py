@@ -19,11 +19,12 @@ from ._values import peer_from_pb
 __all__ = ["node_status", "peers"]
 
 _INGEST: Final = "pandanode.ingest.v1.IngestService"
+_DISCOVERY: Final = "pandanode.discovery.v1.DiscoveryService"
 _KNOWN_SERVICES: Final = (
     _INGEST,
     "pandanode.query.v1.QueryService",
     "pandanode.replication.v1.ReplicationService",
-    "pandanode.discovery.v1.DiscoveryService",
+    _DISCOVERY,
 )
 
 
@@ -55,6 +56,13 @@ async def node_status(connection: Connection) -> NodeStatus:
         )
         logs = len(heights.log_heights)
         entries = sum(h.seq_num for h in heights.log_heights)
+    node_id = version = None
+    if services.get(_DISCOVERY) == "SERVING":
+        discovery = connection.discovery
+        info = await connection.call(
+            lambda: discovery.GetNodeInfo(dpb.GetNodeInfoRequest(), timeout=timeout)
+        )
+        node_id, version = info.node_id, info.version or None
     return NodeStatus(
         address=connection.address,
         serving=overall.status == health_pb2.HealthCheckResponse.SERVING,
@@ -62,6 +70,8 @@ async def node_status(connection: Connection) -> NodeStatus:
         latency_ms=latency,
         logs=logs,
         entries=entries,
+        node_id=node_id,
+        version=version,
     )
 
 

@@ -21,66 +21,123 @@ Human output uses rich tables and colours on a terminal; ``--json`` prints JSON 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeAlias
 
-from pandanode.core.errors import PandanodeError
+from ._cli_exits import EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
+from ._defaults import DEFAULT_ADDRESS
+from ._version import version
 
-from . import _cli_documents, _cli_node
-from ._cli_output import EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE, Output, UsageError
-from ._cli_values import json_value, parse_filters, parse_value
-from ._client import DEFAULT_ADDRESS
-from ._errors import (
-    DeadlineExceededError,
-    KeyFileError,
-    NodeUnavailableError,
-    NotServedError,
-    status_code_of,
-)
-from ._keys import default_key_file
+if TYPE_CHECKING:
+    from ._cli_output import Output
 
 __all__ = [
+    "COMMANDS",
+    "EPILOG",
     "EXIT_OK",
     "EXIT_REJECTED",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
+    "CliParser",
     "UsageError",
+    "add_global_options",
+    "add_version_option",
     "build_parser",
-    "json_value",
     "main",
-    "parse_filters",
-    "parse_value",
+    "positive_float",
+    "positive_int",
     "register",
     "run",
+    "subcommands",
 ]
 
-Handler: TypeAlias = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]
+Handler: TypeAlias = Callable[[argparse.Namespace, "Output"], Coroutine[Any, Any, int]]
 
 
 # -- parser -----------------------------------------------------------------------------------
 
 
-def _common() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+COMMANDS: Final = frozenset(
+    {"key", "schema", "document", "documents", "watch", "blob", "import", "export", "status"}
+    | {"peers"}
+)
+"""The names of the client commands: they never import the node's own modules.
+
+``completion`` is not among them: its script lists the node commands too.
+"""
+
+
+class CliParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and a hint), never a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line and exit with code 2 (usage)."""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _positive(int)
+positive_float = _positive(float)
+
+
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    # The same options on the top-level parser (with defaults) and on every client command
+    # (without: a value given after the command replaces the one given before it).
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
         "--node",
-        default=os.environ.get("PANDANODE_NODE", DEFAULT_ADDRESS),
-        help="the node's gRPC address (default: $PANDANODE_NODE or %(default)s)",
+        default=default(os.environ.get("PANDANODE_NODE", DEFAULT_ADDRESS)),
+        help=f"the node's gRPC address (default: $PANDANODE_NODE or {DEFAULT_ADDRESS})",
     )
-    common.add_argument(
+    parser.add_argument(
         "--key-file",
         type=Path,
-        default=None,
-        help=f"private key file (default: $PANDANODE_KEY_FILE or {default_key_file()})",
+        default=default(None),
+        help="private key file (default: $PANDANODE_KEY_FILE or "
+        "$XDG_CONFIG_HOME/pandanode/private-key, with ~/.config for $XDG_CONFIG_HOME)",
     )
-    common.add_argument("--json", action="store_true", help="print JSON (for scripts)")
-    common.add_argument(
-        "--timeout", type=float, default=10.0, help="deadline of each call, seconds (%(default)s)"
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="print JSON (for scripts)"
     )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=default(10.0),
+        metavar="SECONDS",
+        help="deadline of each call (default: 10)",
+    )
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--node``, ``--key-file``, ``--json`` and ``--timeout`` to the top-level parser.
+
+    Client commands accept them too, so they may come before or after the command.
+    """
+    _global_options(parser, defaults=True)
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, defaults=False)
     return common
 
 
@@ -94,7 +151,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def leaf(
         parent: argparse._SubParsersAction[argparse.ArgumentParser],
         name: str,
-        handler: Handler,
+        handler: str,
         help_text: str,
     ) -> argparse.ArgumentParser:
         parser = parent.add_parser(name, parents=[common], help=help_text, description=help_text)
@@ -106,13 +163,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
     key = group("key", "manage your key pair")
-    new = leaf(key, "new", _cli_node.key_new, "create a key pair and save it (mode 0600)")
-    new.add_argument("--force", action="store_true", help="overwrite an existing key file")
-    leaf(key, "show", _cli_node.key_show, "print your public key")
+    new = leaf(key, "new", "_cli_node.key_new", "create a key pair and save it (mode 0600)")
+    new.add_argument(
+        "--overwrite",
+        "--force",
+        dest="overwrite",
+        action="store_true",
+        help="replace an existing key file (its key is lost)",
+    )
+    leaf(key, "show", "_cli_node.key_show", "print your public key")
 
     schema = group("schema", "create and inspect schemas")
     create = leaf(
-        schema, "create", _cli_documents.schema_create, "publish a new schema; prints its id"
+        schema, "create", "_cli_documents.schema_create", "publish a new schema; prints its id"
     )
     create.add_argument("name", nargs="?", help="schema name (or give --file)")
     create.add_argument("-d", "--description", default="", help="what the schema is for")
@@ -127,27 +190,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument(
         "--file", type=Path, help="TOML or JSON file with name, description and [fields]"
     )
-    leaf(schema, "list", _cli_documents.schema_list, "list the schemas the node knows")
-    show = leaf(schema, "show", _cli_documents.schema_show, "show a schema's fields")
+    leaf(schema, "list", "_cli_documents.schema_list", "list the schemas the node knows")
+    show = leaf(schema, "show", "_cli_documents.schema_show", "show a schema's fields")
     show.add_argument("schema_id")
 
     document = group("document", "create, update, delete and read one document")
-    create = leaf(document, "create", _cli_documents.document_create, "create a document")
+    create = leaf(document, "create", "_cli_documents.document_create", "create a document")
     create.add_argument("schema_id")
     _value_options(create)
-    update = leaf(document, "update", _cli_documents.document_update, "update fields of a document")
+    update = leaf(
+        document, "update", "_cli_documents.document_update", "update fields of a document"
+    )
     update.add_argument("document_id")
     _value_options(update)
-    delete = leaf(document, "delete", _cli_documents.document_delete, "delete a document")
+    delete = leaf(document, "delete", "_cli_documents.document_delete", "delete a document")
     delete.add_argument("document_id")
-    get = leaf(document, "get", _cli_documents.document_get, "show a document")
+    get = leaf(document, "get", "_cli_documents.document_get", "show a document")
     get.add_argument("document_id", nargs="?")
     get.add_argument("--view-id", help="a document view id instead of the current view")
-    get.add_argument("--resolve", type=int, default=0, help="levels of relations to resolve")
+    get.add_argument(
+        "--resolve",
+        type=_depth,
+        default=0,
+        help="levels of relations to resolve (the node caps it)",
+    )
     _after_option(get)
 
     documents = group("documents", "list documents")
-    listing = leaf(documents, "list", _cli_documents.documents_list, "list documents of a schema")
+    listing = leaf(documents, "list", "_cli_documents.documents_list", "list documents of a schema")
     listing.add_argument("schema_id")
     _filter_option(listing)
     listing.add_argument(
@@ -157,24 +227,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "(with '=': argparse reads a lone -FIELD as an option)",
     )
     listing.add_argument("--desc", "--descending", action="store_true", help="order descending")
-    listing.add_argument("--limit", type=int, default=25, help="at most this many (%(default)s)")
+    listing.add_argument(
+        "--limit",
+        type=positive_int,
+        default=None,
+        help="documents per page, at most 1000 (default: 25; with --all: 1000)",
+    )
+    listing.add_argument(
+        "--page-token", default="", metavar="TOKEN", help="the page after an earlier listing's"
+    )
+    listing.add_argument("--all", action="store_true", help="every page, not just the first")
+    listing.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "wide", "json"),
+        default="table",
+        help="table (ids shortened on a terminal), wide (full ids and values, one line per "
+        "document, to copy), json (as --json)",
+    )
     _after_option(listing)
 
     watch = leaf(
-        subparsers, "watch", _cli_documents.watch, "print documents of a schema as they change"
+        subparsers, "watch", "_cli_documents.watch", "print documents of a schema as they change"
     )
     watch.add_argument("schema_id")
     _filter_option(watch)
     watch.add_argument(
         "--limit",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="stop after N documents (existing ones and changes; default: run until Ctrl-C)",
     )
     watch.add_argument(
         "--duration",
-        type=float,
+        type=positive_float,
         default=None,
         metavar="SECONDS",
         help="stop after this many seconds (default: run until Ctrl-C)",
@@ -182,31 +269,65 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     blob = group("blob", "upload and download files")
     put = leaf(
-        blob, "put", _cli_documents.blob_put, "upload a file as a blob; prints its document id"
+        blob, "put", "_cli_documents.blob_put", "upload a file as a blob; prints its document id"
     )
     put.add_argument("file", type=Path)
     put.add_argument("--mime-type", help="MIME type (default: guessed from the file name)")
-    get = leaf(blob, "get", _cli_documents.blob_get, "download a blob")
+    get = leaf(blob, "get", "_cli_documents.blob_get", "download a blob")
     get.add_argument("document_id")
     get.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     _after_option(get)
 
-    bulk = leaf(subparsers, "import", _cli_node.import_lines, "publish a JSON Lines file in bulk")
+    bulk = leaf(subparsers, "import", "_cli_node.import_lines", "publish a JSON Lines file in bulk")
     bulk.add_argument(
         "file",
         help='JSON Lines: {"entry": hex, "operation": hex} (from export) or '
         '{"schema_id": …, "fields": {…}} (documents to create); - for stdin',
     )
-    bulk.add_argument("--batch-size", type=int, default=500, help="items per message")
-    export = leaf(subparsers, "export", _cli_node.export, "write every entry as JSON Lines")
+    bulk.add_argument(
+        "--batch-size", type=positive_int, default=500, help="items per message (%(default)s)"
+    )
+    export = leaf(subparsers, "export", "_cli_node.export", "write every entry as JSON Lines")
     export.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     export.add_argument(
-        "--schema", action="append", default=[], help="only documents of this schema (repeat)"
+        "--schema",
+        action="append",
+        default=[],
+        help="only documents of this schema, after the definitions of it and of the schemas "
+        "its relations point to, so a fresh node can import the file (repeat)",
     )
     export.add_argument("--author", help="only this public key's logs")
 
-    leaf(subparsers, "status", _cli_node.status, "show whether the node is up and what it serves")
-    leaf(subparsers, "peers", _cli_node.peers, "list the other nodes the node has found")
+    leaf(subparsers, "status", "_cli_node.status", "show whether the node is up and what it serves")
+    leaf(subparsers, "peers", "_cli_node.peers", "list the other nodes the node has found")
+
+    completion = subparsers.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script for bash, zsh or fish. bash: "
+        'eval "$(pandanode completion bash)" in ~/.bashrc; zsh: the same in ~/.zshrc; fish: '
+        "pandanode completion fish > ~/.config/fish/completions/pandanode.fish",
+    )
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
+    completion.set_defaults(run=_completion)
+
+
+def _depth(text: str) -> int:
+    try:
+        depth = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if depth < 0:
+        raise argparse.ArgumentTypeError(f"{depth}: must be 0 or more")
+    return depth
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from ._cli_completion import script  # only this command needs it
+
+    root = args.completion_root
+    sys.stdout.write(script(root, args.shell))
+    return EXIT_OK
 
 
 def _value_options(parser: argparse.ArgumentParser) -> None:
@@ -242,14 +363,42 @@ def _filter_option(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """A parser holding just the client commands (for ``python -m pandanode.client.cli``)."""
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="pandanode",
         description="Talk to a pandanode node.",
-        epilog="exit codes: 0 ok, 1 rejected by the node, 2 usage or input error, "
-        "3 node unreachable",
+        epilog=EPILOG,
     )
-    register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    add_version_option(parser)
+    add_global_options(parser)
+    register(subcommands(parser))
+    parser.set_defaults(completion_root=parser)
     return parser
+
+
+EPILOG: Final = (
+    "exit codes: 0 ok, 1 rejected by the node, 2 usage or input error, 3 node unreachable"
+)
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        sys.stdout.write(f"pandanode {version()}\n")
+        parser.exit(EXIT_OK)
+
+
+def subcommands(
+    parser: argparse.ArgumentParser,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The (required) subcommands of ``parser``; they parse as ``parser`` does (one-line errors)."""
+    return parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+
+def add_version_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--version`` (it prints ``pandanode <version>`` and exits 0)."""
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -260,39 +409,75 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed client command ``args`` and return its exit code."""
+    # The handler's module (and with it gRPC, protobuf, rich) loads only now: `--help`, usage
+    # errors and `completion` stay fast.
+    import asyncio
+
+    from ._cli_output import Output
+
+    module, _, name = str(args.client_handler).partition(".")
+    handler: Handler = getattr(importlib.import_module(f"{__package__}.{module}"), name)
     output = Output(bool(args.json))
-    handler: Handler = args.client_handler
     try:
         return asyncio.run(handler(args, output))
     except KeyboardInterrupt:
         return EXIT_OK
+    except BrokenPipeError:
+        return _reader_went_away()
     except UsageError as err:
         output.error(str(err))
         return EXIT_USAGE
-    except (NodeUnavailableError, DeadlineExceededError) as err:
+    except Exception as err:
+        return _report(err, args, output)
+
+
+def _report(err: Exception, args: argparse.Namespace, output: Output) -> int:
+    """Explain ``err`` on stderr; the exit code it stands for (re-raised when unexpected)."""
+    from pandanode.core.errors import PandanodeError
+
+    from ._errors import (  # gRPC: loaded here, once a node was asked (or an error came)
+        DeadlineExceededError,
+        KeyFileError,
+        NodeUnavailableError,
+        NotServedError,
+        status_code_of,
+    )
+
+    if isinstance(err, NodeUnavailableError | DeadlineExceededError):
         output.error(
             f"node {args.node} unreachable: {err.message}",
             "is it running? start one with `pandanode up` (or `make run`), or pass --node",
         )
         return EXIT_UNREACHABLE
-    except NotServedError as err:
+    if isinstance(err, NotServedError):
         output.error(err.message, "this command needs a node that serves QueryService")
         return EXIT_REJECTED
-    except KeyFileError as err:
-        output.error(err.message, "create a key pair with `pandanode key new`")
+    if isinstance(err, KeyFileError):
+        hint = "create a key pair with `pandanode key new`"
+        output.error(err.message, None if "pandanode key new" in err.message else hint)
         return EXIT_USAGE
-    except PandanodeError as err:
+    if isinstance(err, PandanodeError):
         if status_code_of(err) is None:
             output.error(f"{err.message} [{err.reason.value}]", "nothing was sent to the node")
             return EXIT_USAGE
         output.error(f"the node rejected this: {err.message} [{err.reason.value}]")
         return EXIT_REJECTED
-    except OSError as err:
+    if isinstance(err, OSError):
         output.error(f"{err.strerror or err}: {err.filename or ''}".rstrip(": "))
         return EXIT_USAGE
-    except ValueError as err:  # an argument the client refused before sending anything
+    if isinstance(err, ValueError):  # an argument the client refused before sending anything
         output.error(str(err), "nothing was sent to the node")
         return EXIT_USAGE
+    raise err
+
+
+def _reader_went_away() -> int:
+    # `pandanode export | head`: the reader has what it wanted. Point stdout at /dev/null so
+    # the interpreter's final flush does not complain about the closed pipe.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ It reads what a node stored and says whether it still holds together:
 It takes the data directory's lock (``pandanode.lock``, held by ``pandanode up``) and opens
 the stores the way the services do, so RocksDB's lock refuses a store a service still uses;
 either way it refuses with one line. JetStream is read through an embedded NATS started on
-``<data dir>/nats`` (as ``pandanode query rebuild`` does) or at ``--nats``. Duplicate events
+``<data dir>/nats`` (as ``pandanode query rebuild`` does) or at ``--nats-url``. Duplicate events
 (a re-announce after the stream's duplicate window) are counted, not violations: consumers
 skip them.
 
@@ -823,7 +823,7 @@ async def check_data_dir(
         raise CheckRefusedError(f"{data_dir} is not a pandanode data directory (no ingest/ in it)")
     if not nats_url and not (data_dir / "nats").is_dir():
         raise CheckRefusedError(
-            f"{data_dir} has no nats/ store: pass --nats URL, the NATS server the node used"
+            f"{data_dir} has no nats/ store: pass --nats-url URL, the NATS server the node used"
         )
     try:
         lock = lock_data_dir(data_dir)  # `pandanode up` holds it while it runs
@@ -914,12 +914,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "outbox, the query views equal a rebuild. Exit 0: clean, 1: violations, 2: not checked.",
     )
     parser.add_argument("--data-dir", dest="data_dir", type=Path, default=Path("data"))
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
-        "--nats",
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,  # `pandanode --json check` sets it too
+        help="print the report as JSON",
+    )
+    parser.add_argument(
+        "--nats-url",
         dest="nats_url",
+        metavar="URL",
         help="NATS server URL (default: an embedded NATS on the data dir's nats/ store)",
     )
+    parser.add_argument("--nats", dest="nats_url", help=argparse.SUPPRESS)  # the old spelling
     parser.add_argument(
         "--max-shown",
         dest="max_shown",
@@ -940,7 +947,7 @@ def run(args: argparse.Namespace) -> int:
     except CheckRefusedError as err:
         print(f"pandanode check: {err}", file=sys.stderr)
         return 2
-    if args.json:
+    if getattr(args, "json", False):
         print(json.dumps(report_json(report), indent=2))
     else:
         print(format_report(report, data_dir))

@@ -5,33 +5,40 @@ service, ``query rebuild`` re-materializes the query store from the event stream
 asks a running service whether it serves, ``config`` prints the effective settings. Errors a
 user can fix (a port in use, a data directory in use, a bad setting) are one line on stderr
 and a non-zero exit.
+
+Client commands start fast: the node's own modules (RocksDB, NATS, the services) are imported
+only when a node command runs, so a client-only install (without the ``node`` extra) works.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pandanode.client.cli import COMMANDS as CLIENT_COMMANDS
+from pandanode.client.cli import (
+    EPILOG,
+    CliParser,
+    add_global_options,
+    add_version_option,
+    subcommands,
+)
 from pandanode.client.cli import register as register_client_commands
+from pandanode.core.version import version
 
-from . import check, health
-from .node import SERVICES, Node
-from .query.materializer import rebuild
-from .query.store import QueryStore
-from .runtime.bus import connect_bus
-from .runtime.config_file import effective_toml, sample_toml, settings_as_dict
-from .runtime.nats_server import EmbeddedNats
-from .runtime.settings import Settings, SettingsError
-from .supervisor import Supervisor, SupervisorError, lock_data_dir
+if TYPE_CHECKING:
+    from .runtime.settings import Settings
 
 __all__ = ["main"]
+
+_NODE_EXTRA_HINT = "install the node's dependencies: pip install 'pandanode[node]'"
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +46,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", dest="data_dir", help="data directory (default ./data)")
     parser.add_argument("--listen", help="gRPC address host:port (default 127.0.0.1:2020)")
     parser.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument(
+        "--log-format", dest="log_format", help="text (default) or json: one object per line"
+    )
+
+
+def _add_metrics(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--metrics-listen",
+        dest="metrics_listen",
+        metavar="HOST:PORT",
+        help=f"serve Prometheus metrics at http://HOST:PORT/metrics; off: none (default {default})",
+    )
 
 
 def _add_discovery(parser: argparse.ArgumentParser) -> None:
@@ -63,26 +82,52 @@ def _add_discovery(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_http(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--http-listen",
+        dest="http_listen",
+        metavar="HOST:PORT",
+        help="the HTTP gateway's (GraphQL) address (default 127.0.0.1:2021)",
+    )
+
+
 # What `up` and `serve discovery` default to, beaten by flags, environment and config file.
 _NODE_DEFAULTS = {"lan_discovery": True}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``pandanode`` command."""
-    parser = argparse.ArgumentParser(prog="pandanode", description="A p2panda node.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from . import check  # the node's modules: only for node commands
+    from .node import SERVICES
+    from .supervisor import DEFAULT_METRICS_LISTEN
+
     up = commands.add_parser(
         "up",
         help="run the all-in-one node: embedded NATS and one process per service, on one address",
     )
     _add_common(up)
     _add_discovery(up)
-    up.add_argument("--nats-url", dest="nats_url", help="use this NATS server, not an embedded one")
+    _add_nats_url(up, "use this NATS server, not an embedded one")
+    _add_http(up)
+    _add_metrics(up, f"{DEFAULT_METRICS_LISTEN} if free")
+    up.add_argument(
+        "--nats-monitor-listen",
+        dest="nats_monitor_listen",
+        metavar="HOST:PORT",
+        help="serve the embedded nats-server's HTTP monitoring here (default: off)",
+    )
     serve = commands.add_parser("serve", help="run one service (distributed deployment)")
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
     _add_discovery(serve)
-    serve.add_argument("--nats", dest="nats_url", required=True, help="NATS server URL")
+    _add_nats_url(serve, "NATS server URL (all but the gateway)")
+    _add_http(serve)
+    serve.add_argument(
+        "--ingest", dest="gateway_ingest", metavar="HOST:PORT", help="gateway: ingest's address"
+    )
+    serve.add_argument(
+        "--query", dest="gateway_query", metavar="HOST:PORT", help="gateway: query's address"
+    )
+    _add_metrics(serve, "off")
     query = commands.add_parser("query", help="maintain the query service's store")
     query_commands = query.add_subparsers(dest="query_command", required=True)
     rebuild_parser = query_commands.add_parser(
@@ -91,15 +136,65 @@ def build_parser() -> argparse.ArgumentParser:
         "(stop the query service first)",
     )
     _add_common(rebuild_parser)
-    rebuild_parser.add_argument(
-        "--nats",
-        dest="nats_url",
-        help="NATS server URL (default: the all-in-one node's embedded NATS in the data dir)",
+    _add_nats_url(
+        rebuild_parser,
+        "NATS server URL (default: the all-in-one node's embedded NATS in the data dir)",
     )
-    register_client_commands(commands)
     check.register(commands)
+
+
+def _add_nats_url(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--nats-url", dest="nats_url", metavar="URL", help=help_text)
+    parser.add_argument("--nats", dest="nats_url", help=argparse.SUPPRESS)  # the old spelling
+
+
+NODE_COMMANDS = frozenset({"up", "serve", "query", "check"})
+"""The commands that run (or inspect) a node: they need the ``node`` extra."""
+
+
+def _first_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option or an option's value."""
+    valued = {"--node", "--key-file", "--timeout"}
+    words = iter(argv)
+    for word in words:
+        if word in valued:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _node_command_wanted(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` may name a node command (or none, as ``--help`` does)."""
+    if "--version" in argv and _first_command(argv) is None:
+        return False
+    return _first_command(argv) not in CLIENT_COMMANDS
+
+
+def build_parser(*, node_commands: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of the ``pandanode`` command.
+
+    Args:
+        node_commands: Add ``up``, ``serve``, ``query`` and ``check`` (importing the node's
+            modules); without them, the parser knows only the client commands. Also left
+            out when the node's dependencies are not installed.
+    """
+    parser = CliParser(prog="pandanode", description="A p2panda node.", epilog=EPILOG)
+    add_version_option(parser)
+    add_global_options(parser)
+    commands = subcommands(parser)
+    if node_commands:
+        try:
+            _add_node_commands(commands)
+        except ImportError:
+            parser.epilog = f"{EPILOG}. Node commands (up, serve, …): {_NODE_EXTRA_HINT}"
+    register_client_commands(commands)
+    # Both need only the settings and gRPC health: they work in a client-only install too.
+    from . import health
+
     health.register(commands)
     _add_config(commands)
+    parser.set_defaults(completion_root=parser)
     return parser
 
 
@@ -113,14 +208,49 @@ def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     _add_common(show)
     _add_discovery(show)
-    show.add_argument("--nats-url", "--nats", dest="nats_url", help="NATS server URL")
+    _add_nats_url(show, "NATS server URL")
+    _add_http(show)
+    _add_metrics(show, "off")
+    show.add_argument(
+        "--ingest", dest="gateway_ingest", metavar="HOST:PORT", help=argparse.SUPPRESS
+    )
+    show.add_argument("--query", dest="gateway_query", metavar="HOST:PORT", help=argparse.SUPPRESS)
     show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
-    config_commands.add_parser(
+    show.set_defaults(run=_config_show)
+    sample = config_commands.add_parser(
         "sample", help="print a commented TOML file of every setting and its default"
     )
+    sample.set_defaults(run=_config_sample)
+
+
+def _config_sample(_args: argparse.Namespace) -> int:
+    from .runtime.config_file import sample_toml
+
+    print(sample_toml(), end="")
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    import json
+
+    from .runtime.config_file import effective_toml, settings_as_dict
+    from .runtime.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.load(_flags(args), config_file=args.config, defaults=_NODE_DEFAULTS)
+    except SettingsError as err:
+        print(f"pandanode: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(settings_as_dict(settings), indent=2))
+    else:
+        print(effective_toml(settings), end="")
+    return 0
 
 
 async def _rebuild(settings: Settings) -> int:
+    from .supervisor import lock_data_dir
+
     # Fails while a node uses the data directory, before an embedded NATS would replace its own.
     lock = lock_data_dir(settings.data_dir)
     try:
@@ -130,6 +260,11 @@ async def _rebuild(settings: Settings) -> int:
 
 
 async def _rebuild_locked(settings: Settings) -> int:
+    from .query.materializer import rebuild
+    from .query.store import QueryStore
+    from .runtime.bus import connect_bus
+    from .runtime.nats_server import EmbeddedNats
+
     QueryStore(settings.data_dir / "query").close()
     nats: EmbeddedNats | None = None
     url = settings.nats_url
@@ -159,15 +294,44 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 async def _up(settings: Settings) -> int:
+    from .supervisor import Supervisor
+
     return await Supervisor(settings).run(_stop_on_signals())
 
 
 async def _serve(settings: Settings, service: str) -> int:
-    """One service in this process; the line "pandanode listening on ADDRESS" tells it is up."""
+    """One service in this process; the line "pandanode listening on ADDRESS" tells it is up.
+
+    With metrics on, the line says where: "…; metrics on HOST:PORT)" (the supervisor of
+    ``pandanode up`` reads it to scrape its children).
+    """
+    from .node import Node
+    from .runtime.metrics import MetricsServer, metrics_enabled, serve_metrics
+    from .supervisor import SupervisorError
+
     stop = _stop_on_signals()
+    metrics: MetricsServer | None = None
+    if metrics_enabled(settings.metrics_listen):
+        try:
+            metrics = serve_metrics(settings.metrics_listen, (service,))
+        except OSError as err:
+            raise SupervisorError(
+                f"cannot serve metrics on {settings.metrics_listen}: {err.strerror or err}"
+            ) from None
     node = Node(settings, (service,))
-    await node.start()
-    print(f"pandanode listening on {node.address} (data in {settings.data_dir})", flush=True)
+    try:
+        await node.start()
+    except BaseException:
+        if metrics is not None:
+            metrics.stop()
+        raise
+    http = f"; http on {node.http_address}" if node.http_address else ""
+    where = f"; metrics on {metrics.address}" if metrics is not None else ""
+    print(
+        f"pandanode listening on {node.address} (pandanode {version()}, {service}, "
+        f"data in {settings.data_dir}{http}{where})",
+        flush=True,
+    )
     try:
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(node.failed.wait())
@@ -177,6 +341,8 @@ async def _serve(settings: Settings, service: str) -> int:
     finally:
         print("pandanode: draining…", flush=True)
         await node.stop()
+        if metrics is not None:
+            metrics.stop()
     return 1 if node.failed.is_set() else 0
 
 
@@ -187,38 +353,81 @@ def _one_line(err: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pandanode`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    if hasattr(args, "run"):  # a client command (pandanode.client.cli), `check` or `health`
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = _first_command(words)
+    if command in NODE_COMMANDS and (missing := _missing_node_dependency()) is not None:
+        print(f"pandanode {command}: needs {missing}; {_NODE_EXTRA_HINT}", file=sys.stderr)
+        return 2
+    args = build_parser(node_commands=_node_command_wanted(words)).parse_args(words)
+    if hasattr(args, "run"):  # a client command (pandanode.client.cli), `check`, `health`, `config`
         code: int = args.run(args)
         return code
-    if args.command == "config" and args.config_command == "sample":
-        print(sample_toml(), end="")
-        return 0
-    flags = {
+    try:
+        return _run_node_command(args)
+    except ImportError as err:  # a client-only install (the parser knew the command, though)
+        print(
+            f"pandanode {args.command}: needs {err.name or err}; {_NODE_EXTRA_HINT}",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _missing_node_dependency() -> str | None:
+    """The first of the node's own dependencies that is not installed (a client-only install)."""
+    from importlib.util import find_spec
+
+    for module in (
+        "rocksdict",
+        "nats",
+        "grpc_reflection",
+        "uvicorn",
+        "graphql",
+        "prometheus_client",
+    ):
+        if find_spec(module) is None:
+            return module
+    return None
+
+
+def _flags(args: argparse.Namespace) -> dict[str, object]:
+    """The settings given on the command line (None: not given)."""
+    return {
         "data_dir": args.data_dir,
         "listen": args.listen,
         "nats_url": args.nats_url,
         "log_level": args.log_level,
+        "log_format": args.log_format,
+        "metrics_listen": getattr(args, "metrics_listen", None),
+        "nats_monitor_listen": getattr(args, "nats_monitor_listen", None),
         "bootstrap_peers": getattr(args, "bootstrap_peers", None),
         "advertise_address": getattr(args, "advertise_address", None),
         "lan_discovery": getattr(args, "lan_discovery", None),
+        "http_listen": getattr(args, "http_listen", None),
+        "gateway_ingest": getattr(args, "gateway_ingest", None),
+        "gateway_query": getattr(args, "gateway_query", None),
     }
-    defaults = _NODE_DEFAULTS if args.command in ("up", "serve", "config") else None
+
+
+def _run_node_command(args: argparse.Namespace) -> int:
+    from .runtime.logs import configure_logging
+    from .runtime.settings import Settings, SettingsError
+    from .supervisor import SupervisorError
+
+    flags = _flags(args)
+    if args.command == "serve" and args.service != "gateway" and not args.nats_url:
+        print(
+            f"pandanode serve {args.service}: --nats-url URL is required (the NATS server)",
+            file=sys.stderr,
+        )
+        return 2
+    defaults = _NODE_DEFAULTS if args.command in ("up", "serve") else None
     try:
         settings = Settings.load(flags, config_file=args.config, defaults=defaults)
     except SettingsError as err:
         print(f"pandanode: {err}", file=sys.stderr)
         return 2
-    if args.command == "config":
-        if args.json:
-            print(json.dumps(settings_as_dict(settings), indent=2))
-        else:
-            print(effective_toml(settings), end="")
-        return 0
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    service = {"up": "node", "serve": getattr(args, "service", "")}.get(args.command, args.command)
+    configure_logging(settings.log_level, settings.log_format, service)
     if args.command == "query":
         try:
             count = asyncio.run(_rebuild(settings))

@@ -13,11 +13,6 @@ import os
 import sys
 from typing import cast
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from .runtime.settings import ENV_PREFIX, Settings
-
 __all__ = ["SERVICE_NAMES", "default_address", "register", "run"]
 
 # Short names accepted by --service, as `pandanode serve` names the services.
@@ -29,6 +24,10 @@ SERVICE_NAMES = {
     "node": "pandanode.node.v1.NodeService",
 }
 
+# As the settings spell them (runtime.settings, not imported: the parser stays light).
+_LISTEN_VARIABLE = "PANDANODE_LISTEN"
+_DEFAULT_PORT = "2020"
+
 EXIT_SERVING = 0
 EXIT_NOT_SERVING = 1
 
@@ -36,7 +35,7 @@ EXIT_NOT_SERVING = 1
 def default_address(env: dict[str, str] | None = None) -> str:
     """``127.0.0.1:<port>`` of the listen setting in ``env`` (``os.environ``), else the default."""
     env = dict(os.environ) if env is None else env
-    listen = env.get(ENV_PREFIX + "LISTEN") or Settings().listen
+    listen = env.get(_LISTEN_VARIABLE) or f"127.0.0.1:{_DEFAULT_PORT}"
     _, _, port = listen.rpartition(":")
     return f"127.0.0.1:{port}"
 
@@ -73,6 +72,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(args: argparse.Namespace) -> int:
     """Run ``pandanode health``; returns 0 when SERVING, 1 otherwise."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     address: str = args.address or default_address()
     service: str = SERVICE_NAMES.get(args.service, args.service)
     label = f"{address} {service}".rstrip()

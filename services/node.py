@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2
 
 from .discovery.discovery import Discovery
 from .ingest.ingest import Ingest
-from .parts import PARTS, DiscoveryPart, IngestPart, QueryPart
+from .parts import PARTS, DiscoveryPart, GatewayPart, IngestPart, QueryPart
 from .query.materializer import Materializer
 from .query.service import Query
 from .runtime.bus import Bus, connect_bus
@@ -98,6 +98,12 @@ class Node:
         part = self._part(DiscoveryPart)
         return part.discovery if isinstance(part, DiscoveryPart) else None
 
+    @property
+    def http_address(self) -> str:
+        """The HTTP gateway's bound ``host:port``, when it runs."""
+        part = self._part(GatewayPart)
+        return part.http_address if isinstance(part, GatewayPart) else ""
+
     async def start(self) -> None:
         """Start NATS (if embedded), the services and the gRPC server; then report SERVING."""
         try:
@@ -109,11 +115,12 @@ class Node:
     async def _start(self) -> None:
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
-        if not self.nats_url:
-            self._nats = EmbeddedNats(store_dir=data_dir / "nats")
-            await self._nats.start()
-            self.nats_url = self._nats.url
-        self._bus = await connect_bus(self.nats_url, name="pandanode")
+        if any(PARTS[name].needs_bus for name in self.services):
+            if not self.nats_url:
+                self._nats = EmbeddedNats(store_dir=data_dir / "nats")
+                await self._nats.start()
+                self.nats_url = self._nats.url
+            self._bus = await connect_bus(self.nats_url, name="pandanode")
         self._server = GrpcServer(self.settings)
         context = ServiceContext(self.settings, self._bus, self._server.server)
         for name in self.services:
@@ -130,7 +137,7 @@ class Node:
             "pandanode serving %s on %s (NATS %s)",
             ", ".join(self.services),
             self.address,
-            self.nats_url,
+            self.nats_url if self._bus is not None else "not used",
         )
 
     async def _watch_health(self) -> None:
@@ -183,7 +190,7 @@ class Node:
             await self._server.stop(grace=5.0)
             self._server = None
         # Discovery first (it probes through the others), then ingest before query.
-        order = {"discovery": 0, "ingest": 1, "query": 2}
+        order = {"gateway": -1, "discovery": 0, "ingest": 1, "query": 2}
         for part in sorted(self.parts, key=lambda part: order.get(part.name, 3)):
             await part.drain()
         self.parts = []

@@ -13,6 +13,7 @@ from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from .discovery.discovery import Discovery
 from .discovery.identity import NODE_KEY_FILE, load_or_create_node_key
 from .discovery.servicer import DiscoveryServicer
+from .gateway.service import Gateway, HandlerFactory
 from .ingest.ingest import Ingest
 from .ingest.outbox import Announcer
 from .ingest.servicer import IngestServicer
@@ -23,8 +24,25 @@ from .query.servicer import QueryServicer
 from .query.store import QueryStore
 from .query.token_secret import PAGE_TOKEN_SECRET_FILE, load_or_create_token_secret
 from .runtime.service import Service, ServiceContext, task_running
+from .runtime.settings import Settings
 
-__all__ = ["PARTS", "DiscoveryPart", "IngestPart", "QueryPart"]
+__all__ = [
+    "PARTS",
+    "UPSTREAM_START_TIMEOUT",
+    "DiscoveryPart",
+    "GatewayPart",
+    "IngestPart",
+    "QueryPart",
+]
+
+# Seconds a starting gateway waits for its upstream services to be SERVING (then it serves
+# anyway, NOT_SERVING until they are).
+UPSTREAM_START_TIMEOUT = 30.0
+
+# What handles WebSockets on the gateway's /graphql (subscriptions) and its /blobs/… routes;
+# None: a WebSocket is refused, /blobs is 404.
+GATEWAY_WEBSOCKET: HandlerFactory | None = None
+GATEWAY_BLOBS: HandlerFactory | None = None
 
 
 class IngestPart(Service):
@@ -41,7 +59,7 @@ class IngestPart(Service):
     async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
         self.store = LogStore(context.settings.data_dir / "ingest")
         # Each commit is handed to the announcer in memory; its outbox is for recovery only.
-        self.announcer = Announcer(self.store, context.bus)
+        self.announcer = Announcer(self.store, context.need_bus())
         self.ingest = Ingest(self.store, context.settings, on_committed=self.announcer.committed)
         await self.ingest.start()
         await self.announcer.start()
@@ -92,7 +110,7 @@ class QueryPart(Service):
         )
         self.materializer = Materializer(
             self.store,
-            context.bus,
+            context.need_bus(),
             durable=settings.query_durable,
             batch_size=settings.query_batch_size,
         )
@@ -136,7 +154,7 @@ class DiscoveryPart(Service):
 
     async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
         node_key = load_or_create_node_key(context.settings.data_dir / NODE_KEY_FILE)
-        self.discovery = Discovery(context.settings, context.bus, node_key)
+        self.discovery = Discovery(context.settings, context.need_bus(), node_key)
         discovery_pb2_grpc.add_DiscoveryServiceServicer_to_server(
             DiscoveryServicer(self.discovery), context.server
         )
@@ -156,7 +174,60 @@ class DiscoveryPart(Service):
             self.discovery = None
 
 
+class GatewayPart(Service):
+    """The HTTP gateway: aquadoggo's GraphQL API over HTTP as a client of ingest and query.
+
+    It calls ``gateway_ingest`` and ``gateway_query`` (``--ingest``, ``--query``), or this
+    process's own gRPC address when they are not set. Its gRPC server only answers health:
+    SERVING while both upstream services do.
+    """
+
+    name = "gateway"
+    grpc_service = "pandanode.gateway.v1.GatewayService"
+    needs_bus = False
+
+    def __init__(self) -> None:
+        self.gateway: Gateway | None = None
+        self._settings: Settings | None = None
+        self._own = False
+
+    async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
+        self._settings = context.settings
+
+    async def serving(self, address: str) -> None:  # noqa: D102 - see Service
+        assert self._settings is not None
+        settings = self._settings
+        self._own = not (settings.gateway_ingest and settings.gateway_query)
+        self.gateway = Gateway(
+            settings,
+            ingest_address=settings.gateway_ingest or address,
+            query_address=settings.gateway_query or address,
+            websocket=GATEWAY_WEBSOCKET,
+            blobs=GATEWAY_BLOBS,
+        )
+        await self.gateway.start()
+        if not self._own:  # in `pandanode up` the other services start alongside
+            await self.gateway.wait_reachable(UPSTREAM_START_TIMEOUT)
+
+    @property
+    def http_address(self) -> str:
+        """The bound HTTP ``host:port``, once serving."""
+        return self.gateway.address if self.gateway is not None else ""
+
+    def health(self) -> bool:  # noqa: D102 - see Service
+        return self.gateway is None or self.gateway.running
+
+    def ready(self) -> bool:  # noqa: D102 - see Service
+        # Calling this process's own services: they are as ready as the process is.
+        return self._own or (self.gateway is not None and self.gateway.reachable)
+
+    async def drain(self) -> None:  # noqa: D102 - see Service
+        if self.gateway is not None:
+            await self.gateway.stop()
+            self.gateway = None
+
+
 # The services a node can run, by name, in the order they start.
 PARTS: dict[str, type[Service]] = {
-    part.name: part for part in (IngestPart, QueryPart, DiscoveryPart)
+    part.name: part for part in (IngestPart, QueryPart, DiscoveryPart, GatewayPart)
 }

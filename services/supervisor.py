@@ -36,18 +36,24 @@ import grpc
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client.registry import CollectorRegistry
 
+from pandanode.core.version import version
 from pandanode.node.v1 import node_pb2, node_pb2_grpc
 
+from .discovery.identity import NODE_KEY_FILE, load_or_create_node_key
 from .node import SERVICES
 from .parts import PARTS
 from .runtime.guard import guarded_server
+from .runtime.logs import json_logging
+from .runtime.metrics import ChildrenCollector, MetricsServer, metrics_enabled, serve_metrics
 from .runtime.nats_server import EmbeddedNats, NatsServerError, dies_with_parent_prefix
 from .runtime.proxy import PassThrough, method_kinds
 from .runtime.server import add_reflection
 from .runtime.settings import Settings
 
 __all__ = [
+    "DEFAULT_METRICS_LISTEN",
     "LOCK_FILE",
     "DataDirInUseError",
     "Supervisor",
@@ -79,6 +85,11 @@ CHECK_TIMEOUT = 5.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 _READY_LINE = "pandanode listening on "
+_METRICS_MARK = "; metrics on "
+
+# Where `pandanode up` serves the merged metrics of its children when metrics_listen is not set
+# (if the port is free: a second node on the host runs without, rather than not at all).
+DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
 
 
 class SupervisorError(RuntimeError):
@@ -137,6 +148,8 @@ class _Child:
     healthy: bool = True
     crashes: list[float] = field(default_factory=list)
     planned_restart: bool = False
+    http_address: str = ""
+    metrics_address: str = ""
 
 
 class Supervisor:
@@ -163,12 +176,48 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._forwarders: list[asyncio.Task[None]] = []
+        self._metrics: MetricsServer | None = None
+        self.node_id = ""
 
     # -- public surface -------------------------------------------------------------------------
 
     def endpoints(self) -> dict[str, str]:
-        """The address of each running child, by the full name of its gRPC service."""
-        return {c.grpc_service: c.address for c in self.children if c.serving and c.address}
+        """The address of each running child, by the full name of its gRPC service.
+
+        The HTTP gateway serves no gRPC methods: its process is not listed.
+        """
+        return {
+            c.grpc_service: c.address
+            for c in self.children
+            if c.serving and c.address and _has_descriptor(c.grpc_service)
+        }
+
+    def metrics_targets(self) -> dict[str, str]:
+        """The metrics address of each running child, by service name."""
+        return {c.name: c.metrics_address for c in self.children if c.metrics_address}
+
+    @property
+    def metrics_address(self) -> str:
+        """Where the node serves ``/metrics`` (empty: nowhere)."""
+        return self._metrics.address if self._metrics is not None else ""
+
+    def _serve_metrics(self) -> None:
+        listen = self.settings.metrics_listen.strip()
+        explicit = bool(listen)
+        if not explicit:
+            listen = DEFAULT_METRICS_LISTEN
+        if not metrics_enabled(listen):
+            return
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ChildrenCollector(self.metrics_targets))
+        try:
+            self._metrics = serve_metrics(listen, registry=registry)
+        except OSError as err:
+            if explicit:
+                raise SupervisorError(
+                    f"cannot serve metrics on {listen}: {err.strerror or err}"
+                ) from None
+            log.warning("pandanode: metrics not served: %s is in use (set metrics_listen)", listen)
 
     def _channel_for(self, service: str) -> grpc.aio.Channel | None:
         for child in self.children:
@@ -186,14 +235,15 @@ class Supervisor:
             ("grpc.so_reuseport", 0),
         ]
         _check_port_free(settings.listen)
-        kinds = method_kinds(_descriptor(c.grpc_service) for c in self.children)
+        described = [c.grpc_service for c in self.children if _has_descriptor(c.grpc_service)]
+        kinds = method_kinds(_descriptor(name) for name in described)
         server = guarded_server(
             grpc.aio.server(handlers=[PassThrough(kinds, self._channel_for)], options=options)
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         node_pb2_grpc.add_NodeServiceServicer_to_server(_NodeServicer(self), server)
         names = [
-            *(c.grpc_service for c in self.children),
+            *described,
             NODE_SERVICE,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
         ]
@@ -206,7 +256,7 @@ class Supervisor:
             raise SupervisorError(
                 f"cannot listen on {settings.listen}: the address is in use or not available"
             )
-        for name in ["", *names]:
+        for name in ["", *names, *(c.grpc_service for c in self.children)]:
             await self._health.set(name, _NOT_SERVING)
         await self._health.set(NODE_SERVICE, _SERVING)
         await server.start()
@@ -224,9 +274,16 @@ class Supervisor:
         self._lock_fd = lock_data_dir(self.settings.data_dir)
         started = False
         try:
+            if "discovery" in (c.name for c in self.children):
+                key = load_or_create_node_key(self.settings.data_dir / NODE_KEY_FILE)
+                self.node_id = key.public_key()
             await self._bind()
+            self._serve_metrics()
             if not self.nats_url:
-                self._nats = EmbeddedNats(store_dir=self.settings.data_dir / "nats")
+                self._nats = EmbeddedNats(
+                    store_dir=self.settings.data_dir / "nats",
+                    monitor=self.settings.nats_monitor_listen,
+                )
                 await self._nats.start()
                 self.nats_url = self._nats.url
             starts = [asyncio.create_task(self._start_child(child)) for child in self.children]
@@ -239,12 +296,7 @@ class Supervisor:
                 raise
             await self._set_overall()
             started = True
-            print(
-                f"pandanode listening on {self.address} (data in {self.settings.data_dir}; "
-                + ", ".join(f"{c.name} pid {_pid(c)} on {c.address}" for c in self.children)
-                + ")",
-                flush=True,
-            )
+            print(self._banner(), flush=True)
             for child in self.children:
                 self._tasks.append(asyncio.create_task(self._keep(child), name=child.name))
             self._tasks.append(asyncio.create_task(self._watch(), name="watch"))
@@ -260,6 +312,21 @@ class Supervisor:
         if self._fatal:
             raise SupervisorError(self._fatal)
         return 0
+
+    def _banner(self) -> str:
+        extras = [f"pandanode {version()}"]
+        if self.node_id:
+            extras.append(f"node id {self.node_id}")
+        extras.append(f"data in {self.settings.data_dir}")
+        if self._metrics is not None:
+            extras.append(f"metrics on http://{self._metrics.address}/metrics")
+        if self._nats is not None and self._nats.monitor_address:
+            extras.append(f"nats monitoring on http://{self._nats.monitor_address}")
+        children = ", ".join(f"{c.name} pid {_pid(c)} on {c.address}" for c in self.children)
+        http = "".join(
+            f"; HTTP (GraphQL) on http://{c.http_address}" for c in self.children if c.http_address
+        )
+        return f"pandanode listening on {self.address} ({'; '.join(extras)}; {children}){http}"
 
     async def _drain(self) -> None:
         self._stopping = True
@@ -278,6 +345,9 @@ class Supervisor:
             forwarder.cancel()
         if self._nats is not None:
             await self._nats.stop()
+        if self._metrics is not None:
+            self._metrics.stop()
+            self._metrics = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -298,6 +368,14 @@ class Supervisor:
             f"{self._host}:{child.port}",
             "--data-dir",
             str(self.settings.data_dir),
+            # The gateway calls the others through the public address (it dials them directly).
+            *(
+                ["--ingest", self.address, "--query", self.address]
+                if child.name == "gateway"
+                else []
+            ),
+            "--metrics-listen",
+            "127.0.0.1:0" if self._metrics is not None else "off",
         ]
 
     async def _start_child(self, child: _Child) -> None:
@@ -331,6 +409,9 @@ class Supervisor:
             text = line.decode(errors="replace").rstrip()
             if text.startswith(_READY_LINE):
                 address = text[len(_READY_LINE) :].split(" ", 1)[0]
+                child.http_address = text.partition("; http on ")[2].partition(";")[0].rstrip(")")
+                _, mark, metrics = text.rstrip(")").partition(_METRICS_MARK)
+                child.metrics_address = metrics if mark else ""
             else:
                 print(f"[{child.name}] {text}", flush=True)
         self._forwarders.append(asyncio.create_task(_forward(child.name, process.stdout)))
@@ -395,11 +476,9 @@ class Supervisor:
                 if delay < 0:
                     self._give_up(f"{child.name} exited with {code} {MAX_RESTARTS} times")
                     return
-                print(
+                self._say(
                     f"pandanode: {child.name} exited with {code}; restarting in {delay:.1f} s "
-                    f"(restart {len(child.crashes)})",
-                    file=sys.stderr,
-                    flush=True,
+                    f"(restart {len(child.crashes)})"
                 )
             while True:
                 await asyncio.sleep(delay)
@@ -410,7 +489,7 @@ class Supervisor:
                     if delay < 0:
                         self._give_up(f"{err}; gave up after {MAX_RESTARTS} attempts")
                         return
-                    print(f"pandanode: {err}; retrying in {delay:.1f} s", file=sys.stderr)
+                    self._say(f"pandanode: {err}; retrying in {delay:.1f} s")
                     continue
                 break
             await self._set_overall()
@@ -436,14 +515,14 @@ class Supervisor:
             if delay < 0:
                 self._give_up(f"nats-server died {MAX_RESTARTS} times")
                 return
-            print(
+            self._say(
                 f"pandanode: nats-server exited; restarting in {delay:.1f} s "
-                f"(restart {len(self._nats_crashes)})",
-                file=sys.stderr,
-                flush=True,
+                f"(restart {len(self._nats_crashes)})"
             )
             await asyncio.sleep(delay)
-            fresh = EmbeddedNats(store_dir=nats.store_dir, host=nats.host, port=nats.port)
+            fresh = EmbeddedNats(
+                store_dir=nats.store_dir, host=nats.host, port=nats.port, monitor=nats.monitor
+            )
             try:
                 await fresh.start()
             except NatsServerError as err:
@@ -476,6 +555,13 @@ class Supervisor:
         nats_up = self._nats is None or not self._nats.exited()
         up = nats_up and all(c.serving and c.healthy for c in self.children)
         await self._health.set("", _SERVING if up else _NOT_SERVING)
+
+    def _say(self, message: str) -> None:
+        """Tell the operator on stderr: a plain line, or a log record when logs are JSON."""
+        if json_logging():
+            log.warning("%s", message)
+        else:
+            print(message, file=sys.stderr, flush=True)
 
     def _give_up(self, reason: str) -> None:
         self._fatal = f"{reason}; stopping the node"  # printed once, by the command
@@ -524,6 +610,15 @@ async def _forward(name: str, stream: asyncio.StreamReader) -> None:
     """Copy a child's standard output to ours, each line prefixed with the service's name."""
     while line := await stream.readline():
         print(f"[{name}] {line.decode(errors='replace').rstrip()}", flush=True)
+
+
+def _has_descriptor(full_name: str) -> bool:
+    """False for a service that serves no gRPC methods of its own (the HTTP gateway)."""
+    try:
+        descriptor_pool.Default().FindServiceByName(full_name)
+    except KeyError:
+        return False
+    return True
 
 
 def _descriptor(full_name: str) -> ServiceDescriptor:

@@ -24,6 +24,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 # door, and add peer events to streams the tests count. In-process nodes are built from
 # Settings(), where LAN discovery is off; the discovery tests turn it on with a port of their own.
 os.environ.setdefault("PANDANODE_LAN_DISCOVERY", "false")
+# Every node of the tests serves its HTTP gateway on a free port (never 2021 of a real node).
+os.environ.setdefault("PANDANODE_HTTP_LISTEN", "127.0.0.1:0")
 
 hypothesis_settings.register_profile(
     "default", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]

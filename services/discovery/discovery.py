@@ -32,6 +32,7 @@ from pandanode.core.hexid import is_public_key_hex
 from pandanode.core.keypair import KeyPair
 from pandanode.discovery.v1 import discovery_pb2 as pb
 from pandanode.discovery.v1 import discovery_pb2_grpc
+from pandanode.services.runtime import metrics
 from pandanode.services.runtime.bus import Bus
 from pandanode.services.runtime.events import peer_discovered, peer_lost
 from pandanode.services.runtime.settings import Settings
@@ -303,10 +304,17 @@ class Discovery:
 
     def _apply(self, table: PeerTable, events: tuple[PeerEvent, ...]) -> None:
         self.table = table
+        metrics.peers.set(len(table))
+        metrics.peers_reachable.set(sum(1 for peer in table.peers.values() if peer.reachable))
         for event in events:
             peer = event.peer
             log.info(
-                "peer %s %s (%s, %s)", peer.node_id, event.name, peer.source, peer.addresses[0]
+                "peer %s %s (%s, %s)",
+                peer.node_id,
+                event.name,
+                peer.source,
+                peer.addresses[0],
+                extra={"peer": peer.node_id, "address": peer.addresses[0]},
             )
             self._events.put_nowait(event)
 

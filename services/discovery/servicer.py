@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from pandanode.core.version import version
 from pandanode.discovery.v1 import discovery_pb2 as pb
 from pandanode.discovery.v1 import discovery_pb2_grpc as pb_grpc
 
@@ -22,9 +23,9 @@ class DiscoveryServicer(pb_grpc.DiscoveryServiceServicer):
     async def GetNodeInfo(  # noqa: N802 - gRPC method name
         self, request: pb.GetNodeInfoRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.GetNodeInfoResponse:
-        """This node's id and advertised address."""
+        """This node's id, advertised address and version."""
         info = self._discovery.info()
-        return pb.GetNodeInfoResponse(node_id=info.node_id, address=info.address)
+        return pb.GetNodeInfoResponse(node_id=info.node_id, address=info.address, version=version())
 
     async def ListPeers(  # noqa: N802 - gRPC method name
         self, request: pb.ListPeersRequest, context: grpc.aio.ServicerContext[object, object]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,6 +49,7 @@ from pandanode.core.publish import (
     seq_nums_needed,
     validate_publish,
 )
+from pandanode.services.runtime import metrics
 from pandanode.services.runtime.errors import (
     InvalidRequestError,
     UnavailableError,
@@ -64,6 +66,20 @@ log = logging.getLogger(__name__)
 
 PublishOutcome = PublishResult | PandanodeError
 """One item's outcome in a batch: its result, or the error that rejected it."""
+
+# Bound once: a labelled child costs a lock and a lookup each time it is looked up.
+_UNARY_LATENCY = metrics.publish_latency_seconds.labels("unary")
+_BATCH_LATENCY = metrics.publish_latency_seconds.labels("batch")
+
+
+def _rejected(err: PandanodeError, count: int = 1) -> None:
+    """Count a rejection (the rare path, so per entry)."""
+    metrics.entries_rejected.labels(err.reason.value).inc(count)
+    log.debug(
+        "entry rejected: %s",
+        err.message[:200],
+        extra={"reason": err.reason.value},
+    )
 
 
 class _Checked:
@@ -116,6 +132,16 @@ class _Checked:
             future.set_exception(outcome)
         else:
             future.set_result(outcome)
+
+
+def _rejected_item(item: _Checked, err: PandanodeError) -> None:
+    """Count a rejection by the log rules, and log it with the entry's author."""
+    metrics.entries_rejected.labels(err.reason.value).inc()
+    log.debug(
+        "entry rejected: %s",
+        err.message[:200],
+        extra={"reason": err.reason.value, "public_key": item.entry.public_key},
+    )
 
 
 class _Batch:
@@ -221,11 +247,18 @@ class Ingest:
         # (a future bridged back through the loop's self-pipe, and the pool thread waiting for
         # the GIL after the signature check while the loop runs), both in calls/s and in the
         # event loop's CPU per call.
-        checked = self._prepare(entry, operation)
+        started = time.perf_counter()
+        try:
+            checked = self._prepare(entry, operation)
+        except PandanodeError as err:
+            _rejected(err)
+            raise
         future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
         checked.future = future
         self._queue.put_nowait(checked)
-        return await future
+        result = await future
+        _UNARY_LATENCY.observe(time.perf_counter() - started)
+        return result
 
     async def publish_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[PublishOutcome]:
         """Publish a batch; one outcome per item, in order. Rejected items do not stop the rest."""
@@ -282,10 +315,12 @@ class Ingest:
 
     def _check_batch(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         if len(items) > self.settings.max_batch_items:
-            raise InvalidRequestError(
+            err = InvalidRequestError(
                 f"a batch holds at most {self.settings.max_batch_items} items, got {len(items)}",
                 Reason.LIMIT_EXCEEDED,
             )
+            _rejected(err, len(items))
+            raise err
 
     async def _publish_batch(
         self,
@@ -294,6 +329,7 @@ class Ingest:
         enqueued: asyncio.Future[None] | None,
     ) -> list[PublishOutcome]:
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             # Every batch is checked on the pool, split between its threads: PyNaCl releases the
             # GIL, and the event loop stays free for the writer and the network meanwhile.
@@ -315,6 +351,7 @@ class Ingest:
             put = self._queue.put_nowait
             for index, item in enumerate(prepared):
                 if isinstance(item, PandanodeError):
+                    _rejected(item)
                     continue
                 item.batch = batch
                 item.index = index
@@ -325,6 +362,7 @@ class Ingest:
                 enqueued.set_result(None)
         if batch.pending:
             await batch.done
+        _BATCH_LATENCY.observe(time.perf_counter() - started)
         return [outcome for outcome in outcomes if outcome is not None]
 
     # -- the writer -------------------------------------------------------------------------
@@ -350,10 +388,13 @@ class Ingest:
         applied: list[tuple[_Checked, PublishResult]] = []
         stored: list[IngestedOperation] = []
         schema_documents: set[str] = set()
+        metrics.group_commit_entries.observe(len(batch))
 
         async def commit() -> None:
             nonlocal view, applied, stored
             await loop.run_in_executor(self._commit_pool, self.store.commit, view)
+            if stored:
+                metrics.entries_ingested.inc(len(stored))
             if stored and self._on_committed is not None:
                 try:
                     self._on_committed(stored)
@@ -379,6 +420,7 @@ class Ingest:
                     await commit()
                     result, event = self._apply(item, view)
             except PandanodeError as err:
+                _rejected_item(item, err)
                 item.settle(err)
                 continue
             applied.append((item, result))

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from pandanode.services.runtime import metrics
 from pandanode.services.runtime.bus import Bus
 from pandanode.services.runtime.events import IngestedOperation, operations_ingested
 
@@ -82,6 +83,8 @@ class Announcer:
         # Up to here, entries are announced from the outbox (stored before this process, or
         # not kept in memory); after it, from the commits handed over.
         self._recover_through = store.next_outbox_sequence() - 1
+        self._latest = self._recover_through  # the last store sequence handed over or found
+        metrics.unannounced_entries.set(self._latest - self.announced)
         self._healthy = True
         self._last_error: str | None = None
         self._failures = 0
@@ -136,6 +139,8 @@ class Announcer:
         if not operations:
             return
         commit = _commit(operations)
+        self._latest = max(self._latest, commit.last)
+        metrics.unannounced_entries.set(self._latest - self.announced)
         if self._pending_bytes + commit.size <= self._budget:
             self._pending.append(commit)
             self._pending_bytes += commit.size
@@ -196,6 +201,7 @@ class Announcer:
                 ]
                 await self._bus.publish(messages)
                 self.announced = commits[-1].last
+                metrics.unannounced_entries.set(max(0, self._latest - self.announced))
                 self._announced_firsts.extend(commit.first for commit in commits)
             # After publishing: while the cursor cannot be written, announcing goes on.
             self._persist()

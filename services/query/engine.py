@@ -224,7 +224,12 @@ class UnitOfWork:
         try:
             document = build_view(operations, schema)
         except PandanodeError as err:
-            log.debug("document %s does not build (yet): %s", document_id, err)
+            log.debug(
+                "document %s does not build (yet): %s",
+                document_id,
+                err,
+                extra={"document_id": document_id, "reason": err.reason.value},
+            )
             batch.set_pending_document(document_id, "")
             return
         batch.set_pending_document(document_id, None)

@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
+from pandanode.services.runtime import metrics
 from pandanode.services.runtime.bus import Bus, Consumer, Delivery
 from pandanode.services.runtime.events import OPERATIONS_INGESTED
 
@@ -106,6 +108,7 @@ class Materializer:
         # Set while a batch is being applied: its commit is visible in the store before its
         # listeners were called, so waiters hold back until both happened.
         self._in_flight: asyncio.Future[None] | None = None
+        self._lag_gauge = metrics.stream_backlog_events.labels(durable)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -185,7 +188,9 @@ class Materializer:
                     self._applying = False
                 backoff = 0.1
             except TimeoutError:
-                continue  # no events for a while
+                self._lag_gauge.set(0)  # no events for a while: nothing is behind
+                metrics.materialization_lag_seconds.set(0.0)
+                continue
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -214,7 +219,11 @@ class Materializer:
                 self._in_flight.set_result(None)
                 self._in_flight = None
         if messages:
-            await self._consumer.ack(messages[-1])  # acknowledges every message up to it
+            newest = messages[-1]
+            self._lag_gauge.set(newest.pending + self._consumer.queued())
+            if newest.stored_at:
+                metrics.materialization_lag_seconds.set(max(0.0, time.time() - newest.stored_at))
+            await self._consumer.ack(newest)  # acknowledges every message up to it
 
     # -- notifications ----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pandanode.core.errors import Reason, quote
 from pandanode.core.hexid import PUBLIC_KEY_HEX_LENGTH, require_hex, require_hex_ids
 from pandanode.core.schema import Schema
+from pandanode.services.runtime import metrics
 from pandanode.services.runtime.errors import (
     InvalidRequestError,
     ResourceNotFoundError,
@@ -217,12 +218,14 @@ class Query:
         watch = Watch(schema_id, matches, self._max_watch_queue, self._max_watch_queue_bytes)
         remove = self.materializer.add_listener(watch.on_change)
         self._watches.add(watch)
+        metrics.watchers.inc()
         try:
             snapshot = list(index.documents())
             snapshot_sequence = self._applied.get(schema_id, 0)
             async for batch in watch.batches(snapshot, snapshot_sequence):
                 yield batch
         finally:
+            metrics.watchers.dec()
             self._watches.discard(watch)
             remove()
 

@@ -62,11 +62,16 @@ class Delivery:
         sequence: Its stream sequence (strictly increasing in the stream).
         subject: Its subject.
         payload: Its bytes.
+        pending: Messages of the stream the consumer had not been handed yet when this one
+            was delivered (JetStream ``num_pending``; 0 where unknown).
+        stored_at: When the stream stored it, seconds since the epoch (0.0 where unknown).
     """
 
     sequence: int
     subject: str
     payload: bytes
+    pending: int = 0
+    stored_at: float = 0.0
 
 
 class Consumer(Protocol):
@@ -84,6 +89,10 @@ class Consumer(Protocol):
 
     async def ack(self, through: Delivery) -> None:
         """Acknowledge every message up to and including ``through``."""
+        ...
+
+    def queued(self) -> int:
+        """Messages delivered to this consumer and not taken yet (for metrics)."""
         ...
 
     async def close(self) -> None:
@@ -177,10 +186,22 @@ class _NatsConsumer:
         deliveries = []
         for _ in range(min(limit, len(self._messages))):
             message = self._messages.popleft()
-            sequence = int(message.metadata.sequence.stream)
+            metadata = message.metadata
+            sequence = int(metadata.sequence.stream)
             self._unacked[sequence] = message
-            deliveries.append(Delivery(sequence, message.subject, message.data))
+            deliveries.append(
+                Delivery(
+                    sequence,
+                    message.subject,
+                    message.data,
+                    int(metadata.num_pending),
+                    metadata.timestamp.timestamp(),
+                )
+            )
         return deliveries
+
+    def queued(self) -> int:
+        return len(self._messages)
 
     async def ack(self, through: Delivery) -> None:
         message = self._unacked.get(through.sequence)
@@ -391,6 +412,9 @@ class _MemoryConsumer:
 
     async def ack(self, through: Delivery) -> None:
         return None  # no redelivery in memory: a consumer re-created at a sequence re-reads
+
+    def queued(self) -> int:
+        return 0  # nothing is delivered ahead of take()
 
     async def close(self) -> None:
         self.closed = True

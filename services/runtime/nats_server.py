@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -92,12 +93,21 @@ class EmbeddedNats:
         store_dir: Where JetStream keeps its streams.
         host: The address to listen on (loopback by default).
         port: The port; 0 picks a free one at start.
+        monitor: ``host:port`` of nats-server's HTTP monitoring (``/varz``, ``/jsz``, …);
+            empty or ``off``: no monitoring port.
     """
 
     store_dir: Path
     host: str = "127.0.0.1"
     port: int = 0
+    monitor: str = ""
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def monitor_address(self) -> str:
+        """The monitoring ``host:port``, or empty when monitoring is off."""
+        monitor = self.monitor.strip()
+        return "" if not monitor or monitor.lower() == "off" else monitor
 
     @property
     def url(self) -> str:
@@ -122,8 +132,7 @@ class EmbeddedNats:
             self.host,
             "--port",
             str(self.port),
-            "--http_port",
-            "0",
+            *self._monitor_args(),
             "--log",
             str(log_file),
             "--pid",
@@ -153,6 +162,15 @@ class EmbeddedNats:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
             return
+
+    def _monitor_args(self) -> list[str]:
+        address = self.monitor_address
+        if not address:
+            return ["--http_port", "0"]
+        # The command line has a monitoring port but no host of its own: a config file has both.
+        config = self.store_dir / "monitor.conf"
+        config.write_text(f"http: {json.dumps(address)}\n")
+        return ["--config", str(config)]
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop the server gracefully (SIGTERM), then forcefully after ``timeout``."""

@@ -26,13 +26,20 @@ class ServiceContext:
 
     Attributes:
         settings: The node's settings.
-        bus: The NATS JetStream connection the process shares.
+        bus: The NATS JetStream connection the process shares (None when no service of the
+            process needs one, e.g. the gateway alone).
         server: The gRPC server to add the servicer to (not started yet).
     """
 
     settings: Settings
-    bus: Bus
+    bus: Bus | None
     server: grpc.aio.Server
+
+    def need_bus(self) -> Bus:
+        """The bus, for a service that needs one (:attr:`Service.needs_bus`)."""
+        if self.bus is None:
+            raise RuntimeError("this process has no NATS connection")
+        return self.bus
 
 
 class Service(abc.ABC):
@@ -41,10 +48,12 @@ class Service(abc.ABC):
     Attributes:
         name: The short name (``pandanode serve <name>``).
         grpc_service: The full name of the gRPC service it serves.
+        needs_bus: Whether it uses NATS (a process whose services do not connects to none).
     """
 
     name: ClassVar[str]
     grpc_service: ClassVar[str]
+    needs_bus: ClassVar[bool] = True
 
     @abc.abstractmethod
     async def start(self, context: ServiceContext) -> None:

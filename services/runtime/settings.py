@@ -21,6 +21,7 @@ __all__ = ["ENV_PREFIX", "Settings", "SettingsError"]
 
 ENV_PREFIX = "PANDANODE_"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_LOG_FORMATS = ("text", "json")
 
 
 class SettingsError(ValueError):
@@ -76,6 +77,18 @@ class Settings:
             loopback interface when the advertised host is loopback, else the system's choice.
         lan_announce_interval: Seconds between two LAN announcements.
         log_level: Python logging level name.
+        http_listen: ``host:port`` the HTTP gateway (GraphQL, blobs) binds to.
+        gateway_ingest: The ingest gRPC address the gateway calls; empty: the node's own.
+        gateway_query: The query gRPC address the gateway calls; empty: the node's own.
+        cors_origins: Comma-separated origins browsers may call the gateway from; ``*``: any.
+        log_format: ``text`` (one readable line per record) or ``json`` (one JSON object per
+            line, with the fields ``service``, ``document_id``, ``public_key``, ``reason`` where
+            they apply).
+        metrics_listen: ``host:port`` of the Prometheus ``/metrics`` endpoint; ``off`` turns it
+            off. Empty: off for ``serve``, ``127.0.0.1:9464`` for ``pandanode up`` if that port
+            is free (a port set explicitly must be free).
+        nats_monitor_listen: ``host:port`` of the embedded nats-server's HTTP monitoring
+            (``/varz``, ``/jsz``, …); empty or ``off``: none.
     """
 
     data_dir: Path = Path("data")
@@ -108,6 +121,13 @@ class Settings:
     lan_interface: str = ""
     lan_announce_interval: float = 5.0
     log_level: str = "INFO"
+    http_listen: str = "127.0.0.1:2021"
+    gateway_ingest: str = ""
+    gateway_query: str = ""
+    cors_origins: str = "*"
+    log_format: str = "text"
+    metrics_listen: str = ""
+    nats_monitor_listen: str = ""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -118,6 +138,7 @@ class Settings:
             raise SettingsError(f"setting listen must be host:port, got {self.listen!r}")
         if self.advertise_address:
             _check_address("advertise_address", self.advertise_address)
+        _check_gateway_addresses(self)
         for address in self.bootstrap_addresses:
             _check_address("bootstrap_peers", address)
         if self.peer_ttl <= max(self.discovery_probe_interval, self.lan_announce_interval):
@@ -147,11 +168,23 @@ class Settings:
             raise SettingsError(
                 f"setting log_level must be one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}"
             )
+        self._check_operations()
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.query_durable):
             raise SettingsError(
                 "setting query_durable must be 1 to 64 letters, digits, '_' or '-' (a JetStream "
                 f"consumer name), got {self.query_durable!r}"
             )
+
+    def _check_operations(self) -> None:
+        if self.log_format not in _LOG_FORMATS:
+            raise SettingsError(
+                f"setting log_format must be one of {', '.join(_LOG_FORMATS)}, "
+                f"got {self.log_format!r}"
+            )
+        for name in ("metrics_listen", "nats_monitor_listen"):
+            value = getattr(self, name).strip()
+            if value and value.lower() != "off":
+                _check_address(name, value, allow_port_zero=True)
 
     @property
     def bootstrap_addresses(self) -> tuple[str, ...]:
@@ -236,7 +269,15 @@ def _bool(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
-def _check_address(name: str, address: str) -> None:
+def _check_gateway_addresses(settings: Settings) -> None:
+    for name in ("http_listen", "gateway_ingest", "gateway_query"):
+        value = getattr(settings, name)
+        if value and ":" not in value:
+            raise SettingsError(f"setting {name} must be host:port, got {value!r}")
+
+
+def _check_address(name: str, address: str, *, allow_port_zero: bool = False) -> None:
     host, colon, port = address.rpartition(":")
-    if not colon or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+    lowest = 0 if allow_port_zero else 1
+    if not colon or not host or not port.isdigit() or not lowest <= int(port) <= 65535:
         raise SettingsError(f"setting {name}: {address!r} is not host:port")

@@ -7,6 +7,8 @@ import json
 import stat
 from pathlib import Path
 
+from pandanode.core.version import version
+from pandanode.services.node import Node
 from tests.client.conftest import Cli
 
 
@@ -83,7 +85,7 @@ async def test_exit_codes_and_helpful_errors(cli: Cli, tmp_path: Path) -> None:
     assert "did you mean 'name'" in typo.stderr and "seats: int" in typo.stderr
     assert mistyped.code == 2 and "the field is int" in mistyped.stderr
     assert unknown.code == 2 and "SCHEMA_NOT_FOUND" in unknown.stderr
-    assert usage.code == 2 and "usage:" in usage.stderr
+    assert usage.code == 2 and "required: schema_id" in usage.stderr
     assert unreachable.code == 3 and "unreachable" in unreachable.stderr
     assert no_key.code == 2 and "pandanode key new" in no_key.stderr
 
@@ -110,7 +112,18 @@ async def test_import_and_export_jsonl(cli: Cli, tmp_path: Path) -> None:
     exported = await cli("export", "--schema", schema_id)
     assert exported.code == 0
     lines = [json.loads(line) for line in exported.stdout.splitlines()]
-    assert len(lines) == 50 and set(lines[0]) == {"entry", "operation"}
+    # Two field definitions and the schema definition come first, then the 50 documents.
+    assert len(lines) == 53 and set(lines[0]) == {"entry", "operation"}
 
     again = await cli("import", "-", "--json", stdin=exported.stdout.encode())
     assert again.code == 0 and again.json()["rejected"] == 0
+
+
+async def test_status_tells_the_nodes_id_and_version(cli: Cli, node: Node) -> None:
+    as_json, as_text = await asyncio.gather(cli("status", "--json"), cli("status"))
+    assert node.discovery is not None
+    assert as_json.code == 0
+    assert as_json.json()["node_id"] == node.discovery.node_id
+    assert as_json.json()["version"] == version()
+    assert as_text.code == 0
+    assert node.discovery.node_id in as_text.stdout and version() in as_text.stdout

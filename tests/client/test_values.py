@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from pandanode.client import Document, SchemaError
+from pandanode.client._cli_values import parse_filters, parse_value
 from pandanode.client._requests import filters as _filters
 from pandanode.client._values import document_from_pb, schema_from_pb, to_field_value
-from pandanode.client.cli import UsageError, parse_filters, parse_value
+from pandanode.client.cli import UsageError
 from pandanode.core import PinnedRelation, Relation, SchemaId
 from pandanode.core.schema import FieldType, Schema
 from pandanode.query.v1 import query_pb2 as qpb

@@ -38,7 +38,9 @@ def node_settings(data_dir: Path, **changes: Any) -> Settings:
     The one place test nodes get their base settings; ``changes`` are other settings by name
     (``listen`` among them, for a node that must come back on the same address).
     """
-    return Settings(**{"data_dir": data_dir, "listen": "127.0.0.1:0", **changes})
+    return Settings(
+        **{"data_dir": data_dir, "listen": "127.0.0.1:0", "http_listen": "127.0.0.1:0", **changes}
+    )
 
 
 async def assert_checks_clean(data_dir: Path, *, nats_url: str | None = None) -> None:

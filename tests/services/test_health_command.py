@@ -88,3 +88,10 @@ async def test_health_dials_the_port_of_pandanode_listen_by_default(node: Node) 
 def test_default_address_without_a_listen_setting_is_the_default_port() -> None:
     assert default_address({}) == "127.0.0.1:2020"
     assert default_address({"PANDANODE_LISTEN": "0.0.0.0:4040"}) == "127.0.0.1:4040"
+
+
+def test_default_port_is_the_listen_settings_default() -> None:
+    from pandanode.services.runtime.settings import ENV_PREFIX, Settings
+
+    assert default_address({}) == "127.0.0.1:" + Settings().listen.rpartition(":")[2]
+    assert f"{ENV_PREFIX}LISTEN" == "PANDANODE_LISTEN"

@@ -379,8 +379,8 @@ async def test_pandanode_up_runs_nats_and_each_service_in_its_own_process(
     process, _, _ = up
     assert process.process is not None
     children = children_of(process.process.pid)
-    assert set(children) == {"nats-server", "ingest", "query", "discovery"}
-    assert len(set(children.values())) == 4
+    assert set(children) == {"nats-server", "ingest", "query", "discovery", "gateway"}
+    assert len(set(children.values())) == 5
     assert process.process.pid not in children.values()
 
 

@@ -25,27 +25,27 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&pandanode/discovery/v1/discovery.proto\x12\x16pandanode.discovery.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x14\n\x12GetNodeInfoRequest\"7\n\x13GetNodeInfoResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\xd0\x01\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\taddresses\x18\x02 \x03(\t\x12\x32\n\x06source\x18\x03 \x01(\x0e\x32\".pandanode.discovery.v1.PeerSource\x12.\n\nfirst_seen\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treachable\x18\x06 \x01(\x08\"\x12\n\x10ListPeersRequest\"@\n\x11ListPeersResponse\x12+\n\x05peers\x18\x01 \x03(\x0b\x32\x1c.pandanode.discovery.v1.Peer\"E\n\x0fLanAnnouncement\x12\x10\n\x08protocol\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t*s\n\nPeerSource\x12\x1b\n\x17PEER_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15PEER_SOURCE_BOOTSTRAP\x10\x01\x12\x13\n\x0fPEER_SOURCE_LAN\x10\x02\x12\x18\n\x14PEER_SOURCE_EXCHANGE\x10\x03\x32\xdc\x01\n\x10\x44iscoveryService\x12\x66\n\x0bGetNodeInfo\x12*.pandanode.discovery.v1.GetNodeInfoRequest\x1a+.pandanode.discovery.v1.GetNodeInfoResponse\x12`\n\tListPeers\x12(.pandanode.discovery.v1.ListPeersRequest\x1a).pandanode.discovery.v1.ListPeersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&pandanode/discovery/v1/discovery.proto\x12\x16pandanode.discovery.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x14\n\x12GetNodeInfoRequest\"H\n\x13GetNodeInfoResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\xd0\x01\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\taddresses\x18\x02 \x03(\t\x12\x32\n\x06source\x18\x03 \x01(\x0e\x32\".pandanode.discovery.v1.PeerSource\x12.\n\nfirst_seen\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tlast_seen\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\treachable\x18\x06 \x01(\x08\"\x12\n\x10ListPeersRequest\"@\n\x11ListPeersResponse\x12+\n\x05peers\x18\x01 \x03(\x0b\x32\x1c.pandanode.discovery.v1.Peer\"E\n\x0fLanAnnouncement\x12\x10\n\x08protocol\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t*s\n\nPeerSource\x12\x1b\n\x17PEER_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15PEER_SOURCE_BOOTSTRAP\x10\x01\x12\x13\n\x0fPEER_SOURCE_LAN\x10\x02\x12\x18\n\x14PEER_SOURCE_EXCHANGE\x10\x03\x32\xdc\x01\n\x10\x44iscoveryService\x12\x66\n\x0bGetNodeInfo\x12*.pandanode.discovery.v1.GetNodeInfoRequest\x1a+.pandanode.discovery.v1.GetNodeInfoResponse\x12`\n\tListPeers\x12(.pandanode.discovery.v1.ListPeersRequest\x1a).pandanode.discovery.v1.ListPeersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pandanode.discovery.v1.discovery_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PEERSOURCE']._serialized_start=546
-  _globals['_PEERSOURCE']._serialized_end=661
+  _globals['_PEERSOURCE']._serialized_start=563
+  _globals['_PEERSOURCE']._serialized_end=678
   _globals['_GETNODEINFOREQUEST']._serialized_start=99
   _globals['_GETNODEINFOREQUEST']._serialized_end=119
   _globals['_GETNODEINFORESPONSE']._serialized_start=121
-  _globals['_GETNODEINFORESPONSE']._serialized_end=176
-  _globals['_PEER']._serialized_start=179
-  _globals['_PEER']._serialized_end=387
-  _globals['_LISTPEERSREQUEST']._serialized_start=389
-  _globals['_LISTPEERSREQUEST']._serialized_end=407
-  _globals['_LISTPEERSRESPONSE']._serialized_start=409
-  _globals['_LISTPEERSRESPONSE']._serialized_end=473
-  _globals['_LANANNOUNCEMENT']._serialized_start=475
-  _globals['_LANANNOUNCEMENT']._serialized_end=544
-  _globals['_DISCOVERYSERVICE']._serialized_start=664
-  _globals['_DISCOVERYSERVICE']._serialized_end=884
+  _globals['_GETNODEINFORESPONSE']._serialized_end=193
+  _globals['_PEER']._serialized_start=196
+  _globals['_PEER']._serialized_end=404
+  _globals['_LISTPEERSREQUEST']._serialized_start=406
+  _globals['_LISTPEERSREQUEST']._serialized_end=424
+  _globals['_LISTPEERSRESPONSE']._serialized_start=426
+  _globals['_LISTPEERSRESPONSE']._serialized_end=490
+  _globals['_LANANNOUNCEMENT']._serialized_start=492
+  _globals['_LANANNOUNCEMENT']._serialized_end=561
+  _globals['_DISCOVERYSERVICE']._serialized_start=681
+  _globals['_DISCOVERYSERVICE']._serialized_end=901
 # @@protoc_insertion_point(module_scope)

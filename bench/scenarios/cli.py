@@ -1,0 +1,68 @@
+"""The ``pandanode`` command's start-up: how long a client command takes from exec to exit.
+
+Each command is a fresh process (the console script of this environment), timed from outside;
+the node is a fresh one of this run. ``python -c pass`` is the floor: the interpreter alone.
+Client commands import neither RocksDB nor NATS nor the services (``pandanode.services.cli``
+loads them only for node commands), so their time is the interpreter, the client (gRPC,
+protobuf, rich) and one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..context import Context
+from ..registry import Option, ScenarioResult, scenario
+
+__all__: list[str] = []
+
+PANDANODE = str(Path(sys.executable).with_name("pandanode"))
+
+
+async def _timed(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await process.communicate()
+    elapsed = time.perf_counter() - start
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {process.returncode}: {err.decode()}")
+    return elapsed
+
+
+@scenario(
+    "cli.startup",
+    title="pandanode client commands, exec to exit (a fresh process each; python -c pass: floor)",
+    requires=("query",),
+    options=(Option("--cli-runs", int, 30, "runs of each command", smoke=3),),
+)
+async def startup(ctx: Context, out: ScenarioResult) -> None:
+    """Time ``--version``, ``key show``, ``status`` and ``schema list`` as a person runs them."""
+    runs: int = ctx.args.cli_runs
+    env = {**os.environ, "PANDANODE_KEY_FILE": str(ctx.work_dir / "cli-key")}
+    async with ctx.node(out) as node:
+        await _timed([PANDANODE, "key", "new", "--overwrite"], env)
+        commands = {
+            "python -c pass (floor)": [sys.executable, "-c", "pass"],
+            "pandanode --version": [PANDANODE, "--version"],
+            "pandanode key show": [PANDANODE, "key", "show"],
+            "pandanode status": [PANDANODE, "--node", node.address, "status"],
+            "pandanode schema list": [PANDANODE, "--node", node.address, "schema", "list"],
+        }
+        samples: dict[str, list[float]] = {row: [] for row in commands}
+        for command in commands.values():  # warm the page cache once
+            await _timed(command, env)
+        for _ in range(runs):  # interleaved, so a noisy moment hits every command alike
+            for row, command in commands.items():
+                samples[row].append(await _timed(command, env))
+    for row, seconds in samples.items():
+        out.latency(row, seconds, series=f"cli {row}")
+    out.notes["runs"] = runs

@@ -1,0 +1,223 @@
+"""The ``pandanode`` command as a new user meets it, before any data: version, completion,
+options in any place, one-line errors, the key file, and which modules a client command loads.
+
+Every test runs the console script (or ``python -m pandanode.services.cli``) as a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from pandanode.client import load_key_pair
+from pandanode.services.node import Node
+from tests.client.conftest import PANDANODE, Cli
+
+NODE_MODULES = ("rocksdict", "nats", "pandanode.services.node", "pandanode.services.runtime")
+
+
+async def test_version_prints_the_installed_distributions_version(pandanode: Cli) -> None:
+    shown = await pandanode("--version")
+    assert shown.code == 0, shown.stderr
+    assert shown.stdout == f"pandanode {version('pandanode')}\n"
+
+
+def _complete(script: str, *words: str) -> list[str]:
+    """Ask bash's completion function of ``script`` for the candidates after ``words``."""
+    line = " ".join(["pandanode", *words])
+    program = (
+        f"{script}\n"
+        f"COMP_WORDS=(pandanode {' '.join(words)}); COMP_CWORD={len(words)}\n"
+        f'COMP_LINE="{line}"; COMP_POINT=${{#COMP_LINE}}\n'
+        "_pandanode; printf '%s\\n' \"${COMPREPLY[@]}\"\n"
+    )
+    done = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout.split()
+
+
+async def test_completion_bash_completes_commands_subcommands_options_and_choices(
+    pandanode: Cli,
+) -> None:
+    script = await pandanode("completion", "bash")
+    assert script.code == 0, script.stderr
+    assert "complete -o default -F _pandanode pandanode" in script.stdout
+    assert _complete(script.stdout, "doc") == ["document", "documents"]
+    assert _complete(script.stdout, "document", "cr") == ["create"]
+    assert set(_complete(script.stdout, "documents", "list", "venue_0020ab", "--")) >= {
+        "--page-token",
+        "--all",
+        "--output",
+        "--node",
+        "--json",
+    }
+    assert _complete(script.stdout, "--node", "127.0.0.1:2020", "key", "n") == ["new"]
+    assert _complete(script.stdout, "completion", "") == ["bash", "zsh", "fish"]
+    assert "--nats" not in _complete(script.stdout, "serve", "ingest", "--na")  # hidden alias
+    assert "--nats-url" in _complete(script.stdout, "serve", "ingest", "--na")
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+async def test_completion_for_zsh_and_fish_is_a_script_the_shell_parses(
+    pandanode: Cli, shell: str, tmp_path: Path
+) -> None:
+    script = await pandanode("completion", shell)
+    assert script.code == 0, script.stderr
+    assert "documents" in script.stdout and "page-token" in script.stdout
+    if shutil.which(shell) is None:
+        pytest.skip(f"{shell} is not installed: the script's syntax is not checked")
+    path = tmp_path / f"pandanode.{shell}"
+    path.write_text(script.stdout)
+    checked = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+
+
+async def test_global_options_may_come_before_or_after_the_command(
+    pandanode: Cli, node: Node, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "elsewhere" / "key"
+    before = await pandanode("--json", "--key-file", str(key_file), "key", "new")
+    assert before.code == 0, before.stderr
+    public_key = before.json()["public_key"]
+    assert load_key_pair(key_file).public_key() == public_key
+    after = await pandanode("key", "show", "--key-file", str(key_file), "--json")
+    assert after.json() == {"public_key": public_key, "key_file": str(key_file)}
+
+    # --node before the command wins over $PANDANODE_NODE; after the command over both.
+    unreachable = "127.0.0.1:1"
+    first, last, overridden = await asyncio.gather(
+        pandanode("--node", unreachable, "--timeout", "2", "status"),
+        pandanode("status", "--node", unreachable, "--timeout", "2"),
+        pandanode("--node", unreachable, "status", "--node", node.address, "--json"),
+    )
+    assert first.code == 3 and unreachable in first.stderr
+    assert last.code == 3 and unreachable in last.stderr
+    assert overridden.code == 0, overridden.stderr
+    assert overridden.json()["serving"] is True
+
+
+async def test_key_new_on_an_existing_key_file_explains_overwrite(
+    pandanode: Cli, cli_env: dict[str, str]
+) -> None:
+    assert (await pandanode("key", "new")).code == 0
+    key_file = Path(cli_env["PANDANODE_KEY_FILE"])
+    kept = key_file.read_bytes()
+    again = await pandanode("key", "new")
+    assert again.code == 2
+    assert again.stderr.count("\n") == 1  # one line, no hint about Python
+    assert str(key_file) in again.stderr and "--overwrite" in again.stderr
+    assert "=True" not in again.stderr and "overwrite=" not in again.stderr
+    assert key_file.read_bytes() == kept
+    replaced = await pandanode("key", "new", "--overwrite", "--json")
+    assert replaced.code == 0, replaced.stderr
+    assert load_key_pair(key_file).public_key() == replaced.json()["public_key"]
+    assert key_file.read_bytes() != kept
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["documents", "list", "venue_0020ab", "--limit", "many"],
+            "--limit: 'many' is not a number",
+        ),
+        (["documents", "list", "venue_0020ab", "--limit", "0"], "must be more than 0"),
+        (["documents", "list", "venue_0020ab", "-o", "tall"], "invalid choice: 'tall'"),
+        (["status", "--timeout", "-1"], "--timeout: '-1': must be more than 0"),
+        (["import", "-", "--batch-size", "x"], "--batch-size: 'x' is not a number"),
+        (["watch", "venue_0020ab", "--duration", "soon"], "--duration: 'soon' is not a number"),
+        (["document", "get", "x", "--resolve", "deep"], "--resolve: 'deep' is not a number"),
+        (["documents", "lst"], "invalid choice: 'lst'"),
+        (["key", "new", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+        (["--frobnicate", "status"], "unrecognized arguments: --frobnicate"),
+        (["completion", "tcsh"], "invalid choice: 'tcsh'"),
+        (["serve", "ingest"], "--nats-url URL is required"),
+        (["up", "--listen", "nowhere"], "listen"),
+        ([], "required: COMMAND"),
+    ],
+)
+async def test_a_bad_flag_or_value_is_a_one_line_error_not_a_traceback(
+    pandanode: Cli, args: list[str], says: str
+) -> None:
+    ran = await pandanode(*args)
+    assert ran.code == 2, ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert ran.stderr.count("\n") == 1, ran.stderr
+    assert says in ran.stderr
+
+
+async def test_nats_url_is_the_flag_of_every_node_command_and_nats_still_works(
+    pandanode: Cli, tmp_path: Path
+) -> None:
+    for command in (["up"], ["serve", "ingest"], ["query", "rebuild"], ["check"]):
+        shown = await pandanode(*command, "--help")
+        assert shown.code == 0, shown.stderr
+        assert "--nats-url URL" in shown.stdout
+        assert "--nats " not in shown.stdout  # the old spelling is a hidden alias
+    # Both spellings reach the command: nothing listens there, so the check cannot run.
+    for flag in ("--nats-url", "--nats"):
+        ran = await pandanode(
+            "check", "--data-dir", str(tmp_path / "missing"), flag, "nats://127.0.0.1:1"
+        )
+        assert ran.code == 2, ran.stderr
+        assert "unrecognized" not in ran.stderr and "Traceback" not in ran.stderr
+
+
+def _modules_after(*args: str, env: dict[str, str]) -> set[str]:
+    """The modules loaded once ``pandanode ARGS`` has run (in a fresh interpreter)."""
+    program = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+        "from pandanode.services.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stderr.splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["key", "new", "--help"],
+        ["key", "new"],
+        ["--version"],
+        ["status"],
+        ["schema", "list", "--json"],
+    ],
+)
+async def test_client_commands_do_not_import_the_nodes_modules(
+    args: list[str], cli_env: dict[str, str], node: Node
+) -> None:
+    loaded = await asyncio.to_thread(_modules_after, *args, env=cli_env)
+    assert "pandanode.services.cli" in loaded  # the console script's module did run
+    heavy = {name for name in loaded if name.split(".")[0] in NODE_MODULES}
+    heavy |= {name for name in loaded if name.startswith(NODE_MODULES)}
+    assert not heavy
+
+
+async def test_node_commands_are_listed_by_help(pandanode: Cli) -> None:
+    shown = await pandanode("--help")
+    assert shown.code == 0
+    for command in ("up", "serve", "query", "check", "key", "documents", "completion"):
+        assert f"    {command} " in shown.stdout
+    assert Path(PANDANODE).exists()
