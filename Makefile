@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 NODE_DIR   := tests/interop
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: setup run test lint typecheck unit format clean help proto bench fuzz proto-check nginx
+.PHONY: setup run test lint typecheck unit format clean help proto bench fuzz proto-check nginx \
+	lock config-sample
 
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
@@ -105,6 +106,18 @@ FUZZ_SECONDS ?= 300
 
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz.run --seconds $(FUZZ_SECONDS) $(ARGS)
+
+# Pin the image's dependencies by version and hash (deploy/Dockerfile installs exactly these).
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+		--no-emit-find-links --extra node --output-file deploy/requirements.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links --output-file deploy/build-requirements.lock \
+		deploy/build-requirements.in
+
+# Regenerate the commented sample of every setting from services/runtime/settings.py.
+config-sample: $(STAMP)
+	$(BIN)/pandanode config sample > deploy/config.toml
 
 format: $(STAMP)
 	$(BIN)/ruff format .

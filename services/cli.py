@@ -1,7 +1,8 @@
 """The ``pandanode`` command: ``up``, ``serve``, ``query rebuild``, ``check``, client commands.
 
 ``up`` runs the all-in-one node (a supervisor with one process per service), ``serve`` one
-service, ``query rebuild`` re-materializes the query store from the event stream. Errors a
+service, ``query rebuild`` re-materializes the query store from the event stream, ``health``
+asks a running service whether it serves, ``config`` prints the effective settings. Errors a
 user can fix (a port in use, a data directory in use, a bad setting) are one line on stderr
 and a non-zero exit.
 
@@ -247,8 +248,63 @@ def build_parser(*, node_commands: bool = True) -> argparse.ArgumentParser:
         except ImportError:
             parser.epilog = f"{EPILOG}. Node commands (up, serve, …): {_NODE_EXTRA_HINT}"
     register_client_commands(commands)
+    # Both need only the settings and gRPC health: they work in a client-only install too.
+    from . import health
+
+    health.register(commands)
+    _add_config(commands)
     parser.set_defaults(completion_root=parser)
     return parser
+
+
+def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    config = commands.add_parser("config", help="show the effective settings, or a sample file")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    show = config_commands.add_parser(
+        "show",
+        help="print the settings `up`/`serve` would run with (flags over environment over "
+        "--config file over defaults), as TOML",
+    )
+    _add_common(show)
+    _add_discovery(show)
+    _add_nats_url(show, "NATS server URL")
+    _add_http(show)
+    _add_metrics(show, "off")
+    show.add_argument(
+        "--ingest", dest="gateway_ingest", metavar="HOST:PORT", help=argparse.SUPPRESS
+    )
+    show.add_argument("--query", dest="gateway_query", metavar="HOST:PORT", help=argparse.SUPPRESS)
+    show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
+    show.set_defaults(run=_config_show)
+    sample = config_commands.add_parser(
+        "sample", help="print a commented TOML file of every setting and its default"
+    )
+    sample.set_defaults(run=_config_sample)
+
+
+def _config_sample(_args: argparse.Namespace) -> int:
+    from .runtime.config_file import sample_toml
+
+    print(sample_toml(), end="")
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    import json
+
+    from .runtime.config_file import effective_toml, settings_as_dict
+    from .runtime.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.load(_flags(args), config_file=args.config, defaults=_NODE_DEFAULTS)
+    except SettingsError as err:
+        print(f"pandanode: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(settings_as_dict(settings), indent=2))
+    else:
+        print(effective_toml(settings), end="")
+    return 0
 
 
 async def _rebuild(settings: Settings) -> int:
@@ -383,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pandanode {command}: needs {missing}; {_NODE_EXTRA_HINT}", file=sys.stderr)
         return 2
     args = build_parser(node_commands=_node_command_wanted(words)).parse_args(words)
-    if hasattr(args, "run"):  # a client command (pandanode.client.cli) or `check`
+    if hasattr(args, "run"):  # a client command (pandanode.client.cli), `check`, `health`, `config`
         code: int = args.run(args)
         return code
     try:
@@ -413,12 +469,9 @@ def _missing_node_dependency() -> str | None:
     return None
 
 
-def _run_node_command(args: argparse.Namespace) -> int:
-    from .runtime.logs import configure_logging
-    from .runtime.settings import Settings, SettingsError
-    from .supervisor import SupervisorError
-
-    flags = {
+def _flags(args: argparse.Namespace) -> dict[str, object]:
+    """The settings given on the command line (None: not given)."""
+    return {
         "data_dir": args.data_dir,
         "listen": args.listen,
         "nats_url": getattr(args, "nats_url", None),
@@ -441,6 +494,14 @@ def _run_node_command(args: argparse.Namespace) -> int:
         "stream_replicas": getattr(args, "stream_replicas", None),
         "query_durable": getattr(args, "query_durable", None),
     }
+
+
+def _run_node_command(args: argparse.Namespace) -> int:
+    from .runtime.logs import configure_logging
+    from .runtime.settings import Settings, SettingsError
+    from .supervisor import SupervisorError
+
+    flags = _flags(args)
     if args.command == "serve" and args.service != "gateway" and not args.nats_url:
         print(
             f"pandanode serve {args.service}: --nats-url URL is required (the NATS server)",

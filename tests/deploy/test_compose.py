@@ -1,0 +1,134 @@
+"""deploy/compose.yaml passes ``docker compose config -q`` (the Compose v2 binary, offline) and
+says what a deployment needs: NATS cluster, health checks, volumes, the entry point."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .tools import DEPLOY, Run, compose_binary, run, tool
+
+PANDANODE_SERVICES = ("ingest", "query", "discovery", "replication", "gateway")
+
+
+def compose(directory: Path, *args: str) -> Run:
+    return run(compose_binary(), "--project-directory", directory, "-f",
+               directory / "compose.yaml", *args)  # fmt: skip
+
+
+def rendered(profile: str) -> dict[str, Any]:
+    answer = compose(DEPLOY, "--profile", profile, "config", "--format", "json")
+    assert answer.returncode == 0, answer.stderr
+    config: dict[str, Any] = json.loads(answer.stdout)
+    return config
+
+
+@pytest.mark.parametrize("profile", ["all-in-one", "split"])
+def test_compose_file_is_valid_in_each_profile(profile: str) -> None:
+    answer = compose(DEPLOY, "--profile", profile, "config", "-q")
+
+    assert answer.returncode == 0, answer.stderr
+
+
+def test_compose_validation_fails_on_a_broken_copy(tmp_path: Path) -> None:
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy)
+    text = (copy / "compose.yaml").read_text()
+    node = "  node:\n    <<: *pandanode\n"
+    assert node in text
+    (copy / "compose.yaml").write_text(
+        text.replace(node, node + "    restart_policy_typo: always\n", 1)
+    )
+
+    answer = compose(copy, "--profile", "split", "config", "-q")
+
+    assert answer.returncode != 0
+    assert "restart_policy_typo" in answer.stderr
+
+
+def test_compose_validation_fails_when_a_service_depends_on_one_that_does_not_exist(
+    tmp_path: Path,
+) -> None:
+    copy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, copy)
+    text = (copy / "compose.yaml").read_text()
+    (copy / "compose.yaml").write_text(
+        text.replace("  nats-3:\n    condition", "  nats-9:\n    condition", 1)
+    )
+
+    answer = compose(copy, "--profile", "split", "config", "-q")
+
+    assert answer.returncode != 0
+    assert "nats-9" in answer.stderr
+
+
+def test_all_in_one_profile_is_one_node_with_a_volume_and_a_health_check() -> None:
+    services = rendered("all-in-one")["services"]
+
+    assert set(services) == {"node"}
+    node = services["node"]
+    assert node["command"] == ["up"]
+    assert node["healthcheck"]["test"] == ["CMD", "pandanode", "health"]
+    assert [v["target"] for v in node["volumes"]] == ["/var/lib/pandanode"]
+    assert [p["target"] for p in node["ports"]] == [2020]
+
+
+def test_split_profile_runs_every_service_on_a_three_node_nats_cluster() -> None:
+    config = rendered("split")
+    services = config["services"]
+
+    assert {"nats-1", "nats-2", "nats-3", *PANDANODE_SERVICES, "entry"} == set(services)
+    for name in ("nats-1", "nats-2", "nats-3"):
+        assert services[name]["environment"]["NATS_SERVER_NAME"] == name
+        assert any(v["type"] == "volume" for v in services[name]["volumes"])
+        assert "healthcheck" in services[name]
+    for name in PANDANODE_SERVICES:
+        service = services[name]
+        assert service["healthcheck"]["test"] == ["CMD", "pandanode", "health"], name
+        url = service["environment"]["PANDANODE_NATS_URL"]
+        assert url.count("nats://") == 3 and all(f"@nats-{i}:4222" in url for i in (1, 2, 3))
+        assert service["environment"]["PANDANODE_STREAM_REPLICAS"] == "3"
+        for nats in ("nats-1", "nats-2", "nats-3"):
+            assert service["depends_on"][nats]["condition"] == "service_healthy", name
+    assert services["query"]["deploy"]["replicas"] == 2
+
+
+def test_split_profile_publishes_only_the_entry_point() -> None:
+    services = rendered("split")["services"]
+
+    published = {name for name, service in services.items() if service.get("ports")}
+
+    assert published == {"entry"}
+    assert sorted(p["target"] for p in services["entry"]["ports"]) == [2020, 2021]
+    for name in ("ingest", "query", "discovery", "replication", "gateway"):
+        assert services["entry"]["depends_on"][name]["condition"] == "service_healthy"
+
+
+def test_nats_config_of_the_split_profile_parses_and_syncs_every_write() -> None:
+    conf = DEPLOY / "nats" / "nats.conf"
+
+    answer = run(
+        "env", "NATS_SERVER_NAME=nats-1", "NATS_USER=u", "NATS_PASSWORD=p",
+        tool("nats-server"), "--config", conf, "-t",
+    )  # fmt: skip
+
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    assert "sync_interval: always" in conf.read_text()
+
+
+def test_nats_config_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
+    broken = tmp_path / "nats.conf"
+    broken.write_text(
+        (DEPLOY / "nats" / "nats.conf").read_text().replace("jetstream {", "jetstream {{", 1)
+    )
+
+    answer = run(
+        "env", "NATS_SERVER_NAME=nats-1", "NATS_USER=u", "NATS_PASSWORD=p",
+        tool("nats-server"), "--config", broken, "-t",
+    )  # fmt: skip
+
+    assert answer.returncode != 0
