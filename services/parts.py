@@ -13,7 +13,9 @@ from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from .discovery.discovery import Discovery
 from .discovery.identity import NODE_KEY_FILE, load_or_create_node_key
 from .discovery.servicer import DiscoveryServicer
+from .gateway.blobs import blobs_handler
 from .gateway.service import Gateway, HandlerFactory
+from .gateway.subscriptions import subscriptions_handler
 from .ingest.ingest import Ingest
 from .ingest.outbox import Announcer
 from .ingest.servicer import IngestServicer
@@ -41,8 +43,8 @@ UPSTREAM_START_TIMEOUT = 30.0
 
 # What handles WebSockets on the gateway's /graphql (subscriptions) and its /blobs/… routes;
 # None: a WebSocket is refused, /blobs is 404.
-GATEWAY_WEBSOCKET: HandlerFactory | None = None
-GATEWAY_BLOBS: HandlerFactory | None = None
+GATEWAY_WEBSOCKET: HandlerFactory | None = subscriptions_handler
+GATEWAY_BLOBS: HandlerFactory | None = blobs_handler
 
 
 class IngestPart(Service):

@@ -80,6 +80,12 @@ class Settings:
         gateway_ingest: The ingest gRPC address the gateway calls; empty: the node's own.
         gateway_query: The query gRPC address the gateway calls; empty: the node's own.
         cors_origins: Comma-separated origins browsers may call the gateway from; ``*``: any.
+        ws_max_subscriptions: Most subscriptions one GraphQL WebSocket connection may run at
+            once; one more is refused (an ``error`` message).
+        ws_max_message_bytes: Largest message a GraphQL WebSocket client may send; a larger
+            one closes the connection (1009).
+        ws_init_timeout: Seconds a GraphQL WebSocket client has to send ``connection_init``
+            (then it is closed with 4408).
     """
 
     data_dir: Path = Path("data")
@@ -116,6 +122,9 @@ class Settings:
     gateway_ingest: str = ""
     gateway_query: str = ""
     cors_origins: str = "*"
+    ws_max_subscriptions: int = 100
+    ws_max_message_bytes: int = 64 * 1024
+    ws_init_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
