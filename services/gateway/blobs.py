@@ -43,7 +43,7 @@ class ByteRange:
     end: int
 
 
-def parse_range(header: str | None, length: int) -> ByteRange | None | bool:
+def parse_range(header: str | None, length: int) -> ByteRange | bool | None:
     """The range a ``Range`` header asks of a file of ``length`` bytes.
 
     Returns:
@@ -152,7 +152,7 @@ class BlobsHandler:
         wanted = parse_range(headers.get("range"), length)
         if headers.get("if-range") is not None and not _matches(headers["if-range"], view_id):
             wanted = None  # the file changed since the client's partial copy: all of it
-        common = _cache_headers(view_id, pinned=pinned) + [(b"accept-ranges", b"bytes")]
+        common = [*_cache_headers(view_id, pinned=pinned), (b"accept-ranges", b"bytes")]
         if wanted is False:
             await _plain(
                 send, 416, _REASONS[416], [(b"content-range", f"bytes */{length}".encode())]

@@ -204,7 +204,7 @@ def subscriptions_handler(gateway: Gateway) -> AsgiHandler:
     return SubscriptionServer(gateway.api, limits)
 
 
-class _Closed(Exception):
+class _CloseError(Exception):
     """The connection is to be closed with ``code`` and ``reason``."""
 
     def __init__(self, code: int, reason: str) -> None:
@@ -237,7 +237,7 @@ class SubscriptionServer:
         connection = _Connection(self._api, self._limits, send)
         try:
             await connection.serve(receive)
-        except _Closed as closed:
+        except _CloseError as closed:
             await _close(send, closed.code, closed.reason)
         finally:
             await connection.stop()
@@ -263,7 +263,7 @@ class _Connection:
                 try:
                     message = await asyncio.wait_for(receive(), deadline - loop.time())
                 except TimeoutError:
-                    raise _Closed(INIT_TIMEOUT, "Connection initialisation timeout") from None
+                    raise _CloseError(INIT_TIMEOUT, "Connection initialisation timeout") from None
             if message["type"] == "websocket.disconnect":
                 return
             if message["type"] == "websocket.receive":
@@ -274,25 +274,27 @@ class _Connection:
         if text is None:
             raw = message.get("bytes") or b""
             if len(raw) > self._limits.max_message_bytes:
-                raise _Closed(MESSAGE_TOO_BIG, "Message too big")
+                raise _CloseError(MESSAGE_TOO_BIG, "Message too big")
             try:
                 text = raw.decode()
             except UnicodeDecodeError:
-                raise _Closed(BAD_REQUEST, "Invalid message received: not UTF-8") from None
+                raise _CloseError(BAD_REQUEST, "Invalid message received: not UTF-8") from None
         if len(text) > self._limits.max_message_bytes:
-            raise _Closed(MESSAGE_TOO_BIG, "Message too big")
+            raise _CloseError(MESSAGE_TOO_BIG, "Message too big")
         try:
             parsed = json.loads(text)
         except json.JSONDecodeError:
-            raise _Closed(BAD_REQUEST, "Invalid message received: not JSON") from None
+            raise _CloseError(BAD_REQUEST, "Invalid message received: not JSON") from None
         if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
-            raise _Closed(BAD_REQUEST, "Invalid message received: no 'type'")
+            raise _CloseError(BAD_REQUEST, "Invalid message received: no 'type'")
         kind = parsed["type"]
         if kind == "connection_init":
             if self._init_received:
-                raise _Closed(TOO_MANY_INITS, "Too many initialisation requests")
+                raise _CloseError(TOO_MANY_INITS, "Too many initialisation requests")
             if parsed.get("payload") is not None and not isinstance(parsed["payload"], dict):
-                raise _Closed(BAD_REQUEST, "Invalid message received: payload must be an object")
+                raise _CloseError(
+                    BAD_REQUEST, "Invalid message received: payload must be an object"
+                )
             self._init_received = True
             self._acknowledged = True
             await self.emit({"type": "connection_ack"})
@@ -308,18 +310,20 @@ class _Connection:
             if task is not None:
                 task.cancel()
         else:
-            raise _Closed(BAD_REQUEST, f"Invalid message type {kind[:_QUOTE]!r}")
+            raise _CloseError(BAD_REQUEST, f"Invalid message type {kind[:_QUOTE]!r}")
 
     async def _subscribe(self, message: dict[str, Any]) -> None:
         if not self._acknowledged:
-            raise _Closed(UNAUTHORIZED, "Unauthorized")
+            raise _CloseError(UNAUTHORIZED, "Unauthorized")
         identifier = _identifier(message)
         payload = message.get("payload")
         problem = _payload_problem(payload)
         if problem:
-            raise _Closed(BAD_REQUEST, f"Invalid message received: {problem}")
+            raise _CloseError(BAD_REQUEST, f"Invalid message received: {problem}")
         if identifier in self._running:
-            raise _Closed(SUBSCRIBER_EXISTS, f"Subscriber for {identifier[:_QUOTE]} already exists")
+            raise _CloseError(
+                SUBSCRIBER_EXISTS, f"Subscriber for {identifier[:_QUOTE]} already exists"
+            )
         if len(self._running) >= self._limits.max_subscriptions:
             await self.emit(
                 {
@@ -344,7 +348,7 @@ class _Connection:
             await self.emit({"id": identifier, "type": "complete"})
         except asyncio.CancelledError:
             raise
-        except Exception as err:  # noqa: BLE001 - reported to the client, the connection goes on
+        except Exception as err:
             log.warning("gateway: subscription %s failed: %s", identifier[:_QUOTE], err)
             with contextlib.suppress(Exception):
                 message = err.details() if isinstance(err, grpc.aio.AioRpcError) else str(err)
@@ -434,7 +438,7 @@ class _Connection:
 def _identifier(message: Mapping[str, Any]) -> str:
     identifier = message.get("id")
     if not isinstance(identifier, str) or not identifier:
-        raise _Closed(BAD_REQUEST, "Invalid message received: 'id' must be a non-empty string")
+        raise _CloseError(BAD_REQUEST, "Invalid message received: 'id' must be a non-empty string")
     return identifier
 
 

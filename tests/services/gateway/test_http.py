@@ -10,7 +10,6 @@ import websockets
 
 from pandanode.services.gateway.app import GatewayApp, Receive, Scope, Send
 from pandanode.services.gateway.http import HttpServer
-from pandanode.services.node import Node
 
 
 async def test_any_origin_may_call_by_default_and_preflight_is_answered(
