@@ -344,8 +344,8 @@ class _Connection:
 
     async def _operation(self, identifier: str, payload: dict[str, Any]) -> None:
         try:
-            await self._run(identifier, payload)
-            await self.emit({"id": identifier, "type": "complete"})
+            if await self._run(identifier, payload):
+                await self.emit({"id": identifier, "type": "complete"})
         except asyncio.CancelledError:
             raise
         except Exception as err:
@@ -364,18 +364,19 @@ class _Connection:
             if self._running.get(identifier) is asyncio.current_task():
                 del self._running[identifier]
 
-    async def _run(self, identifier: str, payload: dict[str, Any]) -> None:
+    async def _run(self, identifier: str, payload: dict[str, Any]) -> bool:
+        """Run one operation; False if it ended with an ``error`` (no ``complete`` follows)."""
         prepared = await self._api.prepare(payload["query"])
         if isinstance(prepared, list):
             await self._error(identifier, prepared)
-            return
+            return False
         snapshot, document = prepared
         operation_name = payload.get("operationName")
         variables = payload.get("variables")
         operation = get_operation_ast(document, operation_name)
         if operation is None:
             await self._error(identifier, [GraphQLError("no operation of that name to run")])
-            return
+            return False
         context = self._api.context(snapshot)
         if operation.operation != OperationType.SUBSCRIPTION:
             result = execute(
@@ -388,7 +389,7 @@ class _Connection:
             if not isinstance(result, ExecutionResult):
                 result = await result
             await self._next(identifier, result)
-            return
+            return True
         stream = await subscribe(
             snapshot.schema,
             document,
@@ -399,9 +400,9 @@ class _Connection:
         if isinstance(stream, ExecutionResult):
             if stream.data is None and stream.errors:
                 await self._error(identifier, stream.errors)
-            else:
-                await self._next(identifier, stream)
-            return
+                return False
+            await self._next(identifier, stream)
+            return True
         try:
             async for result in stream:
                 await self._next(identifier, result)
@@ -409,6 +410,7 @@ class _Connection:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
+        return True
 
     async def _next(self, identifier: str, result: ExecutionResult) -> None:
         await self.emit({"id": identifier, "type": "next", "payload": result.formatted})
