@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 NODE_DIR   := tests/interop
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: setup run test lint typecheck unit format clean help proto bench fuzz
+.PHONY: setup run test lint typecheck unit format clean help proto bench fuzz browser
 
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
@@ -29,7 +29,15 @@ $(NODE_STAMP): $(NODE_DIR)/package.json
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(STAMP) $(NODE_STAMP)
+setup: $(STAMP) $(NODE_STAMP) browser
+
+# The headless browser test needs Debian's chromium; installed when missing and apt-get can be
+# used as root (else that test skips, saying why).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y chromium || { apt-get update && apt-get install -y chromium; } \
+		|| echo "warning: could not install chromium; the browser test will skip"; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/pandanode up $(ARGS)
