@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 
@@ -33,6 +33,7 @@ _VIEW_ID = re.compile(r"0020[0-9a-f]{64}(_0020[0-9a-f]{64})*")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _PINNED_CACHE = b"public, max-age=31536000, immutable"
 _LATEST_CACHE = b"no-cache"
+_EOF: Final[object] = grpc.aio.EOF  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,7 @@ class BlobsHandler:
         except TimeoutError:
             await _plain(send, 504, _REASONS[504])
             return
-        if first is grpc.aio.EOF or not first.HasField("header"):
+        if first is _EOF or not first.HasField("header"):
             await _plain(send, 502, _REASONS[502])
             return
         header: qpb.BlobHeader = first.header
@@ -188,7 +189,7 @@ async def _stream(call: Any, send: Send, start: int, end: int) -> None:
     position = 0  # offset of the next chunk in the file
     while position <= end:
         message = await call.read()  # an error here breaks the response off: it is truncated
-        if message is grpc.aio.EOF:
+        if message is _EOF:
             raise ConnectionError("the blob ended before its length")
         chunk: bytes = message.data
         following = position + len(chunk)

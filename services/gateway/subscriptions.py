@@ -316,8 +316,8 @@ class _Connection:
         if not self._acknowledged:
             raise _CloseError(UNAUTHORIZED, "Unauthorized")
         identifier = _identifier(message)
-        payload = message.get("payload")
-        problem = _payload_problem(payload)
+        payload: dict[str, Any] = message.get("payload") or {}
+        problem = _payload_problem(message.get("payload"))
         if problem:
             raise _CloseError(BAD_REQUEST, f"Invalid message received: {problem}")
         if identifier in self._running:
