@@ -3,6 +3,15 @@
 The peer baselines come after ingest: they compare with unary Publish measured before them.
 """
 
-from . import baselines, client_signing, codec, ingest, peers, profiling, query
+from . import baselines, client_signing, codec, gateway, ingest, peers, profiling, query
 
-__all__ = ["baselines", "client_signing", "codec", "ingest", "peers", "profiling", "query"]
+__all__ = [
+    "baselines",
+    "client_signing",
+    "codec",
+    "gateway",
+    "ingest",
+    "peers",
+    "profiling",
+    "query",
+]
