@@ -42,7 +42,7 @@ from graphql import (
 
 from pandanode.query.v1 import query_pb2 as qpb
 
-from .api import GraphQLApi
+from .api import GraphQLApi, is_coroutine
 from .app import AsgiHandler, Receive, Scope, Send
 from .filters import field_filters, meta_filters
 from .resolvers import Doc, RequestContext
@@ -385,6 +385,7 @@ class _Connection:
                 variable_values=variables,
                 operation_name=operation_name,
                 context_value=context,
+                is_awaitable=is_coroutine,
             )
             if not isinstance(result, ExecutionResult):
                 result = await result
