@@ -9,7 +9,7 @@ NODE_DIR   := tests/interop
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
 .PHONY: setup run test lint typecheck unit format clean help proto bench fuzz proto-check nginx \
-	lock config-sample
+	lock config-sample browser
 
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
@@ -30,7 +30,7 @@ $(NODE_STAMP): $(NODE_DIR)/package.json
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(STAMP) $(NODE_STAMP) nginx
+setup: $(STAMP) $(NODE_STAMP) nginx browser
 
 # nginx (Debian's nginx-light) is the entry point the distributed tests and bench also route
 # through (deploy/nginx/pandanode.conf); installed when missing, where apt-get can as root.
@@ -41,6 +41,14 @@ nginx:
 	      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } \
 	      || echo "note: could not install nginx-light: the nginx tests are skipped"; \
 	  else echo "note: nginx is not installed (apt-get install nginx-light): its tests are skipped"; fi; }
+
+# The headless browser test needs Debian's chromium; installed when missing and apt-get can be
+# used as root (else that test skips, saying why).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y chromium || { apt-get update && apt-get install -y chromium; } \
+		|| echo "warning: could not install chromium; the browser test will skip"; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/pandanode up $(ARGS)

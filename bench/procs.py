@@ -152,6 +152,8 @@ class NodeProcess:
         self.mode = mode
         self._nats: EmbeddedNats | None = None
         self.address = f"127.0.0.1:{free_port()}"
+        # The gateway's HTTP address (``up`` mode): a free port, not the default 2021.
+        self.http_address = f"127.0.0.1:{free_port()}"
         self._process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
         self.nats_pid: int | None = None
@@ -185,7 +187,7 @@ class NodeProcess:
         self._log = self.log_file.open("wb")
         if self.mode == "up":
             # No LAN discovery: a benchmark node must not find (and count events of) others.
-            command = ["up", "--no-lan-discovery"]
+            command = ["up", "--no-lan-discovery", "--http-listen", self.http_address]
         else:
             self._nats = EmbeddedNats(store_dir=self.data_dir / "nats")
             await self._nats.start()

@@ -14,7 +14,9 @@ from pandanode.replication.v1 import replication_pb2, replication_pb2_grpc
 from .discovery.discovery import Discovery
 from .discovery.identity import load_or_create_node_key
 from .discovery.servicer import DiscoveryServicer
+from .gateway.blobs import blobs_handler
 from .gateway.service import Gateway, HandlerFactory
+from .gateway.subscriptions import subscriptions_handler
 from .ingest.ingest import Ingest
 from .ingest.outbox import Announcer
 from .ingest.servicer import IngestServicer
@@ -45,8 +47,8 @@ UPSTREAM_START_TIMEOUT = 30.0
 
 # What handles WebSockets on the gateway's /graphql (subscriptions) and its /blobs/… routes;
 # None: a WebSocket is refused, /blobs is 404.
-GATEWAY_WEBSOCKET: HandlerFactory | None = None
-GATEWAY_BLOBS: HandlerFactory | None = None
+GATEWAY_WEBSOCKET: HandlerFactory | None = subscriptions_handler
+GATEWAY_BLOBS: HandlerFactory | None = blobs_handler
 
 
 class IngestPart(Service):

@@ -3,7 +3,18 @@
 The peer baselines come after ingest: they compare with unary Publish measured before them.
 """
 
-from . import baselines, cli, client_signing, codec, distributed, ingest, peers, profiling, query
+from . import (
+    baselines,
+    cli,
+    client_signing,
+    codec,
+    distributed,
+    gateway,
+    ingest,
+    peers,
+    profiling,
+    query,
+)
 
 __all__ = [
     "baselines",
@@ -11,6 +22,7 @@ __all__ = [
     "client_signing",
     "codec",
     "distributed",
+    "gateway",
     "ingest",
     "peers",
     "profiling",

@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any
 
 import grpc
@@ -33,7 +34,7 @@ from .schema import SubscriptionFields, build_schema, field_kinds
 from .upstream import Upstreams
 from .validation import RULES
 
-__all__ = ["SCHEMA_TTL", "GraphQLApi", "Snapshot"]
+__all__ = ["SCHEMA_TTL", "GraphQLApi", "Snapshot", "is_coroutine"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,15 @@ SCHEMA_TTL = 1.0
 MAX_QUERY_CHARS = 100_000
 # Most validated query documents kept (apps send the same few queries again and again).
 MAX_CACHED_DOCUMENTS = 256
+
+
+def is_coroutine(value: Any) -> bool:
+    """Whether a resolver's result is to be awaited: our resolvers return coroutines only.
+
+    graphql-core's own check also looks for ``__await__`` on every value (each string, each
+    number) it completes; this one is a type comparison.
+    """
+    return type(value) is CoroutineType
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +124,7 @@ class GraphQLApi:
             variable_values=variables,
             operation_name=operation_name,
             context_value=self.context(snapshot),
+            is_awaitable=is_coroutine,
         )
         if not isinstance(result, ExecutionResult):
             result = await result

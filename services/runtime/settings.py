@@ -113,6 +113,12 @@ class Settings:
             is free (a port set explicitly must be free).
         nats_monitor_listen: ``host:port`` of the embedded nats-server's HTTP monitoring
             (``/varz``, ``/jsz``, …); empty or ``off``: none.
+        ws_max_subscriptions: Most subscriptions one GraphQL WebSocket connection may run at
+            once; one more is refused (an ``error`` message).
+        ws_max_message_bytes: Largest message a GraphQL WebSocket client may send; a larger
+            one closes the connection (1009).
+        ws_init_timeout: Seconds a GraphQL WebSocket client has to send ``connection_init``
+            (then it is closed with 4408).
     """
 
     data_dir: Path = Path("data")
@@ -167,6 +173,9 @@ class Settings:
     log_format: str = "text"
     metrics_listen: str = ""
     nats_monitor_listen: str = ""
+    ws_max_subscriptions: int = 100
+    ws_max_message_bytes: int = 64 * 1024
+    ws_init_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

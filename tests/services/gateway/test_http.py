@@ -10,7 +10,6 @@ import websockets
 
 from pandanode.services.gateway.app import GatewayApp, Receive, Scope, Send
 from pandanode.services.gateway.http import HttpServer
-from pandanode.services.node import Node
 
 
 async def test_any_origin_may_call_by_default_and_preflight_is_answered(
@@ -98,14 +97,18 @@ async def test_a_syntax_error_is_a_graphql_error(http: httpx.AsyncClient) -> Non
     assert "Syntax Error" in response.json()["errors"][0]["message"]
 
 
-async def test_without_handlers_blobs_are_404_and_websockets_are_refused(
-    node: Node, http: httpx.AsyncClient
-) -> None:
-    assert (await http.get("/blobs/0020" + "00" * 32)).status_code == 404
-    assert (await http.get("/elsewhere")).status_code == 404
-    with pytest.raises(websockets.exceptions.InvalidStatus):
-        async with websockets.connect(f"ws://{node.http_address}/graphql"):
-            pass
+async def test_without_handlers_blobs_are_404_and_websockets_are_refused() -> None:
+    server = HttpServer(GatewayApp(_Echo()), "127.0.0.1:0")
+    address = await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://{address}") as client:
+            assert (await client.get("/blobs/0020" + "00" * 32)).status_code == 404
+            assert (await client.get("/elsewhere")).status_code == 404
+        with pytest.raises(websockets.exceptions.InvalidStatus):
+            async with websockets.connect(f"ws://{address}/graphql"):
+                pass
+    finally:
+        await server.stop()
 
 
 async def test_the_websocket_and_blobs_hooks_receive_their_connections() -> None:
