@@ -49,9 +49,17 @@ class ReplicationServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ReplicationServiceAsyncStub: ...
     Sync: _grpc.StreamStreamMultiCallable[_replication_pb2.SyncMessage, _replication_pb2.SyncMessage]
-    """One replication session with a peer node: a stream of SyncMessage each way."""
+    """One replication session with a peer node: a stream of SyncMessage each way.
+    Both sides speak the same protocol, whoever dialed: one message type for both directions.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
     SyncWith: _grpc.UnaryUnaryMultiCallable[_replication_pb2.SyncWithRequest, _replication_pb2.Session]
-    """Catch up with the node at an address now (one session, not live); answers when it ended."""
+    """Catch up with the node at an address now (one session, not live); answers when it ended.
+    It answers the Session itself, as ListSessions lists it.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
     ListSessions: _grpc.UnaryUnaryMultiCallable[_replication_pb2.ListSessionsRequest, _replication_pb2.ListSessionsResponse]
     """The current and recent sessions, and the peers backed off or refused."""
 
@@ -61,9 +69,17 @@ class ReplicationServiceAsyncStub(ReplicationServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Sync: _aio.StreamStreamMultiCallable[_replication_pb2.SyncMessage, _replication_pb2.SyncMessage]  # type: ignore[assignment]
-    """One replication session with a peer node: a stream of SyncMessage each way."""
+    """One replication session with a peer node: a stream of SyncMessage each way.
+    Both sides speak the same protocol, whoever dialed: one message type for both directions.
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
     SyncWith: _aio.UnaryUnaryMultiCallable[_replication_pb2.SyncWithRequest, _replication_pb2.Session]  # type: ignore[assignment]
-    """Catch up with the node at an address now (one session, not live); answers when it ended."""
+    """Catch up with the node at an address now (one session, not live); answers when it ended.
+    It answers the Session itself, as ListSessions lists it.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
     ListSessions: _aio.UnaryUnaryMultiCallable[_replication_pb2.ListSessionsRequest, _replication_pb2.ListSessionsResponse]  # type: ignore[assignment]
     """The current and recent sessions, and the peers backed off or refused."""
 
@@ -76,7 +92,12 @@ class ReplicationServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_replication_pb2.SyncMessage],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_replication_pb2.SyncMessage], _abc.AsyncIterator[_replication_pb2.SyncMessage]]:
-        """One replication session with a peer node: a stream of SyncMessage each way."""
+        """One replication session with a peer node: a stream of SyncMessage each way.
+        Both sides speak the same protocol, whoever dialed: one message type for both directions.
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        buf:lint:ignore RPC_REQUEST_STANDARD_NAME
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
 
     @_abc_1.abstractmethod
     def SyncWith(
@@ -84,7 +105,10 @@ class ReplicationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _replication_pb2.SyncWithRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_replication_pb2.Session, _abc.Awaitable[_replication_pb2.Session]]:
-        """Catch up with the node at an address now (one session, not live); answers when it ended."""
+        """Catch up with the node at an address now (one session, not live); answers when it ended.
+        It answers the Session itself, as ListSessions lists it.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
 
     @_abc_1.abstractmethod
     def ListSessions(
