@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import grpc
+import grpc.aio
 
 from pandanode.core.publish import NextArgs
 from pandanode.core.schema import Schema

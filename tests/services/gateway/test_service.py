@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import grpc.aio
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
