@@ -33,7 +33,8 @@ $(NODE_STAMP): $(NODE_DIR)/package.json
 setup: $(STAMP) $(NODE_STAMP) nginx browser
 
 # nginx (Debian's nginx-light) is the entry point the distributed tests and bench also route
-# through (deploy/nginx/pandanode.conf); installed when missing, where apt-get can as root.
+# through (deploy/nginx/pandanode.conf.template, rendered by bench/deployment.py); installed
+# when missing, where apt-get can as root.
 nginx:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

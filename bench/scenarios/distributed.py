@@ -2,8 +2,8 @@
 
 The split deployment is :mod:`bench.deployment` (a 3-node NATS cluster with the stream kept 3
 times, ingest, two query replicas, discovery, ``pandanode proxy``), plus nginx with
-deploy/nginx/pandanode.conf when the ``nginx`` binary is installed (its rows are left out, with
-a note, when it is not).
+deploy/nginx/pandanode.conf.template when the ``nginx`` binary is installed (its rows are left
+out, with a note, when it is not).
 
 ``distributed.hop``: sequential unary calls (``DiscoveryService/GetNodeInfo``, the cheapest
 call) straight to the service, through ``pandanode proxy`` and through nginx; the hop's cost is
