@@ -4,12 +4,14 @@ For the lists a node keeps whole in memory and orders by one unique string (sche
 id, peers by node id). A page holds the first ``page_size`` items after the key its token
 records, so an item added or removed between two pages neither repeats nor hides another.
 
-A token is the URL-safe base64 (unpadded) of ``mac ‖ payload``, the payload the JSON array
-``[list, last key]`` and the mac its HMAC-SHA256 under a secret: the node's page token secret
+Every page token of the node, these and the query listings', is a :class:`SealedTokens`
+token: the URL-safe base64 (unpadded) of ``mac ‖ payload``, the mac an HMAC-SHA256 of the
+payload (with a context naming the kind of token) under a secret: the node's page token secret
 (:mod:`pandanode.services.query.token_secret`), or one random secret per process where the list
-itself does not outlive the process (the peer table). Tokens are opaque to clients; anything
-not issued by this node for this list is rejected INVALID_ARGUMENT, reason
-``INVALID_PAGE_TOKEN``, with a field violation on ``page_token``.
+itself does not outlive the process (the peer table). Here the payload is the JSON array
+``[list, last key]``. Tokens are opaque to clients; anything not issued by this node for this
+list is rejected INVALID_ARGUMENT, reason ``INVALID_PAGE_TOKEN``, with a field violation on
+``page_token``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from typing import Final, TypeVar
 
 from pandanode.core.errors import InvalidRequestError, Reason
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_TOKEN_LENGTH", "KeysetPages"]
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_TOKEN_LENGTH",
+    "KeysetPages",
+    "SealedTokens",
+    "rejected_page_token",
+]
 
 DEFAULT_PAGE_SIZE: Final = 100
 """The page size of a request that leaves ``page_size`` at 0."""
@@ -35,7 +43,8 @@ MAX_PAGE_TOKEN_LENGTH: Final = 1024
 """Longest page token accepted (characters); longer ones are rejected before decoding."""
 
 _MAC_SIZE: Final = 32
-_MAC_CONTEXT: Final = b"pandanode list page token\x00"
+_LIST_CONTEXT: Final = b"pandanode list page token\x00"
+# One random secret per process, for tokens that need not outlive it.
 _PROCESS_SECRET: Final = os.urandom(32)
 _HINT: Final = (
     "pass the next_page_token of the previous response unchanged, or leave it empty for the "
@@ -45,10 +54,62 @@ _HINT: Final = (
 T = TypeVar("T")
 
 
-def _rejected(problem: str) -> InvalidRequestError:
+def rejected_page_token(problem: str) -> InvalidRequestError:
+    """The error for a page token this node cannot continue from: ``problem`` says why."""
     return InvalidRequestError(
         f"malformed page token: {problem}; {_HINT}", Reason.INVALID_PAGE_TOKEN
     ).violation("page_token")
+
+
+class SealedTokens:
+    """Authenticated opaque tokens: payloads sealed with an HMAC, checked before they are read.
+
+    Args:
+        context: Names the kind of token; part of the mac, so that a token of one kind is
+            never accepted as another.
+        secret: The secret of the macs (at least 16 bytes); None: a random secret of this
+            process, so that tokens do not outlive it.
+        max_length: Longest token accepted (characters), checked before anything else.
+    """
+
+    __slots__ = ("_context", "_key", "max_length")
+
+    def __init__(
+        self, context: bytes, secret: bytes | None = None, max_length: int = MAX_PAGE_TOKEN_LENGTH
+    ) -> None:
+        if secret is not None and len(secret) < 16:
+            raise ValueError("a page token secret must have at least 16 bytes")
+        self._key = _PROCESS_SECRET if secret is None else bytes(secret)
+        self._context = context
+        self.max_length = max_length
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, self._context + payload, hashlib.sha256).digest()
+
+    def seal(self, payload: bytes) -> str:
+        """Authenticate a payload and encode it as a token."""
+        raw = self._mac(payload) + payload
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    def open(self, token: str) -> bytes:
+        """Check a token's length, encoding and mac, in that order; return its payload.
+
+        Raises:
+            InvalidRequestError: reason ``INVALID_PAGE_TOKEN``.
+        """
+        if len(token) > self.max_length:
+            raise rejected_page_token(
+                f"{len(token)} characters, longer than any token this node issues "
+                f"({self.max_length})"
+            )
+        try:
+            raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+        except (ValueError, binascii.Error):
+            raise rejected_page_token("not URL-safe base64") from None
+        mac, payload = raw[:_MAC_SIZE], raw[_MAC_SIZE:]
+        if len(mac) < _MAC_SIZE or not hmac.compare_digest(mac, self._mac(payload)):
+            raise rejected_page_token("not issued by this node, or altered")
+        return payload
 
 
 class KeysetPages:
@@ -61,24 +122,18 @@ class KeysetPages:
         max_page_size: The largest page; a larger ``page_size`` is lowered to it.
     """
 
-    __slots__ = ("_key", "_list", "max_page_size")
+    __slots__ = ("_list", "_sealed", "max_page_size")
 
     def __init__(
         self, list_name: str, secret: bytes | None = None, max_page_size: int = 1000
     ) -> None:
-        if secret is not None and len(secret) < 16:
-            raise ValueError("a page token secret must have at least 16 bytes")
-        self._key = _PROCESS_SECRET if secret is None else bytes(secret)
+        self._sealed = SealedTokens(_LIST_CONTEXT, secret)
         self._list = list_name
         self.max_page_size = max_page_size
 
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, _MAC_CONTEXT + payload, hashlib.sha256).digest()
-
     def token(self, last_key: str) -> str:
         """The token of the page that follows the item with key ``last_key``."""
-        payload = json.dumps([self._list, last_key], separators=(",", ":")).encode()
-        return base64.urlsafe_b64encode(self._mac(payload) + payload).rstrip(b"=").decode()
+        return self._sealed.seal(json.dumps([self._list, last_key], separators=(",", ":")).encode())
 
     def after(self, page_token: str) -> str | None:
         """The key a token continues after (None for an empty token: the first page).
@@ -88,23 +143,13 @@ class KeysetPages:
         """
         if not page_token:
             return None
-        if len(page_token) > MAX_PAGE_TOKEN_LENGTH:
-            raise _rejected(f"{len(page_token)} characters, longer than any token of this node")
-        try:
-            raw = base64.b64decode(
-                page_token + "=" * (-len(page_token) % 4), altchars=b"-_", validate=True
-            )
-        except (ValueError, binascii.Error):
-            raise _rejected("not URL-safe base64") from None
-        mac, payload = raw[:_MAC_SIZE], raw[_MAC_SIZE:]
-        if len(mac) < _MAC_SIZE or not hmac.compare_digest(mac, self._mac(payload)):
-            raise _rejected("not issued by this node, or altered")
+        payload = self._sealed.open(page_token)
         fields = json.loads(payload)  # authenticated: written by token()
         if not (isinstance(fields, list) and len(fields) == 2 and fields[0] == self._list):
-            raise _rejected(f"it belongs to another list than {self._list}")
+            raise rejected_page_token(f"it belongs to another list than {self._list}")
         last = fields[1]
         if not isinstance(last, str):
-            raise _rejected("of another format")
+            raise rejected_page_token("of another format")
         return last
 
     def page(

@@ -17,18 +17,15 @@ sharing that long prefix may be returned again (none is skipped).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 import json
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 from pandanode.core.errors import Reason
 from pandanode.services.runtime.errors import InvalidRequestError
+from pandanode.services.runtime.paging import SealedTokens, rejected_page_token
 
 from .targets import ABSENT, NAN, PRESENT, Entry, Target
 
@@ -45,19 +42,11 @@ MAX_PAGE_TOKEN_LENGTH: Final = 4096
 """Longest page token accepted (characters); longer ones are rejected before decoding."""
 
 _TOKEN_VERSION: Final = 2
-_MAC_SIZE: Final = 32
 _MAC_CONTEXT: Final = b"pandanode page token\x00"
 # Sort keys whose JSON form is longer than this many bytes are truncated to a prefix.
 _MAX_INLINE_BYTES: Final = 1536
 _PREFIX_CHARS: Final = 256
 _PREFIX_BYTES: Final = 256
-# One random secret per process for indexes made without one (unit use); a node passes its own.
-_PROCESS_SECRET: Final = os.urandom(32)
-
-_MALFORMED: Final = (
-    "pass the next_page_token of the previous response unchanged, or leave it empty for the "
-    "first page"
-)
 _STR_KINDS: Final = frozenset({"str", "relation", "pinned_relation", "id"})
 
 
@@ -150,54 +139,18 @@ def query_fingerprint(schema_id: str, canonical: tuple[Any, ...], order: Target,
     return hashlib.blake2b(text, digest_size=16).hexdigest()
 
 
-def _rejected(problem: str) -> InvalidRequestError:
-    return InvalidRequestError(
-        f"malformed page token: {problem}; {_MALFORMED}", Reason.INVALID_PAGE_TOKEN
-    ).violation("page_token")
-
-
-class PageTokens:
-    """Makes and reads the page tokens of one node.
+class PageTokens(SealedTokens):
+    """Makes and reads the page tokens of one node's listings.
 
     Args:
         secret: The node's token secret (at least 16 bytes); None: a random secret of this
             process, so that tokens do not outlive it.
     """
 
-    __slots__ = ("_key",)
+    __slots__ = ()
 
     def __init__(self, secret: bytes | None = None) -> None:
-        if secret is not None and len(secret) < 16:
-            raise ValueError("a page token secret must have at least 16 bytes")
-        self._key = _PROCESS_SECRET if secret is None else bytes(secret)
-
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, _MAC_CONTEXT + payload, hashlib.sha256).digest()
-
-    def seal(self, payload: bytes) -> str:
-        """Authenticate a payload and encode it as a token."""
-        raw = self._mac(payload) + payload
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-    def open(self, token: str) -> bytes:
-        """Check a token's length, encoding and mac; return its payload.
-
-        Raises:
-            InvalidRequestError: reason ``INVALID_PAGE_TOKEN``.
-        """
-        if len(token) > MAX_PAGE_TOKEN_LENGTH:
-            raise _rejected(
-                f"{len(token)} characters, more than any token this node issues "
-                f"({MAX_PAGE_TOKEN_LENGTH})"
-            )
-        try:
-            raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
-        except (ValueError, binascii.Error):
-            raise _rejected("not URL-safe base64") from None
-        mac, payload = raw[:_MAC_SIZE], raw[_MAC_SIZE:]
-        if len(mac) < _MAC_SIZE or not hmac.compare_digest(mac, self._mac(payload)):
-            raise _rejected("not issued by this node, or altered")
-        return payload
+        super().__init__(_MAC_CONTEXT, secret, MAX_PAGE_TOKEN_LENGTH)
 
     def encode(self, fingerprint: str, kind: str, entry: Entry) -> str:
         """The token of a position: after ``entry`` (of an order key of ``kind``) in a query."""
@@ -229,9 +182,9 @@ class PageTokens:
         try:
             fields = json.loads(payload)
         except (ValueError, RecursionError):
-            raise _rejected("unreadable") from None
+            raise rejected_page_token("unreadable") from None
         if not isinstance(fields, list) or len(fields) != 5 or fields[0] != _TOKEN_VERSION:
-            raise _rejected("of another format")
+            raise rejected_page_token("of another format")
         _, token_fingerprint, rank, value, document_id = fields
         if token_fingerprint != fingerprint:
             raise InvalidRequestError(
@@ -242,7 +195,7 @@ class PageTokens:
             ).violation("page_token")
         cursor = _token_cursor(kind, rank, value, document_id)
         if cursor is None:
-            raise _rejected("its position does not fit the order")
+            raise rejected_page_token("its position does not fit the order")
         return cursor
 
 
