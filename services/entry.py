@@ -28,6 +28,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from .parts import PARTS
+from .runtime.addresses import split_host_port
 from .runtime.guard import guarded_server
 from .runtime.proxy import PassThrough, method_kinds
 from .runtime.server import add_reflection
@@ -83,9 +84,10 @@ def parse_route(text: str) -> Route:
     if not upstreams:
         raise SettingsError(f"route {text[:80]!r} names no upstream address")
     for address in upstreams:
-        host, colon, port = address.rpartition(":")
-        if not colon or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-            raise SettingsError(f"route {service}: {address[:80]!r} is not host:port")
+        try:
+            split_host_port(address)
+        except ValueError as err:
+            raise SettingsError(f"route {service}: {err}") from None
     return Route(service, upstreams)
 
 

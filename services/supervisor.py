@@ -45,6 +45,7 @@ from pandanode.node.v1 import node_pb2, node_pb2_grpc
 from .discovery.identity import NODE_KEY_FILE, load_or_create_node_key
 from .node import SERVICES
 from .parts import PARTS
+from .runtime.addresses import split_host_port
 from .runtime.guard import guarded_server
 from .runtime.logs import json_logging
 from .runtime.metrics import ChildrenCollector, MetricsServer, metrics_enabled, serve_metrics
@@ -166,7 +167,7 @@ class Supervisor:
         self.children = [_Child(name, PARTS[name].grpc_service) for name in services]
         self.address = ""
         self.nats_url = settings.nats_url
-        self._host = settings.listen.rsplit(":", 1)[0]
+        self._host, _ = split_host_port(settings.listen, allow_port_zero=True)
         self._lock_fd: int | None = None
         self._nats: EmbeddedNats | None = None
         self._nats_crashes: list[float] = []
@@ -420,7 +421,7 @@ class Supervisor:
                 print(f"[{child.name}] {text}", flush=True)
         self._forwarders.append(asyncio.create_task(_forward(child.name, process.stdout)))
         child.address = address
-        child.port = int(address.rsplit(":", 1)[1])
+        _, child.port = split_host_port(address)
         if child.channel is not None:
             await child.channel.close(None)
         child.channel = grpc.aio.insecure_channel(

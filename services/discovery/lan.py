@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from pandanode.core.hexid import is_public_key_hex
 from pandanode.discovery.v1 import discovery_pb2 as pb
+from pandanode.services.runtime.addresses import split_host_port
 
 __all__ = [
     "MAX_DATAGRAM_BYTES",
@@ -81,8 +82,11 @@ def decode_announcement(data: bytes, source_host: str) -> tuple[str, str]:
         raise AnnouncementError(f"protocol {message.protocol[:40]!r}, expected {PROTOCOL!r}")
     if not is_public_key_hex(message.node_id, lowercase=True):
         raise AnnouncementError(f"node id {message.node_id[:80]!r} is not 64 lowercase hex")
-    host, colon, port = message.address.rpartition(":")
-    if not colon or not port.isdigit() or not 0 < int(port) <= 65535 or len(host) > 253:
+    try:
+        host, port = split_host_port(message.address, allow_empty_host=True)
+    except ValueError as err:
+        raise AnnouncementError(f"address {err}") from None
+    if len(host) > 253:
         raise AnnouncementError(f"address {message.address[:80]!r} is not host:port")
     if is_unspecified_host(host):
         host = source_host

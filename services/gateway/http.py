@@ -9,6 +9,8 @@ from collections.abc import Generator
 
 import uvicorn
 
+from pandanode.services.runtime.addresses import split_host_port
+
 from .app import AsgiHandler
 
 __all__ = ["HttpServer"]
@@ -42,7 +44,7 @@ class HttpServer:
 
     async def start(self) -> str:
         """Bind (raising OSError with the address if it cannot), start serving; the address."""
-        host, _, port = self._listen.rpartition(":")
+        host, port = split_host_port(self._listen, allow_port_zero=True)
         host = host.strip("[]")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
@@ -51,7 +53,7 @@ class HttpServer:
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((host, int(port)))
+            sock.bind((host, port))
         except OSError as err:
             sock.close()
             raise OSError(f"cannot listen for HTTP on {self._listen}: {err.strerror}") from None

@@ -14,6 +14,7 @@ from grpc_status import rpc_status
 from pandanode.core.errors import ERROR_DOMAIN
 from pandanode.replication.v1 import replication_pb2 as pb
 from pandanode.replication.v1 import replication_pb2_grpc as pb_grpc
+from pandanode.services.runtime.addresses import split_host_port
 from pandanode.services.runtime.guard import MalformedRequestError
 
 from .driver import SessionRecord
@@ -162,14 +163,11 @@ class ReplicationServicer(pb_grpc.ReplicationServiceServicer):
         self, request: pb.SyncWithRequest, context: Any
     ) -> pb.Session:
         """One catch-up session with the node at an address; answers when it ended."""
-        host, colon, port = request.address.rpartition(":")
-        if not colon or not host or not port.isdigit():
+        try:
+            split_host_port(request.address)
+        except ValueError as err:
             await context.abort_with_status(
-                _status(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "INVALID_ARGUMENT",
-                    f"address must be host:port, got {request.address[:100]!r}",
-                )
+                _status(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", f"address {err}")
             )
         record = await self._replication.sync_with(request.address)
         return session_to_pb(record)

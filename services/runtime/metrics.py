@@ -36,6 +36,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from pandanode.core.version import version
 
+from .addresses import split_host_port
+
 __all__ = [
     "DISCOVERY",
     "INGEST",
@@ -207,11 +209,12 @@ def serve_metrics(
         OSError: the address cannot be bound (in use, not available).
         ValueError: ``listen`` is not ``host:port``.
     """
-    host, colon, port = listen.strip().rpartition(":")
-    if not colon or not host or not port.isdigit():
-        raise ValueError(f"metrics address {listen!r} is not host:port")
+    try:
+        host, port = split_host_port(listen.strip(), allow_port_zero=True)
+    except ValueError as err:
+        raise ValueError(f"metrics address: {err}") from None
     server, thread = prometheus_client.start_http_server(
-        int(port),
+        port,
         addr=host.strip("[]"),
         registry=registry
         if registry is not None

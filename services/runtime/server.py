@@ -9,6 +9,7 @@ import grpc.aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from .addresses import split_host_port
 from .guard import guarded_server
 from .reflection import DocumentedReflectionServicer
 from .settings import Settings
@@ -72,7 +73,7 @@ class GrpcServer:
         for name in ["", *self._service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
-        host = self.settings.listen.rsplit(":", 1)[0]
+        host, _ = split_host_port(self.settings.listen, allow_port_zero=True)
         return f"{host}:{self.port}"
 
     async def set_serving(self) -> None:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .addresses import split_host_port
+
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError"]
 
 ENV_PREFIX = "PANDANODE_"
@@ -181,13 +183,7 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0:
                 raise SettingsError(f"setting {f.name} must be positive, got {value}")
-        if ":" not in self.listen:
-            raise SettingsError(f"setting listen must be host:port, got {self.listen!r}")
-        if self.advertise_address:
-            _check_address("advertise_address", self.advertise_address)
-        _check_gateway_addresses(self)
-        for address in self.bootstrap_addresses:
-            _check_address("bootstrap_peers", address)
+        self._check_addresses()
         if self.peer_ttl <= max(self.discovery_probe_interval, self.lan_announce_interval):
             raise SettingsError(
                 f"setting peer_ttl ({self.peer_ttl}) must exceed discovery_probe_interval "
@@ -226,6 +222,17 @@ class Settings:
                 "setting query_durable must be 1 to 64 letters, digits, '_' or '-' (a JetStream "
                 f"consumer name), got {self.query_durable!r}"
             )
+
+    def _check_addresses(self) -> None:
+        if ":" not in self.listen:
+            raise SettingsError(f"setting listen must be host:port, got {self.listen!r}")
+        if self.http_listen:
+            _check_address("http_listen", self.http_listen, allow_port_zero=True)
+        for name in ("advertise_address", "ingest_address", "query_address"):
+            if getattr(self, name):
+                _check_address(name, getattr(self, name))
+        for address in self.bootstrap_addresses:
+            _check_address("bootstrap_peers", address)
 
     def _check_operations(self) -> None:
         if self.log_format not in _LOG_FORMATS:
@@ -326,15 +333,8 @@ def _bool(value: Any) -> bool:
     raise ValueError("expected true or false")
 
 
-def _check_gateway_addresses(settings: Settings) -> None:
-    for name in ("http_listen", "ingest_address", "query_address"):
-        value = getattr(settings, name)
-        if value and ":" not in value:
-            raise SettingsError(f"setting {name} must be host:port, got {value!r}")
-
-
 def _check_address(name: str, address: str, *, allow_port_zero: bool = False) -> None:
-    host, colon, port = address.rpartition(":")
-    lowest = 0 if allow_port_zero else 1
-    if not colon or not host or not port.isdigit() or not lowest <= int(port) <= 65535:
-        raise SettingsError(f"setting {name}: {address!r} is not host:port")
+    try:
+        split_host_port(address, allow_port_zero=allow_port_zero)
+    except ValueError as err:
+        raise SettingsError(f"setting {name}: {err}") from None
