@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc
+import grpc.aio
 import nats
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nats.js.api import DeliverPolicy
 
 from pandanode.core import (
@@ -81,6 +85,42 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)  # poll
+
+
+async def health_of(address: str, service: str = "") -> int:
+    """The health status ``address`` reports for ``service`` ("": the whole process); -1 when
+    it does not answer."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
+        except grpc.aio.AioRpcError:
+            return -1
+        return int(response.status)
+
+
+async def wait_process_serving(
+    process: subprocess.Popen[bytes],
+    address: str,
+    *,
+    timeout: float = 30.0,
+    output: Callable[[], str] | None = None,
+) -> None:
+    """Wait until a node or service ``process`` answers SERVING on ``address``.
+
+    Fails at once, with what the process printed (``output``, else its piped stdout), if it
+    exits first; fails after ``timeout`` seconds otherwise.
+    """
+
+    async def serving() -> bool:
+        if process.poll() is not None:
+            printed = output() if output is not None else ""
+            if output is None and process.stdout is not None:
+                printed = process.stdout.read().decode(errors="replace")
+            raise AssertionError(f"process exited with {process.returncode}: {printed}")
+        return bool(await health_of(address) == health_pb2.HealthCheckResponse.SERVING)
+
+    await eventually(serving, timeout=timeout, what=f"a process serving on {address}")
 
 
 @dataclass

@@ -36,7 +36,9 @@ from .support import (
     announced_operation_ids,
     assert_checks_clean,
     eventually,
+    health_of,
     node_settings,
+    wait_process_serving,
 )
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
@@ -59,20 +61,8 @@ class NodeProcess:
         )
 
     async def wait_serving(self, address: str, timeout: float = 30.0) -> None:
-        async def serving() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                output = self.process.stdout.read().decode() if self.process.stdout else ""
-                raise AssertionError(f"node exited with {self.process.returncode}: {output}")
-            try:
-                async with grpc.aio.insecure_channel(address) as channel:
-                    stub = health_pb2_grpc.HealthStub(channel)
-                    response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
-            except grpc.aio.AioRpcError:
-                return False
-
-        await eventually(serving, timeout=timeout, what=f"node serving on {address}")
+        assert self.process is not None
+        await wait_process_serving(self.process, address, timeout=timeout)
 
     def kill(self) -> None:
         """SIGKILL the node; wait until its child processes (killed with it) are gone too."""
@@ -333,16 +323,6 @@ async def gone(pids: list[int]) -> None:
         return not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
     await eventually(all_gone, what=f"processes {pids} gone")
-
-
-async def health_of(address: str, service: str = "") -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
-        except grpc.aio.AioRpcError:
-            return -1
-        return int(response.status)
 
 
 async def document_of(address: str, document_id: str) -> query_pb2.GetDocumentResponse | None:

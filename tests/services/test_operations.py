@@ -19,7 +19,6 @@ from typing import IO
 import grpc
 import grpc.aio
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -36,7 +35,7 @@ from pandanode.services.runtime.metrics import ChildrenCollector, serve_metrics
 from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 
 from .ingest.helpers import rejection_of
-from .support import FieldDefinitionLog, eventually
+from .support import FieldDefinitionLog, eventually, wait_process_serving
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -88,19 +87,9 @@ class UpProcess:
         )
 
     async def wait_serving(self) -> None:
-        async def serving() -> bool:
-            if self.process.poll() is not None:
-                err = self._err.read_text()
-                raise AssertionError(f"node exited with {self.process.returncode}: {err}")
-            try:
-                async with grpc.aio.insecure_channel(self.address) as channel:
-                    stub = health_pb2_grpc.HealthStub(channel)
-                    response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
-            except grpc.aio.AioRpcError:
-                return False
-
-        await eventually(serving, timeout=60, what=f"node serving on {self.address}")
+        await wait_process_serving(
+            self.process, self.address, timeout=60, output=self._err.read_text
+        )
 
     def stop(self) -> tuple[str, str]:
         """SIGTERM (drain), then what the node printed: (stdout, stderr)."""

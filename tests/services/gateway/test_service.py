@@ -4,30 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
-import grpc.aio
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from pandanode.core import KeyPair
 from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import free_port
 from tests.services.gateway.helpers import data
-from tests.services.support import eventually, node_settings
+from tests.services.support import eventually, health_of, node_settings
 from tests.services.test_node import NodeProcess, children_of, gone
 
 NEXT_ARGS = "query N($pk: String!) { nextArgs(publicKey: $pk) { logId seqNum } }"
-
-
-async def health(address: str) -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
-        try:
-            response = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=2
-            )
-        except grpc.aio.AioRpcError:
-            return int(health_pb2.HealthCheckResponse.NOT_SERVING)
-        return int(response.status)
 
 
 async def test_pandanode_up_runs_the_gateway_in_its_own_process_and_prints_its_address(
@@ -70,7 +57,7 @@ async def test_a_gateway_alone_calls_remote_services_and_is_serving_only_while_t
         )
         async with Node(settings, ("gateway",)) as gateway:
             assert gateway.nats_url == ""  # the gateway needs no NATS: none was started
-            assert await health(gateway.address) == health_pb2.HealthCheckResponse.SERVING
+            assert await health_of(gateway.address) == health_pb2.HealthCheckResponse.SERVING
             async with httpx.AsyncClient(base_url=f"http://{gateway.http_address}") as http:
                 result = await data(http, NEXT_ARGS, {"pk": KeyPair().public_key()})
             assert result["nextArgs"] == {"logId": "0", "seqNum": "1"}
@@ -78,7 +65,7 @@ async def test_a_gateway_alone_calls_remote_services_and_is_serving_only_while_t
             stopped = True
 
             async def not_serving() -> bool:
-                status = await health(gateway.address)
+                status = await health_of(gateway.address)
                 return bool(status == health_pb2.HealthCheckResponse.NOT_SERVING)
 
             await eventually(not_serving, what="the gateway NOT_SERVING without its upstreams")
