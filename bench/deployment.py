@@ -26,11 +26,8 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pandanode.services.query.token_secret import (
-    PAGE_TOKEN_SECRET_FILE,
-    load_or_create_token_secret,
-)
 from pandanode.services.runtime.nats_server import EmbeddedNats, cluster_of, free_port
+from pandanode.services.runtime.settings import PAGE_TOKEN_SECRET_FILE
 
 __all__ = [
     "NGINX_TEMPLATE",
@@ -176,13 +173,8 @@ async def deployment(root: Path, query_replicas: int = 2) -> AsyncIterator[Deplo
         name = f"query-{chr(ord('a') + index)}"
         # Replicas behind one address share the page-token secret, so a page token one gave
         # works on the next call, which may go to the other.
-        shared = root / "query-a" / PAGE_TOKEN_SECRET_FILE
-        shared.parent.mkdir(parents=True, exist_ok=True)
-        load_or_create_token_secret(shared)
-        if index > 0:
-            (root / name).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(shared, root / name / PAGE_TOKEN_SECRET_FILE)
-        queries.append(_serve(root, name, "query", url, ["--query-durable", name]))
+        shared = ["--page-token-secret-file", str(root / PAGE_TOKEN_SECRET_FILE)]
+        queries.append(_serve(root, name, "query", url, ["--query-durable", name, *shared]))
     discovery = _serve(root, "discovery", "discovery", url, ["--no-lan-discovery"])
     entry_address = f"127.0.0.1:{free_port()}"
     entry = ServiceProcess(

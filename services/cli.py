@@ -173,6 +173,13 @@ def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         dest="query_durable",
         help="the query replica's JetStream consumer name; each replica needs its own",
     )
+    serve.add_argument(
+        "--page-token-secret-file",
+        dest="page_token_secret_file",
+        metavar="PATH",
+        help="the page token secret (made when missing); query replicas behind one address "
+        "share one (default <data-dir>/page-token.secret)",
+    )
     proxy = commands.add_parser(
         "proxy",
         help="the one public gRPC address of a split deployment: route each service's calls "
@@ -492,6 +499,7 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
         "ingest_address": getattr(args, "ingest_address", None),
         "stream_replicas": getattr(args, "stream_replicas", None),
         "query_durable": getattr(args, "query_durable", None),
+        "page_token_secret_file": getattr(args, "page_token_secret_file", None),
     }
 
 

@@ -25,7 +25,7 @@ from .query.materializer import Materializer
 from .query.service import Query
 from .query.servicer import QueryServicer
 from .query.store import QueryStore
-from .query.token_secret import PAGE_TOKEN_SECRET_FILE, load_or_create_token_secret
+from .query.token_secret import load_or_create_token_secret
 from .replication.replication import Replication
 from .replication.servicer import ReplicationServicer
 from .runtime.service import Service, ServiceContext, task_running
@@ -126,7 +126,7 @@ class QueryPart(Service):
             self.materializer,
             max_page_size=settings.max_page_size,
             listing_change_log_bytes=settings.listing_change_log_bytes,
-            token_secret=load_or_create_token_secret(settings.data_dir / PAGE_TOKEN_SECRET_FILE),
+            token_secret=load_or_create_token_secret(settings.page_token_secret_path),
             max_watch_queue_bytes=settings.watch_queue_bytes,
             max_resolved_documents=settings.max_resolved_documents,
             max_response_bytes=settings.max_message_bytes,

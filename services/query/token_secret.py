@@ -3,7 +3,8 @@
 32 random bytes, made on the first start and kept as 64 lowercase hex characters in a file of
 mode 0600, so that page tokens stay valid across restarts (and a rebuild of the query store).
 Every node, and every query replica with its own data directory, has its own: a token is only
-accepted by the node that issued it.
+accepted by the node that issued it, unless replicas name one shared file
+(``page_token_secret_file``), as query replicas behind one address do.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import secrets
 from pathlib import Path
 from typing import Final
 
+from pandanode.services.runtime.settings import PAGE_TOKEN_SECRET_FILE
+
 __all__ = ["PAGE_TOKEN_SECRET_FILE", "TokenSecretError", "load_or_create_token_secret"]
 
-PAGE_TOKEN_SECRET_FILE: Final = "page-token.secret"
 _SIZE: Final = 32
 
 

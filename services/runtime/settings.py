@@ -15,11 +15,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from .addresses import split_host_port
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError"]
+__all__ = ["ENV_PREFIX", "PAGE_TOKEN_SECRET_FILE", "Settings", "SettingsError"]
+
+PAGE_TOKEN_SECRET_FILE: Final = "page-token.secret"
+"""The page token secret's file name in the data directory, unless set elsewhere."""
 
 ENV_PREFIX = "PANDANODE_"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -60,6 +63,10 @@ class Settings:
             past ``max_message_bytes``) is refused with RESOURCE_EXHAUSTED.
         query_durable: Name of the query service's durable JetStream consumer; every query
             replica consuming one stream needs its own.
+        page_token_secret_file: Path of the file of the secret that authenticates page tokens
+            (made when missing); query replicas behind one address name the same file, so a
+            page token one hands out is good at the next; empty: ``page-token.secret`` in the
+            data directory.
         query_batch_size: Most events the query service fetches and commits at once.
         stream_replicas: Copies JetStream keeps of the event stream (1 to 5): 1 for one NATS
             server, 3 on a three-node NATS cluster so the stream survives losing a node.
@@ -141,6 +148,7 @@ class Settings:
     max_page_size: int = 1000
     max_resolved_documents: int = 5000
     query_durable: str = "query"
+    page_token_secret_file: str = ""
     query_batch_size: int = 256
     stream_replicas: int = 1
     listing_change_log_bytes: int = 16 * 1024 * 1024
@@ -249,6 +257,13 @@ class Settings:
     def node_key_path(self) -> Path:
         """The node key file: :attr:`node_key`, or ``node.key`` in the data directory."""
         return Path(self.node_key) if self.node_key else self.data_dir / "node.key"
+
+    @property
+    def page_token_secret_path(self) -> Path:
+        """The page token secret: :attr:`page_token_secret_file`, or one in the data directory."""
+        if self.page_token_secret_file:
+            return Path(self.page_token_secret_file)
+        return self.data_dir / PAGE_TOKEN_SECRET_FILE
 
     @property
     def bootstrap_addresses(self) -> tuple[str, ...]:

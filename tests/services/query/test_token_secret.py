@@ -1,17 +1,24 @@
-"""The page token secret in the data directory: made once, kept, never half-written."""
+"""The page token secret in the data directory (or a file replicas share): made once, kept,
+never half-written."""
 
 from __future__ import annotations
 
 import stat
 from pathlib import Path
 
+import grpc
+import grpc.aio
 import pytest
 
+from pandanode.query.v1 import query_pb2 as qpb
+from pandanode.query.v1 import query_pb2_grpc
+from pandanode.services.node import Node
 from pandanode.services.query.token_secret import (
     PAGE_TOKEN_SECRET_FILE,
     TokenSecretError,
     load_or_create_token_secret,
 )
+from tests.services.support import node_settings
 
 
 def test_the_secret_is_made_on_first_use_private_and_the_same_afterwards(tmp_path: Path) -> None:
@@ -37,3 +44,28 @@ def test_a_damaged_secret_file_is_an_error_that_says_what_to_do(
     path.write_text(content)
     with pytest.raises(TokenSecretError, match="delete it to make a new one"):
         load_or_create_token_secret(path)
+
+
+async def test_query_nodes_that_name_one_secret_file_accept_each_others_page_tokens(
+    tmp_path: Path,
+) -> None:
+    shared = str(tmp_path / "shared" / PAGE_TOKEN_SECRET_FILE)
+    first_page = qpb.ListSchemasRequest(page_size=1)
+    async with (
+        Node(node_settings(tmp_path / "a", page_token_secret_file=shared)) as a,
+        Node(node_settings(tmp_path / "b", page_token_secret_file=shared)) as b,
+        Node(node_settings(tmp_path / "c")) as alone,
+        grpc.aio.insecure_channel(a.address) as to_a,
+        grpc.aio.insecure_channel(b.address) as to_b,
+        grpc.aio.insecure_channel(alone.address) as to_alone,
+    ):
+        page = await query_pb2_grpc.QueryServiceStub(to_a).ListSchemas(first_page)
+        assert page.next_page_token
+        after = qpb.ListSchemasRequest(page_size=1, page_token=page.next_page_token)
+        following = await query_pb2_grpc.QueryServiceStub(to_b).ListSchemas(after)
+        assert following.schemas[0].schema_id > page.schemas[0].schema_id
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await query_pb2_grpc.QueryServiceStub(to_alone).ListSchemas(after)
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert (tmp_path / "shared" / PAGE_TOKEN_SECRET_FILE).exists()
+    assert not (tmp_path / "a" / PAGE_TOKEN_SECRET_FILE).exists()
