@@ -44,6 +44,7 @@ from pandanode.query.v1 import query_pb2 as qpb
 
 from .api import GraphQLApi, is_coroutine
 from .app import AsgiHandler, Receive, Scope, Send
+from .execution import PlainFieldsExecutionContext
 from .filters import field_filters, meta_filters
 from .resolvers import Doc, RequestContext
 from .schema import SchemaTypes
@@ -386,6 +387,7 @@ class _Connection:
                 operation_name=operation_name,
                 context_value=context,
                 is_awaitable=is_coroutine,
+                execution_context_class=PlainFieldsExecutionContext,
             )
             if not isinstance(result, ExecutionResult):
                 result = await result
