@@ -10,7 +10,10 @@ A field built with :func:`plain_field` carries a *getter* (source → value) in 
 besides its ordinary resolver. :class:`PlainFieldsExecutionContext` calls the getter directly for
 such fields, serializes a leaf value or executes an object's sub-selection, and gives every
 other case (an error, a null for a non-null type, a field without a getter, middleware) to
-graphql-core's own code, so results and errors are those of the ordinary execution.
+graphql-core's own code, so results and errors are those of the ordinary execution. One
+difference is on purpose: a field flagged :data:`NULL_DESPITE_TYPE` may answer null though
+its type is non-null, as in aquadoggo; so every execution of the gateway's schemas (queries,
+mutations, subscription events) goes through this class.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from graphql import (
 from graphql.language import FieldNode
 from graphql.pyutils import AwaitableOrValue, Path
 
-__all__ = ["GETTER", "Getter", "PlainFieldsExecutionContext", "plain_field"]
+__all__ = ["GETTER", "NULL_DESPITE_TYPE", "Getter", "PlainFieldsExecutionContext", "plain_field"]
 
 Getter = Callable[[Any], Any]
 """Reads a field's value from its source alone (no arguments, no ``info``)."""
@@ -40,18 +43,29 @@ Getter = Callable[[Any], Any]
 GETTER = "pandanode_getter"
 """The key of a field's getter in its ``extensions``."""
 
+NULL_DESPITE_TYPE = "pandanode_null_despite_type"
+"""The key of a flag in a field's ``extensions``: its type is non-null, yet null is answered.
+
+aquadoggo 0.7 declares ``endCursor: String!`` and answers ``null`` without an error for an
+empty page (async-graphql's dynamic schemas do not check it); apps and generated types see
+both, so the gateway does the same for such fields.
+"""
+
 
 def plain_field(
     type_: GraphQLOutputType,
     getter: Getter,
     description: str | None = None,
     resolve: GraphQLFieldResolver | None = None,
+    *,
+    null_despite_type: bool = False,
 ) -> GraphQLField:
     """A field (without arguments) whose value is ``getter(source)``.
 
     ``resolve`` is the resolver of the ordinary execution (default: the getter). The getter
     may raise for a value it does not handle; the ordinary execution then resolves the field
-    and reports the error as usual.
+    and reports the error as usual. With ``null_despite_type`` a null value of a non-null
+    leaf type is answered as null (see :data:`NULL_DESPITE_TYPE`).
     """
 
     def resolve_by_getter(source: Any, _info: Any) -> Any:
@@ -61,7 +75,7 @@ def plain_field(
         type_,
         resolve=resolve or resolve_by_getter,
         description=description,
-        extensions={GETTER: getter},
+        extensions={GETTER: getter, NULL_DESPITE_TYPE: null_despite_type},
     )
 
 
@@ -87,7 +101,8 @@ class PlainFieldsExecutionContext(ExecutionContext):
             try:
                 value = getter(source)
                 if value is None:
-                    if non_null:  # the ordinary path raises the usual error
+                    if non_null and not field_def.extensions[NULL_DESPITE_TYPE]:
+                        # the ordinary path raises the usual error
                         return super().execute_field(parent_type, source, field_nodes, path)
                     return None
                 serialized = named.serialize(value)

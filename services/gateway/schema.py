@@ -201,7 +201,10 @@ class SchemaTypes:
             {
                 "totalCount": plain_field(_nn(INT64), attrgetter("total_count")),
                 "hasNextPage": plain_field(_nn(GraphQLBoolean), attrgetter("has_next_page")),
-                "endCursor": plain_field(GraphQLString, attrgetter("end_cursor")),
+                # `String!` as in aquadoggo, which answers null for an empty page all the same.
+                "endCursor": plain_field(
+                    _nn(GraphQLString), attrgetter("end_cursor"), null_despite_type=True
+                ),
                 "documents": plain_field(_nn(GraphQLList(_nn(item))), attrgetter("documents")),
             },
             description=f"A page of `{schema.name}` documents.",

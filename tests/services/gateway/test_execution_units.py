@@ -46,6 +46,11 @@ CHILD = GraphQLObjectType(
         "failing": plain_field(GraphQLString, _fail),
         "later": GraphQLField(GraphQLString, resolve=_slow_name),
         "laterStrict": GraphQLField(GraphQLNonNull(GraphQLString), resolve=_slow_null),
+        "lenient": plain_field(
+            GraphQLNonNull(GraphQLString),
+            lambda source: source.get("strict"),
+            null_despite_type=True,
+        ),
     },
 )
 ROOT = GraphQLObjectType(
@@ -93,6 +98,12 @@ async def test_plain_fields_give_the_ordinary_executions_data_and_errors(query: 
     ordinary = await run(query, fast=False)
     assert await run(query, fast=True) == ordinary
     assert "data" in ordinary
+
+
+async def test_a_field_flagged_null_despite_type_answers_null_without_an_error() -> None:
+    assert await run("{ child { lenient } children { lenient } }", fast=True) == {
+        "data": {"child": {"lenient": None}, "children": [{"lenient": "s"}, {"lenient": None}]}
+    }
 
 
 def test_the_document_cache_evicts_the_least_recently_used_past_its_byte_budget() -> None:
