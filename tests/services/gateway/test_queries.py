@@ -253,7 +253,12 @@ async def test_end_cursor_is_declared_non_null_yet_null_for_an_empty_page_as_in_
     }}"""
     result = await graphql(http, query)
     assert "errors" not in result, result["errors"]
-    empty = {"totalCount": 0, "hasNextPage": False, "endCursor": None, "documents": []}
+    empty: dict[str, Any] = {
+        "totalCount": 0,
+        "hasNextPage": False,
+        "endCursor": None,
+        "documents": [],
+    }
     assert result["data"]["none"] == empty
     last = result["data"]["past"]["endCursor"]
     assert isinstance(last, str) and last
