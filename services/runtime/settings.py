@@ -105,6 +105,9 @@ class Settings:
         gateway_ingest: The ingest gRPC address the gateway calls; empty: the node's own.
         gateway_query: The query gRPC address the gateway calls; empty: the node's own.
         cors_origins: Comma-separated origins browsers may call the gateway from; ``*``: any.
+        graphql_cache_bytes: Memory the gateway keeps parsed and validated GraphQL queries in
+            (estimated from their length; least recently used out), so a query an app repeats
+            is parsed once.
         log_format: ``text`` (one readable line per record) or ``json`` (one JSON object per
             line, with the fields ``service``, ``document_id``, ``public_key``, ``reason`` where
             they apply).
@@ -170,6 +173,7 @@ class Settings:
     gateway_ingest: str = ""
     gateway_query: str = ""
     cors_origins: str = "*"
+    graphql_cache_bytes: int = 32 * 1024 * 1024
     log_format: str = "text"
     metrics_listen: str = ""
     nats_monitor_listen: str = ""

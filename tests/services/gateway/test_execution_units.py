@@ -1,0 +1,138 @@
+"""Unit tests of the gateway's cheaper execution of plain fields, its query document cache and
+its JSON encoding: each behaves as the ordinary machinery it stands in for."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from graphql import (
+    ExecutionResult,
+    GraphQLField,
+    GraphQLInt,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLString,
+    execute,
+    parse,
+)
+
+from pandanode.services.gateway.api import DocumentCache
+from pandanode.services.gateway.app import encode_json
+from pandanode.services.gateway.execution import PlainFieldsExecutionContext, plain_field
+
+
+def _fail(_source: Any) -> Any:
+    raise ValueError("the getter refuses")
+
+
+async def _slow_name(source: dict[str, Any], _info: Any) -> Any:
+    return source["name"]
+
+
+async def _slow_null(_source: Any, _info: Any) -> Any:
+    return None
+
+
+CHILD = GraphQLObjectType(
+    "Child",
+    {
+        "name": plain_field(GraphQLString, lambda source: source["name"]),
+        "strict": plain_field(GraphQLNonNull(GraphQLString), lambda source: source.get("strict")),
+        "number": plain_field(GraphQLInt, lambda source: source["number"]),
+        "failing": plain_field(GraphQLString, _fail),
+        "later": GraphQLField(GraphQLString, resolve=_slow_name),
+        "laterStrict": GraphQLField(GraphQLNonNull(GraphQLString), resolve=_slow_null),
+        "lenient": plain_field(
+            GraphQLNonNull(GraphQLString),
+            lambda source: source.get("strict"),
+            null_despite_type=True,
+        ),
+    },
+)
+ROOT = GraphQLObjectType(
+    "Query",
+    {
+        "child": plain_field(CHILD, lambda source: source["child"]),
+        "strictChild": plain_field(GraphQLNonNull(CHILD), lambda source: source["child"]),
+        "missing": plain_field(GraphQLNonNull(CHILD), lambda source: None),
+        "children": plain_field(GraphQLList(CHILD), lambda source: source["children"]),
+    },
+)
+SCHEMA = GraphQLSchema(ROOT)
+SOURCE = {
+    "child": {"name": "a", "strict": None, "number": 2**40},
+    "children": [{"name": "b", "strict": "s", "number": 1}, {"name": "c", "number": 2}],
+}
+
+
+async def run(query: str, fast: bool) -> dict[str, Any]:
+    result = execute(
+        SCHEMA,
+        parse(query),
+        root_value=SOURCE,
+        execution_context_class=PlainFieldsExecutionContext if fast else None,
+    )
+    if not isinstance(result, ExecutionResult):
+        result = await result
+    return dict(result.formatted)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ child { name number failing } }",  # a serialization error and a getter's error
+        "{ child { name strict } }",  # null for a non-null field: the parent becomes null
+        "{ strictChild { name strict } }",  # ... and propagates through a non-null parent
+        "{ missing { name } }",  # a null object for a non-null field
+        "{ children { name later } }",  # lists, an awaited field beside plain ones
+        "{ children { strict name later } }",  # an error in some items of a list
+        "{ child { later laterStrict } }",  # an error in an object whose completion is awaited
+        "{ child { __typename alias: name } other: child { name } }",  # meta fields, aliases
+    ],
+)
+async def test_plain_fields_give_the_ordinary_executions_data_and_errors(query: str) -> None:
+    ordinary = await run(query, fast=False)
+    assert await run(query, fast=True) == ordinary
+    assert "data" in ordinary
+
+
+async def test_a_field_flagged_null_despite_type_answers_null_without_an_error() -> None:
+    assert await run("{ child { lenient } children { lenient } }", fast=True) == {
+        "data": {"child": {"lenient": None}, "children": [{"lenient": "s"}, {"lenient": None}]}
+    }
+
+
+def test_the_document_cache_evicts_the_least_recently_used_past_its_byte_budget() -> None:
+    documents = {name: parse(f"{{ {name} }}") for name in ("aa", "bb", "cc")}
+    probe = DocumentCache(10**9)
+    probe.put((), "{ aa }", documents["aa"])
+    cost = probe.bytes  # what one of these (equally long) queries counts
+    assert cost > 0
+    cache = DocumentCache(2 * cost)
+    cache.put((), "{ aa }", documents["aa"])
+    cache.put((), "{ bb }", documents["bb"])
+    assert cache.get((), "{ aa }") is documents["aa"]  # aa is now the most recently used
+    cache.put((), "{ cc }", documents["cc"])
+    assert cache.get((), "{ bb }") is None
+    assert cache.get((), "{ aa }") is documents["aa"]
+    assert cache.get((), "{ cc }") is documents["cc"]
+    assert cache.get(("another schema",), "{ aa }") is None
+    assert len(cache) == 2 and cache.bytes <= cache.max_bytes
+
+
+def test_a_document_larger_than_the_whole_budget_is_not_kept() -> None:
+    cache = DocumentCache(1000)
+    query = "{ " + "a " * 1000 + "}"
+    cache.put((), query, parse(query))
+    assert cache.get((), query) is None
+    assert len(cache) == 0 and cache.bytes == 0
+
+
+def test_json_responses_are_utf8_and_survive_lone_surrogates() -> None:
+    assert encode_json({"name": "Käse 🧀"}) == '{"name":"Käse 🧀"}'.encode()
+    odd = {"message": "invalid id '\ud800'"}
+    assert json.loads(encode_json(odd)) == odd
