@@ -9,7 +9,7 @@ NODE_DIR   := tests/interop
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
 .PHONY: setup run test lint typecheck unit format clean help proto bench fuzz proto-check nginx \
-	lock config-sample browser
+	lock config-sample browser shells
 
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
@@ -30,7 +30,7 @@ $(NODE_STAMP): $(NODE_DIR)/package.json
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(STAMP) $(NODE_STAMP) nginx browser
+setup: $(STAMP) $(NODE_STAMP) nginx browser shells
 
 # nginx (Debian's nginx-light) is the entry point the distributed tests and bench also route
 # through (deploy/nginx/pandanode.conf); installed when missing, where apt-get can as root.
@@ -41,6 +41,17 @@ nginx:
 	      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } \
 	      || echo "note: could not install nginx-light: the nginx tests are skipped"; \
 	  else echo "note: nginx is not installed (apt-get install nginx-light): its tests are skipped"; fi; }
+
+# zsh and fish run the completion tests of their scripts (tests/client/test_cli_usage.py);
+# installed when missing, where apt-get can as root (else those tests skip, saying why).
+shells:
+	@for shell in zsh fish; do command -v $$shell >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$shell >/dev/null \
+	      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$shell >/dev/null; } \
+	      || echo "note: could not install $$shell: its completion tests are skipped"; \
+	  else echo "note: $$shell is not installed (apt-get install $$shell): its completion tests are skipped"; fi; }; \
+	done
 
 # The headless browser test needs Debian's chromium; installed when missing and apt-get can be
 # used as root (else that test skips, saying why).
