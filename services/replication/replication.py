@@ -70,6 +70,7 @@ NOT_COUNTED: Final = frozenset(
         "DUPLICATE_SESSION",
         "INGEST_UNAVAILABLE",
         "INTERNAL",
+        "LIVE_DRIFT",
         "SELF_SYNC",
         "PEER_CLOSED",
         "STREAM_BROKEN",
@@ -351,6 +352,9 @@ class Replication:
         return SessionIO(
             ingest=self.ingest,
             idle_timeout=self.settings.sync_idle_timeout,
+            hold_items=self.settings.replication_hold_items,
+            hold_bytes=self.settings.replication_hold_bytes,
+            drift_interval=self.settings.replication_interval,
             subscribe=self._subscribe,
         )
 
@@ -412,6 +416,10 @@ class Replication:
             return
         peer.last_error_reason = reason
         if reason == "DUPLICATE_SESSION":
+            return
+        if reason == "LIVE_DRIFT":
+            # Not a failure: redial at once, the new session's catch-up heals the drift.
+            peer.retry_after = now
             return
         peer.consecutive += 1
         backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (peer.consecutive - 1))

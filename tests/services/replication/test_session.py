@@ -12,6 +12,7 @@ from pandanode.services.replication.session import (
     AnnounceReceived,
     DigestReceived,
     DoneReceived,
+    DriftTick,
     EntriesReceived,
     Event,
     Finish,
@@ -20,6 +21,8 @@ from pandanode.services.replication.session import (
     IdleTimeout,
     Ingest,
     IngestResult,
+    LiveDigest,
+    LoadDigest,
     LoadHeights,
     LocalStored,
     MessageInvalid,
@@ -173,6 +176,7 @@ EXPECTED.update(
         ("sync_have_done", "entries"): "ok",
         ("sync_sent", "entries"): "ok",
         ("live", "entries"): "ok",
+        ("live", "digest"): "ok",
         ("sync_equal", "done"): "ok",
         ("sync_have_done", "done"): "ok",
         ("sync_sent", "done"): "ok",
@@ -439,3 +443,58 @@ def test_a_peer_closing_after_its_sync_done_lets_us_finish_our_side() -> None:
     state, actions = run(state, MissingSent(MappingProxyType({LOG: 2}), 1))
     assert kinds(actions) == ["sync_done", "Finish"]
     assert state.phase is Phase.DONE
+
+
+def test_a_drift_tick_in_live_mode_loads_our_digest_and_sends_it() -> None:
+    state, actions = run(s_live(), DriftTick())
+    assert actions == [LoadDigest(Target(any=True))]
+    state, actions = run(state, LiveDigest(b"ours", 3))
+    assert kinds(actions) == ["have_digest"]
+    sent = actions[0]
+    assert isinstance(sent, Send)
+    assert (sent.message.have_digest.digest, sent.message.have_digest.log_count) == (b"ours", 3)
+    assert state.phase is Phase.LIVE
+
+
+@pytest.mark.parametrize("state_name", ["announce", "digest", "sync_diff", "sync_equal"])
+def test_a_drift_tick_before_live_mode_does_nothing(state_name: str) -> None:
+    before = STATES[state_name]()
+    assert step(before, DriftTick()) == (before, ())
+
+
+def test_the_peers_digest_in_live_mode_is_kept_for_our_next_check() -> None:
+    state, actions = run(s_live(), DigestReceived(b"theirs", 1))
+    assert actions == [] and state.live_peer_digest == b"theirs"
+
+
+def test_equal_live_digests_clear_a_previous_mismatch() -> None:
+    state, _ = run(s_live(), DigestReceived(b"theirs", 1), LiveDigest(b"ours", 1))
+    assert state.drift == (b"ours", b"theirs")
+    state, actions = run(state, DigestReceived(b"same", 1), LiveDigest(b"same", 1))
+    assert finish_reason(actions) is None
+    assert state.drift is None and state.live_peer_digest is None
+
+
+def test_the_same_live_mismatch_twice_ends_the_session_with_live_drift() -> None:
+    state, actions = run(s_live(), DigestReceived(b"theirs", 1), LiveDigest(b"ours", 1))
+    assert finish_reason(actions) is None  # entries in flight explain one mismatch
+    state, actions = run(state, DigestReceived(b"theirs", 1), LiveDigest(b"ours", 1))
+    assert finish_reason(actions) == "LIVE_DRIFT"
+    assert state.phase is Phase.FAILED
+
+
+def test_a_moving_live_mismatch_is_entries_in_flight_not_drift() -> None:
+    state = s_live()
+    for n in range(5):
+        ours, theirs = b"ours%d" % n, b"theirs%d" % n
+        state, actions = run(state, DigestReceived(theirs, 1), LiveDigest(ours, 1))
+        assert finish_reason(actions) is None
+    assert state.phase is Phase.LIVE
+
+
+def test_without_a_new_peer_digest_a_check_only_sends_ours() -> None:
+    state, _ = run(s_live(), DigestReceived(b"theirs", 1), LiveDigest(b"ours", 1))
+    # The peer sent nothing since: the same stale pair is not compared again.
+    state, actions = run(state, LiveDigest(b"ours", 1), LiveDigest(b"ours", 1))
+    assert kinds(actions) == ["have_digest", "have_digest"]
+    assert state.phase is Phase.LIVE

@@ -91,10 +91,45 @@ def test_blocked_and_not_allowed_node_ids_are_refused(tmp_path: Path) -> None:
     assert node.refused(other)
 
 
-def test_the_hold_buffer_keeps_the_newest_up_to_its_bound() -> None:
-    hold = HoldBuffer(max_items=3)
-    items = [ipb.PublishRequest(entry=bytes([i])) for i in range(5)]
+def held(n: int, size: int = 10) -> list[ipb.PublishRequest]:
+    """``n`` distinct items of ``size`` bytes each (entry + operation)."""
+    return [ipb.PublishRequest(entry=bytes([i]) * (size - 2), operation=b"op") for i in range(n)]
+
+
+def test_the_hold_buffer_keeps_the_oldest_up_to_its_item_bound_and_counts_the_dropped() -> None:
+    hold = HoldBuffer(max_items=3, max_bytes=1_000_000)
+    items = held(5)
     hold.hold(items)
-    assert len(hold) == 3 and hold.dropped == 2
-    assert hold.take() == items[2:]
-    assert len(hold) == 0
+    assert len(hold) == 3 and hold.dropped == 2 and hold.peak == 3
+    assert hold.take() == items[:3]
+    assert len(hold) == 0 and hold.bytes == 0
+
+
+def test_the_hold_buffer_is_bounded_by_bytes() -> None:
+    hold = HoldBuffer(max_items=1000, max_bytes=25)
+    items = held(4, size=10)
+    hold.hold(items)
+    assert hold.take() == items[:2]
+    assert hold.dropped == 2
+    # An item larger than the whole bound is never held; smaller ones still are.
+    hold.hold([held(1, size=26)[0], *held(1, size=10)])
+    assert len(hold) == 1 and hold.bytes == 10 and hold.dropped == 3
+
+
+def test_the_hold_buffer_frees_its_bound_when_taken_and_remembers_its_peak() -> None:
+    hold = HoldBuffer(max_items=2, max_bytes=1_000_000)
+    hold.hold(held(2))
+    again = hold.take()
+    hold.hold(again[:1])
+    hold.hold(held(1))
+    assert len(hold) == 2 and hold.dropped == 0 and hold.peak == 2
+
+
+def test_live_drift_redials_at_once_and_is_not_held_against_the_peer(tmp_path: Path) -> None:
+    node = replication(tmp_path, KeyPair(), peer_ban_after=1)
+    peer = KeyPair().public_key()
+    record = SessionRecord(initiator=True, node_id=peer)
+    node._account(record, "LIVE_DRIFT")
+    assert not node.refused(peer)
+    assert node.peers[peer].failures == [] and node.peers[peer].consecutive == 0
+    assert node.peers[peer].retry_after <= record.started + 1.0
