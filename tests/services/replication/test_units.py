@@ -3,7 +3,9 @@ buffer's bound."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,7 +13,7 @@ from pandanode.core import KeyPair
 from pandanode.ingest.v1 import ingest_pb2 as ipb
 from pandanode.services.replication.driver import SessionRecord
 from pandanode.services.replication.ingest_client import HoldBuffer
-from pandanode.services.replication.replication import Replication
+from pandanode.services.replication.replication import Replication, SessionsFullError
 from pandanode.services.runtime.bus import InMemoryBus
 
 from .support import replication_settings
@@ -133,3 +135,49 @@ def test_live_drift_redials_at_once_and_is_not_held_against_the_peer(tmp_path: P
     assert not node.refused(peer)
     assert node.peers[peer].failures == [] and node.peers[peer].consecutive == 0
     assert node.peers[peer].retry_after <= record.started + 1.0
+
+
+async def test_a_node_running_max_sync_sessions_dials_no_more_and_refuses_incoming(
+    tmp_path: Path,
+) -> None:
+    node = replication(tmp_path, KeyPair(), max_sync_sessions=2)
+    release = asyncio.Event()
+    dialed: list[str] = []
+
+    async def dial(record: SessionRecord, *, live: bool) -> SessionRecord:
+        dialed.append(record.node_id)
+        await release.wait()
+        node.unclaimed.discard(record)
+        return record
+
+    node._dial = dial  # type: ignore[method-assign]
+    peers = [node._peer(KeyPair().public_key()) for _ in range(3)]
+    for port, peer in enumerate(peers, start=1000):
+        peer.discovered, peer.address = 1, f"127.0.0.1:{port}"
+    # One pass over three due peers stops at the limit, before any dial got going.
+    assert node.dial_due() == 2
+    assert node.full and node.dial_due() == 0
+    with pytest.raises(SessionsFullError):
+        await node.accept(transport=Any)  # type: ignore[arg-type]
+    refused = await node.sync_with("127.0.0.1:2000")
+    assert refused.error_reason == "TOO_MANY_SESSIONS" and refused.phase.value == "failed"
+    await asyncio.sleep(0)
+    assert len(dialed) == 2
+    release.set()
+    await asyncio.gather(*node._dials)
+    assert node.session_count == 0
+    # The third peer's turn; the first two wait for replication_interval.
+    assert node.dial_due() == 1
+    await asyncio.gather(*node._dials)
+    assert set(dialed) == {peer.node_id for peer in peers}
+
+
+def test_being_refused_for_too_many_sessions_backs_off_but_is_not_a_failure(
+    tmp_path: Path,
+) -> None:
+    node = replication(tmp_path, KeyPair(), peer_ban_after=1)
+    peer = KeyPair().public_key()
+    for reason in ("PEER_ENDED_RESOURCE_EXHAUSTED", "TOO_MANY_SESSIONS"):
+        node._account(SessionRecord(initiator=True, node_id=peer), reason)
+    assert not node.refused(peer) and node.peers[peer].failures == []
+    assert node.peers[peer].consecutive == 2
