@@ -98,6 +98,11 @@ class Settings:
             session ended (not live).
         sync_idle_timeout: Seconds a peer may be silent before SyncDone; then the session fails.
         max_sync_sessions: Most replication sessions at once.
+        replication_hold_items: Most received entries one session holds back while a
+            dependency is missing; past it (or ``replication_hold_bytes``) newer ones are
+            dropped and come again with a later session.
+        replication_hold_bytes: Most bytes (entry + operation) of the entries one session
+            holds back while a dependency is missing.
         peer_ban_after: Failed sessions within 10 minutes after which a peer is refused.
         peer_ban_seconds: How long a banned peer is refused, both ways.
         log_level: Python logging level name.
@@ -166,6 +171,8 @@ class Settings:
     replication_interval: float = 10.0
     sync_idle_timeout: float = 30.0
     max_sync_sessions: int = 16
+    replication_hold_items: int = 10_000
+    replication_hold_bytes: int = 16 * 1024 * 1024
     peer_ban_after: int = 3
     peer_ban_seconds: float = 600.0
     log_level: str = "INFO"
