@@ -33,7 +33,8 @@ $(NODE_STAMP): $(NODE_DIR)/package.json
 setup: $(STAMP) $(NODE_STAMP) nginx browser shells
 
 # nginx (Debian's nginx-light) is the entry point the distributed tests and bench also route
-# through (deploy/nginx/pandanode.conf); installed when missing, where apt-get can as root.
+# through (deploy/nginx/pandanode.conf.template, rendered by bench/deployment.py); installed
+# when missing, where apt-get can as root.
 nginx:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -68,19 +69,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-TYPING := $(VENV)/typing
-
-# mypy cannot follow setuptools' editable-install finder, so it reads the packages through a
-# tree of symlinks that mirrors their import names.
+# Both checkers read the packages as installed: `pip install -e` puts src/ (whose pandanode/
+# links to core/, services/, client/ and the generated protos) on sys.path. mypy is strict;
+# pyright (basedpyright, which bundles its Node runtime) runs its basic checks, configured in
+# pyproject.toml.
 typecheck: $(STAMP)
-	@mkdir -p $(TYPING)/pandanode
-	@ln -sfn $(CURDIR)/core $(TYPING)/pandanode/core
-	@ln -sfn $(CURDIR)/services $(TYPING)/pandanode/services
-	@ln -sfn $(CURDIR)/client $(TYPING)/pandanode/client
-	@for p in protos/pandanode/*/; do ln -sfn $(CURDIR)/$${p%/} $(TYPING)/pandanode/$$(basename $$p); done
-	MYPYPATH=$(TYPING) $(BIN)/mypy -p pandanode.core -p pandanode.services -p pandanode.client
-	MYPYPATH=$(TYPING) $(BIN)/mypy tests
-	MYPYPATH=$(TYPING) $(BIN)/mypy bench
+	$(BIN)/mypy -p pandanode.core -p pandanode.services -p pandanode.client
+	$(BIN)/mypy tests
+	$(BIN)/mypy bench
+	$(BIN)/basedpyright
 
 PROTOS := $(shell find protos -name '*.proto')
 

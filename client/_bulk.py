@@ -27,6 +27,7 @@ from collections.abc import (
 from typing import Final, TypeAlias, TypeVar, cast
 
 import grpc
+import grpc.aio
 
 from pandanode.core.entry import decode_entry
 from pandanode.core.errors import PandanodeError, Reason

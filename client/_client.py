@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, M
 from types import TracebackType
 
 import grpc
+import grpc.aio
 
 from pandanode.client._endpoints import EndpointChannel
 from pandanode.core.keypair import KeyPair

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import grpc
+import grpc.aio
 
 from pandanode.core.errors import PandanodeError
 from pandanode.core.publish import NextArgs

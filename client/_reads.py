@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Final
 
 import grpc
+import grpc.aio
 
 from pandanode.core.errors import DecodeError, NotFoundError
 from pandanode.query.v1 import query_pb2 as qpb

@@ -159,7 +159,7 @@ def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     _add_http(serve)
     _add_replication(serve, serve=True)
     serve.add_argument(
-        "--query", dest="gateway_query", metavar="HOST:PORT", help="gateway: query's address"
+        "--query", dest="query_address", metavar="HOST:PORT", help="gateway: query's address"
     )
     _add_metrics(serve, "off")
     serve.add_argument(
@@ -271,9 +271,9 @@ def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _add_http(show)
     _add_metrics(show, "off")
     show.add_argument(
-        "--ingest", dest="gateway_ingest", metavar="HOST:PORT", help=argparse.SUPPRESS
+        "--ingest", dest="ingest_address", metavar="HOST:PORT", help=argparse.SUPPRESS
     )
-    show.add_argument("--query", dest="gateway_query", metavar="HOST:PORT", help=argparse.SUPPRESS)
+    show.add_argument("--query", dest="query_address", metavar="HOST:PORT", help=argparse.SUPPRESS)
     show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
     show.set_defaults(run=_config_show)
     sample = config_commands.add_parser(
@@ -483,13 +483,12 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
         "advertise_address": getattr(args, "advertise_address", None),
         "lan_discovery": getattr(args, "lan_discovery", None),
         "http_listen": getattr(args, "http_listen", None),
-        # One --ingest flag: the address of ingest for the service that calls it.
-        "gateway_ingest": getattr(args, "ingest_address", None),
-        "gateway_query": getattr(args, "gateway_query", None),
+        "query_address": getattr(args, "query_address", None),
         "node_key": getattr(args, "node_key", None),
         "replication_schema_ids": getattr(args, "replication_schema_ids", None),
         "allow_peer_ids": getattr(args, "allow_peer_ids", None),
         "block_peer_ids": getattr(args, "block_peer_ids", None),
+        # One --ingest flag: the address of ingest for the service that calls it.
         "ingest_address": getattr(args, "ingest_address", None),
         "stream_replicas": getattr(args, "stream_replicas", None),
         "query_durable": getattr(args, "query_durable", None),

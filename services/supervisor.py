@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import grpc.aio
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc

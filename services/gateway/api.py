@@ -16,6 +16,7 @@ from types import CoroutineType
 from typing import Any
 
 import grpc
+import grpc.aio
 from graphql import (
     DocumentNode,
     ExecutionResult,

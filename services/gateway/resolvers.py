@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+import grpc.aio
 from graphql import GraphQLError, GraphQLResolveInfo, get_named_type
 
 from pandanode.ingest.v1 import ingest_pb2 as ipb

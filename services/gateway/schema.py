@@ -5,6 +5,11 @@ every schema ``S`` (named by its id): the types ``S``, ``SFields``, ``SItem``, `
 ``SFilter``, ``SOrderBy`` and the root fields ``S(id, viewId)`` and ``all_S(…)``.
 """
 
+# graphql-core annotates GraphQLNamedType.__new__ as returning the base class, so pyright types
+# every GraphQLObjectType(...), GraphQLScalarType(...) … as a plain GraphQLNamedType; mypy (strict)
+# ignores that annotation and checks these arguments, returns and assignments.
+# pyright: reportArgumentType=false, reportReturnType=false, reportAssignmentType=false
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence

@@ -12,6 +12,11 @@ document created, updated, deleted (or no longer matching the filters: ``LEFT``)
 materialized. Queries and mutations sent over the WebSocket are answered too (one ``next``).
 """
 
+# graphql-core annotates GraphQLNamedType.__new__ as returning the base class, so pyright types
+# every GraphQLObjectType(...), GraphQLScalarType(...) … as a plain GraphQLNamedType; mypy (strict)
+# ignores that annotation and checks these arguments, returns and assignments.
+# pyright: reportArgumentType=false
+
 from __future__ import annotations
 
 import asyncio
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import grpc.aio
 from graphql import (
     ExecutionResult,
     GraphQLArgument,

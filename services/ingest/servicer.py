@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
+import grpc.aio
 
 from pandanode.core.errors import PandanodeError
 from pandanode.core.publish import NextArgs, PublishResult

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import grpc
+import grpc.aio
 
 from pandanode.core import decode_entry, decode_operation
 from pandanode.core.errors import PandanodeError

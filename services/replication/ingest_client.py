@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import grpc
+import grpc.aio
 
 from pandanode.core.errors import Reason
 from pandanode.ingest.v1 import ingest_pb2 as ipb

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import grpc
+import grpc.aio
 
 from pandanode.core.keypair import KeyPair
 from pandanode.events.v1.events_pb2 import PeerDiscovered, PeerLost

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
+import grpc.aio
 from google.protobuf.descriptor import ServiceDescriptor
 
 __all__ = ["MethodKind", "PassThrough", "method_kinds"]

@@ -88,8 +88,8 @@ class Settings:
         lan_announce_interval: Seconds between two LAN announcements.
         node_key: Path of the node key file discovery and replication share; empty:
             ``<data_dir>/node.key``.
-        ingest_address: Ingest's gRPC ``host:port`` for the replication service; empty: the
-            process's own address (all services in one process).
+        ingest_address: Ingest's gRPC ``host:port``, which the replication service and the HTTP
+            gateway call; empty: the process's own address (all services in one process).
         replication_schema_ids: Comma-separated schema ids to replicate; ``*``: every schema;
             empty: nothing.
         allow_peer_ids: Comma-separated node ids to replicate with; ``*``: any.
@@ -107,8 +107,8 @@ class Settings:
         peer_ban_seconds: How long a banned peer is refused, both ways.
         log_level: Python logging level name.
         http_listen: ``host:port`` the HTTP gateway (GraphQL, blobs) binds to.
-        gateway_ingest: The ingest gRPC address the gateway calls; empty: the node's own.
-        gateway_query: The query gRPC address the gateway calls; empty: the node's own.
+        query_address: Query's gRPC ``host:port``, which the HTTP gateway calls; empty: the
+            process's own address.
         cors_origins: Comma-separated origins browsers may call the gateway from; ``*``: any.
         graphql_cache_bytes: Memory the gateway keeps parsed and validated GraphQL queries in
             (estimated from their length; least recently used out), so a query an app repeats
@@ -177,8 +177,7 @@ class Settings:
     peer_ban_seconds: float = 600.0
     log_level: str = "INFO"
     http_listen: str = "127.0.0.1:2021"
-    gateway_ingest: str = ""
-    gateway_query: str = ""
+    query_address: str = ""
     cors_origins: str = "*"
     graphql_cache_bytes: int = 32 * 1024 * 1024
     log_format: str = "text"
@@ -339,7 +338,7 @@ def _bool(value: Any) -> bool:
 
 
 def _check_gateway_addresses(settings: Settings) -> None:
-    for name in ("http_listen", "gateway_ingest", "gateway_query"):
+    for name in ("http_listen", "ingest_address", "query_address"):
         value = getattr(settings, name)
         if value and ":" not in value:
             raise SettingsError(f"setting {name} must be host:port, got {value!r}")

@@ -17,6 +17,7 @@ import pytest
 from pandanode.client import Client, KeyPair, Published, load_key_pair, relation
 from pandanode.services.node import Node
 from tests.client.conftest import CLI_DEADLINE, PANDANODE, Cli
+from tests.services.support import eventually
 
 
 @pytest.fixture
@@ -300,10 +301,14 @@ async def test_watch_prints_existing_documents_then_changes_and_stops_at_its_lim
             watching.process.kill()
             await watching.process.wait()
 
-    deadline = time.monotonic() + CLI_DEADLINE
-    while node.query.listener_count != listeners:  # the node dropped the watch
-        assert time.monotonic() < deadline, "the node kept the watch of an ended CLI"
-        await asyncio.sleep(0.01)  # poll
+    query = node.query
+
+    async def dropped() -> bool:
+        return query.listener_count == listeners
+
+    await eventually(
+        dropped, timeout=CLI_DEADLINE, what="the node to drop the watch of an ended CLI"
+    )
 
 
 async def test_watch_stops_after_its_duration(

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import grpc
+import grpc.aio
 from nats.js import JetStreamContext
 
 from pandanode.core import PinnedRelationList

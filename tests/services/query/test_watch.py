@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.query.v1 import query_pb2 as qpb

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import grpc.aio
 
 from pandanode.core import decode_entry
 from pandanode.ingest.v1 import ingest_pb2 as ipb

@@ -4,10 +4,11 @@ violations end its session with a reason, nothing invalid is stored, and after
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
+import grpc.aio
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -114,10 +115,9 @@ async def test_a_forged_signature_ends_the_session_and_is_not_stored(honest: Nod
     ids=["second_have", "duplicate_entry", "undecodable_entry", "second_announce"],
 )
 async def test_protocol_violations_end_the_session_with_their_reason(
-    honest: Node, messages: object, reason: str
+    honest: Node, messages: Callable[[FieldDefinitionLog], list[pb.SyncMessage]], reason: str
 ) -> None:
     log = FieldDefinitionLog(KeyPair(), 0)
-    assert callable(messages)
     err = await bad_session(honest, KeyPair().public_key(), messages(log))
     assert reason_of(err) == reason
     assert await log_entries(honest.address) == set()

@@ -6,6 +6,7 @@ from functools import partial
 from pathlib import Path
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.client import Client, KeyPair, ResourceNotFoundError, SchemaNotFoundError

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def _details(error: PandanodeError) -> tuple[grpc.StatusCode, list[object]]:
     status = to_status(error)
     (value,) = [v for k, v in status.trailing_metadata if k == "grpc-status-details-bin"]
+    assert isinstance(value, bytes)
     rich = status_pb2.Status.FromString(value)
     found: list[object] = []
     for detail in rich.details:
