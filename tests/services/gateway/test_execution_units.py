@@ -60,12 +60,23 @@ ROOT = GraphQLObjectType(
         "strictChild": plain_field(GraphQLNonNull(CHILD), lambda source: source["child"]),
         "missing": plain_field(GraphQLNonNull(CHILD), lambda source: None),
         "children": plain_field(GraphQLList(CHILD), lambda source: source["children"]),
+        "strictChildren": plain_field(
+            GraphQLList(GraphQLNonNull(CHILD)), lambda source: source["children"]
+        ),
+        "allChildren": plain_field(
+            GraphQLNonNull(GraphQLList(GraphQLNonNull(CHILD))), lambda source: source["children"]
+        ),
+        "holes": plain_field(GraphQLList(GraphQLNonNull(CHILD)), lambda source: source["holes"]),
+        "tuple": plain_field(
+            GraphQLList(GraphQLNonNull(CHILD)), lambda source: tuple(source["children"])
+        ),
     },
 )
 SCHEMA = GraphQLSchema(ROOT)
 SOURCE = {
     "child": {"name": "a", "strict": None, "number": 2**40},
     "children": [{"name": "b", "strict": "s", "number": 1}, {"name": "c", "number": 2}],
+    "holes": [{"name": "d"}, None],
 }
 
 
@@ -92,6 +103,11 @@ async def run(query: str, fast: bool) -> dict[str, Any]:
         "{ children { strict name later } }",  # an error in some items of a list
         "{ child { later laterStrict } }",  # an error in an object whose completion is awaited
         "{ child { __typename alias: name } other: child { name } }",  # meta fields, aliases
+        "{ strictChildren { name later } allChildren { number } }",  # lists of non-null items
+        "{ strictChildren { name strict } }",  # an item's error nulls the (nullable) list
+        "{ allChildren { name strict } }",  # ... or propagates past a non-null list
+        "{ allChildren { later laterStrict } }",  # ... also when the items are awaited
+        "{ holes { name } tuple { name } }",  # a null item; a sequence that is not a list
     ],
 )
 async def test_plain_fields_give_the_ordinary_executions_data_and_errors(query: str) -> None:
