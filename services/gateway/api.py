@@ -143,11 +143,16 @@ class GraphQLApi:
     async def schema(self, *, fresh: bool = False) -> Snapshot:
         """The current schema, rebuilt when the node's schemas changed.
 
-        Asks the query service for its schemas at most every :data:`SCHEMA_TTL` seconds (or
-        now, with ``fresh``).
+        Asks the query service for its schemas at most every :data:`SCHEMA_TTL` seconds. When
+        that time is up, the request goes on with the schema it has while the list is asked
+        for in the background (a request never waits for that round trip, unless there is no
+        schema yet or ``fresh`` asks for the node's list now).
         """
         stale = time.monotonic() - self._checked > SCHEMA_TTL
-        if self._snapshot is not None and not stale and not fresh:
+        if self._snapshot is not None and not fresh:
+            if stale and (self._refreshing is None or self._refreshing.done()):
+                self._refreshing = asyncio.ensure_future(self._refresh())
+                self._refreshing.add_done_callback(_log_refresh_failure)
             return self._snapshot
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.ensure_future(self._refresh())
@@ -230,6 +235,12 @@ class GraphQLApi:
     def context(self, snapshot: Snapshot) -> RequestContext:
         """A fresh context for the resolvers of one request (or one subscription)."""
         return RequestContext(self.upstreams, snapshot.kinds)
+
+
+def _log_refresh_failure(task: asyncio.Task[Snapshot]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # The upstream watch already reports an unreachable query service.
+        log.debug("gateway: could not refresh the list of schemas: %s", task.exception())
 
 
 def _errors(errors: list[GraphQLError]) -> dict[str, Any]:

@@ -1,10 +1,12 @@
-"""Unit tests of the gateway's cheaper execution of plain fields, its query document cache and
-its JSON encoding: each behaves as the ordinary machinery it stands in for."""
+"""Unit tests of the gateway's cheaper execution of plain fields, its query document cache, its
+JSON encoding and its refreshing of the schema: each behaves as what it stands in for."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from graphql import (
@@ -20,9 +22,13 @@ from graphql import (
     parse,
 )
 
-from pandanode.services.gateway.api import DocumentCache
+from pandanode.query.v1 import query_pb2 as qpb
+from pandanode.services.gateway import api as api_module
+from pandanode.services.gateway.api import DocumentCache, GraphQLApi, Snapshot
 from pandanode.services.gateway.app import encode_json
 from pandanode.services.gateway.execution import PlainFieldsExecutionContext, plain_field
+from pandanode.services.gateway.upstream import Upstreams
+from tests.services.support import eventually
 
 
 def _fail(_source: Any) -> Any:
@@ -60,12 +66,23 @@ ROOT = GraphQLObjectType(
         "strictChild": plain_field(GraphQLNonNull(CHILD), lambda source: source["child"]),
         "missing": plain_field(GraphQLNonNull(CHILD), lambda source: None),
         "children": plain_field(GraphQLList(CHILD), lambda source: source["children"]),
+        "strictChildren": plain_field(
+            GraphQLList(GraphQLNonNull(CHILD)), lambda source: source["children"]
+        ),
+        "allChildren": plain_field(
+            GraphQLNonNull(GraphQLList(GraphQLNonNull(CHILD))), lambda source: source["children"]
+        ),
+        "holes": plain_field(GraphQLList(GraphQLNonNull(CHILD)), lambda source: source["holes"]),
+        "tuple": plain_field(
+            GraphQLList(GraphQLNonNull(CHILD)), lambda source: tuple(source["children"])
+        ),
     },
 )
 SCHEMA = GraphQLSchema(ROOT)
 SOURCE = {
     "child": {"name": "a", "strict": None, "number": 2**40},
     "children": [{"name": "b", "strict": "s", "number": 1}, {"name": "c", "number": 2}],
+    "holes": [{"name": "d"}, None],
 }
 
 
@@ -92,6 +109,11 @@ async def run(query: str, fast: bool) -> dict[str, Any]:
         "{ children { strict name later } }",  # an error in some items of a list
         "{ child { later laterStrict } }",  # an error in an object whose completion is awaited
         "{ child { __typename alias: name } other: child { name } }",  # meta fields, aliases
+        "{ strictChildren { name later } allChildren { number } }",  # lists of non-null items
+        "{ strictChildren { name strict } }",  # an item's error nulls the (nullable) list
+        "{ allChildren { name strict } }",  # ... or propagates past a non-null list
+        "{ allChildren { later laterStrict } }",  # ... also when the items are awaited
+        "{ holes { name } tuple { name } }",  # a null item; a sequence that is not a list
     ],
 )
 async def test_plain_fields_give_the_ordinary_executions_data_and_errors(query: str) -> None:
@@ -136,3 +158,53 @@ def test_json_responses_are_utf8_and_survive_lone_surrogates() -> None:
     assert encode_json({"name": "Käse 🧀"}) == '{"name":"Käse 🧀"}'.encode()
     odd = {"message": "invalid id '\ud800'"}
     assert json.loads(encode_json(odd)) == odd
+
+
+TAG = qpb.Schema(
+    schema_id="tag_0020" + "ab" * 32,
+    name="tag",
+    fields=[qpb.SchemaField(name="name", kind=qpb.FIELD_KIND_STR)],
+)
+NOTE = qpb.Schema(
+    schema_id="note_0020" + "cd" * 32,
+    name="note",
+    fields=[qpb.SchemaField(name="title", kind=qpb.FIELD_KIND_STR)],
+)
+
+
+class _SchemaList:
+    """A query service stub answering ListSchemas with ``schemas``, held while ``gate`` is clear."""
+
+    def __init__(self) -> None:
+        self.schemas = [TAG]
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.calls = 0
+
+    async def ListSchemas(self, _request: Any, timeout: float) -> qpb.ListSchemasResponse:  # noqa: N802
+        self.calls += 1
+        await self.gate.wait()
+        return qpb.ListSchemasResponse(schemas=self.schemas)
+
+
+async def test_a_stale_schema_list_is_refreshed_in_the_background_without_holding_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    query = _SchemaList()
+    api = GraphQLApi(cast(Upstreams, SimpleNamespace(query=query)))
+    first = await api.schema()
+    assert query.calls == 1 and first.key == (TAG.schema_id,)
+    monkeypatch.setattr(api_module, "SCHEMA_TTL", 0.0)  # every snapshot is stale from now on
+    query.gate.clear()  # the query service is slow to answer
+    query.schemas = [TAG, NOTE]
+    same = await asyncio.wait_for(api.schema(), timeout=5)  # not held by the slow answer
+    assert same is first and query.calls == 2
+    query.gate.set()
+
+    async def rebuilt() -> Snapshot | None:
+        snapshot = await api.schema()
+        return snapshot if snapshot.key == tuple(sorted((TAG.schema_id, NOTE.schema_id))) else None
+
+    await eventually(rebuilt, what="the schema rebuilt with the new p2panda schema")
+    fresh = await api.schema(fresh=True)  # asked for now: waits for the node's answer
+    assert fresh.key == tuple(sorted((TAG.schema_id, NOTE.schema_id)))
