@@ -108,7 +108,7 @@ async def test_documents_signed_by_p2panda_js_on_a_appear_identically_on_b(
         schema = await alice.publish(a, spec("schema_definition_v1", definition))
         schema_id = f"review_{schema.operation_id}"
 
-        made = [
+        made: list[list[Any]] = [
             ["ok", "bool", True],
             ["score", "float", "3ff8000000000000"],  # 1.5, as its binary64 bits
             ["stars", "int", "4"],
