@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed
 NODE_DIR   := tests/interop
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: setup run test lint typecheck unit format clean help proto bench fuzz proto-check nginx \
-	lock config-sample browser shells
+.PHONY: setup run test soak lint typecheck unit format clean help proto bench fuzz proto-check \
+	nginx lock config-sample browser shells
 
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
-	@echo "make test   set up, then lint, type-check and run every test"
+	@echo "make test   set up, then lint, type-check and run every test (but the soak ones)"
+	@echo "make soak   set up, then run the long tests at scale (minutes)"
 	@echo "make format apply ruff's formatter and autofixes"
 	@echo "make bench  set up, then run the benchmarks (minutes; ARGS=\"--help\" for sizes)"
 	@echo "make fuzz   set up, then fuzz every parser FUZZ_SECONDS (300) each; ARGS=\"entry …\""
@@ -110,6 +111,10 @@ unit: setup
 	$(BIN)/pytest
 
 test: lint typecheck proto-check unit
+
+# Long runs at scale (pytest marker `soak`, deselected by default): not part of `make test`.
+soak: setup
+	$(BIN)/pytest -m soak $(ARGS)
 
 # Benchmarks, not part of `make test` (tests/bench runs a smoke-sized pass of them): real nodes
 # on loopback; writes bench/results/<UTC date-time>.json and PNG charts, prints the table.

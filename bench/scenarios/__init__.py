@@ -14,6 +14,7 @@ from . import (
     peers,
     profiling,
     query,
+    replication,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "peers",
     "profiling",
     "query",
+    "replication",
 ]

@@ -246,6 +246,8 @@ class _Run:
         self.live: LiveFeed | None = None
         self.hold = HoldBuffer(io.hold_items, io.hold_bytes)
         self.finish: Finish | None = None
+        # Per log, the seq num of the last entry of this peer's that ingest stored (or held).
+        self.peer_stored: dict[Log, int] = {}
 
     def spawn(self, work: Callable[[], Awaitable[None]], name: str) -> asyncio.Task[None]:
         async def guarded() -> None:
@@ -353,15 +355,19 @@ class _Run:
         stored = held = rejected = 0
         reason = ""
         waiting: list[ipb.PublishRequest] = []
-        for request, outcome in zip(requests, outcomes, strict=True):
+        for item, request, outcome in zip(items, requests, outcomes, strict=True):
+            log_key = (item.public_key, item.log_id)
             if outcome.stored:
                 stored += 1
+                self.peer_stored[log_key] = item.seq_num
             elif outcome.missing_dependency:
                 held += 1
                 waiting.append(request)
-            elif outcome.fork:
-                # A validly signed entry at a position where we hold another: the author
-                # forked the log. Not the peer's fault; the entry is not stored.
+            elif outcome.fork and self.peer_stored.get(log_key) != item.seq_num - 1:
+                # A validly signed entry whose links do not fit the log we hold: the author
+                # forked the log. Not the peer's fault; the entry is not stored. (Unless the
+                # peer itself just gave us the entry before it: then its own log does not
+                # link, which no honest peer would have stored.)
                 self.record.forks += 1
                 log.warning("replication: a forked log entry from %s skipped", self.record.node_id)
             else:
