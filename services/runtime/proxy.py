@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import inspect
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -225,8 +226,9 @@ class PassThrough(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         finally:
             if not call.done():
                 call.cancel()
-                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-                    await call
+                if inspect.isawaitable(call):  # a unary answer; a streaming call is not awaitable
+                    with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                        await call
 
 
 class _UpstreamUnavailableError(Exception):
