@@ -9,7 +9,7 @@ NODE_DIR   := tests/interop
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
 .PHONY: setup run test lint typecheck unit format clean help proto bench fuzz proto-check nginx \
-	lock config-sample browser
+	lock config-sample browser soak
 
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
@@ -17,6 +17,7 @@ help:
 	@echo "make format apply ruff's formatter and autofixes"
 	@echo "make bench  set up, then run the benchmarks (minutes; ARGS=\"--help\" for sizes)"
 	@echo "make fuzz   set up, then fuzz every parser FUZZ_SECONDS (300) each; ARGS=\"entry …\""
+	@echo "make soak   set up, then run the fault suite SOAK_ROUNDS (20) rounds per case (root: tmpfs)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -114,6 +115,16 @@ FUZZ_SECONDS ?= 300
 
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz.run --seconds $(FUZZ_SECONDS) $(ARGS)
+
+# The fault suite (tests/faults: kill -9 of every process, nats-server restarts, a full disk,
+# SIGSTOP) for SOAK_ROUNDS rounds per case, where `make test` runs one; SOAK_SEED varies the
+# random points. Prints faults injected, entries acknowledged, lost and invalid (both 0).
+SOAK_ROUNDS ?= 20
+SOAK_SEED ?= 1
+
+soak: $(STAMP)
+	PANDANODE_FAULT_ROUNDS=$(SOAK_ROUNDS) PANDANODE_FAULT_SEED=$(SOAK_SEED) \
+		$(BIN)/pytest tests/faults -p no:cacheprovider $(ARGS)
 
 # Pin the image's dependencies by version and hash (deploy/Dockerfile installs exactly these).
 lock: $(STAMP)
