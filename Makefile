@@ -18,6 +18,7 @@ help:
 	@echo "make format apply ruff's formatter and autofixes"
 	@echo "make bench  set up, then run the benchmarks (minutes; ARGS=\"--help\" for sizes)"
 	@echo "make fuzz   set up, then fuzz every parser FUZZ_SECONDS (300) each; ARGS=\"entry …\""
+	@echo "make soak   set up, then run the fault suite SOAK_ROUNDS (20) rounds per case (root: tmpfs)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -112,10 +113,6 @@ unit: setup
 
 test: lint typecheck proto-check unit
 
-# Long runs at scale (pytest marker `soak`, deselected by default): not part of `make test`.
-soak: setup
-	$(BIN)/pytest -m soak $(ARGS)
-
 # Benchmarks, not part of `make test` (tests/bench runs a smoke-sized pass of them): real nodes
 # on loopback; writes bench/results/<UTC date-time>.json and PNG charts, prints the table.
 bench: setup
@@ -127,6 +124,18 @@ FUZZ_SECONDS ?= 300
 
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz.run --seconds $(FUZZ_SECONDS) $(ARGS)
+
+# Long runs, not part of `make test`: the tests marked `soak` (replication at scale), then the
+# fault suite (tests/faults: kill -9 of every process, nats-server restarts, a full disk,
+# SIGSTOP) for SOAK_ROUNDS rounds per case, where `make test` runs one; SOAK_SEED varies the
+# random points. Prints faults injected, entries acknowledged, lost and invalid (both 0).
+SOAK_ROUNDS ?= 20
+SOAK_SEED ?= 1
+
+soak: setup
+	$(BIN)/pytest -m soak -p no:cacheprovider $(ARGS)
+	PANDANODE_FAULT_ROUNDS=$(SOAK_ROUNDS) PANDANODE_FAULT_SEED=$(SOAK_SEED) \
+		$(BIN)/pytest tests/faults -p no:cacheprovider $(ARGS)
 
 # Pin the image's dependencies by version and hash (deploy/Dockerfile installs exactly these).
 lock: $(STAMP)

@@ -387,6 +387,7 @@ async def _serve(settings: Settings, service: str) -> int:
     """
     from .node import Node
     from .runtime.metrics import MetricsServer, metrics_enabled, serve_metrics
+    from .runtime.service import EXIT_RESTART
     from .supervisor import SupervisorError
 
     stop = _stop_on_signals()
@@ -415,15 +416,19 @@ async def _serve(settings: Settings, service: str) -> int:
     try:
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(node.failed.wait())
-        await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+        restart = asyncio.create_task(node.restart.wait())
+        await asyncio.wait([stopped, failed, restart], return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         failed.cancel()
+        restart.cancel()
     finally:
         print("pandanode: draining…", flush=True)
         await node.stop()
         if metrics is not None:
             metrics.stop()
-    return 1 if node.failed.is_set() else 0
+    if node.failed.is_set():
+        return 1
+    return EXIT_RESTART if node.restart.is_set() and not stop.is_set() else 0
 
 
 def _one_line(err: BaseException) -> str:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import json
 import logging
 import os
 import socket
@@ -34,6 +35,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+import nats
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -50,7 +52,9 @@ from .runtime.logs import json_logging
 from .runtime.metrics import ChildrenCollector, MetricsServer, metrics_enabled, serve_metrics
 from .runtime.nats_server import EmbeddedNats, NatsServerError, dies_with_parent_prefix
 from .runtime.proxy import PassThrough, method_kinds
+from .runtime.rocks import free_bytes
 from .runtime.server import add_reflection
+from .runtime.service import EXIT_RESTART
 from .runtime.settings import Settings
 
 __all__ = [
@@ -82,6 +86,13 @@ WATCH_INTERVAL = 0.25
 # Seconds a child has to answer a health check before it is reported NOT_SERVING (a busy
 # child's event loop may answer late; a hung one never does).
 CHECK_TIMEOUT = 5.0
+# Seconds between two JetStream probes, and how long JetStream must stay off (answering that
+# it is not enabled) before nats-server counts as broken: it is off for a moment at each start.
+JETSTREAM_PROBE_INTERVAL = 1.0
+JETSTREAM_OFF_GRACE = 3.0
+# What nats-server logs when a write of its store hits a full disk; it then switches JetStream
+# off (handleOutOfSpace) until it is restarted.
+_OUT_OF_SPACE_MARKS = ("no space left", "out of storage", "resources, will be disabled")
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -170,6 +181,7 @@ class Supervisor:
         self._lock_fd: int | None = None
         self._nats: EmbeddedNats | None = None
         self._nats_crashes: list[float] = []
+        self._jetstream = _JetStreamWatch()
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._stopping = False
@@ -475,6 +487,9 @@ class Supervisor:
             if child.planned_restart:
                 child.planned_restart = False
                 delay = 0.0
+            elif code == EXIT_RESTART:  # it asked to be started again, to recover
+                self._say(f"pandanode: {child.name} restarts to recover (it asked to)")
+                delay = 0.0
             else:
                 delay = _backoff(child.crashes)
                 if delay < 0:
@@ -500,16 +515,41 @@ class Supervisor:
 
     async def _watch(self) -> None:
         """Watch NATS (restart it on its port) and the children's own health."""
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL)  # poll: a Popen has no exit callback
-            nats = self._nats
-            if nats is not None and nats.exited():
-                await self._restart_nats(nats)
-            for child in self.children:
-                await self._check_child(child)
-            await self._set_overall()
+        try:
+            while True:
+                await asyncio.sleep(WATCH_INTERVAL)  # poll: a Popen has no exit callback
+                nats = self._nats
+                if nats is not None and nats.exited():
+                    await self._restart_nats(nats, "exited")
+                elif nats is not None and await self._jetstream_needs_restart(nats):
+                    await nats.stop()
+                    await self._restart_nats(nats, "had switched JetStream off")
+                for child in self.children:
+                    await self._check_child(child)
+                await self._set_overall()
+        finally:
+            await self._jetstream.close()
 
-    async def _restart_nats(self, nats: EmbeddedNats) -> None:
+    async def _jetstream_needs_restart(self, nats: EmbeddedNats) -> bool:
+        """Whether JetStream is off (a full disk) and there is space again to restart it.
+
+        While it is off the node is NOT_SERVING: publishes may still be stored, but nothing
+        is announced or materialized until nats-server restarts.
+        """
+        watch = self._jetstream
+        was_broken = watch.broken
+        if not await watch.check(nats):
+            return False
+        if not was_broken:
+            self._say(
+                f"pandanode: nats-server switched JetStream off ({watch.reason}); it is "
+                f"restarted once {self.settings.recovery_free_bytes // 2**20} MiB are free"
+            )
+            await self._set_overall()
+        return free_bytes(nats.store_dir) >= self.settings.recovery_free_bytes
+
+    async def _restart_nats(self, nats: EmbeddedNats, why: str) -> None:
+        self._jetstream.reset()
         for child in self.children:
             child.serving = False
             await self._health.set(child.grpc_service, _NOT_SERVING)
@@ -517,12 +557,13 @@ class Supervisor:
         while True:
             delay = _backoff(self._nats_crashes)
             if delay < 0:
-                self._give_up(f"nats-server died {MAX_RESTARTS} times")
+                self._give_up(f"nats-server {why} {MAX_RESTARTS} times")
                 return
             self._say(
-                f"pandanode: nats-server exited; restarting in {delay:.1f} s "
+                f"pandanode: nats-server {why}; restarting in {delay:.1f} s "
                 f"(restart {len(self._nats_crashes)})"
             )
+            why = "did not start again"
             await asyncio.sleep(delay)
             fresh = EmbeddedNats(
                 store_dir=nats.store_dir, host=nats.host, port=nats.port, monitor=nats.monitor
@@ -556,7 +597,7 @@ class Supervisor:
     async def _set_overall(self) -> None:
         if self._stopping:
             return
-        nats_up = self._nats is None or not self._nats.exited()
+        nats_up = self._nats is None or (not self._nats.exited() and not self._jetstream.broken)
         up = nats_up and all(c.serving and c.healthy for c in self.children)
         await self._health.set("", _SERVING if up else _NOT_SERVING)
 
@@ -570,6 +611,111 @@ class Supervisor:
     def _give_up(self, reason: str) -> None:
         self._fatal = f"{reason}; stopping the node"  # printed once, by the command
         self._stop.set()
+
+
+class _JetStreamWatch:
+    """Tells whether the embedded nats-server has switched JetStream off.
+
+    nats-server switches JetStream off for good when a write of its store fails for lack of
+    space, and says so in its log (when the log can still be written); a probe
+    (``$JS.API.INFO``) that keeps being answered "not enabled" (or by nobody) tells it too.
+    """
+
+    def __init__(self) -> None:
+        self.reason = ""
+        self._client: Any = None
+        self._log_offset = -1
+        self._off_since: float | None = None
+        self._next_probe = 0.0
+
+    @property
+    def broken(self) -> bool:
+        """Whether JetStream was found off (until :meth:`reset`)."""
+        return bool(self.reason)
+
+    def reset(self) -> None:
+        """Forget what was found: nats-server is being restarted."""
+        self.reason = ""
+        self._log_offset = -1
+        self._off_since = None
+        self._next_probe = time.monotonic() + JETSTREAM_OFF_GRACE
+
+    async def check(self, nats: EmbeddedNats) -> bool:
+        """Look (at most once per :data:`JETSTREAM_PROBE_INTERVAL`); True if JetStream is off."""
+        if self.reason:
+            return True
+        now = time.monotonic()
+        if now < self._next_probe:
+            return False
+        self._next_probe = now + JETSTREAM_PROBE_INTERVAL
+        logged = self._log_says_out_of_space(nats.store_dir / "nats-server.log")
+        if logged:
+            self.reason = logged
+            return True
+        off = await self._probe(nats.url)
+        if not off:
+            self._off_since = None
+            return False
+        if self._off_since is None:
+            self._off_since = now
+        if now - self._off_since >= JETSTREAM_OFF_GRACE:
+            self.reason = off
+        return self.broken
+
+    def _log_says_out_of_space(self, path: Path) -> str:
+        try:
+            with path.open("rb") as log_file:
+                size = log_file.seek(0, os.SEEK_END)
+                if self._log_offset < 0 or size < self._log_offset:
+                    # Lines written before this server started do not count.
+                    self._log_offset = size
+                    return ""
+                log_file.seek(self._log_offset)
+                text = log_file.read(size - self._log_offset).decode(errors="replace")
+                self._log_offset = size
+        except OSError:
+            return ""
+        for line in text.splitlines():
+            if any(mark in line.lower() for mark in _OUT_OF_SPACE_MARKS):
+                return line.strip()[-200:]
+        return ""
+
+    async def _probe(self, url: str) -> str:
+        """Why JetStream is off, or empty when it answers (or NATS cannot be asked now)."""
+        try:
+            if self._client is None or self._client.is_closed:
+                self._client = await nats.connect(
+                    url,
+                    name="pandanode-supervisor",
+                    connect_timeout=1,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=_quiet,
+                )
+            reply = await self._client.request("$JS.API.INFO", b"", timeout=2.0)
+        except nats.errors.NoRespondersError:
+            return "JetStream does not answer"
+        except Exception:
+            return ""  # NATS is away or busy: its exit is watched, and the next probe asks again
+        try:
+            error = json.loads(reply.data).get("error")
+        except ValueError:
+            return ""
+        if not isinstance(error, dict):
+            return ""
+        return f"JetStream answers: {str(error.get('description', error))[:200]}"
+
+    async def close(self) -> None:
+        """Close the probe's connection."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
+async def _quiet(err: Exception) -> None:
+    """nats-py logs each failed (re)connect with a traceback; the probe needs none of it."""
 
 
 def _pid(child: _Child) -> str:

@@ -69,6 +69,9 @@ class Settings:
             RESOURCE_EXHAUSTED (reason ``WATCH_TOO_SLOW``) and the client watches again.
         decoded_cache_bytes: Memory budget (bytes, estimated) of the decoded operations the
             query store keeps to rebuild documents without decoding them again.
+        recovery_free_bytes: Free bytes the data directory's file system must have again before
+            a store that failed to write (a full disk) is reopened: the service restarts, and
+            ``pandanode up`` restarts nats-server after JetStream switched itself off.
         advertise_address: The gRPC ``host:port`` other nodes should dial; empty: the bound
             address (a host of ``0.0.0.0`` tells LAN peers to use the datagram's source).
         bootstrap_peers: Comma-separated ``host:port`` of nodes to probe (GetNodeInfo) and
@@ -152,6 +155,7 @@ class Settings:
     listing_change_log_bytes: int = 16 * 1024 * 1024
     watch_queue_bytes: int = 4 * 1024 * 1024
     decoded_cache_bytes: int = 64 * 1024 * 1024
+    recovery_free_bytes: int = 16 * 1024 * 1024
     advertise_address: str = ""
     bootstrap_peers: str = ""
     discovery_probe_interval: float = 5.0
