@@ -11,8 +11,9 @@ from pandanode.core import KeyPair
 from pandanode.ingest.v1 import ingest_pb2 as ipb
 from pandanode.services.replication.driver import SessionRecord
 from pandanode.services.replication.ingest_client import HoldBuffer
-from pandanode.services.replication.replication import Replication
+from pandanode.services.replication.replication import Replication, replicated_schema_ids
 from pandanode.services.runtime.bus import InMemoryBus
+from pandanode.services.runtime.settings import Settings
 
 from .support import replication_settings
 
@@ -98,3 +99,18 @@ def test_the_hold_buffer_keeps_the_newest_up_to_its_bound() -> None:
     assert len(hold) == 3 and hold.dropped == 2
     assert hold.take() == items[2:]
     assert len(hold) == 0
+
+
+def test_the_replicated_schema_ids_stay_within_the_schema_allow_list() -> None:
+    venue = "venue_0020" + "ab" * 32
+    band = "band_0020" + "cd" * 32
+    supported = Settings(supported_schema_ids=venue).supported_schemas
+    definitions = ["schema_definition_v1", "schema_field_definition_v1"]
+    # No allow list: the setting as it is.
+    assert replicated_schema_ids("*", None) == ("*",)
+    assert replicated_schema_ids(f"{band},{venue}", None) == tuple(sorted([band, venue]))
+    # An allow list: * becomes the list, and ids outside it are dropped.
+    assert replicated_schema_ids("*", supported) == tuple(sorted([*definitions, venue]))
+    assert replicated_schema_ids(f"{band},{venue}", supported) == (venue,)
+    assert replicated_schema_ids("blob_v01", supported) == ()
+    assert replicated_schema_ids("", supported) == ()
