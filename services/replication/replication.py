@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any, Final
 import grpc
 import grpc.aio
 
+from pandanode.core.errors import SchemaIdError
 from pandanode.core.keypair import KeyPair
+from pandanode.core.schema_id import parse_schema_id
 from pandanode.events.v1.events_pb2 import PeerDiscovered, PeerLost
 from pandanode.replication.v1 import replication_pb2 as pb
 from pandanode.replication.v1 import replication_pb2_grpc
@@ -60,6 +62,7 @@ __all__ = [
     "PeerRecord",
     "Replication",
     "SessionsFullError",
+    "replicated_schema_ids",
 ]
 
 log = logging.getLogger(__name__)
@@ -196,6 +199,35 @@ class _CallTransport:
         return message
 
 
+def replicated_schema_ids(
+    replication_schema_ids: str, supported: frozenset[str] | None
+) -> tuple[str, ...]:
+    """The schema ids we replicate (and announce): the setting, within the node's allow list.
+
+    With an allow list (``supported``, see :attr:`Settings.supported_schemas`), ``*`` becomes
+    the list itself and ids outside it are dropped: a peer is never asked for entries ingest
+    would refuse (which would fail the session and count against the peer).
+
+    Args:
+        replication_schema_ids: The setting (comma-separated ids; ``*``: any; empty: none).
+        supported: The schema ids the node accepts; None: any.
+    """
+    wanted = _ids(replication_schema_ids)
+    if supported is not None:
+        if ANY_SCHEMA in wanted:
+            wanted = supported
+        else:
+            wanted = frozenset(i for i in wanted if _canonical(i) in supported)
+    return tuple(sorted(wanted))
+
+
+def _canonical(schema_id: str) -> str:
+    try:
+        return str(parse_schema_id(schema_id))
+    except SchemaIdError:
+        return schema_id
+
+
 def _ids(text: str) -> frozenset[str]:
     return frozenset(item.strip() for item in text.split(",") if item.strip())
 
@@ -213,7 +245,9 @@ class Replication:
         self.settings = settings
         self.bus = bus
         self.node_id = node_key.public_key()
-        self.schema_ids = tuple(sorted(_ids(settings.replication_schema_ids)))
+        self.schema_ids = replicated_schema_ids(
+            settings.replication_schema_ids, settings.supported_schemas
+        )
         self.allow = _ids(settings.allow_peer_ids)
         self.block = _ids(settings.block_peer_ids)
         self.peers: dict[str, PeerRecord] = {}

@@ -8,6 +8,7 @@ own defaults (``pandanode up`` turns LAN discovery on), the defaults below.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 import re
@@ -17,11 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError"]
+from pandanode.core.errors import SchemaIdError
+from pandanode.core.schema_id import parse_schema_id
+
+__all__ = ["ENV_PREFIX", "IMPLICIT_SCHEMA_IDS", "Settings", "SettingsError"]
 
 ENV_PREFIX = "PANDANODE_"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _LOG_FORMATS = ("text", "json")
+
+IMPLICIT_SCHEMA_IDS: frozenset[str] = frozenset(
+    {"schema_definition_v1", "schema_field_definition_v1"}
+)
+"""What a schema allow list accepts besides its ids: how the listed schemas are defined."""
 
 
 class SettingsError(ValueError):
@@ -36,6 +45,12 @@ class Settings:
         data_dir: Where the node keeps its data (RocksDB stores, the embedded NATS store).
         listen: ``host:port`` the gRPC server binds to.
         nats_url: A NATS server to use; empty to start an embedded one (all-in-one node).
+        supported_schema_ids: The schema allow list: comma-separated schema ids whose
+            operations the node accepts (from clients and peers alike); ``*``: any schema.
+            With a list, the schema and field definitions (``schema_definition_v1``,
+            ``schema_field_definition_v1``) are accepted too, so a listed schema can be
+            learned; ``blob_v1`` and ``blob_piece_v1`` only when listed. Replication then
+            replicates no schema outside the list.
         max_entry_bytes: Largest accepted entry (a p2panda entry is at most 226 bytes).
         max_operation_bytes: Largest accepted operation (a blob piece holds 256 000 bytes).
         max_message_bytes: Largest gRPC message received or sent.
@@ -135,6 +150,7 @@ class Settings:
     data_dir: Path = Path("data")
     listen: str = "127.0.0.1:2020"
     nats_url: str = ""
+    supported_schema_ids: str = "*"
     max_entry_bytes: int = 1024
     max_operation_bytes: int = 256 * 1024 + 16 * 1024
     max_message_bytes: int = 16 * 1024 * 1024
@@ -231,6 +247,7 @@ class Settings:
                 f"setting log_level must be one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}"
             )
         self._check_operations()
+        _ = self.supported_schemas  # raises on a malformed list
         if self.stream_replicas > 5:
             raise SettingsError(
                 f"setting stream_replicas must be 1 to 5 (JetStream's limit), got "
@@ -257,6 +274,18 @@ class Settings:
     def node_key_path(self) -> Path:
         """The node key file: :attr:`node_key`, or ``node.key`` in the data directory."""
         return Path(self.node_key) if self.node_key else self.data_dir / "node.key"
+
+    @property
+    def supported_schemas(self) -> frozenset[str] | None:
+        """The schema ids the node accepts operations of (canonical form); None: any.
+
+        The listed ids plus the definition schemas a listed schema needs to be learned
+        (:data:`IMPLICIT_SCHEMA_IDS`).
+
+        Raises:
+            SettingsError: an id does not parse, the list is empty, or ``*`` is mixed with ids.
+        """
+        return _supported_schemas(self.supported_schema_ids)
 
     @property
     def bootstrap_addresses(self) -> tuple[str, ...]:
@@ -328,6 +357,27 @@ class Settings:
     def with_changes(self, **changes: Any) -> Settings:
         """Return a copy with some settings changed."""
         return dataclasses.replace(self, **changes)
+
+
+@functools.lru_cache(maxsize=16)
+def _supported_schemas(text: str) -> frozenset[str] | None:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if items == ["*"]:
+        return None
+    if not items or "*" in items:
+        raise SettingsError(
+            "setting supported_schema_ids must be * (any schema) or a list of schema ids, "
+            f"got {text[:200]!r}"
+        )
+    ids: set[str] = set()
+    for item in items:
+        try:
+            ids.add(str(parse_schema_id(item)))
+        except SchemaIdError as err:
+            raise SettingsError(
+                f"setting supported_schema_ids: {item[:200]!r} is not a schema id: {err.message}"
+            ) from None
+    return frozenset(ids | IMPLICIT_SCHEMA_IDS)
 
 
 def _bool(value: Any) -> bool:

@@ -13,8 +13,13 @@ from pandanode.core import KeyPair
 from pandanode.ingest.v1 import ingest_pb2 as ipb
 from pandanode.services.replication.driver import SessionRecord
 from pandanode.services.replication.ingest_client import HoldBuffer
-from pandanode.services.replication.replication import Replication, SessionsFullError
+from pandanode.services.replication.replication import (
+    Replication,
+    SessionsFullError,
+    replicated_schema_ids,
+)
 from pandanode.services.runtime.bus import InMemoryBus
+from pandanode.services.runtime.settings import Settings
 
 from .support import replication_settings
 
@@ -181,3 +186,18 @@ def test_being_refused_for_too_many_sessions_backs_off_but_is_not_a_failure(
         node._account(SessionRecord(initiator=True, node_id=peer), reason)
     assert not node.refused(peer) and node.peers[peer].failures == []
     assert node.peers[peer].consecutive == 2
+
+
+def test_the_replicated_schema_ids_stay_within_the_schema_allow_list() -> None:
+    venue = "venue_0020" + "ab" * 32
+    band = "band_0020" + "cd" * 32
+    supported = Settings(supported_schema_ids=venue).supported_schemas
+    definitions = ["schema_definition_v1", "schema_field_definition_v1"]
+    # No allow list: the setting as it is.
+    assert replicated_schema_ids("*", None) == ("*",)
+    assert replicated_schema_ids(f"{band},{venue}", None) == tuple(sorted([band, venue]))
+    # An allow list: * becomes the list, and ids outside it are dropped.
+    assert replicated_schema_ids("*", supported) == tuple(sorted([*definitions, venue]))
+    assert replicated_schema_ids(f"{band},{venue}", supported) == (venue,)
+    assert replicated_schema_ids("blob_v01", supported) == ()
+    assert replicated_schema_ids("", supported) == ()
