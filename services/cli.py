@@ -52,6 +52,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_schemas(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--supported-schema-ids",
+        dest="supported_schema_ids",
+        metavar="ID,…",
+        help="the schema allow list: accept operations of these schemas only (and their "
+        "schema and field definitions); default *: any",
+    )
+
+
 def _add_metrics(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument(
         "--metrics-listen",
@@ -140,6 +150,7 @@ def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="run the all-in-one node: embedded NATS and one process per service, on one address",
     )
     _add_common(up)
+    _add_schemas(up)
     _add_discovery(up)
     _add_nats_url(up, "use this NATS server, not an embedded one")
     _add_http(up)
@@ -154,6 +165,7 @@ def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     serve = commands.add_parser("serve", help="run one service (distributed deployment)")
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
+    _add_schemas(serve)
     _add_discovery(serve)
     _add_nats_url(serve, "NATS server URL (all but the gateway)")
     _add_http(serve)
@@ -273,6 +285,7 @@ def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--config file over defaults), as TOML",
     )
     _add_common(show)
+    _add_schemas(show)
     _add_discovery(show)
     _add_nats_url(show, "NATS server URL")
     _add_http(show)
@@ -394,6 +407,7 @@ async def _serve(settings: Settings, service: str) -> int:
     """
     from .node import Node
     from .runtime.metrics import MetricsServer, metrics_enabled, serve_metrics
+    from .runtime.service import EXIT_RESTART
     from .supervisor import SupervisorError
 
     stop = _stop_on_signals()
@@ -422,15 +436,19 @@ async def _serve(settings: Settings, service: str) -> int:
     try:
         stopped = asyncio.create_task(stop.wait())
         failed = asyncio.create_task(node.failed.wait())
-        await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+        restart = asyncio.create_task(node.restart.wait())
+        await asyncio.wait([stopped, failed, restart], return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         failed.cancel()
+        restart.cancel()
     finally:
         print("pandanode: draining…", flush=True)
         await node.stop()
         if metrics is not None:
             metrics.stop()
-    return 1 if node.failed.is_set() else 0
+    if node.failed.is_set():
+        return 1
+    return EXIT_RESTART if node.restart.is_set() and not stop.is_set() else 0
 
 
 def _one_line(err: BaseException) -> str:
@@ -482,6 +500,7 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
         "data_dir": args.data_dir,
         "listen": args.listen,
         "nats_url": getattr(args, "nats_url", None),
+        "supported_schema_ids": getattr(args, "supported_schema_ids", None),
         "log_level": args.log_level,
         "log_format": args.log_format,
         "metrics_listen": getattr(args, "metrics_listen", None),

@@ -50,6 +50,8 @@ class Node:
         address: The ``host:port`` the gRPC server is bound to, once started.
         nats_url: The NATS server in use, once started.
         failed: Set when a service's background work died (the process should exit non-zero).
+        restart: Set when a service asks for the process to be started again to recover
+            (:meth:`~.runtime.service.Service.restart_wanted`).
     """
 
     def __init__(self, settings: Settings, services: tuple[str, ...] = SERVICES) -> None:
@@ -62,6 +64,7 @@ class Node:
         self.nats_url = settings.nats_url
         self.parts: list[Service] = []
         self.failed = asyncio.Event()
+        self.restart = asyncio.Event()
         self._nats: EmbeddedNats | None = None
         self._bus: Bus | None = None
         self._server: GrpcServer | None = None
@@ -175,6 +178,10 @@ class Node:
                     changed = True
                     continue
                 ready = part.ready()
+                why = part.restart_wanted()
+                if why and not self.restart.is_set():
+                    log.warning("pandanode: %s restarts to recover: %s", part.name, why)
+                    self.restart.set()
                 if ready == (part.name not in unready):
                     continue
                 changed = True

@@ -28,7 +28,7 @@ from .query.store import QueryStore
 from .query.token_secret import load_or_create_token_secret
 from .replication.replication import Replication
 from .replication.servicer import ReplicationServicer
-from .runtime.service import Service, ServiceContext, task_running
+from .runtime.service import Service, ServiceContext, store_restart_wanted, task_running
 from .runtime.settings import Settings
 
 __all__ = [
@@ -61,8 +61,10 @@ class IngestPart(Service):
         self.store: LogStore | None = None
         self.ingest: Ingest | None = None
         self.announcer: Announcer | None = None
+        self.settings = Settings()
 
     async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
+        self.settings = context.settings
         self.store = LogStore(context.settings.data_dir / "ingest")
         # Each commit is handed to the announcer in memory; its outbox is for recovery only.
         self.announcer = Announcer(self.store, context.need_bus())
@@ -84,7 +86,12 @@ class IngestPart(Service):
     def ready(self) -> bool:  # noqa: D102 - see Service
         # Publishing goes on while announcing fails (the outbox keeps every commit), but what
         # is stored is not reaching the other services: say so until announcing recovers.
-        return self.announcer is None or self.announcer.healthy
+        # A store that failed to write refuses every publish until the process restarts.
+        store_ok = self.store is None or self.store.write_error is None
+        return store_ok and (self.announcer is None or self.announcer.healthy)
+
+    def restart_wanted(self) -> str:  # noqa: D102 - see Service
+        return store_restart_wanted(self.store, self.settings)
 
     async def drain(self) -> None:  # noqa: D102 - see Service
         if self.ingest is not None:
@@ -108,9 +115,10 @@ class QueryPart(Service):
         self.store: QueryStore | None = None
         self.materializer: Materializer | None = None
         self.reads: Query | None = None
+        self.settings = Settings()
 
     async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
-        settings = context.settings
+        settings = self.settings = context.settings
         self.store = QueryStore(
             settings.data_dir / "query", decoded_cache_bytes=settings.decoded_cache_bytes
         )
@@ -135,6 +143,13 @@ class QueryPart(Service):
 
     def health(self) -> bool:  # noqa: D102 - see Service
         return self.materializer is not None and task_running(self.materializer._task)
+
+    def ready(self) -> bool:  # noqa: D102 - see Service
+        # Reads still answer, but nothing new is materialized until the store is reopened.
+        return self.store is None or self.store.write_error is None
+
+    def restart_wanted(self) -> str:  # noqa: D102 - see Service
+        return store_restart_wanted(self.store, self.settings)
 
     async def drain(self) -> None:  # noqa: D102 - see Service
         if self.reads is not None:

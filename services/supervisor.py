@@ -47,11 +47,14 @@ from .node import SERVICES
 from .parts import PARTS
 from .runtime.addresses import split_host_port
 from .runtime.guard import guarded_server
+from .runtime.jetstream_watch import JetStreamWatch
 from .runtime.logs import json_logging
 from .runtime.metrics import ChildrenCollector, MetricsServer, metrics_enabled, serve_metrics
 from .runtime.nats_server import EmbeddedNats, NatsServerError, dies_with_parent_prefix
 from .runtime.proxy import PassThrough, method_kinds
+from .runtime.rocks import free_bytes
 from .runtime.server import add_reflection
+from .runtime.service import EXIT_RESTART
 from .runtime.settings import Settings
 
 __all__ = [
@@ -171,6 +174,7 @@ class Supervisor:
         self._lock_fd: int | None = None
         self._nats: EmbeddedNats | None = None
         self._nats_crashes: list[float] = []
+        self._jetstream = JetStreamWatch()
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._stopping = False
@@ -476,6 +480,9 @@ class Supervisor:
             if child.planned_restart:
                 child.planned_restart = False
                 delay = 0.0
+            elif code == EXIT_RESTART:  # it asked to be started again, to recover
+                self._say(f"pandanode: {child.name} restarts to recover (it asked to)")
+                delay = 0.0
             else:
                 delay = _backoff(child.crashes)
                 if delay < 0:
@@ -501,16 +508,41 @@ class Supervisor:
 
     async def _watch(self) -> None:
         """Watch NATS (restart it on its port) and the children's own health."""
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL)  # poll: a Popen has no exit callback
-            nats = self._nats
-            if nats is not None and nats.exited():
-                await self._restart_nats(nats)
-            for child in self.children:
-                await self._check_child(child)
-            await self._set_overall()
+        try:
+            while True:
+                await asyncio.sleep(WATCH_INTERVAL)  # poll: a Popen has no exit callback
+                nats = self._nats
+                if nats is not None and nats.exited():
+                    await self._restart_nats(nats, "exited")
+                elif nats is not None and await self._jetstream_needs_restart(nats):
+                    await nats.stop()
+                    await self._restart_nats(nats, "had switched JetStream off")
+                for child in self.children:
+                    await self._check_child(child)
+                await self._set_overall()
+        finally:
+            await self._jetstream.close()
 
-    async def _restart_nats(self, nats: EmbeddedNats) -> None:
+    async def _jetstream_needs_restart(self, nats: EmbeddedNats) -> bool:
+        """Whether JetStream is off (a full disk) and there is space again to restart it.
+
+        While it is off the node is NOT_SERVING: publishes may still be stored, but nothing
+        is announced or materialized until nats-server restarts.
+        """
+        watch = self._jetstream
+        was_broken = watch.broken
+        if not await watch.check(nats):
+            return False
+        if not was_broken:
+            self._say(
+                f"pandanode: nats-server switched JetStream off ({watch.reason}); it is "
+                f"restarted once {self.settings.recovery_free_bytes // 2**20} MiB are free"
+            )
+            await self._set_overall()
+        return free_bytes(nats.store_dir) >= self.settings.recovery_free_bytes
+
+    async def _restart_nats(self, nats: EmbeddedNats, why: str) -> None:
+        self._jetstream.reset()
         for child in self.children:
             child.serving = False
             await self._health.set(child.grpc_service, _NOT_SERVING)
@@ -518,12 +550,13 @@ class Supervisor:
         while True:
             delay = _backoff(self._nats_crashes)
             if delay < 0:
-                self._give_up(f"nats-server died {MAX_RESTARTS} times")
+                self._give_up(f"nats-server {why} {MAX_RESTARTS} times")
                 return
             self._say(
-                f"pandanode: nats-server exited; restarting in {delay:.1f} s "
+                f"pandanode: nats-server {why}; restarting in {delay:.1f} s "
                 f"(restart {len(self._nats_crashes)})"
             )
+            why = "did not start again"
             await asyncio.sleep(delay)
             fresh = EmbeddedNats(
                 store_dir=nats.store_dir, host=nats.host, port=nats.port, monitor=nats.monitor
@@ -557,7 +590,7 @@ class Supervisor:
     async def _set_overall(self) -> None:
         if self._stopping:
             return
-        nats_up = self._nats is None or not self._nats.exited()
+        nats_up = self._nats is None or (not self._nats.exited() and not self._jetstream.broken)
         up = nats_up and all(c.serving and c.healthy for c in self.children)
         await self._health.set("", _SERVING if up else _NOT_SERVING)
 

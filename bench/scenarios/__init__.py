@@ -11,9 +11,11 @@ from . import (
     distributed,
     gateway,
     ingest,
+    memory,
     peers,
     profiling,
     query,
+    replication,
 )
 
 __all__ = [
@@ -24,7 +26,9 @@ __all__ = [
     "distributed",
     "gateway",
     "ingest",
+    "memory",
     "peers",
     "profiling",
     "query",
+    "replication",
 ]

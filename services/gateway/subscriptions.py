@@ -43,13 +43,14 @@ from graphql import (
     OperationType,
     execute,
     get_operation_ast,
-    subscribe,
 )
+from graphql.execution import create_source_event_stream
 
 from pandanode.query.v1 import query_pb2 as qpb
 
 from .api import GraphQLApi, is_coroutine
 from .app import AsgiHandler, Receive, Scope, Send
+from .execution import PlainFieldsExecutionContext
 from .filters import field_filters, meta_filters
 from .resolvers import Doc, RequestContext
 from .schema import SchemaTypes
@@ -392,12 +393,15 @@ class _Connection:
                 operation_name=operation_name,
                 context_value=context,
                 is_awaitable=is_coroutine,
+                execution_context_class=PlainFieldsExecutionContext,
             )
             if not isinstance(result, ExecutionResult):
                 result = await result
             await self._next(identifier, result)
             return True
-        stream = await subscribe(
+        # graphql-core's subscribe() without its mapping of events, which executes them with
+        # its default execution context: each event is executed here as queries are.
+        stream = await create_source_event_stream(
             snapshot.schema,
             document,
             variable_values=variables,
@@ -411,7 +415,19 @@ class _Connection:
             await self._next(identifier, stream)
             return True
         try:
-            async for result in stream:
+            async for event in stream:
+                result = execute(
+                    snapshot.schema,
+                    document,
+                    root_value=event,
+                    variable_values=variables,
+                    operation_name=operation_name,
+                    context_value=context,
+                    is_awaitable=is_coroutine,
+                    execution_context_class=PlainFieldsExecutionContext,
+                )
+                if not isinstance(result, ExecutionResult):
+                    result = await result
                 await self._next(identifier, result)
         finally:
             aclose = getattr(stream, "aclose", None)

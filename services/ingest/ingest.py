@@ -32,6 +32,8 @@ from pandanode.core.errors import (
     PandanodeError,
     Reason,
     SchemaNotFoundError,
+    SchemaNotSupportedError,
+    quote,
 )
 from pandanode.core.hash import generate_hash, hash_bytes
 from pandanode.core.hexid import PUBLIC_KEY_HEX_LENGTH, require_hex
@@ -49,12 +51,14 @@ from pandanode.core.publish import (
     seq_nums_needed,
     validate_publish,
 )
+from pandanode.core.schema_id import parse_schema_id
 from pandanode.services.runtime import metrics
 from pandanode.services.runtime.errors import (
     InvalidRequestError,
     UnavailableError,
 )
 from pandanode.services.runtime.events import IngestedOperation
+from pandanode.services.runtime.guard import RateLimitedLog
 from pandanode.services.runtime.settings import Settings
 
 from .reads import HaveSet, LogHeightsPage, missing_entry_batches, read_log_heights_page
@@ -64,6 +68,7 @@ from .store import LogStore, StoredEntry, WriteBatchView
 __all__ = ["Ingest", "PublishOutcome"]
 
 log = logging.getLogger(__name__)
+_WRITE_FAILURES = RateLimitedLog(log)
 
 PublishOutcome = PublishResult | PandanodeError
 """One item's outcome in a batch: its result, or the error that rejected it."""
@@ -180,6 +185,7 @@ class Ingest:
         self.store = store
         self.settings = settings
         self.schemas = SchemaRegistry(store)
+        self._supported = settings.supported_schemas
         self._on_committed = on_committed
         self._queue: asyncio.Queue[_Checked] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -234,8 +240,25 @@ class Ingest:
         if echo is not None:
             return echo
         operation = decode_operation(operation_bytes)
+        if self._supported is not None:
+            self._check_supported(operation.schema_id)
         entry = self.decode_entry(entry_bytes)
         return _Checked(entry, operation_bytes, operation)
+
+    def _check_supported(self, schema_id: str) -> None:
+        """Refuse an operation of a schema outside the allow list (before its signature check).
+
+        Raises:
+            SchemaNotSupportedError: the schema is not in ``supported_schema_ids``.
+        """
+        assert self._supported is not None
+        if schema_id in self._supported or str(parse_schema_id(schema_id)) in self._supported:
+            return
+        raise SchemaNotSupportedError(
+            f"this node does not accept operations of schema {quote(schema_id)} (its "
+            "supported_schema_ids does not list it): publish to a node that supports it, or "
+            "ask this node's operator to add it",
+        ).about(schema_id=schema_id)
 
     def _stored_again(self, entry_bytes: bytes, operation_bytes: bytes) -> PublishResult | None:
         """The answer for an entry already stored (found by its hash), or None if it is new.
@@ -278,8 +301,7 @@ class Ingest:
         Raises:
             PandanodeError: the entry was rejected (nothing of it is stored).
         """
-        if self._closing:
-            raise UnavailableError("the node is shutting down; retry on another node or later")
+        self._refuse_if_unwritable()
         # Checked inline, unlike batches: measured at 1, 16 and 64 calls in flight, a hop to the
         # pool per call cost more than the ~60 µs of verification it moves off the event loop
         # (a future bridged back through the loop's self-pipe, and the pool thread waiting for
@@ -302,8 +324,7 @@ class Ingest:
 
     async def publish_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[PublishOutcome]:
         """Publish a batch; one outcome per item, in order. Rejected items do not stop the rest."""
-        if self._closing:
-            raise UnavailableError("the node is shutting down; retry on another node or later")
+        self._refuse_if_unwritable()
         self._check_batch(items)
         return await self._publish_batch(items, None, None)
 
@@ -327,8 +348,7 @@ class Ingest:
             previous: asyncio.Future[None] | None = None
             try:
                 async for items in batches:
-                    if self._closing:
-                        raise UnavailableError("the node is shutting down")
+                    self._refuse_if_unwritable()
                     self._check_batch(items)
                     enqueued: asyncio.Future[None] = loop.create_future()
                     task = asyncio.create_task(self._publish_batch(items, previous, enqueued))
@@ -352,6 +372,20 @@ class Ingest:
             feeder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await feeder
+
+    def _refuse_if_unwritable(self) -> None:
+        """Refuse a publish while the node stops or its log store cannot write (full disk).
+
+        RocksDB takes no write after a failed one until it is reopened (the service restarts
+        once there is space again), so nothing is acknowledged meanwhile.
+        """
+        if self._closing:
+            raise UnavailableError("the node is shutting down; retry on another node or later")
+        if self.store.write_error is not None:
+            raise UnavailableError(
+                f"the log store cannot write ({self.store.write_error}); the node recovers "
+                "once its disk has space again: retry later"
+            )
 
     def _check_batch(self, items: Sequence[tuple[bytes, bytes]]) -> None:
         if len(items) > self.settings.max_batch_items:
@@ -421,9 +455,13 @@ class Ingest:
             try:
                 await self._apply_batch(loop, batch)
             except Exception as err:  # a store failure: nobody in this batch is acknowledged
-                log.exception("write failed")
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+                # One line, not a traceback per batch: on a full disk every write fails.
+                _WRITE_FAILURES.warning("writing to the log store failed: %s", reason)
                 for item in batch:
-                    item.settle(UnavailableError(f"the log store failed to write: {err}"))
+                    item.settle(
+                        UnavailableError(f"the log store failed to write ({reason}); retry later")
+                    )
             finally:
                 for _ in batch:
                     self._queue.task_done()

@@ -33,6 +33,7 @@ from typing import Final
 from pandanode.services.runtime import metrics
 from pandanode.services.runtime.bus import Bus, Consumer, Delivery
 from pandanode.services.runtime.events import OPERATIONS_INGESTED
+from pandanode.services.runtime.guard import RateLimitedLog
 
 from .engine import Applied, Engine
 from .ingested import POSITIONS_PER_MESSAGE, IngestedEvent, parse_runs
@@ -66,6 +67,7 @@ __all__ = [
 # here for the modules and tools that import them from the materializer.
 
 log = logging.getLogger(__name__)
+_STORE_FAILURES = RateLimitedLog(log)
 
 DEFAULT_DURABLE: Final = "query"
 DEFAULT_BATCH_SIZE: Final = 256
@@ -195,7 +197,15 @@ class Materializer:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("materializing failed; resuming from the checkpoint")
+                if self.store.write_error is not None:
+                    # A full disk: one line now and then, not a traceback per retry; the
+                    # service restarts to reopen the store once there is space again.
+                    _STORE_FAILURES.warning(
+                        "materializing failed, the query store cannot write: %s",
+                        self.store.write_error,
+                    )
+                else:
+                    log.exception("materializing failed; resuming from the checkpoint")
                 await asyncio.sleep(backoff)  # back off before retrying NATS / the store
                 backoff = min(backoff * 2, 5.0)
                 with contextlib.suppress(Exception):

@@ -42,6 +42,7 @@ _CODES: Final = {
     "STOPPING": grpc.StatusCode.UNAVAILABLE,
     "PEER_LOST": grpc.StatusCode.UNAVAILABLE,
     "INTERNAL": grpc.StatusCode.INTERNAL,
+    "LIVE_DRIFT": grpc.StatusCode.ABORTED,
     "SELF_SYNC": grpc.StatusCode.FAILED_PRECONDITION,
     "UNSUPPORTED_VERSION": grpc.StatusCode.FAILED_PRECONDITION,
 }
@@ -86,6 +87,8 @@ def session_to_pb(record: SessionRecord) -> pb.Session:
         ended=_time(record.ended),
         error_reason=record.error_reason,
         initiator=record.initiator,
+        held_peak=record.held_peak,
+        held_dropped=record.held_dropped,
     )
 
 

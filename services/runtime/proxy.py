@@ -227,7 +227,8 @@ class PassThrough(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             if not call.done():
                 call.cancel()
                 with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-                    await call
+                    # Not ``await call``: a streaming call is not awaitable.
+                    await call.code()
 
 
 class _UpstreamUnavailableError(Exception):

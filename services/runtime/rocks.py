@@ -13,13 +13,14 @@ guarantee is the same: the batch is on disk when ``_write`` returns.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
-__all__ = ["RocksStore", "WalSync"]
+__all__ = ["RocksStore", "WalSync", "free_bytes"]
 
 _WAL_SUFFIX = ".log"
 
@@ -94,14 +95,27 @@ class RocksStore:
         self._db = Rdict(str(path), options=options)
         self._async = WriteOptions()
         self._wal = WalSync(path)
+        self.path = path
+        self.write_error: str | None = None
+        """The first failed write (one line), or None. RocksDB refuses every later write once
+        its write-ahead log failed (``Writer has previous error``, also after a full disk has
+        space again): the store must be reopened, which its service does by restarting."""
 
     def _get(self, key: bytes) -> bytes | None:
         value = self._db.get(key)
         return None if value is None else bytes(value)
 
     def close(self) -> None:
-        """Flush and close the database."""
-        self._db.close()
+        """Flush and close the database.
+
+        A store whose writes failed cannot flush; it is closed all the same (what was
+        acknowledged is in its synced write-ahead log).
+        """
+        if self.write_error is None:
+            self._db.close()
+            return
+        with contextlib.suppress(Exception):  # the write error was reported when it happened
+            self._db.close()
 
     def _write(self, overlay: Mapping[bytes, bytes | None], *, sync: bool) -> None:
         """Write buffered puts (and deletes, ``None``) atomically; synced: durable on return."""
@@ -113,9 +127,14 @@ class RocksStore:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        self._db.write(batch, write_opt=self._async)
-        if sync:
-            self._wal.sync()
+        try:
+            self._db.write(batch, write_opt=self._async)
+            if sync:
+                self._wal.sync()
+        except Exception as err:
+            if self.write_error is None:
+                self.write_error = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            raise
 
     def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Yield (key, value) of the keys with ``prefix``, from ``start`` on, in key order."""
@@ -133,3 +152,12 @@ class RocksStore:
                 self._db.property_int_value("rocksdb.estimate-live-data-size") or 0
             ),
         }
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free for this process on the file system of ``path`` (0 if it cannot be read)."""
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return 0
+    return stats.f_bavail * stats.f_frsize

@@ -16,9 +16,13 @@ import grpc
 import grpc.aio
 
 from .bus import Bus
+from .rocks import RocksStore, free_bytes
 from .settings import Settings
 
-__all__ = ["Service", "ServiceContext", "task_running"]
+__all__ = ["EXIT_RESTART", "Service", "ServiceContext", "store_restart_wanted", "task_running"]
+
+EXIT_RESTART = 75
+"""Exit code of ``pandanode serve`` asking to be started again at once (``EX_TEMPFAIL``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,15 @@ class Service(abc.ABC):
         """
         return True
 
+    def restart_wanted(self) -> str:
+        """Why the process should restart now to recover (empty: it should not).
+
+        E.g. a store that failed to write on a full disk, once there is space again: RocksDB
+        only takes writes again after it is reopened. ``pandanode serve`` then drains and exits
+        with :data:`EXIT_RESTART`; the supervisor (or the orchestrator) starts it again.
+        """
+        return ""
+
     @abc.abstractmethod
     async def drain(self) -> None:
         """Finish accepted work, hand it on, close everything (idempotent)."""
@@ -82,3 +95,17 @@ class Service(abc.ABC):
 def task_running(task: asyncio.Task[None] | None) -> bool:
     """True if ``task`` exists and has not ended."""
     return task is not None and not task.done()
+
+
+def store_restart_wanted(store: RocksStore | None, settings: Settings) -> str:
+    """:meth:`Service.restart_wanted` of a service whose RocksDB ``store`` may have failed.
+
+    A restart is wanted once the store failed to write and its file system has at least
+    ``recovery_free_bytes`` free again.
+    """
+    if store is None or store.write_error is None:
+        return ""
+    free = free_bytes(store.path)
+    if free < settings.recovery_free_bytes:
+        return ""
+    return f"its store failed to write ({store.write_error}); {free // 2**20} MiB free again"

@@ -122,4 +122,6 @@ async def test_entry_refuses_the_nodes_internal_rpcs_and_reflection(
     )
 
     assert internal.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert await reflected.code() == grpc.StatusCode.UNIMPLEMENTED
+    # nginx answers a stream before reading its body; grpc-core sometimes sees the reset of the
+    # unread request first (INTERNAL, 1 run in ~35 here). Either way nothing is reflected.
+    assert await reflected.code() in {grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INTERNAL}
