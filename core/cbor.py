@@ -259,34 +259,45 @@ def _read(data: bytes, pos: int, depth: int) -> tuple[CborValue, int]:
     if depth <= 0:
         raise _invalid("data items nest too deeply")
     if major == 4:
-        if arg > len(data) - pos:  # every item takes at least one byte
-            raise _eof(len(data))
-        items: list[CborValue] = []
-        for _ in range(arg):
-            item, pos = _read(data, pos, depth - 1)
-            items.append(item)
-        return items, pos
+        return _read_array(data, pos, arg, depth)
     if major == 5:
-        if arg > (len(data) - pos) // 2:  # every entry takes at least two bytes
-            raise _eof(len(data))
-        pairs: list[tuple[CborValue, CborValue]] = []
-        for _ in range(arg):
-            key, pos = _read(data, pos, depth - 1)
-            value, pos = _read(data, pos, depth - 1)
-            pairs.append((key, value))
-        return CborMap(tuple(pairs)), pos
-    # major == 6
-    if (arg == 2 or arg == 3) and pos < len(data):
+        return _read_map(data, pos, arg, depth)
+    return _read_tag(data, pos, arg, depth)  # major == 6
+
+
+def _read_array(data: bytes, pos: int, count: int, depth: int) -> tuple[CborValue, int]:
+    if count > len(data) - pos:  # every item takes at least one byte
+        raise _eof(len(data))
+    items: list[CborValue] = []
+    for _ in range(count):
+        item, pos = _read(data, pos, depth - 1)
+        items.append(item)
+    return items, pos
+
+
+def _read_map(data: bytes, pos: int, count: int, depth: int) -> tuple[CborValue, int]:
+    if count > (len(data) - pos) // 2:  # every entry takes at least two bytes
+        raise _eof(len(data))
+    pairs: list[tuple[CborValue, CborValue]] = []
+    for _ in range(count):
+        key, pos = _read(data, pos, depth - 1)
+        value, pos = _read(data, pos, depth - 1)
+        pairs.append((key, value))
+    return CborMap(tuple(pairs)), pos
+
+
+def _read_tag(data: bytes, pos: int, tag: int, depth: int) -> tuple[CborValue, int]:
+    if (tag == 2 or tag == 3) and pos < len(data):
         content = data[pos]
         # Like ciborium: a bignum over a definite byte string of at most 16 bytes is an integer.
         if content >> 5 == 2 and content & 0x1F != 31:
             value, end = _read(data, pos, depth - 1)
             if isinstance(value, bytes) and len(value) <= 16:
                 magnitude = int.from_bytes(value, "big")
-                return (magnitude if arg == 2 else -1 - magnitude), end
-            return Tag(arg, value), end
+                return (magnitude if tag == 2 else -1 - magnitude), end
+            return Tag(tag, value), end
     value, pos = _read(data, pos, depth - 1)
-    return Tag(arg, value), pos
+    return Tag(tag, value), pos
 
 
 def _utf8(chunk: bytes, pos: int) -> str:
@@ -454,12 +465,7 @@ def _write(out: bytearray, value: CborValue) -> None:
     elif value is None:
         out.append(0xF6)
     elif isinstance(value, int):
-        if 0 <= value <= _MAX_UINT:
-            _head(out, 0, value)
-        elif -_MAX_UINT - 1 <= value < 0:
-            _head(out, 1, -1 - value)
-        else:
-            raise _invalid(f"integer {value} does not fit a CBOR head (use a bignum tag)")
+        _write_int(out, value)
     elif isinstance(value, float):
         out += encode_float(value)
     elif isinstance(value, str):
@@ -485,14 +491,27 @@ def _write(out: bytearray, value: CborValue) -> None:
         _head(out, 6, value.tag)
         _write(out, value.value)
     elif isinstance(value, Simple):
-        if 0 <= value.value < 20 or value.value == 23:
-            out.append(0xE0 | value.value)
-        elif 32 <= value.value <= 255:
-            out += bytes((0xF8, value.value))
-        else:
-            raise _invalid(f"simple value {value.value} cannot be written as a Simple")
+        _write_simple(out, value.value)
     else:
         raise _invalid(f"cannot encode a value of type {type(value).__name__}")
+
+
+def _write_int(out: bytearray, value: int) -> None:
+    if 0 <= value <= _MAX_UINT:
+        _head(out, 0, value)
+    elif -_MAX_UINT - 1 <= value < 0:
+        _head(out, 1, -1 - value)
+    else:
+        raise _invalid(f"integer {value} does not fit a CBOR head (use a bignum tag)")
+
+
+def _write_simple(out: bytearray, value: int) -> None:
+    if 0 <= value < 20 or value == 23:
+        out.append(0xE0 | value)
+    elif 32 <= value <= 255:
+        out += bytes((0xF8, value))
+    else:
+        raise _invalid(f"simple value {value} cannot be written as a Simple")
 
 
 def _encode_text(value: str) -> bytes:
