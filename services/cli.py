@@ -405,6 +405,8 @@ async def _serve(settings: Settings, service: str) -> int:
     With metrics on, the line says where: "…; metrics on HOST:PORT)" (the supervisor of
     ``pandanode up`` reads it to scrape its children).
     """
+    from pandanode.client._endpoints import EndpointChannel
+
     from .node import Node
     from .runtime.metrics import MetricsServer, metrics_enabled, serve_metrics
     from .runtime.service import EXIT_RESTART
@@ -419,7 +421,9 @@ async def _serve(settings: Settings, service: str) -> int:
             raise SupervisorError(
                 f"cannot serve metrics on {settings.metrics_listen}: {err.strerror or err}"
             ) from None
-    node = Node(settings, (service,))
+    # The composition root hands the gateway the client's endpoint channel: behind `pandanode
+    # up` it then calls each service's process directly instead of through the public address.
+    node = Node(settings, (service,), dial=EndpointChannel)
     try:
         await node.start()
     except BaseException:

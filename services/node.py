@@ -24,6 +24,7 @@ from .query.materializer import Materializer
 from .query.service import Query
 from .replication.replication import Replication
 from .runtime.bus import Bus, connect_bus
+from .runtime.dial import Dial, insecure_dial
 from .runtime.nats_server import EmbeddedNats
 from .runtime.server import GrpcServer
 from .runtime.service import Service, ServiceContext
@@ -45,6 +46,9 @@ class Node:
     Args:
         settings: Where data lives, what to listen on, limits.
         services: Which services to run (all of :data:`SERVICES` by default).
+        dial: How a service opens channels to the others it calls (the gateway); the CLI, the
+            composition root, passes the client's endpoint channel (``EndpointChannel``)
+            factory, which dials each service's process directly.
 
     Attributes:
         address: The ``host:port`` the gRPC server is bound to, once started.
@@ -54,12 +58,19 @@ class Node:
             (:meth:`~.runtime.service.Service.restart_wanted`).
     """
 
-    def __init__(self, settings: Settings, services: tuple[str, ...] = SERVICES) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        services: tuple[str, ...] = SERVICES,
+        *,
+        dial: Dial = insecure_dial,
+    ) -> None:
         unknown = set(services) - set(SERVICES)
         if unknown:
             raise ValueError(f"unknown services: {', '.join(sorted(unknown))}")
         self.settings = settings
         self.services = services
+        self.dial = dial
         self.address = ""
         self.nats_url = settings.nats_url
         self.parts: list[Service] = []
@@ -134,7 +145,7 @@ class Node:
                 self.nats_url, name="pandanode", replicas=self.settings.stream_replicas
             )
         self._server = GrpcServer(self.settings)
-        context = ServiceContext(self.settings, self._bus, self._server.server)
+        context = ServiceContext(self.settings, self._bus, self._server.server, self.dial)
         for name in self.services:
             part = PARTS[name]()
             self.parts.append(part)

@@ -28,6 +28,7 @@ from .query.store import QueryStore
 from .query.token_secret import load_or_create_token_secret
 from .replication.replication import Replication
 from .replication.servicer import ReplicationServicer
+from .runtime.dial import Dial, insecure_dial
 from .runtime.service import Service, ServiceContext, store_restart_wanted, task_running
 from .runtime.settings import Settings
 
@@ -210,10 +211,12 @@ class GatewayPart(Service):
     def __init__(self) -> None:
         self.gateway: Gateway | None = None
         self._settings: Settings | None = None
+        self._dial: Dial = insecure_dial
         self._own = False
 
     async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
         self._settings = context.settings
+        self._dial = context.dial
 
     async def serving(self, address: str) -> None:  # noqa: D102 - see Service
         assert self._settings is not None
@@ -223,6 +226,7 @@ class GatewayPart(Service):
             settings,
             ingest_address=settings.ingest_address or address,
             query_address=settings.query_address or address,
+            dial=self._dial,
             websocket=GATEWAY_WEBSOCKET,
             blobs=GATEWAY_BLOBS,
         )

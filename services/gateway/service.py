@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from ..runtime.dial import Dial, insecure_dial
 from ..runtime.settings import Settings
 from .api import GraphQLApi
 from .app import AsgiHandler, GatewayApp
@@ -32,6 +33,7 @@ class Gateway:
             limit are used.
         ingest_address: Where the ingest service is served.
         query_address: Where the query service is served.
+        dial: Opens the channels to them.
         websocket: Makes the WebSocket handler of ``/graphql`` (subscriptions), if any.
         blobs: Makes the handler of ``/blobs/…``, if any.
 
@@ -45,11 +47,14 @@ class Gateway:
         settings: Settings,
         ingest_address: str,
         query_address: str,
+        dial: Dial = insecure_dial,
         websocket: HandlerFactory | None = None,
         blobs: HandlerFactory | None = None,
     ) -> None:
         self.settings = settings
-        self.upstreams = Upstreams.open(ingest_address, query_address, settings.max_message_bytes)
+        self.upstreams = Upstreams.open(
+            ingest_address, query_address, settings.max_message_bytes, dial
+        )
         self.api = GraphQLApi(self.upstreams, settings.graphql_cache_bytes)
         origins = tuple(o.strip() for o in settings.cors_origins.split(",") if o.strip())
         self.app = GatewayApp(self.api, origins or ("*",))

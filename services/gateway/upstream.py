@@ -10,9 +10,9 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pandanode.client._endpoints import EndpointChannel
 from pandanode.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2, query_pb2_grpc
+from pandanode.services.runtime.dial import Dial, insecure_dial
 
 if TYPE_CHECKING:
     from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
@@ -44,21 +44,26 @@ class Upstreams:
     _channels: tuple[grpc.aio.Channel, ...]
 
     @classmethod
-    def open(cls, ingest_address: str, query_address: str, max_message_bytes: int) -> Upstreams:
-        """Open channels (one if both addresses are the same) that dial each service directly.
+    def open(
+        cls,
+        ingest_address: str,
+        query_address: str,
+        max_message_bytes: int,
+        dial: Dial = insecure_dial,
+    ) -> Upstreams:
+        """Open channels with ``dial`` (one if both addresses are the same).
 
-        A node's public address forwards each call to the process serving it; the channels ask
-        it once for the processes' own addresses (``NodeService/GetEndpoints``) and call those.
+        A node's public address forwards each call to the process serving it; ``pandanode
+        serve gateway`` dials with the client's endpoint channel, which asks it once for the
+        processes' own addresses (``NodeService/GetEndpoints``) and calls those.
         """
         options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
-        ingest_channel = EndpointChannel(ingest_address, options)
+        ingest_channel = dial(ingest_address, options)
         query_channel = (
-            ingest_channel
-            if query_address == ingest_address
-            else EndpointChannel(query_address, options)
+            ingest_channel if query_address == ingest_address else dial(query_address, options)
         )
         channels = tuple(dict.fromkeys((ingest_channel, query_channel)))
         return cls(

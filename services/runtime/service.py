@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import grpc
 import grpc.aio
 
 from .bus import Bus
+from .dial import Dial, insecure_dial
 from .rocks import RocksStore, free_bytes
 from .settings import Settings
 
@@ -34,11 +35,13 @@ class ServiceContext:
         bus: The NATS JetStream connection the process shares (None when no service of the
             process needs one, e.g. the gateway alone).
         server: The gRPC server to add the servicer to (not started yet).
+        dial: How the service opens channels to the other services it calls (the gateway).
     """
 
     settings: Settings
     bus: Bus | None
     server: grpc.aio.Server
+    dial: Dial = field(default=insecure_dial)
 
     def need_bus(self) -> Bus:
         """The bus, for a service that needs one (:attr:`Service.needs_bus`)."""
