@@ -8,6 +8,9 @@ and a non-zero exit.
 
 Client commands start fast: the node's own modules (RocksDB, NATS, the services) are imported
 only when a node command runs, so a client-only install (without the ``node`` extra) works.
+
+It is a little over 500 lines because it is the composition root: the parser of every node
+command and the few lines that start each one; the work lives in the modules it calls.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ editable install is a plain path entry that mypy, pyright and editors follow.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import os
 import tomllib
@@ -44,3 +45,45 @@ def test_src_pandanode_links_each_top_level_package_relatively() -> None:
     }
     top_level = {name.split(".")[1] for name in _packages() if name.count(".") >= 1}
     assert top_level == set(links)
+
+
+LIBRARY = ("core", "services", "client")
+LONG_MODULE_LINES = 500
+
+
+def test_a_library_module_over_500_lines_says_in_its_docstring_why_it_stays_one_module() -> None:
+    unexplained = []
+    for folder in LIBRARY:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            text = path.read_text()
+            if text.count("\n") <= LONG_MODULE_LINES:
+                continue
+            docstring = ast.get_docstring(ast.parse(text)) or ""
+            if "stays one module" not in docstring and "500 lines" not in docstring:
+                unexplained.append(str(path.relative_to(ROOT)))
+    assert unexplained == []
+
+
+def _imports(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return names
+
+
+def test_only_the_runtime_imports_nats_and_rocksdict_and_only_the_cli_imports_the_client() -> None:
+    found = []
+    for folder in LIBRARY:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            for name in _imports(path):
+                transport = name.split(".")[0] in ("nats", "rocksdict")
+                if transport and not relative.startswith("services/runtime/"):
+                    found.append(f"{relative}: {name}")
+                client = name.startswith("pandanode.client")
+                if client and relative.startswith("services/") and relative != "services/cli.py":
+                    found.append(f"{relative}: {name}")
+    assert found == []

@@ -32,6 +32,10 @@ Keys (``pk`` 32 raw bytes, ids 34 raw bytes, integers u64 big-endian)::
     V                 -> layout version (u64); missing: written before the store sequence was
                          kept per entry (migrated at open)
     S schema_id       -> JSON of an application schema built from stored definitions
+
+It stays one module: the key layout above, the reads and the writer's batch view
+(:class:`WriteBatchView`) must agree on every key and value format, which is easiest to keep
+when they sit in one place.
 """
 
 from __future__ import annotations

@@ -40,6 +40,9 @@ as raw bytes, ``flags`` = 1 (edited) | 2 (deleted) | 4 (appendable), ``fields`` 
 of ``[name, kind, value]`` (kind: 0 bool, 1 int, 2 float as 8 IEEE bytes, 3 str, 4 bytes,
 5 relation, 6 relation list, 7 pinned relation, 8 pinned relation list) so every typed value —
 NaN payloads and -0.0 included — reads back exactly as written.
+
+It stays one module: the view codec, the reads and the write batch share the key layout and
+the codec above, and must agree on every byte of them.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Received entries are ingested in order by one worker, at most ``IN_FLIGHT_BATCHE
 ahead of the stream (the stream is not read further meanwhile: back-pressure reaches the
 peer). Entries failing only on a missing dependency are held (bounded by ``hold_items`` and
 ``hold_bytes``) and retried after every batch that stored something.
+
+It is a little over 500 lines: one runner (:func:`run_session`, with :class:`_Run`) carries
+out the pure session's actions over a transport, and its parts share the run's state.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@
   ``operations.ingested``, opened before its heights snapshot is read. Every
   ``replication_interval`` both sides compare digests; a drift ends the session
   (``LIVE_DRIFT``, not counted) and the peer is redialed at once.
+
+It stays one module: whom to dial, the sessions, the bans and the live feeds all change the
+one state of :class:`Replication` (its peer records and running sessions).
 """
 
 from __future__ import annotations

@@ -27,6 +27,10 @@ The flow, the same for both sides whoever dialed:
 
 Any violation ends the session (``Finish`` with a reason), as does silence before both
 SyncDone (``IdleTimeout``).
+
+It stays one module: the events, the actions and one handler per event are the one protocol
+of spec §8, and :func:`step` must see them all; a third of its lines are the small event and
+action types.
 """
 
 from __future__ import annotations

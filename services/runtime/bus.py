@@ -5,6 +5,9 @@ subjects and message ids) and consume one :class:`~.events.EventKind` from a str
 on. :class:`Bus` is the contract; :class:`NatsBus` keeps it with NATS JetStream (the
 ``PANDANODE`` stream) and :class:`InMemoryBus` in memory, for unit tests of the layers above.
 The same contract tests run against both.
+
+It is a little over 500 lines because it holds both keepers of the one contract, NATS and in
+memory, which the same contract tests hold side by side.
 """
 
 from __future__ import annotations
