@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import grpc.aio
 from grpc_health.v1 import health_pb2
 
 from pandanode.ingest.v1 import ingest_pb2_grpc

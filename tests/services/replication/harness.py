@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import grpc
+import grpc.aio
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import grpc.aio
 
 from pandanode.core import KeyPair
 from pandanode.replication.v1 import replication_pb2 as pb

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.core import KeyPair

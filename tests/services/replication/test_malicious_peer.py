@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.core import KeyPair, decode_entry

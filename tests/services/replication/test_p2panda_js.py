@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.ingest.v1 import ingest_pb2 as ipb
