@@ -225,7 +225,7 @@ NODE_COMMANDS = frozenset({"up", "serve", "query", "check", "proxy"})
 
 def _first_command(argv: Sequence[str]) -> str | None:
     """The command ``argv`` names: its first word that is not an option or an option's value."""
-    valued = {"--node", "--key-file", "--timeout"}
+    valued = {"--node", "--key-file", "--timeout", "--tls-ca"}
     words = iter(argv)
     for word in words:
         if word in valued:

@@ -28,6 +28,7 @@ from .runtime.nats_server import EmbeddedNats
 from .runtime.server import GrpcServer
 from .runtime.service import Service, ServiceContext
 from .runtime.settings import Settings
+from .runtime.tls import server_credentials, tls_enabled
 
 __all__ = ["SERVICES", "Node"]
 
@@ -48,6 +49,8 @@ class Node:
 
     Attributes:
         address: The ``host:port`` the gRPC server is bound to, once started.
+        internal_address: Where the node's own services call each other: ``address``, or
+            with TLS on ``address`` a plaintext port on 127.0.0.1.
         nats_url: The NATS server in use, once started.
         failed: Set when a service's background work died (the process should exit non-zero).
     """
@@ -59,6 +62,7 @@ class Node:
         self.settings = settings
         self.services = services
         self.address = ""
+        self.internal_address = ""
         self.nats_url = settings.nats_url
         self.parts: list[Service] = []
         self.failed = asyncio.Event()
@@ -122,6 +126,7 @@ class Node:
     async def _start(self) -> None:
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        server_credentials(self.settings)  # a TLS file that cannot be read: fail before NATS
         if any(PARTS[name].needs_bus for name in self.services):
             if not self.nats_url:
                 self._nats = EmbeddedNats(store_dir=data_dir / "nats")
@@ -131,13 +136,27 @@ class Node:
                 self.nats_url, name="pandanode", replicas=self.settings.stream_replicas
             )
         self._server = GrpcServer(self.settings)
-        context = ServiceContext(self.settings, self._bus, self._server.server)
+        settings = self.settings
+        if tls_enabled(settings):
+            # The services that call others of this process (replication calls ingest, the
+            # gateway ingest and query) dial a loopback port of the same server, plaintext:
+            # the TLS listener's name and CA are for clients, not for the process itself.
+            port = self._server.server.add_insecure_port("127.0.0.1:0")
+            if port == 0:
+                raise OSError("could not bind a loopback port for the node's own calls")
+            internal = f"127.0.0.1:{port}"
+            self.internal_address = internal
+            settings = settings.with_changes(ingest_address=settings.ingest_address or internal)
+        context = ServiceContext(
+            settings, self._bus, self._server.server, own_address=self.internal_address
+        )
         for name in self.services:
             part = PARTS[name]()
             self.parts.append(part)
             await part.start(context)
             self._server.add_services([part.grpc_service])
         self.address = await self._server.start()
+        self.internal_address = self.internal_address or self.address
         for part in self.parts:
             await part.serving(self.address)
         await self._server.set_serving()
