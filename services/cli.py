@@ -341,9 +341,9 @@ async def _rebuild_locked(settings: Settings) -> int:
     nats: EmbeddedNats | None = None
     url = settings.nats_url
     if not url:
-        nats = EmbeddedNats(store_dir=settings.data_dir / "nats")
+        nats = EmbeddedNats.for_data_dir(settings.data_dir)
         await nats.start()
-        url = nats.url
+        url = nats.client_url
     try:
         bus = await connect_bus(url, name="pandanode-query-rebuild")
         try:

@@ -23,8 +23,8 @@ from .parts import PARTS, DiscoveryPart, GatewayPart, IngestPart, QueryPart, Rep
 from .query.materializer import Materializer
 from .query.service import Query
 from .replication.replication import Replication
-from .runtime.bus import Bus, connect_bus
-from .runtime.nats_server import EmbeddedNats
+from .runtime.bus import Bus, connect_bus, redact_url
+from .runtime.nats_server import EmbeddedNats, read_credentials
 from .runtime.server import GrpcServer
 from .runtime.service import Service, ServiceContext
 from .runtime.settings import Settings
@@ -51,7 +51,8 @@ class Node:
         address: The ``host:port`` the gRPC server is bound to, once started.
         internal_address: Where the node's own services call each other: ``address``, or
             with TLS on ``address`` a plaintext port on 127.0.0.1.
-        nats_url: The NATS server in use, once started.
+        nats_url: The NATS server in use, once started (an embedded one's URL carries its
+            credentials: keep it out of logs, or pass it through ``redact_url``).
         failed: Set when a service's background work died (the process should exit non-zero).
     """
 
@@ -128,12 +129,19 @@ class Node:
         data_dir.mkdir(parents=True, exist_ok=True)
         server_credentials(self.settings)  # a TLS file that cannot be read: fail before NATS
         if any(PARTS[name].needs_bus for name in self.services):
+            user = password = None
             if not self.nats_url:
-                self._nats = EmbeddedNats(store_dir=data_dir / "nats")
+                self._nats = EmbeddedNats.for_data_dir(data_dir)
                 await self._nats.start()
-                self.nats_url = self._nats.url
+                self.nats_url = self._nats.client_url
+            elif self.settings.nats_credentials_file:
+                user, password = read_credentials(Path(self.settings.nats_credentials_file))
             self._bus = await connect_bus(
-                self.nats_url, name="pandanode", replicas=self.settings.stream_replicas
+                self.nats_url,
+                name="pandanode",
+                replicas=self.settings.stream_replicas,
+                user=user,
+                password=password,
             )
         self._server = GrpcServer(self.settings)
         settings = self.settings
@@ -165,7 +173,7 @@ class Node:
             "pandanode serving %s on %s (NATS %s)",
             ", ".join(self.services),
             self.address,
-            self.nats_url if self._bus is not None else "not used",
+            redact_url(self.nats_url) if self._bus is not None else "not used",
         )
 
     async def _watch_health(self) -> None:

@@ -47,7 +47,12 @@ from .parts import PARTS
 from .runtime.guard import guarded_server
 from .runtime.logs import json_logging
 from .runtime.metrics import ChildrenCollector, MetricsServer, metrics_enabled, serve_metrics
-from .runtime.nats_server import EmbeddedNats, NatsServerError, dies_with_parent_prefix
+from .runtime.nats_server import (
+    NATS_CREDENTIALS_FILE,
+    EmbeddedNats,
+    NatsServerError,
+    dies_with_parent_prefix,
+)
 from .runtime.proxy import PassThrough, method_kinds
 from .runtime.server import add_reflection
 from .runtime.settings import Settings, SettingsError
@@ -298,9 +303,8 @@ class Supervisor:
             await self._bind()
             self._serve_metrics()
             if not self.nats_url:
-                self._nats = EmbeddedNats(
-                    store_dir=self.settings.data_dir / "nats",
-                    monitor=self.settings.nats_monitor_listen,
+                self._nats = EmbeddedNats.for_data_dir(
+                    self.settings.data_dir, monitor=self.settings.nats_monitor_listen
                 )
                 await self._nats.start()
                 self.nats_url = self._nats.url
@@ -404,6 +408,10 @@ class Supervisor:
         # Replication reaches ingest through the public address (the pass-through), which
         # stays the same when ingest restarts on another port.
         env["PANDANODE_INGEST_ADDRESS"] = self.settings.ingest_address or self.internal_address
+        if self._nats is not None:  # the URL on their command line carries no password
+            env["PANDANODE_NATS_CREDENTIALS_FILE"] = str(
+                self.settings.data_dir / NATS_CREDENTIALS_FILE
+            )
         if self._tls:  # the children serve plaintext on loopback; only the public address is TLS
             env["PANDANODE_TLS_CERT_FILE"] = env["PANDANODE_TLS_KEY_FILE"] = ""
         process = await asyncio.create_subprocess_exec(
@@ -545,7 +553,12 @@ class Supervisor:
             )
             await asyncio.sleep(delay)
             fresh = EmbeddedNats(
-                store_dir=nats.store_dir, host=nats.host, port=nats.port, monitor=nats.monitor
+                store_dir=nats.store_dir,
+                host=nats.host,
+                port=nats.port,
+                monitor=nats.monitor,
+                user=nats.user,
+                password=nats.password,
             )
             try:
                 await fresh.start()

@@ -50,6 +50,10 @@ class Settings:
             advertises no direct endpoints.
         tls_key_file: PEM private key of ``tls_cert_file`` (keep it mode 0600).
         nats_url: A NATS server to use; empty to start an embedded one (all-in-one node).
+        nats_credentials_file: A file with the NATS ``user:password`` (one line) to connect
+            with, so the password is in no URL or command line; ``pandanode up`` points its
+            services at ``<data_dir>/nats.credentials``, the embedded server's. Empty: none
+            (or those of the URL).
         supported_schema_ids: The schema allow list: comma-separated schema ids whose
             operations the node accepts (from clients and peers alike); ``*``: any schema.
             With a list, the schema and field definitions (``schema_definition_v1``,
@@ -146,6 +150,7 @@ class Settings:
     tls_cert_file: str = ""
     tls_key_file: str = ""
     nats_url: str = ""
+    nats_credentials_file: str = ""
     supported_schema_ids: str = "*"
     max_entry_bytes: int = 1024
     max_operation_bytes: int = 256 * 1024 + 16 * 1024
