@@ -4,6 +4,12 @@ The all-in-one node and the tests start one per data directory on a free loopbac
 child process is tied to its parent (``setpriv --pdeathsig``, util-linux), so a node killed with
 SIGKILL does not leave a server holding the JetStream store locked; a server left over anyway is
 killed by the next start (it writes a pid file).
+
+The server of a node's data directory (:meth:`EmbeddedNats.for_data_dir`) takes connections
+only with the user and password of ``<data_dir>/nats.credentials`` (random, mode 0600, made
+once with ``O_EXCL``), so another user of the machine cannot connect to the loopback port and
+publish events. The password is never on a command line (nats-server reads it from a config
+file of mode 0600) and never logged.
 """
 
 from __future__ import annotations
@@ -11,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -26,6 +35,7 @@ import nats
 import nats.errors
 
 __all__ = [
+    "NATS_CREDENTIALS_FILE",
     "EmbeddedNats",
     "JetStreamWatch",
     "NatsServerError",
@@ -33,7 +43,15 @@ __all__ = [
     "dies_with_parent_prefix",
     "find_nats_server",
     "free_port",
+    "load_or_create_credentials",
+    "read_credentials",
+    "with_credentials",
 ]
+
+log = logging.getLogger(__name__)
+
+NATS_CREDENTIALS_FILE = "nats.credentials"
+"""The file in the data directory with the embedded NATS server's ``user:password``."""
 
 
 # Seconds between two JetStream probes, and how long JetStream must stay off (answering that
@@ -67,6 +85,65 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def read_credentials(path: Path) -> tuple[str, str]:
+    """The ``(user, password)`` of a credentials file (one line, ``user:password``).
+
+    Raises:
+        NatsServerError: the file cannot be read or is not ``user:password``.
+    """
+    try:
+        text = path.read_text().strip()
+    except OSError as err:
+        raise NatsServerError(
+            f"cannot read NATS credentials {path}: {err.strerror or err}"
+        ) from None
+    user, colon, password = text.partition(":")
+    if not colon or not user or not password or "\n" in text:
+        raise NatsServerError(f"NATS credentials {path} are not one line user:password")
+    return user, password
+
+
+def load_or_create_credentials(path: Path) -> tuple[str, str]:
+    """The ``(user, password)`` in ``path``; a random pair made first if there is none.
+
+    The file is created exclusively with mode 0600 (two processes starting at once agree on
+    one pair). A file that others can read is replaced by a new pair: its password may be
+    known.
+    """
+    for _ in range(3):
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            pass
+        else:
+            if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+                return read_credentials(path)
+            log.warning(
+                "pandanode: %s could be read by other users; replacing its credentials", path
+            )
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        user, password = f"pandanode-{secrets.token_hex(4)}", secrets.token_urlsafe(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue  # made by another process meanwhile: read that one
+        with os.fdopen(fd, "w") as file:
+            file.write(f"{user}:{password}\n")
+        return user, password
+    raise NatsServerError(f"cannot create NATS credentials {path}")
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    """``url`` (``nats://host:port``) with ``user:password@`` (URL-quoted) in front of the host."""
+    from urllib.parse import quote
+
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "nats", url
+    return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{rest}"
 
 
 def dies_with_parent_prefix() -> list[str]:
@@ -113,6 +190,8 @@ class EmbeddedNats:
         cluster_name: The name of the NATS cluster this server joins; empty: no cluster.
         cluster_port: The port of its cluster routes (with ``cluster_name``).
         routes: The route URLs of the other servers of the cluster.
+        user: The user every client must connect as; empty: no authentication.
+        password: That user's password.
     """
 
     store_dir: Path
@@ -122,6 +201,8 @@ class EmbeddedNats:
     cluster_name: str = ""
     cluster_port: int = 0
     routes: tuple[str, ...] = ()
+    user: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -130,10 +211,31 @@ class EmbeddedNats:
         monitor = self.monitor.strip()
         return "" if not monitor or monitor.lower() == "off" else monitor
 
+    @classmethod
+    def for_data_dir(cls, data_dir: Path, **options: object) -> EmbeddedNats:
+        """The server of a node's data directory, clients authenticated.
+
+        Its store is ``<data_dir>/nats``; clients must connect with the credentials of
+        ``<data_dir>/nats.credentials`` (made if missing).
+        """
+        data_dir.mkdir(parents=True, exist_ok=True)
+        user, password = load_or_create_credentials(data_dir / NATS_CREDENTIALS_FILE)
+        return cls(store_dir=data_dir / "nats", user=user, password=password, **options)  # type: ignore[arg-type]
+
     @property
     def url(self) -> str:
-        """The client URL, e.g. ``nats://127.0.0.1:4222``."""
+        """The client URL without credentials, e.g. ``nats://127.0.0.1:4222``."""
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def client_url(self) -> str:
+        """The URL to connect with: :attr:`url` with the user and password, if any.
+
+        Keep it out of logs and command lines (:func:`~.bus.redact_url` hides the password).
+        """
+        if not self.user:
+            return self.url
+        return with_credentials(self.url, self.user, self.password)
 
     async def start(self, timeout: float = 20.0) -> None:
         """Start the server and wait until it accepts connections."""
@@ -153,7 +255,7 @@ class EmbeddedNats:
             self.host,
             "--port",
             str(self.port),
-            *self._monitor_args(),
+            *self._config_args(),
             "--log",
             str(log_file),
             "--pid",
@@ -185,14 +287,29 @@ class EmbeddedNats:
                 await writer.wait_closed()
             return
 
-    def _monitor_args(self) -> list[str]:
+    def _config_args(self) -> list[str]:
+        lines: list[str] = []
         address = self.monitor_address
-        if not address:
+        if address:
+            # The command line has a monitoring port but no host of its own: the config has both.
+            lines.append(f"http: {json.dumps(address)}")
+        if self.user:
+            # In a file of mode 0600, not on the command line, which every local user can read.
+            lines.append(
+                "authorization {\n"
+                f"  user: {json.dumps(self.user)}\n"
+                f"  password: {json.dumps(self.password)}\n"
+                "}"
+            )
+        if not lines:
             return ["--http_port", "0"]
-        # The command line has a monitoring port but no host of its own: a config file has both.
-        config = self.store_dir / "monitor.conf"
-        config.write_text(f"http: {json.dumps(address)}\n")
-        return ["--config", str(config)]
+        config = self.store_dir / "nats-server.conf"
+        with contextlib.suppress(FileNotFoundError):
+            config.unlink()
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write("\n".join(lines) + "\n")
+        return ["--config", str(config), *([] if address else ["--http_port", "0"])]
 
     def _cluster_args(self) -> list[str]:
         if not self.cluster_name:
@@ -309,7 +426,7 @@ class JetStreamWatch:
         if logged:
             self.reason = logged
             return True
-        off = await self._probe(nats.url)
+        off = await self._probe(nats.client_url)
         if not off:
             self._off_since = None
             return False

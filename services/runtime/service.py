@@ -34,11 +34,14 @@ class ServiceContext:
         bus: The NATS JetStream connection the process shares (None when no service of the
             process needs one, e.g. the gateway alone).
         server: The gRPC server to add the servicer to (not started yet).
+        own_address: Where a service calls the others of this process: a plaintext port on
+            127.0.0.1 when the public listener speaks TLS; empty: the process's gRPC address.
     """
 
     settings: Settings
     bus: Bus | None
     server: grpc.aio.Server
+    own_address: str = ""
 
     def need_bus(self) -> Bus:
         """The bus, for a service that needs one (:attr:`Service.needs_bus`)."""
