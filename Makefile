@@ -14,11 +14,10 @@ NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
 	@echo "make test   set up, then lint, type-check and run every test (but the soak ones)"
-	@echo "make soak   set up, then run the long tests at scale (minutes)"
+	@echo "make soak   set up, then run the long tests at scale and the fault suite SOAK_ROUNDS (20) rounds per case"
 	@echo "make format apply ruff's formatter and autofixes"
 	@echo "make bench  set up, then run the benchmarks (minutes; ARGS=\"--help\" for sizes)"
 	@echo "make fuzz   set up, then fuzz every parser FUZZ_SECONDS (300) each; ARGS=\"entry …\""
-	@echo "make soak   set up, then run the fault suite SOAK_ROUNDS (20) rounds per case (root: tmpfs)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

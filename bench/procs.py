@@ -25,7 +25,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from pandanode.node.v1 import node_pb2, node_pb2_grpc
-from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
+from pandanode.services.runtime.nats_server import (
+    NATS_CREDENTIALS_FILE,
+    EmbeddedNats,
+    free_port,
+    read_credentials,
+    with_credentials,
+)
 
 __all__ = [
     "MIN_CPU_SECONDS",
@@ -233,7 +239,10 @@ class NodeProcess:
             if any(part.endswith(b"nats-server") for part in cmdline):
                 self.nats_pid = child
                 port = cmdline[cmdline.index(b"--port") + 1].decode()
-                self.nats_url = f"nats://127.0.0.1:{port}"
+                # `up`'s embedded server takes only the user of the data directory's
+                # credentials file.
+                user, password = read_credentials(self.data_dir / NATS_CREDENTIALS_FILE)
+                self.nats_url = with_credentials(f"nats://127.0.0.1:{port}", user, password)
             elif b"serve" in cmdline:
                 self.service_pids[cmdline[cmdline.index(b"serve") + 1].decode()] = child
 

@@ -103,7 +103,14 @@ def connect(args: argparse.Namespace, *, sign: bool = False) -> Client:
     from ._client import Client  # gRPC and the protos: only for commands that talk to a node
 
     key_pair = load_key_pair(key_file(args)) if sign else None
-    return Client.connect(args.node, key_pair=key_pair, timeout=args.timeout, retries=2)
+    return Client.connect(
+        args.node,
+        key_pair=key_pair,
+        timeout=args.timeout,
+        retries=2,
+        tls=args.tls,
+        tls_ca=args.tls_ca,
+    )
 
 
 def render_value(value: object, terminal: bool) -> str:

@@ -24,7 +24,7 @@ from types import TracebackType
 import grpc
 import grpc.aio
 
-from pandanode.client._endpoints import EndpointChannel
+from pandanode.client._endpoints import EndpointChannel, tls_credentials
 from pandanode.core.keypair import KeyPair
 from pandanode.core.publish import NextArgs
 from pandanode.core.schema import (
@@ -125,6 +125,8 @@ class Client:
         timeout: float = 10.0,
         retries: int = 3,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        tls: bool = False,
+        tls_ca: str | os.PathLike[str] | None = None,
     ) -> Client:
         """Open a client to the node at ``address`` (``host:port``); no call is made yet.
 
@@ -137,9 +139,17 @@ class Client:
                 unavailable (reads, and re-sending the very same entry).
             interceptors: gRPC client interceptors for every call (e.g. to add metadata for
                 an authenticating proxy, or to trace calls).
+            tls: Dial the node over TLS, verifying its certificate against the system's CAs
+                (or ``tls_ca``). Every call then goes to ``address`` (no direct endpoints).
+            tls_ca: A PEM file of the CA certificates to verify the node with (a self-signed
+                node certificate is its own CA); implies ``tls``.
 
         Returns:
             The client; use it as ``async with`` (or call :meth:`aclose`).
+
+        Raises:
+            KeyFileError: ``key_pair`` names a key file that cannot be used.
+            OSError: ``tls_ca`` cannot be read.
         """
         if isinstance(key_pair, str | os.PathLike):
             key_pair = load_key_pair(key_pair)
@@ -147,8 +157,14 @@ class Client:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ]
+        credentials = tls_credentials(tls_ca) if tls or tls_ca is not None else None
         # Calls go straight to the process serving each service once the node says where.
-        channel = EndpointChannel(address, options=options, interceptors=list(interceptors) or None)
+        channel = EndpointChannel(
+            address,
+            options=options,
+            interceptors=list(interceptors) or None,
+            credentials=credentials,
+        )
         shared = Connection(
             address=address,
             channel=channel,

@@ -7,6 +7,10 @@ forwards each call (a hop that costs time and CPU). The node answers
 sends each call straight to the process serving it. It uses the public address for the calls
 before the answer, for services without an endpoint, when the node does not implement the
 call (a single ``pandanode serve``), and while a direct endpoint is unreachable.
+
+Over TLS it never dials direct endpoints: they are the node's internal ports (plaintext, on
+loopback when the node has TLS on), and a call sent there would leave TLS behind. Every call
+goes to the public address.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,7 +28,7 @@ import grpc.aio
 
 from pandanode.node.v1 import node_pb2, node_pb2_grpc
 
-__all__ = ["EndpointChannel"]
+__all__ = ["EndpointChannel", "tls_credentials"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,16 @@ _RESOLVE_TIMEOUT = 2.0
 _FAILED = grpc.ChannelConnectivity.TRANSIENT_FAILURE
 
 
+def tls_credentials(ca_file: str | os.PathLike[str] | None = None) -> grpc.ChannelCredentials:
+    """TLS credentials that verify the node against ``ca_file`` (PEM), else the system's CAs.
+
+    Raises:
+        OSError: ``ca_file`` cannot be read.
+    """
+    roots = Path(ca_file).read_bytes() if ca_file is not None else None
+    return grpc.ssl_channel_credentials(root_certificates=roots)
+
+
 class EndpointChannel(grpc.aio.Channel):
     """A channel to a node that dials each service's process directly once it knows it.
 
@@ -39,6 +55,8 @@ class EndpointChannel(grpc.aio.Channel):
         address: The node's public ``host:port``.
         options: gRPC channel options (for every channel opened).
         interceptors: Client interceptors (for every channel opened).
+        credentials: TLS credentials of the public address; with them no direct endpoint is
+            dialed.
     """
 
     def __init__(
@@ -46,8 +64,10 @@ class EndpointChannel(grpc.aio.Channel):
         address: str,
         options: Sequence[tuple[str, Any]] = (),
         interceptors: Sequence[grpc.aio.ClientInterceptor] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._address = address
+        self._credentials = credentials
         self._options = list(options)
         self._interceptors = list(interceptors) if interceptors else None
         self._public = self._open(address)
@@ -56,6 +76,10 @@ class EndpointChannel(grpc.aio.Channel):
         self.endpoints: dict[str, str] = {}
 
     def _open(self, address: str) -> grpc.aio.Channel:
+        if self._credentials is not None:
+            return grpc.aio.secure_channel(
+                address, self._credentials, options=self._options, interceptors=self._interceptors
+            )
         return grpc.aio.insecure_channel(
             address, options=self._options, interceptors=self._interceptors
         )
@@ -64,6 +88,8 @@ class EndpointChannel(grpc.aio.Channel):
 
     def channel_for(self, method: str) -> grpc.aio.Channel:
         """The channel a call of ``method`` (``/package.Service/Method``) goes to now."""
+        if self._credentials is not None:
+            return self._public
         if self._resolving is None:
             self._resolving = asyncio.get_running_loop().create_task(self._resolve())
         direct = self._direct.get(method.split("/")[1]) if self._direct else None
@@ -72,7 +98,12 @@ class EndpointChannel(grpc.aio.Channel):
         return direct
 
     async def resolve(self) -> dict[str, str]:
-        """Ask the node for its endpoints now (once); the service endpoints in use."""
+        """Ask the node for its endpoints now (once); the service endpoints in use.
+
+        Over TLS none: every call goes to the public address.
+        """
+        if self._credentials is not None:
+            return {}
         if self._resolving is None:
             self._resolving = asyncio.get_running_loop().create_task(self._resolve())
         await asyncio.shield(self._resolving)

@@ -223,6 +223,8 @@ def connect_sync(
     key_pair: KeyPair | str | os.PathLike[str] | None = None,
     timeout: float = 10.0,
     retries: int = 3,
+    tls: bool = False,
+    tls_ca: str | os.PathLike[str] | None = None,
 ) -> SyncClient:
     """Open a blocking client; arguments as for :meth:`Client.connect`.
 
@@ -233,7 +235,9 @@ def connect_sync(
     thread.start()
 
     async def make() -> Client:
-        return Client.connect(address, key_pair=key_pair, timeout=timeout, retries=retries)
+        return Client.connect(
+            address, key_pair=key_pair, timeout=timeout, retries=retries, tls=tls, tls_ca=tls_ca
+        )
 
     client = asyncio.run_coroutine_threadsafe(make(), loop).result()
     return SyncClient(client, loop, thread)

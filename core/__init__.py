@@ -19,6 +19,7 @@ from .errors import (
     SchemaError,
     SchemaIdError,
     SchemaNotFoundError,
+    SchemaNotSupportedError,
     SignatureError,
     ValidationError,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "SchemaId",
     "SchemaIdError",
     "SchemaNotFoundError",
+    "SchemaNotSupportedError",
     "SignatureError",
     "ValidationError",
     "decode_entry",

@@ -861,9 +861,9 @@ async def _check_locked(
             findings.skipped.append("query views: the data directory has no query/ store")
         state = await asyncio.to_thread(_IngestPass(store, findings).run)
         if not nats_url:
-            nats = EmbeddedNats(store_dir=data_dir / "nats")
+            nats = EmbeddedNats.for_data_dir(data_dir)
             await nats.start()
-            nats_url = nats.url
+            nats_url = nats.client_url
         try:
             bus = await connect_bus(nats_url, name="pandanode-check")
         except Exception as err:

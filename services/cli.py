@@ -235,7 +235,7 @@ NODE_COMMANDS = frozenset({"up", "serve", "query", "check", "proxy"})
 
 def _first_command(argv: Sequence[str]) -> str | None:
     """The command ``argv`` names: its first word that is not an option or an option's value."""
-    valued = {"--node", "--key-file", "--timeout"}
+    valued = {"--node", "--key-file", "--timeout", "--tls-ca"}
     words = iter(argv)
     for word in words:
         if word in valued:
@@ -351,9 +351,9 @@ async def _rebuild_locked(settings: Settings) -> int:
     nats: EmbeddedNats | None = None
     url = settings.nats_url
     if not url:
-        nats = EmbeddedNats(store_dir=settings.data_dir / "nats")
+        nats = EmbeddedNats.for_data_dir(settings.data_dir)
         await nats.start()
-        url = nats.url
+        url = nats.client_url
     try:
         bus = await connect_bus(url, name="pandanode-query-rebuild")
         try:

@@ -33,6 +33,7 @@ from .runtime.guard import guarded_server
 from .runtime.proxy import PassThrough, method_kinds
 from .runtime.server import add_reflection
 from .runtime.settings import Settings, SettingsError
+from .runtime.tls import bind
 
 __all__ = ["READ_ONLY_SERVICES", "EntryPoint", "Route", "parse_route", "routes_of"]
 
@@ -201,9 +202,10 @@ class EntryPoint:
         names = [*self._upstreams, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
         add_reflection(server, names)
         try:
-            port = server.add_insecure_port(settings.listen)
-        except RuntimeError:
-            port = 0
+            port = bind(server, settings.listen, settings)
+        except SettingsError:
+            await self._close_channels()
+            raise
         if port == 0:
             await self._close_channels()
             raise SettingsError(
@@ -212,7 +214,8 @@ class EntryPoint:
         await self._check_all()
         await server.start()
         self._server = server
-        self.address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
+        host, _ = split_host_port(settings.listen, allow_port_zero=True)
+        self.address = f"{host}:{port}"
         self._watch = asyncio.create_task(self._watch_upstreams(), name="entry-health")
         return self.address
 

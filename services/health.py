@@ -3,7 +3,9 @@
 Made for container health checks (Docker ``HEALTHCHECK``, compose ``healthcheck``): exit 0 when
 the answer is SERVING, 1 for anything else (NOT_SERVING, an unknown service, no answer in
 time). It dials ``127.0.0.1`` on the port of ``$PANDANODE_LISTEN`` unless ``--address`` is
-given, so a container configured through the environment needs no arguments.
+given, so a container configured through the environment needs no arguments. A node with TLS
+on is asked with ``--tls`` / ``--tls-ca FILE`` (``$PANDANODE_TLS``, ``$PANDANODE_TLS_CA``), and
+``--tls-server-name`` when its certificate does not name 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import cast
 
 __all__ = ["SERVICE_NAMES", "default_address", "register", "run"]
@@ -65,6 +68,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         + ", or a full gRPC service name (default: the whole process)",
     )
     parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=os.environ.get("PANDANODE_TLS", "").strip().lower() in {"1", "true", "yes", "on"},
+        help="dial over TLS, verified by the system's CAs (default: $PANDANODE_TLS)",
+    )
+    parser.add_argument(
+        "--tls-ca",
+        default=os.environ.get("PANDANODE_TLS_CA") or None,
+        metavar="FILE",
+        help="dial over TLS, verified by the CA certificates in this PEM file "
+        "(default: $PANDANODE_TLS_CA)",
+    )
+    parser.add_argument(
+        "--tls-server-name",
+        default=None,
+        metavar="NAME",
+        help="the name the node's certificate must carry (default: the address's host)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=5.0, help="seconds to wait for the answer (%(default)s)"
     )
     parser.set_defaults(run=run)
@@ -79,7 +101,19 @@ def run(args: argparse.Namespace) -> int:
     requested: str = args.service
     service = SERVICE_NAMES.get(requested, requested)
     label = f"{address} {service}".rstrip()
-    with grpc.insecure_channel(address) as channel:
+    if args.tls or args.tls_ca:
+        try:
+            roots = Path(args.tls_ca).read_bytes() if args.tls_ca else None
+        except OSError as err:
+            print(f"{label}: cannot read --tls-ca {args.tls_ca}: {err.strerror}", file=sys.stderr)
+            return EXIT_NOT_SERVING
+        name = args.tls_server_name
+        options = [("grpc.ssl_target_name_override", name)] if name else []
+        credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+        channel = grpc.secure_channel(address, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(address)
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             answer = stub.Check(

@@ -23,12 +23,13 @@ from .parts import PARTS, DiscoveryPart, GatewayPart, IngestPart, QueryPart, Rep
 from .query.materializer import Materializer
 from .query.service import Query
 from .replication.replication import Replication
-from .runtime.bus import Bus, connect_bus
+from .runtime.bus import Bus, connect_bus, redact_url
 from .runtime.dial import Dial, insecure_dial
-from .runtime.nats_server import EmbeddedNats
+from .runtime.nats_server import EmbeddedNats, read_credentials
 from .runtime.server import GrpcServer
 from .runtime.service import Service, ServiceContext
 from .runtime.settings import Settings
+from .runtime.tls import server_credentials, tls_enabled
 
 __all__ = ["SERVICES", "Node"]
 
@@ -52,7 +53,10 @@ class Node:
 
     Attributes:
         address: The ``host:port`` the gRPC server is bound to, once started.
-        nats_url: The NATS server in use, once started.
+        internal_address: Where the node's own services call each other: ``address``, or
+            with TLS on ``address`` a plaintext port on 127.0.0.1.
+        nats_url: The NATS server in use, once started (an embedded one's URL carries its
+            credentials: keep it out of logs, or pass it through ``redact_url``).
         failed: Set when a service's background work died (the process should exit non-zero).
         restart: Set when a service asks for the process to be started again to recover
             (:meth:`~.runtime.service.Service.restart_wanted`).
@@ -72,6 +76,7 @@ class Node:
         self.services = services
         self.dial = dial
         self.address = ""
+        self.internal_address = ""
         self.nats_url = settings.nats_url
         self.parts: list[Service] = []
         self.failed = asyncio.Event()
@@ -136,22 +141,48 @@ class Node:
     async def _start(self) -> None:
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
+        server_credentials(self.settings)  # a TLS file that cannot be read: fail before NATS
         if any(PARTS[name].needs_bus for name in self.services):
+            user = password = None
             if not self.nats_url:
-                self._nats = EmbeddedNats(store_dir=data_dir / "nats")
+                self._nats = EmbeddedNats.for_data_dir(data_dir)
                 await self._nats.start()
-                self.nats_url = self._nats.url
+                self.nats_url = self._nats.client_url
+            elif self.settings.nats_credentials_file:
+                user, password = read_credentials(Path(self.settings.nats_credentials_file))
             self._bus = await connect_bus(
-                self.nats_url, name="pandanode", replicas=self.settings.stream_replicas
+                self.nats_url,
+                name="pandanode",
+                replicas=self.settings.stream_replicas,
+                user=user,
+                password=password,
             )
         self._server = GrpcServer(self.settings)
-        context = ServiceContext(self.settings, self._bus, self._server.server, self.dial)
+        settings = self.settings
+        if tls_enabled(settings):
+            # The services that call others of this process (replication calls ingest, the
+            # gateway ingest and query) dial a loopback port of the same server, plaintext:
+            # the TLS listener's name and CA are for clients, not for the process itself.
+            port = self._server.server.add_insecure_port("127.0.0.1:0")
+            if port == 0:
+                raise OSError("could not bind a loopback port for the node's own calls")
+            internal = f"127.0.0.1:{port}"
+            self.internal_address = internal
+            settings = settings.with_changes(ingest_address=settings.ingest_address or internal)
+        context = ServiceContext(
+            settings,
+            self._bus,
+            self._server.server,
+            dial=self.dial,
+            own_address=self.internal_address,
+        )
         for name in self.services:
             part = PARTS[name]()
             self.parts.append(part)
             await part.start(context)
             self._server.add_services([part.grpc_service])
         self.address = await self._server.start()
+        self.internal_address = self.internal_address or self.address
         for part in self.parts:
             await part.serving(self.address)
         await self._server.set_serving()
@@ -160,7 +191,7 @@ class Node:
             "pandanode serving %s on %s (NATS %s)",
             ", ".join(self.services),
             self.address,
-            self.nats_url if self._bus is not None else "not used",
+            redact_url(self.nats_url) if self._bus is not None else "not used",
         )
 
     async def _watch_health(self) -> None:

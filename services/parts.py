@@ -213,19 +213,22 @@ class GatewayPart(Service):
         self._settings: Settings | None = None
         self._dial: Dial = insecure_dial
         self._own = False
+        self._own_address = ""
 
     async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
         self._settings = context.settings
         self._dial = context.dial
+        self._own_address = context.own_address
 
     async def serving(self, address: str) -> None:  # noqa: D102 - see Service
         assert self._settings is not None
         settings = self._settings
         self._own = not (settings.ingest_address and settings.query_address)
+        own = self._own_address or address
         self.gateway = Gateway(
             settings,
-            ingest_address=settings.ingest_address or address,
-            query_address=settings.query_address or address,
+            ingest_address=settings.ingest_address or own,
+            query_address=settings.query_address or own,
             dial=self._dial,
             websocket=GATEWAY_WEBSOCKET,
             blobs=GATEWAY_BLOBS,

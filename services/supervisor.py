@@ -47,15 +47,21 @@ from .node import SERVICES
 from .parts import PARTS
 from .runtime.addresses import split_host_port
 from .runtime.guard import guarded_server
-from .runtime.jetstream_watch import JetStreamWatch
 from .runtime.logs import json_logging
 from .runtime.metrics import ChildrenCollector, MetricsServer, metrics_enabled, serve_metrics
-from .runtime.nats_server import EmbeddedNats, NatsServerError, dies_with_parent_prefix
+from .runtime.nats_server import (
+    NATS_CREDENTIALS_FILE,
+    EmbeddedNats,
+    JetStreamWatch,
+    NatsServerError,
+    dies_with_parent_prefix,
+)
 from .runtime.proxy import PassThrough, method_kinds
 from .runtime.rocks import free_bytes
 from .runtime.server import add_reflection
 from .runtime.service import EXIT_RESTART
-from .runtime.settings import Settings
+from .runtime.settings import Settings, SettingsError
+from .runtime.tls import bind, tls_enabled
 
 __all__ = [
     "DEFAULT_METRICS_LISTEN",
@@ -171,6 +177,13 @@ class Supervisor:
         self.address = ""
         self.nats_url = settings.nats_url
         self._host, _ = split_host_port(settings.listen, allow_port_zero=True)
+        self._tls = tls_enabled(settings)
+        # With TLS on the public address, the children listen on loopback, plaintext: nothing
+        # outside the machine reaches them past the TLS listener.
+        self._child_host = "127.0.0.1" if self._tls else self._host
+        # Where the children reach the others through the pass-through (plaintext): the public
+        # address, or with TLS a loopback port of the same server.
+        self.internal_address = ""
         self._lock_fd: int | None = None
         self._nats: EmbeddedNats | None = None
         self._nats_crashes: list[float] = []
@@ -190,8 +203,12 @@ class Supervisor:
     def endpoints(self) -> dict[str, str]:
         """The address of each running child, by the full name of its gRPC service.
 
-        The HTTP gateway serves no gRPC methods: its process is not listed.
+        The HTTP gateway serves no gRPC methods: its process is not listed. With TLS on the
+        public address none is: the children listen on loopback, plaintext, and a client that
+        dialed them would bypass TLS (or fail to reach them).
         """
+        if self._tls:
+            return {}
         return {
             c.grpc_service: c.address
             for c in self.children
@@ -255,19 +272,25 @@ class Supervisor:
         ]
         add_reflection(server, names)
         try:
-            port = server.add_insecure_port(settings.listen)
-        except RuntimeError:
-            port = 0
+            port = bind(server, settings.listen, settings)
+        except SettingsError as err:
+            raise SupervisorError(str(err)) from None
         if port == 0:
             raise SupervisorError(
                 f"cannot listen on {settings.listen}: the address is in use or not available"
             )
+        internal = port
+        if self._tls:
+            internal = server.add_insecure_port("127.0.0.1:0")
+            if internal == 0:
+                raise SupervisorError("cannot listen on 127.0.0.1 for the service processes")
         for name in ["", *names, *(c.grpc_service for c in self.children)]:
             await self._health.set(name, _NOT_SERVING)
         await self._health.set(NODE_SERVICE, _SERVING)
         await server.start()
         self._server = server
         self.address = f"{self._host}:{port}"
+        self.internal_address = f"{'127.0.0.1' if self._tls else self._host}:{internal}"
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -286,9 +309,8 @@ class Supervisor:
             await self._bind()
             self._serve_metrics()
             if not self.nats_url:
-                self._nats = EmbeddedNats(
-                    store_dir=self.settings.data_dir / "nats",
-                    monitor=self.settings.nats_monitor_listen,
+                self._nats = EmbeddedNats.for_data_dir(
+                    self.settings.data_dir, monitor=self.settings.nats_monitor_listen
                 )
                 await self._nats.start()
                 self.nats_url = self._nats.url
@@ -371,12 +393,13 @@ class Supervisor:
             "--nats",
             self.nats_url,
             "--listen",
-            f"{self._host}:{child.port}",
+            f"{self._child_host}:{child.port}",
             "--data-dir",
             str(self.settings.data_dir),
-            # The gateway calls the others through the public address (it dials them directly).
+            # The gateway calls the others through the pass-through (it dials them directly
+            # when the node advertises their endpoints).
             *(
-                ["--ingest", self.address, "--query", self.address]
+                ["--ingest", self.internal_address, "--query", self.internal_address]
                 if child.name == "gateway"
                 else []
             ),
@@ -390,7 +413,13 @@ class Supervisor:
         env["PANDANODE_ADVERTISE_ADDRESS"] = self.settings.advertise_address or self.address
         # Replication reaches ingest through the public address (the pass-through), which
         # stays the same when ingest restarts on another port.
-        env["PANDANODE_INGEST_ADDRESS"] = self.settings.ingest_address or self.address
+        env["PANDANODE_INGEST_ADDRESS"] = self.settings.ingest_address or self.internal_address
+        if self._nats is not None:  # the URL on their command line carries no password
+            env["PANDANODE_NATS_CREDENTIALS_FILE"] = str(
+                self.settings.data_dir / NATS_CREDENTIALS_FILE
+            )
+        if self._tls:  # the children serve plaintext on loopback; only the public address is TLS
+            env["PANDANODE_TLS_CERT_FILE"] = env["PANDANODE_TLS_KEY_FILE"] = ""
         process = await asyncio.create_subprocess_exec(
             *self._command(child),
             stdin=asyncio.subprocess.DEVNULL,
@@ -559,7 +588,12 @@ class Supervisor:
             why = "did not start again"
             await asyncio.sleep(delay)
             fresh = EmbeddedNats(
-                store_dir=nats.store_dir, host=nats.host, port=nats.port, monitor=nats.monitor
+                store_dir=nats.store_dir,
+                host=nats.host,
+                port=nats.port,
+                monitor=nats.monitor,
+                user=nats.user,
+                password=nats.password,
             )
             try:
                 await fresh.start()

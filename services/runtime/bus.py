@@ -311,6 +311,8 @@ async def connect_bus(
     name: str = "pandanode",
     timeout: float = 20.0,
     replicas: int | None = None,
+    user: str | None = None,
+    password: str | None = None,
 ) -> NatsBus:
     """Connect to NATS and make sure the event stream exists; waits until JetStream answers.
 
@@ -320,6 +322,8 @@ async def connect_bus(
         timeout: Seconds to wait for NATS and JetStream.
         replicas: Copies the stream keeps (the ``stream_replicas`` setting); None keeps what an
             existing stream has (1 for a new one), so tools like ``check`` never change it.
+        user: The NATS user to authenticate as (with ``password``); None: the URL's, if any.
+        password: Its password (never logged).
 
     Raises:
         UnavailableError: NATS or JetStream did not answer within ``timeout`` seconds.
@@ -349,6 +353,7 @@ async def connect_bus(
                     reconnect_time_wait=0.5,
                     allow_reconnect=True,
                     error_cb=on_error,
+                    **({"user": user, "password": password} if user else {}),
                 ),
                 timeout=max(deadline - time.monotonic(), 0.05),
             )

@@ -4,6 +4,12 @@ The all-in-one node and the tests start one per data directory on a free loopbac
 child process is tied to its parent (``setpriv --pdeathsig``, util-linux), so a node killed with
 SIGKILL does not leave a server holding the JetStream store locked; a server left over anyway is
 killed by the next start (it writes a pid file).
+
+The server of a node's data directory (:meth:`EmbeddedNats.for_data_dir`) takes connections
+only with the user and password of ``<data_dir>/nats.credentials`` (random, mode 0600, made
+once with ``O_EXCL``), so another user of the machine cannot connect to the loopback port and
+publish events. The password is never on a command line (nats-server reads it from a config
+file of mode 0600) and never logged.
 """
 
 from __future__ import annotations
@@ -11,24 +17,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
 
 __all__ = [
+    "NATS_CREDENTIALS_FILE",
     "EmbeddedNats",
+    "JetStreamWatch",
     "NatsServerError",
     "cluster_of",
     "dies_with_parent_prefix",
     "find_nats_server",
     "free_port",
+    "load_or_create_credentials",
+    "read_credentials",
+    "with_credentials",
 ]
+
+log = logging.getLogger(__name__)
+
+NATS_CREDENTIALS_FILE = "nats.credentials"
+"""The file in the data directory with the embedded NATS server's ``user:password``."""
+
+
+# Seconds between two JetStream probes, and how long JetStream must stay off (answering that
+# it is not enabled) before nats-server counts as broken: it is off for a moment at each start.
+JETSTREAM_PROBE_INTERVAL = 1.0
+JETSTREAM_OFF_GRACE = 3.0
+# What nats-server logs when a write of its store hits a full disk; it then switches JetStream
+# off (handleOutOfSpace) until it is restarted.
+_OUT_OF_SPACE_MARKS = ("no space left", "out of storage", "resources, will be disabled")
 
 
 class NatsServerError(RuntimeError):
@@ -53,6 +85,65 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def read_credentials(path: Path) -> tuple[str, str]:
+    """The ``(user, password)`` of a credentials file (one line, ``user:password``).
+
+    Raises:
+        NatsServerError: the file cannot be read or is not ``user:password``.
+    """
+    try:
+        text = path.read_text().strip()
+    except OSError as err:
+        raise NatsServerError(
+            f"cannot read NATS credentials {path}: {err.strerror or err}"
+        ) from None
+    user, colon, password = text.partition(":")
+    if not colon or not user or not password or "\n" in text:
+        raise NatsServerError(f"NATS credentials {path} are not one line user:password")
+    return user, password
+
+
+def load_or_create_credentials(path: Path) -> tuple[str, str]:
+    """The ``(user, password)`` in ``path``; a random pair made first if there is none.
+
+    The file is created exclusively with mode 0600 (two processes starting at once agree on
+    one pair). A file that others can read is replaced by a new pair: its password may be
+    known.
+    """
+    for _ in range(3):
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            pass
+        else:
+            if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+                return read_credentials(path)
+            log.warning(
+                "pandanode: %s could be read by other users; replacing its credentials", path
+            )
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        user, password = f"pandanode-{secrets.token_hex(4)}", secrets.token_urlsafe(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue  # made by another process meanwhile: read that one
+        with os.fdopen(fd, "w") as file:
+            file.write(f"{user}:{password}\n")
+        return user, password
+    raise NatsServerError(f"cannot create NATS credentials {path}")
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    """``url`` (``nats://host:port``) with ``user:password@`` (URL-quoted) in front of the host."""
+    from urllib.parse import quote
+
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "nats", url
+    return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{rest}"
 
 
 def dies_with_parent_prefix() -> list[str]:
@@ -99,6 +190,8 @@ class EmbeddedNats:
         cluster_name: The name of the NATS cluster this server joins; empty: no cluster.
         cluster_port: The port of its cluster routes (with ``cluster_name``).
         routes: The route URLs of the other servers of the cluster.
+        user: The user every client must connect as; empty: no authentication.
+        password: That user's password.
     """
 
     store_dir: Path
@@ -108,6 +201,8 @@ class EmbeddedNats:
     cluster_name: str = ""
     cluster_port: int = 0
     routes: tuple[str, ...] = ()
+    user: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -116,10 +211,31 @@ class EmbeddedNats:
         monitor = self.monitor.strip()
         return "" if not monitor or monitor.lower() == "off" else monitor
 
+    @classmethod
+    def for_data_dir(cls, data_dir: Path, **options: object) -> EmbeddedNats:
+        """The server of a node's data directory, clients authenticated.
+
+        Its store is ``<data_dir>/nats``; clients must connect with the credentials of
+        ``<data_dir>/nats.credentials`` (made if missing).
+        """
+        data_dir.mkdir(parents=True, exist_ok=True)
+        user, password = load_or_create_credentials(data_dir / NATS_CREDENTIALS_FILE)
+        return cls(store_dir=data_dir / "nats", user=user, password=password, **options)  # type: ignore[arg-type]
+
     @property
     def url(self) -> str:
-        """The client URL, e.g. ``nats://127.0.0.1:4222``."""
+        """The client URL without credentials, e.g. ``nats://127.0.0.1:4222``."""
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def client_url(self) -> str:
+        """The URL to connect with: :attr:`url` with the user and password, if any.
+
+        Keep it out of logs and command lines (:func:`~.bus.redact_url` hides the password).
+        """
+        if not self.user:
+            return self.url
+        return with_credentials(self.url, self.user, self.password)
 
     async def start(self, timeout: float = 20.0) -> None:
         """Start the server and wait until it accepts connections."""
@@ -139,7 +255,7 @@ class EmbeddedNats:
             self.host,
             "--port",
             str(self.port),
-            *self._monitor_args(),
+            *self._config_args(),
             "--log",
             str(log_file),
             "--pid",
@@ -171,14 +287,29 @@ class EmbeddedNats:
                 await writer.wait_closed()
             return
 
-    def _monitor_args(self) -> list[str]:
+    def _config_args(self) -> list[str]:
+        lines: list[str] = []
         address = self.monitor_address
-        if not address:
+        if address:
+            # The command line has a monitoring port but no host of its own: the config has both.
+            lines.append(f"http: {json.dumps(address)}")
+        if self.user:
+            # In a file of mode 0600, not on the command line, which every local user can read.
+            lines.append(
+                "authorization {\n"
+                f"  user: {json.dumps(self.user)}\n"
+                f"  password: {json.dumps(self.password)}\n"
+                "}"
+            )
+        if not lines:
             return ["--http_port", "0"]
-        # The command line has a monitoring port but no host of its own: a config file has both.
-        config = self.store_dir / "monitor.conf"
-        config.write_text(f"http: {json.dumps(address)}\n")
-        return ["--config", str(config)]
+        config = self.store_dir / "nats-server.conf"
+        with contextlib.suppress(FileNotFoundError):
+            config.unlink()
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write("\n".join(lines) + "\n")
+        return ["--config", str(config), *([] if address else ["--http_port", "0"])]
 
     def _cluster_args(self) -> list[str]:
         if not self.cluster_name:
@@ -254,3 +385,108 @@ def cluster_of(
         )
         for index, (client, _) in enumerate(ports)
     ]
+
+
+class JetStreamWatch:
+    """Tells whether the embedded nats-server has switched JetStream off.
+
+    nats-server switches JetStream off for good when a write of its store fails for lack of
+    space, and says so in its log (when the log can still be written); a probe
+    (``$JS.API.INFO``) that keeps being answered "not enabled" (or by nobody) tells it too.
+    """
+
+    def __init__(self) -> None:
+        self.reason = ""
+        self._client: Any = None
+        self._log_offset = -1
+        self._off_since: float | None = None
+        self._next_probe = 0.0
+
+    @property
+    def broken(self) -> bool:
+        """Whether JetStream was found off (until :meth:`reset`)."""
+        return bool(self.reason)
+
+    def reset(self) -> None:
+        """Forget what was found: nats-server is being restarted."""
+        self.reason = ""
+        self._log_offset = -1
+        self._off_since = None
+        self._next_probe = time.monotonic() + JETSTREAM_OFF_GRACE
+
+    async def check(self, nats: EmbeddedNats) -> bool:
+        """Look (at most once per :data:`JETSTREAM_PROBE_INTERVAL`); True if JetStream is off."""
+        if self.reason:
+            return True
+        now = time.monotonic()
+        if now < self._next_probe:
+            return False
+        self._next_probe = now + JETSTREAM_PROBE_INTERVAL
+        logged = self._log_says_out_of_space(nats.store_dir / "nats-server.log")
+        if logged:
+            self.reason = logged
+            return True
+        off = await self._probe(nats.client_url)
+        if not off:
+            self._off_since = None
+            return False
+        if self._off_since is None:
+            self._off_since = now
+        if now - self._off_since >= JETSTREAM_OFF_GRACE:
+            self.reason = off
+        return self.broken
+
+    def _log_says_out_of_space(self, path: Path) -> str:
+        try:
+            with path.open("rb") as log_file:
+                size = log_file.seek(0, os.SEEK_END)
+                if self._log_offset < 0 or size < self._log_offset:
+                    # Lines written before this server started do not count.
+                    self._log_offset = size
+                    return ""
+                log_file.seek(self._log_offset)
+                text = log_file.read(size - self._log_offset).decode(errors="replace")
+                self._log_offset = size
+        except OSError:
+            return ""
+        for line in text.splitlines():
+            if any(mark in line.lower() for mark in _OUT_OF_SPACE_MARKS):
+                return line.strip()[-200:]
+        return ""
+
+    async def _probe(self, url: str) -> str:
+        """Why JetStream is off, or empty when it answers (or NATS cannot be asked now)."""
+        try:
+            if self._client is None or self._client.is_closed:
+                self._client = await nats.connect(
+                    url,
+                    name="pandanode-supervisor",
+                    connect_timeout=1,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=_quiet,
+                )
+            reply = await self._client.request("$JS.API.INFO", b"", timeout=2.0)
+        except nats.errors.NoRespondersError:
+            return "JetStream does not answer"
+        except Exception:
+            return ""  # NATS is away or busy: its exit is watched, and the next probe asks again
+        try:
+            error = json.loads(reply.data).get("error")
+        except ValueError:
+            return ""
+        if not isinstance(error, dict):
+            return ""
+        return f"JetStream answers: {str(error.get('description', error))[:200]}"
+
+    async def close(self) -> None:
+        """Close the probe's connection."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
+async def _quiet(err: Exception) -> None:
+    """nats-py logs each failed (re)connect with a traceback; the probe needs none of it."""

@@ -13,6 +13,7 @@ from .addresses import split_host_port
 from .guard import guarded_server
 from .reflection import DocumentedReflectionServicer
 from .settings import Settings
+from .tls import bind
 
 __all__ = ["GrpcServer", "add_reflection"]
 
@@ -67,7 +68,7 @@ class GrpcServer:
     async def start(self) -> str:
         """Bind and start; returns the address actually bound (``host:port``)."""
         add_reflection(self.server, self._service_names)
-        self.port = self.server.add_insecure_port(self.settings.listen)
+        self.port = bind(self.server, self.settings.listen, self.settings)
         if self.port == 0:
             raise OSError(f"could not bind gRPC server to {self.settings.listen}")
         for name in ["", *self._service_names]:

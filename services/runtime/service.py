@@ -36,12 +36,15 @@ class ServiceContext:
             process needs one, e.g. the gateway alone).
         server: The gRPC server to add the servicer to (not started yet).
         dial: How the service opens channels to the other services it calls (the gateway).
+        own_address: Where a service calls the others of this process: a plaintext port on
+            127.0.0.1 when the public listener speaks TLS; empty: the process's gRPC address.
     """
 
     settings: Settings
     bus: Bus | None
     server: grpc.aio.Server
     dial: Dial = field(default=insecure_dial)
+    own_address: str = ""
 
     def need_bus(self) -> Bus:
         """The bus, for a service that needs one (:attr:`Service.needs_bus`)."""

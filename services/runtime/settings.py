@@ -55,7 +55,16 @@ class Settings:
     Attributes:
         data_dir: Where the node keeps its data (RocksDB stores, the embedded NATS store).
         listen: ``host:port`` the gRPC server binds to.
+        tls_cert_file: PEM certificate chain of the public gRPC listener; with
+            ``tls_key_file`` it speaks TLS only (clients dial with ``--tls``). Empty: plaintext.
+            ``pandanode up`` then binds its service processes to 127.0.0.1, plaintext, and
+            advertises no direct endpoints.
+        tls_key_file: PEM private key of ``tls_cert_file`` (keep it mode 0600).
         nats_url: A NATS server to use; empty to start an embedded one (all-in-one node).
+        nats_credentials_file: A file with the NATS ``user:password`` (one line) to connect
+            with, so the password is in no URL or command line; ``pandanode up`` points its
+            services at ``<data_dir>/nats.credentials``, the embedded server's. Empty: none
+            (or those of the URL).
         supported_schema_ids: The schema allow list: comma-separated schema ids whose
             operations the node accepts (from clients and peers alike); ``*``: any schema.
             With a list, the schema and field definitions (``schema_definition_v1``,
@@ -164,7 +173,10 @@ class Settings:
 
     data_dir: Path = Path("data")
     listen: str = "127.0.0.1:2020"
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     nats_url: str = ""
+    nats_credentials_file: str = ""
     supported_schema_ids: str = "*"
     max_entry_bytes: int = 1024
     max_operation_bytes: int = 256 * 1024 + 16 * 1024
@@ -281,6 +293,10 @@ class Settings:
             _check_address("bootstrap_peers", address)
 
     def _check_operations(self) -> None:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SettingsError(
+                "settings tls_cert_file and tls_key_file go together: set both for TLS, or neither"
+            )
         if self.log_format not in _LOG_FORMATS:
             raise SettingsError(
                 f"setting log_format must be one of {', '.join(_LOG_FORMATS)}, "

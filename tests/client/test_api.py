@@ -41,6 +41,7 @@ EXPORTED = {
     "SchemaError",
     "SchemaLike",
     "SchemaNotFoundError",
+    "SchemaNotSupportedError",
     "SyncClient",
     "Update",
     "ValidationError",

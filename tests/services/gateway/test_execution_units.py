@@ -21,6 +21,7 @@ from graphql import (
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLScalarType,
     GraphQLSchema,
     GraphQLString,
     execute,
@@ -35,6 +36,11 @@ from pandanode.services.gateway.execution import PlainFieldsExecutionContext, pl
 from pandanode.services.gateway.upstream import Upstreams
 from tests.services.support import eventually
 
+# graphql-core's types, typed as what they are (pyright reads them as GraphQLNamedType, the
+# return type of GraphQLNamedType.__new__).
+STRING = cast(GraphQLScalarType, GraphQLString)  # type: ignore[redundant-cast]
+INT = cast(GraphQLScalarType, GraphQLInt)  # type: ignore[redundant-cast]
+
 
 def _fail(_source: Any) -> Any:
     raise ValueError("the getter refuses")
@@ -48,40 +54,49 @@ async def _slow_null(_source: Any, _info: Any) -> Any:
     return None
 
 
-CHILD = GraphQLObjectType(
-    "Child",
-    {
-        "name": plain_field(GraphQLString, lambda source: source["name"]),
-        "strict": plain_field(GraphQLNonNull(GraphQLString), lambda source: source.get("strict")),
-        "number": plain_field(GraphQLInt, lambda source: source["number"]),
-        "failing": plain_field(GraphQLString, _fail),
-        "later": GraphQLField(GraphQLString, resolve=_slow_name),
-        "laterStrict": GraphQLField(GraphQLNonNull(GraphQLString), resolve=_slow_null),
-        "lenient": plain_field(
-            GraphQLNonNull(GraphQLString),
-            lambda source: source.get("strict"),
-            null_despite_type=True,
-        ),
-    },
+CHILD = cast(  # type: ignore[redundant-cast]
+    GraphQLObjectType,
+    GraphQLObjectType(
+        "Child",
+        {
+            "name": plain_field(STRING, lambda source: source["name"]),
+            "strict": plain_field(GraphQLNonNull(STRING), lambda source: source.get("strict")),
+            "number": plain_field(INT, lambda source: source["number"]),
+            "failing": plain_field(STRING, _fail),
+            "later": GraphQLField(STRING, resolve=_slow_name),
+            "laterStrict": GraphQLField(GraphQLNonNull(STRING), resolve=_slow_null),
+            "lenient": plain_field(
+                GraphQLNonNull(STRING),
+                lambda source: source.get("strict"),
+                null_despite_type=True,
+            ),
+        },
+    ),
 )
-ROOT = GraphQLObjectType(
-    "Query",
-    {
-        "child": plain_field(CHILD, lambda source: source["child"]),
-        "strictChild": plain_field(GraphQLNonNull(CHILD), lambda source: source["child"]),
-        "missing": plain_field(GraphQLNonNull(CHILD), lambda source: None),
-        "children": plain_field(GraphQLList(CHILD), lambda source: source["children"]),
-        "strictChildren": plain_field(
-            GraphQLList(GraphQLNonNull(CHILD)), lambda source: source["children"]
-        ),
-        "allChildren": plain_field(
-            GraphQLNonNull(GraphQLList(GraphQLNonNull(CHILD))), lambda source: source["children"]
-        ),
-        "holes": plain_field(GraphQLList(GraphQLNonNull(CHILD)), lambda source: source["holes"]),
-        "tuple": plain_field(
-            GraphQLList(GraphQLNonNull(CHILD)), lambda source: tuple(source["children"])
-        ),
-    },
+ROOT = cast(  # type: ignore[redundant-cast]
+    GraphQLObjectType,
+    GraphQLObjectType(
+        "Query",
+        {
+            "child": plain_field(CHILD, lambda source: source["child"]),
+            "strictChild": plain_field(GraphQLNonNull(CHILD), lambda source: source["child"]),
+            "missing": plain_field(GraphQLNonNull(CHILD), lambda source: None),
+            "children": plain_field(GraphQLList(CHILD), lambda source: source["children"]),
+            "strictChildren": plain_field(
+                GraphQLList(GraphQLNonNull(CHILD)), lambda source: source["children"]
+            ),
+            "allChildren": plain_field(
+                GraphQLNonNull(GraphQLList(GraphQLNonNull(CHILD))),
+                lambda source: source["children"],
+            ),
+            "holes": plain_field(
+                GraphQLList(GraphQLNonNull(CHILD)), lambda source: source["holes"]
+            ),
+            "tuple": plain_field(
+                GraphQLList(GraphQLNonNull(CHILD)), lambda source: tuple(source["children"])
+            ),
+        },
+    ),
 )
 SCHEMA = GraphQLSchema(ROOT)
 SOURCE = {
