@@ -22,7 +22,7 @@ from pathlib import Path
 import grpc
 import grpc.aio
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from pandanode.core import KeyPair
 from pandanode.ingest.v1 import ingest_pb2 as pb
@@ -31,7 +31,7 @@ from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from pandanode.services.ingest.store import LogStore
 from pandanode.services.runtime.nats_server import free_port
 from pandanode.services.runtime.rocks import free_bytes
-from tests.services.support import FieldDefinitionLog, eventually
+from tests.services.support import FieldDefinitionLog, eventually, health_of
 
 __all__ = [
     "ROUNDS",
@@ -85,17 +85,6 @@ def children_of(pid: int) -> dict[str, int]:
         elif b"serve" in cmdline:
             found[cmdline[cmdline.index(b"serve") + 1].decode()] = int(entry.name)
     return found
-
-
-async def health_of(address: str, service: str = "") -> int:
-    """The health status ``address`` answers for ``service`` (-1: no answer)."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2)
-        except grpc.aio.AioRpcError:
-            return -1
-        return int(response.status)
 
 
 @dataclass
