@@ -107,6 +107,11 @@ class _Budget:
         self._freed.set()
 
 
+def _digest(heights: dict[Log, int]) -> bytes:
+    # Run in a thread: at a million logs this is seconds the event loop must not stall for.
+    return log_heights_digest((pk, lid, seq) for (pk, lid), seq in heights.items())
+
+
 def _size(items: tuple[ReceivedEntry, ...]) -> int:
     # Entry + operation, and a little for each item's framing in a PublishStream request.
     return sum(len(item.entry) + len(item.operation) + 16 for item in items)
@@ -146,6 +151,9 @@ class SessionIO:
         hold_items: Most entries held for a missing dependency.
         hold_bytes: Most bytes (entry + operation) held for a missing dependency.
         drift_interval: Seconds between two live drift checks (0: none).
+        store_version: A number that changes whenever this node stores an entry (the event
+            stream's last ``operations.ingested`` sequence): a drift check reuses the last
+            digest while it stays the same, instead of reading every log height again.
         subscribe: Called on ``LoadHeights`` with subscription: returns the new entries stored
             from now on, in store order (live mode), started before the heights are read.
     """
@@ -155,6 +163,7 @@ class SessionIO:
     hold_items: int = 10_000
     hold_bytes: int = 16 * 1024 * 1024
     drift_interval: float = 0.0
+    store_version: Callable[[], Awaitable[int]] | None = None
     subscribe: Callable[[], Awaitable[LiveFeed]] | None = None
 
 
@@ -284,6 +293,8 @@ class _Run:
         self.live: LiveFeed | None = None
         self.hold = HoldBuffer(io.hold_items, io.hold_bytes)
         self.finish: Finish | None = None
+        # (store version, digest, log count) of the last drift check.
+        self.digest_cache: tuple[int, bytes, int] | None = None
 
     def spawn(self, work: Callable[[], Awaitable[None]], name: str) -> asyncio.Task[None]:
         async def guarded() -> None:
@@ -356,7 +367,7 @@ class _Run:
             self.live = await self.io.subscribe()
         heights = await self.io.ingest.log_heights(action.target)
         snapshot = {log: seq for log, (seq, _) in heights.items()}
-        digest = log_heights_digest((pk, lid, seq) for (pk, lid), seq in snapshot.items())
+        digest = await asyncio.to_thread(_digest, snapshot)
         self.events.put_nowait(HeightsLoaded(snapshot, digest))
 
     async def send_missing(self, action: SendMissing) -> None:
@@ -469,9 +480,18 @@ class _Run:
             self.events.put_nowait(LocalStored(items))
 
     async def load_digest(self, action: LoadDigest) -> None:
+        version = await self.io.store_version() if self.io.store_version is not None else None
+        cached = self.digest_cache
+        if version is not None and cached is not None and cached[0] == version:
+            self.events.put_nowait(LiveDigest(cached[1], cached[2]))
+            return
         heights = await self.io.ingest.log_heights(action.target)
-        digest = log_heights_digest((pk, lid, seq) for (pk, lid), (seq, _) in heights.items())
-        self.events.put_nowait(LiveDigest(digest, len(heights)))
+        snapshot = {log: seq for log, (seq, _) in heights.items()}
+        digest = await asyncio.to_thread(_digest, snapshot)
+        if version is not None:
+            # The version was read first: a later change makes the next check read again.
+            self.digest_cache = (version, digest, len(snapshot))
+        self.events.put_nowait(LiveDigest(digest, len(snapshot)))
 
     async def drift_timer(self) -> None:
         while True:
