@@ -23,7 +23,9 @@ The flow, the same for both sides whoever dialed:
    the peer's latest HaveDigest received since its previous check. Entries in flight explain a
    mismatch, but not the same mismatch twice: when neither digest moved between two checks
    and they still differ, something was lost and the session ends with ``LIVE_DRIFT`` (the
-   redial starts with a catch-up).
+   redial starts with a catch-up). A tick after which entries were stored or received skips
+   its check: our digest moved, so it could not repeat a mismatch, and reading every log
+   height under load costs ingest what it needs most then.
 
 Any violation ends the session (``Finish`` with a reason), as does silence before both
 SyncDone (``IdleTimeout``).
@@ -487,6 +489,7 @@ class SessionState:
         entries_rejected: Entries ingest rejected.
         live_peer_digest: The peer's latest HaveDigest in live mode, not yet compared.
         drift: The (ours, peer's) digests of the last live check, when they differed.
+        live_active: Entries were stored or received since the last drift tick.
         reason: Why the session failed.
     """
 
@@ -509,6 +512,7 @@ class SessionState:
     entries_rejected: int = 0
     live_peer_digest: bytes | None = None
     drift: tuple[bytes, bytes] | None = None
+    live_active: bool = False
     reason: str = ""
 
     @property
@@ -721,6 +725,7 @@ def _on_entries(state: SessionState, event: EntriesReceived) -> Step:
         received=_merged(state.received, frozen),
         peer_known=_merged(state.peer_known, frozen),
         entries_received=state.entries_received + len(event.items),
+        live_active=state.live_active or (state.phase is Phase.LIVE and bool(event.items)),
     )
     return state, ((Ingest(event.items),) if event.items else ())
 
@@ -745,6 +750,8 @@ def _on_done(state: SessionState, event: DoneReceived) -> Step:
 def _on_local(state: SessionState, event: LocalStored) -> Step:
     if state.phase is not Phase.LIVE:
         return state, ()
+    if event.items:
+        state = replace(state, live_active=True)
     assert state.target is not None
     batch: list[ReceivedEntry] = []
     pushed: dict[Log, int] = {}
@@ -781,6 +788,8 @@ def _on_local(state: SessionState, event: LocalStored) -> Step:
 def _on_drift_tick(state: SessionState, event: DriftTick) -> Step:
     if state.phase is not Phase.LIVE:
         return state, ()  # the timer only matters once live
+    if state.live_active:
+        return replace(state, live_active=False), ()
     assert state.target is not None
     return state, (LoadDigest(state.target),)
 

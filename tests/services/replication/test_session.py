@@ -604,3 +604,16 @@ def test_updating_a_large_log_map_shares_every_untouched_bucket() -> None:
     assert one[(AUTHOR, 7)] == 2 and big[(AUTHOR, 7)] == 1
     shared = sum(a is b for a, b in zip(big._outer, one._outer, strict=True))
     assert shared == len(big._outer) - 1
+
+
+@pytest.mark.parametrize(
+    "activity",
+    [LocalStored((entry(3),)), EntriesReceived((entry(3),))],
+    ids=["stored", "received"],
+)
+def test_a_drift_tick_after_entries_moved_skips_its_check(activity: Event) -> None:
+    state, actions = run(s_live(), activity, DriftTick())
+    assert not any(isinstance(action, LoadDigest) for action in actions)
+    # Quiet since: the next tick checks.
+    _, actions = run(state, DriftTick())
+    assert actions == [LoadDigest(Target(any=True))]
