@@ -5,13 +5,17 @@
 :class:`SessionIO` (this node's ingest, its live entries). A test harness can drive a real
 node's ``Sync`` with its own transport, or run a session against its own I/O.
 
-Received entries are ingested in order by one worker, at most ``IN_FLIGHT_BATCHES`` batches
-ahead of the stream (the stream is not read further meanwhile: back-pressure reaches the
-peer). Entries failing only on a missing dependency are held (bounded by ``hold_items`` and
-``hold_bytes``) and retried after every batch that stored something.
+Received entries are ingested in order by one worker, at most ``IN_FLIGHT_BATCHES`` full
+messages' worth of bytes ahead of the stream (the stream is not read further meanwhile:
+back-pressure reaches the peer). Whatever waits when ingest is free goes in one PublishStream
+batch, so under load batches grow and a slow ingest round trip is paid once for many entries,
+not once per peer message. Live pushes are batched the same way on the sending side: the next
+batch is taken from the live feed only once the previous one is sent. Entries failing only on
+a missing dependency are held (bounded by ``hold_items`` and ``hold_bytes``) and retried after
+every batch that stored something.
 
-It is a little over 500 lines: one runner (:func:`run_session`, with :class:`_Run`) carries
-out the pure session's actions over a transport, and its parts share the run's state.
+It is over 500 lines: one runner (:func:`run_session`, with :class:`_Run`) carries out the
+pure session's actions over a transport, and its parts share the run's state.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -84,6 +88,39 @@ log = logging.getLogger(__name__)
 IN_FLIGHT_BATCHES: Final = 4
 
 
+class _Budget:
+    """Bytes of received entries not through ingest yet; the one taker waits while spent."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.free = total
+        self._freed = asyncio.Event()
+
+    async def take(self, amount: int) -> int:
+        """Wait until ``amount`` (at most the total) is free and take it; what was taken."""
+        amount = min(amount, self.total)
+        while self.free < amount:
+            self._freed.clear()
+            await self._freed.wait()
+        self.free -= amount
+        return amount
+
+    def give(self, amount: int) -> None:
+        """Return ``amount``."""
+        self.free += amount
+        self._freed.set()
+
+
+def _digest(heights: dict[Log, int]) -> bytes:
+    # Run in a thread: at a million logs this is seconds the event loop must not stall for.
+    return log_heights_digest((pk, lid, seq) for (pk, lid), seq in heights.items())
+
+
+def _size(items: tuple[ReceivedEntry, ...]) -> int:
+    # Entry + operation, and a little for each item's framing in a PublishStream request.
+    return sum(len(item.entry) + len(item.operation) + 16 for item in items)
+
+
 class Transport(Protocol):
     """One Sync stream, from one side."""
 
@@ -118,6 +155,9 @@ class SessionIO:
         hold_items: Most entries held for a missing dependency.
         hold_bytes: Most bytes (entry + operation) held for a missing dependency.
         drift_interval: Seconds between two live drift checks (0: none).
+        store_version: A number that changes whenever this node stores an entry (the event
+            stream's last ``operations.ingested`` sequence): a drift check reuses the last
+            digest while it stays the same, instead of reading every log height again.
         subscribe: Called on ``LoadHeights`` with subscription: returns the new entries stored
             from now on, in store order (live mode), started before the heights are read.
     """
@@ -127,6 +167,7 @@ class SessionIO:
     hold_items: int = 10_000
     hold_bytes: int = 16 * 1024 * 1024
     drift_interval: float = 0.0
+    store_version: Callable[[], Awaitable[int]] | None = None
     subscribe: Callable[[], Awaitable[LiveFeed]] | None = None
 
 
@@ -243,14 +284,23 @@ class _Run:
         self.record = record
         self.on_announce = on_announce
         self.events: asyncio.Queue[Event] = asyncio.Queue()
-        self.ingest_queue: asyncio.Queue[tuple[ReceivedEntry, ...] | None] = asyncio.Queue()
-        self.in_flight = asyncio.Semaphore(IN_FLIGHT_BATCHES)
+        # Batches to ingest with the budget they hold; None: no more.
+        self.ingest_queue: deque[tuple[tuple[ReceivedEntry, ...], int] | None] = deque()
+        self.ingest_ready = asyncio.Event()
+        self.budget = _Budget(IN_FLIGHT_BATCHES * io.ingest.max_message_bytes)
+        # The budget each EntriesReceived event in the event queue holds, in order.
+        self.entries_costs: deque[int] = deque()
+        # Set when the last live batch is sent: the live feed waits for it (back-pressure).
+        self.live_sent = asyncio.Event()
+        self.live_sent.set()
         self.tasks: list[asyncio.Task[None]] = []
         self.live: LiveFeed | None = None
         self.hold = HoldBuffer(io.hold_items, io.hold_bytes)
         self.finish: Finish | None = None
         # Per log, the seq num of the last entry of this peer's that ingest stored (or held).
         self.peer_stored: dict[Log, int] = {}
+        # (store version, digest, log count) of the last drift check.
+        self.digest_cache: tuple[int, bytes, int] | None = None
 
     def spawn(self, work: Callable[[], Awaitable[None]], name: str) -> asyncio.Task[None]:
         async def guarded() -> None:
@@ -312,7 +362,7 @@ class _Run:
                 deadline = time.monotonic() + self.io.idle_timeout
                 event = decode_message(message)
                 if isinstance(event, EntriesReceived):
-                    await self.in_flight.acquire()
+                    self.entries_costs.append(await self.budget.take(message.ByteSize()))
                 self.events.put_nowait(event)
         finally:
             if read is not None:
@@ -323,7 +373,7 @@ class _Run:
             self.live = await self.io.subscribe()
         heights = await self.io.ingest.log_heights(action.target)
         snapshot = {log: seq for log, (seq, _) in heights.items()}
-        digest = log_heights_digest((pk, lid, seq) for (pk, lid), seq in snapshot.items())
+        digest = await asyncio.to_thread(_digest, snapshot)
         self.events.put_nowait(HeightsLoaded(snapshot, digest))
 
     async def send_missing(self, action: SendMissing) -> None:
@@ -337,17 +387,48 @@ class _Run:
             count += len(batch)
         self.events.put_nowait(MissingSent(top, count))
 
+    def queue_ingest(self, batch: tuple[tuple[ReceivedEntry, ...], int] | None) -> None:
+        self.ingest_queue.append(batch)
+        self.ingest_ready.set()
+
+    def _next_ingest(self) -> tuple[tuple[ReceivedEntry, ...], int] | None:
+        """The first waiting batch merged with those after it, as far as one request allows."""
+        first = self.ingest_queue.popleft()
+        if first is None:
+            return None
+        items, cost = first
+        size = _size(items)
+        max_items = self.state.config.max_batch_items
+        max_bytes = self.io.ingest.max_message_bytes // 2
+        merged = list(items)
+        while self.ingest_queue:
+            following = self.ingest_queue[0]
+            if following is None:
+                break
+            more = _size(following[0])
+            if len(merged) + len(following[0]) > max_items or size + more > max_bytes:
+                break
+            self.ingest_queue.popleft()
+            merged.extend(following[0])
+            size += more
+            cost += following[1]
+        return tuple(merged), cost
+
     async def ingest_loop(self) -> None:
         publisher = self.io.ingest.publisher()
         try:
             while True:
-                items = await self.ingest_queue.get()
-                if items is None:
+                while not self.ingest_queue:
+                    self.ingest_ready.clear()
+                    await self.ingest_ready.wait()
+                batch = self._next_ingest()
+                if batch is None:
                     return
+                items, cost = batch
                 try:
                     result = await self._ingest(publisher, items)
                 finally:
-                    self.in_flight.release()
+                    self.budget.give(cost)
                 self.events.put_nowait(result)
         finally:
             publisher.close()
@@ -402,12 +483,25 @@ class _Run:
     async def live_loop(self) -> None:
         assert self.live is not None
         async for items in self.live.batches():
+            # One batch at a time: while it is being sent, new entries gather in the feed and
+            # go as one bigger batch next (and nothing piles up here when the peer is slow).
+            await self.live_sent.wait()
+            self.live_sent.clear()
             self.events.put_nowait(LocalStored(items))
 
     async def load_digest(self, action: LoadDigest) -> None:
+        version = await self.io.store_version() if self.io.store_version is not None else None
+        cached = self.digest_cache
+        if version is not None and cached is not None and cached[0] == version:
+            self.events.put_nowait(LiveDigest(cached[1], cached[2]))
+            return
         heights = await self.io.ingest.log_heights(action.target)
-        digest = log_heights_digest((pk, lid, seq) for (pk, lid), (seq, _) in heights.items())
-        self.events.put_nowait(LiveDigest(digest, len(heights)))
+        snapshot = {log: seq for log, (seq, _) in heights.items()}
+        digest = await asyncio.to_thread(_digest, snapshot)
+        if version is not None:
+            # The version was read first: a later change makes the next check read again.
+            self.digest_cache = (version, digest, len(snapshot))
+        self.events.put_nowait(LiveDigest(digest, len(snapshot)))
 
     async def drift_timer(self) -> None:
         while True:
@@ -422,7 +516,7 @@ class _Run:
         elif isinstance(action, SendMissing):
             self.spawn(lambda: self.send_missing(action), "send-missing")
         elif isinstance(action, Ingest):
-            self.ingest_queue.put_nowait(action.items)
+            self.queue_ingest((action.items, self.entries_costs.popleft()))
         elif isinstance(action, StartLive):
             if self.live is not None:
                 self.spawn(self.live_loop, "live")
@@ -462,14 +556,21 @@ class _Run:
                             self.state, MessageInvalid(refusal, "session refused")
                         )
                 self.update_record()
+                if isinstance(event, EntriesReceived) and not any(
+                    isinstance(action, Ingest) for action in actions
+                ):
+                    self.budget.give(self.entries_costs.popleft())  # refused: not ingested
                 try:
                     for action in actions:
                         await self.perform(action)
                 except ConnectionError as err:
                     self.events.put_nowait(MessageInvalid("STREAM_BROKEN", str(err)))
+                finally:
+                    if isinstance(event, LocalStored):
+                        self.live_sent.set()
             if not self.finish.reason:
                 # Completed: let the received entries reach ingest before ending.
-                self.ingest_queue.put_nowait(None)
+                self.queue_ingest(None)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(ingest), self.io.idle_timeout)
                 while not self.events.empty():

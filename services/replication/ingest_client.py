@@ -81,6 +81,7 @@ class IngestClient:
 
     def __init__(self, address: str, max_message_bytes: int) -> None:
         self.address = address
+        self.max_message_bytes = max_message_bytes
         self._channel = grpc.aio.insecure_channel(
             address,
             options=[

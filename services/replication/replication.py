@@ -409,6 +409,9 @@ class Replication:
         consumer = await self.bus.consume(OPERATIONS_INGESTED, start_sequence=start)
         return _LiveFeed(consumer)
 
+    async def _store_version(self) -> int:
+        return await self.bus.last_sequence(OPERATIONS_INGESTED)
+
     def _io(self) -> SessionIO:
         assert self.ingest is not None, "replication is not started"
         return SessionIO(
@@ -417,6 +420,7 @@ class Replication:
             hold_items=self.settings.replication_hold_items,
             hold_bytes=self.settings.replication_hold_bytes,
             drift_interval=self.settings.replication_interval,
+            store_version=self._store_version,
             subscribe=self._subscribe,
         )
 

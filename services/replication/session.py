@@ -23,7 +23,9 @@ The flow, the same for both sides whoever dialed:
    the peer's latest HaveDigest received since its previous check. Entries in flight explain a
    mismatch, but not the same mismatch twice: when neither digest moved between two checks
    and they still differ, something was lost and the session ends with ``LIVE_DRIFT`` (the
-   redial starts with a catch-up).
+   redial starts with a catch-up). A tick after which entries were stored or received skips
+   its check: our digest moved, so it could not repeat a mismatch, and reading every log
+   height under load costs ingest what it needs most then.
 
 Any violation ends the session (``Finish`` with a reason), as does silence before both
 SyncDone (``IdleTimeout``).
@@ -36,7 +38,7 @@ action types.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Final
@@ -67,6 +69,7 @@ __all__ = [
     "LoadHeights",
     "LocalStored",
     "Log",
+    "LogMap",
     "MessageInvalid",
     "MissingSent",
     "PeerClosed",
@@ -92,7 +95,92 @@ HAVE_CHUNK_LOGS: Final = 10_000
 Log = tuple[str, int]
 """A log: (public key hex, log id)."""
 
-_EMPTY: Final[Mapping[Log, int]] = MappingProxyType({})
+_FANOUT: Final = 256
+_Bucket = dict[Log, int]
+_Inner = tuple[_Bucket | None, ...]
+
+
+class LogMap(Mapping[Log, int]):
+    """An immutable map of log → seq num whose updates copy only what they touch.
+
+    A session's maps of what was received and what the peer holds gain a few logs per message
+    but may name a million logs: copying a dict per message made every batch cost O(logs).
+    Here the logs are spread by hash over 256 × 256 buckets; an update copies the touched
+    buckets and the two small tuples above them, so a batch of ``b`` entries costs O(b) (for
+    up to some millions of logs). Shares its buckets with the map it was made from, which it
+    leaves as it was.
+    """
+
+    __slots__ = ("_length", "_outer")
+
+    def __init__(self, outer: tuple[_Inner | None, ...] | None = None, length: int = 0) -> None:
+        self._outer: tuple[_Inner | None, ...] = outer or (None,) * _FANOUT
+        self._length = length
+
+    @classmethod
+    def of(cls, items: Mapping[Log, int]) -> LogMap:
+        """A LogMap of ``items`` (itself if it is one)."""
+        if isinstance(items, LogMap):
+            return items
+        return cls().updated(items)
+
+    @staticmethod
+    def _slots(log: Log) -> tuple[int, int]:
+        code = hash(log)
+        return (code >> 8) % _FANOUT, code % _FANOUT
+
+    def __getitem__(self, log: Log) -> int:
+        i, j = self._slots(log)
+        inner = self._outer[i]
+        bucket = inner[j] if inner is not None else None
+        if bucket is None:
+            raise KeyError(log)
+        return bucket[log]
+
+    def __iter__(self) -> Iterator[Log]:
+        for inner in self._outer:
+            if inner is not None:
+                for bucket in inner:
+                    if bucket is not None:
+                        yield from bucket
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __repr__(self) -> str:
+        return f"LogMap({dict(self.items())!r})"
+
+    def updated(self, updates: Mapping[Log, int], *, raise_only: bool = False) -> LogMap:
+        """This map with ``updates`` applied (with ``raise_only``, a seq num never goes down)."""
+        if not updates:
+            return self
+        outer = list(self._outer)
+        inners: dict[int, list[_Bucket | None]] = {}
+        copied: set[tuple[int, int]] = set()
+        length = self._length
+        for log, seq in updates.items():
+            i, j = self._slots(log)
+            inner = inners.get(i)
+            if inner is None:
+                old = outer[i]
+                inner = inners[i] = list(old) if old is not None else [None] * _FANOUT
+            bucket = inner[j]
+            if (i, j) not in copied:
+                bucket = inner[j] = dict(bucket) if bucket is not None else {}
+                copied.add((i, j))
+            assert bucket is not None
+            known = bucket.get(log)
+            if known is None:
+                length += 1
+            elif raise_only and seq <= known:
+                continue
+            bucket[log] = seq
+        for i, inner in inners.items():
+            outer[i] = tuple(inner)
+        return LogMap(tuple(outer), length)
+
+
+_EMPTY: Final[Mapping[Log, int]] = LogMap()
 
 
 class Phase(enum.Enum):
@@ -405,6 +493,7 @@ class SessionState:
         entries_rejected: Entries ingest rejected.
         live_peer_digest: The peer's latest HaveDigest in live mode, not yet compared.
         drift: The (ours, peer's) digests of the last live check, when they differed.
+        live_active: Entries were stored or received since the last drift tick.
         reason: Why the session failed.
     """
 
@@ -427,6 +516,7 @@ class SessionState:
     entries_rejected: int = 0
     live_peer_digest: bytes | None = None
     drift: tuple[bytes, bytes] | None = None
+    live_active: bool = False
     reason: str = ""
 
     @property
@@ -452,13 +542,7 @@ def _violation(state: SessionState, what: str) -> Step:
 
 
 def _merged(base: Mapping[Log, int], updates: Mapping[Log, int]) -> Mapping[Log, int]:
-    if not updates:
-        return base
-    merged = dict(base)
-    for log, seq in updates.items():
-        if seq > merged.get(log, 0):
-            merged[log] = seq
-    return MappingProxyType(merged)
+    return LogMap.of(base).updated(updates, raise_only=True)
 
 
 def _message(**kwargs: object) -> pb.SyncMessage:
@@ -576,12 +660,12 @@ def _on_have(state: SessionState, event: HaveReceived) -> Step:
             "HAVE_TOO_LARGE",
             f"the Have names over max_have_logs ({state.config.max_have_logs}) logs",
         )
-    have = dict(state.peer_have)
+    chunk: dict[Log, int] = {}
     for public_key, log_id, seq_num in event.heights:
         if not is_public_key_hex(public_key, lowercase=True) or seq_num < 1:
             return _fail(state, "INVALID_HAVE", "a Have names an invalid log")
-        have[(public_key, log_id)] = seq_num
-    frozen = MappingProxyType(have)
+        chunk[(public_key, log_id)] = seq_num
+    frozen = LogMap.of(state.peer_have).updated(chunk)
     state = replace(state, peer_have=frozen, peer_have_done=event.last)
     if not event.last:
         return state, ()
@@ -645,6 +729,7 @@ def _on_entries(state: SessionState, event: EntriesReceived) -> Step:
         received=_merged(state.received, frozen),
         peer_known=_merged(state.peer_known, frozen),
         entries_received=state.entries_received + len(event.items),
+        live_active=state.live_active or (state.phase is Phase.LIVE and bool(event.items)),
     )
     return state, ((Ingest(event.items),) if event.items else ())
 
@@ -669,6 +754,8 @@ def _on_done(state: SessionState, event: DoneReceived) -> Step:
 def _on_local(state: SessionState, event: LocalStored) -> Step:
     if state.phase is not Phase.LIVE:
         return state, ()
+    if event.items:
+        state = replace(state, live_active=True)
     assert state.target is not None
     batch: list[ReceivedEntry] = []
     pushed: dict[Log, int] = {}
@@ -705,6 +792,8 @@ def _on_local(state: SessionState, event: LocalStored) -> Step:
 def _on_drift_tick(state: SessionState, event: DriftTick) -> Step:
     if state.phase is not Phase.LIVE:
         return state, ()  # the timer only matters once live
+    if state.live_active:
+        return replace(state, live_active=False), ()
     assert state.target is not None
     return state, (LoadDigest(state.target),)
 

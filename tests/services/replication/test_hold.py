@@ -25,7 +25,7 @@ async def test_entries_without_their_dependency_are_held_to_the_bound_and_report
     async with Node(settings) as node:
         async with grpc.aio.insecure_channel(node.address) as channel:
             stub = replication_pb2_grpc.ReplicationServiceStub(channel)
-            call = stub.Sync()  # type: ignore[call-arg]
+            call = stub.Sync(timeout=30)  # type: ignore[call-arg]
             peer = pb.Announce(protocol_version=1, node_id=KeyPair().public_key(), schema_ids=["*"])
             await call.write(pb.SyncMessage(announce=peer))
             await call.write(pb.SyncMessage(have_digest=pb.HaveDigest(digest=b"x" * 32)))
@@ -45,3 +45,29 @@ async def test_entries_without_their_dependency_are_held_to_the_bound_and_report
         assert (session.held_peak, session.held_dropped) == (2, 1)
         assert session.error_reason == "" and session.entries_rejected == 0
         assert await log_entries(node.address) == set()
+
+
+async def test_entries_messages_that_are_not_ingested_do_not_stall_the_session(
+    tmp_path: Path,
+) -> None:
+    log = FieldDefinitionLog(KeyPair(), 0)
+    async with Node(replication_settings(tmp_path / "a")) as node:
+        async with grpc.aio.insecure_channel(node.address) as channel:
+            stub = replication_pb2_grpc.ReplicationServiceStub(channel)
+            call = stub.Sync(timeout=30)  # type: ignore[call-arg]
+            peer = pb.Announce(protocol_version=1, node_id=KeyPair().public_key(), schema_ids=["*"])
+            await call.write(pb.SyncMessage(announce=peer))
+            await call.write(pb.SyncMessage(have_digest=pb.HaveDigest(digest=b"x" * 32)))
+            for _ in range(2):
+                assert isinstance(await call.read(), pb.SyncMessage)
+            await call.write(pb.SyncMessage(have=pb.Have(last=True)))
+            # More empty Entries than batches may wait for ingest: each must give its place back.
+            for _ in range(20):
+                await call.write(pb.SyncMessage(entries=pb.Entries()))
+            await call.write(pb.SyncMessage(entries=pb.Entries(items=[log.entry(1)])))
+            await call.write(pb.SyncMessage(sync_done=pb.SyncDone()))
+            await call.done_writing()
+            while await call.read() is not grpc.aio.EOF:  # type: ignore[attr-defined]
+                pass
+            assert await call.code() == grpc.StatusCode.OK
+        assert len(await log_entries(node.address)) == 1

@@ -11,7 +11,7 @@ import pytest
 from pandanode.client import Client, KeyPair, ResourceNotFoundError
 from pandanode.services.node import Node
 from pandanode.services.replication.driver import LiveFeed, SessionRecord
-from pandanode.services.replication.session import ReceivedEntry
+from pandanode.services.replication.session import Log, ReceivedEntry, Target
 from tests.services.support import eventually
 
 from .support import StartNode, log_entries, starter
@@ -107,12 +107,27 @@ async def test_nodes_live_and_in_sync_keep_their_session_across_drift_checks(
             for n in range(5):
                 await writer.create(venue, {"name": f"Hall {n}"})
 
-        # Several drift checks each way, each answered by the peer's digest.
-        async def checked() -> bool:
+        async def checked(count: int) -> bool:
             kinds = (session.received_kinds["have_digest"], session.sent_kinds["have_digest"])
-            return min(kinds) >= 6
+            return min(kinds) >= count
 
-        await eventually(checked, timeout=30, what="drift checks")
+        # Several drift checks each way, each answered by the peer's digest.
+        await eventually(lambda: checked(6), timeout=30, what="drift checks")
         assert session.phase.value == "live" and session.ended is None
         reasons = {s.error_reason for node in (a, b) for s in sessions(node)}
         assert not reasons - {"", "DUPLICATE_SESSION"}
+
+        # Nothing stored since: the next checks reuse the digest, no log heights are read.
+        assert a.replication is not None and a.replication.ingest is not None
+        ingest = a.replication.ingest
+        reads: list[object] = []
+        log_heights = ingest.log_heights
+
+        async def counted(target: Target) -> dict[Log, tuple[int, str]]:
+            reads.append(target)
+            return await log_heights(target)
+
+        ingest.log_heights = counted  # type: ignore[method-assign]
+        sent = session.sent_kinds["have_digest"]
+        await eventually(lambda: checked(sent + 4), timeout=30, what="more drift checks")
+        assert reads == []

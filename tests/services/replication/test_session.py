@@ -7,7 +7,9 @@ import typing
 from collections.abc import Callable
 from types import MappingProxyType
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from pandanode.services.replication.session import (
     AnnounceReceived,
@@ -26,6 +28,7 @@ from pandanode.services.replication.session import (
     LoadDigest,
     LoadHeights,
     LocalStored,
+    LogMap,
     MessageInvalid,
     MissingSent,
     PeerClosed,
@@ -565,3 +568,52 @@ def test_without_a_new_peer_digest_a_check_only_sends_ours() -> None:
     state, actions = run(state, LiveDigest(b"ours", 1), LiveDigest(b"ours", 1))
     assert kinds(actions) == ["have_digest", "have_digest"]
     assert state.phase is Phase.LIVE
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(
+    base=st.dictionaries(st.tuples(st.sampled_from("abc"), st.integers(0, 600)), st.integers(1, 9)),
+    updates=st.lists(
+        st.dictionaries(st.tuples(st.sampled_from("abc"), st.integers(0, 600)), st.integers(1, 9)),
+        max_size=4,
+    ),
+    raise_only=st.booleans(),
+)
+def test_a_log_map_behaves_as_a_dict_and_leaves_the_map_it_came_from_unchanged(
+    base: dict[tuple[str, int], int],
+    updates: list[dict[tuple[str, int], int]],
+    raise_only: bool,
+) -> None:
+    model = dict(base)
+    current = LogMap.of(base)
+    history = [(current, dict(model))]
+    for update in updates:
+        for log, seq in update.items():
+            if not raise_only or seq > model.get(log, 0):
+                model[log] = seq
+        current = current.updated(update, raise_only=raise_only)
+        history.append((current, dict(model)))
+    for mapping, expected in history:
+        assert dict(mapping) == expected and len(mapping) == len(expected)
+        assert mapping == expected
+
+
+def test_updating_a_large_log_map_shares_every_untouched_bucket() -> None:
+    big = LogMap.of({(AUTHOR, i): 1 for i in range(100_000)})
+    one = big.updated({(AUTHOR, 7): 2})
+    assert one[(AUTHOR, 7)] == 2 and big[(AUTHOR, 7)] == 1
+    shared = sum(a is b for a, b in zip(big._outer, one._outer, strict=True))
+    assert shared == len(big._outer) - 1
+
+
+@pytest.mark.parametrize(
+    "activity",
+    [LocalStored((entry(3),)), EntriesReceived((entry(3),))],
+    ids=["stored", "received"],
+)
+def test_a_drift_tick_after_entries_moved_skips_its_check(activity: Event) -> None:
+    state, actions = run(s_live(), activity, DriftTick())
+    assert not any(isinstance(action, LoadDigest) for action in actions)
+    # Quiet since: the next tick checks.
+    _, actions = run(state, DriftTick())
+    assert actions == [LoadDigest(Target(any=True))]
