@@ -8,16 +8,16 @@ STAMP  := $(VENV)/.installed
 NODE_DIR   := tests/interop
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: setup run test lint typecheck unit format clean help proto bench fuzz proto-check nginx \
-	lock config-sample browser soak
+.PHONY: setup run test soak lint typecheck unit format clean help proto bench fuzz proto-check \
+	nginx lock config-sample browser shells
 
 help:
 	@echo "make run    set up, then start the node (all-in-one, data in ./data)"
-	@echo "make test   set up, then lint, type-check and run every test"
+	@echo "make test   set up, then lint, type-check and run every test (but the soak ones)"
+	@echo "make soak   set up, then run the long tests at scale and the fault suite SOAK_ROUNDS (20) rounds per case"
 	@echo "make format apply ruff's formatter and autofixes"
 	@echo "make bench  set up, then run the benchmarks (minutes; ARGS=\"--help\" for sizes)"
 	@echo "make fuzz   set up, then fuzz every parser FUZZ_SECONDS (300) each; ARGS=\"entry …\""
-	@echo "make soak   set up, then run the fault suite SOAK_ROUNDS (20) rounds per case (root: tmpfs)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,10 +31,11 @@ $(NODE_STAMP): $(NODE_DIR)/package.json
 	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(STAMP) $(NODE_STAMP) nginx browser
+setup: $(STAMP) $(NODE_STAMP) nginx browser shells
 
 # nginx (Debian's nginx-light) is the entry point the distributed tests and bench also route
-# through (deploy/nginx/pandanode.conf); installed when missing, where apt-get can as root.
+# through (deploy/nginx/pandanode.conf.template, rendered by bench/deployment.py); installed
+# when missing, where apt-get can as root.
 nginx:
 	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -42,6 +43,17 @@ nginx:
 	      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; } \
 	      || echo "note: could not install nginx-light: the nginx tests are skipped"; \
 	  else echo "note: nginx is not installed (apt-get install nginx-light): its tests are skipped"; fi; }
+
+# zsh and fish run the completion tests of their scripts (tests/client/test_cli_usage.py);
+# installed when missing, where apt-get can as root (else those tests skip, saying why).
+shells:
+	@for shell in zsh fish; do command -v $$shell >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$shell >/dev/null \
+	      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$shell >/dev/null; } \
+	      || echo "note: could not install $$shell: its completion tests are skipped"; \
+	  else echo "note: $$shell is not installed (apt-get install $$shell): its completion tests are skipped"; fi; }; \
+	done
 
 # The headless browser test needs Debian's chromium; installed when missing and apt-get can be
 # used as root (else that test skips, saying why).
@@ -58,19 +70,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-TYPING := $(VENV)/typing
-
-# mypy cannot follow setuptools' editable-install finder, so it reads the packages through a
-# tree of symlinks that mirrors their import names.
+# Both checkers read the packages as installed: `pip install -e` puts src/ (whose pandanode/
+# links to core/, services/, client/ and the generated protos) on sys.path. mypy is strict;
+# pyright (basedpyright, which bundles its Node runtime) runs its basic checks, configured in
+# pyproject.toml.
 typecheck: $(STAMP)
-	@mkdir -p $(TYPING)/pandanode
-	@ln -sfn $(CURDIR)/core $(TYPING)/pandanode/core
-	@ln -sfn $(CURDIR)/services $(TYPING)/pandanode/services
-	@ln -sfn $(CURDIR)/client $(TYPING)/pandanode/client
-	@for p in protos/pandanode/*/; do ln -sfn $(CURDIR)/$${p%/} $(TYPING)/pandanode/$$(basename $$p); done
-	MYPYPATH=$(TYPING) $(BIN)/mypy -p pandanode.core -p pandanode.services -p pandanode.client
-	MYPYPATH=$(TYPING) $(BIN)/mypy tests
-	MYPYPATH=$(TYPING) $(BIN)/mypy bench
+	$(BIN)/mypy -p pandanode.core -p pandanode.services -p pandanode.client
+	$(BIN)/mypy tests
+	$(BIN)/mypy bench
+	$(BIN)/basedpyright
 
 PROTOS := $(shell find protos -name '*.proto')
 
@@ -116,13 +124,15 @@ FUZZ_SECONDS ?= 300
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz.run --seconds $(FUZZ_SECONDS) $(ARGS)
 
-# The fault suite (tests/faults: kill -9 of every process, nats-server restarts, a full disk,
+# Long runs, not part of `make test`: the tests marked `soak` (replication at scale), then the
+# fault suite (tests/faults: kill -9 of every process, nats-server restarts, a full disk,
 # SIGSTOP) for SOAK_ROUNDS rounds per case, where `make test` runs one; SOAK_SEED varies the
 # random points. Prints faults injected, entries acknowledged, lost and invalid (both 0).
 SOAK_ROUNDS ?= 20
 SOAK_SEED ?= 1
 
-soak: $(STAMP)
+soak: setup
+	$(BIN)/pytest -m soak -p no:cacheprovider $(ARGS)
 	PANDANODE_FAULT_ROUNDS=$(SOAK_ROUNDS) PANDANODE_FAULT_SEED=$(SOAK_SEED) \
 		$(BIN)/pytest tests/faults -p no:cacheprovider $(ARGS)
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
+import grpc.aio
 import nats
 from nats.aio.msg import Msg
 

@@ -18,11 +18,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pandanode.services.query.token_secret import (
@@ -32,7 +33,7 @@ from pandanode.services.query.token_secret import (
 from pandanode.services.runtime.nats_server import EmbeddedNats, cluster_of, free_port
 
 __all__ = [
-    "NGINX_CONF",
+    "NGINX_TEMPLATE",
     "STREAM_REPLICAS",
     "Deployment",
     "Nginx",
@@ -41,11 +42,15 @@ __all__ = [
     "find_nginx",
     "health_of",
     "nginx_config",
+    "render_nginx_site",
+    "write_nginx_config",
 ]
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 STREAM_REPLICAS = 3
-NGINX_CONF = Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "pandanode.conf"
+NGINX_TEMPLATE = (
+    Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "pandanode.conf.template"
+)
 
 
 async def health_of(address: str, service: str = "", timeout: float = 1.0) -> int | None:
@@ -218,29 +223,46 @@ def find_nginx() -> str | None:
     return found
 
 
-def nginx_config(root: Path, listen: str, deployed: Deployment) -> Path:
-    """Write a whole nginx configuration under ``root``; returns its path.
+def render_nginx_site(
+    upstreams: Mapping[str, Sequence[str]],
+    grpc_listen: str,
+    http_listen: str,
+    template: str | None = None,
+) -> str:
+    """The entry point's nginx server blocks, as deploy/compose.yaml's nginx image makes them.
 
-    It is deploy/nginx/pandanode.conf with the deployment's upstream addresses and ``listen``,
-    in an http block of its own.
+    deploy/nginx/pandanode.conf.template (or ``template``, a copy of it) with each
+    ``${PANDANODE_<NAME>_ADDR}`` replaced by one ``server`` line per address of
+    ``upstreams[name]`` (the image's envsubst puts one name there, resolving to every replica),
+    and the gRPC (2020) and HTTP (2021) ports replaced by ``grpc_listen`` and ``http_listen``.
+
+    Raises:
+        ValueError: an upstream of the template has no address in ``upstreams``.
     """
-    upstreams = {
-        "ingest": [deployed.ingest.address],
-        "query": [query.address for query in deployed.queries],
-        "discovery": [deployed.discovery.address],
-    }
-    server = NGINX_CONF.read_text()
-    for name, addresses in upstreams.items():
-        servers = "".join(f"    server {address};\n" for address in addresses)
-        pattern = re.compile(rf"(upstream pandanode_{name} {{\n)(?:    server [^;]+;\n)+")
-        server = pattern.sub(lambda match: str(match.group(1)) + servers, server)  # noqa: B023
-    server = server.replace("listen 2020 http2;", f"listen {listen} http2;")
-    (root / "nginx-server.conf").write_text(server)
+    text = NGINX_TEMPLATE.read_text() if template is None else template
+
+    def servers(match: re.Match[str]) -> str:
+        name = match.group(2).lower()
+        if not upstreams.get(name):
+            raise ValueError(f"no address for the nginx upstream {name!r}")
+        return "".join(f"{match.group(1)}server {address};\n" for address in upstreams[name])
+
+    text = re.sub(r"( *)server \$\{PANDANODE_([A-Z]+)_ADDR\};\n", servers, text)
+    text = text.replace("listen 2020 http2;", f"listen {grpc_listen} http2;")
+    return text.replace("listen 2021;", f"listen {http_listen};")
+
+
+def write_nginx_config(root: Path, site: str) -> Path:
+    """Write a whole nginx configuration under ``root`` around ``site``; returns its path."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "nginx-server.conf").write_text(site)
     temp = root / "nginx-temp"
     temp.mkdir(parents=True, exist_ok=True)
+    # As root, nginx's workers would switch to the user "nobody", who cannot read these files.
+    user = "user root;\n" if os.geteuid() == 0 else ""
     main = root / "nginx.conf"
     main.write_text(
-        f"""daemon off;
+        f"""{user}daemon off;
 worker_processes 1;
 pid {root / "nginx.pid"};
 error_log {root / "nginx-error.log"} warn;
@@ -256,9 +278,27 @@ http {{
     return main
 
 
+def nginx_config(root: Path, listen: str, deployed: Deployment) -> Path:
+    """Write the entry point's nginx configuration for ``deployed`` under ``root``.
+
+    The deployment runs no replication service and no HTTP gateway: their upstreams get an
+    address nothing listens on, so calls to them fail as with a service that is down.
+    """
+    nowhere = f"127.0.0.1:{free_port()}"
+    upstreams = {
+        "ingest": [deployed.ingest.address],
+        "query": [query.address for query in deployed.queries],
+        "discovery": [deployed.discovery.address],
+        "replication": [nowhere],
+        "gateway": [nowhere],
+    }
+    site = render_nginx_site(upstreams, listen, f"127.0.0.1:{free_port()}")
+    return write_nginx_config(root, site)
+
+
 @dataclass(eq=False)
 class Nginx:
-    """nginx in front of a deployment (``grpc_pass``, deploy/nginx/pandanode.conf)."""
+    """nginx in front of a deployment (``grpc_pass``, deploy/nginx/pandanode.conf.template)."""
 
     binary: str
     config: Path

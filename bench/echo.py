@@ -16,6 +16,7 @@ import signal
 from collections.abc import AsyncIterator
 
 import grpc
+import grpc.aio
 
 __all__ = ["SERVICE", "STREAM", "UNARY", "serve"]
 

@@ -14,11 +14,13 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import grpc
+import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -134,6 +136,8 @@ class NodeProcess:
             process per service behind the public address); ``ingest``: the ingest service
             alone (``pandanode serve ingest``) with a nats-server started here, as in a
             distributed deployment.
+        args: More flags of the command (e.g. ``--bootstrap-peers``).
+        env: More environment variables of the node (settings as ``PANDANODE_…``).
 
     Attributes:
         address: The node's public gRPC address.
@@ -144,12 +148,22 @@ class NodeProcess:
         published: Entries the scenario stored on this node (for per-entry figures).
     """
 
-    def __init__(self, data_dir: Path, log_file: Path, mode: str = "up") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        log_file: Path,
+        mode: str = "up",
+        *,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         if mode not in ("up", "ingest"):
             raise ValueError(f"unknown node mode {mode!r}")
         self.data_dir = data_dir
         self.log_file = log_file
         self.mode = mode
+        self.args = tuple(args)
+        self.env = dict(env or {})
         self._nats: EmbeddedNats | None = None
         self.address = f"127.0.0.1:{free_port()}"
         # The gateway's HTTP address (``up`` mode): a free port, not the default 2021.
@@ -203,7 +217,9 @@ class NodeProcess:
             self.address,
             "--log-level",
             "WARNING",
+            *self.args,
             stdin=asyncio.subprocess.DEVNULL,
+            env={**os.environ, **self.env} if self.env else None,
             stdout=self._log,
             stderr=asyncio.subprocess.STDOUT,
         )

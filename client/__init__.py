@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         PandanodeError,
         SchemaError,
         SchemaNotFoundError,
+        SchemaNotSupportedError,
         ValidationError,
     )
     from pandanode.core.keypair import KeyPair
@@ -113,6 +114,7 @@ __all__ = [
     "SchemaError",
     "SchemaLike",
     "SchemaNotFoundError",
+    "SchemaNotSupportedError",
     "SyncClient",
     "Update",
     "ValidationError",
@@ -166,6 +168,7 @@ _MODULE_OF: dict[str, str] = {
     "SchemaError": "pandanode.core.errors",
     "SchemaLike": "._client",
     "SchemaNotFoundError": "pandanode.core.errors",
+    "SchemaNotSupportedError": "pandanode.core.errors",
     "SyncClient": "._sync",
     "Update": "._models",
     "ValidationError": "pandanode.core.errors",

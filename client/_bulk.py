@@ -27,6 +27,7 @@ from collections.abc import (
 from typing import Final, TypeAlias, TypeVar, cast
 
 import grpc
+import grpc.aio
 
 from pandanode.core.entry import decode_entry
 from pandanode.core.errors import PandanodeError, Reason
@@ -471,4 +472,5 @@ def _outcome(item: Outgoing, result: pb.PublishResult) -> Published | PandanodeE
         )
     if item.log is not None:
         item.log.forget()
-    return error_for_code(result.error.code, result.error.reason, result.error.message)
+    error = result.error
+    return error_for_code(error.code, error.reason, error.message).about(**error.metadata)

@@ -236,7 +236,7 @@ async def watch(args: argparse.Namespace, output: Output) -> int:
     async with connect(args) as node:
         schema = await node.get_schema(args.schema_id)
         conditions = parse_filters(args.filter, schema)
-        changes = node.watch(schema, filter=conditions)
+        changes = node.watch(schema, filter=conditions, after=args.after)
         try:
             async with asyncio.timeout(args.duration) as scope:
                 await _follow(changes, output, args.limit)

@@ -57,7 +57,8 @@ async def sessions(args: argparse.Namespace, output: Output) -> int:
         output.console.print(f"node {args.node} has no replication sessions (yet)")
     else:
         table = Table(show_header=True)
-        for column in ("node id", "address", "state", "dialed", "sent", "received", "error"):
+        columns = ("node id", "address", "state", "dialed", "sent", "received", "held", "error")
+        for column in columns:
             table.add_column(column)
         for session in listed:
             table.add_row(
@@ -67,6 +68,7 @@ async def sessions(args: argparse.Namespace, output: Output) -> int:
                 "yes" if session.initiator else "no",
                 str(session.entries_sent),
                 str(session.entries_received),
+                f"{session.held_peak} peak, {session.held_dropped} dropped",
                 escape(session.error_reason),
             )
         output.console.print(table)

@@ -22,6 +22,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, M
 from types import TracebackType
 
 import grpc
+import grpc.aio
 
 from pandanode.client._endpoints import EndpointChannel
 from pandanode.core.keypair import KeyPair
@@ -444,8 +445,14 @@ class Client:
         schema: SchemaLike,
         *,
         filter: Mapping[str, object] | None = None,
+        after: Published | str | None = None,
     ) -> AsyncGenerator[Change, None]:
         """The matching documents now (``existing``), ``caught_up``, then every change.
+
+        With ``after`` (a :class:`Published` or an operation id) the watch starts once that
+        write is materialized, so the ``existing`` documents include it (read-your-writes, as
+        for :meth:`get_document`; not materialized within the client's ``timeout``:
+        :class:`NodeUnavailableError`).
 
         Runs until the caller stops iterating (or the node goes away). There is no deadline
         on the stream as a whole. Leaving the iteration early ends the call on the node once
@@ -454,11 +461,12 @@ class Client:
         See :data:`ChangeKind` for what each change means.
 
         Raises:
+            NodeUnavailableError: ``after`` was not materialized within the timeout.
             LimitExceededError: the node cut the watch off because changes arrived faster than
                 this client read them (reason ``WATCH_TOO_SLOW``; more than the node's
                 ``watch_queue_bytes`` waited). Watch again: it starts from the current documents.
         """
-        return self._reads.watch(schema, filter=filter)
+        return self._reads.watch(schema, filter=filter, after=after)
 
     # -- bulk -----------------------------------------------------------------------------------
 

@@ -7,18 +7,28 @@ gRPC call becomes pandanode's exception and where calls that are safe to repeat 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import grpc
+import grpc.aio
 
+from pandanode.core.errors import PandanodeError
 from pandanode.core.publish import NextArgs
 from pandanode.core.schema import Schema
 from pandanode.core.schema_id import SchemaId
 from pandanode.ingest.v1 import ingest_pb2 as pb
 
-from ._errors import NodeUnavailableError, NotServedError, from_rpc_error, mark_remote, told_by_node
+from ._errors import (
+    LimitExceededError,
+    NodeUnavailableError,
+    NotServedError,
+    from_rpc_error,
+    mark_remote,
+    told_by_node,
+)
 from ._logs import Author, Writes
 
 if TYPE_CHECKING:
@@ -26,7 +36,7 @@ if TYPE_CHECKING:
     from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
     from pandanode.query.v1.query_pb2_grpc import QueryServiceAsyncStub
 
-__all__ = ["MAX_MESSAGE_BYTES", "Connection", "next_args_from_pb", "not_served"]
+__all__ = ["MAX_MESSAGE_BYTES", "Connection", "next_args_from_pb", "not_served", "retry_wait"]
 
 MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 """The largest gRPC message the client sends or receives."""
@@ -69,27 +79,33 @@ class Connection:
     async def call(
         self, call: Callable[[], Awaitable[_T]], *, retry: bool = True, waits: bool = False
     ) -> _T:
-        """Run one unary call through the error boundary, retrying UNAVAILABLE if safe.
+        """Run one unary call through the error boundary, retrying when that is safe and useful.
+
+        A call that is safe to repeat is retried on UNAVAILABLE, and on RESOURCE_EXHAUSTED
+        when the node said when to retry (a ``google.rpc.RetryInfo``). Before each retry it
+        waits the node's ``RetryInfo`` delay if there was one, else its own growing back-off;
+        a wait that would not end within the call's timeout (counted from its first attempt)
+        is not waited: the error is raised at once (see :func:`retry_wait`).
 
         With ``waits`` the call waits on the node for a write to be materialized: an
         UNAVAILABLE the node answered then means the wait used up the deadline, and is not
         retried (only an unreachable node is).
         """
         attempts = self.retries + 1 if retry else 1
-        delay = 0.05
+        backoff = 0.05
+        started = time.monotonic()
         for attempt in range(attempts):
             try:
                 return await call()
             except grpc.aio.AioRpcError as err:
                 error = from_rpc_error(err)
-                if (
-                    isinstance(error, NodeUnavailableError)
-                    and attempt + 1 < attempts
-                    and not (waits and told_by_node(error))
-                ):
-                    await asyncio.sleep(delay)  # back off before the next attempt
-                    delay *= 4
-                    continue
+                if attempt + 1 < attempts and _retryable(error, waits=waits):
+                    remaining = self.timeout - (time.monotonic() - started)
+                    wait = retry_wait(backoff, error.retry_delay, remaining)
+                    if wait is not None:
+                        await asyncio.sleep(wait)  # as the node asked, or our back-off
+                        backoff *= 4
+                        continue
                 raise error from err
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -106,6 +122,30 @@ class Connection:
         ingest = self.ingest
         response = await self.call(lambda: ingest.NextArgs(request, timeout=self.timeout))
         return next_args_from_pb(response.next_args)
+
+
+def retry_wait(backoff: float, retry_delay: float | None, remaining: float) -> float | None:
+    """How long to wait before retrying a failed call, or None to give up at once.
+
+    Args:
+        backoff: The client's own back-off before this retry, in seconds.
+        retry_delay: The delay the node asked for (``google.rpc.RetryInfo``), or None.
+        remaining: Seconds left of the call's timeout.
+
+    Returns:
+        The node's delay when it sent one, else ``backoff``; None when that wait would not
+        end within ``remaining`` (a retry could not finish in time, so the error is raised
+        now rather than after a pointless wait).
+    """
+    wait = backoff if retry_delay is None else max(retry_delay, 0.0)
+    return None if wait > remaining else wait
+
+
+def _retryable(error: PandanodeError, *, waits: bool) -> bool:
+    if isinstance(error, NodeUnavailableError):
+        return not (waits and told_by_node(error))
+    # A budget that ran out is worth another try only when the node says when.
+    return isinstance(error, LimitExceededError) and error.retry_delay is not None
 
 
 def next_args_from_pb(args: pb.NextArguments) -> NextArgs:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+import grpc.aio
 
 from pandanode.node.v1 import node_pb2, node_pb2_grpc
 

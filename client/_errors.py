@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Final, cast
 
 import grpc
+import grpc.aio
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Final
 
 import grpc
+import grpc.aio
 
 from pandanode.core.errors import DecodeError, NotFoundError
 from pandanode.query.v1 import query_pb2 as qpb
@@ -224,25 +225,24 @@ class Reader:
                 return
 
     async def watch(
-        self, schema: SchemaLike, *, filter: Mapping[str, object] | None
+        self,
+        schema: SchemaLike,
+        *,
+        filter: Mapping[str, object] | None,
+        after: Published | str | None,
     ) -> AsyncGenerator[Change, None]:
         """The matching documents now, ``caught_up``, then every change."""
         resolved = await self._schemas.get(schema)
-        request = qpb.WatchDocumentsRequest(
-            schema_id=str(resolved.id), filters=filters(resolved, filter or {})
-        )
         connection = self._connection
-        built = self._schemas.consistency(resolved)
-        if built is not None:
-            # A schema created through this connection may not be built by the query service
-            # yet; a watch cannot wait by itself, so wait for its definition first.
-            definition = qpb.GetDocumentRequest(
-                document_view_id=built.document_view_id, consistency=built
-            )
-            query = connection.query
-            await connection.query_call(
-                lambda: query.GetDocument(definition, timeout=connection.timeout), waits=True
-            )
+        # A schema created through this connection may not be built by the query service yet:
+        # without ``after``, the watch waits for the schema's definition.
+        wait = consistency(after) or self._schemas.consistency(resolved)
+        if wait is not None:
+            # The stream has no deadline: the wait gets the client's timeout of one call.
+            wait.timeout.FromNanoseconds(round(connection.timeout * 1e9))
+        request = qpb.WatchDocumentsRequest(
+            schema_id=str(resolved.id), filters=filters(resolved, filter or {}), consistency=wait
+        )
         call = connection.query.WatchDocuments(request)
         try:
             async for response in call:

@@ -45,6 +45,8 @@ class SyncSession:
         started: When it began (UTC).
         ended: When it ended; None while it runs.
         error_reason: Why it failed; empty if it did not.
+        held_peak: The most received entries held back at once for a missing dependency.
+        held_dropped: Held entries dropped at the hold buffer's bound.
     """
 
     node_id: str
@@ -60,6 +62,8 @@ class SyncSession:
     started: datetime | None
     ended: datetime | None
     error_reason: str
+    held_peak: int = 0
+    held_dropped: int = 0
 
     @classmethod
     def from_pb(cls, message: pb.Session) -> SyncSession:
@@ -79,6 +83,8 @@ class SyncSession:
             started=_time(message.started, message.HasField("started")),
             ended=_time(message.ended, message.HasField("ended")),
             error_reason=message.error_reason,
+            held_peak=message.held_peak,
+            held_dropped=message.held_dropped,
         )
 
     def to_dict(self) -> dict[str, object]:
@@ -97,6 +103,8 @@ class SyncSession:
             "started": self.started.isoformat() if self.started else None,
             "ended": self.ended.isoformat() if self.ended else None,
             "error_reason": self.error_reason,
+            "held_peak": self.held_peak,
+            "held_dropped": self.held_dropped,
         }
 
 

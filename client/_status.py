@@ -7,6 +7,7 @@ from functools import partial
 from typing import Final
 
 import grpc
+import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pandanode.discovery.v1 import discovery_pb2 as dpb

@@ -266,6 +266,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="stop after this many seconds (default: run until Ctrl-C)",
     )
+    _after_option(watch)
 
     blob = group("blob", "upload and download files")
     put = leaf(

@@ -116,8 +116,17 @@ UNDEFINED = Simple(23)
 """The CBOR ``undefined`` value (``f7``)."""
 
 CborValue: TypeAlias = (
-    "int | float | str | bytes | bool | list[CborValue] | tuple[CborValue, ...] "
-    "| CborMap | Tag | Simple | None"
+    int
+    | float
+    | str
+    | bytes
+    | bool
+    | list["CborValue"]
+    | tuple["CborValue", ...]
+    | CborMap
+    | Tag
+    | Simple
+    | None
 )
 """Any value the reader returns or the writer takes (arrays are lists when read)."""
 

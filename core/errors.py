@@ -23,7 +23,8 @@ The tree::
 Request-level errors (raised by services, mapped back by the client): InvalidRequestError
 (INVALID_ARGUMENT; ``LIMIT_EXCEEDED`` for a request over a size limit), LimitExceededError
 (RESOURCE_EXHAUSTED, ``BUDGET_EXCEEDED``), UnavailableError (UNAVAILABLE),
-ResourceNotFoundError (NOT_FOUND). KeyFileError is a key file that cannot be used (never sent
+ResourceNotFoundError (NOT_FOUND), SchemaNotSupportedError (PERMISSION_DENIED: the node's
+schema allow list). KeyFileError is a key file that cannot be used (never sent
 over the wire). ``ERROR_DOMAIN`` is the ``google.rpc.ErrorInfo`` domain.
 
 :data:`STATUS_CODES` and :data:`ERROR_CLASSES` are the one table between errors and gRPC
@@ -62,6 +63,7 @@ __all__ = [
     "SchemaError",
     "SchemaIdError",
     "SchemaNotFoundError",
+    "SchemaNotSupportedError",
     "SignatureError",
     "UnavailableError",
     "ValidationError",
@@ -166,6 +168,9 @@ class Reason(StrEnum):
     WATCH_TOO_SLOW = "WATCH_TOO_SLOW"
     UNAVAILABLE = "UNAVAILABLE"
     NOT_FOUND = "NOT_FOUND"
+    # PERMISSION_DENIED: the node's allow list (``supported_schema_ids``) does not take
+    # operations of this schema, whoever sends them.
+    SCHEMA_NOT_SUPPORTED = "SCHEMA_NOT_SUPPORTED"
 
 
 METADATA_VALUE_LIMIT: Final = 256
@@ -359,6 +364,18 @@ class ResourceNotFoundError(PandanodeError):
     default_reason = Reason.NOT_FOUND
 
 
+class SchemaNotSupportedError(PandanodeError):
+    """An operation of a schema the node's allow list does not take: PERMISSION_DENIED.
+
+    A policy of the node (``supported_schema_ids``), the same for every caller: neither a retry
+    nor another request fixes it, only the node's operator (AIP-193's PERMISSION_DENIED; not
+    FAILED_PRECONDITION, which a client can fix by changing the node's state, e.g. by publishing
+    a schema's definition first).
+    """
+
+    default_reason = Reason.SCHEMA_NOT_SUPPORTED
+
+
 class KeyFileError(PandanodeError):
     """A key file that is missing, unreadable, or does not hold a private key."""
 
@@ -374,6 +391,7 @@ STATUS_CODES: Final[Mapping[type[PandanodeError], str]] = MappingProxyType(
         LimitExceededError: "RESOURCE_EXHAUSTED",
         UnavailableError: "UNAVAILABLE",
         ResourceNotFoundError: "NOT_FOUND",
+        SchemaNotSupportedError: "PERMISSION_DENIED",
         ValidationError: "FAILED_PRECONDITION",
     }
 )
@@ -468,6 +486,10 @@ ERROR_CLASSES: Final[Mapping[str, tuple[type[PandanodeError], _ByReason]]] = Map
         "FAILED_PRECONDITION": (ValidationError, _FAILED_PRECONDITION),
         # A lookup that finds no schema answers NOT_FOUND; it is still a SchemaNotFoundError.
         "NOT_FOUND": (ResourceNotFoundError, {Reason.SCHEMA_NOT_FOUND: SchemaNotFoundError}),
+        "PERMISSION_DENIED": (
+            SchemaNotSupportedError,
+            {Reason.SCHEMA_NOT_SUPPORTED: SchemaNotSupportedError},
+        ),
         "RESOURCE_EXHAUSTED": (LimitExceededError, {}),
         "UNAVAILABLE": (UnavailableError, {}),
     }

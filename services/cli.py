@@ -52,6 +52,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_schemas(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--supported-schema-ids",
+        dest="supported_schema_ids",
+        metavar="ID,…",
+        help="the schema allow list: accept operations of these schemas only (and their "
+        "schema and field definitions); default *: any",
+    )
+
+
 def _add_metrics(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument(
         "--metrics-listen",
@@ -140,6 +150,7 @@ def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="run the all-in-one node: embedded NATS and one process per service, on one address",
     )
     _add_common(up)
+    _add_schemas(up)
     _add_discovery(up)
     _add_nats_url(up, "use this NATS server, not an embedded one")
     _add_http(up)
@@ -154,12 +165,13 @@ def _add_node_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     serve = commands.add_parser("serve", help="run one service (distributed deployment)")
     serve.add_argument("service", choices=SERVICES)
     _add_common(serve)
+    _add_schemas(serve)
     _add_discovery(serve)
     _add_nats_url(serve, "NATS server URL (all but the gateway)")
     _add_http(serve)
     _add_replication(serve, serve=True)
     serve.add_argument(
-        "--query", dest="gateway_query", metavar="HOST:PORT", help="gateway: query's address"
+        "--query", dest="query_address", metavar="HOST:PORT", help="gateway: query's address"
     )
     _add_metrics(serve, "off")
     serve.add_argument(
@@ -266,14 +278,15 @@ def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--config file over defaults), as TOML",
     )
     _add_common(show)
+    _add_schemas(show)
     _add_discovery(show)
     _add_nats_url(show, "NATS server URL")
     _add_http(show)
     _add_metrics(show, "off")
     show.add_argument(
-        "--ingest", dest="gateway_ingest", metavar="HOST:PORT", help=argparse.SUPPRESS
+        "--ingest", dest="ingest_address", metavar="HOST:PORT", help=argparse.SUPPRESS
     )
-    show.add_argument("--query", dest="gateway_query", metavar="HOST:PORT", help=argparse.SUPPRESS)
+    show.add_argument("--query", dest="query_address", metavar="HOST:PORT", help=argparse.SUPPRESS)
     show.add_argument("--json", action="store_true", help="print JSON instead of TOML")
     show.set_defaults(run=_config_show)
     sample = config_commands.add_parser(
@@ -480,6 +493,7 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
         "data_dir": args.data_dir,
         "listen": args.listen,
         "nats_url": getattr(args, "nats_url", None),
+        "supported_schema_ids": getattr(args, "supported_schema_ids", None),
         "log_level": args.log_level,
         "log_format": args.log_format,
         "metrics_listen": getattr(args, "metrics_listen", None),
@@ -488,13 +502,12 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
         "advertise_address": getattr(args, "advertise_address", None),
         "lan_discovery": getattr(args, "lan_discovery", None),
         "http_listen": getattr(args, "http_listen", None),
-        # One --ingest flag: the address of ingest for the service that calls it.
-        "gateway_ingest": getattr(args, "ingest_address", None),
-        "gateway_query": getattr(args, "gateway_query", None),
+        "query_address": getattr(args, "query_address", None),
         "node_key": getattr(args, "node_key", None),
         "replication_schema_ids": getattr(args, "replication_schema_ids", None),
         "allow_peer_ids": getattr(args, "allow_peer_ids", None),
         "block_peer_ids": getattr(args, "block_peer_ids", None),
+        # One --ingest flag: the address of ingest for the service that calls it.
         "ingest_address": getattr(args, "ingest_address", None),
         "stream_replicas": getattr(args, "stream_replicas", None),
         "query_durable": getattr(args, "query_durable", None),

@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     address: str = args.address or default_address()
-    service: str = SERVICE_NAMES.get(args.service, args.service)
+    requested: str = args.service
+    service = SERVICE_NAMES.get(requested, requested)
     label = f"{address} {service}".rstrip()
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)

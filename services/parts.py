@@ -203,7 +203,7 @@ class DiscoveryPart(Service):
 class GatewayPart(Service):
     """The HTTP gateway: aquadoggo's GraphQL API over HTTP as a client of ingest and query.
 
-    It calls ``gateway_ingest`` and ``gateway_query`` (``--ingest``, ``--query``), or this
+    It calls ``ingest_address`` and ``query_address`` (``--ingest``, ``--query``), or this
     process's own gRPC address when they are not set. Its gRPC server only answers health:
     SERVING while both upstream services do.
     """
@@ -223,11 +223,11 @@ class GatewayPart(Service):
     async def serving(self, address: str) -> None:  # noqa: D102 - see Service
         assert self._settings is not None
         settings = self._settings
-        self._own = not (settings.gateway_ingest and settings.gateway_query)
+        self._own = not (settings.ingest_address and settings.query_address)
         self.gateway = Gateway(
             settings,
-            ingest_address=settings.gateway_ingest or address,
-            query_address=settings.gateway_query or address,
+            ingest_address=settings.ingest_address or address,
+            query_address=settings.query_address or address,
             websocket=GATEWAY_WEBSOCKET,
             blobs=GATEWAY_BLOBS,
         )

@@ -15,6 +15,7 @@ from . import (
     peers,
     profiling,
     query,
+    replication,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "peers",
     "profiling",
     "query",
+    "replication",
 ]

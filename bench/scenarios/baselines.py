@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import grpc.aio
 import nacl.bindings
 import nacl.signing
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions

@@ -2,8 +2,8 @@
 
 The split deployment is :mod:`bench.deployment` (a 3-node NATS cluster with the stream kept 3
 times, ingest, two query replicas, discovery, ``pandanode proxy``), plus nginx with
-deploy/nginx/pandanode.conf when the ``nginx`` binary is installed (its rows are left out, with
-a note, when it is not).
+deploy/nginx/pandanode.conf.template when the ``nginx`` binary is installed (its rows are left
+out, with a note, when it is not).
 
 ``distributed.hop``: sequential unary calls (``DiscoveryService/GetNodeInfo``, the cheapest
 call) straight to the service, through ``pandanode proxy`` and through nginx; the hop's cost is
@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import grpc.aio
 
 from pandanode.discovery.v1 import discovery_pb2, discovery_pb2_grpc
 from pandanode.ingest.v1 import ingest_pb2_grpc

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
+import grpc.aio
 import httpx
 
 from pandanode.ingest.v1 import ingest_pb2 as pb

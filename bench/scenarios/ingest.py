@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 
 import grpc
+import grpc.aio
 
 from pandanode.ingest.v1 import ingest_pb2 as pb
 

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
+import grpc.aio
 
 from pandanode.core import (
     KeyPair,

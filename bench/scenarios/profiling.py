@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import grpc.aio
 
 from ..client import (
     CHANNEL_OPTIONS,

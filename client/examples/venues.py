@@ -138,7 +138,7 @@ def run(node: SyncClient, say: bool = True) -> Created:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the example against a node."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--node", default=DEFAULT_ADDRESS, help="gRPC address (%(default)s)")
     args = parser.parse_args(argv)
     with connect_sync(args.node, key_pair=KeyPair()) as node:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import grpc
+import grpc.aio
 
 from pandanode.core.hexid import is_public_key_hex
 from pandanode.core.keypair import KeyPair

@@ -7,6 +7,7 @@ ListPeers pages by node id; its page tokens are authenticated with a secret of t
 from __future__ import annotations
 
 import grpc
+import grpc.aio
 
 from pandanode.core.errors import PandanodeError
 from pandanode.core.version import version

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import grpc
+import grpc.aio
 
 from pandanode.query.v1 import query_pb2 as qpb
 

@@ -49,9 +49,13 @@ class HttpServer:
         # connections of sockets that say so, and a response written in two parts (headers,
         # body) would otherwise wait for the client's delayed ACK, ~40 ms per request.
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if int(port) != 0:
+            # For a fixed port only: Linux may give two SO_REUSEADDR sockets bound to port 0 the
+            # same ephemeral port, and the listen() of the second then fails (seen under load).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, int(port)))
+            sock.listen(2048)
         except OSError as err:
             sock.close()
             raise OSError(f"cannot listen for HTTP on {self._listen}: {err.strerror}") from None

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+import grpc.aio
 from graphql import GraphQLError, GraphQLResolveInfo, get_named_type
 
 from pandanode.ingest.v1 import ingest_pb2 as ipb
@@ -27,6 +28,7 @@ __all__ = [
     "Doc",
     "Page",
     "RequestContext",
+    "plain_value",
     "resolve_collection",
     "resolve_document",
     "resolve_field",
@@ -180,6 +182,32 @@ async def resolve_document(
     if document is None or document.schema_id != get_named_type(info.return_type).name:
         return None
     return Doc(document)
+
+
+_RELATION_KINDS = frozenset(
+    ("relation", "pinned_relation", "relation_list", "pinned_relation_list")
+)
+
+
+def plain_value(name: str) -> Callable[[Doc], Any]:
+    """The getter of a field of ``SFields`` that is not a relation: ``name``'s value.
+
+    It raises ValueError on a relation value (the schema says otherwise): the ordinary
+    resolver, :func:`resolve_field`, handles that.
+    """
+
+    def get(source: Doc) -> Any:
+        value = source.document.fields.get(name)
+        if value is None:
+            return None
+        kind = value.WhichOneof("value")
+        if kind == "bytes_value":
+            return value.bytes_value.hex()
+        if kind in _RELATION_KINDS:
+            raise ValueError(f"field {name!r} holds a relation")
+        return getattr(value, kind) if kind else None
+
+    return get
 
 
 def resolve_field(source: Doc, info: GraphQLResolveInfo, **args: Any) -> Any:

@@ -7,6 +7,11 @@ and convert every value themselves (:func:`check_id` and friends), and a scalar 
 malformed literals early.
 """
 
+# graphql-core annotates GraphQLNamedType.__new__ as returning the base class, so pyright types
+# every GraphQLObjectType(...), GraphQLScalarType(...) … as a plain GraphQLNamedType; mypy (strict)
+# ignores that annotation and checks these arguments, returns and assignments.
+# pyright: reportReturnType=false
+
 from __future__ import annotations
 
 import re

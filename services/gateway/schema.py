@@ -5,9 +5,15 @@ every schema ``S`` (named by its id): the types ``S``, ``SFields``, ``SItem``, `
 ``SFilter``, ``SOrderBy`` and the root fields ``S(id, viewId)`` and ``all_S(…)``.
 """
 
+# graphql-core annotates GraphQLNamedType.__new__ as returning the base class, so pyright types
+# every GraphQLObjectType(...), GraphQLScalarType(...) … as a plain GraphQLNamedType; mypy (strict)
+# ignores that annotation and checks these arguments, returns and assignments.
+# pyright: reportArgumentType=false, reportReturnType=false, reportAssignmentType=false
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 from graphql import (
@@ -31,6 +37,7 @@ from graphql import (
 from pandanode.query.v1 import query_pb2 as qpb
 
 from . import resolvers
+from .execution import plain_field
 from .filters import META_ORDER
 from .scalars import (
     CURSOR,
@@ -104,13 +111,9 @@ NEXT_ARGUMENTS = GraphQLObjectType(
 DOCUMENT_META = GraphQLObjectType(
     "DocumentMeta",
     {
-        "documentId": GraphQLField(
-            _nn(DOCUMENT_ID), resolve=lambda document, _info: document.document_id
-        ),
-        "viewId": GraphQLField(
-            _nn(DOCUMENT_VIEW_ID), resolve=lambda document, _info: document.document_view_id
-        ),
-        "owner": GraphQLField(_nn(PUBLIC_KEY), resolve=lambda document, _info: document.owner),
+        "documentId": plain_field(_nn(DOCUMENT_ID), attrgetter("document_id")),
+        "viewId": plain_field(_nn(DOCUMENT_VIEW_ID), attrgetter("document_view_id")),
+        "owner": plain_field(_nn(PUBLIC_KEY), attrgetter("owner")),
     },
     description="Meta fields of a document: its ids and the public key that created it.",
 )
@@ -188,23 +191,26 @@ class SchemaTypes:
             f"{schema_id}Fields", lambda: {f.name: self._field(f) for f in fields}
         )
         document_fields = {
-            "meta": GraphQLField(DOCUMENT_META, resolve=_meta),
-            "fields": GraphQLField(fields_type, resolve=_itself),
+            "meta": plain_field(DOCUMENT_META, _meta),
+            "fields": plain_field(fields_type, _itself),
         }
         self.documents[schema_id] = GraphQLObjectType(
             schema_id, document_fields, description=description
         )
         item = GraphQLObjectType(
             f"{schema_id}Item",
-            {**document_fields, "cursor": GraphQLField(GraphQLString, resolve=_cursor)},
+            {**document_fields, "cursor": plain_field(GraphQLString, _cursor)},
         )
         self.collections[schema_id] = GraphQLObjectType(
             f"{schema_id}Collection",
             {
-                "totalCount": GraphQLField(_nn(INT64), resolve=_attr("total_count")),
-                "hasNextPage": GraphQLField(_nn(GraphQLBoolean), resolve=_attr("has_next_page")),
-                "endCursor": GraphQLField(GraphQLString, resolve=_attr("end_cursor")),
-                "documents": GraphQLField(_nn(GraphQLList(_nn(item))), resolve=_attr("documents")),
+                "totalCount": plain_field(_nn(INT64), attrgetter("total_count")),
+                "hasNextPage": plain_field(_nn(GraphQLBoolean), attrgetter("has_next_page")),
+                # `String!` as in aquadoggo, which answers null for an empty page all the same.
+                "endCursor": plain_field(
+                    _nn(GraphQLString), attrgetter("end_cursor"), null_despite_type=True
+                ),
+                "documents": plain_field(_nn(GraphQLList(_nn(item))), attrgetter("documents")),
             },
             description=f"A page of `{schema.name}` documents.",
         )
@@ -225,7 +231,11 @@ class SchemaTypes:
 
     def _field(self, field: qpb.SchemaField) -> GraphQLField:
         if field.kind in _PLAIN:
-            return GraphQLField(_PLAIN[field.kind], resolve=resolvers.resolve_field)
+            return plain_field(
+                _PLAIN[field.kind],
+                resolvers.plain_value(field.name),
+                resolve=resolvers.resolve_field,
+            )
         target = field.target_schema_id
         if field.kind in _RELATIONS:
             return GraphQLField(self.documents[target], resolve=resolvers.resolve_field)
@@ -296,20 +306,13 @@ def build_schema(
     )
 
 
-def _meta(source: resolvers.Doc, _info: Any) -> qpb.Document:
+def _meta(source: resolvers.Doc) -> qpb.Document:
     return source.document
 
 
-def _itself(source: resolvers.Doc, _info: Any) -> resolvers.Doc:
+def _itself(source: resolvers.Doc) -> resolvers.Doc:
     return source
 
 
-def _cursor(source: resolvers.Doc, _info: Any) -> str | None:
+def _cursor(source: resolvers.Doc) -> str | None:
     return source.cursor
-
-
-def _attr(name: str) -> Callable[[Any, Any], Any]:
-    def resolve(source: Any, _info: Any) -> Any:
-        return getattr(source, name)
-
-    return resolve

@@ -28,7 +28,8 @@ class Gateway:
     """aquadoggo's HTTP API (GraphQL, blobs) as a client of the ingest and query services.
 
     Args:
-        settings: ``http_listen``, ``cors_origins`` and the message size limit are used.
+        settings: ``http_listen``, ``cors_origins``, ``graphql_cache_bytes`` and the message size
+            limit are used.
         ingest_address: Where the ingest service is served.
         query_address: Where the query service is served.
         websocket: Makes the WebSocket handler of ``/graphql`` (subscriptions), if any.
@@ -49,7 +50,7 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.upstreams = Upstreams.open(ingest_address, query_address, settings.max_message_bytes)
-        self.api = GraphQLApi(self.upstreams)
+        self.api = GraphQLApi(self.upstreams, settings.graphql_cache_bytes)
         origins = tuple(o.strip() for o in settings.cors_origins.split(",") if o.strip())
         self.app = GatewayApp(self.api, origins or ("*",))
         self.app.websocket = websocket(self) if websocket is not None else None

@@ -12,6 +12,11 @@ document created, updated, deleted (or no longer matching the filters: ``LEFT``)
 materialized. Queries and mutations sent over the WebSocket are answered too (one ``next``).
 """
 
+# graphql-core annotates GraphQLNamedType.__new__ as returning the base class, so pyright types
+# every GraphQLObjectType(...), GraphQLScalarType(...) … as a plain GraphQLNamedType; mypy (strict)
+# ignores that annotation and checks these arguments, returns and assignments.
+# pyright: reportArgumentType=false
+
 from __future__ import annotations
 
 import asyncio
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import grpc.aio
 from graphql import (
     ExecutionResult,
     GraphQLArgument,
@@ -37,13 +43,14 @@ from graphql import (
     OperationType,
     execute,
     get_operation_ast,
-    subscribe,
 )
+from graphql.execution import create_source_event_stream
 
 from pandanode.query.v1 import query_pb2 as qpb
 
 from .api import GraphQLApi, is_coroutine
 from .app import AsgiHandler, Receive, Scope, Send
+from .execution import PlainFieldsExecutionContext
 from .filters import field_filters, meta_filters
 from .resolvers import Doc, RequestContext
 from .schema import SchemaTypes
@@ -386,12 +393,15 @@ class _Connection:
                 operation_name=operation_name,
                 context_value=context,
                 is_awaitable=is_coroutine,
+                execution_context_class=PlainFieldsExecutionContext,
             )
             if not isinstance(result, ExecutionResult):
                 result = await result
             await self._next(identifier, result)
             return True
-        stream = await subscribe(
+        # graphql-core's subscribe() without its mapping of events, which executes them with
+        # its default execution context: each event is executed here as queries are.
+        stream = await create_source_event_stream(
             snapshot.schema,
             document,
             variable_values=variables,
@@ -405,7 +415,19 @@ class _Connection:
             await self._next(identifier, stream)
             return True
         try:
-            async for result in stream:
+            async for event in stream:
+                result = execute(
+                    snapshot.schema,
+                    document,
+                    root_value=event,
+                    variable_values=variables,
+                    operation_name=operation_name,
+                    context_value=context,
+                    is_awaitable=is_coroutine,
+                    execution_context_class=PlainFieldsExecutionContext,
+                )
+                if not isinstance(result, ExecutionResult):
+                    result = await result
                 await self._next(identifier, result)
         finally:
             aclose = getattr(stream, "aclose", None)

@@ -32,6 +32,8 @@ from pandanode.core.errors import (
     PandanodeError,
     Reason,
     SchemaNotFoundError,
+    SchemaNotSupportedError,
+    quote,
 )
 from pandanode.core.hash import generate_hash, hash_bytes
 from pandanode.core.hexid import PUBLIC_KEY_HEX_LENGTH, require_hex
@@ -49,6 +51,7 @@ from pandanode.core.publish import (
     seq_nums_needed,
     validate_publish,
 )
+from pandanode.core.schema_id import parse_schema_id
 from pandanode.services.runtime import metrics
 from pandanode.services.runtime.errors import (
     InvalidRequestError,
@@ -182,6 +185,7 @@ class Ingest:
         self.store = store
         self.settings = settings
         self.schemas = SchemaRegistry(store)
+        self._supported = settings.supported_schemas
         self._on_committed = on_committed
         self._queue: asyncio.Queue[_Checked] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -236,8 +240,25 @@ class Ingest:
         if echo is not None:
             return echo
         operation = decode_operation(operation_bytes)
+        if self._supported is not None:
+            self._check_supported(operation.schema_id)
         entry = self.decode_entry(entry_bytes)
         return _Checked(entry, operation_bytes, operation)
+
+    def _check_supported(self, schema_id: str) -> None:
+        """Refuse an operation of a schema outside the allow list (before its signature check).
+
+        Raises:
+            SchemaNotSupportedError: the schema is not in ``supported_schema_ids``.
+        """
+        assert self._supported is not None
+        if schema_id in self._supported or str(parse_schema_id(schema_id)) in self._supported:
+            return
+        raise SchemaNotSupportedError(
+            f"this node does not accept operations of schema {quote(schema_id)} (its "
+            "supported_schema_ids does not list it): publish to a node that supports it, or "
+            "ask this node's operator to add it",
+        ).about(schema_id=schema_id)
 
     def _stored_again(self, entry_bytes: bytes, operation_bytes: bytes) -> PublishResult | None:
         """The answer for an entry already stored (found by its hash), or None if it is new.

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
+import grpc.aio
 
 from pandanode.core.errors import PandanodeError
 from pandanode.core.publish import NextArgs, PublishResult
@@ -15,6 +16,7 @@ from pandanode.services.runtime.errors import (
     InvalidRequestError,
     abort,
     bounded_message,
+    error_info,
     status_code_for,
 )
 
@@ -46,6 +48,16 @@ def _fill(message: pb.PublishResponse, result: PublishResult) -> None:
         out.backlink = args.backlink
     if args.skiplink is not None:
         out.skiplink = args.skiplink
+
+
+def _fill_error(message: pb.PublishError, error: PandanodeError) -> None:
+    # What a unary Publish would have answered: its status code, message and ErrorInfo.
+    message.SetInParent()
+    info = error_info(error)
+    message.code = status_code_for(error).value[0]
+    message.reason = info.reason
+    message.message = bounded_message(error)
+    message.metadata.update(info.metadata)
 
 
 class IngestServicer(pb_grpc.IngestServiceServicer):
@@ -83,11 +95,7 @@ class IngestServicer(pb_grpc.IngestServiceServicer):
                 add = response.results.add
                 for outcome in outcomes:
                     if isinstance(outcome, PandanodeError):
-                        error = add().error
-                        error.SetInParent()
-                        error.code = status_code_for(outcome).value[0]
-                        error.reason = outcome.reason.value
-                        error.message = bounded_message(outcome)
+                        _fill_error(add().error, outcome)
                     else:
                         _fill(add().ok, outcome)
                 yield response

@@ -193,7 +193,7 @@ def order_from_pb(order_by: pb.OrderBy, descending: bool) -> Order:
         return Order(order_by.field, descending)
     if kind == "meta":
         meta = _META.get(order_by.meta)
-        if meta not in (Meta.DOCUMENT_ID, Meta.DOCUMENT_VIEW_ID):
+        if meta is None or meta not in (Meta.DOCUMENT_ID, Meta.DOCUMENT_VIEW_ID):
             raise InvalidRequestError(
                 "order_by.meta must be DOCUMENT_ID or DOCUMENT_VIEW_ID"
             ).violation("order_by.meta")

@@ -111,10 +111,12 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
     ) -> AsyncIterator[pb.WatchDocumentsResponse]:
         """The matching documents now, then every change as it is materialized.
 
+        With a ``consistency``, the watch starts once that write is materialized (as reads do).
         One message per batch of the watch: every change that queued up while the previous
         message was being written goes into the next one.
         """
         try:
+            await self._consistent(request, context)
             batches = self._query.watch(request.schema_id, predicates_from_pb(request.filters))
             async for batch in batches:
                 yield pb.WatchDocumentsResponse(

@@ -7,8 +7,8 @@ node's ``Sync`` with its own transport, or run a session against its own I/O.
 
 Received entries are ingested in order by one worker, at most ``IN_FLIGHT_BATCHES`` batches
 ahead of the stream (the stream is not read further meanwhile: back-pressure reaches the
-peer). Entries failing only on a missing dependency are held (bounded) and retried after
-every batch that stored something.
+peer). Entries failing only on a missing dependency are held (bounded by ``hold_items`` and
+``hold_bytes``) and retried after every batch that stored something.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import grpc
+import grpc.aio
 
 from pandanode.core import decode_entry, decode_operation
 from pandanode.core.errors import PandanodeError
@@ -35,6 +36,7 @@ from .session import (
     AnnounceReceived,
     DigestReceived,
     DoneReceived,
+    DriftTick,
     EntriesReceived,
     Event,
     Finish,
@@ -43,6 +45,8 @@ from .session import (
     IdleTimeout,
     Ingest,
     IngestResult,
+    LiveDigest,
+    LoadDigest,
     LoadHeights,
     LocalStored,
     Log,
@@ -109,6 +113,8 @@ class SessionIO:
         ingest: The ingest client (heights, reads, publishing).
         idle_timeout: Seconds of silence from the peer before SyncDone that end the session.
         hold_items: Most entries held for a missing dependency.
+        hold_bytes: Most bytes (entry + operation) held for a missing dependency.
+        drift_interval: Seconds between two live drift checks (0: none).
         subscribe: Called on ``LoadHeights`` with subscription: returns the new entries stored
             from now on, in store order (live mode), started before the heights are read.
     """
@@ -116,6 +122,8 @@ class SessionIO:
     ingest: IngestClient
     idle_timeout: float = 30.0
     hold_items: int = 10_000
+    hold_bytes: int = 16 * 1024 * 1024
+    drift_interval: float = 0.0
     subscribe: Callable[[], Awaitable[LiveFeed]] | None = None
 
 
@@ -124,7 +132,8 @@ class SessionRecord:
     """What is known about one session, for ``ListSessions`` and for tests.
 
     Attributes mirror ``pandanode.replication.v1.Session``; ``sent_kinds`` / ``received_kinds``
-    and ``bytes_by_kind`` count messages and bytes per SyncMessage kind.
+    and ``bytes_by_kind`` count messages and bytes per SyncMessage kind; ``held_peak`` and
+    ``held_dropped`` are the hold buffer's (entries waiting for a missing dependency).
     """
 
     initiator: bool
@@ -141,6 +150,8 @@ class SessionRecord:
     ended: float | None = None
     error_reason: str = ""
     error_message: str = ""
+    held_peak: int = 0
+    held_dropped: int = 0
     sent_kinds: Counter[str] = field(default_factory=Counter)
     received_kinds: Counter[str] = field(default_factory=Counter)
     bytes_by_kind: Counter[str] = field(default_factory=Counter)
@@ -233,10 +244,12 @@ class _Run:
         self.in_flight = asyncio.Semaphore(IN_FLIGHT_BATCHES)
         self.tasks: list[asyncio.Task[None]] = []
         self.live: LiveFeed | None = None
-        self.hold = HoldBuffer(io.hold_items)
+        self.hold = HoldBuffer(io.hold_items, io.hold_bytes)
         self.finish: Finish | None = None
+        # Per log, the seq num of the last entry of this peer's that ingest stored (or held).
+        self.peer_stored: dict[Log, int] = {}
 
-    def spawn(self, work: Callable[[], Awaitable[None]], name: str) -> None:
+    def spawn(self, work: Callable[[], Awaitable[None]], name: str) -> asyncio.Task[None]:
         async def guarded() -> None:
             try:
                 await work()
@@ -252,7 +265,11 @@ class _Run:
                 log.exception("replication session: %s failed", name)
                 self.events.put_nowait(MessageInvalid("INTERNAL", f"{name}: {err}"))
 
-        self.tasks.append(asyncio.create_task(guarded(), name=name))
+        # A live session spawns a task per drift check: forget the finished ones.
+        self.tasks = [task for task in self.tasks if not task.done()]
+        task = asyncio.create_task(guarded(), name=name)
+        self.tasks.append(task)
+        return task
 
     async def send(self, message: pb.SyncMessage) -> None:
         self.record.count_sent(message)
@@ -338,15 +355,19 @@ class _Run:
         stored = held = rejected = 0
         reason = ""
         waiting: list[ipb.PublishRequest] = []
-        for request, outcome in zip(requests, outcomes, strict=True):
+        for item, request, outcome in zip(items, requests, outcomes, strict=True):
+            log_key = (item.public_key, item.log_id)
             if outcome.stored:
                 stored += 1
+                self.peer_stored[log_key] = item.seq_num
             elif outcome.missing_dependency:
                 held += 1
                 waiting.append(request)
-            elif outcome.fork:
-                # A validly signed entry at a position where we hold another: the author
-                # forked the log. Not the peer's fault; the entry is not stored.
+            elif outcome.fork and self.peer_stored.get(log_key) != item.seq_num - 1:
+                # A validly signed entry whose links do not fit the log we hold: the author
+                # forked the log. Not the peer's fault; the entry is not stored. (Unless the
+                # peer itself just gave us the entry before it: then its own log does not
+                # link, which no honest peer would have stored.)
                 self.record.forks += 1
                 log.warning("replication: a forked log entry from %s skipped", self.record.node_id)
             else:
@@ -380,6 +401,16 @@ class _Run:
         async for items in self.live.batches():
             self.events.put_nowait(LocalStored(items))
 
+    async def load_digest(self, action: LoadDigest) -> None:
+        heights = await self.io.ingest.log_heights(action.target)
+        digest = log_heights_digest((pk, lid, seq) for (pk, lid), (seq, _) in heights.items())
+        self.events.put_nowait(LiveDigest(digest, len(heights)))
+
+    async def drift_timer(self) -> None:
+        while True:
+            await asyncio.sleep(self.io.drift_interval)
+            self.events.put_nowait(DriftTick())
+
     async def perform(self, action: object) -> None:
         if isinstance(action, Send):
             await self.send(action.message)
@@ -392,6 +423,10 @@ class _Run:
         elif isinstance(action, StartLive):
             if self.live is not None:
                 self.spawn(self.live_loop, "live")
+            if self.io.drift_interval > 0:
+                self.spawn(self.drift_timer, "drift-timer")
+        elif isinstance(action, LoadDigest):
+            self.spawn(lambda: self.load_digest(action), "load-digest")
         elif isinstance(action, Finish):
             self.finish = action
 
@@ -405,10 +440,12 @@ class _Run:
             record.target = state.target.names()
         record.entries_received = state.entries_received
         record.entries_rejected = state.entries_rejected
+        record.held_peak = self.hold.peak
+        record.held_dropped = self.hold.dropped
 
     async def run(self) -> SessionState:
         self.spawn(self.receive_loop, "receive")
-        self.spawn(self.ingest_loop, "ingest")
+        ingest = self.spawn(self.ingest_loop, "ingest")
         self.events.put_nowait(Start())
         try:
             while self.finish is None:
@@ -430,7 +467,6 @@ class _Run:
             if not self.finish.reason:
                 # Completed: let the received entries reach ingest before ending.
                 self.ingest_queue.put_nowait(None)
-                ingest = self.tasks[1]
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(ingest), self.io.idle_timeout)
                 while not self.events.empty():

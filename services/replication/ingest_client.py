@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import grpc
+import grpc.aio
 
 from pandanode.core.errors import Reason
 from pandanode.ingest.v1 import ingest_pb2 as ipb
@@ -191,30 +192,45 @@ class Publisher:
 
 
 class HoldBuffer:
-    """Entries waiting for a missing dependency, bounded, in arrival order.
+    """Entries waiting for a missing dependency, bounded by count and bytes, in arrival order.
+
+    Past a bound the newest are dropped, not the oldest: within a log the held entries stay a
+    prefix (entry 5 kept while 6 and 7 go, never the other way round, which would leave 6 and 7
+    waiting for a 5 that is gone). What is dropped comes again with a later session.
 
     Args:
-        max_items: Most entries held; past it the oldest are dropped (they come again with the
-            next session).
+        max_items: Most entries held.
+        max_bytes: Most bytes held (entry + operation of each).
+
+    Attributes:
+        peak: The most entries held at once.
+        dropped: Entries dropped at a bound.
     """
 
-    def __init__(self, max_items: int) -> None:
+    def __init__(self, max_items: int, max_bytes: int) -> None:
         self.max_items = max_items
+        self.max_bytes = max_bytes
         self._items: list[ipb.PublishRequest] = []
+        self.bytes = 0
+        self.peak = 0
         self.dropped = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
     def hold(self, items: Iterable[ipb.PublishRequest]) -> None:
-        """Keep ``items`` for a retry."""
-        self._items.extend(items)
-        excess = len(self._items) - self.max_items
-        if excess > 0:
-            self.dropped += excess
-            del self._items[:excess]
+        """Keep ``items`` for a retry, as far as the bounds allow."""
+        for item in items:
+            size = len(item.entry) + len(item.operation)
+            if len(self._items) >= self.max_items or self.bytes + size > self.max_bytes:
+                self.dropped += 1
+                continue
+            self._items.append(item)
+            self.bytes += size
+        self.peak = max(self.peak, len(self._items))
 
     def take(self) -> list[ipb.PublishRequest]:
         """Everything held (the buffer is empty after)."""
         items, self._items = self._items, []
+        self.bytes = 0
         return items

@@ -5,13 +5,18 @@
   wins). Each present peer is dialed (live) unless a session with it runs, it is backed off,
   banned, blocked, or this node itself. A session that ends is followed by a redial after
   ``replication_interval`` (completed) or a back-off of 1 s doubling to 5 min (failed).
+* **Limits** — at most ``max_sync_sessions`` sessions, whoever dialed: a full node dials
+  nobody and refuses an incoming session (``RESOURCE_EXHAUSTED``, ``TOO_MANY_SESSIONS``);
+  being refused so backs the dialer off but never counts towards a ban.
 * **One session per peer** — claimed when the peer's Announce names it; of two crossed dials
   the one dialed by the smaller node id wins, the other ends with ``DUPLICATE_SESSION``.
 * **Bad peers** — a session failing by the peer's fault counts; ``peer_ban_after`` of them
   within 10 minutes refuse the peer both ways (``PERMISSION_DENIED``, ``PEER_REFUSED``) for
   ``peer_ban_seconds``. ``block_peer_ids`` / ``allow_peer_ids`` refuse for good.
 * **Live** — a session's live feed is an ephemeral ordered consumer of
-  ``operations.ingested``, opened before its heights snapshot is read.
+  ``operations.ingested``, opened before its heights snapshot is read. Every
+  ``replication_interval`` both sides compare digests; a drift ends the session
+  (``LIVE_DRIFT``, not counted) and the peer is redialed at once.
 """
 
 from __future__ import annotations
@@ -25,8 +30,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import grpc
+import grpc.aio
 
+from pandanode.core.errors import SchemaIdError
 from pandanode.core.keypair import KeyPair
+from pandanode.core.schema_id import parse_schema_id
 from pandanode.events.v1.events_pb2 import PeerDiscovered, PeerLost
 from pandanode.replication.v1 import replication_pb2 as pb
 from pandanode.replication.v1 import replication_pb2_grpc
@@ -42,7 +50,7 @@ from pandanode.services.runtime.settings import Settings
 
 from .driver import SessionIO, SessionRecord, Transport, run_session
 from .ingest_client import IngestClient
-from .session import ANY_SCHEMA, ReceivedEntry, SessionConfig
+from .session import ANY_SCHEMA, Phase, ReceivedEntry, SessionConfig
 
 if TYPE_CHECKING:
     from pandanode.replication.v1.replication_pb2_grpc import ReplicationServiceAsyncStub
@@ -54,6 +62,7 @@ __all__ = [
     "PeerRecord",
     "Replication",
     "SessionsFullError",
+    "replicated_schema_ids",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,6 +79,7 @@ NOT_COUNTED: Final = frozenset(
         "DUPLICATE_SESSION",
         "INGEST_UNAVAILABLE",
         "INTERNAL",
+        "LIVE_DRIFT",
         "SELF_SYNC",
         "PEER_CLOSED",
         "STREAM_BROKEN",
@@ -189,6 +199,35 @@ class _CallTransport:
         return message
 
 
+def replicated_schema_ids(
+    replication_schema_ids: str, supported: frozenset[str] | None
+) -> tuple[str, ...]:
+    """The schema ids we replicate (and announce): the setting, within the node's allow list.
+
+    With an allow list (``supported``, see :attr:`Settings.supported_schemas`), ``*`` becomes
+    the list itself and ids outside it are dropped: a peer is never asked for entries ingest
+    would refuse (which would fail the session and count against the peer).
+
+    Args:
+        replication_schema_ids: The setting (comma-separated ids; ``*``: any; empty: none).
+        supported: The schema ids the node accepts; None: any.
+    """
+    wanted = _ids(replication_schema_ids)
+    if supported is not None:
+        if ANY_SCHEMA in wanted:
+            wanted = supported
+        else:
+            wanted = frozenset(i for i in wanted if _canonical(i) in supported)
+    return tuple(sorted(wanted))
+
+
+def _canonical(schema_id: str) -> str:
+    try:
+        return str(parse_schema_id(schema_id))
+    except SchemaIdError:
+        return schema_id
+
+
 def _ids(text: str) -> frozenset[str]:
     return frozenset(item.strip() for item in text.split(",") if item.strip())
 
@@ -206,7 +245,9 @@ class Replication:
         self.settings = settings
         self.bus = bus
         self.node_id = node_key.public_key()
-        self.schema_ids = tuple(sorted(_ids(settings.replication_schema_ids)))
+        self.schema_ids = replicated_schema_ids(
+            settings.replication_schema_ids, settings.supported_schemas
+        )
         self.allow = _ids(settings.allow_peer_ids)
         self.block = _ids(settings.block_peer_ids)
         self.peers: dict[str, PeerRecord] = {}
@@ -302,6 +343,16 @@ class Replication:
         peer = self.peers.get(node_id)
         return peer is not None and peer.banned_until > (now or time.time())
 
+    @property
+    def session_count(self) -> int:
+        """Sessions running now, those being dialed or not yet announced included."""
+        return len(self.running) + len(self.unclaimed)
+
+    @property
+    def full(self) -> bool:
+        """``max_sync_sessions`` sessions run: no dial, and an incoming one is refused."""
+        return self.session_count >= self.settings.max_sync_sessions
+
     def _due(self, peer: PeerRecord, now: float) -> bool:
         return (
             peer.present
@@ -311,20 +362,29 @@ class Replication:
             and peer.node_id not in self.running
             and peer.retry_after <= now
             and not self.refused(peer.node_id, now)
-            and len(self.running) + len(self.unclaimed) < self.settings.max_sync_sessions
+            and not self.full
         )
+
+    def dial_due(self, now: float | None = None) -> int:
+        """Dial (live) every peer due now, up to ``max_sync_sessions``; how many were dialed."""
+        now = time.time() if now is None else now
+        dialed = 0
+        for peer in list(self.peers.values()):
+            if self._due(peer, now):
+                peer.retry_after = now + self.settings.replication_interval
+                # Counted from now, not from when the dial gets going: a pass dialing several
+                # peers stops at the limit.
+                record = SessionRecord(initiator=True, address=peer.address, node_id=peer.node_id)
+                self.unclaimed.add(record)
+                task = asyncio.create_task(self._dial(record, live=True), name="dial")
+                self._dials.add(task)
+                task.add_done_callback(self._dials.discard)
+                dialed += 1
+        return dialed
 
     async def _dial_loop(self) -> None:
         while True:
-            now = time.time()
-            for peer in list(self.peers.values()):
-                if self._due(peer, now):
-                    peer.retry_after = now + self.settings.replication_interval
-                    task = asyncio.create_task(
-                        self._dial(peer.address, peer.node_id, live=True), name="dial"
-                    )
-                    self._dials.add(task)
-                    task.add_done_callback(self._dials.discard)
+            self.dial_due()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
@@ -351,6 +411,9 @@ class Replication:
         return SessionIO(
             ingest=self.ingest,
             idle_timeout=self.settings.sync_idle_timeout,
+            hold_items=self.settings.replication_hold_items,
+            hold_bytes=self.settings.replication_hold_bytes,
+            drift_interval=self.settings.replication_interval,
             subscribe=self._subscribe,
         )
 
@@ -413,6 +476,10 @@ class Replication:
         peer.last_error_reason = reason
         if reason == "DUPLICATE_SESSION":
             return
+        if reason == "LIVE_DRIFT":
+            # Not a failure: redial at once, the new session's catch-up heals the drift.
+            peer.retry_after = now
+            return
         peer.consecutive += 1
         backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (peer.consecutive - 1))
         peer.retry_after = now + backoff
@@ -433,40 +500,53 @@ class Replication:
         """Run a session a peer dialed (the ``Sync`` servicer).
 
         Raises:
-            SessionsFullError: ``max_sync_sessions`` run already.
+            SessionsFullError: ``max_sync_sessions`` run already (not held against the peer:
+                it is not known yet, and a busy node is not its fault).
         """
-        if len(self.running) + len(self.unclaimed) >= self.settings.max_sync_sessions:
+        if self.full:
             raise SessionsFullError(f"{self.settings.max_sync_sessions} sessions run already")
         record = SessionRecord(initiator=False, address=address)
         return await self._run(self._config(live=True), transport, record)
 
-    async def _dial(self, address: str, node_id: str = "", *, live: bool) -> SessionRecord:
-        record = SessionRecord(initiator=True, address=address)
-        if node_id:
-            record.node_id = node_id
+    async def _dial(self, record: SessionRecord, *, live: bool) -> SessionRecord:
         options = [
             ("grpc.max_receive_message_length", self.settings.max_message_bytes),
             ("grpc.max_send_message_length", self.settings.max_message_bytes),
         ]
-        async with grpc.aio.insecure_channel(address, options=options) as channel:
-            stub: ReplicationServiceAsyncStub = replication_pb2_grpc.ReplicationServiceStub(channel)
-            call = stub.Sync()  # type: ignore[call-arg]
-            try:
-                await self._run(
-                    self._config(live=live, expected=node_id), _CallTransport(call), record
+        try:
+            async with grpc.aio.insecure_channel(record.address, options=options) as channel:
+                stub: ReplicationServiceAsyncStub = replication_pb2_grpc.ReplicationServiceStub(
+                    channel
                 )
-                if not record.error_reason:
-                    # Completed: close our side and let the acceptor finish its own.
-                    with contextlib.suppress(Exception):
-                        await call.done_writing()
-                        await asyncio.wait_for(call.code(), self.settings.sync_idle_timeout)
-                return record
-            finally:
-                call.cancel()
+                call = stub.Sync()  # type: ignore[call-arg]
+                config = self._config(live=live, expected=record.node_id)
+                try:
+                    await self._run(config, _CallTransport(call), record)
+                    if not record.error_reason:
+                        # Completed: close our side and let the acceptor finish its own.
+                        with contextlib.suppress(Exception):
+                            await call.done_writing()
+                            await asyncio.wait_for(call.code(), self.settings.sync_idle_timeout)
+                    return record
+                finally:
+                    call.cancel()
+        finally:
+            self.unclaimed.discard(record)
 
     async def sync_with(self, address: str) -> SessionRecord:
-        """One catch-up session (not live) with the node at ``address``, run to its end."""
-        return await self._dial(address, live=False)
+        """One catch-up session (not live) with the node at ``address``, run to its end.
+
+        When ``max_sync_sessions`` run already, nothing is dialed: the record answered has
+        failed with ``TOO_MANY_SESSIONS``.
+        """
+        record = SessionRecord(initiator=True, address=address)
+        if self.full:
+            record.phase = Phase.FAILED
+            record.error_reason = "TOO_MANY_SESSIONS"
+            record.ended = time.time()
+            return record
+        self.unclaimed.add(record)
+        return await self._dial(record, live=False)
 
     def sessions(self) -> list[SessionRecord]:
         """Running sessions, then ended ones (newest first)."""

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import grpc
+import grpc.aio
 from google.protobuf import any_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -40,6 +41,7 @@ _CODES: Final = {
     "STOPPING": grpc.StatusCode.UNAVAILABLE,
     "PEER_LOST": grpc.StatusCode.UNAVAILABLE,
     "INTERNAL": grpc.StatusCode.INTERNAL,
+    "LIVE_DRIFT": grpc.StatusCode.ABORTED,
     "SELF_SYNC": grpc.StatusCode.FAILED_PRECONDITION,
     "UNSUPPORTED_VERSION": grpc.StatusCode.FAILED_PRECONDITION,
 }
@@ -84,6 +86,8 @@ def session_to_pb(record: SessionRecord) -> pb.Session:
         ended=_time(record.ended),
         error_reason=record.error_reason,
         initiator=record.initiator,
+        held_peak=record.held_peak,
+        held_dropped=record.held_dropped,
     )
 
 

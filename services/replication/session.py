@@ -18,6 +18,12 @@ The flow, the same for both sides whoever dialed:
    announced holding, batch size) and handed to ingest (``Ingest``).
 4. SyncDone from both: live (both announced live) → ``StartLive`` and new local entries are
    pushed (``LocalStored``), skipping what the peer is known to hold; else the session ends.
+5. Live, every ``replication_interval`` (``DriftTick``), each side loads the digest of its log
+   heights (``LoadDigest`` → ``LiveDigest``) and sends it as a HaveDigest; it compares it with
+   the peer's latest HaveDigest received since its previous check. Entries in flight explain a
+   mismatch, but not the same mismatch twice: when neither digest moved between two checks
+   and they still differ, something was lost and the session ends with ``LIVE_DRIFT`` (the
+   redial starts with a catch-up).
 
 Any violation ends the session (``Finish`` with a reason), as does silence before both
 SyncDone (``IdleTimeout``).
@@ -43,6 +49,7 @@ __all__ = [
     "AnnounceReceived",
     "DigestReceived",
     "DoneReceived",
+    "DriftTick",
     "EntriesReceived",
     "Event",
     "Finish",
@@ -51,6 +58,8 @@ __all__ = [
     "IdleTimeout",
     "Ingest",
     "IngestResult",
+    "LiveDigest",
+    "LoadDigest",
     "LoadHeights",
     "LocalStored",
     "Log",
@@ -260,6 +269,19 @@ class LocalStored:
 
 
 @dataclass(frozen=True, slots=True)
+class DriftTick:
+    """Time for a live drift check (every ``replication_interval`` in live mode)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDigest:
+    """The digest of our log heights in the target set now (live drift check)."""
+
+    digest: bytes
+    log_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class IdleTimeout:
     """Nothing arrived from the peer for ``sync_idle_timeout``."""
 
@@ -288,6 +310,8 @@ Event = (
     | MissingSent
     | IngestResult
     | LocalStored
+    | DriftTick
+    | LiveDigest
     | IdleTimeout
     | PeerClosed
     | MessageInvalid
@@ -327,6 +351,13 @@ class Ingest:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadDigest:
+    """Load the digest of our log heights in ``target`` (→ :class:`LiveDigest`)."""
+
+    target: Target
+
+
+@dataclass(frozen=True, slots=True)
 class StartLive:
     """Caught up both ways: start delivering :class:`LocalStored`."""
 
@@ -339,7 +370,7 @@ class Finish:
     message: str = ""
 
 
-Action = Send | LoadHeights | SendMissing | Ingest | StartLive | Finish
+Action = Send | LoadHeights | SendMissing | Ingest | StartLive | LoadDigest | Finish
 
 
 # -- state ----------------------------------------------------------------------------------
@@ -368,6 +399,8 @@ class SessionState:
         entries_sent: Entries sent so far.
         entries_received: Entries received so far.
         entries_rejected: Entries ingest rejected.
+        live_peer_digest: The peer's latest HaveDigest in live mode, not yet compared.
+        drift: The (ours, peer's) digests of the last live check, when they differed.
         reason: Why the session failed.
     """
 
@@ -388,6 +421,8 @@ class SessionState:
     entries_sent: int = 0
     entries_received: int = 0
     entries_rejected: int = 0
+    live_peer_digest: bytes | None = None
+    drift: tuple[bytes, bytes] | None = None
     reason: str = ""
 
     @property
@@ -518,6 +553,9 @@ def _on_heights(state: SessionState, event: HeightsLoaded) -> Step:
 
 
 def _on_digest(state: SessionState, event: DigestReceived) -> Step:
+    if state.phase is Phase.LIVE:
+        # Compared on our next drift check; only the latest counts.
+        return replace(state, live_peer_digest=event.digest), ()
     if state.phase is not Phase.DIGEST or state.peer_digest is not None:
         return _violation(state, "HaveDigest")
     return _compare(replace(state, peer_digest=event.digest))
@@ -660,6 +698,34 @@ def _on_local(state: SessionState, event: LocalStored) -> Step:
     return state, actions
 
 
+def _on_drift_tick(state: SessionState, event: DriftTick) -> Step:
+    if state.phase is not Phase.LIVE:
+        return state, ()  # the timer only matters once live
+    assert state.target is not None
+    return state, (LoadDigest(state.target),)
+
+
+def _on_live_digest(state: SessionState, event: LiveDigest) -> Step:
+    if state.phase is not Phase.LIVE:
+        return _violation(state, "LiveDigest")
+    sent = Send(_message(have_digest=pb.HaveDigest(digest=event.digest, log_count=event.log_count)))
+    peer = state.live_peer_digest
+    if peer is None:
+        # Nothing new from the peer since the last check: nothing to compare.
+        return state, (sent,)
+    pair = (event.digest, peer)
+    if event.digest == peer:
+        return replace(state, live_peer_digest=None, drift=None), (sent,)
+    if state.drift == pair:
+        return _fail(
+            state,
+            "LIVE_DRIFT",
+            "the log heights differ from the peer's and neither side moved since the last "
+            "check: a catch-up follows",
+        )
+    return replace(state, live_peer_digest=None, drift=pair), (sent,)
+
+
 def _on_start(state: SessionState, event: Start) -> Step:
     if state.phase is not Phase.START:
         return _violation(state, "Start")
@@ -697,6 +763,8 @@ _HANDLERS: Final[dict[type, Callable[[SessionState, Any], Step]]] = {
     IngestResult: _on_ingest_result,
     DoneReceived: _on_done,
     LocalStored: _on_local,
+    DriftTick: _on_drift_tick,
+    LiveDigest: _on_live_digest,
     IdleTimeout: _on_idle,
     PeerClosed: _on_closed,
     MessageInvalid: _on_invalid,

@@ -21,6 +21,7 @@ from pandanode.core.errors import (
     InvalidRequestError,
     LimitExceededError,
     PandanodeError,
+    Reason,
     ResourceNotFoundError,
     UnavailableError,
     status_code_name,
@@ -33,6 +34,7 @@ __all__ = [
     "ResourceNotFoundError",
     "abort",
     "bounded_message",
+    "error_info",
     "InvalidRequestError",
     "LimitExceededError",
     "UnavailableError",
@@ -81,11 +83,29 @@ RETRY_DELAYS: Final = {
 """Seconds a client should wait before retrying (``google.rpc.RetryInfo``), by status code,
 unless the error names its own ``retry_delay``."""
 
+_SAME_ANSWER_ON_RETRY: Final = frozenset({Reason.BUDGET_EXCEEDED})
+"""Reasons whose errors get no RetryInfo unless they name their own ``retry_delay``.
+
+A response over its budget (documents, bytes) is over it again when the same request is
+repeated a second later; RetryInfo would only make clients wait in vain before failing.
+"""
+
 
 def _packed(message: Any) -> any_pb2.Any:
     detail = any_pb2.Any()
     detail.Pack(message)
     return detail
+
+
+def error_info(error: PandanodeError) -> error_details_pb2.ErrorInfo:
+    """The ``google.rpc.ErrorInfo`` of ``error``: its reason, the domain, its metadata.
+
+    The one source of what an error says it is about, for a status's details and for the
+    per-item errors of a stream (``PublishError.metadata``) alike.
+    """
+    return error_details_pb2.ErrorInfo(
+        reason=error.reason.value, domain=ERROR_DOMAIN, metadata=error.metadata
+    )
 
 
 def to_status(error: PandanodeError) -> grpc.Status:
@@ -94,14 +114,11 @@ def to_status(error: PandanodeError) -> grpc.Status:
     Its details: a ``google.rpc.ErrorInfo`` (reason and metadata); a ``google.rpc.BadRequest``
     when the error names request fields at fault (its ``field_violations``, or for an
     INVALID_ARGUMENT its ``field`` metadata); a ``google.rpc.RetryInfo`` for UNAVAILABLE and
-    RESOURCE_EXHAUSTED.
+    RESOURCE_EXHAUSTED (not for a response over its budget: repeated, it is over it again).
     """
     code = status_code_for(error)
     message = bounded_message(error)
-    info = error_details_pb2.ErrorInfo(
-        reason=error.reason.value, domain=ERROR_DOMAIN, metadata=error.metadata
-    )
-    details = [_packed(info)]
+    details = [_packed(error_info(error))]
     violations = [(v.field, v.description) for v in error.field_violations]
     if not violations and code is grpc.StatusCode.INVALID_ARGUMENT and "field" in error.metadata:
         violations = [(error.metadata["field"], error.message)]
@@ -120,7 +137,9 @@ def to_status(error: PandanodeError) -> grpc.Status:
                 )
             )
         )
-    delay = error.retry_delay if error.retry_delay is not None else RETRY_DELAYS.get(code)
+    delay = error.retry_delay
+    if delay is None and error.reason not in _SAME_ANSWER_ON_RETRY:
+        delay = RETRY_DELAYS.get(code)
     if delay is not None and code in RETRY_DELAYS:
         retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration())
         retry.retry_delay.FromNanoseconds(round(delay * 1e9))

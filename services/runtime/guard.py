@@ -25,6 +25,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import grpc
+import grpc.aio
 
 from pandanode.core.errors import InvalidRequestError, Reason
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import inspect
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
+import grpc.aio
 from google.protobuf.descriptor import ServiceDescriptor
 
 __all__ = ["MethodKind", "PassThrough", "method_kinds"]
@@ -226,9 +226,9 @@ class PassThrough(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         finally:
             if not call.done():
                 call.cancel()
-                if inspect.isawaitable(call):  # a unary answer; a streaming call is not awaitable
-                    with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-                        await call
+                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                    # Not ``await call``: a streaming call is not awaitable.
+                    await call.code()
 
 
 class _UpstreamUnavailableError(Exception):

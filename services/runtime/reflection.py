@@ -30,7 +30,7 @@ def documented_files() -> Mapping[str, bytes]:
 
     Read once from :data:`DESCRIPTOR_SET_FILE`; the descriptors keep their source info.
     """
-    raw = resources.files(__package__).joinpath(DESCRIPTOR_SET_FILE).read_bytes()
+    raw = resources.files("pandanode.services.runtime").joinpath(DESCRIPTOR_SET_FILE).read_bytes()
     files = descriptor_pb2.FileDescriptorSet.FromString(raw).file
     return {file.name: file.SerializeToString() for file in files}
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import grpc
+import grpc.aio
 
 from .bus import Bus
 from .rocks import RocksStore, free_bytes

@@ -17,7 +17,8 @@ from bench.procs import ROOT
 from bench.registry import REGISTRY
 from bench.report import from_json, render_tables
 
-pytestmark = pytest.mark.timeout(300)
+# The replication scenarios start seven nodes between them: the smoke run has 400 s.
+pytestmark = pytest.mark.timeout(420)
 
 assert scenarios.__all__  # importing them registers them
 
@@ -31,7 +32,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=400,
     )
     assert done.returncode == 0, f"bench failed:\n{done.stdout}\n{done.stderr[-5000:]}"
     [results] = out_dir.glob("*.json")
@@ -155,3 +156,29 @@ def test_nostr_relay_is_compared_with_unary_publish_or_skipped_with_how_to_insta
     assert {"nostr-relay c=1/events/s", "nostr-relay c=1/p99 ms"} <= keys
     # ingest.unary.short_logs runs before it in the same run.
     assert "pandanode Publish c=1 ÷ nostr-relay/events/s" in keys
+
+
+def test_replication_reports_sync_wire_bytes_live_latency_and_convergence(
+    smoke: tuple[dict[str, Any], str, Path],
+) -> None:
+    scenarios = _by_name(smoke[0])
+
+    def keys(name: str) -> dict[str, dict[str, Any]]:
+        assert scenarios[name]["status"] == "ok", scenarios[name]["reason"]
+        return {m["row"] + "/" + m["column"]: m for m in scenarios[name]["metrics"]}
+
+    two = keys("replication.two_nodes")
+    sync = two["initial sync/entries/s"]
+    assert sync["baseline"] == "replication.two_nodes/PublishStream into A, 100/message/entries/s"
+    assert sync["ratio"] == pytest.approx(two["initial sync/÷ PublishStream"]["value"])
+    assert two["initial sync/wire B/entry"]["value"] > 0
+    assert two["initial sync/entry + operation B/entry"]["value"] > 0
+    (in_sync,) = [m for k, m in two.items() if k.startswith("in sync, ")]
+    # Announce, HaveDigest and SyncDone both ways: a few hundred bytes, whatever the log count.
+    assert in_sync["column"] == "session B" and in_sync["value"] < 1000
+    assert two["1 % / 1 % / 98 % split/entries exchanged"]["value"] > 0
+    live = keys("replication.live_latency")
+    assert {"idle/p50 ms", "idle/p99 ms"} <= set(live)
+    assert any(k.startswith("under load") and k.endswith("/p99 ms") for k in live)
+    three = keys("replication.three_nodes")
+    assert any(k.endswith("/converged s") for k in three)

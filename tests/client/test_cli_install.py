@@ -12,9 +12,11 @@ import asyncio
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import venv
+import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -77,6 +79,25 @@ def _env(tmp_path: Path) -> dict[str, str]:
     # Nothing of this checkout or of the dev venv may leak in: no PYTHONPATH, a fresh key file.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     return {**env, "PANDANODE_KEY_FILE": str(tmp_path / "key"), "COLUMNS": "200"}
+
+
+def test_the_wheel_holds_the_files_of_the_linked_folders_not_symlinks(wheelhouse: Path) -> None:
+    (wheel,) = wheelhouse.glob("pandanode-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        members = archive.infolist()
+    links = [m.filename for m in members if stat.S_ISLNK(m.external_attr >> 16)]
+    assert links == []
+    names = {m.filename for m in members}
+    for source in [
+        "core/cbor.py",
+        "services/node.py",
+        "client/__init__.py",
+        "protos/pandanode/ingest/v1/ingest_pb2.py",
+    ]:
+        member = "pandanode/" + source.removeprefix("protos/pandanode/")
+        assert member in names
+        with zipfile.ZipFile(wheel) as archive:
+            assert archive.read(member) == (ROOT / source).read_bytes()
 
 
 async def test_the_wheel_without_the_node_extra_is_a_working_client(

@@ -17,6 +17,7 @@ import pytest
 from pandanode.client import Client, KeyPair, Published, load_key_pair, relation
 from pandanode.services.node import Node
 from tests.client.conftest import CLI_DEADLINE, PANDANODE, Cli
+from tests.services.support import eventually
 
 
 @pytest.fixture
@@ -300,10 +301,30 @@ async def test_watch_prints_existing_documents_then_changes_and_stops_at_its_lim
             watching.process.kill()
             await watching.process.wait()
 
-    deadline = time.monotonic() + CLI_DEADLINE
-    while node.query.listener_count != listeners:  # the node dropped the watch
-        assert time.monotonic() < deadline, "the node kept the watch of an ended CLI"
-        await asyncio.sleep(0.01)  # poll
+    query = node.query
+
+    async def dropped() -> bool:
+        return query.listener_count == listeners
+
+    await eventually(
+        dropped, timeout=CLI_DEADLINE, what="the node to drop the watch of an ended CLI"
+    )
+
+
+async def test_watch_after_an_operation_starts_once_it_is_materialized(
+    author: Client, cli_env: dict[str, str], pandanode: Cli
+) -> None:
+    schema_id = await author.create_schema("flyer", "Flyers", {"title": "str"})
+    made = await author.create(schema_id, {"title": "gig"})
+    watching = await watch(cli_env, schema_id, "--after", made.operation_id, "--limit", "1")
+    existing = await watching.line()
+    assert (existing["kind"], existing["document"]["document_id"]) == ("existing", made.document_id)
+    assert await watching.exit_code() == 0
+
+    never = "0020" + "ef" * 32
+    waited = await pandanode("watch", schema_id, "--after", never, "--timeout", "0.5")
+    assert waited.code == 3, waited.stderr  # unavailable, as a read after it
+    assert "not materialized" in waited.stderr and "Traceback" not in waited.stderr
 
 
 async def test_watch_stops_after_its_duration(

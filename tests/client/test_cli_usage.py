@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
+import select
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -69,19 +74,121 @@ async def test_completion_bash_completes_commands_subcommands_options_and_choice
     assert "--nats-url" in _complete(script.stdout, "serve", "ingest", "--na")
 
 
-@pytest.mark.parametrize("shell", ["zsh", "fish"])
-async def test_completion_for_zsh_and_fish_is_a_script_the_shell_parses(
-    pandanode: Cli, shell: str, tmp_path: Path
+def _needs(shell: str) -> str:
+    path = shutil.which(shell)
+    if path is None:
+        pytest.skip(f"{shell} is not installed (make setup installs it as root): not tested")
+    return path
+
+
+def _zsh_runs(script: Path, home: Path, typed: list[str]) -> list[str]:
+    """Type each line into an interactive zsh that loaded ``script``; what ``pandanode`` got.
+
+    zsh's completion system (``compinit``, the script's ``complete``) completes the words
+    at each Tab; ``pandanode`` is a function printing its arguments, so pressing Enter shows
+    the line as completed.
+    """
+    controller, terminal = pty.openpty()
+    shell = subprocess.Popen(
+        [_needs("zsh"), "-f", "-i"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env={"HOME": str(home), "TERM": "xterm", "PATH": os.environ["PATH"]},
+        start_new_session=True,
+    )
+    os.close(terminal)
+    seen = b""
+
+    def until(marker: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 30
+        while marker not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"zsh never printed {marker!r}; it printed {seen[-2000:]!r}"
+            ready, _, _ = select.select([controller], [], [], left)
+            if ready:
+                seen += os.read(controller, 65536)
+
+    try:
+        # The quotes keep the echo of what is typed from looking like the marker printed.
+        setup = f'source {script}; pandanode() {{ print -r -- "AR""GS:$*;" }}; print RE\'\'ADY\n'
+        os.write(controller, setup.encode())
+        until(b"READY")
+        answers = []
+        for line in typed:
+            seen = b""
+            os.write(controller, line.encode() + b"\n")
+            until(b";\r")
+            answers.append(seen.split(b"ARGS:")[-1].split(b";")[0].decode())
+        os.write(controller, b"exit\n")
+        shell.wait(timeout=30)
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+        os.close(controller)
+    return answers
+
+
+async def test_completion_zsh_completes_subcommands_options_and_choices_in_an_interactive_zsh(
+    pandanode: Cli, tmp_path: Path
 ) -> None:
-    script = await pandanode("completion", shell)
+    script = await pandanode("completion", "zsh")
     assert script.code == 0, script.stderr
-    assert "documents" in script.stdout and "page-token" in script.stdout
-    if shutil.which(shell) is None:
-        pytest.skip(f"{shell} is not installed: the script's syntax is not checked")
-    path = tmp_path / f"pandanode.{shell}"
+    path = tmp_path / "pandanode.zsh"
     path.write_text(script.stdout)
-    checked = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stderr
+    answers = _zsh_runs(
+        path,
+        tmp_path,
+        [
+            "pandanode document cr\t",
+            "pandanode documents l\t",
+            "pandanode documents list venue_0020ab --page-t\t",
+            "pandanode --node 127.0.0.1:2020 key n\t",
+            "pandanode completion f\t",
+        ],
+    )
+    assert answers == [
+        "document create",
+        "documents list",
+        "documents list venue_0020ab --page-token",
+        "--node 127.0.0.1:2020 key new",
+        "completion fish",
+    ]
+
+
+def _fish_completes(script: Path, home: Path, line: str) -> list[str]:
+    """The candidates fish's own completion (``complete -C``) offers for ``line``."""
+    done = subprocess.run(
+        [_needs("fish"), "--no-config", "-c", f"source {script}; complete -C {shlex.quote(line)}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={"HOME": str(home), "PATH": os.environ["PATH"]},
+    )
+    assert not done.stderr, done.stderr
+    return [candidate.split("\t")[0] for candidate in done.stdout.splitlines()]
+
+
+async def test_completion_fish_completes_subcommands_options_and_choices(
+    pandanode: Cli, tmp_path: Path
+) -> None:
+    script = await pandanode("completion", "fish")
+    assert script.code == 0, script.stderr
+    path = tmp_path / "pandanode.fish"
+    path.write_text(script.stdout)
+    assert _fish_completes(path, tmp_path, "pandanode doc") == ["document", "documents"]
+    assert _fish_completes(path, tmp_path, "pandanode document cr") == ["create"]
+    options = _fish_completes(path, tmp_path, "pandanode documents list venue_0020ab --")
+    assert {"--page-token", "--all", "--output", "--node", "--json"} <= set(options)
+    assert _fish_completes(path, tmp_path, "pandanode --node 127.0.0.1:2020 key n") == ["new"]
+    assert sorted(_fish_completes(path, tmp_path, "pandanode completion ")) == [
+        "bash",
+        "fish",
+        "zsh",
+    ]
 
 
 async def test_global_options_may_come_before_or_after_the_command(

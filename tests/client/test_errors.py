@@ -148,6 +148,9 @@ async def test_stream_items_carry_the_nodes_exception_classes(client: Client) ->
     )
     first, second, third = result.results
     assert isinstance(first, SchemaNotFoundError)
+    # What each item's error is about comes along, as for a unary call's ErrorInfo.metadata.
+    assert first.metadata["schema_id"] == FAKE_SCHEMA
+    assert (first.metadata["public_key"], first.metadata["seq_num"]) == (key_pair.public_key(), "1")
     assert isinstance(second, SignatureError)
     assert status_code_of(second) == grpc.StatusCode.INVALID_ARGUMENT
     assert not isinstance(third, Exception)

@@ -6,6 +6,7 @@ import stat
 from pathlib import Path
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.client import (

@@ -623,6 +623,35 @@ async def test_a_watch_right_after_creating_the_schema_sees_the_first_document(
         assert listed == [created.document_id]
 
 
+async def test_a_watch_after_a_write_lists_it_among_the_existing_documents(
+    client: Client, node: Node
+) -> None:
+    schema_id = await client.create_schema("memo", "Memos", {"n": "int"})
+    async with Client.connect(node.address, timeout=DEADLINE) as other:
+        for round_ in range(3):
+            created = await client.create(schema_id, {"n": round_})
+            # Another connection knows nothing of the write: only ``after`` makes it wait.
+            changes = other.watch(schema_id, after=created)
+            seen = []
+            while (change := await next_change(changes)).kind == "existing":
+                assert change.document is not None
+                seen.append(change.document.id)
+            assert change == Change("caught_up", None)
+            assert created.document_id in seen
+            await changes.aclose()
+
+
+async def test_a_watch_after_a_write_that_never_arrives_raises_node_unavailable(
+    client: Client, node: Node
+) -> None:
+    schema_id = await client.create_schema("memo", "Memos", {"n": "int"})
+    never = "0020" + "ef" * 32
+    async with Client.connect(node.address, timeout=0.5) as impatient:
+        with pytest.raises(NodeUnavailableError, match="not materialized") as raised:
+            await next_change(impatient.watch(schema_id, after=never))
+    assert raised.value.metadata["operation_id"] == never
+
+
 # -- blobs and schemas ----------------------------------------------------------------------------
 
 

@@ -4,11 +4,11 @@ the node under test runs on this test's event loop)."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 from pandanode.client import KeyPair, Published, connect_sync
 from pandanode.client.examples.venues import Created, run, tiny_png
 from pandanode.services.node import Node
+from tests.services.support import eventually
 
 
 def example(address: str) -> tuple[Created, int | None]:
@@ -58,10 +58,12 @@ async def test_the_sync_client_lists_pages_and_watches(node: Node) -> None:
     assert paged == ["0,1,2", "3,4,5", "6"]
     assert kinds == ["existing", "existing", "caught_up"]
     assert first == "0"
-    deadline = time.monotonic() + 10
-    while node.query.listener_count != listeners:  # the node dropped the watch
-        assert time.monotonic() < deadline, "the node kept the watch of a closed sync iterator"
-        await asyncio.sleep(0.01)  # poll
+    query = node.query
+
+    async def dropped() -> bool:
+        return query.listener_count == listeners
+
+    await eventually(dropped, timeout=10, what="the node to drop the watch of a closed iterator")
 
 
 def test_tiny_png_is_a_png() -> None:

@@ -66,7 +66,7 @@ def test_compose_validation_fails_when_a_service_depends_on_one_that_does_not_ex
     assert "nats-9" in answer.stderr
 
 
-def test_all_in_one_profile_is_one_node_with_a_volume_and_a_health_check() -> None:
+def test_all_in_one_profile_is_one_node_with_a_volume_a_health_check_and_both_ports() -> None:
     services = rendered("all-in-one")["services"]
 
     assert set(services) == {"node"}
@@ -74,7 +74,7 @@ def test_all_in_one_profile_is_one_node_with_a_volume_and_a_health_check() -> No
     assert node["command"] == ["up"]
     assert node["healthcheck"]["test"] == ["CMD", "pandanode", "health"]
     assert [v["target"] for v in node["volumes"]] == ["/var/lib/pandanode"]
-    assert [p["target"] for p in node["ports"]] == [2020]
+    assert [p["target"] for p in node["ports"]] == [2020, 2021]  # gRPC, the HTTP gateway
 
 
 def test_split_profile_runs_every_service_on_a_three_node_nats_cluster() -> None:

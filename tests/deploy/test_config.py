@@ -101,3 +101,17 @@ def test_config_show_refuses_a_bad_setting_in_one_line() -> None:
     assert shown.returncode == 2
     assert shown.stdout == ""
     assert shown.stderr.count("\n") == 1 and "log_level" in shown.stderr
+
+
+def test_the_schema_allow_list_is_a_flag_of_up_serve_and_config_show() -> None:
+    venue = "venue_0020" + "ab" * 32
+    shown = pandanode("config", "show", "--json", "--supported-schema-ids", f"{venue},blob_v1")
+
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["supported_schema_ids"] == f"{venue},blob_v1"
+    for command in (("up",), ("serve", "ingest")):
+        usage = pandanode(*command, "--help")
+        assert "--supported-schema-ids" in usage.stdout
+    refused = pandanode("config", "show", "--supported-schema-ids", "not a schema")
+    assert refused.returncode == 2
+    assert "supported_schema_ids" in refused.stderr

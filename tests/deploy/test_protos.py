@@ -1,11 +1,15 @@
-"""The protos pass ``buf lint`` (buf.yaml) and ``buf breaking`` against the previous commit."""
+"""The protos pass ``buf lint`` (buf.yaml) and ``buf breaking`` against the previous commit; the
+dependency floors are the versions the generated code checks for."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from .tools import REPO, previous_protos, run, tool
 
@@ -147,3 +151,34 @@ def test_a_branch_is_compared_with_where_it_forked_not_with_what_main_added_sinc
 
     assert baseline == fork
     assert answer.returncode == 0, answer.stdout + answer.stderr
+
+
+def _floor(requirement: str) -> str:
+    parsed = Requirement(requirement)
+    (spec,) = [s for s in parsed.specifier if s.operator == ">="]
+    return spec.version
+
+
+def test_the_grpc_and_protobuf_floors_are_the_versions_the_generated_code_checks_for() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = {Requirement(r).name: r for r in project["dependencies"]}
+    grpc_versions = {
+        match.group(1)
+        for path in (REPO / "protos").rglob("*_pb2_grpc.py")
+        if (match := re.search(r"GRPC_GENERATED_VERSION = '([\d.]+)'", path.read_text()))
+    }
+    protobuf_versions = {
+        ".".join(match.groups())
+        for path in (REPO / "protos").rglob("*_pb2.py")
+        if (
+            match := re.search(
+                r"ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,"
+                r"\s*(\d+),\s*(\d+),\s*(\d+),",
+                path.read_text(),
+            )
+        )
+    }
+    assert len(grpc_versions) == 1 and len(protobuf_versions) == 1
+    for name in ("grpcio", "grpcio-health-checking", "grpcio-status"):
+        assert _floor(requirements[name]) == next(iter(grpc_versions)), name
+    assert _floor(requirements["protobuf"]) == next(iter(protobuf_versions))

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from pathlib import Path
 
 import grpc
+import grpc.aio
 import pytest
 
 from bench.deployment import (
@@ -149,10 +149,12 @@ async def _read_until(address: str, document_id: str, stop: asyncio.Event) -> li
 
 
 async def _wait_for(count: list[str], at_least: int) -> None:
-    deadline = time.monotonic() + 60
-    while len(count) < at_least:
-        assert time.monotonic() < deadline, f"only {len(count)} of {at_least} publishes acked"
-        await asyncio.sleep(0.01)  # poll: writers are publishing
+    async def enough() -> bool:
+        return len(count) >= at_least
+
+    await eventually(
+        enough, timeout=60, what=f"{at_least} acked publishes (writers are publishing)"
+    )
 
 
 @pytest.mark.timeout(240)

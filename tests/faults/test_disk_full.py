@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2
 

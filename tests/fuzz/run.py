@@ -144,7 +144,8 @@ def fuzz(
 def _worker(target: str, flags: list[str]) -> None:
     import atheris  # only workers need it
 
-    with atheris.instrument_imports(include=["pandanode"]):
+    # atheris is a compiled module without type information.
+    with atheris.instrument_imports(include=["pandanode"]):  # pyright: ignore[reportAttributeAccessIssue]
         from tests.fuzz.targets import TARGETS, quiet
 
     chosen = TARGETS[target]

@@ -58,11 +58,13 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-async def run_page(url: str, profile: Path) -> dict[str, Any]:
+async def run_page(
+    url: str, profile: Path, script: str = "browser_flow.mjs", *extra: str
+) -> dict[str, Any]:
     node_js = shutil.which("node")
     assert node_js is not None, "the interop tests need Node.js (make setup)"
     process = await asyncio.create_subprocess_exec(
-        *(node_js, str(INTEROP_DIR / "browser_flow.mjs"), str(CHROMIUM), url, str(profile)),
+        *(node_js, str(INTEROP_DIR / script), str(CHROMIUM), url, str(profile), *extra),
         cwd=INTEROP_DIR,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -73,15 +75,19 @@ async def run_page(url: str, profile: Path) -> dict[str, Any]:
     return result
 
 
-async def test_a_page_in_headless_chromium_publishes_with_shirokuma_and_reads_it_back(
-    node: Node, site: str, tmp_path: Path
-) -> None:
+def _need_browser() -> None:
     if not CHROMIUM.exists():
         pytest.skip(
             "no browser: /usr/bin/chromium is missing and `make browser` could not install it "
             "(it needs apt-get as root)"
         )
     assert (INTEROP_DIR / "node_modules" / "playwright-core").is_dir(), "npm install (make setup)"
+
+
+async def test_a_page_in_headless_chromium_publishes_with_shirokuma_and_reads_it_back(
+    node: Node, site: str, tmp_path: Path
+) -> None:
+    _need_browser()
     async with Client.connect(node.address, key_pair=generate_key_pair()) as client:
         schema_id = await client.create_schema("note", "A note", {"title": "str", "count": "int"})
         endpoint = f"http://{node.http_address}/graphql"
@@ -95,3 +101,48 @@ async def test_a_page_in_headless_chromium_publishes_with_shirokuma_and_reads_it
         stored = await client.get_document(view_id=result["viewId"], after=result["viewId"])
     assert stored.owner == result["publicKey"]
     assert stored.fields == {"title": "from the browser", "count": 42}
+
+
+async def test_the_playground_runs_queries_in_headless_chromium_with_nothing_from_elsewhere(
+    node: Node, tmp_path: Path
+) -> None:
+    _need_browser()
+    async with Client.connect(node.address, key_pair=generate_key_pair()) as client:
+        schema_id = await client.create_schema("memo", "A memo", {"title": "str"})
+        published = await client.create(schema_id, {"title": "typed in the playground"})
+        await client.get_document(published.document_id, after=published)
+    query = f"""query Memos($title: String!) {{
+  all_{schema_id}(filter: {{title: {{eq: $title}}}}) {{
+    totalCount documents {{ meta {{ documentId }} fields {{ title }} }}
+  }}
+}}"""
+    variables = json.dumps({"title": "typed in the playground"})
+    seen = await run_page(
+        f"http://{node.http_address}/graphql",
+        tmp_path / "profile",
+        "playground_flow.mjs",
+        query,
+        variables,
+    )
+    assert seen["elsewhere"] == [] and seen["errors"] == [], seen
+    assert seen["contentType"] == "text/html; charset=utf-8"
+    assert seen["result"]["state"] == "done", seen["result"]
+    assert seen["result"]["status"].startswith("HTTP 200")
+    assert json.loads(seen["result"]["text"]) == {
+        "data": {
+            f"all_{schema_id}": {
+                "totalCount": 1,
+                "documents": [
+                    {
+                        "meta": {"documentId": published.document_id},
+                        "fields": {"title": "typed in the playground"},
+                    }
+                ],
+            }
+        }
+    }
+    assert f"all_{schema_id}(filter: {schema_id}Filter" in seen["schema"]
+    assert (
+        "publish(entry: EncodedEntry!, operation: EncodedOperation!): NextArguments!"
+        in (seen["schema"])
+    )

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.ingest.v1 import ingest_pb2_grpc

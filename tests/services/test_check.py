@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
+import grpc.aio
 import nats
 import pytest
 from rocksdict import Options, Rdict

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
+import grpc.aio
 import pytest
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message_factory

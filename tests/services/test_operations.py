@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 import grpc
+import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import grpc.aio
 import nats
 from nats.js.api import DeliverPolicy
 

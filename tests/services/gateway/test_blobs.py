@@ -1,4 +1,5 @@
-"""Blobs over HTTP (spec §10.3): whole, by range, conditional, pinned views, bad ids."""
+"""Blobs over HTTP (spec §10.3): whole, by range, conditional, pinned views, older views (404
+unless pinned), bad ids."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import os
 import httpx
 import pytest
 
-from pandanode.client import Client
+from pandanode.client import Client, pinned_relation
 from pandanode.core.schema import BLOB_PIECE_V1_ID
 from pandanode.services.gateway.blobs import ByteRange, parse_range
 
 # Three pieces (256 000 bytes each at most): ranges cross piece and chunk boundaries.
 DATA = os.urandom(600_000)
 UNKNOWN_ID = "0020" + "ab" * 32
+# The bytes of a later view of the same blob: one piece.
+NEWER = os.urandom(5_000)
 
 
 @pytest.fixture
@@ -107,6 +110,51 @@ async def test_an_updated_blob_serves_its_new_view_with_a_new_etag(
     assert latest.content == DATA
     stale = await http.get(f"/blobs/{document_id}", headers={"if-none-match": f'"{old_view}"'})
     assert stale.status_code == 200
+
+
+async def _replace_bytes(client: Client, document_id: str, data: bytes) -> str:
+    """Point the blob at new bytes (one new piece); return its new view id, materialized."""
+    piece = await client.create(BLOB_PIECE_V1_ID, {"data": data})
+    updated = await client.update(document_id, {"pieces": [piece.view_id], "length": len(data)})
+    await client.get_blob(document_id, after=updated)
+    return updated.view_id
+
+
+async def test_an_older_unpinned_view_of_a_blob_is_404_never_the_newer_bytes(
+    client: Client, http: httpx.AsyncClient, blob: tuple[str, str]
+) -> None:
+    document_id, old_view = blob
+    new_view = await _replace_bytes(client, document_id, NEWER)
+    latest = await http.get(f"/blobs/{document_id}")
+    assert (latest.status_code, latest.content) == (200, NEWER)
+    assert latest.headers["etag"] == f'"{new_view}"'
+    older = await http.get(f"/blobs/{document_id}/{old_view}")
+    assert older.status_code == 404
+    assert NEWER not in older.content and DATA[:1000] not in older.content
+    assert "etag" not in older.headers
+
+
+@pytest.mark.parametrize("pinned_first", [True, False], ids=["pinned-then-updated", "pinned-later"])
+async def test_an_older_view_of_a_blob_that_is_pinned_serves_its_own_bytes(
+    client: Client, http: httpx.AsyncClient, blob: tuple[str, str], pinned_first: bool
+) -> None:
+    document_id, old_view = blob
+    if not pinned_first:
+        new_view = await _replace_bytes(client, document_id, NEWER)
+    album = await client.create_schema("album", "Albums", {"cover": pinned_relation("blob_v1")})
+    pinning = await client.create(album, {"cover": old_view})
+    await client.get_document(pinning.document_id, after=pinning)
+    if pinned_first:
+        new_view = await _replace_bytes(client, document_id, NEWER)
+    older = await http.get(f"/blobs/{document_id}/{old_view}")
+    assert older.status_code == 200
+    assert older.content == DATA
+    assert older.headers["etag"] == f'"{old_view}"'
+    assert "immutable" in older.headers["cache-control"]
+    latest = await http.get(f"/blobs/{document_id}/{new_view}")
+    assert (latest.status_code, latest.content) == (200, NEWER)
+    ranged = await http.get(f"/blobs/{document_id}/{old_view}", headers={"range": "bytes=-10"})
+    assert (ranged.status_code, ranged.content) == (206, DATA[-10:])
 
 
 async def test_unknown_documents_views_of_other_documents_and_non_blobs_are_404(

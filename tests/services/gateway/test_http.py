@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -65,11 +66,26 @@ async def test_a_cors_setting_restricts_the_origins(restricted: httpx.AsyncClien
     assert "access-control-allow-origin" not in other.headers
 
 
-async def test_get_graphql_serves_the_playground(http: httpx.AsyncClient) -> None:
+async def test_get_graphql_serves_a_self_contained_playground_page(
+    http: httpx.AsyncClient,
+) -> None:
     response = await http.get("/graphql")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    assert "GraphiQL" in response.text
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    page = response.text
+    assert page.startswith("<!DOCTYPE html>")
+    for part in ('<textarea id="query"', '<textarea id="variables"', 'id="run"', 'id="result"'):
+        assert part in page, part
+    assert 'fetch(endpoint, {\n    method: "POST"' in page
+    # Nothing is loaded from elsewhere: no URL, no external script or style sheet.
+    assert (
+        re.search(r"https?:|//[a-z0-9.-]+\.[a-z]{2,}/|<link|<script[^>]*\ssrc=|@import", page, re.I)
+        is None
+    )
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert (await http.get("/graphql/")).text == page
 
 
 @pytest.mark.parametrize(

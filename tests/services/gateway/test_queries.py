@@ -228,6 +228,51 @@ async def test_a_documents_cursor_continues_after_that_document(
         assert found == titles_in_order[index + 1 : index + 4], index
 
 
+async def test_end_cursor_is_declared_non_null_yet_null_for_an_empty_page_as_in_aquadoggo(
+    http: httpx.AsyncClient, catalog: Catalog
+) -> None:
+    # aquadoggo 0.7 declares `endCursor: String!` and answers null, without an error, for a
+    # page without documents (its collection_query test expects exactly that).
+    introspection = await data(
+        http,
+        f"""{{ __type(name: "{catalog.item}Collection") {{
+            fields {{ name type {{ kind ofType {{ name }} }} }}
+        }} }}""",
+    )
+    kinds = {f["name"]: f["type"] for f in introspection["__type"]["fields"]}
+    assert kinds["endCursor"] == {"kind": "NON_NULL", "ofType": {"name": "String"}}
+    query = f"""{{
+        none: all_{catalog.item}(filter: {{title: {{eq: "no such title"}}}}) {{
+            totalCount hasNextPage endCursor documents {{ cursor }}
+        }}
+        past: all_{catalog.item}(first: 5) {{ endCursor }}
+        {catalog.item}(id: "{catalog.items["d"].document_id}") {{ fields {{
+            tags {{ totalCount hasNextPage endCursor }}
+            pins {{ endCursor }}
+        }} }}
+    }}"""
+    result = await graphql(http, query)
+    assert "errors" not in result, result["errors"]
+    empty: dict[str, Any] = {
+        "totalCount": 0,
+        "hasNextPage": False,
+        "endCursor": None,
+        "documents": [],
+    }
+    assert result["data"]["none"] == empty
+    last = result["data"]["past"]["endCursor"]
+    assert isinstance(last, str) and last
+    after = await graphql(
+        http, f'{{ all_{catalog.item}(after: "{last}") {{ endCursor documents {{ cursor }} }} }}'
+    )
+    assert after == {"data": {f"all_{catalog.item}": {"endCursor": None, "documents": []}}}
+    fields = result["data"][catalog.item]["fields"]  # d's relation lists are empty
+    assert fields == {
+        "tags": {"totalCount": 0, "hasNextPage": False, "endCursor": None},
+        "pins": {"endCursor": None},
+    }
+
+
 async def test_default_order_is_by_document_id(http: httpx.AsyncClient, catalog: Catalog) -> None:
     query = f"{{ all_{catalog.item} {{ documents {{ meta {{ documentId }} }} }} }}"
     documents = (await data(http, query))[f"all_{catalog.item}"]["documents"]

@@ -1,5 +1,10 @@
 """Unit tests of the GraphQL schema building, the scalars and the lenient validation rule."""
 
+# graphql-core annotates GraphQLNamedType.__new__ as returning the base class, so pyright types
+# every GraphQLObjectType(...), GraphQLScalarType(...) … as a plain GraphQLNamedType; mypy (strict)
+# ignores that annotation and checks these arguments, returns and assignments.
+# pyright: reportArgumentType=false
+
 from __future__ import annotations
 
 import pytest

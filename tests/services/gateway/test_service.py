@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import grpc.aio
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -65,7 +66,7 @@ async def test_a_gateway_alone_calls_remote_services_and_is_serving_only_while_t
     stopped = False
     try:
         settings = node_settings(
-            tmp_path / "gateway", gateway_ingest=upstream.address, gateway_query=upstream.address
+            tmp_path / "gateway", ingest_address=upstream.address, query_address=upstream.address
         )
         async with Node(settings, ("gateway",)) as gateway:
             assert gateway.nats_url == ""  # the gateway needs no NATS: none was started

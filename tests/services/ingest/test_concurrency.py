@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+import grpc.aio
 from nats.js import JetStreamContext
 
 from pandanode.ingest.v1 import ingest_pb2 as pb

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.services.runtime.settings import Settings

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.core.hash import generate_hash

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import grpc
+import grpc.aio
 from nats.js import JetStreamContext
 
 from pandanode.core import PinnedRelationList
@@ -280,3 +281,35 @@ async def test_a_stream_without_batches_ends_without_results(
     ingest: IngestServiceAsyncStub,
 ) -> None:
     assert await publish_batches(ingest, []) == []
+
+
+async def test_stream_item_errors_carry_the_same_error_info_metadata_as_unary_publish(
+    ingest: IngestServiceAsyncStub,
+) -> None:
+    author = Author()
+    ghost_schema = "ghost_0020" + "ab" * 32
+    unknown = "0020" + "cd" * 32
+    rename = update_operation(FIELD_DEFINITION, [unknown], {"name": "renamed"})
+    field = create_operation(FIELD_DEFINITION, {"name": "f", "type": "str"})
+    items = {
+        "unknown schema": author.sign_at(
+            create_operation(ghost_schema, {"name": "boo"}), log_id=0, seq_num=1
+        ),
+        "update of an unknown document": author.sign_at(rename, log_id=1, seq_num=1),
+        "gap in the log": author.sign_at(field, log_id=2, seq_num=2, backlink=unknown),
+        "entry over the size limit": Signed(b"\x00" * 4096, field, author.public_key, 0, 1),
+    }
+    for what, signed in items.items():
+        unary = await rejection(ingest.Publish(signed.request()))
+        ((item,),) = await publish_batches(ingest, [[signed]])
+        assert item.WhichOneof("outcome") == "error", what
+        streamed = (item.error.code, item.error.reason, dict(item.error.metadata))
+        assert streamed == (unary.code.value[0], unary.reason, unary.metadata), what
+        assert unary.metadata, f"{what}: nothing to compare"
+    ((item,),) = await publish_batches(ingest, [[items["unknown schema"]]])
+    assert dict(item.error.metadata) == {
+        "schema_id": ghost_schema,
+        "public_key": author.public_key,
+        "log_id": "0",
+        "seq_num": "1",
+    }

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
+import grpc.aio
 import nats
 from nats.js import JetStreamContext
 

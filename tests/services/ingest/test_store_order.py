@@ -9,6 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 import grpc
+import grpc.aio
 from rocksdict import Options, Rdict
 
 from pandanode.core.operation import decode_operation

@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.core import PinnedRelationList, Relation

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import grpc
+import grpc.aio
 import pytest
 from google.protobuf.duration_pb2 import Duration
 

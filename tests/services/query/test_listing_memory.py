@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.core.operation import FieldValue

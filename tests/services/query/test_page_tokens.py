@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.ingest.v1 import ingest_pb2 as ipb

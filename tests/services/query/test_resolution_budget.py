@@ -12,6 +12,7 @@ import threading
 from typing import TYPE_CHECKING
 
 import grpc
+import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 

@@ -1,4 +1,5 @@
-"""Watches under pressure: batches when changes queue up, a byte budget for a stalled watcher."""
+"""Watches under pressure: batches when changes queue up, a byte budget for a stalled watcher;
+a watch that waits for a write first (consistency), as reads do."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import grpc
+import grpc.aio
 import pytest
+from google.protobuf import duration_pb2
 
 from pandanode.query.v1 import query_pb2 as qpb
 from pandanode.query.v1 import query_pb2_grpc
@@ -198,3 +201,75 @@ async def test_a_watcher_that_never_reads_is_cut_off_with_bounded_memory_while_a
         return not node.reads.watches()  # type: ignore[union-attr]
 
     await eventually(all_released, what="both watches to be released on the node")
+
+
+async def test_a_watch_with_consistency_starts_once_the_write_is_materialized(
+    node: Node, channel: grpc.aio.Channel, ingest: IngestServiceAsyncStub
+) -> None:
+    assert node.reads is not None
+    materializer = node.reads.materializer
+    author = Author()
+    schema_id = await publish_schema(ingest, author, "notice", {"body": "str"})
+    later = author.create(schema_id, {"body": "published while the watch waits"})
+    query = query_pb2_grpc.QueryServiceStub(channel)
+    call = query.WatchDocuments(
+        qpb.WatchDocumentsRequest(
+            schema_id=schema_id,
+            consistency=qpb.Consistency(
+                operation_id=later.hash, timeout=duration_pb2.Duration(seconds=15)
+            ),
+        )
+    )
+    first = asyncio.create_task(call.read())
+
+    async def waiting() -> bool:
+        return later.hash in materializer._operation_waiters
+
+    await eventually(waiting, what="the watch to wait for the write")
+    assert not first.done()
+    await publish(ingest, later)
+    response = await asyncio.wait_for(first, timeout=15)
+    assert isinstance(response, qpb.WatchDocumentsResponse)
+    # Started after the write: it is an EXISTING document, not a change that came later.
+    assert [(c.kind, c.document.document_id) for c in response.changes] == [
+        (qpb.CHANGE_KIND_EXISTING, later.hash),
+        (qpb.CHANGE_KIND_CAUGHT_UP, ""),
+    ]
+    call.cancel()
+
+
+async def test_a_watch_whose_write_is_not_materialized_fails_as_a_read_does(
+    channel: grpc.aio.Channel, ingest: IngestServiceAsyncStub
+) -> None:
+    schema_id = await publish_schema(ingest, Author(), "silence", {"body": "str"})
+    unknown = "0020" + "ef" * 32
+    query = query_pb2_grpc.QueryServiceStub(channel)
+
+    async def first_of(request: qpb.WatchDocumentsRequest, timeout: float | None = None) -> None:
+        async for _ in query.WatchDocuments(request, timeout=timeout):
+            raise AssertionError("the watch started without the write")
+
+    short = qpb.Consistency(operation_id=unknown, timeout=duration_pb2.Duration(nanos=300_000_000))
+    request = qpb.WatchDocumentsRequest(schema_id=schema_id, consistency=short)
+    with pytest.raises(grpc.aio.AioRpcError) as waited:
+        await first_of(request)
+    rejected = rejection_of(waited.value)
+    assert (rejected.code, rejected.reason) == (grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE")
+    assert rejected.metadata["operation_id"] == unknown
+    assert rejected.retry_delay == 1.0
+    read = qpb.GetDocumentRequest(document_id=unknown, consistency=short)
+    with pytest.raises(grpc.aio.AioRpcError) as read_waited:
+        await query.GetDocument(read)
+    read_rejected = rejection_of(read_waited.value)
+    assert (read_rejected.code, read_rejected.reason) == (rejected.code, rejected.reason)
+
+    # The call's own deadline before the wait's: DEADLINE_EXCEEDED, as for a read.
+    long = qpb.Consistency(operation_id=unknown, timeout=duration_pb2.Duration(seconds=60))
+    with pytest.raises(grpc.aio.AioRpcError) as deadline:
+        await first_of(qpb.WatchDocumentsRequest(schema_id=schema_id, consistency=long), 0.5)
+    assert deadline.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    # Without a timeout of its own, the wait ends just before the call's deadline: UNAVAILABLE.
+    own = qpb.Consistency(operation_id=unknown)
+    with pytest.raises(grpc.aio.AioRpcError) as before_deadline:
+        await first_of(qpb.WatchDocumentsRequest(schema_id=schema_id, consistency=own), 0.5)
+    assert before_deadline.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import grpc.aio
 
 from pandanode.core import decode_entry
 from pandanode.ingest.v1 import ingest_pb2 as ipb
@@ -73,3 +74,17 @@ def set_hash(entries: set[tuple[str, int, int, str]]) -> str:
     for item in sorted(entries):
         digest.update(repr(item).encode())
     return digest.hexdigest()
+
+
+async def entry_count(address: str) -> int:
+    """How many entries the node at ``address`` stores: the sum of its log heights."""
+    total = 0
+    token = ""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = ingest_pb2_grpc.IngestServiceStub(channel)
+        while True:
+            page = await stub.GetLogHeights(ipb.GetLogHeightsRequest(page_token=token), timeout=10)
+            total += sum(height.seq_num for height in page.log_heights)
+            token = page.next_page_token
+            if not token:
+                return total

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import grpc.aio
 
 from pandanode.core import KeyPair
 from pandanode.ingest.v1 import ingest_pb2 as ipb

@@ -6,6 +6,7 @@ from functools import partial
 from pathlib import Path
 
 import grpc
+import grpc.aio
 import pytest
 
 from pandanode.client import Client, KeyPair, ResourceNotFoundError, SchemaNotFoundError
@@ -288,3 +289,30 @@ async def test_replication_schema_ids_limit_what_a_node_takes(start: StartNode) 
             assert not await exists(b, duo.document_id)
             logs_on_b = {entry[:2] for entry in await log_entries(b.address)}
             assert len(logs_on_b) < len({entry[:2] for entry in await log_entries(a.address)})
+
+
+async def test_a_node_with_a_schema_allow_list_replicates_only_the_listed_schemas(
+    start: StartNode,
+) -> None:
+    async with start("a") as a:
+        async with Client.connect(a.address, key_pair=KeyPair()) as alice:
+            venue = await alice.create_schema("venue", "A place", {"name": "str"})
+            band = await alice.create_schema("band", "A band", {"name": "str"})
+            hall = await alice.create(venue, {"name": "Hall"})
+            duo = await alice.create(band, {"name": "Duo"})
+        # replication_schema_ids stays *: the allow list narrows it, so A is never asked for
+        # the band entries ingest would refuse (which would fail the session and count
+        # against A).
+        async with start("b", supported_schema_ids=venue) as b:
+            async with grpc.aio.insecure_channel(b.address) as channel:
+                stub = replication_pb2_grpc.ReplicationServiceStub(channel)
+                session = await stub.SyncWith(pb.SyncWithRequest(address=a.address), timeout=30)
+            assert session.error_reason == ""
+            assert sorted(session.target_schema_ids) == sorted(
+                ["schema_definition_v1", "schema_field_definition_v1", venue]
+            )
+            await eventually(lambda: exists(b, hall.document_id), what="the venue on B")
+            assert not await exists(b, duo.document_id)
+            assert b.replication is not None
+            peer = b.replication.peers.get(node_id(a))
+            assert peer is None or not peer.failures, "a session counted against A"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from types import MappingProxyType
 
@@ -12,6 +13,7 @@ from pandanode.services.replication.session import (
     AnnounceReceived,
     DigestReceived,
     DoneReceived,
+    DriftTick,
     EntriesReceived,
     Event,
     Finish,
@@ -20,6 +22,8 @@ from pandanode.services.replication.session import (
     IdleTimeout,
     Ingest,
     IngestResult,
+    LiveDigest,
+    LoadDigest,
     LoadHeights,
     LocalStored,
     MessageInvalid,
@@ -133,72 +137,139 @@ def s_failed() -> SessionState:
     return run(s_announce(), IdleTimeout())[0]
 
 
+def s_digest_peer() -> SessionState:
+    return run(s_digest(), OTHER_DIGEST)[0]
+
+
+def s_sync_peer_done() -> SessionState:
+    return run(s_sync_have_done(), DoneReceived(live=False))[0]
+
+
+# Every phase, and within a phase every point where the session answers differently.
 STATES: dict[str, Callable[[], SessionState]] = {
     "start": s_start,
     "announce": s_announce,
-    "digest": s_digest,
-    "digest_loaded": s_digest_loaded,
-    "sync_equal": s_sync_equal,
-    "sync_diff": s_sync_diff,
-    "sync_have_done": s_sync_have_done,
-    "sync_sent": s_sync_sent,
+    "digest": s_digest,  # neither our heights nor the peer's digest yet
+    "digest_loaded": s_digest_loaded,  # our heights loaded and HaveDigest sent
+    "digest_peer": s_digest_peer,  # the peer's HaveDigest, our heights still loading
+    "sync_equal": s_sync_equal,  # equal digests: our SyncDone sent
+    "sync_diff": s_sync_diff,  # our Have sent, the peer's awaited
+    "sync_have_done": s_sync_have_done,  # sending what the peer lacks
+    "sync_sent": s_sync_sent,  # our SyncDone sent, the peer's awaited
+    "sync_peer_done": s_sync_peer_done,  # the peer's SyncDone, ours not yet
     "live": s_live,
     "done": s_done,
     "failed": s_failed,
 }
 
-MESSAGES: dict[str, Event] = {
+# One event of every kind: the peer's messages, then the results of local work and timers.
+EVENTS: dict[str, Event] = {
+    "start": Start(),
     "announce": ANNOUNCE,
     "digest": OTHER_DIGEST,
     "have": HAVE_LAST,
     "entries": EntriesReceived((entry(3),)),
     "done": DoneReceived(live=False),
+    "heights": LOCAL,
+    "missing_sent": MissingSent(MappingProxyType({LOG: 2}), 1),
+    "ingest_stored": IngestResult(stored=1, held=1),
+    "ingest_rejected": IngestResult(stored=0, rejected=1, reason="INVALID_SIGNATURE"),
+    "local_stored": LocalStored((entry(3),)),
+    "drift_tick": DriftTick(),
+    "live_digest": LiveDigest(b"ours", 1),
+    "idle": IdleTimeout(),
+    "closed": PeerClosed(),
+    "invalid": MessageInvalid("INVALID_ENTRY", "unreadable"),
 }
 
-# What each peer message does in each state: "ok" (accepted, no Finish), a Finish reason, or
-# "ignored" (an ended session does nothing).
-EXPECTED: dict[tuple[str, str], str] = {}
-for _state in STATES:
-    for _message in MESSAGES:
-        EXPECTED[(_state, _message)] = "PROTOCOL_VIOLATION"
-EXPECTED.update(
-    {
-        ("announce", "announce"): "ok",
-        ("digest", "digest"): "ok",
-        ("digest_loaded", "digest"): "ok",
-        ("sync_diff", "have"): "ok",
-        ("sync_have_done", "have"): "SECOND_HAVE",
-        ("sync_sent", "have"): "SECOND_HAVE",
-        ("sync_diff", "entries"): "ok",
-        ("sync_have_done", "entries"): "ok",
-        ("sync_sent", "entries"): "ok",
-        ("live", "entries"): "ok",
-        ("sync_equal", "done"): "ok",
-        ("sync_have_done", "done"): "ok",
-        ("sync_sent", "done"): "ok",
-    }
-)
-for _message in MESSAGES:
-    EXPECTED[("done", _message)] = "ignored"
-    EXPECTED[("failed", _message)] = "ignored"
+VIOLATION = "failed Finish:PROTOCOL_VIOLATION"
+# The outcome of each event kind in a running session, unless EXCEPTIONS says otherwise:
+# "same" (state and actions unchanged), or "<phase after> <actions…>" (a Send by the message
+# kind, a Finish with its reason).
+DEFAULT: dict[str, str] = {
+    "start": VIOLATION,
+    "announce": VIOLATION,
+    "digest": VIOLATION,
+    "have": VIOLATION,
+    "entries": VIOLATION,
+    "done": VIOLATION,
+    "heights": VIOLATION,
+    "missing_sent": VIOLATION,
+    "ingest_stored": "same",
+    "ingest_rejected": "failed Finish:INVALID_SIGNATURE",
+    "local_stored": "same",  # only pushed in live mode
+    "drift_tick": "same",  # only checked in live mode
+    "live_digest": VIOLATION,
+    "idle": "failed Finish:SYNC_IDLE_TIMEOUT",
+    "closed": "failed Finish:PEER_CLOSED",
+    "invalid": "failed Finish:INVALID_ENTRY",
+}
+EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("start", "start"): "announce announce",
+    ("announce", "announce"): "digest LoadHeights",
+    ("digest", "digest"): "digest",
+    ("digest", "heights"): "digest have_digest",
+    ("digest_loaded", "digest"): "sync have",
+    ("digest_peer", "heights"): "sync have_digest have",
+    ("sync_equal", "done"): "done Finish:",
+    ("sync_diff", "have"): "sync SendMissing",
+    ("sync_diff", "entries"): "sync Ingest",
+    ("sync_have_done", "have"): "failed Finish:SECOND_HAVE",
+    ("sync_have_done", "entries"): "sync Ingest",
+    ("sync_have_done", "done"): "sync",
+    ("sync_have_done", "missing_sent"): "sync sync_done",
+    ("sync_sent", "have"): "failed Finish:SECOND_HAVE",
+    ("sync_sent", "entries"): "sync Ingest",
+    ("sync_sent", "done"): "done Finish:",
+    ("sync_peer_done", "have"): "failed Finish:SECOND_HAVE",
+    ("sync_peer_done", "missing_sent"): "done sync_done Finish:",
+    # After the peer's SyncDone it has nothing more to send: silence and a half-close are fine.
+    ("sync_peer_done", "idle"): "same",
+    ("sync_peer_done", "closed"): "same",
+    ("live", "digest"): "live",  # kept for the next drift check
+    ("live", "entries"): "live Ingest",
+    ("live", "local_stored"): "live entries",
+    ("live", "drift_tick"): "live LoadDigest",
+    ("live", "live_digest"): "live have_digest",
+    ("live", "idle"): "same",
+    ("live", "closed"): "done Finish:",
+}
+EXPECTED: dict[tuple[str, str], str] = {
+    (state, event): "same"
+    if state in ("done", "failed")  # an ended session ignores everything
+    else EXCEPTIONS.get((state, event), DEFAULT[event])
+    for state in STATES
+    for event in EVENTS
+}
 
 
-@pytest.mark.parametrize(("state_name", "message_name"), sorted(EXPECTED))
-def test_every_peer_message_in_every_state_is_accepted_or_ends_the_session_with_a_reason(
-    state_name: str, message_name: str
-) -> None:
+def outcome(before: SessionState, after: SessionState, actions: tuple[object, ...]) -> str:
+    """A step's outcome in the notation of EXPECTED."""
+    if (after, actions) == (before, ()):
+        return "same"
+    described = [
+        f"Finish:{action.reason}" if isinstance(action, Finish) else kind
+        for action, kind in zip(actions, kinds(list(actions)), strict=True)
+    ]
+    return " ".join([after.phase.value, *described])
+
+
+def test_the_matrix_covers_every_event_kind_in_every_phase() -> None:
+    assert {type(event) for event in EVENTS.values()} == set(typing.get_args(Event))
+    assert {make().phase for make in STATES.values()} == set(Phase)
+    assert set(EXCEPTIONS) <= set(EXPECTED)
+    assert len(EXPECTED) == len(STATES) * len(EVENTS)
+
+
+@pytest.mark.parametrize(("state_name", "event_name"), list(EXPECTED))
+def test_every_event_in_every_state_has_its_outcome(state_name: str, event_name: str) -> None:
     before = STATES[state_name]()
-    after, actions = step(before, MESSAGES[message_name])
-    expected = EXPECTED[(state_name, message_name)]
-    if expected == "ignored":
-        assert (after, actions) == (before, ())
-    elif expected == "ok":
-        assert finish_reason(list(actions)) in (None, "")
-        assert after.phase is not Phase.FAILED
-    else:
-        assert finish_reason(list(actions)) == expected
-        assert after.phase is Phase.FAILED
-        assert after.reason == expected
+    after, actions = step(before, EVENTS[event_name])
+    expected = EXPECTED[(state_name, event_name)]
+    assert outcome(before, after, actions) == expected
+    if expected.startswith("failed"):
+        assert after.reason == expected.rpartition(":")[2]
+        assert after.ended
 
 
 def test_start_sends_our_announce() -> None:
@@ -439,3 +510,58 @@ def test_a_peer_closing_after_its_sync_done_lets_us_finish_our_side() -> None:
     state, actions = run(state, MissingSent(MappingProxyType({LOG: 2}), 1))
     assert kinds(actions) == ["sync_done", "Finish"]
     assert state.phase is Phase.DONE
+
+
+def test_a_drift_tick_in_live_mode_loads_our_digest_and_sends_it() -> None:
+    state, actions = run(s_live(), DriftTick())
+    assert actions == [LoadDigest(Target(any=True))]
+    state, actions = run(state, LiveDigest(b"ours", 3))
+    assert kinds(actions) == ["have_digest"]
+    sent = actions[0]
+    assert isinstance(sent, Send)
+    assert (sent.message.have_digest.digest, sent.message.have_digest.log_count) == (b"ours", 3)
+    assert state.phase is Phase.LIVE
+
+
+@pytest.mark.parametrize("state_name", ["announce", "digest", "sync_diff", "sync_equal"])
+def test_a_drift_tick_before_live_mode_does_nothing(state_name: str) -> None:
+    before = STATES[state_name]()
+    assert step(before, DriftTick()) == (before, ())
+
+
+def test_the_peers_digest_in_live_mode_is_kept_for_our_next_check() -> None:
+    state, actions = run(s_live(), DigestReceived(b"theirs", 1))
+    assert actions == [] and state.live_peer_digest == b"theirs"
+
+
+def test_equal_live_digests_clear_a_previous_mismatch() -> None:
+    state, _ = run(s_live(), DigestReceived(b"theirs", 1), LiveDigest(b"ours", 1))
+    assert state.drift == (b"ours", b"theirs")
+    state, actions = run(state, DigestReceived(b"same", 1), LiveDigest(b"same", 1))
+    assert finish_reason(actions) is None
+    assert state.drift is None and state.live_peer_digest is None
+
+
+def test_the_same_live_mismatch_twice_ends_the_session_with_live_drift() -> None:
+    state, actions = run(s_live(), DigestReceived(b"theirs", 1), LiveDigest(b"ours", 1))
+    assert finish_reason(actions) is None  # entries in flight explain one mismatch
+    state, actions = run(state, DigestReceived(b"theirs", 1), LiveDigest(b"ours", 1))
+    assert finish_reason(actions) == "LIVE_DRIFT"
+    assert state.phase is Phase.FAILED
+
+
+def test_a_moving_live_mismatch_is_entries_in_flight_not_drift() -> None:
+    state = s_live()
+    for n in range(5):
+        ours, theirs = b"ours%d" % n, b"theirs%d" % n
+        state, actions = run(state, DigestReceived(theirs, 1), LiveDigest(ours, 1))
+        assert finish_reason(actions) is None
+    assert state.phase is Phase.LIVE
+
+
+def test_without_a_new_peer_digest_a_check_only_sends_ours() -> None:
+    state, _ = run(s_live(), DigestReceived(b"theirs", 1), LiveDigest(b"ours", 1))
+    # The peer sent nothing since: the same stale pair is not compared again.
+    state, actions = run(state, LiveDigest(b"ours", 1), LiveDigest(b"ours", 1))
+    assert kinds(actions) == ["have_digest", "have_digest"]
+    assert state.phase is Phase.LIVE

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def _details(error: PandanodeError) -> tuple[grpc.StatusCode, list[object]]:
     status = to_status(error)
     (value,) = [v for k, v in status.trailing_metadata if k == "grpc-status-details-bin"]
+    assert isinstance(value, bytes)
     rich = status_pb2.Status.FromString(value)
     found: list[object] = []
     for detail in rich.details:
@@ -94,13 +95,19 @@ def test_an_invalid_argument_with_field_metadata_only_still_gets_its_field_viola
 def test_unavailable_and_resource_exhausted_carry_retry_info() -> None:
     for error, seconds in (
         (UnavailableError("the node is shutting down"), 1.0),
-        (LimitExceededError("too many documents"), 1.0),
+        (LimitExceededError("watch again", Reason.WATCH_TOO_SLOW), 1.0),
         (LimitExceededError("watch again", Reason.WATCH_TOO_SLOW, retry_delay=0.25), 0.25),
     ):
         _, found = _details(error)
         (retry,) = _of(error_details_pb2.RetryInfo, found)
         assert retry.retry_delay.ToNanoseconds() / 1e9 == seconds
     _, found = _details(InvalidRequestError("never retry this", retry_delay=3.0))
+    assert not _of(error_details_pb2.RetryInfo, found)
+
+
+def test_a_response_over_its_budget_says_nothing_about_retrying() -> None:
+    # The same request meets the same budget again: RetryInfo would make clients wait in vain.
+    _, found = _details(LimitExceededError("too many documents"))
     assert not _of(error_details_pb2.RetryInfo, found)
 
 

@@ -12,7 +12,8 @@ operation's field), "schema_id", "document_id", "document_view_id", "operation_i
 that decoded names its "public_key", "log_id" and "seq_num". A status may also carry a
 google.rpc.BadRequest (the malformed request fields, for INVALID_ARGUMENT; the field is empty
 when a request's bytes break between fields) and a google.rpc.RetryInfo (how long to wait
-before retrying, for UNAVAILABLE and RESOURCE_EXHAUSTED).
+before retrying, for UNAVAILABLE and RESOURCE_EXHAUSTED; not for BUDGET_EXCEEDED, which the
+same request meets again).
 
 A reason is stable across versions; new reasons may be added. It is only meaningful with the
 status code it comes with: INVALID_FIELD_VALUE is a malformed operation under INVALID_ARGUMENT
@@ -195,6 +196,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The requested resource (a document, a blob, a schema) does not exist (NOT_FOUND).
     Metadata names it ("document_id", "document_view_id", "schema_id").
     """
+    SCHEMA_NOT_SUPPORTED: _ErrorReason.ValueType  # 56
+    """The node's allow list (setting supported_schema_ids) does not take operations of this
+    schema, whoever sends them (PERMISSION_DENIED); nothing was stored. Metadata "schema_id".
+    Publish to a node that supports the schema, or ask the node's operator to list it.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed: the google.rpc.ErrorInfo reason of every status a pandanode service sends.
@@ -358,5 +364,10 @@ or a write a read waited for is not materialized yet (metadata "operation_id" or
 NOT_FOUND: ErrorReason.ValueType  # 55
 """The requested resource (a document, a blob, a schema) does not exist (NOT_FOUND).
 Metadata names it ("document_id", "document_view_id", "schema_id").
+"""
+SCHEMA_NOT_SUPPORTED: ErrorReason.ValueType  # 56
+"""The node's allow list (setting supported_schema_ids) does not take operations of this
+schema, whoever sends them (PERMISSION_DENIED); nothing was stored. Metadata "schema_id".
+Publish to a node that supports the schema, or ask the node's operator to list it.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -12,7 +12,8 @@ operation's field), "schema_id", "document_id", "document_view_id", "operation_i
 that decoded names its "public_key", "log_id" and "seq_num". A status may also carry a
 google.rpc.BadRequest (the malformed request fields, for INVALID_ARGUMENT; the field is empty
 when a request's bytes break between fields) and a google.rpc.RetryInfo (how long to wait
-before retrying, for UNAVAILABLE and RESOURCE_EXHAUSTED).
+before retrying, for UNAVAILABLE and RESOURCE_EXHAUSTED; not for BUDGET_EXCEEDED, which the
+same request meets again).
 
 A reason is stable across versions; new reasons may be added. It is only meaningful with the
 status code it comes with: INVALID_FIELD_VALUE is a malformed operation under INVALID_ARGUMENT

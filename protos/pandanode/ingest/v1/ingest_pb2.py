@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pandanode/ingest/v1/ingest.proto\x12\x13pandanode.ingest.v1\"2\n\x0ePublishRequest\x12\r\n\x05\x65ntry\x18\x01 \x01(\x0c\x12\x11\n\toperation\x18\x02 \x01(\x0c\"T\n\rNextArguments\x12\x0e\n\x06log_id\x18\x01 \x01(\x04\x12\x0f\n\x07seq_num\x18\x02 \x01(\x04\x12\x10\n\x08\x62\x61\x63klink\x18\x03 \x01(\t\x12\x10\n\x08skiplink\x18\x04 \x01(\t\"s\n\x0fPublishResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x35\n\tnext_args\x18\x03 \x01(\x0b\x32\".pandanode.ingest.v1.NextArguments\"J\n\x14PublishStreamRequest\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.pandanode.ingest.v1.PublishRequest\"=\n\x0cPublishError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x82\x01\n\rPublishResult\x12\x32\n\x02ok\x18\x01 \x01(\x0b\x32$.pandanode.ingest.v1.PublishResponseH\x00\x12\x32\n\x05\x65rror\x18\x02 \x01(\x0b\x32!.pandanode.ingest.v1.PublishErrorH\x00\x42\t\n\x07outcome\"L\n\x15PublishStreamResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".pandanode.ingest.v1.PublishResult\"?\n\x0fNextArgsRequest\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x18\n\x10\x64ocument_view_id\x18\x02 \x01(\t\"I\n\x10NextArgsResponse\x12\x35\n\tnext_args\x18\x01 \x01(\x0b\x32\".pandanode.ingest.v1.NextArguments\"Q\n\x14GetLogHeightsRequest\x12\x12\n\nschema_ids\x18\x01 \x03(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"h\n\tLogHeight\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x0e\n\x06log_id\x18\x02 \x01(\x04\x12\x0f\n\x07seq_num\x18\x03 \x01(\x04\x12\x13\n\x0b\x64ocument_id\x18\x04 \x01(\t\x12\x11\n\tschema_id\x18\x05 \x01(\t\"e\n\x15GetLogHeightsResponse\x12\x33\n\x0blog_heights\x18\x01 \x03(\x0b\x32\x1e.pandanode.ingest.v1.LogHeight\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x0eReadLogRequest\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x0e\n\x06log_id\x18\x02 \x01(\x04\x12\x14\n\x0c\x66rom_seq_num\x18\x03 \x01(\x04\"=\n\x08LogEntry\x12\x0f\n\x07seq_num\x18\x01 \x01(\x04\x12\r\n\x05\x65ntry\x18\x02 \x01(\x0c\x12\x11\n\toperation\x18\x03 \x01(\x0c\"A\n\x0fReadLogResponse\x12.\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1d.pandanode.ingest.v1.LogEntry\"\x9d\x01\n\x19ReadMissingEntriesRequest\x12\x12\n\nschema_ids\x18\x01 \x03(\t\x12,\n\x04have\x18\x02 \x03(\x0b\x32\x1e.pandanode.ingest.v1.LogHeight\x12\x0c\n\x04last\x18\x03 \x01(\x08\x12\x17\n\x0fmax_batch_items\x18\x04 \x01(\r\x12\x17\n\x0fmax_batch_bytes\x18\x05 \x01(\x04\"w\n\x0cMissingEntry\x12\r\n\x05\x65ntry\x18\x01 \x01(\x0c\x12\x11\n\toperation\x18\x02 \x01(\x0c\x12\x12\n\npublic_key\x18\x03 \x01(\t\x12\x0e\n\x06log_id\x18\x04 \x01(\x04\x12\x0f\n\x07seq_num\x18\x05 \x01(\x04\x12\x10\n\x08sequence\x18\x06 \x01(\x04\"P\n\x1aReadMissingEntriesResponse\x12\x32\n\x07\x65ntries\x18\x01 \x03(\x0b\x32!.pandanode.ingest.v1.MissingEntry2\xe5\x04\n\rIngestService\x12T\n\x07Publish\x12#.pandanode.ingest.v1.PublishRequest\x1a$.pandanode.ingest.v1.PublishResponse\x12j\n\rPublishStream\x12).pandanode.ingest.v1.PublishStreamRequest\x1a*.pandanode.ingest.v1.PublishStreamResponse(\x01\x30\x01\x12W\n\x08NextArgs\x12$.pandanode.ingest.v1.NextArgsRequest\x1a%.pandanode.ingest.v1.NextArgsResponse\x12\x66\n\rGetLogHeights\x12).pandanode.ingest.v1.GetLogHeightsRequest\x1a*.pandanode.ingest.v1.GetLogHeightsResponse\x12V\n\x07ReadLog\x12#.pandanode.ingest.v1.ReadLogRequest\x1a$.pandanode.ingest.v1.ReadLogResponse0\x01\x12y\n\x12ReadMissingEntries\x12..pandanode.ingest.v1.ReadMissingEntriesRequest\x1a/.pandanode.ingest.v1.ReadMissingEntriesResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n pandanode/ingest/v1/ingest.proto\x12\x13pandanode.ingest.v1\"2\n\x0ePublishRequest\x12\r\n\x05\x65ntry\x18\x01 \x01(\x0c\x12\x11\n\toperation\x18\x02 \x01(\x0c\"T\n\rNextArguments\x12\x0e\n\x06log_id\x18\x01 \x01(\x04\x12\x0f\n\x07seq_num\x18\x02 \x01(\x04\x12\x10\n\x08\x62\x61\x63klink\x18\x03 \x01(\t\x12\x10\n\x08skiplink\x18\x04 \x01(\t\"s\n\x0fPublishResponse\x12\x14\n\x0coperation_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\t\x12\x35\n\tnext_args\x18\x03 \x01(\x0b\x32\".pandanode.ingest.v1.NextArguments\"J\n\x14PublishStreamRequest\x12\x32\n\x05items\x18\x01 \x03(\x0b\x32#.pandanode.ingest.v1.PublishRequest\"\xb1\x01\n\x0cPublishError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x41\n\x08metadata\x18\x04 \x03(\x0b\x32/.pandanode.ingest.v1.PublishError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x01\n\rPublishResult\x12\x32\n\x02ok\x18\x01 \x01(\x0b\x32$.pandanode.ingest.v1.PublishResponseH\x00\x12\x32\n\x05\x65rror\x18\x02 \x01(\x0b\x32!.pandanode.ingest.v1.PublishErrorH\x00\x42\t\n\x07outcome\"L\n\x15PublishStreamResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".pandanode.ingest.v1.PublishResult\"?\n\x0fNextArgsRequest\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x18\n\x10\x64ocument_view_id\x18\x02 \x01(\t\"I\n\x10NextArgsResponse\x12\x35\n\tnext_args\x18\x01 \x01(\x0b\x32\".pandanode.ingest.v1.NextArguments\"Q\n\x14GetLogHeightsRequest\x12\x12\n\nschema_ids\x18\x01 \x03(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"h\n\tLogHeight\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x0e\n\x06log_id\x18\x02 \x01(\x04\x12\x0f\n\x07seq_num\x18\x03 \x01(\x04\x12\x13\n\x0b\x64ocument_id\x18\x04 \x01(\t\x12\x11\n\tschema_id\x18\x05 \x01(\t\"e\n\x15GetLogHeightsResponse\x12\x33\n\x0blog_heights\x18\x01 \x03(\x0b\x32\x1e.pandanode.ingest.v1.LogHeight\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x0eReadLogRequest\x12\x12\n\npublic_key\x18\x01 \x01(\t\x12\x0e\n\x06log_id\x18\x02 \x01(\x04\x12\x14\n\x0c\x66rom_seq_num\x18\x03 \x01(\x04\"=\n\x08LogEntry\x12\x0f\n\x07seq_num\x18\x01 \x01(\x04\x12\r\n\x05\x65ntry\x18\x02 \x01(\x0c\x12\x11\n\toperation\x18\x03 \x01(\x0c\"A\n\x0fReadLogResponse\x12.\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1d.pandanode.ingest.v1.LogEntry\"\x9d\x01\n\x19ReadMissingEntriesRequest\x12\x12\n\nschema_ids\x18\x01 \x03(\t\x12,\n\x04have\x18\x02 \x03(\x0b\x32\x1e.pandanode.ingest.v1.LogHeight\x12\x0c\n\x04last\x18\x03 \x01(\x08\x12\x17\n\x0fmax_batch_items\x18\x04 \x01(\r\x12\x17\n\x0fmax_batch_bytes\x18\x05 \x01(\x04\"w\n\x0cMissingEntry\x12\r\n\x05\x65ntry\x18\x01 \x01(\x0c\x12\x11\n\toperation\x18\x02 \x01(\x0c\x12\x12\n\npublic_key\x18\x03 \x01(\t\x12\x0e\n\x06log_id\x18\x04 \x01(\x04\x12\x0f\n\x07seq_num\x18\x05 \x01(\x04\x12\x10\n\x08sequence\x18\x06 \x01(\x04\"P\n\x1aReadMissingEntriesResponse\x12\x32\n\x07\x65ntries\x18\x01 \x03(\x0b\x32!.pandanode.ingest.v1.MissingEntry2\xe5\x04\n\rIngestService\x12T\n\x07Publish\x12#.pandanode.ingest.v1.PublishRequest\x1a$.pandanode.ingest.v1.PublishResponse\x12j\n\rPublishStream\x12).pandanode.ingest.v1.PublishStreamRequest\x1a*.pandanode.ingest.v1.PublishStreamResponse(\x01\x30\x01\x12W\n\x08NextArgs\x12$.pandanode.ingest.v1.NextArgsRequest\x1a%.pandanode.ingest.v1.NextArgsResponse\x12\x66\n\rGetLogHeights\x12).pandanode.ingest.v1.GetLogHeightsRequest\x1a*.pandanode.ingest.v1.GetLogHeightsResponse\x12V\n\x07ReadLog\x12#.pandanode.ingest.v1.ReadLogRequest\x1a$.pandanode.ingest.v1.ReadLogResponse0\x01\x12y\n\x12ReadMissingEntries\x12..pandanode.ingest.v1.ReadMissingEntriesRequest\x1a/.pandanode.ingest.v1.ReadMissingEntriesResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pandanode.ingest.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PUBLISHERROR_METADATAENTRY']._loaded_options = None
+  _globals['_PUBLISHERROR_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_PUBLISHREQUEST']._serialized_start=57
   _globals['_PUBLISHREQUEST']._serialized_end=107
   _globals['_NEXTARGUMENTS']._serialized_start=109
@@ -39,34 +41,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUBLISHRESPONSE']._serialized_end=310
   _globals['_PUBLISHSTREAMREQUEST']._serialized_start=312
   _globals['_PUBLISHSTREAMREQUEST']._serialized_end=386
-  _globals['_PUBLISHERROR']._serialized_start=388
-  _globals['_PUBLISHERROR']._serialized_end=449
-  _globals['_PUBLISHRESULT']._serialized_start=452
-  _globals['_PUBLISHRESULT']._serialized_end=582
-  _globals['_PUBLISHSTREAMRESPONSE']._serialized_start=584
-  _globals['_PUBLISHSTREAMRESPONSE']._serialized_end=660
-  _globals['_NEXTARGSREQUEST']._serialized_start=662
-  _globals['_NEXTARGSREQUEST']._serialized_end=725
-  _globals['_NEXTARGSRESPONSE']._serialized_start=727
-  _globals['_NEXTARGSRESPONSE']._serialized_end=800
-  _globals['_GETLOGHEIGHTSREQUEST']._serialized_start=802
-  _globals['_GETLOGHEIGHTSREQUEST']._serialized_end=883
-  _globals['_LOGHEIGHT']._serialized_start=885
-  _globals['_LOGHEIGHT']._serialized_end=989
-  _globals['_GETLOGHEIGHTSRESPONSE']._serialized_start=991
-  _globals['_GETLOGHEIGHTSRESPONSE']._serialized_end=1092
-  _globals['_READLOGREQUEST']._serialized_start=1094
-  _globals['_READLOGREQUEST']._serialized_end=1168
-  _globals['_LOGENTRY']._serialized_start=1170
-  _globals['_LOGENTRY']._serialized_end=1231
-  _globals['_READLOGRESPONSE']._serialized_start=1233
-  _globals['_READLOGRESPONSE']._serialized_end=1298
-  _globals['_READMISSINGENTRIESREQUEST']._serialized_start=1301
-  _globals['_READMISSINGENTRIESREQUEST']._serialized_end=1458
-  _globals['_MISSINGENTRY']._serialized_start=1460
-  _globals['_MISSINGENTRY']._serialized_end=1579
-  _globals['_READMISSINGENTRIESRESPONSE']._serialized_start=1581
-  _globals['_READMISSINGENTRIESRESPONSE']._serialized_end=1661
-  _globals['_INGESTSERVICE']._serialized_start=1664
-  _globals['_INGESTSERVICE']._serialized_end=2277
+  _globals['_PUBLISHERROR']._serialized_start=389
+  _globals['_PUBLISHERROR']._serialized_end=566
+  _globals['_PUBLISHERROR_METADATAENTRY']._serialized_start=519
+  _globals['_PUBLISHERROR_METADATAENTRY']._serialized_end=566
+  _globals['_PUBLISHRESULT']._serialized_start=569
+  _globals['_PUBLISHRESULT']._serialized_end=699
+  _globals['_PUBLISHSTREAMRESPONSE']._serialized_start=701
+  _globals['_PUBLISHSTREAMRESPONSE']._serialized_end=777
+  _globals['_NEXTARGSREQUEST']._serialized_start=779
+  _globals['_NEXTARGSREQUEST']._serialized_end=842
+  _globals['_NEXTARGSRESPONSE']._serialized_start=844
+  _globals['_NEXTARGSRESPONSE']._serialized_end=917
+  _globals['_GETLOGHEIGHTSREQUEST']._serialized_start=919
+  _globals['_GETLOGHEIGHTSREQUEST']._serialized_end=1000
+  _globals['_LOGHEIGHT']._serialized_start=1002
+  _globals['_LOGHEIGHT']._serialized_end=1106
+  _globals['_GETLOGHEIGHTSRESPONSE']._serialized_start=1108
+  _globals['_GETLOGHEIGHTSRESPONSE']._serialized_end=1209
+  _globals['_READLOGREQUEST']._serialized_start=1211
+  _globals['_READLOGREQUEST']._serialized_end=1285
+  _globals['_LOGENTRY']._serialized_start=1287
+  _globals['_LOGENTRY']._serialized_end=1348
+  _globals['_READLOGRESPONSE']._serialized_start=1350
+  _globals['_READLOGRESPONSE']._serialized_end=1415
+  _globals['_READMISSINGENTRIESREQUEST']._serialized_start=1418
+  _globals['_READMISSINGENTRIESREQUEST']._serialized_end=1575
+  _globals['_MISSINGENTRY']._serialized_start=1577
+  _globals['_MISSINGENTRY']._serialized_end=1696
+  _globals['_READMISSINGENTRIESRESPONSE']._serialized_start=1698
+  _globals['_READMISSINGENTRIESRESPONSE']._serialized_end=1778
+  _globals['_INGESTSERVICE']._serialized_start=1781
+  _globals['_INGESTSERVICE']._serialized_end=2394
 # @@protoc_insertion_point(module_scope)

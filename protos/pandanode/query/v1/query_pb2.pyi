@@ -785,21 +785,30 @@ class WatchDocumentsRequest(_message.Message):
 
     SCHEMA_ID_FIELD_NUMBER: _builtins.int
     FILTERS_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     schema_id: _builtins.str
     """The schema of the documents."""
     @_builtins.property
     def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Filter]:
         """Conditions a document meets to be watched (combined with AND)."""
 
+    @_builtins.property
+    def consistency(self) -> Global___Consistency:
+        """Wait until a write is materialized before the watch starts, as reads do: its EXISTING
+        documents then include the write. Not materialized within the timeout: UNAVAILABLE, and
+        DEADLINE_EXCEEDED when the call's own deadline passes first.
+        """
+
     def __init__(
         self,
         *,
         schema_id: _builtins.str = ...,
         filters: _abc.Iterable[Global___Filter] | None = ...,
+        consistency: Global___Consistency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters", "schema_id", b"schema_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency", b"consistency", "filters", b"filters", "schema_id", b"schema_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

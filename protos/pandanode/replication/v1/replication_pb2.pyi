@@ -110,7 +110,10 @@ Global___Announce: _TypeAlias = Announce  # noqa: Y015
 
 @_typing.final
 class HaveDigest(_message.Message):
-    """The sender's log heights in the target set, summarized."""
+    """The sender's log heights in the target set, summarized. Sent once after Announce, and in live
+    mode every replication_interval: a mismatch that persists while neither side's digest moves
+    ends the session (LIVE_DRIFT) and the redial catches up.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -355,6 +358,8 @@ class Session(_message.Message):
     ENDED_FIELD_NUMBER: _builtins.int
     ERROR_REASON_FIELD_NUMBER: _builtins.int
     INITIATOR_FIELD_NUMBER: _builtins.int
+    HELD_PEAK_FIELD_NUMBER: _builtins.int
+    HELD_DROPPED_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     """The peer's node id (empty until its Announce arrived)."""
     address: _builtins.str
@@ -377,6 +382,14 @@ class Session(_message.Message):
     """Why the session failed (an ErrorInfo reason); empty when it did not."""
     initiator: _builtins.bool
     """Whether this node dialed."""
+    held_peak: _builtins.int
+    """The most received entries held back at once, waiting for a missing dependency (schema,
+    previous operation, earlier entry of the log).
+    """
+    held_dropped: _builtins.int
+    """Held entries dropped at the hold buffer's bound (replication_hold_items,
+    replication_hold_bytes); a later session brings them again.
+    """
     @_builtins.property
     def target_schema_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The target set: the schema ids both sides replicate ("*": any)."""
@@ -405,10 +418,12 @@ class Session(_message.Message):
         ended: _timestamp_pb2.Timestamp | None = ...,
         error_reason: _builtins.str = ...,
         initiator: _builtins.bool = ...,
+        held_peak: _builtins.int = ...,
+        held_dropped: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ended", b"ended", "started", b"started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "bytes_received", b"bytes_received", "bytes_sent", b"bytes_sent", "ended", b"ended", "entries_received", b"entries_received", "entries_rejected", b"entries_rejected", "entries_sent", b"entries_sent", "error_reason", b"error_reason", "initiator", b"initiator", "node_id", b"node_id", "started", b"started", "state", b"state", "target_schema_ids", b"target_schema_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "bytes_received", b"bytes_received", "bytes_sent", b"bytes_sent", "ended", b"ended", "entries_received", b"entries_received", "entries_rejected", b"entries_rejected", "entries_sent", b"entries_sent", "error_reason", b"error_reason", "held_dropped", b"held_dropped", "held_peak", b"held_peak", "initiator", b"initiator", "node_id", b"node_id", "started", b"started", "state", b"state", "target_schema_ids", b"target_schema_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
