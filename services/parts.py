@@ -66,7 +66,10 @@ class IngestPart(Service):
 
     async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
         self.settings = context.settings
-        self.store = LogStore(context.settings.data_dir / "ingest")
+        self.store = LogStore(
+            context.settings.data_dir / "ingest",
+            write_buffer_bytes=context.settings.store_write_buffer_bytes,
+        )
         # Each commit is handed to the announcer in memory; its outbox is for recovery only.
         self.announcer = Announcer(self.store, context.need_bus())
         self.ingest = Ingest(self.store, context.settings, on_committed=self.announcer.committed)
@@ -121,7 +124,9 @@ class QueryPart(Service):
     async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
         settings = self.settings = context.settings
         self.store = QueryStore(
-            settings.data_dir / "query", decoded_cache_bytes=settings.decoded_cache_bytes
+            settings.data_dir / "query",
+            decoded_cache_bytes=settings.decoded_cache_bytes,
+            write_buffer_bytes=settings.store_write_buffer_bytes,
         )
         self.materializer = Materializer(
             self.store,

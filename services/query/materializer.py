@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Final
 
 from pandanode.services.runtime import metrics
-from pandanode.services.runtime.bus import Bus, Consumer, Delivery
+from pandanode.services.runtime.bus import Bus, Consumer, Delivery, DeliveryGapError
 from pandanode.services.runtime.events import OPERATIONS_INGESTED
 from pandanode.services.runtime.guard import RateLimitedLog
 
@@ -168,6 +168,7 @@ class Materializer:
             start_sequence=checkpoint + 1,
             durable=self._durable,
             max_pending=2 * self._batch_size,
+            detect_gaps=True,
         )
 
     async def _unsubscribe(self) -> None:
@@ -196,6 +197,12 @@ class Materializer:
                 continue
             except asyncio.CancelledError:
                 raise
+            except DeliveryGapError as err:
+                # A stalled process (SIGSTOP, a long pause) whose pushed messages NATS dropped:
+                # everything after the checkpoint comes again from a new consumer.
+                log.warning("%s: resuming from the checkpoint", err)
+                with contextlib.suppress(Exception):
+                    await self._restart()
             except Exception:
                 if self.store.write_error is not None:
                     # A full disk: one line now and then, not a traceback per retry; the

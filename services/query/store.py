@@ -66,7 +66,7 @@ from pandanode.core.operation import (
     RelationList,
     decode_operation,
 )
-from pandanode.services.runtime.rocks import RocksStore
+from pandanode.services.runtime.rocks import DEFAULT_WRITE_BUFFER_BYTES, RocksStore
 from pandanode.services.runtime.settings import Settings
 
 from .model import MaterializedDocument, TypedValue
@@ -395,10 +395,15 @@ class QueryStore(RocksStore, _Reads):
     """
 
     def __init__(
-        self, path: Path, *, decoded_cache_bytes: int = DEFAULT_DECODED_CACHE_BYTES
+        self,
+        path: Path,
+        *,
+        decoded_cache_bytes: int = DEFAULT_DECODED_CACHE_BYTES,
+        write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES,
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, write_buffer_bytes=write_buffer_bytes)
         self.path = path
+        self._write_buffer_bytes = write_buffer_bytes
         if self._get(b"Z") != _U32.pack(FORMAT_VERSION):
             self._reset_if_other_format()
         # Rebuilding a document decodes all its operations; decoding costs ~25 µs each, so
@@ -421,7 +426,7 @@ class QueryStore(RocksStore, _Reads):
             )
             self.close()
             self.destroy(self.path)
-            RocksStore.__init__(self, self.path)
+            RocksStore.__init__(self, self.path, write_buffer_bytes=self._write_buffer_bytes)
         self._write({b"Z": _U32.pack(FORMAT_VERSION)}, sync=True)
 
     @staticmethod

@@ -38,6 +38,7 @@ __all__ = [
     "Bus",
     "Consumer",
     "Delivery",
+    "DeliveryGapError",
     "redact_url",
     "InMemoryBus",
     "MessageTooLargeError",
@@ -55,6 +56,14 @@ _HEADER_ROOM = 512
 
 class MessageTooLargeError(ValueError):
     """A message is larger than the bus accepts (NATS ``max_payload``)."""
+
+
+class DeliveryGapError(RuntimeError):
+    """Messages pushed to a consumer never arrived.
+
+    NATS drops what a stalled client cannot take in: re-create the consumer from what was
+    applied, or what follows would skip them.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +141,14 @@ class Bus(Protocol):
         start_sequence: int,
         durable: str | None = None,
         max_pending: int = 512,
+        detect_gaps: bool = False,
     ) -> Consumer:
         """Consume ``kind`` from ``start_sequence`` on (1: the whole stream).
 
         A durable consumer of the same name is replaced, so the caller, not the server,
         decides where to resume. At most ``max_pending`` messages are handed out unacknowledged.
+        With ``detect_gaps``, :meth:`Consumer.take` raises :class:`DeliveryGapError` when a
+        message pushed before the ones it would hand out never arrived.
         """
         ...
 
@@ -157,8 +169,10 @@ class Bus(Protocol):
 
 
 class _NatsConsumer:
-    def __init__(self, bus: NatsBus) -> None:
+    def __init__(self, bus: NatsBus, *, detect_gaps: bool = False) -> None:
         self._bus = bus
+        self._detect_gaps = detect_gaps
+        self._delivered = 0  # the consumer sequence of the last delivery taken
         self._messages: deque[Msg] = deque()
         self._arrived = asyncio.Event()
         self._subscription: Subscription | None = None
@@ -191,6 +205,14 @@ class _NatsConsumer:
             message = self._messages.popleft()
             metadata = message.metadata
             sequence = int(metadata.sequence.stream)
+            delivered = int(metadata.sequence.consumer)
+            if self._detect_gaps and delivered > self._delivered + 1 and self._delivered:
+                missing = f"{self._delivered + 1}..{delivered - 1}"
+                self._messages.clear()
+                raise DeliveryGapError(
+                    f"deliveries {missing} of consumer {self.name} never arrived"
+                )
+            self._delivered = max(self._delivered, delivered)
             self._unacked[sequence] = message
             deliveries.append(
                 Delivery(
@@ -261,11 +283,12 @@ class NatsBus:
         start_sequence: int,
         durable: str | None = None,
         max_pending: int = 512,
+        detect_gaps: bool = False,
     ) -> Consumer:
         """See :meth:`Bus.consume`."""
         if durable is not None:
             await self.delete_consumer(durable)
-        consumer = _NatsConsumer(self)
+        consumer = _NatsConsumer(self, detect_gaps=detect_gaps)
         await consumer.open(
             ConsumerConfig(
                 durable_name=durable,
@@ -514,8 +537,9 @@ class InMemoryBus:
         start_sequence: int,
         durable: str | None = None,
         max_pending: int = 512,
+        detect_gaps: bool = False,
     ) -> Consumer:
-        """See :meth:`Bus.consume`."""
+        """See :meth:`Bus.consume` (in memory nothing is ever dropped)."""
         if durable is None:
             self._anonymous += 1
             name = f"ephemeral-{self._anonymous}"

@@ -20,9 +20,13 @@ from pathlib import Path
 
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
-__all__ = ["RocksStore", "WalSync", "free_bytes"]
+__all__ = ["DEFAULT_WRITE_BUFFER_BYTES", "RocksStore", "WalSync", "free_bytes"]
 
 _WAL_SUFFIX = ".log"
+_WRITE_BUFFERS = 2
+
+DEFAULT_WRITE_BUFFER_BYTES = 32 * 1024 * 1024
+"""Bytes of memtables a store holds at most (the ``store_write_buffer_bytes`` setting)."""
 
 
 class WalSync:
@@ -84,10 +88,14 @@ class RocksStore:
     """Bits per key of a bloom filter in each table file (0: none); a store whose hot path
     looks up keys that are mostly absent sets it, so such a miss skips the table files."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES) -> None:
         path.mkdir(parents=True, exist_ok=True)
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        # The memtables are the store's largest use of memory: bounded by bytes, in all (the
+        # active one, and one being flushed to a table file).
+        options.set_write_buffer_size(max(1, write_buffer_bytes // _WRITE_BUFFERS))
+        options.set_max_write_buffer_number(_WRITE_BUFFERS)
         if self.bloom_filter_bits:
             table = BlockBasedOptions()
             table.set_bloom_filter(self.bloom_filter_bits, False)

@@ -108,6 +108,9 @@ class Settings:
             RESOURCE_EXHAUSTED (reason ``WATCH_TOO_SLOW``) and the client watches again.
         decoded_cache_bytes: Memory budget (bytes, estimated) of the decoded operations the
             query store keeps to rebuild documents without decoding them again.
+        store_write_buffer_bytes: Memory budget (bytes) of each RocksDB store's write buffers
+            (memtables: the one being written and one being flushed to disk), ingest's and
+            query's each.
         recovery_free_bytes: Free bytes the data directory's file system must have again before
             a store that failed to write (a full disk) is reopened: the service restarts, and
             ``pandanode up`` restarts nats-server after JetStream switched itself off.
@@ -199,6 +202,7 @@ class Settings:
     listing_change_log_bytes: int = 16 * 1024 * 1024
     watch_queue_bytes: int = 4 * 1024 * 1024
     decoded_cache_bytes: int = 64 * 1024 * 1024
+    store_write_buffer_bytes: int = 32 * 1024 * 1024
     recovery_free_bytes: int = 16 * 1024 * 1024
     advertise_address: str = ""
     bootstrap_peers: str = ""

@@ -36,6 +36,7 @@ from tests.services.support import FieldDefinitionLog, eventually, health_of
 __all__ = [
     "ROUNDS",
     "SEED",
+    "TIMEOUT",
     "Tally",
     "Up",
     "Writer",
@@ -52,6 +53,8 @@ PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 SERVING = health_pb2.HealthCheckResponse.SERVING
 ROUNDS = max(1, int(os.environ.get("PANDANODE_FAULT_ROUNDS", "1")))
 SEED = int(os.environ.get("PANDANODE_FAULT_SEED", "1"))
+TIMEOUT = 300 + 150 * ROUNDS
+"""Seconds one case may take (pytest-timeout), growing with the rounds of a soak."""
 # What a client may be answered while faults are injected; it sends the entry again later.
 _RETRYABLE = (
     grpc.StatusCode.UNAVAILABLE,

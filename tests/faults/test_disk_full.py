@@ -11,12 +11,15 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
+import pytest
 from grpc_health.v1 import health_pb2
 
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from tests.services.support import eventually
 
-from .harness import ROUNDS, Tally, Up, Writer, fill, health_of, running, tmpfs, verdict
+from .harness import ROUNDS, TIMEOUT, Tally, Up, Writer, fill, health_of, running, tmpfs, verdict
+
+pytestmark = pytest.mark.timeout(TIMEOUT)
 
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 INGEST = "pandanode.ingest.v1.IngestService"
