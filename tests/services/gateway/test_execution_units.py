@@ -116,6 +116,7 @@ async def run(query: str, fast: bool) -> dict[str, Any]:
         "{ allChildren { name strict } }",  # ... or propagates past a non-null list
         "{ allChildren { later laterStrict } }",  # ... also when the items are awaited
         "{ holes { name } tuple { name } }",  # a null item; a sequence that is not a list
+        "{ children { ...F name @skip(if: true) } } fragment F on Child { later n: number }",
     ],
 )
 async def test_plain_fields_give_the_ordinary_executions_data_and_errors(query: str) -> None:
