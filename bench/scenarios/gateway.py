@@ -1,8 +1,9 @@
 """The HTTP gateway: GraphQL next to gRPC in the same run, on the same node and documents.
 
 ``all_S`` (first 25, one filter, ordered) over ``POST /graphql`` next to the same
-``ListDocuments`` call over gRPC; ``publish`` over GraphQL next to unary ``Publish``, both one
-call at a time per worker with the same number of workers.
+``ListDocuments`` call over gRPC, the two alternating call by call (with the same threshold),
+so that both see the same load of a shared machine; ``publish`` over GraphQL next to unary
+``Publish``, both one call at a time per worker with the same number of workers.
 """
 
 from __future__ import annotations
@@ -44,15 +45,23 @@ def _all_query(schema_id: str) -> str:
 
 
 async def _timed(
-    calls: int, seconds: float, call: Callable[[int], Awaitable[None]], rng: random.Random
-) -> list[float]:
-    latencies: list[float] = []
-    until = time.perf_counter() + seconds
-    while len(latencies) < calls and time.perf_counter() < until:
+    calls: int,
+    seconds: float,
+    kinds: Sequence[Callable[[int], Awaitable[None]]],
+    rng: random.Random,
+) -> list[list[float]]:
+    """Rounds of one call of each kind in turn, with the same argument; each kind's latencies.
+
+    Up to ``calls`` rounds, for at most ``seconds`` per kind.
+    """
+    latencies: list[list[float]] = [[] for _ in kinds]
+    until = time.perf_counter() + seconds * len(kinds)
+    while len(latencies[0]) < calls and time.perf_counter() < until:
         argument = rng.randrange(1 << 30)
-        start = time.perf_counter()
-        await call(argument)
-        latencies.append(time.perf_counter() - start)
+        for call, samples in zip(kinds, latencies, strict=True):
+            start = time.perf_counter()
+            await call(argument)
+            samples.append(time.perf_counter() - start)
     return latencies
 
 
@@ -133,12 +142,11 @@ async def graphql_vs_grpc(ctx: Context, out: ScenarioResult) -> None:
                 timeout=30,
             )
 
-        await _timed(20, 5, graphql_page, random.Random(1))  # warm: schema built, query cached
-        for name, call in (("GraphQL all_S", graphql_page), ("gRPC ListDocuments", grpc_page)):
-            latencies = await _timed(
-                args.gateway_calls, args.gateway_seconds, call, random.Random(7)
-            )
-            out.latency(f"{name} @ {count}", latencies, series=f"{name} @ {count}")
+        kinds = (graphql_page, grpc_page)
+        await _timed(20, 5, kinds, random.Random(1))  # warm: schema built, query cached
+        latencies = await _timed(args.gateway_calls, args.gateway_seconds, kinds, random.Random(7))
+        for name, samples in zip(("GraphQL all_S", "gRPC ListDocuments"), latencies, strict=True):
+            out.latency(f"{name} @ {count}", samples, series=f"{name} @ {count}")
         ratio = out.get(f"GraphQL all_S @ {count}/p99 ms")
         grpc_p99 = out.get(f"gRPC ListDocuments @ {count}/p99 ms")
         if ratio is not None and grpc_p99 is not None and grpc_p99.value > 0:

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Generator
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from pandanode.services.runtime.addresses import split_host_port
 
@@ -25,6 +27,64 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+class _CoalescingTransport:
+    """A transport whose writes within one turn of the event loop go out as one.
+
+    uvicorn writes a response's status line and headers when the app starts the response
+    and its body when the app sends it, two writes and, without Nagle's algorithm, two TCP
+    segments: the client wakes up for the headers and again for the body. The gateway's
+    answers are written in one turn, so here they leave in one segment.
+    """
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._pending: list[bytes] = []
+        self._loop = asyncio.get_running_loop()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(bytes(data))
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._pending))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _Protocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]  # a variable, not a type
+    """uvicorn's HTTP protocol writing through a :class:`_CoalescingTransport`."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(_CoalescingTransport(transport))
 
 
 class HttpServer:
@@ -66,6 +126,7 @@ class HttpServer:
         config = uvicorn.Config(
             self._app,
             lifespan="off",
+            http=_Protocol,
             ws="websockets-sansio",
             log_level="warning",
             access_log=False,

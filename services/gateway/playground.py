@@ -44,7 +44,8 @@ PLAYGROUND_HTML = r"""<!DOCTYPE html>
                   border: 0; background: transparent; color: inherit; resize: none; }
   textarea:focus { outline: 1px solid var(--accent); }
   #query { flex: 3; }
-  #variables { flex: 1; border-top: 1px solid var(--line); }
+  #variables { flex: 1; }
+  label[for="variables"] { border-top: 1px solid var(--line); }
   #result { flex: 1; overflow: auto; white-space: pre-wrap; word-break: break-word; }
   #status { font-size: .8rem; opacity: .75; }
   #result[data-state="error"] { color: #c53030; }

@@ -1,5 +1,6 @@
 """Unit tests of the gateway's cheaper execution of plain fields, its query document cache, its
-JSON encoding and its refreshing of the schema: each behaves as what it stands in for."""
+JSON encoding, its refreshing of the schema and its coalesced writes: each behaves as what it
+stands in for."""
 
 # graphql-core annotates GraphQLNamedType.__new__ as returning the base class, so pyright types
 # every GraphQLObjectType(...), GraphQLScalarType(...) … as a plain GraphQLNamedType; mypy (strict)
@@ -33,6 +34,7 @@ from pandanode.services.gateway import api as api_module
 from pandanode.services.gateway.api import DocumentCache, GraphQLApi, Snapshot
 from pandanode.services.gateway.app import encode_json
 from pandanode.services.gateway.execution import PlainFieldsExecutionContext, plain_field
+from pandanode.services.gateway.http import _CoalescingTransport
 from pandanode.services.gateway.upstream import Upstreams
 from tests.services.support import eventually
 
@@ -134,6 +136,7 @@ async def run(query: str, fast: bool) -> dict[str, Any]:
         "{ allChildren { name strict } }",  # ... or propagates past a non-null list
         "{ allChildren { later laterStrict } }",  # ... also when the items are awaited
         "{ holes { name } tuple { name } }",  # a null item; a sequence that is not a list
+        "{ children { ...F name @skip(if: true) } } fragment F on Child { later n: number }",
     ],
 )
 async def test_plain_fields_give_the_ordinary_executions_data_and_errors(query: str) -> None:
@@ -228,3 +231,48 @@ async def test_a_stale_schema_list_is_refreshed_in_the_background_without_holdin
     await eventually(rebuilt, what="the schema rebuilt with the new p2panda schema")
     fresh = await api.schema(fresh=True)  # asked for now: waits for the node's answer
     assert fresh.key == tuple(sorted((TAG.schema_id, NOTE.schema_id)))
+
+
+class _Transport:
+    """What a socket transport is asked to do."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info {name}"
+
+
+async def test_writes_of_one_turn_of_the_event_loop_leave_as_one() -> None:
+    raw = _Transport()
+    transport = _CoalescingTransport(cast(asyncio.Transport, raw))
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(b"")
+    transport.write(b'{"data":{}}')
+    assert raw.writes == []
+    await asyncio.sleep(0)  # one turn of the loop
+    assert raw.writes == [b'HTTP/1.1 200 OK\r\n\r\n{"data":{}}']
+    transport.write(b"more")
+    transport.close()  # what was written goes out before the close
+    assert raw.writes[-1] == b"more" and raw.closed
+    assert transport.get_extra_info("peername") == "info peername"
+    other = _Transport()
+    dropped = _CoalescingTransport(cast(asyncio.Transport, other))
+    dropped.write(b"never sent")
+    dropped.abort()
+    await asyncio.sleep(0)
+    assert other.writes == [] and other.aborted
