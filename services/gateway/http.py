@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Generator
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
@@ -84,7 +84,8 @@ class _Protocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]  # a variabl
     """uvicorn's HTTP protocol writing through a :class:`_CoalescingTransport`."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:
-        super().connection_made(_CoalescingTransport(transport))
+        # Duck-typed: uvicorn calls only the transport methods the wrapper has or forwards.
+        super().connection_made(cast(asyncio.Transport, _CoalescingTransport(transport)))
 
 
 class HttpServer:
