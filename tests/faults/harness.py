@@ -31,7 +31,7 @@ from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from pandanode.services.ingest.store import LogStore
 from pandanode.services.runtime.nats_server import free_port
 from pandanode.services.runtime.rocks import free_bytes
-from tests.services.support import FieldDefinitionLog, eventually, health_of
+from tests.services.support import FieldDefinitionLog, children_of, eventually, health_of
 
 __all__ = [
     "ROUNDS",
@@ -68,26 +68,6 @@ _RETRYABLE = (
 def rng(case: str) -> random.Random:
     """The seeded random source of one case (the same faults at the same points each run)."""
     return random.Random(f"{SEED}:{case}")
-
-
-def children_of(pid: int) -> dict[str, int]:
-    """The child processes of ``pid`` by role: ingest, query, …, nats-server."""
-    found: dict[str, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
-            continue
-        if any(part.endswith(b"nats-server") for part in cmdline):
-            found["nats-server"] = int(entry.name)
-        elif b"serve" in cmdline:
-            found[cmdline[cmdline.index(b"serve") + 1].decode()] = int(entry.name)
-    return found
 
 
 @dataclass

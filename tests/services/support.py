@@ -190,3 +190,23 @@ async def announced_operation_ids(nats_url: str) -> list[str]:
         return ids
     finally:
         await client.close()
+
+
+def children_of(pid: int) -> dict[str, int]:
+    """The child processes of ``pid`` by role: ingest, query, …, nats-server (from /proc)."""
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
+            continue
+        if any(part.endswith(b"nats-server") for part in cmdline):
+            found["nats-server"] = int(entry.name)
+        elif b"serve" in cmdline:
+            found[cmdline[cmdline.index(b"serve") + 1].decode()] = int(entry.name)
+    return found

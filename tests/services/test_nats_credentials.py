@@ -28,8 +28,8 @@ from pandanode.services.runtime.nats_server import (
     with_credentials,
 )
 
-from .support import eventually, node_settings
-from .test_node import NodeProcess, children_of, gone
+from .support import children_of, eventually, node_settings
+from .test_node import NodeProcess, gone
 
 
 async def refused(url: str) -> bool:

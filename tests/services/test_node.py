@@ -35,6 +35,7 @@ from .support import (
     FieldDefinitionLog,
     announced_operation_ids,
     assert_checks_clean,
+    children_of,
     eventually,
     health_of,
     node_settings,
@@ -294,26 +295,6 @@ async def test_kill_9_while_streaming_loses_no_acknowledged_entry(tmp_path: Path
 
 
 # -- one OS process per service (`pandanode up` supervises them) --------------------------------
-
-
-def children_of(pid: int) -> dict[str, int]:
-    """The child processes of ``pid`` by role: ingest, query, discovery, nats-server."""
-    found: dict[str, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) != pid:
-            continue
-        if any(part.endswith(b"nats-server") for part in cmdline):
-            found["nats-server"] = int(entry.name)
-        elif b"serve" in cmdline:
-            found[cmdline[cmdline.index(b"serve") + 1].decode()] = int(entry.name)
-    return found
 
 
 async def gone(pids: list[int]) -> None:

@@ -24,8 +24,8 @@ from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import free_port
 from pandanode.services.runtime.settings import Settings, SettingsError
 
-from .support import eventually, node_settings
-from .test_node import NodeProcess, children_of, gone
+from .support import children_of, eventually, node_settings
+from .test_node import NodeProcess, gone
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 
