@@ -297,7 +297,9 @@ class _Run:
         self.live: LiveFeed | None = None
         self.hold = HoldBuffer(io.hold_items, io.hold_bytes)
         self.finish: Finish | None = None
-        # Per log, the seq num of the last entry of this peer's that ingest stored (or held).
+        # Per log, the seq num of the last entry of this peer's that ingest stored when first
+        # published (not on a retry of held entries): a link mismatch right after it is the
+        # peer's fault, not a fork.
         self.peer_stored: dict[Log, int] = {}
         # (store version, digest, log count) of the last drift check.
         self.digest_cache: tuple[int, bytes, int] | None = None

@@ -159,6 +159,10 @@ class SyncPeer:
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 await self._call.write(message)
 
+    async def done_writing(self) -> None:
+        """Close our side of the stream (an honest peer does after its SyncDone)."""
+        await self._call.done_writing()
+
     async def read(self) -> pb.SyncMessage | None:
         """The node's next message; None at the end of its side."""
         message = await self._call.read()
@@ -242,7 +246,7 @@ async def catch_up(address: str) -> set[Entry]:
             elif kind == "sync_done":
                 break
         await peer.send(pb.SyncMessage(sync_done=pb.SyncDone()))
-        await peer._call.done_writing()
+        await peer.done_writing()
         ended = await peer.ended()
         assert ended == Ended(grpc.StatusCode.OK), ended
     return received
