@@ -132,6 +132,10 @@ class Transport(Protocol):
         """The peer's next message; None when its side ended."""
         ...
 
+    async def close_send(self) -> None:
+        """End our side of the stream: we send nothing more (the peer reads its end)."""
+        ...
+
 
 class LiveFeed(Protocol):
     """The entries this node stores from some point on (live mode)."""
@@ -543,7 +547,7 @@ class _Run:
         record.held_dropped = self.hold.dropped
 
     async def run(self) -> SessionState:
-        self.spawn(self.receive_loop, "receive")
+        receive = self.spawn(self.receive_loop, "receive")
         ingest = self.spawn(self.ingest_loop, "ingest")
         self.events.put_nowait(Start())
         try:
@@ -580,6 +584,13 @@ class _Run:
                     if isinstance(event, IngestResult):
                         self.state, _ = step(self.state, event)
                 self.update_record()
+                # The peer may still be storing what we sent: tearing the stream down now
+                # (cancelling our pending read) would cancel its side, and what it received
+                # but had not stored would be lost until a later session. Close our side and
+                # wait until the peer, done too, closes its own.
+                with contextlib.suppress(Exception):
+                    await self.transport.close_send()
+                    await asyncio.wait_for(asyncio.shield(receive), self.io.idle_timeout)
         finally:
             for task in self.tasks:
                 task.cancel()

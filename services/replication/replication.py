@@ -201,6 +201,9 @@ class _CallTransport:
         assert isinstance(message, pb.SyncMessage)
         return message
 
+    async def close_send(self) -> None:
+        await self._call.done_writing()
+
 
 def replicated_schema_ids(
     replication_schema_ids: str, supported: frozenset[str] | None
@@ -529,11 +532,6 @@ class Replication:
                 config = self._config(live=live, expected=record.node_id)
                 try:
                     await self._run(config, _CallTransport(call), record)
-                    if not record.error_reason:
-                        # Completed: close our side and let the acceptor finish its own.
-                        with contextlib.suppress(Exception):
-                            await call.done_writing()
-                            await asyncio.wait_for(call.code(), self.settings.sync_idle_timeout)
                     return record
                 finally:
                     call.cancel()

@@ -132,6 +132,9 @@ class _ServerTransport:
             self.malformed = err
             raise
 
+    async def close_send(self) -> None:
+        """Nothing to do: the acceptor's side ends when the handler returns."""
+
 
 class ReplicationServicer(pb_grpc.ReplicationServiceServicer):
     """Serves ``pandanode.replication.v1.ReplicationService``."""

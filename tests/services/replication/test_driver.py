@@ -19,15 +19,22 @@ from tests.services.support import FieldDefinitionLog, eventually
 class ScriptedPeer:
     """A transport whose peer sends what the test puts in ``inbox``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, close_with_us: bool = True) -> None:
         self.inbox: asyncio.Queue[pb.SyncMessage | None] = asyncio.Queue()
         self.sent: list[pb.SyncMessage] = []
+        self.closed = False
+        self._close_with_us = close_with_us
 
     async def send(self, message: pb.SyncMessage) -> None:
         self.sent.append(message)
 
     async def receive(self) -> pb.SyncMessage | None:
         return await self.inbox.get()
+
+    async def close_send(self) -> None:
+        self.closed = True
+        if self._close_with_us:
+            self.inbox.put_nowait(None)
 
 
 class SlowIngest:
@@ -94,3 +101,32 @@ async def test_entries_waiting_for_a_busy_ingest_go_to_it_as_one_batch() -> None
     assert state.reason == ""
     assert ingest.batches == [1, 6]
     assert state.entries_received == 7
+
+
+async def test_a_completed_session_ends_only_once_the_peer_closed_its_side() -> None:
+    # Ending earlier tears the stream down, and the peer's side with what it has not stored.
+    peer, ingest = ScriptedPeer(close_with_us=False), SlowIngest()
+    ingest.gate.set()
+    io = SessionIO(ingest=cast(IngestClient, ingest), idle_timeout=30.0)
+    session = asyncio.create_task(
+        run_session(SessionConfig(node_id="a" * 64), peer, io, SessionRecord(initiator=True))
+    )
+    announce = pb.Announce(protocol_version=1, node_id="b" * 64, schema_ids=["*"])
+    for message in (
+        pb.SyncMessage(announce=announce),
+        pb.SyncMessage(have_digest=pb.HaveDigest(digest=b"x" * 32)),
+        pb.SyncMessage(have=pb.Have(last=True)),
+        pb.SyncMessage(sync_done=pb.SyncDone()),
+    ):
+        peer.inbox.put_nowait(message)
+
+    async def closed() -> bool:
+        return peer.closed
+
+    await eventually(closed, what="our side closed")
+    await asyncio.sleep(0)  # one loop turn: a session not waiting for the peer would end here
+    assert not session.done()
+    peer.inbox.put_nowait(None)
+    state = await asyncio.wait_for(session, 30)
+    assert state.reason == ""
+    assert any(m.WhichOneof("message") == "sync_done" for m in peer.sent)

@@ -316,3 +316,29 @@ async def test_a_node_with_a_schema_allow_list_replicates_only_the_listed_schema
             assert b.replication is not None
             peer = b.replication.peers.get(node_id(a))
             assert peer is None or not peer.failures, "a session counted against A"
+
+
+async def test_sync_with_answers_only_once_the_peer_stored_what_it_was_sent(
+    start: StartNode,
+) -> None:
+    # The dialer used to tear the stream down as soon as its own side was done; the acceptor's
+    # handler was cancelled with entries received but not yet stored (lost until a later
+    # session). Widest when only the dialer has news: the acceptor's SyncDone comes at once.
+    # Each round: fresh entries on the dialer, one SyncWith, then the acceptor holds them at
+    # once, without waiting.
+    async with start("a") as a, start("b") as b:
+        async with Client.connect(b.address, key_pair=KeyPair()) as bob:
+            venue = await bob.create_schema("venue", "A place", {"name": "str"})
+            async with grpc.aio.insecure_channel(b.address) as channel:
+                stub = replication_pb2_grpc.ReplicationServiceStub(channel)
+                for round_ in range(20):
+                    hall = await bob.create(venue, {"name": f"Hall {round_}"})
+                    for seats in range(5):
+                        await bob.update(hall, {"name": f"Hall {round_}.{seats}"})
+                    request = pb.SyncWithRequest(address=a.address)
+                    session = await stub.SyncWith(request, timeout=30)
+                    assert session.error_reason == ""
+                    held_a, held_b = await log_entries(a.address), await log_entries(b.address)
+                    assert held_a == held_b, f"round {round_}: A {len(held_a)}, B {len(held_b)}"
+        accepted = [s for s in _sessions(a) if s.node_id == node_id(b)]
+        assert {(s.phase.value, s.error_reason) for s in accepted} == {("done", "")}
