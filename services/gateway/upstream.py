@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pandanode.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2, query_pb2_grpc
-from pandanode.services.runtime.dial import Dial, insecure_dial
+from pandanode.services.runtime.dial import Dial, insecure_dial, serving
 
 if TYPE_CHECKING:
     from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
@@ -77,7 +76,7 @@ class Upstreams:
     async def reachable(self) -> bool:
         """True if both services answer a health check with SERVING."""
         checks = [
-            _serving(channel, service)
+            serving(channel, service, _CHECK_TIMEOUT)
             for channel, service in (
                 (self._channel_of(self.ingest_address), INGEST_SERVICE),
                 (self._channel_of(self.query_address), QUERY_SERVICE),
@@ -92,14 +91,3 @@ class Upstreams:
         """Close the channels."""
         for channel in self._channels:
             await channel.close(None)
-
-
-async def _serving(channel: grpc.aio.Channel, service: str) -> bool:
-    stub = health_pb2_grpc.HealthStub(channel)
-    try:
-        response = await stub.Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=_CHECK_TIMEOUT
-        )
-    except grpc.aio.AioRpcError:
-        return False
-    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)

@@ -8,6 +8,7 @@ with another store order) is held and retried (:class:`HoldBuffer`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -18,6 +19,7 @@ import grpc.aio
 from pandanode.core.errors import Reason
 from pandanode.ingest.v1 import ingest_pb2 as ipb
 from pandanode.ingest.v1 import ingest_pb2_grpc
+from pandanode.services.runtime.dial import serving
 
 from .session import Log, Target
 
@@ -43,6 +45,7 @@ DEPENDENCY_REASONS: Final = frozenset(
         Reason.SKIPLINK_MISSING.value,
     }
 )
+INGEST_SERVICE: Final = ipb.DESCRIPTOR.services_by_name["IngestService"].full_name
 _EOF: Final[object] = grpc.aio.EOF  # type: ignore[attr-defined]
 # Rejections of a validly signed entry that does not fit the log we hold: the author forked it.
 FORK_REASONS: Final = frozenset({Reason.BACKLINK_MISMATCH.value, Reason.SKIPLINK_MISMATCH.value})
@@ -94,6 +97,11 @@ class IngestClient:
     async def close(self) -> None:
         """Close the channel."""
         await self._channel.close(None)
+
+    async def wait_serving(self, interval: float = 0.2) -> None:
+        """Return once ingest's health says SERVING (it may start after replication)."""
+        while not await serving(self._channel, INGEST_SERVICE):
+            await asyncio.sleep(interval)  # poll: ingest is starting
 
     async def log_heights(self, target: Target) -> dict[Log, tuple[int, str]]:
         """The latest seq num (and schema id) of every log of ``target``, all pages."""

@@ -389,6 +389,9 @@ class Replication:
         return dialed
 
     async def _dial_loop(self) -> None:
+        # A session needs ingest: one dialed before it serves fails (INGEST_UNAVAILABLE).
+        assert self.ingest is not None
+        await self.ingest.wait_serving()
         while True:
             self.dial_due()
             self._wake.clear()

@@ -17,6 +17,7 @@ from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.node import Node
 from pandanode.services.runtime.settings import Settings
 from tests.services.support import node_settings
+from tests.services.test_node import NodeProcess
 
 # Fast discovery (peers found within a second) and short idle timeouts; LAN discovery off.
 FAST: dict[str, Any] = {
@@ -26,6 +27,15 @@ FAST: dict[str, Any] = {
     "peer_ttl": 3.0,
     "replication_interval": 0.5,
     "sync_idle_timeout": 10.0,
+}
+
+# The same for ``pandanode up`` subprocesses (read from the environment).
+UP_ENV = {
+    "PANDANODE_DISCOVERY_PROBE_INTERVAL": "0.2",
+    "PANDANODE_DISCOVERY_PROBE_TIMEOUT": "1.0",
+    "PANDANODE_PEER_TTL": "5.0",
+    "PANDANODE_LAN_ANNOUNCE_INTERVAL": "0.2",
+    "PANDANODE_REPLICATION_INTERVAL": "0.5",
 }
 
 StartNode = Callable[..., AbstractAsyncContextManager[Node]]
@@ -88,3 +98,13 @@ async def entry_count(address: str) -> int:
             token = page.next_page_token
             if not token:
                 return total
+
+
+def up(data_dir: Path, address: str, *flags: str) -> NodeProcess:
+    """Start ``pandanode up`` (LAN discovery off) as a subprocess."""
+    process = NodeProcess(
+        ["up", "--data-dir", str(data_dir), "--listen", address, "--no-lan-discovery", *flags],
+        env=UP_ENV,
+    )
+    process.start()
+    return process

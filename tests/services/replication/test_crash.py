@@ -15,27 +15,10 @@ from pandanode.services.runtime.nats_server import free_port
 from tests.services.support import FieldDefinitionLog, eventually
 from tests.services.test_node import NodeProcess
 
-from .support import log_entries, set_hash
+from .support import log_entries, set_hash, up
 
-# Fast discovery and redials for the subprocess nodes (read from the environment).
-ENV = {
-    "PANDANODE_DISCOVERY_PROBE_INTERVAL": "0.2",
-    "PANDANODE_DISCOVERY_PROBE_TIMEOUT": "1.0",
-    "PANDANODE_PEER_TTL": "5.0",
-    "PANDANODE_LAN_ANNOUNCE_INTERVAL": "0.2",
-    "PANDANODE_REPLICATION_INTERVAL": "0.5",
-}
 LOGS = 20
 ENTRIES_PER_LOG = 60
-
-
-def up(data_dir: Path, address: str, *flags: str) -> NodeProcess:
-    process = NodeProcess(
-        ["up", "--data-dir", str(data_dir), "--listen", address, "--no-lan-discovery", *flags],
-        env=ENV,
-    )
-    process.start()
-    return process
 
 
 def has_no_hole(entries: set[tuple[str, int, int, str]]) -> bool:
