@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pandanode.core.errors import (
+        AdminOnlyError,
         DecodeError,
         DocumentError,
         LogIntegrityError,
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
     from ._sync import SyncClient, connect_sync
 
 __all__ = [
+    "AdminOnlyError",
     "DEFAULT_ADDRESS",
     "Blob",
     "BulkResult",
@@ -169,6 +171,7 @@ _MODULE_OF: dict[str, str] = {
     "SchemaLike": "._client",
     "SchemaNotFoundError": "pandanode.core.errors",
     "SchemaNotSupportedError": "pandanode.core.errors",
+    "AdminOnlyError": "pandanode.core.errors",
     "SyncClient": "._sync",
     "Update": "._models",
     "ValidationError": "pandanode.core.errors",

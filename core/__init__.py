@@ -7,6 +7,7 @@ keys. Everything raised on purpose is a :class:`PandanodeError`; malformed bytes
 
 from .entry import Entry, decode_entry, encode_entry, sign_and_encode_entry
 from .errors import (
+    AdminOnlyError,
     DecodeError,
     DocumentError,
     EntryDecodeError,
@@ -39,6 +40,7 @@ from .operation import (
 from .schema_id import SchemaId, parse_schema_id
 
 __all__ = [
+    "AdminOnlyError",
     "DecodeError",
     "DocumentError",
     "DocumentViewId",

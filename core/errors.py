@@ -24,7 +24,8 @@ Request-level errors (raised by services, mapped back by the client): InvalidReq
 (INVALID_ARGUMENT; ``LIMIT_EXCEEDED`` for a request over a size limit), LimitExceededError
 (RESOURCE_EXHAUSTED, ``BUDGET_EXCEEDED``), UnavailableError (UNAVAILABLE),
 ResourceNotFoundError (NOT_FOUND), SchemaNotSupportedError (PERMISSION_DENIED: the node's
-schema allow list). KeyFileError is a key file that cannot be used (never sent
+schema allow list), AdminOnlyError (PERMISSION_DENIED: an admin method from another
+machine). KeyFileError is a key file that cannot be used (never sent
 over the wire). ``ERROR_DOMAIN`` is the ``google.rpc.ErrorInfo`` domain.
 
 :data:`STATUS_CODES` and :data:`ERROR_CLASSES` are the one table between errors and gRPC
@@ -44,6 +45,7 @@ from types import MappingProxyType
 from typing import Final, Self
 
 __all__ = [
+    "AdminOnlyError",
     "ERROR_CLASSES",
     "ERROR_DOMAIN",
     "STATUS_CODES",
@@ -174,6 +176,9 @@ class Reason(StrEnum):
     # PERMISSION_DENIED: the node's allow list (``supported_schema_ids``) does not take
     # operations of this schema, whoever sends them.
     SCHEMA_NOT_SUPPORTED = "SCHEMA_NOT_SUPPORTED"
+    # PERMISSION_DENIED: an admin method (one that changes what the node does, e.g. SyncWith)
+    # called from another machine while the node takes them from loopback only.
+    ADMIN_ONLY = "ADMIN_ONLY"
 
 
 METADATA_VALUE_LIMIT: Final = 256
@@ -379,6 +384,16 @@ class SchemaNotSupportedError(PandanodeError):
     default_reason = Reason.SCHEMA_NOT_SUPPORTED
 
 
+class AdminOnlyError(PandanodeError):
+    """An admin method called from another machine: PERMISSION_DENIED (``ADMIN_ONLY``).
+
+    The node takes admin methods (``ReplicationService.SyncWith``) from loopback only, unless
+    its operator sets ``admin_allow_remote``: run the command on the node's machine.
+    """
+
+    default_reason = Reason.ADMIN_ONLY
+
+
 class KeyFileError(PandanodeError):
     """A key file that is missing, unreadable, or does not hold a private key."""
 
@@ -395,6 +410,7 @@ STATUS_CODES: Final[Mapping[type[PandanodeError], str]] = MappingProxyType(
         UnavailableError: "UNAVAILABLE",
         ResourceNotFoundError: "NOT_FOUND",
         SchemaNotSupportedError: "PERMISSION_DENIED",
+        AdminOnlyError: "PERMISSION_DENIED",
         ValidationError: "FAILED_PRECONDITION",
     }
 )
@@ -491,7 +507,10 @@ ERROR_CLASSES: Final[Mapping[str, tuple[type[PandanodeError], _ByReason]]] = Map
         "NOT_FOUND": (ResourceNotFoundError, {Reason.SCHEMA_NOT_FOUND: SchemaNotFoundError}),
         "PERMISSION_DENIED": (
             SchemaNotSupportedError,
-            {Reason.SCHEMA_NOT_SUPPORTED: SchemaNotSupportedError},
+            {
+                Reason.SCHEMA_NOT_SUPPORTED: SchemaNotSupportedError,
+                Reason.ADMIN_ONLY: AdminOnlyError,
+            },
         ),
         "RESOURCE_EXHAUSTED": (LimitExceededError, {}),
         "UNAVAILABLE": (UnavailableError, {}),

@@ -144,6 +144,7 @@ class QueryPart(Service):
             max_watch_queue_bytes=settings.watch_queue_bytes,
             max_resolved_documents=settings.max_resolved_documents,
             max_response_bytes=settings.max_message_bytes,
+            supported_schemas=settings.supported_schemas,
         )
         query_pb2_grpc.add_QueryServiceServicer_to_server(QueryServicer(self.reads), context.server)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 
-from pandanode.core.errors import Reason, quote
+from pandanode.core.errors import Reason, SchemaIdError, SchemaNotSupportedError, quote
 from pandanode.core.hexid import PUBLIC_KEY_HEX_LENGTH, require_hex, require_hex_ids
 from pandanode.core.schema import Schema
+from pandanode.core.schema_id import parse_schema_id
 from pandanode.services.runtime import metrics
 from pandanode.services.runtime.errors import (
     InvalidRequestError,
@@ -56,6 +57,10 @@ class Query:
             relations included (the setting of the same name).
         max_response_bytes: Most bytes (approximately) one read's response holds (the
             ``max_message_bytes`` setting).
+        supported_schemas: The node's schema allow list (``Settings.supported_schemas``);
+            None: any schema. Schemas outside it are not listed, and neither they nor their
+            documents are served (PERMISSION_DENIED, ``SCHEMA_NOT_SUPPORTED``): documents
+            stored before the list was set stay in the store, unseen.
     """
 
     def __init__(
@@ -70,8 +75,10 @@ class Query:
         max_watch_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         max_resolved_documents: int = _DEFAULTS.max_resolved_documents,
         max_response_bytes: int = _DEFAULTS.max_message_bytes,
+        supported_schemas: frozenset[str] | None = None,
     ) -> None:
         self.store = store
+        self._supported = supported_schemas
         self.materializer = materializer
         self._schemas = StoredSchemas(store)
         self.max_resolved_documents = max_resolved_documents
@@ -87,6 +94,23 @@ class Query:
         self._watches: set[Watch] = set()
         self._applied: dict[str, int] = {}
         self._remove_listener = materializer.add_listener(self._on_change)
+
+    def supports(self, schema_id: str) -> bool:
+        """Whether the allow list takes ``schema_id`` (canonical form, as stored)."""
+        return self._supported is None or schema_id in self._supported
+
+    def _require_supported(self, schema_id: str) -> None:
+        if self._supported is None:
+            return
+        try:
+            canonical = str(parse_schema_id(schema_id))
+        except SchemaIdError:
+            return  # not a schema id: the lookup says what is wrong with it
+        if canonical not in self._supported:
+            raise SchemaNotSupportedError(
+                f"this node does not serve schema {quote(schema_id)} (its supported_schema_ids "
+                "does not list it): ask a node that supports it",
+            ).about(schema_id=schema_id)
 
     def close(self) -> None:
         """Stop following the materializer."""
@@ -164,6 +188,7 @@ class Query:
             raise ResourceNotFoundError(
                 f"document {quote(document_id or view_id, 140)} not found"
             ).about(document_id=document_id or None, document_view_id=view_id or None)
+        self._require_supported(found.schema_id)
         return found
 
     def resolve(self, target: str, pinned: bool) -> MaterializedDocument | None:
@@ -173,10 +198,13 @@ class Query:
         """
         try:
             if pinned:
-                return read_view(self.store, self._schemas, target)
-            return self.store.document(target)
+                found = read_view(self.store, self._schemas, target)
+            else:
+                found = self.store.document(target)
         except ValueError:
             return None
+        # A relation to a document of a schema the node does not serve stays unresolved.
+        return found if found is None or self.supports(found.schema_id) else None
 
     async def resolve_relations(
         self, documents: Sequence[MaterializedDocument], resolve_depth: int
@@ -242,8 +270,11 @@ class Query:
     # -- schemas, blobs, entries ------------------------------------------------------------
 
     def schemas(self) -> list[Schema]:
-        """Every schema this node knows: the four system schemas and the built ones."""
-        return self._schemas.all()
+        """Every schema this node knows and serves: the system schemas and the built ones.
+
+        With an allow list, only those it lists (and the definition schemas).
+        """
+        return [schema for schema in self._schemas.all() if self.supports(str(schema.id))]
 
     def list_schemas(self, page_size: int, page_token: str) -> tuple[list[Schema], str]:
         """One page of :meth:`schemas` (by schema id) and the next page's token (AIP-158).
@@ -252,7 +283,7 @@ class Query:
             InvalidRequestError: reason ``INVALID_PAGE_TOKEN``.
         """
         return self._schema_pages.page(
-            self._schemas.all(), lambda schema: str(schema.id), page_size, page_token
+            self.schemas(), lambda schema: str(schema.id), page_size, page_token
         )
 
     def schema(self, schema_id: str) -> Schema:
@@ -260,7 +291,9 @@ class Query:
 
         Raises:
             ResourceNotFoundError: unknown here (SCHEMA_NOT_FOUND).
+            SchemaNotSupportedError: not on the allow list.
         """
+        self._require_supported(schema_id)
         schema = self._schemas.get(schema_id)
         if schema is None:
             raise ResourceNotFoundError(
@@ -275,7 +308,9 @@ class Query:
         Raises:
             InvalidRequestError: neither or both ids given, or malformed.
             ResourceNotFoundError: unknown, not a blob, or its pieces are not all here.
+            SchemaNotSupportedError: the allow list does not list ``blob_v1``.
         """
+        self._require_supported("blob_v1")
         if bool(document_id) == bool(view_id):
             raise InvalidRequestError(
                 "give exactly one of document_id and document_view_id"

@@ -11,10 +11,12 @@ from google.protobuf import any_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from pandanode.core.errors import ERROR_DOMAIN
+from pandanode.core.errors import ERROR_DOMAIN, AdminOnlyError
 from pandanode.replication.v1 import replication_pb2 as pb
 from pandanode.replication.v1 import replication_pb2_grpc as pb_grpc
 from pandanode.services.runtime.addresses import split_host_port
+from pandanode.services.runtime.clients import client_address, is_loopback
+from pandanode.services.runtime.errors import abort
 from pandanode.services.runtime.guard import MalformedRequestError
 
 from .driver import SessionRecord
@@ -168,7 +170,20 @@ class ReplicationServicer(pb_grpc.ReplicationServiceServicer):
     async def SyncWith(  # noqa: N802 - gRPC method name
         self, request: pb.SyncWithRequest, context: Any
     ) -> pb.Session:
-        """One catch-up session with the node at an address; answers when it ended."""
+        """One catch-up session with the node at an address; answers when it ended.
+
+        An admin method: it makes the node dial any address, so from loopback only unless
+        ``admin_allow_remote`` (PERMISSION_DENIED, ``ADMIN_ONLY``).
+        """
+        caller = client_address(context)
+        if not (is_loopback(caller) or self._replication.settings.admin_allow_remote):
+            await abort(
+                context,
+                AdminOnlyError(
+                    "SyncWith is an admin method, taken from this node's machine only: run "
+                    "`pandanode sync` there (or have the operator set admin_allow_remote)"
+                ).about(client_address=caller),
+            )
         try:
             split_host_port(request.address)
         except ValueError as err:

@@ -1,6 +1,7 @@
 """A byte-level gRPC pass-through: forwards each call to the process serving its service.
 
-Messages are never decoded (identity serializers). Metadata, the deadline, the status code,
+Messages are never decoded (identity serializers). The upstream learns the client's address
+(:mod:`.clients`), not the pass-through's own. Metadata, the deadline, the status code,
 its details and the trailing metadata (``grpc-status-details-bin`` included, so the
 ``google.rpc.ErrorInfo`` reasons reach the client) travel both ways. Unary methods are
 forwarded as unary calls, streams as streams; the kinds come from the service descriptors.
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 import grpc.aio
 from google.protobuf.descriptor import ServiceDescriptor
+
+from .clients import forwarded_client_metadata
 
 __all__ = ["MethodKind", "PassThrough", "method_kinds"]
 
@@ -106,7 +109,9 @@ class PassThrough(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     def _options(context: _Context) -> dict[str, Any]:
         remaining = context.time_remaining()
         return {
-            "metadata": _forwarded(context.invocation_metadata()),
+            "metadata": forwarded_client_metadata(
+                _forwarded(context.invocation_metadata()), context
+            ),
             "timeout": remaining if remaining is not None and remaining < 1e9 else None,
         }
 

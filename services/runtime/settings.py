@@ -71,6 +71,11 @@ class Settings:
             ``schema_field_definition_v1``) are accepted too, so a listed schema can be
             learned; ``blob_v1`` and ``blob_piece_v1`` only when listed. Replication then
             replicates no schema outside the list.
+        admin_allow_remote: Take admin methods (``ReplicationService.SyncWith``, which makes the
+            node dial a given address) from any client; off: from loopback only (the CLI on the
+            node's machine), others get PERMISSION_DENIED (``ADMIN_ONLY``). Through a
+            pass-through (``pandanode up``, ``pandanode proxy`` on the same machine) the client
+            behind it counts.
         max_entry_bytes: Largest accepted entry (a p2panda entry is at most 226 bytes).
         max_operation_bytes: Largest accepted operation (a blob piece holds 256 000 bytes).
         max_message_bytes: Largest gRPC message received or sent.
@@ -181,6 +186,7 @@ class Settings:
     nats_url: str = ""
     nats_credentials_file: str = ""
     supported_schema_ids: str = "*"
+    admin_allow_remote: bool = False
     max_entry_bytes: int = 1024
     max_operation_bytes: int = 256 * 1024 + 16 * 1024
     max_message_bytes: int = 16 * 1024 * 1024

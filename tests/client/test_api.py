@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandanode.client as client
 
 EXPORTED = {
+    "AdminOnlyError",
     "DEFAULT_ADDRESS",
     "Blob",
     "BulkResult",

@@ -201,6 +201,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     schema, whoever sends them (PERMISSION_DENIED); nothing was stored. Metadata "schema_id".
     Publish to a node that supports the schema, or ask the node's operator to list it.
     """
+    ADMIN_ONLY: _ErrorReason.ValueType  # 57
+    """An admin method (ReplicationService.SyncWith: it makes the node dial an address) was
+    called from another machine, and the node takes admin methods from loopback only
+    (PERMISSION_DENIED; setting admin_allow_remote). Run the command on the node's machine.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed: the google.rpc.ErrorInfo reason of every status a pandanode service sends.
@@ -369,5 +374,10 @@ SCHEMA_NOT_SUPPORTED: ErrorReason.ValueType  # 56
 """The node's allow list (setting supported_schema_ids) does not take operations of this
 schema, whoever sends them (PERMISSION_DENIED); nothing was stored. Metadata "schema_id".
 Publish to a node that supports the schema, or ask the node's operator to list it.
+"""
+ADMIN_ONLY: ErrorReason.ValueType  # 57
+"""An admin method (ReplicationService.SyncWith: it makes the node dial an address) was
+called from another machine, and the node takes admin methods from loopback only
+(PERMISSION_DENIED; setting admin_allow_remote). Run the command on the node's machine.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -70,6 +70,9 @@ class ReplicationServiceServicer:
     def SyncWith(self, request, context):
         """Catch up with the node at an address now (one session, not live); answers when it ended.
         It answers the Session itself, as ListSessions lists it.
+        An admin method (the node dials the address it is given): taken from loopback only, or
+        through a pass-through of the node's own machine for a client on loopback, unless the
+        setting admin_allow_remote is on; others get PERMISSION_DENIED with reason ADMIN_ONLY.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

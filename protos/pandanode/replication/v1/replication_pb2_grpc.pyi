@@ -58,6 +58,9 @@ class ReplicationServiceStub:
     SyncWith: _grpc.UnaryUnaryMultiCallable[_replication_pb2.SyncWithRequest, _replication_pb2.Session]
     """Catch up with the node at an address now (one session, not live); answers when it ended.
     It answers the Session itself, as ListSessions lists it.
+    An admin method (the node dials the address it is given): taken from loopback only, or
+    through a pass-through of the node's own machine for a client on loopback, unless the
+    setting admin_allow_remote is on; others get PERMISSION_DENIED with reason ADMIN_ONLY.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
     ListSessions: _grpc.UnaryUnaryMultiCallable[_replication_pb2.ListSessionsRequest, _replication_pb2.ListSessionsResponse]
@@ -78,6 +81,9 @@ class ReplicationServiceAsyncStub(ReplicationServiceStub):
     SyncWith: _aio.UnaryUnaryMultiCallable[_replication_pb2.SyncWithRequest, _replication_pb2.Session]  # type: ignore[assignment]
     """Catch up with the node at an address now (one session, not live); answers when it ended.
     It answers the Session itself, as ListSessions lists it.
+    An admin method (the node dials the address it is given): taken from loopback only, or
+    through a pass-through of the node's own machine for a client on loopback, unless the
+    setting admin_allow_remote is on; others get PERMISSION_DENIED with reason ADMIN_ONLY.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     """
     ListSessions: _aio.UnaryUnaryMultiCallable[_replication_pb2.ListSessionsRequest, _replication_pb2.ListSessionsResponse]  # type: ignore[assignment]
@@ -107,6 +113,9 @@ class ReplicationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_replication_pb2.Session, _abc.Awaitable[_replication_pb2.Session]]:
         """Catch up with the node at an address now (one session, not live); answers when it ended.
         It answers the Session itself, as ListSessions lists it.
+        An admin method (the node dials the address it is given): taken from loopback only, or
+        through a pass-through of the node's own machine for a client on loopback, unless the
+        setting admin_allow_remote is on; others get PERMISSION_DENIED with reason ADMIN_ONLY.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         """
 
