@@ -68,7 +68,7 @@ from .query.materializer import DEFAULT_BATCH_SIZE, rebuild
 from .query.store import QueryStore, decode_view
 from .runtime.bus import Bus, connect_bus
 from .runtime.events import OPERATIONS_INGESTED, IngestedOperation, parse_operations_ingested
-from .runtime.nats_server import EmbeddedNats
+from .runtime.nats_server import EmbeddedNats, NatsServerError, read_credentials
 from .runtime.schemas import FIELD_DEFINITION, SCHEMA_DEFINITION
 from .supervisor import DataDirInUseError, lock_data_dir
 
@@ -815,6 +815,7 @@ async def check_data_dir(
     nats_url: str | None = None,
     max_shown: int = DEFAULT_MAX_SHOWN,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    nats_credentials: tuple[str, str] | None = None,
 ) -> CheckReport:
     """Check a stopped node's data directory (see the module docstring for what is checked).
 
@@ -824,6 +825,8 @@ async def check_data_dir(
             ``<data_dir>/nats``.
         max_shown: How many violations the report lists (all are counted).
         batch_size: Operations per batch when rebuilding the query store to compare.
+        nats_credentials: ``(user, password)`` to connect to ``nats_url`` with (a split
+            deployment's ``admin``); None: those of the URL, if any.
 
     Raises:
         CheckRefusedError: the data directory is in use, is not a node's, or NATS is unreachable.
@@ -840,13 +843,17 @@ async def check_data_dir(
     except DataDirInUseError as err:
         raise CheckRefusedError(f"{err}: stop the node first") from err
     try:
-        return await _check_locked(data_dir, nats_url, max_shown, batch_size)
+        return await _check_locked(data_dir, nats_url, max_shown, batch_size, nats_credentials)
     finally:
         os.close(lock)
 
 
 async def _check_locked(
-    data_dir: Path, nats_url: str | None, max_shown: int, batch_size: int
+    data_dir: Path,
+    nats_url: str | None,
+    max_shown: int,
+    batch_size: int,
+    nats_credentials: tuple[str, str] | None = None,
 ) -> CheckReport:
     findings = _Findings(max_shown)
     # A service run on its own (`serve`) or in-process holds its store's RocksDB lock.
@@ -865,7 +872,10 @@ async def _check_locked(
             await nats.start()
             nats_url = nats.client_url
         try:
-            bus = await connect_bus(nats_url, name="pandanode-check")
+            user, password = nats_credentials if nats is None and nats_credentials else ("", "")
+            bus = await connect_bus(
+                nats_url, name="pandanode-check", user=user or None, password=password or None
+            )
         except Exception as err:
             raise CheckRefusedError(f"cannot read the event stream: {_bounded(str(err))}") from err
         last_event = await _check_events(bus, store, findings, state)
@@ -938,6 +948,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--nats", dest="nats_url", help=argparse.SUPPRESS)  # the old spelling
     parser.add_argument(
+        "--nats-credentials-file",
+        dest="nats_credentials_file",
+        metavar="PATH",
+        default=os.environ.get("PANDANODE_NATS_CREDENTIALS_FILE") or None,
+        help="a file with the NATS user:password for --nats-url (a split deployment's "
+        "admin.credentials; default $PANDANODE_NATS_CREDENTIALS_FILE)",
+    )
+    parser.add_argument(
         "--max-shown",
         dest="max_shown",
         type=int,
@@ -951,9 +969,20 @@ def run(args: argparse.Namespace) -> int:
     """Run ``pandanode check``; 0: no violations, 1: violations, 2: could not check."""
     data_dir: Path = args.data_dir
     try:
+        credentials = None
+        if args.nats_credentials_file and args.nats_url:
+            credentials = read_credentials(Path(args.nats_credentials_file))
         report = asyncio.run(
-            check_data_dir(data_dir, nats_url=args.nats_url, max_shown=max(args.max_shown, 0))
+            check_data_dir(
+                data_dir,
+                nats_url=args.nats_url,
+                max_shown=max(args.max_shown, 0),
+                nats_credentials=credentials,
+            )
         )
+    except NatsServerError as err:
+        print(f"pandanode check: {err}", file=sys.stderr)
+        return 2
     except CheckRefusedError as err:
         print(f"pandanode check: {err}", file=sys.stderr)
         return 2

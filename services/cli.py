@@ -303,6 +303,41 @@ def _add_config(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "sample", help="print a commented TOML file of every setting and its default"
     )
     sample.set_defaults(run=_config_sample)
+    credentials = config_commands.add_parser(
+        "nats-credentials",
+        help="write a split deployment's NATS secrets: <user>.credentials per service user "
+        "(and admin) and nats-passwords.conf for the NATS servers (deploy/README.md)",
+    )
+    credentials.add_argument("directory", type=Path, help="where to write them (made if missing)")
+    credentials.set_defaults(run=_config_nats_credentials)
+    users = config_commands.add_parser(
+        "nats-users-conf",
+        help="print the NATS users.conf of a split deployment: each service's user and the "
+        "subjects it may use",
+    )
+    users.set_defaults(run=_config_nats_users_conf)
+
+
+def _config_nats_credentials(args: argparse.Namespace) -> int:
+    from .runtime.nats_users import PASSWORDS_FILE, USERS, credentials_file_name, write_credentials
+
+    try:
+        write_credentials(args.directory)
+    except OSError as err:
+        print(
+            f"pandanode: cannot write to {args.directory}: {err.strerror or err}", file=sys.stderr
+        )
+        return 1
+    names = ", ".join([*(credentials_file_name(user) for user in USERS), PASSWORDS_FILE])
+    print(f"pandanode: wrote {names} to {args.directory} (mode 0600)")
+    return 0
+
+
+def _config_nats_users_conf(_args: argparse.Namespace) -> int:
+    from .runtime.nats_users import users_conf
+
+    print(users_conf(), end="")
+    return 0
 
 
 def _config_sample(_args: argparse.Namespace) -> int:

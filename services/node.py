@@ -156,6 +156,9 @@ class Node:
                 replicas=self.settings.stream_replicas,
                 user=user,
                 password=password,
+                # Ingest is the stream's one writer and its one manager (a deployment's other
+                # NATS users may not create or change it): the others wait for it.
+                manage_stream=self._nats is not None or "ingest" in self.services,
             )
         self._server = GrpcServer(self.settings)
         settings = self.settings

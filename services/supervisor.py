@@ -55,6 +55,7 @@ from .runtime.nats_server import (
     JetStreamWatch,
     NatsServerError,
     dies_with_parent_prefix,
+    service_credentials_file,
 )
 from .runtime.proxy import PassThrough, method_kinds
 from .runtime.rocks import free_bytes
@@ -414,7 +415,13 @@ class Supervisor:
         # Replication reaches ingest through the public address (the pass-through), which
         # stays the same when ingest restarts on another port.
         env["PANDANODE_INGEST_ADDRESS"] = self.settings.ingest_address or self.internal_address
-        if self._nats is not None:  # the URL on their command line carries no password
+        if self._nats is not None and child.name in self._nats.users:
+            # The URL on their command line carries no password; each connects as its own
+            # NATS user, allowed only the subjects its service needs.
+            env["PANDANODE_NATS_CREDENTIALS_FILE"] = str(
+                service_credentials_file(self.settings.data_dir, child.name)
+            )
+        elif self._nats is not None:
             env["PANDANODE_NATS_CREDENTIALS_FILE"] = str(
                 self.settings.data_dir / NATS_CREDENTIALS_FILE
             )
@@ -594,6 +601,7 @@ class Supervisor:
                 monitor=nats.monitor,
                 user=nats.user,
                 password=nats.password,
+                users=nats.users,
             )
             try:
                 await fresh.start()

@@ -33,6 +33,7 @@ from nats.js.errors import BadRequestError, NotFoundError
 from .errors import UnavailableError
 from .events import DUPLICATE_WINDOW_SECONDS, STREAM_NAME, STREAM_SUBJECTS, EventKind, Outgoing
 from .guard import RateLimitedLog
+from .nats_users import inbox_prefix
 
 __all__ = [
     "Bus",
@@ -336,6 +337,7 @@ async def connect_bus(
     replicas: int | None = None,
     user: str | None = None,
     password: str | None = None,
+    manage_stream: bool = True,
 ) -> NatsBus:
     """Connect to NATS and make sure the event stream exists; waits until JetStream answers.
 
@@ -346,10 +348,15 @@ async def connect_bus(
         replicas: Copies the stream keeps (the ``stream_replicas`` setting); None keeps what an
             existing stream has (1 for a new one), so tools like ``check`` never change it.
         user: The NATS user to authenticate as (with ``password``); None: the URL's, if any.
-        password: Its password (never logged).
+        password: Its password (never logged). Replies come to the user's own inbox
+            (:func:`~.nats_users.inbox_prefix`), where a deployment's per-service users may
+            subscribe.
+        manage_stream: Create the stream, or bring it to this version's configuration; False
+            (every service but ingest, whose NATS users may not): wait until it exists.
 
     Raises:
-        UnavailableError: NATS or JetStream did not answer within ``timeout`` seconds.
+        UnavailableError: NATS or JetStream did not answer within ``timeout`` seconds (or
+            the stream did not appear, without ``manage_stream``).
     """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -376,6 +383,7 @@ async def connect_bus(
                     reconnect_time_wait=0.5,
                     allow_reconnect=True,
                     error_cb=on_error,
+                    inbox_prefix=inbox_prefix(user) if user else "_INBOX",
                     **({"user": user, "password": password} if user else {}),
                 ),
                 timeout=max(deadline - time.monotonic(), 0.05),
@@ -388,8 +396,14 @@ async def connect_bus(
         js = client.jetstream()
         while time.monotonic() < deadline:
             try:
-                await _ensure_stream(js, replicas)
+                if manage_stream:
+                    await _ensure_stream(js, replicas)
+                else:
+                    await js.stream_info(STREAM_NAME)  # NotFoundError until ingest made it
                 return NatsBus(client, js)
+            except NotFoundError:
+                last_error = LookupError(f"no stream {STREAM_NAME} yet (ingest creates it)")
+                await asyncio.sleep(0.1)  # poll: ingest is starting
             except Exception as err:
                 last_error = err
                 await asyncio.sleep(0.1)  # poll: JetStream is starting

@@ -27,6 +27,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,11 @@ from typing import Any
 import nats
 import nats.errors
 
+from .nats_users import SERVICE_USERS, users_block
+
 __all__ = [
     "NATS_CREDENTIALS_FILE",
+    "NATS_USERS_DIR",
     "EmbeddedNats",
     "JetStreamWatch",
     "NatsServerError",
@@ -45,6 +49,7 @@ __all__ = [
     "free_port",
     "load_or_create_credentials",
     "read_credentials",
+    "service_credentials_file",
     "with_credentials",
 ]
 
@@ -52,6 +57,8 @@ log = logging.getLogger(__name__)
 
 NATS_CREDENTIALS_FILE = "nats.credentials"
 """The file in the data directory with the embedded NATS server's ``user:password``."""
+NATS_USERS_DIR = "nats-users"
+"""The directory in the data directory with each service user's ``<service>.credentials``."""
 
 
 # Seconds between two JetStream probes, and how long JetStream must stay off (answering that
@@ -105,12 +112,17 @@ def read_credentials(path: Path) -> tuple[str, str]:
     return user, password
 
 
-def load_or_create_credentials(path: Path) -> tuple[str, str]:
+def load_or_create_credentials(path: Path, user: str = "") -> tuple[str, str]:
     """The ``(user, password)`` in ``path``; a random pair made first if there is none.
 
     The file is created exclusively with mode 0600 (two processes starting at once agree on
     one pair). A file that others can read is replaced by a new pair: its password may be
     known.
+
+    Args:
+        path: The credentials file.
+        user: The user name of a new pair (and of the file read: another one is replaced);
+            empty: a random ``pandanode-…``.
     """
     for _ in range(3):
         try:
@@ -119,21 +131,29 @@ def load_or_create_credentials(path: Path) -> tuple[str, str]:
             pass
         else:
             if not mode & (stat.S_IRWXG | stat.S_IRWXO):
-                return read_credentials(path)
-            log.warning(
-                "pandanode: %s could be read by other users; replacing its credentials", path
-            )
+                found = read_credentials(path)
+                if not user or found[0] == user:
+                    return found
+            else:
+                log.warning(
+                    "pandanode: %s could be read by other users; replacing its credentials", path
+                )
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-        user, password = f"pandanode-{secrets.token_hex(4)}", secrets.token_urlsafe(32)
+        name, password = user or f"pandanode-{secrets.token_hex(4)}", secrets.token_urlsafe(32)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             continue  # made by another process meanwhile: read that one
         with os.fdopen(fd, "w") as file:
-            file.write(f"{user}:{password}\n")
-        return user, password
+            file.write(f"{name}:{password}\n")
+        return name, password
     raise NatsServerError(f"cannot create NATS credentials {path}")
+
+
+def service_credentials_file(data_dir: Path, service: str) -> Path:
+    """Where the embedded server of ``data_dir`` keeps ``service``'s NATS user credentials."""
+    return data_dir / NATS_USERS_DIR / f"{service}.credentials"
 
 
 def with_credentials(url: str, user: str, password: str) -> str:
@@ -190,8 +210,11 @@ class EmbeddedNats:
         cluster_name: The name of the NATS cluster this server joins; empty: no cluster.
         cluster_port: The port of its cluster routes (with ``cluster_name``).
         routes: The route URLs of the other servers of the cluster.
-        user: The user every client must connect as; empty: no authentication.
+        user: A user allowed everything (the node's own); empty with no ``users``: no
+            authentication.
         password: That user's password.
+        users: The per-service users (:mod:`.nats_users`) by name, each with its password;
+            each may use only the subjects its service needs.
     """
 
     store_dir: Path
@@ -203,6 +226,7 @@ class EmbeddedNats:
     routes: tuple[str, ...] = ()
     user: str = field(default="", repr=False)
     password: str = field(default="", repr=False)
+    users: Mapping[str, str] = field(default_factory=dict, repr=False)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -215,12 +239,25 @@ class EmbeddedNats:
     def for_data_dir(cls, data_dir: Path, **options: object) -> EmbeddedNats:
         """The server of a node's data directory, clients authenticated.
 
-        Its store is ``<data_dir>/nats``; clients must connect with the credentials of
-        ``<data_dir>/nats.credentials`` (made if missing).
+        Its store is ``<data_dir>/nats``; clients connect with the credentials of
+        ``<data_dir>/nats.credentials`` (allowed everything), or as a service's user, allowed
+        only that service's subjects, with :func:`service_credentials_file` (each made if
+        missing).
         """
         data_dir.mkdir(parents=True, exist_ok=True)
         user, password = load_or_create_credentials(data_dir / NATS_CREDENTIALS_FILE)
-        return cls(store_dir=data_dir / "nats", user=user, password=password, **options)  # type: ignore[arg-type]
+        (data_dir / NATS_USERS_DIR).mkdir(mode=0o700, exist_ok=True)
+        users = dict(
+            load_or_create_credentials(service_credentials_file(data_dir, service), service)
+            for service in SERVICE_USERS
+        )
+        return cls(
+            store_dir=data_dir / "nats",
+            user=user,
+            password=password,
+            users=users,
+            **options,  # type: ignore[arg-type]
+        )
 
     @property
     def url(self) -> str:
@@ -293,8 +330,11 @@ class EmbeddedNats:
         if address:
             # The command line has a monitoring port but no host of its own: the config has both.
             lines.append(f"http: {json.dumps(address)}")
-        if self.user:
+        if self.users:
             # In a file of mode 0600, not on the command line, which every local user can read.
+            node_user = (self.user, self.password) if self.user else None
+            lines.append(users_block(self.users, node_user=node_user))
+        elif self.user:
             lines.append(
                 "authorization {\n"
                 f"  user: {json.dumps(self.user)}\n"

@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
+from pandanode.services.runtime.nats_users import PASSWORDS_FILE, write_credentials
+
 from .tools import DEPLOY, Run, compose_binary, run, tool
 
 PANDANODE_SERVICES = ("ingest", "query", "discovery", "replication", "gateway")
+NATS_CLIENTS = ("ingest", "query", "discovery", "replication")  # the gateway uses no NATS
 
 
 def compose(directory: Path, *args: str) -> Run:
@@ -89,12 +92,40 @@ def test_split_profile_runs_every_service_on_a_three_node_nats_cluster() -> None
     for name in PANDANODE_SERVICES:
         service = services[name]
         assert service["healthcheck"]["test"] == ["CMD", "pandanode", "health"], name
-        url = service["environment"]["PANDANODE_NATS_URL"]
-        assert url.count("nats://") == 3 and all(f"@nats-{i}:4222" in url for i in (1, 2, 3))
-        assert service["environment"]["PANDANODE_STREAM_REPLICAS"] == "3"
         for nats in ("nats-1", "nats-2", "nats-3"):
             assert service["depends_on"][nats]["condition"] == "service_healthy", name
+    for name in NATS_CLIENTS:
+        url = services[name]["environment"]["PANDANODE_NATS_URL"]
+        assert url == "nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222"
+        assert services[name]["environment"]["PANDANODE_STREAM_REPLICAS"] == "3"
     assert services["query"]["deploy"]["replicas"] == 2
+
+
+def secret_path(target: str) -> str:
+    """Where compose mounts a secret: its target, under /run/secrets/ unless absolute."""
+    return target if target.startswith("/") else f"/run/secrets/{target}"
+
+
+def test_split_profile_gives_each_nats_client_its_own_nats_user_from_a_secret_file() -> None:
+    config = rendered("split")
+    services = config["services"]
+
+    for name in NATS_CLIENTS:
+        environment = services[name]["environment"]
+        path = environment["PANDANODE_NATS_CREDENTIALS_FILE"]
+        mounted = {secret_path(s["target"]): s["source"] for s in services[name]["secrets"]}
+        assert mounted[path] == f"nats-{name}", name
+        assert config["secrets"][f"nats-{name}"]["file"].endswith(f"/{name}.credentials")
+    assert "PANDANODE_NATS_URL" not in services["gateway"]["environment"]
+    assert "secrets" not in services["gateway"]
+    for nats in ("nats-1", "nats-2", "nats-3"):
+        (secret,) = services[nats]["secrets"]
+        assert (secret["source"], secret["target"]) == (
+            "nats-passwords",
+            "/etc/nats/nats-passwords.conf",
+        )
+        targets = {volume["target"] for volume in services[nats]["volumes"]}
+        assert {"/etc/nats/nats.conf", "/etc/nats/users.conf"} <= targets
 
 
 def test_split_profile_publishes_only_the_entry_point() -> None:
@@ -108,27 +139,40 @@ def test_split_profile_publishes_only_the_entry_point() -> None:
         assert services["entry"]["depends_on"][name]["condition"] == "service_healthy"
 
 
-def test_nats_config_of_the_split_profile_parses_and_syncs_every_write() -> None:
-    conf = DEPLOY / "nats" / "nats.conf"
+def nats_config_dir(tmp_path: Path) -> Path:
+    """deploy/nats as the NATS containers see /etc/nats: with the passwords secret beside it."""
+    directory = tmp_path / "etc-nats"
+    shutil.copytree(DEPLOY / "nats", directory)
+    write_credentials(directory)
+    return directory
 
-    answer = run(
-        "env", "NATS_SERVER_NAME=nats-1", "NATS_USER=u", "NATS_PASSWORD=p",
-        tool("nats-server"), "--config", conf, "-t",
-    )  # fmt: skip
+
+def test_nats_config_of_the_split_profile_parses_and_syncs_every_write(tmp_path: Path) -> None:
+    conf = nats_config_dir(tmp_path) / "nats.conf"
+
+    answer = run("env", "NATS_SERVER_NAME=nats-1", tool("nats-server"), "--config", conf, "-t")
 
     assert answer.returncode == 0, answer.stdout + answer.stderr
     assert "sync_interval: always" in conf.read_text()
 
 
 def test_nats_config_check_fails_on_a_broken_copy(tmp_path: Path) -> None:
-    broken = tmp_path / "nats.conf"
-    broken.write_text(
-        (DEPLOY / "nats" / "nats.conf").read_text().replace("jetstream {", "jetstream {{", 1)
-    )
+    broken = nats_config_dir(tmp_path) / "nats.conf"
+    broken.write_text(broken.read_text().replace("jetstream {", "jetstream {{", 1))
+
+    answer = run("env", "NATS_SERVER_NAME=nats-1", tool("nats-server"), "--config", broken, "-t")
+
+    assert answer.returncode != 0
+
+
+def test_nats_config_check_fails_without_the_passwords_secret(tmp_path: Path) -> None:
+    directory = nats_config_dir(tmp_path)
+    (directory / PASSWORDS_FILE).unlink()
 
     answer = run(
-        "env", "NATS_SERVER_NAME=nats-1", "NATS_USER=u", "NATS_PASSWORD=p",
-        tool("nats-server"), "--config", broken, "-t",
+        "env", "NATS_SERVER_NAME=nats-1", tool("nats-server"), "--config",
+        directory / "nats.conf", "-t",
     )  # fmt: skip
 
     assert answer.returncode != 0
+    assert PASSWORDS_FILE in answer.stdout + answer.stderr

@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
+from pandanode.services.runtime.nats_users import users_conf
+
 from .tools import DEPLOY, Run, run, tool
 
 OVERLAYS = ("dev", "prod")
 PANDANODE = ("ingest", "query", "discovery", "replication", "gateway")
+NATS_CLIENTS = ("ingest", "query", "discovery", "replication")  # the gateway uses no NATS
 
 
 def kustomize(k8s: Path, overlay: str) -> Run:
@@ -136,19 +139,44 @@ def test_every_service_has_grpc_probes_limits_and_grpc_app_protocol(overlay: str
                     assert port["appProtocol"] == "grpc"
 
 
+def mounted_file(obj: dict[str, Any], path: str) -> tuple[str, str]:
+    """(secret name, key) of the Secret item a workload's one container sees at ``path``."""
+    (container,) = containers(obj)
+    volumes = {v["name"]: v for v in obj["spec"]["template"]["spec"]["volumes"]}
+    for mount in container["volumeMounts"]:
+        directory = mount["mountPath"]
+        if not path.startswith(directory + "/"):
+            continue
+        volume = volumes[mount["name"]]
+        sources = [volume] if "secret" in volume else volume.get("projected", {}).get("sources", [])
+        for source in sources:
+            if "secret" not in source:
+                continue
+            secret = source["secret"]
+            for item in secret.get("items", []):
+                if f"{directory}/{item['path']}" == path:
+                    return secret.get("secretName") or secret["name"], item["key"]
+    raise AssertionError(f"nothing of a Secret is mounted at {path}")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_nats_credentials_come_from_a_secret(overlay: str) -> None:
+def test_each_service_connects_to_nats_as_its_own_user_from_a_mounted_secret(overlay: str) -> None:
     objs = objects(overlay)
 
-    for name in (*PANDANODE, "nats"):
-        (container,) = containers(workload(objs, name))
-        env = {e["name"]: e for e in container["env"]}
-        for key in ("NATS_USER", "NATS_PASSWORD"):
-            assert env[key]["valueFrom"]["secretKeyRef"]["name"].startswith("pandanode-nats")
-        if name != "nats":
-            # Kubernetes expands $(VAR) from the Secret's values; no password in a manifest.
-            url = env["PANDANODE_NATS_URL"]["value"]
-            assert url == "nats://$(NATS_USER):$(NATS_PASSWORD)@nats:4222"
+    for name in NATS_CLIENTS:
+        obj = workload(objs, name)
+        (container,) = containers(obj)
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["PANDANODE_NATS_URL"] == "nats://nats:4222", name
+        secret, key = mounted_file(obj, env["PANDANODE_NATS_CREDENTIALS_FILE"])
+        assert secret.startswith("pandanode-nats") and key == f"{name}.credentials", name
+    (gateway,) = containers(workload(objs, "gateway"))
+    assert not any(e["name"].startswith(("NATS", "PANDANODE_NATS")) for e in gateway.get("env", []))
+    secret, key = mounted_file(workload(objs, "nats"), "/etc/nats/nats-passwords.conf")
+    assert secret.startswith("pandanode-nats") and key == "nats-passwords.conf"
+    nats_conf = next(o for (k, n), o in objs.items() if n.startswith("pandanode-nats-config"))
+    assert 'include "users.conf"' in nats_conf["data"]["nats.conf"]
+    assert nats_conf["data"]["users.conf"] == users_conf()
 
 
 def test_prod_overlay_commits_no_secret() -> None:
@@ -183,4 +211,4 @@ def test_network_policies_expose_only_the_entry_point_and_keep_nats_internal() -
             for expression in selector.get("matchExpressions", []):
                 callers.update(expression["values"])
             callers.update(selector.get("matchLabels", {}).values())
-    assert callers == {*PANDANODE, "nats"}
+    assert callers == {*NATS_CLIENTS, "nats"}
