@@ -17,7 +17,6 @@ from ._connection import Connection, not_served
 from ._errors import NotServedError, from_rpc_error
 from ._logheights import all_log_heights
 from ._models import NodeStatus, Peer
-from ._values import peer_from_pb
 
 __all__ = ["node_status", "peers"]
 
@@ -89,6 +88,8 @@ async def peers(connection: Connection) -> list[Peer]:
     Raises:
         NotServedError: The node does not run the discovery service.
     """
+    from ._values import peer_from_pb  # the core's ids: not needed by `status`
+
     discovery = connection.discovery
     found: list[Peer] = []
     request = dpb.ListPeersRequest(page_size=_LIST_PAGE_SIZE)
