@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING
 
 from .lazy import lazy_exports
 
+# Eager: a name that is also a submodule's would be shadowed by the submodule once something
+# imports it (the import system sets the package attribute), and never reach __getattr__.
+from .lipmaa import is_skiplink_required, lipmaa
+
 if TYPE_CHECKING:
     from .entry import Entry, decode_entry, encode_entry, sign_and_encode_entry
     from .errors import (
@@ -33,7 +37,6 @@ if TYPE_CHECKING:
     from .hash import generate_hash
     from .ids import DocumentViewId
     from .keypair import KeyPair, verify_signature
-    from .lipmaa import is_skiplink_required, lipmaa
     from .operation import (
         Operation,
         PinnedRelation,
@@ -114,8 +117,6 @@ _MODULE_OF: dict[str, str] = {
     "encode_entry": ".entry",
     "encode_operation": ".operation",
     "generate_hash": ".hash",
-    "is_skiplink_required": ".lipmaa",
-    "lipmaa": ".lipmaa",
     "parse_schema_id": ".schema_id",
     "sign_and_encode_entry": ".entry",
     "verify_signature": ".keypair",
