@@ -174,10 +174,20 @@ class ScenarioResult:
         self.metric(row, column, value, "/s", "throughput", baseline=baseline)
         return value
 
-    def latency(self, row: str, samples_s: Sequence[float], *, series: str | None = None) -> None:
-        """Record p50 and p99 (ms) of ``samples_s`` (seconds) in ``row``, and the whole series."""
+    def latency(
+        self,
+        row: str,
+        samples_s: Sequence[float],
+        *,
+        series: str | None = None,
+        baseline: str | None = None,
+    ) -> None:
+        """Record p50 and p99 (ms) of ``samples_s`` (seconds) in ``row``, and the whole series.
+
+        ``baseline`` (``"<scenario>/<row>/<column>"``) is what the p50 is compared with.
+        """
         stats = percentiles(samples_s)
-        self.metric(row, "p50 ms", stats.p50 * 1e3, "ms", "latency")
+        self.metric(row, "p50 ms", stats.p50 * 1e3, "ms", "latency", baseline=baseline)
         self.metric(row, "p99 ms", stats.p99 * 1e3, "ms", "latency")
         self.latencies.append(LatencySeries(series or f"{self.name} {row}", stats))
 

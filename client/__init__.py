@@ -19,8 +19,9 @@ client caught the problem before sending or the node rejected the entry, plus
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pandanode.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from pandanode.core.errors import (
@@ -38,17 +39,7 @@ if TYPE_CHECKING:
     from pandanode.core.keypair import KeyPair
     from pandanode.core.schema import FieldType, Schema
 
-    from ._client import (
-        DEFAULT_ADDRESS,
-        Client,
-        DocumentLike,
-        FieldTypeLike,
-        SchemaLike,
-        pinned_relation,
-        pinned_relation_list,
-        relation,
-        relation_list,
-    )
+    from ._client import DEFAULT_ADDRESS, Client
     from ._errors import (
         DeadlineExceededError,
         InvalidRequestError,
@@ -76,6 +67,15 @@ if TYPE_CHECKING:
         Value,
     )
     from ._replication import ReplicationPeer, SyncSession
+    from ._requests import (
+        DocumentLike,
+        FieldTypeLike,
+        SchemaLike,
+        pinned_relation,
+        pinned_relation_list,
+        relation,
+        relation_list,
+    )
     from ._sync import SyncClient, connect_sync
 
 __all__ = [
@@ -148,9 +148,9 @@ _MODULE_OF: dict[str, str] = {
     "Delete": "._models",
     "Document": "._models",
     "DocumentError": "pandanode.core.errors",
-    "DocumentLike": "._client",
+    "DocumentLike": "._requests",
     "FieldType": "pandanode.core.schema",
-    "FieldTypeLike": "._client",
+    "FieldTypeLike": "._requests",
     "InvalidRequestError": "._errors",
     "KeyFileError": "._errors",
     "KeyPair": "pandanode.core.keypair",
@@ -168,7 +168,7 @@ _MODULE_OF: dict[str, str] = {
     "RpcError": "._errors",
     "Schema": "pandanode.core.schema",
     "SchemaError": "pandanode.core.errors",
-    "SchemaLike": "._client",
+    "SchemaLike": "._requests",
     "SchemaNotFoundError": "pandanode.core.errors",
     "SchemaNotSupportedError": "pandanode.core.errors",
     "AdminOnlyError": "pandanode.core.errors",
@@ -180,22 +180,12 @@ _MODULE_OF: dict[str, str] = {
     "default_key_file": "._keys",
     "generate_key_pair": "._keys",
     "load_key_pair": "._keys",
-    "pinned_relation": "._client",
-    "pinned_relation_list": "._client",
-    "relation": "._client",
-    "relation_list": "._client",
+    "pinned_relation": "._requests",
+    "pinned_relation_list": "._requests",
+    "relation": "._requests",
+    "relation_list": "._requests",
     "save_key_pair": "._keys",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _MODULE_OF, __all__)

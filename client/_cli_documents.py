@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import mimetypes
 import sys
-import tomllib
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any, Final
@@ -51,6 +49,8 @@ __all__ = [
 
 
 def _read_description_file(path: Path) -> dict[str, Any]:
+    import tomllib
+
     text = path.read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
@@ -223,9 +223,9 @@ def _print_wide(output: Output, schema: Schema, documents: list[Document], total
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        output.console.file.write(line.rstrip() + "\n")
-    output.console.file.write(f"{schema.name}: {len(documents)} of {total}\n")
-    output.console.file.flush()
+        output.stdout.write(line.rstrip() + "\n")
+    output.stdout.write(f"{schema.name}: {len(documents)} of {total}\n")
+    output.stdout.flush()
 
 
 async def watch(args: argparse.Namespace, output: Output) -> int:
@@ -274,6 +274,8 @@ async def _follow(changes: AsyncGenerator[Change, None], output: Output, limit: 
 
 
 async def blob_put(args: argparse.Namespace, output: Output) -> int:
+    import mimetypes
+
     data = Path(args.file).read_bytes()
     mime_type = args.mime_type or mimetypes.guess_type(str(args.file))[0]
     if not mime_type:

@@ -1,4 +1,4 @@
-"""The commands on keys, bulk import and export, and the node's status and peers."""
+"""The commands on bulk import and export, and the node's status and peers."""
 
 from __future__ import annotations
 
@@ -9,10 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
-from pandanode.core.errors import KeyFileError
-
 from ._cli_output import (
     EXIT_OK,
     EXIT_REJECTED,
@@ -20,47 +16,10 @@ from ._cli_output import (
     UsageError,
     connect,
     escape,
-    key_file,
     short,
 )
-from ._cli_values import json_value
-from ._keys import generate_key_pair, load_key_pair, save_key_pair
-from ._models import Create
 
-__all__ = ["export", "import_lines", "key_new", "key_show", "peers", "status"]
-
-
-async def key_new(args: argparse.Namespace, output: Output) -> int:
-    key_pair = generate_key_pair()
-    path = key_file(args)
-    refusal = (
-        f"{path} already exists and holds a private key; pass --overwrite to replace it "
-        "(its key is lost for good), or --key-file to save the new key elsewhere"
-    )
-    if path.exists() and not args.overwrite:
-        raise UsageError(refusal)
-    try:
-        path = save_key_pair(key_pair, path, overwrite=args.overwrite)
-    except KeyFileError:
-        if path.exists() and not args.overwrite:  # created since the check above
-            raise UsageError(refusal) from None
-        raise
-    if output.json:
-        output.emit({"public_key": key_pair.public_key(), "key_file": str(path)})
-    else:
-        output.console.print(f"[green]✓[/] new key pair saved to {path} (mode 0600)")
-        output.console.print(f"public key [bold]{key_pair.public_key()}[/]")
-    return EXIT_OK
-
-
-async def key_show(args: argparse.Namespace, output: Output) -> int:
-    path = key_file(args)
-    key_pair = load_key_pair(path)
-    if output.json:
-        output.emit({"public_key": key_pair.public_key(), "key_file": str(path)})
-    else:
-        output.console.print(key_pair.public_key())
-    return EXIT_OK
+__all__ = ["export", "import_lines", "peers", "status"]
 
 
 def _read_lines(source: str) -> list[dict[str, Any]]:
@@ -81,6 +40,9 @@ def _read_lines(source: str) -> list[dict[str, Any]]:
 
 
 async def import_lines(args: argparse.Namespace, output: Output) -> int:
+    from ._cli_values import json_value
+    from ._models import Create
+
     rows = _read_lines(args.file)
     raw = [row for row in rows if "entry" in row]
     if raw and len(raw) != len(rows):
@@ -186,6 +148,8 @@ async def status(args: argparse.Namespace, output: Output) -> int:
     if output.json:
         output.emit(status.to_dict())
         return EXIT_OK if status.serving else EXIT_REJECTED
+    from rich.table import Table
+
     state = "[green]serving[/]" if status.serving else "[red]not serving[/]"
     output.console.print(f"node {status.address}: {state} ({status.latency_ms:.1f} ms)")
     if status.node_id is not None:
@@ -221,6 +185,8 @@ async def peers(args: argparse.Namespace, output: Output) -> int:
     if not peers:
         output.console.print(f"node {args.node} knows no peers (yet)")
         return EXIT_OK
+    from rich.table import Table
+
     terminal = output.console.is_terminal
     now = datetime.now(UTC)
     table = Table(show_header=True)

@@ -7,20 +7,22 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
-
-from pandanode.core.schema import Schema
-
 from ._cli_exits import EXIT_OK, EXIT_REJECTED, EXIT_UNREACHABLE, EXIT_USAGE, UsageError
-from ._keys import default_key_file, load_key_pair
-from ._models import Document, Published
 
+# rich, the schemas and the models load when a command first prints a table or a document:
+# `key show` and `--json` output start without them.
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pandanode.core.schema import Schema
+
     from ._client import Client
+    from ._models import Document, Published
 
 __all__ = [
     "EXIT_OK",
@@ -46,13 +48,26 @@ class Output:
 
     def __init__(self, as_json: bool, stdout: IO[str] | None = None) -> None:
         self.json = as_json
-        self.console = Console(file=stdout or sys.stdout, highlight=False, soft_wrap=True)
-        self.errors = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+        self.stdout = stdout or sys.stdout
+
+    @cached_property
+    def console(self) -> Console:
+        """Rich text on stdout."""
+        return _console(self.stdout)
+
+    @cached_property
+    def errors(self) -> Console:
+        """Rich text on stderr."""
+        return _console(sys.stderr)
 
     def emit(self, value: object) -> None:
         """Print one JSON value (a line)."""
-        self.console.file.write(json.dumps(value, ensure_ascii=False) + "\n")
-        self.console.file.flush()
+        self.line(json.dumps(value, ensure_ascii=False))
+
+    def line(self, text: str) -> None:
+        """Print one line of plain text (no markup), as it is."""
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
 
     def error(self, message: str, hint: str | None = None) -> None:
         """Print an error (and a hint) to stderr."""
@@ -85,6 +100,12 @@ class Output:
             yield lambda done: bar.update(task, completed=done)
 
 
+def _console(file: IO[str]) -> Console:
+    from rich.console import Console
+
+    return Console(file=file, highlight=False, soft_wrap=True)
+
+
 def escape(text: str) -> str:
     return text.replace("[", r"\[")
 
@@ -96,13 +117,15 @@ def short(identifier: str, terminal: bool) -> str:
 
 
 def key_file(args: argparse.Namespace) -> Path:
+    from ._keys import default_key_file
+
     return Path(args.key_file).expanduser() if args.key_file else default_key_file()
 
 
 def connect(args: argparse.Namespace, *, sign: bool = False) -> Client:
     from ._client import Client  # gRPC and the protos: only for commands that talk to a node
 
-    key_pair = load_key_pair(key_file(args)) if sign else None
+    key_pair = key_file(args) if sign else None
     return Client.connect(
         args.node,
         key_pair=key_pair,
@@ -114,6 +137,8 @@ def connect(args: argparse.Namespace, *, sign: bool = False) -> Client:
 
 
 def render_value(value: object, terminal: bool) -> str:
+    from ._models import Document
+
     if isinstance(value, bytes):
         shown = value.hex()
         return f"{shown[:32]}… ({len(value)} bytes)" if terminal and len(value) > 16 else shown
@@ -137,6 +162,8 @@ def print_published(output: Output, published: Published, what: str) -> None:
 
 
 def print_document(output: Output, document: Document) -> None:
+    from rich.table import Table
+
     if output.json:
         output.emit(document.to_dict())
         return
@@ -155,6 +182,8 @@ def print_document(output: Output, document: Document) -> None:
 
 
 def schema_table(schema: Schema) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"{schema.name} — {schema.description}", title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("type")

@@ -19,76 +19,47 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Mapping, Sequence
+from functools import cached_property
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
 
 from pandanode.client._endpoints import EndpointChannel, tls_credentials
-from pandanode.core.keypair import KeyPair
-from pandanode.core.publish import NextArgs
-from pandanode.core.schema import (
-    BLOB_PIECE_V1_ID,
-    BLOB_V1,
-    BLOB_V1_ID,
-    MAX_BLOB_PIECE_LENGTH,
-    Schema,
-)
-from pandanode.discovery.v1 import discovery_pb2_grpc
-from pandanode.ingest.v1 import ingest_pb2_grpc
-from pandanode.query.v1 import query_pb2_grpc
 
-from . import _replication, _status
 from ._connection import MAX_MESSAGE_BYTES, Connection
 from ._defaults import DEFAULT_ADDRESS
-from ._errors import KeyFileError
-from ._keys import load_key_pair
-from ._logreads import LogReader
-from ._models import (
-    Blob,
-    BulkResult,
-    Change,
-    Create,
-    Delete,
-    Document,
-    NodeStatus,
-    Page,
-    Peer,
-    Published,
-    Update,
-)
-from ._reads import Reader
-from ._replication import ReplicationPeer, SyncSession
-from ._requests import (
-    DocumentLike,
-    FieldTypeLike,
-    SchemaLike,
-    Target,
-    check_operation,
-    check_schema_description,
-    create_operation,
-    delete_operation,
-    pinned_relation,
-    pinned_relation_list,
-    relation,
-    relation_list,
-    system_operation,
-    update_operation,
-)
-from ._schemas import Schemas, create_schema
-from ._writer import Writer
 
-__all__ = [
-    "DEFAULT_ADDRESS",
-    "Client",
-    "DocumentLike",
-    "FieldTypeLike",
-    "SchemaLike",
-    "pinned_relation",
-    "pinned_relation_list",
-    "relation",
-    "relation_list",
-]
+# The rest loads with the first call that needs it: `pandanode status` pays for neither the
+# query service's protos nor signing, and `schema list` not for writing. Re-exported for the
+# package (``DocumentLike`` & co.) from ``_requests``.
+if TYPE_CHECKING:
+    from pandanode.core.keypair import KeyPair
+    from pandanode.core.publish import NextArgs
+    from pandanode.core.schema import Schema
+
+    from ._logreads import LogReader
+    from ._models import (
+        Blob,
+        BulkResult,
+        Change,
+        Create,
+        Delete,
+        Document,
+        NodeStatus,
+        Page,
+        Peer,
+        Published,
+        Update,
+    )
+    from ._reads import Reader
+    from ._replication import ReplicationPeer, SyncSession
+    from ._requests import DocumentLike, FieldTypeLike, SchemaLike, Target
+    from ._schemas import Schemas
+    from ._writer import Writer
+
+__all__ = ["DEFAULT_ADDRESS", "Client"]
 
 
 class Client:
@@ -109,10 +80,24 @@ class Client:
     def __init__(self, shared: Connection, key_pair: KeyPair | None) -> None:
         self._shared = shared
         self._key_pair = key_pair
-        logs = LogReader(shared.ingest, shared.timeout)
-        self._schemas = Schemas(shared, logs)
-        public_key = None if key_pair is None else key_pair.public_key()
-        self._reads = Reader(shared, self._schemas, logs, public_key)
+
+    @cached_property
+    def _schemas(self) -> Schemas:
+        from ._schemas import Schemas
+
+        return Schemas(self._shared, lambda: self._logs)
+
+    @cached_property
+    def _reads(self) -> Reader:
+        from ._reads import Reader
+
+        return Reader(self._shared, self._schemas, lambda: self._logs, self.public_key)
+
+    @cached_property
+    def _logs(self) -> LogReader:
+        from ._logreads import LogReader
+
+        return LogReader(self._shared.ingest, self._shared.timeout)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -152,6 +137,8 @@ class Client:
             OSError: ``tls_ca`` cannot be read.
         """
         if isinstance(key_pair, str | os.PathLike):
+            from ._keys import load_key_pair
+
             key_pair = load_key_pair(key_pair)
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -165,15 +152,7 @@ class Client:
             interceptors=list(interceptors) or None,
             credentials=credentials,
         )
-        shared = Connection(
-            address=address,
-            channel=channel,
-            ingest=ingest_pb2_grpc.IngestServiceStub(channel),
-            query=query_pb2_grpc.QueryServiceStub(channel),
-            discovery=discovery_pb2_grpc.DiscoveryServiceStub(channel),
-            timeout=timeout,
-            retries=retries,
-        )
+        shared = Connection(address=address, channel=channel, timeout=timeout, retries=retries)
         return cls(shared, key_pair)
 
     def with_key_pair(self, key_pair: KeyPair) -> Client:
@@ -214,6 +193,9 @@ class Client:
         return f"Client({self.address!r}, public_key={self.public_key!r})"
 
     def _writer(self) -> Writer:
+        from ._errors import KeyFileError
+        from ._writer import Writer
+
         if self._key_pair is None:
             raise KeyFileError(
                 "this client has no key pair to sign with: pass key_pair= to Client.connect "
@@ -258,6 +240,9 @@ class Client:
         Raises:
             SchemaError: The description breaks a rule (checked before anything is sent).
         """
+        from ._requests import check_schema_description
+        from ._schemas import create_schema
+
         types = check_schema_description(name, description, fields)
         return await create_schema(self._writer(), self._schemas, name, description, types)
 
@@ -295,6 +280,8 @@ class Client:
                 anything is signed or sent, naming the schema's fields.
             PandanodeError: The node rejected the entry (the node's own exception class).
         """
+        from ._requests import create_operation
+
         resolved = await self._schemas.get(schema)
         operation = create_operation(resolved, fields)
         return await self._writer().publish(operation, resolved, "create", None)
@@ -309,6 +296,8 @@ class Client:
         Returns:
             The receipt; its ``view_id`` is the new view.
         """
+        from ._requests import update_operation
+
         target = await self._reads.target(document)
         resolved = await self._schemas.get(target.schema_id)
         operation = update_operation(resolved, target, fields)
@@ -316,6 +305,8 @@ class Client:
 
     async def delete(self, document: DocumentLike) -> Published:
         """Delete a document (no operation is accepted on it afterwards)."""
+        from ._requests import delete_operation
+
         target = await self._reads.target(document)
         resolved = await self._schemas.get(target.schema_id)
         return await self._writer().publish(delete_operation(target), resolved, "delete", target)
@@ -339,6 +330,16 @@ class Client:
         Returns:
             The receipt of the ``blob_v1`` document (relate to it from your documents).
         """
+        from pandanode.core.schema import (
+            BLOB_PIECE_V1_ID,
+            BLOB_V1,
+            BLOB_V1_ID,
+            MAX_BLOB_PIECE_LENGTH,
+        )
+
+        from ._models import Create
+        from ._requests import check_operation, system_operation
+
         header: dict[str, object] = {"length": len(data), "mime_type": mime_type, "pieces": []}
         check_operation(system_operation(BLOB_V1, header), BLOB_V1)  # before any piece is sent
         pieces = [
@@ -588,6 +589,8 @@ class Client:
         Raises:
             NotServedError: The node does not run the discovery service.
         """
+        from . import _status
+
         return await _status.peers(self._shared)
 
     async def sync_with(self, address: str) -> SyncSession:
@@ -596,6 +599,8 @@ class Client:
         Raises:
             NotServedError: The node does not run the replication service.
         """
+        from . import _replication
+
         return await _replication.sync_with(self._shared, address)
 
     async def sessions(self) -> tuple[list[SyncSession], list[ReplicationPeer]]:
@@ -604,8 +609,12 @@ class Client:
         Raises:
             NotServedError: The node does not run the replication service.
         """
+        from . import _replication
+
         return await _replication.list_sessions(self._shared)
 
     async def status(self) -> NodeStatus:
         """Health of the node and of each pandanode service, and how much it stores."""
+        from . import _status
+
         return await _status.node_status(self._shared)

@@ -10,16 +10,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import grpc
 import grpc.aio
 
 from pandanode.core.errors import PandanodeError
-from pandanode.core.publish import NextArgs
-from pandanode.core.schema import Schema
-from pandanode.core.schema_id import SchemaId
-from pandanode.ingest.v1 import ingest_pb2 as pb
 
 from ._errors import (
     LimitExceededError,
@@ -29,12 +26,17 @@ from ._errors import (
     mark_remote,
     told_by_node,
 )
-from ._logs import Author, Writes
 
 if TYPE_CHECKING:
+    from pandanode.core.publish import NextArgs
+    from pandanode.core.schema import Schema
+    from pandanode.core.schema_id import SchemaId
     from pandanode.discovery.v1.discovery_pb2_grpc import DiscoveryServiceAsyncStub
+    from pandanode.ingest.v1 import ingest_pb2 as pb
     from pandanode.ingest.v1.ingest_pb2_grpc import IngestServiceAsyncStub
     from pandanode.query.v1.query_pb2_grpc import QueryServiceAsyncStub
+
+    from ._logs import Author, Writes
 
 __all__ = ["MAX_MESSAGE_BYTES", "Connection", "next_args_from_pb", "not_served", "retry_wait"]
 
@@ -51,9 +53,6 @@ class Connection:
     Attributes:
         address: The node's address.
         channel: The gRPC channel.
-        ingest: The IngestService stub.
-        query: The QueryService stub.
-        discovery: The DiscoveryService stub.
         timeout: Deadline of each call, in seconds.
         retries: How often a call that is safe to repeat is retried when the node is unavailable.
         schemas: Schemas by id, as far as known here.
@@ -65,16 +64,41 @@ class Connection:
 
     address: str
     channel: grpc.aio.Channel
-    ingest: IngestServiceAsyncStub
-    query: QueryServiceAsyncStub
-    discovery: DiscoveryServiceAsyncStub
     timeout: float
     retries: int
     schemas: dict[SchemaId, Schema] = field(default_factory=dict)
     schemas_by_text: dict[str, Schema] = field(default_factory=dict)
     authors: dict[str, Author] = field(default_factory=dict)
-    writes: Writes = field(default_factory=Writes)
     query_served: bool = True
+
+    @cached_property
+    def writes(self) -> Writes:
+        """The latest write to each document through this connection."""
+        from ._logs import Writes
+
+        return Writes()
+
+    # Each service's generated code loads with the first call to it.
+    @cached_property
+    def ingest(self) -> IngestServiceAsyncStub:
+        """The IngestService stub."""
+        from pandanode.ingest.v1 import ingest_pb2_grpc
+
+        return ingest_pb2_grpc.IngestServiceStub(self.channel)
+
+    @cached_property
+    def query(self) -> QueryServiceAsyncStub:
+        """The QueryService stub."""
+        from pandanode.query.v1 import query_pb2_grpc
+
+        return query_pb2_grpc.QueryServiceStub(self.channel)
+
+    @cached_property
+    def discovery(self) -> DiscoveryServiceAsyncStub:
+        """The DiscoveryService stub."""
+        from pandanode.discovery.v1 import discovery_pb2_grpc
+
+        return discovery_pb2_grpc.DiscoveryServiceStub(self.channel)
 
     async def call(
         self, call: Callable[[], Awaitable[_T]], *, retry: bool = True, waits: bool = False
@@ -118,6 +142,8 @@ class Connection:
 
     async def next_args(self, public_key: str, view_id: str) -> NextArgs:
         """The node's next entry arguments for an author (for a new document, or a view's)."""
+        from pandanode.ingest.v1 import ingest_pb2 as pb
+
         request = pb.NextArgsRequest(public_key=public_key, document_view_id=view_id)
         ingest = self.ingest
         response = await self.call(lambda: ingest.NextArgs(request, timeout=self.timeout))
@@ -150,6 +176,8 @@ def _retryable(error: PandanodeError, *, waits: bool) -> bool:
 
 def next_args_from_pb(args: pb.NextArguments) -> NextArgs:
     """A ``NextArgs`` message as the core's :class:`NextArgs`."""
+    from pandanode.core.publish import NextArgs
+
     return NextArgs(
         log_id=args.log_id,
         seq_num=args.seq_num,

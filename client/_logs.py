@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from pandanode.core.keypair import KeyPair
 from pandanode.core.lipmaa import is_skiplink_required, lipmaa
 from pandanode.core.publish import NextArgs
+
+if TYPE_CHECKING:
+    from pandanode.core.keypair import KeyPair
 
 __all__ = ["Author", "LatestWrite", "LogState", "Writes"]
 

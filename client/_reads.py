@@ -7,8 +7,8 @@ up, and never returns a view older than this connection's (or key pair's) own la
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
-from typing import Final
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import TYPE_CHECKING, Final
 
 import grpc
 import grpc.aio
@@ -25,7 +25,6 @@ from ._errors import (
     from_rpc_error,
     told_by_node,
 )
-from ._logreads import LogReader
 from ._models import Blob, Change, ChangeKind, Document, Page, Published
 from ._requests import (
     DocumentLike,
@@ -39,6 +38,9 @@ from ._requests import (
 )
 from ._schemas import Schemas
 from ._values import document_from_pb
+
+if TYPE_CHECKING:
+    from ._logreads import LogReader
 
 __all__ = ["Reader"]
 
@@ -58,12 +60,17 @@ class Reader:
     Args:
         connection: The connection.
         schemas: Where schemas are looked up.
-        logs: Reads documents from ingest's logs (the fallback of :meth:`target`).
+        logs: Makes the reader of documents from ingest's logs (the fallback of
+            :meth:`target`; made when first needed).
         public_key: The client's key pair's public key (None for a read-only client).
     """
 
     def __init__(
-        self, connection: Connection, schemas: Schemas, logs: LogReader, public_key: str | None
+        self,
+        connection: Connection,
+        schemas: Schemas,
+        logs: Callable[[], LogReader],
+        public_key: str | None,
     ) -> None:
         self._connection = connection
         self._schemas = schemas
@@ -101,7 +108,7 @@ class Reader:
         found = await self._materialized_view(document_id, waits)
         if found is not None:
             return found
-        view = await self._connection.call(lambda: self._logs.document(document_id))
+        view = await self._connection.call(lambda: self._logs().document(document_id))
         if view is None:
             raise ResourceNotFoundError(
                 f"document {document_id} is not known to the node at {self._connection.address}"

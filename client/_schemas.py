@@ -9,9 +9,9 @@ in ingest's logs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from pandanode.core.errors import Reason, SchemaNotFoundError
 from pandanode.core.operation import PinnedRelationList
@@ -27,10 +27,12 @@ from pandanode.query.v1 import query_pb2 as qpb
 
 from ._connection import Connection
 from ._errors import NotServedError, ResourceNotFoundError
-from ._logreads import LogReader
-from ._requests import SchemaLike, system_operation
 from ._values import schema_from_pb
-from ._writer import Writer
+
+if TYPE_CHECKING:
+    from ._logreads import LogReader
+    from ._requests import SchemaLike
+    from ._writer import Writer
 
 __all__ = ["Schemas", "create_schema"]
 
@@ -43,10 +45,11 @@ class Schemas:
 
     Args:
         connection: The connection; its schema caches are used.
-        logs: Reads schema definitions from ingest's logs (the fallback).
+        logs: Makes the reader of schema definitions from ingest's logs (the fallback; made
+            when first needed, so a client that only lists schemas never loads it).
     """
 
-    def __init__(self, connection: Connection, logs: LogReader) -> None:
+    def __init__(self, connection: Connection, logs: Callable[[], LogReader]) -> None:
         self._connection = connection
         self._logs = logs
 
@@ -68,7 +71,7 @@ class Schemas:
             return cached
         found = await self._from_query(schema_id)
         if found is None:
-            found = await connection.call(lambda: self._logs.schema(schema_id))
+            found = await connection.call(lambda: self._logs().schema(schema_id))
         if found is None:
             raise SchemaNotFoundError(
                 f"schema {schema_id} is not known to the node at {connection.address}: create it "
@@ -136,6 +139,8 @@ async def create_schema(
 
     See :meth:`pandanode.client.Client.create_schema`.
     """
+    from ._requests import system_operation
+
     field_schema = SCHEMA_FIELD_DEFINITION_V1
     field_definitions = await asyncio.gather(
         *(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from functools import partial
 from typing import Final
@@ -17,7 +18,6 @@ from ._connection import Connection, not_served
 from ._errors import NotServedError, from_rpc_error
 from ._logheights import all_log_heights
 from ._models import NodeStatus, Peer
-from ._values import peer_from_pb
 
 __all__ = ["node_status", "peers"]
 
@@ -43,34 +43,31 @@ async def node_status(connection: Connection) -> NodeStatus:
         lambda: health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
     )
     latency = (time.perf_counter() - started) * 1000
-    services: dict[str, str] = {}
-    for name in _KNOWN_SERVICES:
+
+    async def check(name: str) -> str | None:
         try:
             answer = await health.Check(
                 health_pb2.HealthCheckRequest(service=name), timeout=timeout
             )
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.NOT_FOUND:
-                continue
+                return None
             raise from_rpc_error(err) from err
-        services[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
-    logs = entries = None
-    if services.get(_INGEST) == "SERVING":
-        ingest = connection.ingest
+        state: str = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+        return state
 
-        async def get_page(request: pb.GetLogHeightsRequest) -> pb.GetLogHeightsResponse:
-            return await connection.call(lambda: ingest.GetLogHeights(request, timeout=timeout))
-
-        heights = await all_log_heights(get_page)
-        logs = len(heights)
-        entries = sum(h.seq_num for h in heights)
-    node_id = version = None
-    if services.get(_DISCOVERY) == "SERVING":
-        discovery = connection.discovery
-        info = await connection.call(
-            lambda: discovery.GetNodeInfo(dpb.GetNodeInfoRequest(), timeout=timeout)
-        )
-        node_id, version = info.node_id, info.version or None
+    # The questions go out together (a person waits for the answer); read in their order.
+    answers = await asyncio.gather(*map(check, _KNOWN_SERVICES), return_exceptions=True)
+    services: dict[str, str] = {}
+    for name, answer in zip(_KNOWN_SERVICES, answers, strict=True):
+        if isinstance(answer, BaseException):
+            raise answer
+        if answer is not None:
+            services[name] = answer
+    (logs, entries), (node_id, version) = await asyncio.gather(
+        _stored(connection, serving=services.get(_INGEST) == "SERVING"),
+        _node_info(connection, serving=services.get(_DISCOVERY) == "SERVING"),
+    )
     return NodeStatus(
         address=connection.address,
         serving=overall.status == health_pb2.HealthCheckResponse.SERVING,
@@ -83,12 +80,40 @@ async def node_status(connection: Connection) -> NodeStatus:
     )
 
 
+async def _stored(connection: Connection, *, serving: bool) -> tuple[int | None, int | None]:
+    """How many logs and entries the node stores (None, None: ingest does not serve)."""
+    if not serving:
+        return None, None
+    ingest = connection.ingest
+
+    async def get_page(request: pb.GetLogHeightsRequest) -> pb.GetLogHeightsResponse:
+        return await connection.call(
+            lambda: ingest.GetLogHeights(request, timeout=connection.timeout)
+        )
+
+    heights = await all_log_heights(get_page)
+    return len(heights), sum(h.seq_num for h in heights)
+
+
+async def _node_info(connection: Connection, *, serving: bool) -> tuple[str | None, str | None]:
+    """The node's id and version (None, None: discovery does not serve)."""
+    if not serving:
+        return None, None
+    discovery = connection.discovery
+    info = await connection.call(
+        lambda: discovery.GetNodeInfo(dpb.GetNodeInfoRequest(), timeout=connection.timeout)
+    )
+    return info.node_id, info.version or None
+
+
 async def peers(connection: Connection) -> list[Peer]:
     """The other nodes the node's discovery service knows, by node id (every page of them).
 
     Raises:
         NotServedError: The node does not run the discovery service.
     """
+    from ._values import peer_from_pb  # the core's ids: not needed by `status`
+
     discovery = connection.discovery
     found: list[Peer] = []
     request = dpb.ListPeersRequest(page_size=_LIST_PAGE_SIZE)

@@ -17,7 +17,7 @@ from pandanode.core.keypair import KeyPair
 from pandanode.core.publish import NextArgs
 from pandanode.core.schema import Schema
 
-from ._client import DEFAULT_ADDRESS, Client, DocumentLike, FieldTypeLike, SchemaLike
+from ._client import DEFAULT_ADDRESS, Client
 from ._models import (
     Blob,
     BulkResult,
@@ -32,6 +32,7 @@ from ._models import (
     Update,
 )
 from ._replication import ReplicationPeer, SyncSession
+from ._requests import DocumentLike, FieldTypeLike, SchemaLike
 
 __all__ = ["SyncClient", "connect_sync"]
 

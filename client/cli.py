@@ -59,7 +59,9 @@ __all__ = [
     "subcommands",
 ]
 
-Handler: TypeAlias = Callable[[argparse.Namespace, "Output"], Coroutine[Any, Any, int]]
+# A command that talks to a node is a coroutine (run in an event loop); one that does not
+# returns its exit code at once, so it need not load asyncio.
+Handler: TypeAlias = Callable[[argparse.Namespace, "Output"], int | Coroutine[Any, Any, int]]
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -185,7 +187,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
     key = group("key", "manage your key pair")
-    new = leaf(key, "new", "_cli_node.key_new", "create a key pair and save it (mode 0600)")
+    new = leaf(key, "new", "_cli_keys.key_new", "create a key pair and save it (mode 0600)")
     new.add_argument(
         "--overwrite",
         "--force",
@@ -193,7 +195,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="replace an existing key file (its key is lost)",
     )
-    leaf(key, "show", "_cli_node.key_show", "print your public key")
+    leaf(key, "show", "_cli_keys.key_show", "print your public key")
 
     schema = group("schema", "create and inspect schemas")
     create = leaf(
@@ -444,15 +446,18 @@ def run(args: argparse.Namespace) -> int:
     """Run the parsed client command ``args`` and return its exit code."""
     # The handler's module (and with it gRPC, protobuf, rich) loads only now: `--help`, usage
     # errors and `completion` stay fast.
-    import asyncio
-
     from ._cli_output import Output
 
     module, _, name = str(args.client_handler).partition(".")
     handler: Handler = getattr(importlib.import_module(f"{__package__}.{module}"), name)
     output = Output(bool(args.json))
     try:
-        return asyncio.run(handler(args, output))
+        code = handler(args, output)
+        if isinstance(code, int):
+            return code
+        import asyncio
+
+        return asyncio.run(code)
     except KeyboardInterrupt:
         return EXIT_OK
     except BrokenPipeError:

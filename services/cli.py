@@ -7,7 +7,9 @@ user can fix (a port in use, a data directory in use, a bad setting) are one lin
 and a non-zero exit.
 
 Client commands start fast: the node's own modules (RocksDB, NATS, the services) are imported
-only when a node command runs, so a client-only install (without the ``node`` extra) works.
+only when a node command runs, so a client-only install (without the ``node`` extra) works;
+asyncio too (``--version`` and ``key`` need no event loop). The client commands themselves load
+only what they use (see :mod:`pandanode.client.cli`).
 
 It is a little over 500 lines because it is the composition root: the parser of every node
 command and the few lines that start each one; the work lives in the modules it calls.
@@ -16,10 +18,7 @@ command and the few lines that start each one; the work lives in the modules it 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,9 +33,10 @@ from pandanode.client.cli import (
     subcommands,
 )
 from pandanode.client.cli import register as register_client_commands
-from pandanode.core.version import version
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .entry import Route
     from .runtime.settings import Settings
 
@@ -403,6 +403,9 @@ async def _rebuild_locked(settings: Settings) -> int:
 
 
 def _stop_on_signals() -> asyncio.Event:
+    import asyncio
+    import signal
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -443,7 +446,10 @@ async def _serve(settings: Settings, service: str) -> int:
     With metrics on, the line says where: "…; metrics on HOST:PORT)" (the supervisor of
     ``pandanode up`` reads it to scrape its children).
     """
+    import asyncio
+
     from pandanode.client._endpoints import EndpointChannel
+    from pandanode.core.version import version
 
     from .node import Node
     from .runtime.metrics import MetricsServer, metrics_enabled, serve_metrics
@@ -565,6 +571,9 @@ def _flags(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _run_node_command(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
     from .runtime.logs import configure_logging
     from .runtime.settings import Settings, SettingsError
     from .supervisor import SupervisorError

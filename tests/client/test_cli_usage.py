@@ -322,6 +322,42 @@ async def test_client_commands_do_not_import_the_nodes_modules(
     assert not heavy
 
 
+# What each client command must not load: what it does not need (start-up time, issue 16).
+_NOT_NEEDED = {
+    "version_without_event_loop_grpc_rich_or_package_metadata": (
+        ["--version"],
+        ("asyncio", "grpc", "google.protobuf", "rich", "nacl", "importlib.metadata", "cbor2"),
+    ),
+    "key_show_without_event_loop_grpc_or_rich": (
+        ["key", "show"],
+        ("asyncio", "grpc", "google.protobuf", "rich", "cbor2"),
+    ),
+    "status_without_signing_query_or_replication_protos": (
+        ["status"],
+        ("nacl", "cbor2", "pandanode.query.v1", "pandanode.replication.v1"),
+    ),
+    "schema_list_without_signing_log_reads_or_ingest_protos": (
+        ["schema", "list", "--json"],
+        ("nacl", "pandanode.client._logreads", "pandanode.ingest.v1", "pandanode.replication.v1"),
+    ),
+}
+
+
+@pytest.mark.parametrize(("args", "not_needed"), _NOT_NEEDED.values(), ids=_NOT_NEEDED.keys())
+async def test_a_client_command_loads_only_the_modules_it_needs(
+    args: list[str], not_needed: tuple[str, ...], cli_env: dict[str, str], node: Node
+) -> None:
+    if args[0] == "key":
+        await asyncio.to_thread(_modules_after, "key", "new", env=cli_env)
+    loaded = await asyncio.to_thread(_modules_after, *args, env=cli_env)
+    assert "pandanode.services.cli" in loaded  # the console script's module did run
+    assert sorted(name for name in not_needed if _loads(loaded, name)) == []
+
+
+def _loads(loaded: set[str], module: str) -> bool:
+    return any(name == module or name.startswith(f"{module}.") for name in loaded)
+
+
 async def test_node_commands_are_listed_by_help(pandanode: Cli) -> None:
     shown = await pandanode("--help")
     assert shown.code == 0
