@@ -261,7 +261,10 @@ class Supervisor:
         described = [c.grpc_service for c in self.children if _has_descriptor(c.grpc_service)]
         kinds = method_kinds(_descriptor(name) for name in described)
         server = guarded_server(
-            grpc.aio.server(handlers=[PassThrough(kinds, self._channel_for)], options=options)
+            grpc.aio.server(
+                handlers=[PassThrough(kinds, self._channel_for, trusted=settings.trusted_networks)],
+                options=options,
+            )
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         node_pb2_grpc.add_NodeServiceServicer_to_server(_NodeServicer(self), server)

@@ -172,8 +172,10 @@ class ReplicationServicer(pb_grpc.ReplicationServiceServicer):
         An admin method: it makes the node dial any address, so from loopback only unless
         ``admin_allow_remote`` (PERMISSION_DENIED, ``ADMIN_ONLY``).
         """
-        caller = client_address(context)
-        if not (is_loopback(caller) or self._replication.settings.admin_allow_remote):
+        settings = self._replication.settings
+        caller = client_address(context, settings.trusted_networks)
+        # Trusted proxies may name the client; only a client on loopback is admin.
+        if not (is_loopback(caller) or settings.admin_allow_remote):
             await abort(
                 context,
                 AdminOnlyError(
