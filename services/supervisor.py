@@ -56,6 +56,7 @@ from .runtime.nats_server import (
     NatsServerError,
     dies_with_parent_prefix,
 )
+from .runtime.peers import advertised
 from .runtime.proxy import PassThrough, method_kinds
 from .runtime.rocks import free_bytes
 from .runtime.server import add_reflection
@@ -413,7 +414,9 @@ class Supervisor:
     async def _start_child(self, child: _Child) -> None:
         """Start a child, read its bound address, wait for it to be SERVING."""
         env = {**os.environ, **settings_environment(self.settings)}
-        env["PANDANODE_ADVERTISE_ADDRESS"] = self.settings.advertise_address or self.address
+        env["PANDANODE_ADVERTISE_ADDRESS"] = self.settings.advertise_address or advertised(
+            self.address, self.settings
+        )
         # Replication reaches ingest through the public address (the pass-through), which
         # stays the same when ingest restarts on another port.
         env["PANDANODE_INGEST_ADDRESS"] = self.settings.ingest_address or self.internal_address

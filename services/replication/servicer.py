@@ -18,6 +18,7 @@ from pandanode.services.runtime.addresses import split_host_port
 from pandanode.services.runtime.clients import client_address, is_loopback
 from pandanode.services.runtime.errors import abort
 from pandanode.services.runtime.guard import MalformedRequestError
+from pandanode.services.runtime.peers import split_scheme
 
 from .driver import SessionRecord
 from .replication import PeerRecord, Replication, SessionsFullError
@@ -184,7 +185,7 @@ class ReplicationServicer(pb_grpc.ReplicationServiceServicer):
                 ).about(client_address=caller),
             )
         try:
-            split_host_port(request.address)
+            split_host_port(split_scheme(request.address)[1])
         except ValueError as err:
             await context.abort_with_status(
                 _status(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", f"address {err}")

@@ -134,8 +134,13 @@ class Settings:
             ``pandanode up`` restarts nats-server after JetStream switched itself off.
         advertise_address: The gRPC ``host:port`` other nodes should dial; empty: the bound
             address (a host of ``0.0.0.0`` tells LAN peers to use the datagram's source).
-        bootstrap_peers: Comma-separated ``host:port`` of nodes to probe (GetNodeInfo) and
-            keep probing; one that answers joins the peer table. Our own address is ignored.
+        peer_tls_ca_file: PEM certificates of the authorities to trust when dialing a peer
+            over TLS (an address ``tls://host:port``: a node whose listener has TLS
+            advertises itself so); empty: the system's. Peers without the scheme are dialed
+            in plaintext.
+        bootstrap_peers: Comma-separated ``host:port`` (``tls://host:port`` for a node with
+            TLS) of nodes to probe (GetNodeInfo) and keep probing; one that answers joins the
+            peer table. Our own address is ignored.
         discovery_probe_interval: Seconds between probes of the bootstrap peers and of every
             known peer (also how soon an unanswered bootstrap peer is tried again).
         discovery_probe_timeout: Deadline of one probe, seconds.
@@ -227,6 +232,7 @@ class Settings:
     store_write_buffer_bytes: int = 32 * 1024 * 1024
     recovery_free_bytes: int = 16 * 1024 * 1024
     advertise_address: str = ""
+    peer_tls_ca_file: str = ""
     bootstrap_peers: str = ""
     discovery_probe_interval: float = 5.0
     discovery_probe_timeout: float = 2.0
