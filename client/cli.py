@@ -328,7 +328,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sync = leaf(
         subparsers, "sync", "_cli_replication.sync", "have the node catch up with another node now"
     )
-    sync.add_argument("address", metavar="HOST:PORT", help="the other node's gRPC address")
+    sync.add_argument(
+        "address",
+        metavar="HOST:PORT",
+        help="the other node's gRPC address (tls://HOST:PORT for a node with TLS)",
+    )
     leaf(
         subparsers,
         "sessions",

@@ -179,6 +179,9 @@ class Reason(StrEnum):
     # PERMISSION_DENIED: an admin method (one that changes what the node does, e.g. SyncWith)
     # called from another machine while the node takes them from loopback only.
     ADMIN_ONLY = "ADMIN_ONLY"
+    # RESOURCE_EXHAUSTED: one client address holds as many calls (or streams) at once as the
+    # node allows one client; retry once one ended.
+    TOO_MANY_CALLS = "TOO_MANY_CALLS"
 
 
 METADATA_VALUE_LIMIT: Final = 256
@@ -512,7 +515,7 @@ ERROR_CLASSES: Final[Mapping[str, tuple[type[PandanodeError], _ByReason]]] = Map
                 Reason.ADMIN_ONLY: AdminOnlyError,
             },
         ),
-        "RESOURCE_EXHAUSTED": (LimitExceededError, {}),
+        "RESOURCE_EXHAUSTED": (LimitExceededError, {Reason.TOO_MANY_CALLS: LimitExceededError}),
         "UNAVAILABLE": (UnavailableError, {}),
     }
 )

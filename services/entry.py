@@ -188,6 +188,7 @@ class EntryPoint:
                         self._channel_for,
                         retry_services=READ_ONLY_SERVICES,
                         other_channel=self._other_channel,
+                        trusted=self.settings.trusted_networks,
                     )
                 ],
                 options=[

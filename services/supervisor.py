@@ -57,6 +57,7 @@ from .runtime.nats_server import (
     dies_with_parent_prefix,
     service_credentials_file,
 )
+from .runtime.peers import advertised
 from .runtime.proxy import PassThrough, method_kinds
 from .runtime.rocks import free_bytes
 from .runtime.server import add_reflection
@@ -262,7 +263,10 @@ class Supervisor:
         described = [c.grpc_service for c in self.children if _has_descriptor(c.grpc_service)]
         kinds = method_kinds(_descriptor(name) for name in described)
         server = guarded_server(
-            grpc.aio.server(handlers=[PassThrough(kinds, self._channel_for)], options=options)
+            grpc.aio.server(
+                handlers=[PassThrough(kinds, self._channel_for, trusted=settings.trusted_networks)],
+                options=options,
+            )
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         node_pb2_grpc.add_NodeServiceServicer_to_server(_NodeServicer(self), server)
@@ -411,7 +415,9 @@ class Supervisor:
     async def _start_child(self, child: _Child) -> None:
         """Start a child, read its bound address, wait for it to be SERVING."""
         env = {**os.environ, **settings_environment(self.settings)}
-        env["PANDANODE_ADVERTISE_ADDRESS"] = self.settings.advertise_address or self.address
+        env["PANDANODE_ADVERTISE_ADDRESS"] = self.settings.advertise_address or advertised(
+            self.address, self.settings
+        )
         # Replication reaches ingest through the public address (the pass-through), which
         # stays the same when ingest restarts on another port.
         env["PANDANODE_INGEST_ADDRESS"] = self.settings.ingest_address or self.internal_address

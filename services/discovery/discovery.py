@@ -36,6 +36,7 @@ from pandanode.discovery.v1 import discovery_pb2_grpc
 from pandanode.services.runtime import metrics
 from pandanode.services.runtime.bus import Bus
 from pandanode.services.runtime.events import peer_discovered, peer_lost
+from pandanode.services.runtime.peers import PeerDialer, advertised, split_scheme
 from pandanode.services.runtime.settings import Settings
 
 from .convert import peer_to_pb
@@ -75,7 +76,7 @@ class NodeInfo:
 
 
 async def probe(
-    address: str, timeout: float, *, exchange: bool = False
+    address: str, timeout: float, *, exchange: bool = False, dialer: PeerDialer | None = None
 ) -> tuple[NodeInfo | None, tuple[NodeInfo, ...]]:
     """Ask the node at ``address`` who it is (and, with ``exchange``, whom it knows).
 
@@ -83,12 +84,14 @@ async def probe(
         address: The gRPC ``host:port`` to dial.
         timeout: Deadline of each call, seconds.
         exchange: Also ask for its reachable peers (``ListPeers``).
+        dialer: How to dial ``address`` (``tls://`` addresses over TLS); None: plaintext.
 
     Returns:
         The node at ``address`` (None when it did not answer, or answered nonsense) and the
         peers it named (empty without ``exchange``).
     """
-    async with grpc.aio.insecure_channel(address) as channel:
+    channel_of = dialer.channel if dialer is not None else grpc.aio.insecure_channel
+    async with channel_of(address) as channel:
         stub: DiscoveryServiceAsyncStub = discovery_pb2_grpc.DiscoveryServiceStub(channel)
         try:
             answer = await stub.GetNodeInfo(pb.GetNodeInfoRequest(), timeout=timeout)
@@ -159,6 +162,7 @@ class Discovery:
         self.table = PeerTable()
         self._bus = bus
         self._clock = clock
+        self._dialer = PeerDialer(settings)
         self._events: asyncio.Queue[PeerEvent] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._candidates: dict[str, PeerSource] = {}
@@ -194,8 +198,8 @@ class Discovery:
             bound_address: The gRPC address the node is bound to; advertised unless the
                 ``advertise_address`` setting says otherwise.
         """
-        self.address = self.settings.advertise_address or bound_address
-        self._own_addresses = {self.address, bound_address}
+        self.address = advertised(self.settings.advertise_address or bound_address, self.settings)
+        self._own_addresses = {self.address, bound_address, split_scheme(self.address)[1]}
         if self.settings.lan_discovery:
             interface = lan_interface_for(self.address, self.settings.lan_interface)
             lan = LanTransport(
@@ -294,7 +298,10 @@ class Discovery:
         timeout = self.settings.discovery_probe_timeout
         exchange = self.settings.peer_exchange
         results = await asyncio.gather(
-            *(probe(address, timeout, exchange=exchange) for address in targets)
+            *(
+                probe(address, timeout, exchange=exchange, dialer=self._dialer)
+                for address in targets
+            )
         )
         now = self._clock()
         for (address, source), (answer, named) in zip(targets.items(), results, strict=True):

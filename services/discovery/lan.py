@@ -22,6 +22,7 @@ from google.protobuf.message import DecodeError
 from pandanode.core.hexid import is_public_key_hex
 from pandanode.discovery.v1 import discovery_pb2 as pb
 from pandanode.services.runtime.addresses import split_host_port
+from pandanode.services.runtime.peers import TLS_SCHEME, split_scheme
 
 __all__ = [
     "MAX_DATAGRAM_BYTES",
@@ -82,15 +83,16 @@ def decode_announcement(data: bytes, source_host: str) -> tuple[str, str]:
         raise AnnouncementError(f"protocol {message.protocol[:40]!r}, expected {PROTOCOL!r}")
     if not is_public_key_hex(message.node_id, lowercase=True):
         raise AnnouncementError(f"node id {message.node_id[:80]!r} is not 64 lowercase hex")
+    tls, address = split_scheme(message.address)
     try:
-        host, port = split_host_port(message.address, allow_empty_host=True)
+        host, port = split_host_port(address, allow_empty_host=True)
     except ValueError as err:
         raise AnnouncementError(f"address {err}") from None
     if len(host) > 253:
         raise AnnouncementError(f"address {message.address[:80]!r} is not host:port")
     if is_unspecified_host(host):
         host = source_host
-    return message.node_id, f"{host}:{port}"
+    return message.node_id, f"{TLS_SCHEME if tls else ''}{host}:{port}"
 
 
 def lan_interface_for(advertised: str, configured: str = "") -> str:

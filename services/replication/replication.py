@@ -49,6 +49,7 @@ from pandanode.services.runtime.events import (
     EventKind,
     parse_operations_ingested,
 )
+from pandanode.services.runtime.peers import PeerDialer
 from pandanode.services.runtime.settings import Settings
 
 from .driver import SessionIO, SessionRecord, Transport, run_session
@@ -249,6 +250,7 @@ class Replication:
 
     def __init__(self, settings: Settings, bus: Bus, node_key: KeyPair) -> None:
         self.settings = settings
+        self._dialer = PeerDialer(settings)
         self.bus = bus
         self.node_id = node_key.public_key()
         self.schema_ids = replicated_schema_ids(
@@ -527,7 +529,7 @@ class Replication:
             ("grpc.max_send_message_length", self.settings.max_message_bytes),
         ]
         try:
-            async with grpc.aio.insecure_channel(record.address, options=options) as channel:
+            async with self._dialer.channel(record.address, options) as channel:
                 stub: ReplicationServiceAsyncStub = replication_pb2_grpc.ReplicationServiceStub(
                     channel
                 )

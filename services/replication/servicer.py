@@ -18,6 +18,7 @@ from pandanode.services.runtime.addresses import split_host_port
 from pandanode.services.runtime.clients import client_address, is_loopback
 from pandanode.services.runtime.errors import abort
 from pandanode.services.runtime.guard import MalformedRequestError
+from pandanode.services.runtime.peers import split_scheme
 
 from .driver import SessionRecord
 from .replication import PeerRecord, Replication, SessionsFullError
@@ -175,8 +176,10 @@ class ReplicationServicer(pb_grpc.ReplicationServiceServicer):
         An admin method: it makes the node dial any address, so from loopback only unless
         ``admin_allow_remote`` (PERMISSION_DENIED, ``ADMIN_ONLY``).
         """
-        caller = client_address(context)
-        if not (is_loopback(caller) or self._replication.settings.admin_allow_remote):
+        settings = self._replication.settings
+        caller = client_address(context, settings.trusted_networks)
+        # Trusted proxies may name the client; only a client on loopback is admin.
+        if not (is_loopback(caller) or settings.admin_allow_remote):
             await abort(
                 context,
                 AdminOnlyError(
@@ -185,7 +188,7 @@ class ReplicationServicer(pb_grpc.ReplicationServiceServicer):
                 ).about(client_address=caller),
             )
         try:
-            split_host_port(request.address)
+            split_host_port(split_scheme(request.address)[1])
         except ValueError as err:
             await context.abort_with_status(
                 _status(grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", f"address {err}")

@@ -7,6 +7,8 @@ names the client it serves in the metadata key :data:`CLIENT_ADDRESS_KEY`, and a
 believes that key only from a caller on loopback: a pass-through of the same machine, or a
 local user (who could dial the service's own port anyway). A remote caller that sends the key
 is judged by its own address; a pass-through drops the key a client sent and sets its own.
+A split deployment names the networks of its proxies and services (setting
+``trusted_proxies``): callers there may name their client too, and are not limited per client.
 
 The address is the host alone (``203.0.113.7``, ``::1``, ``unix``): calls of one client come
 from many ports and connections.
@@ -15,16 +17,20 @@ from many ports and connections.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
-from typing import Any, Final
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, TypeAlias
 
 __all__ = [
     "CLIENT_ADDRESS_KEY",
     "client_address",
     "forwarded_client_metadata",
     "host_of_peer",
+    "is_local",
     "is_loopback",
+    "parse_networks",
 ]
+
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 CLIENT_ADDRESS_KEY: Final = "x-pandanode-client-address"
 """Metadata key a pass-through names its client's address with (believed from loopback only)."""
@@ -76,6 +82,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_local(host: str, trusted: Sequence[Network] = ()) -> bool:
+    """Whether ``host`` is loopback or in one of the ``trusted`` networks (``trusted_proxies``)."""
+    if is_loopback(host):
+        return True
+    if not trusted:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in trusted)
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated IP addresses or networks (CIDR) as networks.
+
+    Raises:
+        ValueError: an item is neither.
+    """
+    items = (item.strip() for item in text.split(","))
+    return tuple(ipaddress.ip_network(item, strict=False) for item in items if item)
+
+
 def _named(metadata: Iterable[Any] | None) -> str | None:
     for key, value in metadata or ():
         if key == CLIENT_ADDRESS_KEY and isinstance(value, str) and value:
@@ -83,14 +112,16 @@ def _named(metadata: Iterable[Any] | None) -> str | None:
     return None
 
 
-def client_address(context: Any) -> str:
+def client_address(context: Any, trusted: Sequence[Network] = ()) -> str:
     """The host of the client a call is made for (see the module docstring).
 
     Args:
         context: The call's ``grpc.aio.ServicerContext``.
+        trusted: Networks besides loopback whose callers' :data:`CLIENT_ADDRESS_KEY` is
+            believed (``trusted_proxies``).
     """
     own = host_of_peer(context.peer())
-    if is_loopback(own):
+    if is_local(own, trusted):
         named = _named(context.invocation_metadata())
         if named is not None:
             return named
@@ -98,11 +129,11 @@ def client_address(context: Any) -> str:
 
 
 def forwarded_client_metadata(
-    metadata: Iterable[tuple[str, Any]], context: Any
+    metadata: Iterable[tuple[str, Any]], context: Any, trusted: Sequence[Network] = ()
 ) -> tuple[tuple[str, Any], ...]:
     """``metadata`` to send upstream for the call of ``context``, naming its client.
 
     Any client address the caller named is replaced by :func:`client_address` of the call.
     """
     kept = tuple((key, value) for key, value in metadata if key != CLIENT_ADDRESS_KEY)
-    return (*kept, (CLIENT_ADDRESS_KEY, client_address(context)))
+    return (*kept, (CLIENT_ADDRESS_KEY, client_address(context, trusted)))

@@ -29,6 +29,7 @@ import grpc.aio
 
 from pandanode.core.errors import InvalidRequestError, Reason
 
+from .client_limits import ClientLimits, limit_handler
 from .errors import abort
 from .wire import malformed_field
 
@@ -239,11 +240,21 @@ def guard_handler(method: str, handler: Handler) -> Handler:
 _REPORTS = RateLimitedLog(log)
 
 
+def _guarded_and_limited(method: str, handler: Handler, limits: ClientLimits | None) -> Handler:
+    guarded = guard_handler(method, handler)
+    return guarded if limits is None else limit_handler(method, guarded, limits)
+
+
 class _GuardedGeneric(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """A generic handler whose handlers come out guarded (each built once)."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler) -> None:  # type: ignore[type-arg]
+    def __init__(
+        self,
+        inner: grpc.GenericRpcHandler,  # type: ignore[type-arg]
+        limits: ClientLimits | None,
+    ) -> None:
         self._inner = inner
+        self._limits = limits
         self._guarded: dict[str, tuple[Handler, Handler]] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
@@ -254,7 +265,7 @@ class _GuardedGeneric(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         cached = self._guarded.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        guarded = guard_handler(method, handler)
+        guarded = _guarded_and_limited(method, handler, self._limits)
         self._guarded[method] = (handler, guarded)
         return guarded
 
@@ -262,27 +273,38 @@ class _GuardedGeneric(grpc.GenericRpcHandler):  # type: ignore[type-arg]
 class _GuardedServer:
     """A ``grpc.aio.Server`` whose registration calls guard every handler."""
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: grpc.aio.Server, limits: ClientLimits | None) -> None:
         self._server = server
+        self._limits = limits
 
     def add_generic_rpc_handlers(
         self,
         handlers: Iterable[grpc.GenericRpcHandler],  # type: ignore[type-arg]
     ) -> None:
-        self._server.add_generic_rpc_handlers(tuple(_GuardedGeneric(h) for h in handlers))
+        self._server.add_generic_rpc_handlers(
+            tuple(_GuardedGeneric(h, self._limits) for h in handlers)
+        )
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, Handler]) -> None:
-        guarded = {name: guard_handler(f"/{service}/{name}", h) for name, h in handlers.items()}
+        guarded = {
+            name: _guarded_and_limited(f"/{service}/{name}", h, self._limits)
+            for name, h in handlers.items()
+        }
         self._server.add_registered_method_handlers(service, guarded)  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._server, name)
 
 
-def guarded_server(server: grpc.aio.Server) -> grpc.aio.Server:
+def guarded_server(server: grpc.aio.Server, limits: ClientLimits | None = None) -> grpc.aio.Server:
     """``server``, with the request deserializer of every handler registered on it guarded.
 
     Register servicers on the returned object (the generated ``add_…_to_server`` functions,
     health, reflection); everything else is passed through to ``server``.
+
+    Args:
+        server: The server to register on.
+        limits: Per-client concurrency limits to count every pandanode method against
+            (:mod:`.client_limits`); None: none (a pass-through, whose upstreams count).
     """
-    return cast(grpc.aio.Server, _GuardedServer(server))
+    return cast(grpc.aio.Server, _GuardedServer(server, limits))

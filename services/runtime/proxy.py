@@ -19,7 +19,7 @@ import grpc
 import grpc.aio
 from google.protobuf.descriptor import ServiceDescriptor
 
-from .clients import forwarded_client_metadata
+from .clients import Network, forwarded_client_metadata
 
 __all__ = ["MethodKind", "PassThrough", "method_kinds"]
 
@@ -75,6 +75,8 @@ class PassThrough(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             fails UNAVAILABLE before any answer is sent once more, to the channel
             ``other_channel`` gives (another replica), if it gives one.
         other_channel: A channel of the service other than the one that failed, or None.
+        trusted: Networks besides loopback whose callers may name their own client
+            (``trusted_proxies``, :mod:`.clients`).
     """
 
     def __init__(
@@ -84,7 +86,9 @@ class PassThrough(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         *,
         retry_services: frozenset[str] = frozenset(),
         other_channel: Callable[[str, grpc.aio.Channel], grpc.aio.Channel | None] | None = None,
+        trusted: tuple[Network, ...] = (),
     ) -> None:
+        self._trusted = trusted
         self._kinds = kinds
         self._channel_for = channel_for
         self._retry_services = retry_services if other_channel is not None else frozenset()
@@ -105,12 +109,11 @@ class PassThrough(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         assert channel is not None
         return channel
 
-    @staticmethod
-    def _options(context: _Context) -> dict[str, Any]:
+    def _options(self, context: _Context) -> dict[str, Any]:
         remaining = context.time_remaining()
         return {
             "metadata": forwarded_client_metadata(
-                _forwarded(context.invocation_metadata()), context
+                _forwarded(context.invocation_metadata()), context, self._trusted
             ),
             "timeout": remaining if remaining is not None and remaining < 1e9 else None,
         }

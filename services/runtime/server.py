@@ -10,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from .addresses import split_host_port
+from .client_limits import ClientLimits
 from .guard import guarded_server
 from .reflection import DocumentedReflectionServicer
 from .settings import Settings
@@ -52,7 +53,12 @@ class GrpcServer:
                     ("grpc.http.overload_protection", 0),
                     ("grpc.so_reuseport", 0),
                 ],
-            )
+            ),
+            ClientLimits(
+                settings.max_concurrent_rpcs_per_client,
+                settings.max_streams_per_client,
+                settings.trusted_networks,
+            ),
         )
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

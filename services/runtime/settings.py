@@ -22,6 +22,7 @@ from pandanode.core.errors import SchemaIdError
 from pandanode.core.schema_id import parse_schema_id
 
 from .addresses import split_host_port
+from .clients import Network, parse_networks
 
 __all__ = [
     "ENV_PREFIX",
@@ -82,6 +83,18 @@ class Settings:
         max_batch_items: Most (entry, operation) pairs in one PublishStream message.
         max_stream_in_flight: Most items of one PublishStream being processed at once.
         max_concurrent_streams: Most concurrent streams (HTTP/2) per connection.
+        trusted_proxies: Comma-separated IP addresses or networks (CIDR) of proxies and
+            services whose calls count like those from loopback: the client they name
+            (``x-pandanode-client-address``) is believed, and they are not limited per client
+            themselves (admin methods still need a client on loopback). For a split
+            deployment's entry point and services (``deploy/`` sets the private networks);
+            empty: loopback only.
+        max_concurrent_rpcs_per_client: Most calls one client address may have in flight at
+            once in one service process; one more is refused (RESOURCE_EXHAUSTED,
+            ``TOO_MANY_CALLS``, with RetryInfo). Clients on loopback are not limited. Through a
+            pass-through the client behind it counts.
+        max_streams_per_client: Most streaming calls (watchers, PublishStream, Sync, log reads)
+            one client address may hold at once in one service process, likewise.
         write_batch_max: Most entries committed together in one synced RocksDB write.
         read_log_page: Entries per ReadLog response message.
         log_heights_page_size: Log heights per GetLogHeights page when the request names no
@@ -121,8 +134,13 @@ class Settings:
             ``pandanode up`` restarts nats-server after JetStream switched itself off.
         advertise_address: The gRPC ``host:port`` other nodes should dial; empty: the bound
             address (a host of ``0.0.0.0`` tells LAN peers to use the datagram's source).
-        bootstrap_peers: Comma-separated ``host:port`` of nodes to probe (GetNodeInfo) and
-            keep probing; one that answers joins the peer table. Our own address is ignored.
+        peer_tls_ca_file: PEM certificates of the authorities to trust when dialing a peer
+            over TLS (an address ``tls://host:port``: a node whose listener has TLS
+            advertises itself so); empty: the system's. Peers without the scheme are dialed
+            in plaintext.
+        bootstrap_peers: Comma-separated ``host:port`` (``tls://host:port`` for a node with
+            TLS) of nodes to probe (GetNodeInfo) and keep probing; one that answers joins the
+            peer table. Our own address is ignored.
         discovery_probe_interval: Seconds between probes of the bootstrap peers and of every
             known peer (also how soon an unanswered bootstrap peer is tried again).
         discovery_probe_timeout: Deadline of one probe, seconds.
@@ -193,6 +211,9 @@ class Settings:
     max_batch_items: int = 1000
     max_stream_in_flight: int = 4000
     max_concurrent_streams: int = 100
+    trusted_proxies: str = ""
+    max_concurrent_rpcs_per_client: int = 256
+    max_streams_per_client: int = 64
     write_batch_max: int = 1000
     read_log_page: int = 200
     log_heights_page_size: int = 10_000
@@ -211,6 +232,7 @@ class Settings:
     store_write_buffer_bytes: int = 32 * 1024 * 1024
     recovery_free_bytes: int = 16 * 1024 * 1024
     advertise_address: str = ""
+    peer_tls_ca_file: str = ""
     bootstrap_peers: str = ""
     discovery_probe_interval: float = 5.0
     discovery_probe_timeout: float = 2.0
@@ -279,6 +301,12 @@ class Settings:
                 f"setting log_level must be one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}"
             )
         self._check_operations()
+        try:
+            _ = self.trusted_networks
+        except ValueError as err:
+            raise SettingsError(
+                f"setting trusted_proxies must list IP addresses or networks: {err}"
+            ) from None
         _ = self.supported_schemas  # raises on a malformed list
         if self.stream_replicas > 5:
             raise SettingsError(
@@ -340,6 +368,11 @@ class Settings:
             SettingsError: an id does not parse, the list is empty, or ``*`` is mixed with ids.
         """
         return _supported_schemas(self.supported_schema_ids)
+
+    @property
+    def trusted_networks(self) -> tuple[Network, ...]:
+        """:attr:`trusted_proxies` as networks."""
+        return parse_networks(self.trusted_proxies)
 
     @property
     def bootstrap_addresses(self) -> tuple[str, ...]:

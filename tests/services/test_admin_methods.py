@@ -165,11 +165,11 @@ async def test_admin_allow_remote_takes_sync_with_from_anywhere(tmp_path: Path) 
 
 @pytest.fixture
 async def up_everywhere(tmp_path: Path) -> AsyncIterator[str]:
-    """``pandanode up`` listening on 0.0.0.0; its port."""
+    """``pandanode up`` listening on 0.0.0.0, one stream per remote client; its port."""
     port = str(free_port())
     process = NodeProcess(
         ["up", "--data-dir", str(tmp_path / "data"), "--listen", f"0.0.0.0:{port}"],
-        env={"PANDANODE_METRICS_LISTEN": "off"},
+        env={"PANDANODE_METRICS_LISTEN": "off", "PANDANODE_MAX_STREAMS_PER_CLIENT": "1"},
     )
     process.start()
     try:

@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pandanode.client import Client, KeyPair, NodeUnavailableError, ResourceNotFoundError
 from pandanode.client._endpoints import EndpointChannel, tls_credentials
+from pandanode.discovery.v1 import discovery_pb2, discovery_pb2_grpc
 from pandanode.node.v1 import node_pb2, node_pb2_grpc
 from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import free_port
@@ -180,7 +181,12 @@ async def test_up_with_tls_serves_the_public_address_only_over_tls_and_advertise
         endpoints = await node_pb2_grpc.NodeServiceStub(channel).GetEndpoints(
             node_pb2.GetEndpointsRequest(), timeout=5
         )
+        info = await discovery_pb2_grpc.DiscoveryServiceStub(channel).GetNodeInfo(
+            discovery_pb2.GetNodeInfoRequest(), timeout=5
+        )
     assert dict(endpoints.endpoints) == {}
+    # Peers are told to dial it over TLS.
+    assert info.address == f"tls://0.0.0.0:{address.rsplit(':', 1)[1]}"
     # Every call through the public address: the gateway and replication too reach ingest
     # through the supervisor's loopback port, so publishing and reading work end to end.
     async with Client.connect(address, key_pair=KeyPair(), tls_ca=cert) as client:

@@ -206,6 +206,13 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     called from another machine, and the node takes admin methods from loopback only
     (PERMISSION_DENIED; setting admin_allow_remote). Run the command on the node's machine.
     """
+    TOO_MANY_CALLS: _ErrorReason.ValueType  # 58
+    """The client's address already holds as many calls at once as the node allows one client
+    (settings max_concurrent_rpcs_per_client, and max_streams_per_client for streaming calls:
+    watchers, PublishStream, Sync); metadata "limit" names the setting (RESOURCE_EXHAUSTED).
+    Retry after RetryInfo's delay, or end one of the client's calls first. Clients on
+    loopback are not limited.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Why a call failed: the google.rpc.ErrorInfo reason of every status a pandanode service sends.
@@ -379,5 +386,12 @@ ADMIN_ONLY: ErrorReason.ValueType  # 57
 """An admin method (ReplicationService.SyncWith: it makes the node dial an address) was
 called from another machine, and the node takes admin methods from loopback only
 (PERMISSION_DENIED; setting admin_allow_remote). Run the command on the node's machine.
+"""
+TOO_MANY_CALLS: ErrorReason.ValueType  # 58
+"""The client's address already holds as many calls at once as the node allows one client
+(settings max_concurrent_rpcs_per_client, and max_streams_per_client for streaming calls:
+watchers, PublishStream, Sync); metadata "limit" names the setting (RESOURCE_EXHAUSTED).
+Retry after RetryInfo's delay, or end one of the client's calls first. Clients on
+loopback are not limited.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
