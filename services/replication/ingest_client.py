@@ -19,6 +19,7 @@ from pandanode.core.errors import Reason
 from pandanode.ingest.v1 import ingest_pb2 as ipb
 from pandanode.ingest.v1 import ingest_pb2_grpc
 
+from ..runtime.dial import Dial, insecure_dial
 from .session import Log, Target
 
 if TYPE_CHECKING:
@@ -77,14 +78,15 @@ class IngestClient:
     Args:
         address: Ingest's gRPC ``host:port``.
         max_message_bytes: The gRPC message size limit.
+        dial: How to open the channel (mutual TLS between a deployment's services).
     """
 
-    def __init__(self, address: str, max_message_bytes: int) -> None:
+    def __init__(self, address: str, max_message_bytes: int, dial: Dial = insecure_dial) -> None:
         self.address = address
         self.max_message_bytes = max_message_bytes
-        self._channel = grpc.aio.insecure_channel(
+        self._channel = dial(
             address,
-            options=[
+            [
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
             ],
