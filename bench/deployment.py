@@ -1,9 +1,11 @@
 """A split deployment on loopback, as compose would start it, without a container engine.
 
 Three nats-server processes form one NATS cluster with JetStream (the event stream kept with 3
-replicas); ``pandanode serve ingest``, two ``serve query`` replicas (each with its own data
-directory and durable consumer), ``serve discovery`` and ``pandanode proxy`` (the one public
-address) each run as their own OS process. Used by the distributed-mode test
+replicas) and the deployment's NATS users (deploy/nats/users.conf: each service its own, with
+only its subjects); ``pandanode serve ingest``, two ``serve query`` replicas (each with its own
+data directory and durable consumer), ``serve discovery`` and ``pandanode proxy`` (the one public
+address) each run as their own OS process, each service connecting as its NATS user from a
+credentials file. Used by the distributed-mode test
 (``tests/distributed``) and the bench's ``distributed.*`` scenarios.
 """
 
@@ -26,7 +28,17 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pandanode.services.runtime.nats_server import EmbeddedNats, cluster_of, free_port
+from pandanode.services.runtime.nats_server import (
+    EmbeddedNats,
+    cluster_of,
+    free_port,
+    with_credentials,
+)
+from pandanode.services.runtime.nats_users import (
+    ADMIN_USER,
+    credentials_file_name,
+    write_credentials,
+)
 from pandanode.services.runtime.settings import PAGE_TOKEN_SECRET_FILE
 
 __all__ = [
@@ -70,6 +82,7 @@ class ServiceProcess:
     args: list[str]
     address: str
     log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -80,7 +93,7 @@ class ServiceProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PANDANODE_LAN_DISCOVERY": "false"},
+                env={**os.environ, "PANDANODE_LAN_DISCOVERY": "false", **self.env},
             )
 
     async def wait_serving(self, timeout: float = 60.0) -> None:
@@ -125,11 +138,17 @@ class Deployment:
     queries: list[ServiceProcess]
     discovery: ServiceProcess
     entry: ServiceProcess
+    admin_password: str = field(default="", repr=False)
 
     @property
     def nats_url(self) -> str:
-        """The client URLs of every NATS server, comma-separated (what the services get)."""
-        return ",".join(server.url for server in self.nats)
+        """The client URLs of every NATS server, comma-separated, as the ``admin`` NATS user.
+
+        For tools (``pandanode check``, stream info); the services connect as their own users.
+        """
+        return ",".join(
+            with_credentials(server.url, ADMIN_USER, self.admin_password) for server in self.nats
+        )
 
     @property
     def services(self) -> list[ServiceProcess]:
@@ -140,6 +159,7 @@ class Deployment:
 def _serve(
     root: Path, name: str, service: str, nats_url: str, extra: list[str] | None = None
 ) -> ServiceProcess:
+    """A ``pandanode serve`` process connecting to NATS as ``service``'s own user."""
     address = f"127.0.0.1:{free_port()}"
     data_dir = root / name
     args = [
@@ -157,14 +177,17 @@ def _serve(
         "WARNING",
         *(extra or []),
     ]
-    return ServiceProcess(name, args, address, root / f"{name}.log")
+    credentials = root / "nats-secrets" / credentials_file_name(service)
+    env = {"PANDANODE_NATS_CREDENTIALS_FILE": str(credentials)}
+    return ServiceProcess(name, args, address, root / f"{name}.log", env)
 
 
 @contextlib.asynccontextmanager
 async def deployment(root: Path, query_replicas: int = 2) -> AsyncIterator[Deployment]:
     """Start the whole split deployment under ``root``; stop (kill) everything at the end."""
     root.mkdir(parents=True, exist_ok=True)
-    nats = cluster_of(root, 3)
+    passwords = write_credentials(root / "nats-secrets")
+    nats = cluster_of(root, 3, users=passwords)
     await asyncio.gather(*(server.start() for server in nats))
     url = ",".join(server.url for server in nats)
     ingest = _serve(root, "ingest", "ingest", url)
@@ -193,7 +216,7 @@ async def deployment(root: Path, query_replicas: int = 2) -> AsyncIterator[Deplo
         entry_address,
         root / "entry.log",
     )
-    deployed = Deployment(nats, ingest, queries, discovery, entry)
+    deployed = Deployment(nats, ingest, queries, discovery, entry, passwords[ADMIN_USER])
     try:
         for process in deployed.services:
             process.start()

@@ -33,7 +33,7 @@ from .runtime.guard import guarded_server
 from .runtime.proxy import PassThrough, method_kinds
 from .runtime.server import add_reflection
 from .runtime.settings import Settings, SettingsError
-from .runtime.tls import bind
+from .runtime.tls import bind, internal_dial
 
 __all__ = ["READ_ONLY_SERVICES", "EntryPoint", "Route", "parse_route", "routes_of"]
 
@@ -172,10 +172,11 @@ class EntryPoint:
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),
         ]
+        # The services take only callers with the internal certificate, when that is on.
+        dial = internal_dial(settings)
         for route in self.routes:
             members = [
-                _Upstream(address, grpc.aio.insecure_channel(address, options=upstream_options))
-                for address in route.upstreams
+                _Upstream(address, dial(address, upstream_options)) for address in route.upstreams
             ]
             self._upstreams[route.grpc_service] = _Upstreams(route, members)
         pool = descriptor_pool.Default()

@@ -5,7 +5,10 @@ the answer is SERVING, 1 for anything else (NOT_SERVING, an unknown service, no 
 time). It dials ``127.0.0.1`` on the port of ``$PANDANODE_LISTEN`` unless ``--address`` is
 given, so a container configured through the environment needs no arguments. A node with TLS
 on is asked with ``--tls`` / ``--tls-ca FILE`` (``$PANDANODE_TLS``, ``$PANDANODE_TLS_CA``), and
-``--tls-server-name`` when its certificate does not name 127.0.0.1.
+``--tls-server-name`` when its certificate does not name 127.0.0.1. A service of a split
+deployment with mutual TLS between services (``$PANDANODE_INTERNAL_TLS_CERT_FILE``,
+``…_KEY_FILE``, ``…_CA_FILE``, as the service itself reads them) is asked with that
+certificate, so the container's own health check needs no arguments either.
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ def default_address(env: dict[str, str] | None = None) -> str:
     listen = env.get(_LISTEN_VARIABLE) or f"127.0.0.1:{_DEFAULT_PORT}"
     _, _, port = listen.rpartition(":")
     return f"127.0.0.1:{port}"
+
+
+def _internal_tls_files(env: dict[str, str] | None = None) -> list[str] | None:
+    """The internal TLS files of the settings in ``env`` (``os.environ``), if all are set."""
+    env = dict(os.environ) if env is None else env
+    names = ("CERT", "KEY", "CA")
+    files = [env.get(f"PANDANODE_INTERNAL_TLS_{name}_FILE", "") for name in names]
+    return files if all(files) else None
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,6 +92,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "(default: $PANDANODE_TLS_CA)",
     )
     parser.add_argument(
+        "--internal-tls",
+        nargs=3,
+        default=_internal_tls_files(),
+        metavar=("CERT", "KEY", "CA"),
+        help="dial with mutual TLS: this certificate and key, servers verified by this CA "
+        "(default: $PANDANODE_INTERNAL_TLS_CERT_FILE, …_KEY_FILE and …_CA_FILE when all are set)",
+    )
+    parser.add_argument(
         "--tls-server-name",
         default=None,
         metavar="NAME",
@@ -101,14 +120,24 @@ def run(args: argparse.Namespace) -> int:
     requested: str = args.service
     service = SERVICE_NAMES.get(requested, requested)
     label = f"{address} {service}".rstrip()
-    if args.tls or args.tls_ca:
+    name = args.tls_server_name
+    options = [("grpc.ssl_target_name_override", name)] if name else []
+    if args.internal_tls and not (args.tls or args.tls_ca):
+        try:
+            cert, key, ca = (Path(path).read_bytes() for path in args.internal_tls)
+        except OSError as err:
+            print(f"{label}: cannot read {err.filename}: {err.strerror}", file=sys.stderr)
+            return EXIT_NOT_SERVING
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=ca, private_key=key, certificate_chain=cert
+        )
+        channel = grpc.secure_channel(address, credentials, options=options)
+    elif args.tls or args.tls_ca:
         try:
             roots = Path(args.tls_ca).read_bytes() if args.tls_ca else None
         except OSError as err:
             print(f"{label}: cannot read --tls-ca {args.tls_ca}: {err.strerror}", file=sys.stderr)
             return EXIT_NOT_SERVING
-        name = args.tls_server_name
-        options = [("grpc.ssl_target_name_override", name)] if name else []
         credentials = grpc.ssl_channel_credentials(root_certificates=roots)
         channel = grpc.secure_channel(address, credentials, options=options)
     else:

@@ -29,7 +29,13 @@ from .runtime.nats_server import EmbeddedNats, read_credentials
 from .runtime.server import GrpcServer
 from .runtime.service import Service, ServiceContext
 from .runtime.settings import Settings
-from .runtime.tls import server_credentials, tls_enabled
+from .runtime.tls import (
+    internal_dial,
+    internal_server_credentials,
+    internal_tls_enabled,
+    server_credentials,
+    tls_enabled,
+)
 
 __all__ = ["SERVICES", "Node"]
 
@@ -142,6 +148,7 @@ class Node:
         data_dir = self.settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         server_credentials(self.settings)  # a TLS file that cannot be read: fail before NATS
+        internal_server_credentials(self.settings)
         if any(PARTS[name].needs_bus for name in self.services):
             user = password = None
             if not self.nats_url:
@@ -162,7 +169,8 @@ class Node:
             )
         self._server = GrpcServer(self.settings)
         settings = self.settings
-        if tls_enabled(settings):
+        internal_dial_of: Dial = insecure_dial
+        if tls_enabled(settings) or internal_tls_enabled(settings):
             # The services that call others of this process (replication calls ingest, the
             # gateway ingest and query) dial a loopback port of the same server, plaintext:
             # the TLS listener's name and CA are for clients, not for the process itself.
@@ -172,12 +180,17 @@ class Node:
             internal = f"127.0.0.1:{port}"
             self.internal_address = internal
             settings = settings.with_changes(ingest_address=settings.ingest_address or internal)
+        dial: Dial = self.dial
+        if internal_tls_enabled(settings):
+            # Calls to the deployment's other services present this service's certificate.
+            internal_dial_of = dial = internal_dial(settings, plaintext=[self.internal_address])
         context = ServiceContext(
             settings,
             self._bus,
             self._server.server,
-            dial=self.dial,
+            dial=dial,
             own_address=self.internal_address,
+            internal_dial=internal_dial_of,
         )
         for name in self.services:
             part = PARTS[name]()

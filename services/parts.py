@@ -273,7 +273,9 @@ class ReplicationPart(Service):
 
     async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
         node_key = load_or_create_node_key(context.settings.node_key_path)
-        self.replication = Replication(context.settings, context.need_bus(), node_key)
+        self.replication = Replication(
+            context.settings, context.need_bus(), node_key, dial=context.internal_dial
+        )
         replication_pb2_grpc.add_ReplicationServiceServicer_to_server(
             ReplicationServicer(self.replication), context.server
         )

@@ -433,6 +433,9 @@ class Supervisor:
             )
         if self._tls:  # the children serve plaintext on loopback; only the public address is TLS
             env["PANDANODE_TLS_CERT_FILE"] = env["PANDANODE_TLS_KEY_FILE"] = ""
+        # Mutual TLS is for a split deployment's services; these talk on loopback.
+        for name in ("CERT", "KEY", "CA"):
+            env[f"PANDANODE_INTERNAL_TLS_{name}_FILE"] = ""
         process = await asyncio.create_subprocess_exec(
             *self._command(child),
             stdin=asyncio.subprocess.DEVNULL,

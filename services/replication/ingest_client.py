@@ -21,6 +21,7 @@ from pandanode.ingest.v1 import ingest_pb2 as ipb
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.runtime.dial import serving
 
+from ..runtime.dial import Dial, insecure_dial
 from .session import Log, Target
 
 if TYPE_CHECKING:
@@ -80,14 +81,15 @@ class IngestClient:
     Args:
         address: Ingest's gRPC ``host:port``.
         max_message_bytes: The gRPC message size limit.
+        dial: How to open the channel (mutual TLS between a deployment's services).
     """
 
-    def __init__(self, address: str, max_message_bytes: int) -> None:
+    def __init__(self, address: str, max_message_bytes: int, dial: Dial = insecure_dial) -> None:
         self.address = address
         self.max_message_bytes = max_message_bytes
-        self._channel = grpc.aio.insecure_channel(
+        self._channel = dial(
             address,
-            options=[
+            [
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),
             ],

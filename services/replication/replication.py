@@ -42,6 +42,7 @@ from pandanode.events.v1.events_pb2 import PeerDiscovered, PeerLost
 from pandanode.replication.v1 import replication_pb2 as pb
 from pandanode.replication.v1 import replication_pb2_grpc
 from pandanode.services.runtime.bus import Bus, Consumer
+from pandanode.services.runtime.dial import Dial, insecure_dial
 from pandanode.services.runtime.events import (
     OPERATIONS_INGESTED,
     PEER_DISCOVERED,
@@ -246,11 +247,15 @@ class Replication:
         settings: The replication settings.
         bus: The event stream (peer events, ``operations.ingested``).
         node_key: The node key (our node id is its public key).
+        dial: How to dial ingest (mutual TLS between a deployment's services).
     """
 
-    def __init__(self, settings: Settings, bus: Bus, node_key: KeyPair) -> None:
+    def __init__(
+        self, settings: Settings, bus: Bus, node_key: KeyPair, *, dial: Dial = insecure_dial
+    ) -> None:
         self.settings = settings
         self._dialer = PeerDialer(settings)
+        self._dial_ingest = dial
         self.bus = bus
         self.node_id = node_key.public_key()
         self.schema_ids = replicated_schema_ids(
@@ -276,7 +281,7 @@ class Replication:
         if self.settings.advertise_address:
             self.self_addresses.add(self.settings.advertise_address)
         address = self.settings.ingest_address or own_address
-        self.ingest = IngestClient(address, self.settings.max_message_bytes)
+        self.ingest = IngestClient(address, self.settings.max_message_bytes, self._dial_ingest)
         for kind in (PEER_DISCOVERED, PEER_LOST):
             consumer = await self.bus.consume(kind, start_sequence=1, max_pending=1024)
             self._tasks.append(asyncio.create_task(self._follow(kind, consumer), name=kind.name))

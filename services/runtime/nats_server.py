@@ -404,13 +404,19 @@ class EmbeddedNats:
 
 
 def cluster_of(
-    store_root: Path, size: int = 3, *, name: str = "pandanode", host: str = "127.0.0.1"
+    store_root: Path,
+    size: int = 3,
+    *,
+    name: str = "pandanode",
+    host: str = "127.0.0.1",
+    users: Mapping[str, str] | None = None,
 ) -> list[EmbeddedNats]:
     """``size`` servers forming one NATS cluster with JetStream (not started yet).
 
     Each keeps its store in ``store_root/nats-<i>`` and has free client and route ports
     picked now; each routes to every other. Start them together: JetStream elects its meta
-    leader once a majority runs.
+    leader once a majority runs. With ``users`` (:mod:`.nats_users`, user to password),
+    clients must connect as one of them and get its permissions only.
     """
     ports = [(free_port(host), free_port(host)) for _ in range(size)]
     routes = [f"nats://{host}:{cluster}" for _, cluster in ports]
@@ -422,6 +428,7 @@ def cluster_of(
             cluster_name=name,
             cluster_port=ports[index][1],
             routes=tuple(route for other, route in enumerate(routes) if other != index),
+            users=dict(users or {}),
         )
         for index, (client, _) in enumerate(ports)
     ]

@@ -74,7 +74,9 @@ class GrpcServer:
     async def start(self) -> str:
         """Bind and start; returns the address actually bound (``host:port``)."""
         add_reflection(self.server, self._service_names)
-        self.port = bind(self.server, self.settings.listen, self.settings)
+        # A service's listener: with internal TLS on, only the deployment's services and entry
+        # point (certificates of the internal CA) may call it.
+        self.port = bind(self.server, self.settings.listen, self.settings, internal=True)
         if self.port == 0:
             raise OSError(f"could not bind gRPC server to {self.settings.listen}")
         for name in ["", *self._service_names]:

@@ -37,7 +37,9 @@ class ServiceContext:
         server: The gRPC server to add the servicer to (not started yet).
         dial: How the service opens channels to the other services it calls (the gateway).
         own_address: Where a service calls the others of this process: a plaintext port on
-            127.0.0.1 when the public listener speaks TLS; empty: the process's gRPC address.
+            127.0.0.1 when the listener speaks TLS; empty: the process's gRPC address.
+        internal_dial: How replication dials ingest: with the internal certificate when the
+            deployment's services speak mutual TLS (:func:`~.tls.internal_dial`).
     """
 
     settings: Settings
@@ -45,6 +47,7 @@ class ServiceContext:
     server: grpc.aio.Server
     dial: Dial = field(default=insecure_dial)
     own_address: str = ""
+    internal_dial: Dial = field(default=insecure_dial)
 
     def need_bus(self) -> Bus:
         """The bus, for a service that needs one (:attr:`Service.needs_bus`)."""

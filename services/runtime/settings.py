@@ -61,6 +61,16 @@ class Settings:
             ``pandanode up`` then binds its service processes to 127.0.0.1, plaintext, and
             advertises no direct endpoints.
         tls_key_file: PEM private key of ``tls_cert_file`` (keep it mode 0600).
+        internal_tls_cert_file: PEM certificate chain a service of a split deployment presents
+            to the others (mutual TLS); with ``internal_tls_key_file`` and
+            ``internal_tls_ca_file``, a ``serve`` process's listener takes only clients with a
+            certificate that CA signed, and its calls to the other services (``--ingest``,
+            ``--query``, the routes of ``pandanode proxy``) present this one. Empty: plaintext
+            between services. ``pandanode up`` does not use it (its processes talk on
+            loopback).
+        internal_tls_key_file: PEM private key of ``internal_tls_cert_file`` (mode 0600).
+        internal_tls_ca_file: PEM certificate(s) of the CA that signs the services'
+            certificates: whom a service accepts calls from and whom it calls.
         nats_url: A NATS server to use; empty to start an embedded one (all-in-one node).
         nats_credentials_file: A file with the NATS ``user:password`` (one line) to connect
             with, so the password is in no URL or command line; ``pandanode up`` points its
@@ -201,6 +211,9 @@ class Settings:
     listen: str = "127.0.0.1:2020"
     tls_cert_file: str = ""
     tls_key_file: str = ""
+    internal_tls_cert_file: str = ""
+    internal_tls_key_file: str = ""
+    internal_tls_ca_file: str = ""
     nats_url: str = ""
     nats_credentials_file: str = ""
     supported_schema_ids: str = "*"
@@ -334,6 +347,16 @@ class Settings:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise SettingsError(
                 "settings tls_cert_file and tls_key_file go together: set both for TLS, or neither"
+            )
+        internal = (
+            self.internal_tls_cert_file,
+            self.internal_tls_key_file,
+            self.internal_tls_ca_file,
+        )
+        if any(internal) and not all(internal):
+            raise SettingsError(
+                "settings internal_tls_cert_file, internal_tls_key_file and internal_tls_ca_file "
+                "go together: set all three for mutual TLS between services, or none"
             )
         if self.log_format not in _LOG_FORMATS:
             raise SettingsError(
