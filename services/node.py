@@ -164,8 +164,10 @@ class Node:
                 user=user,
                 password=password,
                 # Ingest is the stream's one writer and its one manager (a deployment's other
-                # NATS users may not create or change it): the others wait for it.
-                manage_stream=self._nats is not None or "ingest" in self.services,
+                # NATS users may not create or change it): the others, when they connect as such
+                # a user, wait for it. Without one (e.g. `serve discovery` on a plain NATS, with
+                # no ingest anywhere) a service makes the stream itself, as before.
+                manage_stream=self._nats is not None or "ingest" in self.services or user is None,
             )
         self._server = GrpcServer(self.settings)
         settings = self.settings
