@@ -17,18 +17,19 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
 from .errors import UnavailableError
 from .events import DUPLICATE_WINDOW_SECONDS, STREAM_NAME, STREAM_SUBJECTS, EventKind, Outgoing
@@ -53,6 +54,31 @@ _CONNECTION_ERRORS = RateLimitedLog(log)
 _PUBLISH_TIMEOUT = 10.0
 # NATS counts headers (the message id) in max_payload; leave room for them.
 _HEADER_ROOM = 512
+# How long a JetStream API call (consumer, stream info) is retried while the cluster does not
+# answer in time (a stream leader being elected, a loaded server) before it counts as down.
+_API_DEADLINE = 30.0
+
+_T = TypeVar("_T")
+
+
+async def _retrying(call: Callable[[], Awaitable[_T]], what: str) -> _T:
+    """``call()``, again while JetStream times out or has no leader, up to ``_API_DEADLINE``.
+
+    Raises:
+        UnavailableError: still no answer at the deadline.
+    """
+    deadline = time.monotonic() + _API_DEADLINE
+    delay = 0.1
+    while True:
+        try:
+            return await call()
+        except (NatsTimeoutError, ServiceUnavailableError) as err:
+            if time.monotonic() + delay > deadline:
+                raise UnavailableError(
+                    f"JetStream did not answer {what} within {_API_DEADLINE:.0f} s ({err!r})"
+                ) from err
+            await asyncio.sleep(delay)  # back off: the cluster is busy or electing a leader
+            delay = min(delay * 2, 2.0)
 
 
 class MessageTooLargeError(ValueError):
@@ -185,7 +211,12 @@ class _NatsConsumer:
         self._arrived.set()
 
     async def open(self, config: ConsumerConfig) -> None:
+        await _retrying(lambda: self._open(config), "a new consumer")
+
+    async def _open(self, config: ConsumerConfig) -> None:
         client = self._bus.client
+        # A fresh inbox per attempt: a consumer made by an attempt whose answer timed out
+        # pushes to the old one, which nobody reads (it is removed once inactive).
         deliver_subject = client.new_inbox()
         # Listening before the consumer exists, so nothing it pushes is missed.
         self._subscription = await client.subscribe(deliver_subject, cb=self.put)
@@ -307,15 +338,19 @@ class NatsBus:
     async def delete_consumer(self, durable: str) -> None:
         """See :meth:`Bus.delete_consumer`."""
         with contextlib.suppress(NotFoundError):
-            await self.js.delete_consumer(STREAM_NAME, durable)
+            await _retrying(
+                lambda: self.js.delete_consumer(STREAM_NAME, durable), "a consumer's deletion"
+            )
 
     async def last_sequence(self, kind: EventKind | None = None) -> int:
         """See :meth:`Bus.last_sequence`."""
         if kind is None:
-            info = await self.js.stream_info(STREAM_NAME)
+            info = await _retrying(lambda: self.js.stream_info(STREAM_NAME), "the stream's info")
             return int(info.state.last_seq or 0)
         try:
-            message = await self.js.get_last_msg(STREAM_NAME, kind.subject_filter)
+            message = await _retrying(
+                lambda: self.js.get_last_msg(STREAM_NAME, kind.subject_filter), "a last message"
+            )
         except NotFoundError:
             return 0
         return int(message.seq or 0)
