@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,13 @@ from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from pandanode.services.ingest.store import LogStore
 from pandanode.services.runtime.nats_server import free_port
 from pandanode.services.runtime.rocks import free_bytes
-from tests.services.support import FieldDefinitionLog, children_of, eventually, health_of
+from tests.services.support import (
+    FieldDefinitionLog,
+    children_of,
+    eventually,
+    gone,
+    health_of,
+)
 
 __all__ = [
     "ROUNDS",
@@ -149,15 +155,6 @@ class Up:
     def output(self) -> str:
         """Everything the node printed so far."""
         return self.log_path.read_text(errors="replace")
-
-
-async def gone(pids: Sequence[int]) -> None:
-    """Wait until none of ``pids`` runs any more."""
-
-    async def all_gone() -> bool:
-        return not any(Path(f"/proc/{pid}").exists() for pid in pids)
-
-    await eventually(all_gone, timeout=30, what=f"processes {list(pids)} gone")
 
 
 @dataclass

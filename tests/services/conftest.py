@@ -14,7 +14,9 @@ import pytest
 
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.node import Node
-from pandanode.services.runtime.nats_server import EmbeddedNats
+from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
+
+from .support import NodeProcess
 
 
 @pytest.fixture
@@ -39,3 +41,22 @@ async def channel(node: Node) -> AsyncIterator[grpc.aio.Channel]:
 def ingest(channel: grpc.aio.Channel) -> ingest_pb2_grpc.IngestServiceStub:
     """A stub of the ingest service of :func:`node`."""
     return ingest_pb2_grpc.IngestServiceStub(channel)
+
+
+@pytest.fixture
+async def up(tmp_path: Path) -> AsyncIterator[tuple[NodeProcess, str, Path]]:
+    """``pandanode up`` as a subprocess: the process, its public address, its data directory."""
+    data_dir = tmp_path / "data"
+    address = f"127.0.0.1:{free_port()}"
+    process = NodeProcess(
+        ["up", "--data-dir", str(data_dir), "--listen", address, "--no-lan-discovery"]
+    )
+    process.start()
+    try:
+        await process.wait_serving(address, timeout=60)
+        yield process, address, data_dir
+    finally:
+        if process.process is not None and process.process.poll() is None:
+            process.kill()  # and waits until its children are gone
+        if process.process is not None and process.process.stdout is not None:
+            process.process.stdout.close()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +37,9 @@ from pandanode.services.runtime.events import (
 from pandanode.services.runtime.settings import Settings
 
 T = TypeVar("T")
+
+PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
+"""The ``pandanode`` command of this environment, as a subprocess runs it."""
 
 
 def node_settings(data_dir: Path, **changes: Any) -> Settings:
@@ -210,3 +216,53 @@ def children_of(pid: int) -> dict[str, int]:
         elif b"serve" in cmdline:
             found[cmdline[cmdline.index(b"serve") + 1].decode()] = int(entry.name)
     return found
+
+
+async def gone(pids: Sequence[int]) -> None:
+    """Wait until none of ``pids`` runs any more."""
+
+    async def all_gone() -> bool:
+        return not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+    await eventually(all_gone, timeout=30, what=f"processes {list(pids)} gone")
+
+
+class NodeProcess:
+    """``pandanode up`` (or ``serve``) as a subprocess, as a person would run it."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [*PANDANODE, *self.args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(self.env or {})},
+        )
+
+    async def wait_serving(self, address: str, timeout: float = 30.0) -> None:
+        assert self.process is not None
+        await wait_process_serving(self.process, address, timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the node; wait until its child processes (killed with it) are gone too."""
+        assert self.process is not None
+        children = list(children_of(self.process.pid).values())
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in children):
+            assert time.monotonic() < deadline, f"children {children} outlived the node"
+            time.sleep(0.01)  # poll: the kernel delivers their parent-death signal
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def output(self) -> str:
+        assert self.process is not None and self.process.stdout is not None
+        return self.process.stdout.read().decode()

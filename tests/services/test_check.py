@@ -46,7 +46,7 @@ from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 from tests.services.support import node_settings
 
 from .ingest.helpers import Author, Signed, publish, publish_schema
-from .test_node import NodeProcess
+from .support import NodeProcess
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 _U64 = struct.Struct(">Q")

@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -22,14 +21,12 @@ from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import (
     NATS_CREDENTIALS_FILE,
     EmbeddedNats,
-    free_port,
     load_or_create_credentials,
     read_credentials,
     with_credentials,
 )
 
-from .support import children_of, eventually, node_settings
-from .test_node import NodeProcess, gone
+from .support import NodeProcess, children_of, eventually, node_settings
 
 
 async def refused(url: str) -> bool:
@@ -120,26 +117,6 @@ async def test_a_server_config_with_the_password_is_readable_by_its_owner_only(
         assert await accepted(server.client_url)
     finally:
         await server.stop()
-
-
-@pytest.fixture
-async def up(tmp_path: Path) -> AsyncIterator[tuple[NodeProcess, str, Path]]:
-    data_dir = tmp_path / "data"
-    address = f"127.0.0.1:{free_port()}"
-    process = NodeProcess(
-        ["up", "--data-dir", str(data_dir), "--listen", address, "--no-lan-discovery"]
-    )
-    process.start()
-    try:
-        await process.wait_serving(address, timeout=60)
-        yield process, address, data_dir
-    finally:
-        if process.process is not None and process.process.poll() is None:
-            pids = list(children_of(process.process.pid).values())
-            process.kill()
-            await gone(pids)
-        if process.process is not None and process.process.stdout is not None:
-            process.process.stdout.close()
 
 
 async def test_up_s_services_connect_with_the_credentials_no_one_else_can(

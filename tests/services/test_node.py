@@ -8,8 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -32,58 +30,17 @@ from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 
 from .ingest.helpers import rejection_of
 from .support import (
+    PANDANODE,
     FieldDefinitionLog,
+    NodeProcess,
     announced_operation_ids,
     assert_checks_clean,
     children_of,
     eventually,
+    gone,
     health_of,
     node_settings,
-    wait_process_serving,
 )
-
-PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
-
-
-class NodeProcess:
-    """``pandanode up`` (or ``serve``) as a subprocess, as a person would run it."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
-        self.args = args
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [*PANDANODE, *self.args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(self.env or {})},
-        )
-
-    async def wait_serving(self, address: str, timeout: float = 30.0) -> None:
-        assert self.process is not None
-        await wait_process_serving(self.process, address, timeout=timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the node; wait until its child processes (killed with it) are gone too."""
-        assert self.process is not None
-        children = list(children_of(self.process.pid).values())
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-        deadline = time.monotonic() + 30
-        while any(Path(f"/proc/{pid}").exists() for pid in children):
-            assert time.monotonic() < deadline, f"children {children} outlived the node"
-            time.sleep(0.01)  # poll: the kernel delivers their parent-death signal
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
-
-    def output(self) -> str:
-        assert self.process is not None and self.process.stdout is not None
-        return self.process.stdout.read().decode()
 
 
 @pytest.fixture
@@ -297,15 +254,6 @@ async def test_kill_9_while_streaming_loses_no_acknowledged_entry(tmp_path: Path
 # -- one OS process per service (`pandanode up` supervises them) --------------------------------
 
 
-async def gone(pids: list[int]) -> None:
-    """Wait until none of ``pids`` runs any more."""
-
-    async def all_gone() -> bool:
-        return not any(Path(f"/proc/{pid}").exists() for pid in pids)
-
-    await eventually(all_gone, what=f"processes {pids} gone")
-
-
 async def document_of(address: str, document_id: str) -> query_pb2.GetDocumentResponse | None:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = query_pb2_grpc.QueryServiceStub(channel)
@@ -317,25 +265,6 @@ async def document_of(address: str, document_id: str) -> query_pb2.GetDocumentRe
             if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
                 return None
             raise
-
-
-@pytest.fixture
-async def up(tmp_path: Path) -> AsyncIterator[tuple[NodeProcess, str, Path]]:
-    """``pandanode up`` as a subprocess: the process, its public address, its data directory."""
-    data_dir = tmp_path / "data"
-    address = f"127.0.0.1:{free_port()}"
-    process = NodeProcess(
-        ["up", "--data-dir", str(data_dir), "--listen", address, "--no-lan-discovery"]
-    )
-    process.start()
-    try:
-        await process.wait_serving(address)
-        yield process, address, data_dir
-    finally:
-        if process.process is not None and process.process.poll() is None:
-            pids = list(children_of(process.process.pid).values())
-            process.kill()
-            await gone(pids)
 
 
 async def test_pandanode_up_runs_nats_and_each_service_in_its_own_process(

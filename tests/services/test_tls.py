@@ -25,8 +25,7 @@ from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import free_port
 from pandanode.services.runtime.settings import Settings, SettingsError
 
-from .support import children_of, eventually, node_settings
-from .test_node import NodeProcess, gone
+from .support import NodeProcess, children_of, eventually, gone, node_settings
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 

@@ -11,8 +11,14 @@ from pandanode.core import KeyPair
 from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import free_port
 from tests.services.gateway.helpers import data
-from tests.services.support import children_of, eventually, health_of, node_settings
-from tests.services.test_node import NodeProcess, gone
+from tests.services.support import (
+    NodeProcess,
+    children_of,
+    eventually,
+    gone,
+    health_of,
+    node_settings,
+)
 
 NEXT_ARGS = "query N($pk: String!) { nextArgs(publicKey: $pk) { logId seqNum } }"
 

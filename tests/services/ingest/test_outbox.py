@@ -24,11 +24,11 @@ from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 from pandanode.services.runtime.settings import Settings
 from tests.services.support import (
     FieldDefinitionLog,
+    NodeProcess,
     announced_operation_ids,
     assert_checks_clean,
     eventually,
 )
-from tests.services.test_node import NodeProcess
 
 
 class FlakyStore(LogStore):

@@ -34,8 +34,7 @@ from tests.services.ingest.helpers import (
     publish_schema,
     wait_for_stream_count,
 )
-from tests.services.support import assert_checks_clean, node_settings
-from tests.services.test_node import NodeProcess
+from tests.services.support import NodeProcess, assert_checks_clean, node_settings
 
 from .materializer_helpers import (
     Feed,

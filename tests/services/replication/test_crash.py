@@ -12,8 +12,7 @@ from pandanode.core import KeyPair
 from pandanode.ingest.v1 import ingest_pb2 as ipb
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.runtime.nats_server import free_port
-from tests.services.support import FieldDefinitionLog, eventually
-from tests.services.test_node import NodeProcess
+from tests.services.support import FieldDefinitionLog, NodeProcess, eventually
 
 from .support import log_entries, set_hash, up
 

@@ -9,7 +9,9 @@ sessions the malicious node id is refused both ways.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,124 +91,107 @@ async def assert_contained(
     assert await catch_up(node.address) == held
 
 
-async def test_a_forged_signature_ends_the_session_and_is_not_stored(start: StartNode) -> None:
-    async with start("a", **IDLE) as node:
-        _, before = await seeded(node)
-        async with SyncPeer(node.address) as peer:
-            await peer.open_sync()
-            await peer.send(entries(forged(FieldDefinitionLog(KeyPair(), 0).entry(1))))
-            ended = await peer.ended()
-        await assert_contained(node, ended, Ended(BAD, "INVALID_SIGNATURE"), before)
+@dataclass(frozen=True)
+class Sent:
+    """What the peer sends once its session is open, and the valid entries among it."""
+
+    messages: tuple[pb.SyncMessage, ...]
+    stored: frozenset[Entry] = frozenset()
+    """Valid entries the node then holds too."""
+    maybe: frozenset[Entry] = frozenset()
+    """Valid entries that may have reached ingest before the session ended."""
 
 
-async def test_an_entry_with_a_wrong_backlink_ends_the_session_and_is_not_stored(
-    start: StartNode,
+@dataclass(frozen=True)
+class Misbehaviour:
+    """One way a peer misbehaves in a session, and how the node must end it.
+
+    ``send`` is given the node's own log (entries 1 and 2 held, see :func:`seeded`).
+    """
+
+    send: Callable[[FieldDefinitionLog], Sent]
+    reason: str
+    code: grpc.StatusCode = BAD
+    before_have: bool = False
+    """Sent right after the handshake, before the peer's Have (else after an empty Have)."""
+    peer: dict[str, Any] = field(default_factory=dict)
+    node: dict[str, Any] = field(default_factory=dict)
+
+
+def fresh_entry(seq_num: int = 1) -> ipb.PublishRequest:
+    """Entry ``seq_num`` of a new author's field definition log."""
+    return FieldDefinitionLog(KeyPair(), 0).entry(seq_num)
+
+
+def wrong_backlink(_: FieldDefinitionLog) -> Sent:
+    log = FieldDefinitionLog(KeyPair(), 0)
+    first = log.entry(1)
+    # The peer's own log is inconsistent: its entry 2 does not link to its entry 1.
+    return Sent((entries(first, with_wrong_backlink(log, 2)),), stored=frozenset({key(first)}))
+
+
+def out_of_order(_: FieldDefinitionLog) -> Sent:
+    log = FieldDefinitionLog(KeyPair(), 0)
+    one, two = log.entry(1), log.entry(2)
+    return Sent((entries(two, one),))
+
+
+def sent_twice(_: FieldDefinitionLog) -> Sent:
+    one = fresh_entry()
+    return Sent((entries(one), entries(one)), maybe=frozenset({key(one)}))
+
+
+def have_over_the_limit(_: FieldDefinitionLog) -> Sent:
+    logs = [(KeyPair().public_key(), 0, 1) for _ in range(12)]
+    # Chunks within the limit (max_have_logs=10) each, over it together.
+    return Sent((have(logs[:6], last=False), have(logs[6:])))
+
+
+MISBEHAVIOURS = {
+    "a_forged_signature": Misbehaviour(
+        lambda _: Sent((entries(forged(fresh_entry())),)), "INVALID_SIGNATURE"
+    ),
+    "an_entry_with_a_wrong_backlink": Misbehaviour(wrong_backlink, "BACKLINK_MISMATCH"),
+    "entries_out_of_order_within_a_log": Misbehaviour(out_of_order, "ENTRY_OUT_OF_ORDER"),
+    "an_entry_sent_twice": Misbehaviour(sent_twice, "ENTRY_OUT_OF_ORDER"),
+    "an_entry_outside_the_target_set": Misbehaviour(
+        lambda _: Sent((entries(fresh_entry()),)),  # a field definition
+        "ENTRY_OUTSIDE_TARGET_SET",
+        peer={"schema_ids": ["schema_definition_v1"]},
+    ),
+    "an_entry_at_a_position_the_node_announced_holding": Misbehaviour(
+        lambda log: Sent((entries(log.entry(2)),)), "ENTRY_ALREADY_HELD"
+    ),
+    "a_have_over_max_have_logs": Misbehaviour(
+        have_over_the_limit, "HAVE_TOO_LARGE", before_have=True, node={"max_have_logs": 10}
+    ),
+    "a_second_have": Misbehaviour(lambda _: Sent((have([]),)), "SECOND_HAVE"),
+    # SyncDone before the peer's Have: it cannot have sent what the node lacks.
+    "a_message_out_of_state": Misbehaviour(
+        lambda _: Sent((pb.SyncMessage(sync_done=pb.SyncDone()),)),
+        "PROTOCOL_VIOLATION",
+        before_have=True,
+    ),
+    # Nothing more: no entries, no SyncDone, the stream left open.
+    "silence_before_sync_done": Misbehaviour(
+        lambda _: Sent(()), "SYNC_IDLE_TIMEOUT", code=grpc.StatusCode.DEADLINE_EXCEEDED
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MISBEHAVIOURS.values(), ids=MISBEHAVIOURS.keys())
+async def test_a_misbehaving_peers_session_ends_with_its_reason_and_nothing_invalid_is_stored(
+    start: StartNode, case: Misbehaviour
 ) -> None:
-    async with start("a", **IDLE) as node:
-        _, before = await seeded(node)
-        log = FieldDefinitionLog(KeyPair(), 0)
-        first = log.entry(1)
-        async with SyncPeer(node.address) as peer:
-            await peer.open_sync()
-            # The peer's own log is inconsistent: its entry 2 does not link to its entry 1.
-            await peer.send(entries(first, with_wrong_backlink(log, 2)))
-            ended = await peer.ended()
-        await assert_contained(node, ended, Ended(BAD, "BACKLINK_MISMATCH"), before | {key(first)})
-
-
-async def test_entries_out_of_order_within_a_log_end_the_session_unstored(
-    start: StartNode,
-) -> None:
-    async with start("a", **IDLE) as node:
-        _, before = await seeded(node)
-        log = FieldDefinitionLog(KeyPair(), 0)
-        one, two = log.entry(1), log.entry(2)
-        async with SyncPeer(node.address) as peer:
-            await peer.open_sync()
-            await peer.send(entries(two, one))
-            ended = await peer.ended()
-        await assert_contained(node, ended, Ended(BAD, "ENTRY_OUT_OF_ORDER"), before)
-
-
-async def test_an_entry_sent_twice_ends_the_session(start: StartNode) -> None:
-    async with start("a", **IDLE) as node:
-        _, before = await seeded(node)
-        one = FieldDefinitionLog(KeyPair(), 0).entry(1)
-        async with SyncPeer(node.address) as peer:
-            await peer.open_sync()
-            await peer.send(entries(one), entries(one))
-            ended = await peer.ended()
-        # The first copy may have reached ingest before the second ended the session.
-        await assert_contained(node, ended, Ended(BAD, "ENTRY_OUT_OF_ORDER"), before, {key(one)})
-
-
-async def test_an_entry_outside_the_target_set_ends_the_session_unstored(
-    start: StartNode,
-) -> None:
-    async with start("a", **IDLE) as node:
-        _, before = await seeded(node)
-        # The peer replicates schema definitions only; it sends a field definition.
-        async with SyncPeer(node.address, schema_ids=["schema_definition_v1"]) as peer:
-            await peer.open_sync()
-            await peer.send(entries(FieldDefinitionLog(KeyPair(), 0).entry(1)))
-            ended = await peer.ended()
-        await assert_contained(node, ended, Ended(BAD, "ENTRY_OUTSIDE_TARGET_SET"), before)
-
-
-async def test_an_entry_at_a_position_the_node_announced_holding_ends_the_session(
-    start: StartNode,
-) -> None:
-    async with start("a", **IDLE) as node:
+    async with start("a", **IDLE | case.node) as node:
         log, before = await seeded(node)
-        async with SyncPeer(node.address) as peer:
-            await peer.open_sync()
-            await peer.send(entries(log.entry(2)))
+        sent = case.send(log)
+        async with SyncPeer(node.address, **case.peer) as peer:
+            await (peer.handshake() if case.before_have else peer.open_sync())
+            await peer.send(*sent.messages)
             ended = await peer.ended()
-        await assert_contained(node, ended, Ended(BAD, "ENTRY_ALREADY_HELD"), before)
-
-
-async def test_a_have_over_max_have_logs_ends_the_session(start: StartNode) -> None:
-    async with start("a", **IDLE, max_have_logs=10) as node:
-        _, before = await seeded(node)
-        logs = [(KeyPair().public_key(), 0, 1) for _ in range(12)]
-        async with SyncPeer(node.address) as peer:
-            await peer.handshake()
-            # Chunks within the limit each, over it together.
-            await peer.send(have(logs[:6], last=False), have(logs[6:]))
-            ended = await peer.ended()
-        await assert_contained(node, ended, Ended(BAD, "HAVE_TOO_LARGE"), before)
-
-
-async def test_a_second_have_ends_the_session(start: StartNode) -> None:
-    async with start("a", **IDLE) as node:
-        _, before = await seeded(node)
-        async with SyncPeer(node.address) as peer:
-            await peer.open_sync()
-            await peer.send(have([]))
-            ended = await peer.ended()
-        await assert_contained(node, ended, Ended(BAD, "SECOND_HAVE"), before)
-
-
-async def test_a_message_out_of_state_ends_the_session(start: StartNode) -> None:
-    async with start("a", **IDLE) as node:
-        _, before = await seeded(node)
-        async with SyncPeer(node.address) as peer:
-            await peer.handshake()
-            # SyncDone before the peer's Have: it cannot have sent what the node lacks.
-            await peer.send(pb.SyncMessage(sync_done=pb.SyncDone()))
-            ended = await peer.ended()
-        await assert_contained(node, ended, Ended(BAD, "PROTOCOL_VIOLATION"), before)
-
-
-async def test_a_peer_silent_before_its_sync_done_is_timed_out(start: StartNode) -> None:
-    async with start("a", **IDLE) as node:
-        _, before = await seeded(node)
-        async with SyncPeer(node.address) as peer:
-            await peer.open_sync()
-            # Nothing more: no entries, no SyncDone, the stream left open.
-            ended = await peer.ended()
-        expected = Ended(grpc.StatusCode.DEADLINE_EXCEEDED, "SYNC_IDLE_TIMEOUT")
-        await assert_contained(node, ended, expected, before)
+        expected = Ended(case.code, case.reason)
+        await assert_contained(node, ended, expected, before | sent.stored, sent.maybe)
 
 
 async def test_garbage_bytes_end_the_session_as_a_malformed_request(start: StartNode) -> None:
