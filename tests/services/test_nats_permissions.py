@@ -27,6 +27,7 @@ from pandanode.services.runtime.nats_users import (
     SERVICE_USERS,
     credentials_file_name,
     inbox_prefix,
+    may_manage_stream,
     write_credentials,
 )
 from pandanode.services.runtime.settings import Settings
@@ -211,3 +212,9 @@ async def test_up_gives_each_service_process_its_own_nats_user(tmp_path: Path) -
         await bus.close()
     finally:
         await server.stop()
+
+
+def test_only_ingest_admin_and_users_outside_the_table_manage_the_stream() -> None:
+    assert may_manage_stream("ingest") and may_manage_stream("admin")
+    assert may_manage_stream(None) and may_manage_stream("pandanode-1a2b3c4d")
+    assert not any(may_manage_stream(user) for user in ("query", "discovery", "replication"))
