@@ -43,6 +43,7 @@ from pandanode.services.runtime.settings import PAGE_TOKEN_SECRET_FILE
 
 __all__ = [
     "NGINX_TEMPLATE",
+    "InternalTls",
     "STREAM_REPLICAS",
     "Deployment",
     "Nginx",
@@ -62,10 +63,46 @@ NGINX_TEMPLATE = (
 )
 
 
-async def health_of(address: str, service: str = "", timeout: float = 1.0) -> int | None:
+@dataclass(frozen=True)
+class InternalTls:
+    """The files of mutual TLS between the services (``internal_tls_*`` settings)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def environment(self) -> dict[str, str]:
+        """The settings as a service process reads them."""
+        return {
+            "PANDANODE_INTERNAL_TLS_CERT_FILE": str(self.cert),
+            "PANDANODE_INTERNAL_TLS_KEY_FILE": str(self.key),
+            "PANDANODE_INTERNAL_TLS_CA_FILE": str(self.ca),
+        }
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """What a caller presents to a service (the services' own certificate)."""
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes(),
+            private_key=self.key.read_bytes(),
+            certificate_chain=self.cert.read_bytes(),
+        )
+
+
+def _channel(address: str, credentials: grpc.ChannelCredentials | None) -> grpc.aio.Channel:
+    if credentials is None:
+        return grpc.aio.insecure_channel(address)
+    return grpc.aio.secure_channel(address, credentials)
+
+
+async def health_of(
+    address: str,
+    service: str = "",
+    timeout: float = 1.0,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> int | None:
     """The health status ``address`` reports for ``service``; None when it does not answer."""
     try:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with _channel(address, credentials) as channel:
             response = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=timeout
             )
@@ -83,6 +120,7 @@ class ServiceProcess:
     address: str
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    credentials: grpc.ChannelCredentials | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -105,7 +143,8 @@ class ServiceProcess:
                 raise AssertionError(
                     f"{self.name} exited with {self.process.returncode}: {self.output()[-3000:]}"
                 )
-            if await health_of(self.address) == health_pb2.HealthCheckResponse.SERVING:
+            status = await health_of(self.address, credentials=self.credentials)
+            if status == health_pb2.HealthCheckResponse.SERVING:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"{self.name} not serving after {timeout}s: {self.output()}")
@@ -157,7 +196,12 @@ class Deployment:
 
 
 def _serve(
-    root: Path, name: str, service: str, nats_url: str, extra: list[str] | None = None
+    root: Path,
+    name: str,
+    service: str,
+    nats_url: str,
+    extra: list[str] | None = None,
+    internal_tls: InternalTls | None = None,
 ) -> ServiceProcess:
     """A ``pandanode serve`` process connecting to NATS as ``service``'s own user."""
     address = f"127.0.0.1:{free_port()}"
@@ -179,26 +223,41 @@ def _serve(
     ]
     credentials = root / "nats-secrets" / credentials_file_name(service)
     env = {"PANDANODE_NATS_CREDENTIALS_FILE": str(credentials)}
-    return ServiceProcess(name, args, address, root / f"{name}.log", env)
+    if internal_tls is None:
+        return ServiceProcess(name, args, address, root / f"{name}.log", env)
+    env |= internal_tls.environment()
+    return ServiceProcess(
+        name, args, address, root / f"{name}.log", env, internal_tls.credentials()
+    )
 
 
 @contextlib.asynccontextmanager
-async def deployment(root: Path, query_replicas: int = 2) -> AsyncIterator[Deployment]:
-    """Start the whole split deployment under ``root``; stop (kill) everything at the end."""
+async def deployment(
+    root: Path, query_replicas: int = 2, internal_tls: InternalTls | None = None
+) -> AsyncIterator[Deployment]:
+    """Start the whole split deployment under ``root``; stop (kill) everything at the end.
+
+    With ``internal_tls``, the services speak mutual TLS with each other and with the entry
+    point (whose public side stays plaintext).
+    """
     root.mkdir(parents=True, exist_ok=True)
     passwords = write_credentials(root / "nats-secrets")
     nats = cluster_of(root, 3, users=passwords)
     await asyncio.gather(*(server.start() for server in nats))
     url = ",".join(server.url for server in nats)
-    ingest = _serve(root, "ingest", "ingest", url)
+    ingest = _serve(root, "ingest", "ingest", url, internal_tls=internal_tls)
     queries = []
     for index in range(query_replicas):
         name = f"query-{chr(ord('a') + index)}"
         # Replicas behind one address share the page-token secret, so a page token one gave
         # works on the next call, which may go to the other.
         shared = ["--page-token-secret-file", str(root / PAGE_TOKEN_SECRET_FILE)]
-        queries.append(_serve(root, name, "query", url, ["--query-durable", name, *shared]))
-    discovery = _serve(root, "discovery", "discovery", url, ["--no-lan-discovery"])
+        queries.append(
+            _serve(root, name, "query", url, ["--query-durable", name, *shared], internal_tls)
+        )
+    discovery = _serve(
+        root, "discovery", "discovery", url, ["--no-lan-discovery"], internal_tls=internal_tls
+    )
     entry_address = f"127.0.0.1:{free_port()}"
     entry = ServiceProcess(
         "entry",
@@ -215,6 +274,7 @@ async def deployment(root: Path, query_replicas: int = 2) -> AsyncIterator[Deplo
         ],
         entry_address,
         root / "entry.log",
+        internal_tls.environment() if internal_tls is not None else {},
     )
     deployed = Deployment(nats, ingest, queries, discovery, entry, passwords[ADMIN_USER])
     try:

@@ -26,6 +26,7 @@ from .replication.replication import Replication
 from .runtime.bus import Bus, connect_bus, redact_url
 from .runtime.dial import Dial, insecure_dial
 from .runtime.nats_server import EmbeddedNats, read_credentials
+from .runtime.nats_users import may_manage_stream
 from .runtime.server import GrpcServer
 from .runtime.service import Service, ServiceContext
 from .runtime.settings import Settings
@@ -163,11 +164,9 @@ class Node:
                 replicas=self.settings.stream_replicas,
                 user=user,
                 password=password,
-                # Ingest is the stream's one writer and its one manager (a deployment's other
-                # NATS users may not create or change it): the others, when they connect as such
-                # a user, wait for it. Without one (e.g. `serve discovery` on a plain NATS, with
-                # no ingest anywhere) a service makes the stream itself, as before.
-                manage_stream=self._nats is not None or "ingest" in self.services or user is None,
+                # A deployment's NATS users other than ingest's may not create or change the
+                # stream: those services wait for ingest to make it.
+                manage_stream=may_manage_stream(user),
             )
         self._server = GrpcServer(self.settings)
         settings = self.settings

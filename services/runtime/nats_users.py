@@ -36,6 +36,7 @@ __all__ = [
     "Permissions",
     "credentials_file_name",
     "inbox_prefix",
+    "may_manage_stream",
     "password_variable",
     "permissions",
     "users_block",
@@ -111,6 +112,19 @@ def permissions(user: str) -> Permissions:
     if user in ("query", "replication"):
         return Permissions(publish=_READER, subscribe=inbox)
     raise KeyError(user)
+
+
+def may_manage_stream(user: str | None) -> bool:
+    """Whether a connection as ``user`` may create and update the stream.
+
+    False for the users of this table that may not (every service but ingest: they wait for
+    the stream instead); True for ingest, ``admin`` and any other user (no user, a user of a
+    server configured otherwise), as before per-service users.
+    """
+    if user not in USERS:
+        return True
+    publish = permissions(user).publish
+    return ">" in publish or f"$JS.API.STREAM.CREATE.{STREAM_NAME}" in publish
 
 
 def password_variable(user: str) -> str:

@@ -14,13 +14,16 @@ from pathlib import Path
 import grpc
 import grpc.aio
 import pytest
+from grpc_health.v1 import health_pb2
 
 from bench.deployment import (
     STREAM_REPLICAS,
     Deployment,
+    InternalTls,
     Nginx,
     deployment,
     find_nginx,
+    health_of,
     nginx_config,
 )
 from pandanode.client import Client, generate_key_pair
@@ -30,6 +33,7 @@ from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from pandanode.services.runtime.bus import connect_bus
 from pandanode.services.runtime.events import STREAM_NAME
 from pandanode.services.runtime.nats_server import free_port
+from tests.services.certificates import make_certificates
 from tests.services.support import assert_checks_clean, eventually
 
 # Writers publishing at once during the load, and acknowledged creates before the crashes.
@@ -268,3 +272,24 @@ async def _routes_public_calls_only(address: str) -> None:
             )
         assert malformed.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "MALFORMED_REQUEST" in str(malformed.value.trailing_metadata())
+
+
+@pytest.mark.timeout(120)
+async def test_a_split_deployment_with_mutual_tls_between_its_processes_serves_through_its_entry_point(  # noqa: E501
+    tmp_path: Path,
+) -> None:
+    certificates = make_certificates(tmp_path)
+    tls = InternalTls(certificates.cert, certificates.key, certificates.ca)
+    async with deployment(tmp_path / "deploy", internal_tls=tls) as deployed:
+        async with Client.connect(deployed.entry.address, key_pair=generate_key_pair()) as node:
+            venue = await node.create_schema("venue", "A place", {"name": "str"})
+            hall = await node.create(venue, {"name": "Hall"})
+            for _ in deployed.queries:  # round-robin: each replica answers once
+                document = await node.get_document(hall.document_id, after=hall)
+                assert document.fields == {"name": "Hall"}
+        for process in deployed.services[:-1]:  # every service process, not the entry point
+            assert await health_of(process.address) is None, f"{process.name} took plaintext"
+            assert (
+                await health_of(process.address, credentials=tls.credentials())
+                == health_pb2.HealthCheckResponse.SERVING
+            )

@@ -5,6 +5,9 @@ service, say, cannot forge ``operations.ingested`` events."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +27,11 @@ from pandanode.services.runtime.nats_server import (
     service_credentials_file,
 )
 from pandanode.services.runtime.nats_users import (
+    ADMIN_USER,
     SERVICE_USERS,
     credentials_file_name,
     inbox_prefix,
+    may_manage_stream,
     write_credentials,
 )
 from pandanode.services.runtime.settings import Settings
@@ -187,6 +192,17 @@ async def test_each_service_does_its_whole_work_as_its_own_nats_user(
                 return bool(document.fields.get("name") == "Hall")
 
             await eventually(replicated, timeout=60, what="the peer's document replicated")
+    # An operator checks the stopped ingest as admin, credentials from a file, not a URL.
+    checked = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable, "-m", "pandanode.services.cli", "check",
+            "--data-dir", str(tmp_path / "ingest"), "--nats-url", server.url,
+            "--nats-credentials-file", str(secrets / credentials_file_name(ADMIN_USER)),
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 async def test_up_gives_each_service_process_its_own_nats_user(tmp_path: Path) -> None:
@@ -211,3 +227,9 @@ async def test_up_gives_each_service_process_its_own_nats_user(tmp_path: Path) -
         await bus.close()
     finally:
         await server.stop()
+
+
+def test_only_ingest_admin_and_users_outside_the_table_manage_the_stream() -> None:
+    assert may_manage_stream("ingest") and may_manage_stream("admin")
+    assert may_manage_stream(None) and may_manage_stream("pandanode-1a2b3c4d")
+    assert not any(may_manage_stream(user) for user in ("query", "discovery", "replication"))
