@@ -159,3 +159,7 @@ class Context:
             return
         out.metric(row, "CPU µs/entry", used.total / entries * 1e6, "µs", "cost")
         out.notes.setdefault("nats_cpu_us_per_entry", {})[row] = used.nats / entries * 1e6
+        # Where the node's share went, by process (ingest, query, …, nats-server).
+        by_process = {name: round(s / entries * 1e6, 1) for name, s in used.parts.items()}
+        by_process["nats-server"] = round(used.nats / entries * 1e6, 1)
+        out.notes.setdefault("cpu_us_per_entry_by_process", {})[row] = by_process

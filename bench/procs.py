@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -111,10 +111,19 @@ def dir_bytes(path: Path) -> int:
 
 @dataclass(frozen=True, slots=True)
 class CpuTimes:
-    """CPU seconds used so far by the node process and by its nats-server child."""
+    """CPU seconds used so far by the node process and by its nats-server child.
+
+    Attributes:
+        node: The node: the process started (``up``'s supervisor, or ``serve ingest``) and
+            the service processes of ``up``.
+        nats: Its nats-server.
+        parts: ``node`` by process: ``supervisor`` (or ``ingest`` for ``serve ingest``) and
+            each service of ``up`` by name.
+    """
 
     node: float
     nats: float
+    parts: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def total(self) -> float:
@@ -122,7 +131,8 @@ class CpuTimes:
         return self.node + self.nats
 
     def __sub__(self, other: CpuTimes) -> CpuTimes:
-        return CpuTimes(self.node - other.node, self.nats - other.nats)
+        parts = {name: used - other.parts.get(name, 0.0) for name, used in self.parts.items()}
+        return CpuTimes(self.node - other.node, self.nats - other.nats, parts)
 
 
 def _tail(path: Path, size: int = 3000) -> str:
@@ -279,8 +289,10 @@ class NodeProcess:
     def cpu(self) -> CpuTimes:
         """CPU seconds used so far by the node (supervisor + services) and its nats-server."""
         nats = cpu_seconds(self.nats_pid) if self.nats_pid is not None else 0.0
-        node = sum(cpu_seconds(pid) for pid in [self.pid, *self.service_pids.values()])
-        return CpuTimes(node, nats)
+        first = "supervisor" if self.mode == "up" else "ingest"
+        parts = {first: cpu_seconds(self.pid)}
+        parts.update((name, cpu_seconds(pid)) for name, pid in self.service_pids.items())
+        return CpuTimes(sum(parts.values()), nats, parts)
 
     def peak_rss(self) -> tuple[int, int]:
         """Peak RSS in bytes of the node (supervisor + services, summed) and of its nats-server."""

@@ -72,6 +72,8 @@ _STORE_FAILURES = RateLimitedLog(log)
 DEFAULT_DURABLE: Final = "query"
 DEFAULT_BATCH_SIZE: Final = 256
 _FETCH_TIMEOUT: Final = 5.0
+DEFAULT_ACK_DELAY: Final = 0.05
+"""Seconds an acknowledgement may wait for more messages to cover (see :meth:`_acknowledge`)."""
 
 ChangeListener = Callable[[DocumentChange], None]
 """A callback that receives every change, in stream order, after it is committed."""
@@ -85,6 +87,7 @@ class Materializer:
         bus: The event bus.
         durable: The name of the durable consumer; every query replica needs its own.
         batch_size: About how many operations to commit at once (whole messages).
+        ack_delay: Seconds an acknowledgement waits to cover the messages applied meanwhile.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class Materializer:
         *,
         durable: str = DEFAULT_DURABLE,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        ack_delay: float = DEFAULT_ACK_DELAY,
     ) -> None:
         self.store = store
         self._bus = bus
@@ -111,6 +115,13 @@ class Materializer:
         # listeners were called, so waiters hold back until both happened.
         self._in_flight: asyncio.Future[None] | None = None
         self._lag_gauge = metrics.stream_backlog_events.labels(durable)
+        # The newest applied message not acknowledged yet, how many messages that covers, and
+        # the timer or task that acknowledges it (see _acknowledge).
+        self._ack_delay = ack_delay
+        self._to_ack: Delivery | None = None
+        self._unacked = 0
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._ack_task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -172,6 +183,7 @@ class Materializer:
         )
 
     async def _unsubscribe(self) -> None:
+        self._drop_ack()
         if self._consumer is not None:
             with contextlib.suppress(Exception):
                 await self._consumer.close()
@@ -263,7 +275,59 @@ class Materializer:
             self._lag_gauge.set(newest.pending + self._consumer.queued())
             if newest.stored_at:
                 metrics.materialization_lag_seconds.set(max(0.0, time.time() - newest.stored_at))
-            await self._consumer.ack(newest)  # acknowledges every message up to it
+            await self._acknowledge(newest, len(messages))
+
+    # -- acknowledgements -------------------------------------------------------------------
+
+    async def _acknowledge(self, newest: Delivery, messages: int) -> None:
+        """Acknowledge every message up to ``newest`` (applied and committed), soon.
+
+        An acknowledgement is one more NATS message for this process and for nats-server; one
+        per ingest commit was a good part of both processes' CPU time per entry under unary
+        Publish (one commit per call). They only serve JetStream's flow control here — a
+        restarted materializer re-creates its consumer at the checkpoint — so one covers
+        whatever was applied within ``ack_delay`` seconds, or half the consumer's
+        ``max_ack_pending`` (``2 × batch_size``) messages, whichever comes first.
+        """
+        self._to_ack = newest
+        self._unacked += messages
+        if self._unacked >= self._batch_size:
+            await self._flush_ack()
+        elif self._ack_timer is None and self._ack_task is None:
+            loop = asyncio.get_running_loop()
+            self._ack_timer = loop.call_later(self._ack_delay, self._ack_due)
+
+    def _ack_due(self) -> None:
+        self._ack_timer = None
+        if self._ack_task is None:
+            self._ack_task = asyncio.create_task(self._flush_ack_later())
+
+    async def _flush_ack_later(self) -> None:
+        try:
+            await self._flush_ack()
+        except Exception as err:  # the next acknowledgement covers these messages too
+            log.debug("acknowledging applied events failed: %s", err)
+        finally:
+            self._ack_task = None
+
+    async def _flush_ack(self) -> None:
+        """Acknowledge the newest applied message now (and, with it, every one before)."""
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        newest, self._to_ack, self._unacked = self._to_ack, None, 0
+        if newest is not None and self._consumer is not None:
+            await self._consumer.ack(newest)
+
+    def _drop_ack(self) -> None:
+        """Forget a pending acknowledgement (its consumer is being closed)."""
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        if self._ack_task is not None:
+            self._ack_task.cancel()
+            self._ack_task = None
+        self._to_ack, self._unacked = None, 0
 
     # -- notifications ----------------------------------------------------------------------
 

@@ -137,29 +137,44 @@ class _Rejecter:
 
 
 def _wrap_unary_request(behavior: Callable[..., Any], reject: _Rejecter) -> Callable[..., Any]:
-    if inspect.isasyncgenfunction(behavior) or inspect.isgeneratorfunction(behavior):
+    # The kind of the behavior is looked up once, here, not on every call (it is on the path
+    # of every unary call of every service).
+    if inspect.isgeneratorfunction(behavior):
+
+        async def unary_sync_stream(request: object, context: Any) -> AsyncIterator[object]:
+            if type(request) is _Malformed:
+                await reject(request, context)
+            for response in behavior(request, context):
+                yield response
+
+        return unary_sync_stream
+
+    if inspect.isasyncgenfunction(behavior):
 
         async def unary_stream(request: object, context: Any) -> AsyncIterator[object]:
             if type(request) is _Malformed:
                 await reject(request, context)
-            if inspect.isgeneratorfunction(behavior):
-                for response in behavior(request, context):
-                    yield response
-            else:
-                async for response in behavior(request, context):
-                    yield response
+            async for response in behavior(request, context):
+                yield response
 
         return unary_stream
 
-    async def unary(request: object, context: Any) -> object:
+    if inspect.iscoroutinefunction(behavior):
+
+        async def unary(request: object, context: Any) -> object:
+            if type(request) is _Malformed:
+                await reject(request, context)
+            return await behavior(request, context)
+
+        return unary
+
+    async def unary_sync(request: object, context: Any) -> object:
         if type(request) is _Malformed:
             await reject(request, context)
-        if inspect.iscoroutinefunction(behavior):
-            return await behavior(request, context)
         # Only the generated "unimplemented" stubs are synchronous here; they return at once.
         return behavior(request, context)
 
-    return unary
+    return unary_sync
 
 
 def _wrap_stream_request(behavior: Callable[..., Any], reject: _Rejecter) -> Callable[..., Any]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pandanode.core import PinnedRelationList, decode_operation
 from pandanode.core.document import DocumentOperation
-from pandanode.services.query.materializer import Materializer
+from pandanode.services.query.materializer import DEFAULT_ACK_DELAY, Materializer
 from pandanode.services.query.model import DocumentChange
 from pandanode.services.query.store import QueryStore
 from pandanode.services.runtime.bus import Bus
@@ -124,11 +124,18 @@ class Recorder:
 
 @asynccontextmanager
 async def running_materializer(
-    path: Path, bus: Bus, *, durable: str = "query", batch_size: int = 256
+    path: Path,
+    bus: Bus,
+    *,
+    durable: str = "query",
+    batch_size: int = 256,
+    ack_delay: float = DEFAULT_ACK_DELAY,
 ) -> AsyncIterator[Materializer]:
     """A materializer over a query store at ``path``, stopped and closed afterwards."""
     store = QueryStore(path)
-    materializer = Materializer(store, bus, durable=durable, batch_size=batch_size)
+    materializer = Materializer(
+        store, bus, durable=durable, batch_size=batch_size, ack_delay=ack_delay
+    )
     try:
         await materializer.start()
         yield materializer

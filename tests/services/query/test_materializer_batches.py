@@ -1,12 +1,17 @@
 """The materializer on batch messages (on the in-memory bus): operations of a message applied
-in order, positions strictly increasing and covered by the checkpoint, redeliveries skipped."""
+in order, positions strictly increasing and covered by the checkpoint, redeliveries skipped,
+acknowledgements coalesced."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, cast
 
 from pandanode.services.query.materializer import POSITIONS_PER_MESSAGE
-from pandanode.services.runtime.bus import InMemoryBus
+from pandanode.services.runtime.bus import Bus, Consumer, Delivery, InMemoryBus
+from pandanode.services.runtime.events import EventKind
+from tests.services.support import eventually
 
 from .materializer_helpers import Feed, Recorder, corpus, running_materializer, wait_caught_up
 
@@ -41,3 +46,75 @@ async def test_changes_of_batch_messages_come_in_order_at_positions_the_checkpoi
         assert materializer.checkpoint == len(sequences) + 1
         assert len(recorder.changes) == before
         assert materializer.position > position
+
+
+class _AckCounting:
+    """The in-memory bus, with every acknowledgement of its consumers recorded."""
+
+    def __init__(self, bus: InMemoryBus) -> None:
+        self._bus = bus
+        self.acks: list[int] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._bus, name)
+
+    async def consume(self, kind: EventKind, **options: Any) -> Consumer:
+        consumer = await self._bus.consume(kind, **options)
+        inner_ack = consumer.ack
+
+        async def ack(through: Delivery) -> None:
+            self.acks.append(through.sequence)
+            await inner_ack(through)
+
+        consumer.ack = ack  # type: ignore[method-assign]
+        return consumer
+
+
+async def test_one_acknowledgement_covers_the_messages_applied_within_the_ack_delay(
+    tmp_path: Path,
+) -> None:
+    operations = corpus()
+    bus = InMemoryBus()
+    counting = _AckCounting(bus)
+    feed = Feed(bus)
+    feed.learn(operations)
+    # A delay no machine takes to apply the corpus, so the count below is not up to timing.
+    async with running_materializer(
+        tmp_path / "query", cast(Bus, counting), batch_size=64, ack_delay=2.0
+    ) as materializer:
+        sequences = [await feed.send_commit([operation]) for operation in operations]
+        last = sequences[-1][-1]
+        await wait_caught_up(materializer, bus)
+
+        # The newest applied message is acknowledged (covering all before it) ...
+        await eventually(
+            _async(lambda: counting.acks and counting.acks[-1] == last),
+            what="the last applied message acknowledged",
+        )
+        # ... by fewer acknowledgements than messages, never out of order.
+        assert len(counting.acks) < len(sequences)
+        assert counting.acks == sorted(counting.acks)
+
+
+async def test_acknowledgements_do_not_wait_once_half_the_unacknowledged_limit_is_reached(
+    tmp_path: Path,
+) -> None:
+    operations = corpus()
+    bus = InMemoryBus()
+    counting = _AckCounting(bus)
+    feed = Feed(bus)
+    feed.learn(operations)
+    # batch_size 1: the consumer may hold 2 messages unacknowledged, so every one is acked.
+    async with running_materializer(
+        tmp_path / "query", cast(Bus, counting), batch_size=1
+    ) as materializer:
+        sequences = [await feed.send_commit([operation]) for operation in operations[:6]]
+        await wait_caught_up(materializer, bus)
+        assert counting.acks == [s[-1] for s in sequences]
+
+
+def _async(check: Callable[[], object]) -> Callable[[], Awaitable[object]]:
+    async def run() -> object:
+        return check()
+
+    return run
