@@ -36,8 +36,7 @@ from pandanode.services.runtime.nats_server import free_port
 from pandanode.services.runtime.settings import Settings
 from tests.services.replication.harness import _reason, catch_up
 
-from .support import children_of, node_settings
-from .test_node import NodeProcess, gone
+from .support import NodeProcess, children_of, gone, node_settings
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 # Nothing listens there: SyncWith from loopback reaches the session, which fails to connect.

@@ -16,8 +16,7 @@ from pandanode.ingest.v1 import ingest_pb2 as ipb
 from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.node import Node
 from pandanode.services.runtime.settings import Settings
-from tests.services.support import node_settings
-from tests.services.test_node import NodeProcess
+from tests.services.support import NodeProcess, node_settings
 
 # Fast discovery (peers found within a second) and short idle timeouts; LAN discovery off.
 FAST: dict[str, Any] = {
