@@ -56,7 +56,4 @@ async def up(tmp_path: Path) -> AsyncIterator[tuple[NodeProcess, str, Path]]:
         await process.wait_serving(address, timeout=60)
         yield process, address, data_dir
     finally:
-        if process.process is not None and process.process.poll() is None:
-            process.kill()  # and waits until its children are gone
-        if process.process is not None and process.process.stdout is not None:
-            process.process.stdout.close()
+        process.close()

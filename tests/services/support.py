@@ -266,3 +266,12 @@ class NodeProcess:
     def output(self) -> str:
         assert self.process is not None and self.process.stdout is not None
         return self.process.stdout.read().decode()
+
+    def close(self) -> None:
+        """The end of a test: kill the node (and its children) if it runs, close its output."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.kill()
+        if self.process.stdout is not None:
+            self.process.stdout.close()

@@ -36,7 +36,7 @@ from pandanode.services.runtime.nats_server import free_port
 from pandanode.services.runtime.settings import Settings
 from tests.services.replication.harness import _reason, catch_up
 
-from .support import NodeProcess, children_of, gone, node_settings
+from .support import NodeProcess, node_settings
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 # Nothing listens there: SyncWith from loopback reaches the session, which fails to connect.
@@ -175,12 +175,7 @@ async def up_everywhere(tmp_path: Path) -> AsyncIterator[str]:
         await process.wait_serving(f"127.0.0.1:{port}", timeout=60)
         yield port
     finally:
-        if process.process is not None and process.process.poll() is None:
-            pids = list(children_of(process.process.pid).values())
-            process.kill()
-            await gone(pids)
-        if process.process is not None and process.process.stdout is not None:
-            process.process.stdout.close()
+        process.close()
 
 
 async def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -25,7 +25,7 @@ from pandanode.services.node import Node
 from pandanode.services.runtime.nats_server import free_port
 from pandanode.services.runtime.settings import Settings, SettingsError
 
-from .support import NodeProcess, children_of, eventually, gone, node_settings
+from .support import NodeProcess, children_of, eventually, node_settings
 
 PANDANODE = [sys.executable, "-m", "pandanode.services.cli"]
 
@@ -163,12 +163,7 @@ async def tls_up(
         await eventually(serving, timeout=60, what="pandanode up serving over TLS")
         yield process, address
     finally:
-        if process.process is not None and process.process.poll() is None:
-            pids = list(children_of(process.process.pid).values())
-            process.kill()
-            await gone(pids)
-        if process.process is not None and process.process.stdout is not None:
-            process.process.stdout.close()
+        process.close()
 
 
 async def test_up_with_tls_serves_the_public_address_only_over_tls_and_advertises_no_endpoints(

@@ -77,8 +77,5 @@ async def test_kill_9_mid_sync_then_restart_completes_the_sync_without_holes(
         assert partial or arrived == total
     finally:
         for process in (a, b):
-            if process is not None and process.process is not None:
-                if process.process.poll() is None:
-                    process.kill()
-                if process.process.stdout is not None:
-                    process.process.stdout.close()
+            if process is not None:
+                process.close()
