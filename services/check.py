@@ -68,7 +68,8 @@ from .query.materializer import DEFAULT_BATCH_SIZE, rebuild
 from .query.store import QueryStore, decode_view
 from .runtime.bus import Bus, connect_bus
 from .runtime.events import OPERATIONS_INGESTED, IngestedOperation, parse_operations_ingested
-from .runtime.nats_server import EmbeddedNats, NatsServerError, read_credentials
+from .runtime.nats_server import EmbeddedNats
+from .runtime.nats_users import CredentialsError, read_credentials
 from .runtime.schemas import FIELD_DEFINITION, SCHEMA_DEFINITION
 from .supervisor import DataDirInUseError, lock_data_dir
 
@@ -980,7 +981,7 @@ def run(args: argparse.Namespace) -> int:
                 nats_credentials=credentials,
             )
         )
-    except NatsServerError as err:
+    except CredentialsError as err:
         print(f"pandanode check: {err}", file=sys.stderr)
         return 2
     except CheckRefusedError as err:

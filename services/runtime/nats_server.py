@@ -19,11 +19,9 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
@@ -35,7 +33,14 @@ from typing import Any
 import nats
 import nats.errors
 
-from .nats_users import SERVICE_USERS, users_block
+# The credentials files are .nats_users'; their functions stay importable from here (__all__).
+from .nats_users import (
+    SERVICE_USERS,
+    load_or_create_credentials,
+    read_credentials,
+    users_block,
+    with_credentials,
+)
 
 __all__ = [
     "NATS_CREDENTIALS_FILE",
@@ -94,76 +99,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def read_credentials(path: Path) -> tuple[str, str]:
-    """The ``(user, password)`` of a credentials file (one line, ``user:password``).
-
-    Raises:
-        NatsServerError: the file cannot be read or is not ``user:password``.
-    """
-    try:
-        text = path.read_text().strip()
-    except OSError as err:
-        raise NatsServerError(
-            f"cannot read NATS credentials {path}: {err.strerror or err}"
-        ) from None
-    user, colon, password = text.partition(":")
-    if not colon or not user or not password or "\n" in text:
-        raise NatsServerError(f"NATS credentials {path} are not one line user:password")
-    return user, password
-
-
-def load_or_create_credentials(path: Path, user: str = "") -> tuple[str, str]:
-    """The ``(user, password)`` in ``path``; a random pair made first if there is none.
-
-    The file is created exclusively with mode 0600 (two processes starting at once agree on
-    one pair). A file that others can read is replaced by a new pair: its password may be
-    known.
-
-    Args:
-        path: The credentials file.
-        user: The user name of a new pair (and of the file read: another one is replaced);
-            empty: a random ``pandanode-…``.
-    """
-    for _ in range(3):
-        try:
-            mode = path.stat().st_mode
-        except FileNotFoundError:
-            pass
-        else:
-            if not mode & (stat.S_IRWXG | stat.S_IRWXO):
-                found = read_credentials(path)
-                if not user or found[0] == user:
-                    return found
-            else:
-                log.warning(
-                    "pandanode: %s could be read by other users; replacing its credentials", path
-                )
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        name, password = user or f"pandanode-{secrets.token_hex(4)}", secrets.token_urlsafe(32)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            continue  # made by another process meanwhile: read that one
-        with os.fdopen(fd, "w") as file:
-            file.write(f"{name}:{password}\n")
-        return name, password
-    raise NatsServerError(f"cannot create NATS credentials {path}")
-
-
 def service_credentials_file(data_dir: Path, service: str) -> Path:
     """Where the embedded server of ``data_dir`` keeps ``service``'s NATS user credentials."""
     return data_dir / NATS_USERS_DIR / f"{service}.credentials"
-
-
-def with_credentials(url: str, user: str, password: str) -> str:
-    """``url`` (``nats://host:port``) with ``user:password@`` (URL-quoted) in front of the host."""
-    from urllib.parse import quote
-
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "nats", url
-    return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{rest}"
 
 
 def dies_with_parent_prefix() -> list[str]:

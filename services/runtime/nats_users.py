@@ -17,10 +17,13 @@ halves of the secret at once: each user's ``<user>.credentials`` (``user:passwor
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +31,19 @@ from typing import Final
 
 from .events import PEER_DISCOVERED, PEER_LOST, STREAM_NAME, SUBJECT_PREFIX
 
+log = logging.getLogger(__name__)
+
+
+class CredentialsError(RuntimeError):
+    """A NATS credentials file cannot be read or made."""
+
+
 __all__ = [
     "ADMIN_USER",
+    "CredentialsError",
+    "load_or_create_credentials",
+    "read_credentials",
+    "with_credentials",
     "PASSWORDS_FILE",
     "SERVICE_USERS",
     "USERS",
@@ -221,6 +235,73 @@ def write_credentials(directory: Path) -> dict[str, str]:
         "".join(f"{password_variable(u)}: {json.dumps(p)}\n" for u, p in passwords.items()),
     )
     return passwords
+
+
+def read_credentials(path: Path) -> tuple[str, str]:
+    """The ``(user, password)`` of a credentials file (one line, ``user:password``).
+
+    Raises:
+        CredentialsError: the file cannot be read or is not ``user:password``.
+    """
+    try:
+        text = path.read_text().strip()
+    except OSError as err:
+        raise CredentialsError(
+            f"cannot read NATS credentials {path}: {err.strerror or err}"
+        ) from None
+    user, colon, password = text.partition(":")
+    if not colon or not user or not password or "\n" in text:
+        raise CredentialsError(f"NATS credentials {path} are not one line user:password")
+    return user, password
+
+
+def load_or_create_credentials(path: Path, user: str = "") -> tuple[str, str]:
+    """The ``(user, password)`` in ``path``; a random pair made first if there is none.
+
+    The file is created exclusively with mode 0600 (two processes starting at once agree on
+    one pair). A file that others can read is replaced by a new pair: its password may be
+    known.
+
+    Args:
+        path: The credentials file.
+        user: The user name of a new pair (and of the file read: another one is replaced);
+            empty: a random ``pandanode-…``.
+    """
+    for _ in range(3):
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            pass
+        else:
+            if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+                found = read_credentials(path)
+                if not user or found[0] == user:
+                    return found
+            else:
+                log.warning(
+                    "pandanode: %s could be read by other users; replacing its credentials", path
+                )
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        name, password = user or f"pandanode-{secrets.token_hex(4)}", secrets.token_urlsafe(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            continue  # made by another process meanwhile: read that one
+        with os.fdopen(fd, "w") as file:
+            file.write(f"{name}:{password}\n")
+        return name, password
+    raise CredentialsError(f"cannot create NATS credentials {path}")
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    """``url`` (``nats://host:port``) with ``user:password@`` (URL-quoted) in front of the host."""
+    from urllib.parse import quote
+
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "nats", url
+    return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{rest}"
 
 
 def _write_secret(path: Path, text: str) -> None:

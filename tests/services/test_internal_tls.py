@@ -7,6 +7,7 @@ Certificates are made by the test with the ``openssl`` CLI."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +19,14 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.deployment import Nginx, find_nginx, render_nginx_site, write_nginx_config
 from pandanode.client import Client, KeyPair
 from pandanode.replication.v1 import replication_pb2 as rpb
 from pandanode.replication.v1 import replication_pb2_grpc
 from pandanode.services.entry import EntryPoint, Route
 from pandanode.services.health import run as health_run
 from pandanode.services.node import Node
-from pandanode.services.runtime.nats_server import EmbeddedNats
+from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 from pandanode.services.runtime.settings import Settings, SettingsError
 from tests.services.gateway.helpers import data
 
@@ -189,3 +191,51 @@ def test_internal_tls_needs_all_three_files(certificates: Certificates) -> None:
             internal_tls_cert_file=str(certificates.cert),
             internal_tls_key_file=str(certificates.key),
         )
+
+
+def _readme_nginx_directives() -> str:
+    """The nginx directives deploy/README.md gives for mutual TLS to the services."""
+    readme = (Path(__file__).resolve().parents[2] / "deploy" / "README.md").read_text()
+    section = readme.split("## Mutual TLS between services", 1)[1]
+    match = re.search(r"```nginx\n(.*?)```", section, re.DOTALL)
+    assert match is not None, "deploy/README.md lost its nginx snippet"
+    return str(match.group(1))
+
+
+async def test_nginx_with_the_directives_of_the_deploy_readme_calls_the_services_with_mutual_tls(
+    tmp_path: Path, split: Split, certificates: Certificates
+) -> None:
+    binary = find_nginx()
+    if binary is None:
+        pytest.skip("nginx is not installed (make setup installs it where apt-get can)")
+    directives = _readme_nginx_directives()
+    for name, path in (
+        ("tls.crt", certificates.cert),
+        ("tls.key", certificates.key),
+        ("ca.crt", certificates.ca),
+    ):
+        directives = directives.replace(f"/etc/pandanode/internal-tls/{name}", str(path))
+    listen = f"127.0.0.1:{free_port()}"
+    upstreams = {
+        "ingest": [split.ingest.address],
+        "query": [split.query.address],
+        "discovery": [split.ingest.address],  # not run here: any address
+        "replication": [split.replication.address],
+        "gateway": [split.gateway.http_address],
+    }
+    site = render_nginx_site(upstreams, listen, f"127.0.0.1:{free_port()}")
+    site = site.replace("grpc_pass grpc://", "grpc_pass grpcs://")
+    # The certificate names localhost: the README's per-location grpc_ssl_name, once.
+    indented = "".join(f"    {line}\n" for line in directives.splitlines())
+    site = site.replace(
+        f"    listen {listen} http2;\n",
+        f"    listen {listen} http2;\n{indented}    grpc_ssl_name localhost;\n",
+    )
+    nginx = Nginx(binary, write_nginx_config(tmp_path / "nginx", site), listen)
+    await nginx.start()
+    try:
+        async with Client.connect(listen, key_pair=KeyPair()) as client:
+            venue = await client.create_schema("venue", "A place", {"name": "str"})
+            assert str((await client.get_schema(venue)).id) == venue
+    finally:
+        nginx.stop()
