@@ -3,6 +3,9 @@
 Sources, highest precedence first: command-line flags, environment variables
 (``PANDANODE_<NAME>``, e.g. ``PANDANODE_LISTEN``), a TOML file (``--config``), the command's
 own defaults (``pandanode up`` turns LAN discovery on), the defaults below.
+
+It stays one module, a little over 500 lines: one table of every setting, each with its
+documentation, default and check, is what an operator reads; split, it would be several.
 """
 
 from __future__ import annotations
