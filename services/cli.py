@@ -252,18 +252,23 @@ def _node_command_wanted(argv: Sequence[str]) -> bool:
     return _first_command(argv) not in CLIENT_COMMANDS
 
 
-def build_parser(*, node_commands: bool = True) -> argparse.ArgumentParser:
+def build_parser(*, node_commands: bool = True, only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of the ``pandanode`` command.
 
     Args:
         node_commands: Add ``up``, ``serve``, ``query`` and ``check`` (importing the node's
             modules); without them, the parser knows only the client commands. Also left
             out when the node's dependencies are not installed.
+        only: A client command: the parser knows just that one (what ``pandanode status …``
+            needs; building every command's parser costs start-up time).
     """
     parser = CliParser(prog="pandanode", description="A p2panda node.", epilog=EPILOG)
     add_version_option(parser)
     add_global_options(parser)
     commands = subcommands(parser)
+    if only is not None:
+        register_client_commands(commands, only=only)
+        return parser
     if node_commands:
         try:
             _add_node_commands(commands)
@@ -476,7 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in NODE_COMMANDS and (missing := _missing_node_dependency()) is not None:
         print(f"pandanode {command}: needs {missing}; {_NODE_EXTRA_HINT}", file=sys.stderr)
         return 2
-    args = build_parser(node_commands=_node_command_wanted(words)).parse_args(words)
+    only = command if command in CLIENT_COMMANDS else None
+    parser = build_parser(node_commands=_node_command_wanted(words), only=only)
+    args = parser.parse_args(words)
     if hasattr(args, "run"):  # a client command (pandanode.client.cli), `check`, `health`, `config`
         code: int = args.run(args)
         return code
