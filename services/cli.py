@@ -260,7 +260,8 @@ def build_parser(*, node_commands: bool = True, only: str | None = None) -> argp
             modules); without them, the parser knows only the client commands. Also left
             out when the node's dependencies are not installed.
         only: A client command: the parser knows just that one (what ``pandanode status …``
-            needs; building every command's parser costs start-up time).
+            needs; building every command's parser costs start-up time); "": none (what
+            ``pandanode --version`` needs).
     """
     parser = CliParser(prog="pandanode", description="A p2panda node.", epilog=EPILOG)
     add_version_option(parser)
@@ -482,6 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pandanode {command}: needs {missing}; {_NODE_EXTRA_HINT}", file=sys.stderr)
         return 2
     only = command if command in CLIENT_COMMANDS else None
+    if command is None and "--version" in words and not {"-h", "--help"} & set(words):
+        only = ""  # --version exits while parsing: no command's parser is needed
     parser = build_parser(node_commands=_node_command_wanted(words), only=only)
     args = parser.parse_args(words)
     if hasattr(args, "run"):  # a client command (pandanode.client.cli), `check`, `health`, `config`
