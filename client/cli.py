@@ -165,29 +165,58 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the client commands to the ``pandanode`` parser's subcommands.
+class _Commands:
+    """Adds client commands to the ``pandanode`` parser's subcommands (see :func:`register`)."""
 
-    Every command sets ``args.run``; call ``args.run(args)`` to run it (the exit code).
-    """
-    common = _common()
+    def __init__(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        self.subparsers = subparsers
+        self._common = _common()
 
     def leaf(
+        self,
         parent: argparse._SubParsersAction[argparse.ArgumentParser],
         name: str,
         handler: str,
         help_text: str,
     ) -> argparse.ArgumentParser:
-        parser = parent.add_parser(name, parents=[common], help=help_text, description=help_text)
+        """A command that runs ``handler`` (``module.function`` in this package)."""
+        parser = parent.add_parser(
+            name, parents=[self._common], help=help_text, description=help_text
+        )
         parser.set_defaults(run=run, client_handler=handler)
         return parser
 
-    def group(name: str, help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-        parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    def group(
+        self, name: str, help_text: str
+    ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        """A command of subcommands (``key new``, ``key show``)."""
+        parser = self.subparsers.add_parser(name, help=help_text, description=help_text)
         return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
-    key = group("key", "manage your key pair")
-    new = leaf(key, "new", "_cli_keys.key_new", "create a key pair and save it (mode 0600)")
+
+def register(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser], only: str | None = None
+) -> None:
+    """Add the client commands to the ``pandanode`` parser's subcommands.
+
+    Every command sets ``args.run``; call ``args.run(args)`` to run it (the exit code).
+
+    Args:
+        subparsers: The subcommands of the ``pandanode`` parser.
+        only: Add just this command, the one the command line names (building every
+            command's parser is a good part of a client command's start-up); None: all.
+    """
+    commands = _Commands(subparsers)
+    for name, add in _ADDERS.items():
+        if only is None or only == name:
+            add(commands)
+
+
+def _add_key(commands: _Commands) -> None:
+    key = commands.group("key", "manage your key pair")
+    new = commands.leaf(
+        key, "new", "_cli_keys.key_new", "create a key pair and save it (mode 0600)"
+    )
     new.add_argument(
         "--overwrite",
         "--force",
@@ -195,10 +224,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="replace an existing key file (its key is lost)",
     )
-    leaf(key, "show", "_cli_keys.key_show", "print your public key")
+    commands.leaf(key, "show", "_cli_keys.key_show", "print your public key")
 
-    schema = group("schema", "create and inspect schemas")
-    create = leaf(
+
+def _add_schema(commands: _Commands) -> None:
+    schema = commands.group("schema", "create and inspect schemas")
+    create = commands.leaf(
         schema, "create", "_cli_documents.schema_create", "publish a new schema; prints its id"
     )
     create.add_argument("name", nargs="?", help="schema name (or give --file)")
@@ -214,22 +245,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.add_argument(
         "--file", type=Path, help="TOML or JSON file with name, description and [fields]"
     )
-    leaf(schema, "list", "_cli_documents.schema_list", "list the schemas the node knows")
-    show = leaf(schema, "show", "_cli_documents.schema_show", "show a schema's fields")
+    commands.leaf(schema, "list", "_cli_documents.schema_list", "list the schemas the node knows")
+    show = commands.leaf(schema, "show", "_cli_documents.schema_show", "show a schema's fields")
     show.add_argument("schema_id")
 
-    document = group("document", "create, update, delete and read one document")
-    create = leaf(document, "create", "_cli_documents.document_create", "create a document")
+
+def _add_document(commands: _Commands) -> None:
+    document = commands.group("document", "create, update, delete and read one document")
+    create = commands.leaf(
+        document, "create", "_cli_documents.document_create", "create a document"
+    )
     create.add_argument("schema_id")
     _value_options(create)
-    update = leaf(
+    update = commands.leaf(
         document, "update", "_cli_documents.document_update", "update fields of a document"
     )
     update.add_argument("document_id")
     _value_options(update)
-    delete = leaf(document, "delete", "_cli_documents.document_delete", "delete a document")
+    delete = commands.leaf(
+        document, "delete", "_cli_documents.document_delete", "delete a document"
+    )
     delete.add_argument("document_id")
-    get = leaf(document, "get", "_cli_documents.document_get", "show a document")
+    get = commands.leaf(document, "get", "_cli_documents.document_get", "show a document")
     get.add_argument("document_id", nargs="?")
     get.add_argument("--view-id", help="a document view id instead of the current view")
     get.add_argument(
@@ -240,8 +277,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _after_option(get)
 
-    documents = group("documents", "list documents")
-    listing = leaf(documents, "list", "_cli_documents.documents_list", "list documents of a schema")
+
+def _add_documents(commands: _Commands) -> None:
+    documents = commands.group("documents", "list documents")
+    listing = commands.leaf(
+        documents, "list", "_cli_documents.documents_list", "list documents of a schema"
+    )
     listing.add_argument("schema_id")
     _filter_option(listing)
     listing.add_argument(
@@ -271,8 +312,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _after_option(listing)
 
-    watch = leaf(
-        subparsers, "watch", "_cli_documents.watch", "print documents of a schema as they change"
+
+def _add_watch(commands: _Commands) -> None:
+    watch = commands.leaf(
+        commands.subparsers,
+        "watch",
+        "_cli_documents.watch",
+        "print documents of a schema as they change",
     )
     watch.add_argument("schema_id")
     _filter_option(watch)
@@ -292,18 +338,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     _after_option(watch)
 
-    blob = group("blob", "upload and download files")
-    put = leaf(
+
+def _add_blob(commands: _Commands) -> None:
+    blob = commands.group("blob", "upload and download files")
+    put = commands.leaf(
         blob, "put", "_cli_documents.blob_put", "upload a file as a blob; prints its document id"
     )
     put.add_argument("file", type=Path)
     put.add_argument("--mime-type", help="MIME type (default: guessed from the file name)")
-    get = leaf(blob, "get", "_cli_documents.blob_get", "download a blob")
+    get = commands.leaf(blob, "get", "_cli_documents.blob_get", "download a blob")
     get.add_argument("document_id")
     get.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     _after_option(get)
 
-    bulk = leaf(subparsers, "import", "_cli_node.import_lines", "publish a JSON Lines file in bulk")
+
+def _add_import(commands: _Commands) -> None:
+    bulk = commands.leaf(
+        commands.subparsers, "import", "_cli_node.import_lines", "publish a JSON Lines file in bulk"
+    )
     bulk.add_argument(
         "file",
         help='JSON Lines: {"entry": hex, "operation": hex} (from export) or '
@@ -312,7 +364,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bulk.add_argument(
         "--batch-size", type=positive_int, default=500, help="items per message (%(default)s)"
     )
-    export = leaf(subparsers, "export", "_cli_node.export", "write every entry as JSON Lines")
+
+
+def _add_export(commands: _Commands) -> None:
+    export = commands.leaf(
+        commands.subparsers, "export", "_cli_node.export", "write every entry as JSON Lines"
+    )
     export.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     export.add_argument(
         "--schema",
@@ -323,24 +380,47 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     export.add_argument("--author", help="only this public key's logs")
 
-    leaf(subparsers, "status", "_cli_node.status", "show whether the node is up and what it serves")
-    leaf(subparsers, "peers", "_cli_node.peers", "list the other nodes the node has found")
-    sync = leaf(
-        subparsers, "sync", "_cli_replication.sync", "have the node catch up with another node now"
+
+def _add_status(commands: _Commands) -> None:
+    commands.leaf(
+        commands.subparsers,
+        "status",
+        "_cli_node.status",
+        "show whether the node is up and what it serves",
+    )
+
+
+def _add_peers(commands: _Commands) -> None:
+    commands.leaf(
+        commands.subparsers, "peers", "_cli_node.peers", "list the other nodes the node has found"
+    )
+
+
+def _add_sync(commands: _Commands) -> None:
+    sync = commands.leaf(
+        commands.subparsers,
+        "sync",
+        "_cli_replication.sync",
+        "have the node catch up with another node now",
     )
     sync.add_argument(
         "address",
         metavar="HOST:PORT",
         help="the other node's gRPC address (tls://HOST:PORT for a node with TLS)",
     )
-    leaf(
-        subparsers,
+
+
+def _add_sessions(commands: _Commands) -> None:
+    commands.leaf(
+        commands.subparsers,
         "sessions",
         "_cli_replication.sessions",
         "list the node's replication sessions and the peers it does not sync with",
     )
 
-    completion = subparsers.add_parser(
+
+def _add_completion(commands: _Commands) -> None:
+    completion = commands.subparsers.add_parser(
         "completion",
         help="print a shell completion script",
         description="Print a completion script for bash, zsh or fish. bash: "
@@ -349,6 +429,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     completion.add_argument("shell", choices=("bash", "zsh", "fish"))
     completion.set_defaults(run=_completion)
+
+
+_ADDERS: Final[dict[str, Callable[[_Commands], None]]] = {
+    "key": _add_key,
+    "schema": _add_schema,
+    "document": _add_document,
+    "documents": _add_documents,
+    "watch": _add_watch,
+    "blob": _add_blob,
+    "import": _add_import,
+    "export": _add_export,
+    "status": _add_status,
+    "peers": _add_peers,
+    "sync": _add_sync,
+    "sessions": _add_sessions,
+    "completion": _add_completion,
+}
 
 
 def _depth(text: str) -> int:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,7 +31,9 @@ __all__: list[str] = []
 PANDANODE = str(Path(sys.executable).with_name("pandanode"))
 
 
-async def _timed(command: list[str], env: dict[str, str]) -> float:
+async def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds from exec to exit, and the CPU seconds (user + system) the process used."""
+    used = _children_cpu()
     start = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
         *command,
@@ -41,7 +45,13 @@ async def _timed(command: list[str], env: dict[str, str]) -> float:
     elapsed = time.perf_counter() - start
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} exited {process.returncode}: {err.decode()}")
-    return elapsed
+    return elapsed, _children_cpu() - used
+
+
+def _children_cpu() -> float:
+    # The node is a child too, but counts only once it has exited (and been waited for).
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @scenario(
@@ -70,13 +80,20 @@ async def startup(ctx: Context, out: ScenarioResult) -> None:
             "pandanode schema list": [PANDANODE, "--node", node.address, "schema", "list"],
         }
         samples: dict[str, list[float]] = {row: [] for row in commands}
+        cpu: dict[str, list[float]] = {row: [] for row in commands}
         for command in commands.values():  # warm the page cache and the bytecode cache once
             await _timed(command, env)
         for _ in range(runs):  # interleaved, so a noisy moment hits every command alike
             for row, command in commands.items():
-                samples[row].append(await _timed(command, env))
+                wall, used = await _timed(command, env)
+                samples[row].append(wall)
+                cpu[row].append(used)
     for row, seconds in samples.items():
         baseline = None if row == floor else f"{out.name}/{floor}/p50 ms"
         out.latency(row, seconds, series=f"cli {row}", baseline=baseline)
+        # What the command itself costs: less at the mercy of a loaded machine than wall time.
+        cpu_baseline = None if row == floor else f"{out.name}/{floor}/CPU p50 ms"
+        cpu_ms = statistics.median(cpu[row]) * 1e3
+        out.metric(row, "CPU p50 ms", cpu_ms, "ms", "cost", baseline=cpu_baseline)
     out.notes["runs"] = runs
     out.notes["bytecode"] = "compiled (a cache in the work directory, filled by the warm-up run)"

@@ -6,6 +6,7 @@ Every test runs the console script (or ``python -m pandanode.services.cli``) as 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from pandanode.client import load_key_pair
+from pandanode.services.cli import build_parser
 from pandanode.services.node import Node
 from tests.client.conftest import PANDANODE, Cli
 
@@ -352,6 +354,13 @@ async def test_a_client_command_loads_only_the_modules_it_needs(
     loaded = await asyncio.to_thread(_modules_after, *args, env=cli_env)
     assert "pandanode.services.cli" in loaded  # the console script's module did run
     assert sorted(name for name in not_needed if _loads(loaded, name)) == []
+
+
+def test_a_client_command_builds_the_parser_of_that_command_only() -> None:
+    parser = build_parser(only="status")
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(commands.choices) == {"status"}
+    assert parser.parse_args(["--json", "status", "--node", "host:1"]).node == "host:1"
 
 
 def _loads(loaded: set[str], module: str) -> bool:
