@@ -195,20 +195,30 @@ class Bus(Protocol):
 # -- NATS JetStream ------------------------------------------------------------------------
 
 
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class _NatsConsumer:
     def __init__(self, bus: NatsBus, *, detect_gaps: bool = False) -> None:
         self._bus = bus
         self._detect_gaps = detect_gaps
         self._delivered = 0  # the consumer sequence of the last delivery taken
         self._messages: deque[Msg] = deque()
-        self._arrived = asyncio.Event()
+        # Set when a message arrives while take() waits for one. A bare future and a timer,
+        # not asyncio.wait_for on an Event: that is a task more per wait, and a wait per
+        # message when events trickle in (one per unary Publish).
+        self._waiter: asyncio.Future[None] | None = None
         self._subscription: Subscription | None = None
         self._unacked: dict[int, Msg] = {}
         self.name = ""
 
     async def put(self, message: Msg) -> None:
         self._messages.append(message)
-        self._arrived.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def open(self, config: ConsumerConfig) -> None:
         await _retrying(lambda: self._open(config), "a new consumer")
@@ -230,8 +240,14 @@ class _NatsConsumer:
 
     async def take(self, limit: int, timeout: float) -> list[Delivery]:
         if not self._messages:
-            self._arrived.clear()
-            await asyncio.wait_for(self._arrived.wait(), timeout)
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
         deliveries = []
         for _ in range(min(limit, len(self._messages))):
             message = self._messages.popleft()
