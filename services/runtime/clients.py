@@ -23,6 +23,7 @@ from typing import Any, Final, TypeAlias
 __all__ = [
     "CLIENT_ADDRESS_KEY",
     "client_address",
+    "client_metadata",
     "forwarded_client_metadata",
     "host_of_peer",
     "is_local",
@@ -126,6 +127,15 @@ def client_address(context: Any, trusted: Sequence[Network] = ()) -> str:
         if named is not None:
             return named
     return own
+
+
+def client_metadata(host: str | None) -> tuple[tuple[str, str], ...] | None:
+    """Call metadata naming ``host`` as the client a call is made for; None for no host.
+
+    For a process of the node that calls its services for a client of its own (the HTTP
+    gateway for a browser), so the client, not the process, is counted.
+    """
+    return ((CLIENT_ADDRESS_KEY, host),) if host else None
 
 
 def forwarded_client_metadata(
