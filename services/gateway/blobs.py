@@ -17,6 +17,7 @@ import grpc
 import grpc.aio
 
 from pandanode.query.v1 import query_pb2 as qpb
+from pandanode.services.runtime.clients import client_metadata
 
 from .app import AsgiHandler, Receive, Scope, Send
 
@@ -115,7 +116,8 @@ class BlobsHandler:
             if view_id
             else qpb.GetBlobRequest(document_id=document_id)
         )
-        call = self._query.GetBlob(request)
+        client = scope.get("client")
+        call = self._query.GetBlob(request, metadata=client_metadata(client[0] if client else None))
         try:
             await self._serve(call, send, headers, method, pinned=bool(view_id))
         finally:

@@ -72,11 +72,14 @@ class RequestContext:
         upstreams: The ingest and query stubs.
         kinds: Field kinds of every known schema, by schema id and field name.
         fetched: Documents fetched by id or view id during this request.
+        metadata: Call metadata naming the HTTP client (``x-pandanode-client-address``) for
+            the streams held for it (subscriptions), so per-client limits count the client.
     """
 
     upstreams: Upstreams
     kinds: Mapping[str, Mapping[str, qpb.FieldKind.ValueType]]
     fetched: dict[str, asyncio.Task[qpb.Document | None]] = field(default_factory=dict)
+    metadata: tuple[tuple[str, str], ...] | None = None
 
 
 def _context(info: GraphQLResolveInfo) -> RequestContext:

@@ -47,6 +47,7 @@ from graphql import (
 from graphql.execution import create_source_event_stream
 
 from pandanode.query.v1 import query_pb2 as qpb
+from pandanode.services.runtime.clients import client_metadata
 
 from .api import GraphQLApi, is_coroutine
 from .app import AsgiHandler, Receive, Scope, Send
@@ -182,7 +183,7 @@ def _watcher(schema_id: str) -> Any:
 async def _changes(
     context: RequestContext, request: qpb.WatchDocumentsRequest, *, include_existing: bool
 ) -> AsyncIterator[Change]:
-    call = context.upstreams.query.WatchDocuments(request)
+    call = context.upstreams.query.WatchDocuments(request, metadata=context.metadata)
     try:
         async for response in call:
             for change in response.changes:
@@ -241,7 +242,10 @@ class SubscriptionServer:
             await _close(send, SUBPROTOCOL_NOT_ACCEPTABLE, "Subprotocol not acceptable")
             return
         await send({"type": "websocket.accept", "subprotocol": PROTOCOL})
-        connection = _Connection(self._api, self._limits, send)
+        client = scope.get("client")
+        connection = _Connection(
+            self._api, self._limits, send, client_metadata(client[0] if client else None)
+        )
         try:
             await connection.serve(receive)
         except _CloseError as closed:
@@ -251,7 +255,14 @@ class SubscriptionServer:
 
 
 class _Connection:
-    def __init__(self, api: GraphQLApi, limits: SubscriptionLimits, send: Send) -> None:
+    def __init__(
+        self,
+        api: GraphQLApi,
+        limits: SubscriptionLimits,
+        send: Send,
+        metadata: tuple[tuple[str, str], ...] | None = None,
+    ) -> None:
+        self._metadata = metadata
         self._api = api
         self._limits = limits
         self._send = send
@@ -385,6 +396,7 @@ class _Connection:
             await self._error(identifier, [GraphQLError("no operation of that name to run")])
             return False
         context = self._api.context(snapshot)
+        context.metadata = self._metadata
         if operation.operation != OperationType.SUBSCRIPTION:
             result = execute(
                 snapshot.schema,

@@ -16,6 +16,7 @@ from many ports and connections.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, TypeAlias
@@ -23,6 +24,7 @@ from typing import Any, Final, TypeAlias
 __all__ = [
     "CLIENT_ADDRESS_KEY",
     "client_address",
+    "client_metadata",
     "forwarded_client_metadata",
     "host_of_peer",
     "is_local",
@@ -39,6 +41,7 @@ _UNIX: Final = "unix"
 _UNKNOWN: Final = "unknown"
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every call: parsing addresses costs µs
 def host_of_peer(peer: str | None) -> str:
     """The host of a gRPC peer string (``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5``, ``unix:/path``).
 
@@ -59,6 +62,7 @@ def host_of_peer(peer: str | None) -> str:
     return _canonical(host)
 
 
+@functools.lru_cache(maxsize=4096)
 def _canonical(host: str) -> str:
     try:
         address = ipaddress.ip_address(host.split("%", 1)[0])
@@ -69,6 +73,7 @@ def _canonical(host: str) -> str:
     return str(address)
 
 
+@functools.lru_cache(maxsize=4096)
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is this machine: 127.0.0.0/8, ``::1`` or a Unix socket.
 
@@ -126,6 +131,15 @@ def client_address(context: Any, trusted: Sequence[Network] = ()) -> str:
         if named is not None:
             return named
     return own
+
+
+def client_metadata(host: str | None) -> tuple[tuple[str, str], ...] | None:
+    """Call metadata naming ``host`` as the client a call is made for; None for no host.
+
+    For a process of the node that calls its services for a client of its own (the HTTP
+    gateway for a browser), so the client, not the process, is counted.
+    """
+    return ((CLIENT_ADDRESS_KEY, host),) if host else None
 
 
 def forwarded_client_metadata(

@@ -5,15 +5,20 @@ while other clients are served; a client is counted by its own address through a
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
 import pytest
+import websockets
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from pandanode.client import Client, KeyPair
 from pandanode.query.v1 import query_pb2, query_pb2_grpc
 from pandanode.replication.v1 import replication_pb2, replication_pb2_grpc
 from pandanode.services.node import Node
@@ -28,6 +33,7 @@ __all__ = ["up_everywhere"]  # a fixture of this module too
 A = "203.0.113.8"
 B = "203.0.113.9"
 WATCHED = "schema_definition_v1"
+GRAPHQL_WS = websockets.Subprotocol("graphql-transport-ws")
 
 
 class Watcher:
@@ -188,3 +194,39 @@ async def test_through_pandanode_up_a_remote_client_is_limited_by_its_own_addres
         finally:
             remote.close()
             local.close()
+
+
+@needs_outside
+async def test_the_gateway_counts_each_websocket_client_by_its_own_address(
+    tmp_path: Path,
+) -> None:
+    settings = node_settings(tmp_path / "data", http_listen="0.0.0.0:0", max_streams_per_client=1)
+    async with Node(settings) as node:
+        async with Client.connect(node.address, key_pair=KeyPair()) as author:
+            await author.create_schema("venue", "A place", {"name": "str"})  # one EXISTING
+        port = node.http_address.rsplit(":", 1)[1]
+        query = f"subscription {{ all_{WATCHED}(includeExisting: true) {{ kind }} }}"
+
+        async def subscribe_twice(host: str) -> dict[str, dict[str, Any]]:
+            """The first answer to each of two subscriptions on one connection from ``host``."""
+            async with websockets.connect(
+                f"ws://{host}:{port}/graphql", subprotocols=[GRAPHQL_WS]
+            ) as ws:
+                await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+                assert json.loads(await ws.recv())["type"] == "connection_ack"
+                for identifier in ("1", "2"):
+                    payload = {"query": query}
+                    message = {"id": identifier, "type": "subscribe", "payload": payload}
+                    await ws.send(json.dumps(message))
+                answers: dict[str, dict[str, Any]] = {}
+                while len(answers) < 2:
+                    answer = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                    answers.setdefault(answer["id"], answer)
+                return answers
+
+        remote = await subscribe_twice(str(OUTSIDE))
+        served, refused = sorted(remote.values(), key=lambda answer: "errors" in answer["payload"])
+        assert served["payload"]["data"] == {f"all_{WATCHED}": {"kind": "EXISTING"}}, remote
+        assert "max_streams_per_client" in refused["payload"]["errors"][0]["message"], remote
+        local = await subscribe_twice("127.0.0.1")
+        assert all("errors" not in answer["payload"] for answer in local.values()), local
