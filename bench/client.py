@@ -183,7 +183,8 @@ async def wait_announced(nats_url: str, expected: int, timeout: float = 300.0) -
     """
     if expected <= 0:
         return time.perf_counter()
-    client = await nats.connect(nats_url, name="pandanode-bench")
+    # A few attempts, not nats-py's minutes of them: a refused user is a bench bug to report.
+    client = await nats.connect(nats_url, name="pandanode-bench", max_reconnect_attempts=3)
     announced = 0
     reached = asyncio.Event()
 

@@ -53,7 +53,8 @@ async def _split(ctx: Context, name: str, out: ScenarioResult) -> AsyncIterator[
                 addresses["nginx"] = nginx.address
             addresses["direct discovery"] = deployed.discovery.address
             addresses["direct ingest"] = deployed.ingest.address
-            addresses["nats"] = deployed.nats[1].url
+            # One server of the cluster, as the admin NATS user (the servers take no one else).
+            addresses["nats"] = deployed.nats_url.split(",")[1]
             yield addresses
         finally:
             if nginx is not None:
