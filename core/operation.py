@@ -75,6 +75,7 @@ __all__ = [
     "Relation",
     "RelationList",
     "decode_operation",
+    "decode_trusted_operation",
     "encode_operation",
 ]
 
@@ -481,8 +482,38 @@ def _write_float(encoder: CBOREncoder, value: object) -> None:
     encoder.write(encode_float(value.value))
 
 
-def _decode_canonical(data: bytes) -> Operation | None:
-    """Decode an operation encoded exactly as p2panda encodes it; None for anything else."""
+def decode_trusted_operation(data: bytes | bytearray | memoryview) -> Operation:
+    """Decode an operation that this node has already accepted (:func:`decode_operation` passed).
+
+    For bytes that :func:`decode_operation` accepts, the result is equal to what it returns;
+    only the proof that the bytes are p2panda's canonical encoding (writing the values back and
+    comparing) is skipped, which is most of the cost of the fast path. Use it only for bytes a
+    trusted component already checked, e.g. the operations of ``operations.ingested`` events,
+    which ingest publishes only after ``decode_operation`` accepted them. Anything the quick
+    read does not recognise goes through :func:`decode_operation`, so untrusted or invalid
+    input still gets the full checks and the same errors.
+
+    Args:
+        data: The operation bytes, as ingest accepted them.
+
+    Returns:
+        The operation, equal to ``decode_operation(data)``.
+
+    Raises:
+        SchemaIdError: as :func:`decode_operation`, for bytes it would reject.
+        OperationDecodeError: as :func:`decode_operation`, for bytes it would reject.
+    """
+    raw = data if type(data) is bytes else bytes(data)
+    operation = _decode_canonical(raw, verify=False)
+    return operation if operation is not None else _decode_general(raw)
+
+
+def _decode_canonical(data: bytes, *, verify: bool = True) -> Operation | None:
+    """Decode an operation encoded exactly as p2panda encodes it; None for anything else.
+
+    With ``verify`` false the canonical re-encode check is skipped: only for bytes that passed
+    :func:`decode_operation` before (see :func:`decode_trusted_operation`).
+    """
     try:
         items = _cbor2_loads(data, max_depth=_CANONICAL_MAX_DEPTH)
     except Exception:  # any way cbor2 can fail: the general reader gives the precise error
@@ -511,9 +542,14 @@ def _decode_canonical(data: bytes) -> Operation | None:
         if read is None:
             return None
         fields, has_floats = read
+        # cbor2 reads NaN payloads differently from the general reader: those are re-checked.
+        if not verify and not (has_floats and any(v != v for v in fields.values())):
+            return Operation(_VERSION, action, schema_id, previous, fields)
         if has_floats:
             wrapped = {k: _Float(v) if type(v) is float else v for k, v in items[-1].items()}
             check = [*items[:-1], wrapped]
+    if not verify and action == "delete":
+        return Operation(_VERSION, action, schema_id, previous, fields)
     try:
         if _cbor2_dumps(check, default=_write_float) != data:
             return None

@@ -16,6 +16,7 @@ from typing import Final
 from pandanode.core.document import DocumentOperation
 from pandanode.core.errors import quote
 from pandanode.core.hexid import is_hex
+from pandanode.core.operation import decode_trusted_operation
 from pandanode.services.runtime.bus import Delivery
 from pandanode.services.runtime.events import IngestedOperation, parse_operations_ingested
 from pandanode.services.runtime.guard import RateLimitedLog
@@ -72,7 +73,12 @@ class IngestedEvent:
             schema_id=event.schema_id,
             operation=event.operation,
         )
-        return cls(sequence, operation, event.entry, operation.decode())
+        # Ingest announces only operations that decode_operation accepted, so the bytes are
+        # read without proving them canonical again (SECURITY.md: events are trusted).
+        decoded = DocumentOperation(
+            event.operation_id, event.public_key, decode_trusted_operation(event.operation)
+        )
+        return cls(sequence, operation, event.entry, decoded)
 
     @classmethod
     def parse_message(cls, stream_sequence: int, payload: bytes) -> list[IngestedEvent]:
