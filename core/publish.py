@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .entry import Entry
 from .errors import (
@@ -31,7 +32,7 @@ from .hash import generate_hash
 from .ids import DocumentViewId
 from .lipmaa import is_skiplink_required, lipmaa
 from .operation import Operation
-from .schema import Schema, validate_operation
+from .schema import Schema, check_operation
 from .varu64 import MAX_U64
 
 __all__ = [
@@ -129,6 +130,7 @@ class PublishResult:
     next_args: NextArgs
 
 
+@lru_cache(maxsize=4096)  # the same small seq nums over and over
 def seq_nums_needed(seq_num: int) -> tuple[int, ...]:
     """Seq nums of the log whose entry hashes publishing an entry at ``seq_num`` needs.
 
@@ -352,7 +354,7 @@ def validate_publish(
             Reason.SKIPLINK_MISMATCH,
         )
     # 7. the operation fits its schema
-    validate_operation(operation, schema)
+    check_operation(operation, schema)
     # 8. the document
     document_id = document_id_of(operation, entry.hash, state.previous)
     # 9. no operation after a DELETE

@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from types import MappingProxyType
 from typing import Final, Literal, TypeAlias, cast, get_args
@@ -97,6 +97,7 @@ __all__ = [
     "Schema",
     "SchemaId",
     "build_schema",
+    "check_operation",
     "field_type_from_definition",
     "is_valid_description",
     "is_valid_field_name",
@@ -122,6 +123,15 @@ _SCHEMA_ID_CHARS: Final = frozenset(
 )
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
+# The field types that accept exactly the plain values of one Python type (bool is not an int
+# here: ``type(True) is bool``).
+_SCALAR_TYPES: Final[Mapping[str, type]] = {
+    "bool": bool,
+    "int": int,
+    "float": float,
+    "str": str,
+    "bytes": bytes,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,10 +362,23 @@ class Schema:
     id: SchemaId
     description: str
     fields: Mapping[str, FieldType]
+    _scalar_types: Mapping[str, type] = field(init=False, repr=False, compare=False)
+    """Field name → the one Python type of a valid plain value, for the fields whose type
+    accepts exactly the values of one type (``bool``, ``int``, ``float``, ``str``, ``bytes``):
+    :func:`check_operation`'s quick path."""
 
     def __post_init__(self) -> None:
         fields = dict(sorted(self.fields.items()))
         object.__setattr__(self, "fields", MappingProxyType(fields))
+        object.__setattr__(
+            self,
+            "_scalar_types",
+            {
+                name: _SCALAR_TYPES[field_type.kind]
+                for name, field_type in fields.items()
+                if isinstance(field_type, FieldType) and field_type.kind in _SCALAR_TYPES
+            },
+        )
         if not is_valid_description(self.description):
             raise SchemaError(
                 f"schema description has {len(self.description)} characters, at most "
@@ -524,6 +547,43 @@ def validate_operation(operation: Operation, schema: Schema) -> dict[str, FieldV
     if schema.id.is_system:
         _check_system_fields(schema.id, fields)
     return typed
+
+
+def check_operation(operation: Operation, schema: Schema) -> None:
+    """Check an operation against its schema: :func:`validate_operation` without its result.
+
+    Accepts and rejects exactly what :func:`validate_operation` does (its errors included),
+    for callers that only need the verdict, e.g. publishing. The common case, a CREATE or an
+    UPDATE of an application schema whose given fields are all of the types ``bool``, ``int``,
+    ``float``, ``str`` or ``bytes`` with values of exactly those Python types, is decided here
+    without building the typed values; anything else is left to :func:`validate_operation`.
+
+    Raises:
+        SchemaIdError, OperationDecodeError, SchemaError: as :func:`validate_operation`.
+    """
+    fields = operation.fields
+    action = operation.action
+    previous = operation.previous
+    if (
+        fields is not None
+        and operation.version == 1
+        and ((action == "create" and previous is None) or (action == "update" and previous))
+        and not schema.id.is_system
+        and parse_schema_id(operation.schema_id) == schema.id
+        and (action != "create" or len(fields) == len(schema.fields))
+    ):
+        types = schema._scalar_types
+        for name, value in fields.items():
+            kind = types.get(name)
+            if kind is None or type(value) is not kind:
+                break
+            if kind is int and not _I64_MIN <= value <= _I64_MAX:  # type: ignore[operator]
+                break
+        else:
+            # Each name is a field of the schema (a dict has no duplicates), so a CREATE giving
+            # as many fields as the schema has gives exactly its fields.
+            return
+    validate_operation(operation, schema)
 
 
 def typed_fields(fields: Mapping[str, PlainValue], schema: Schema) -> dict[str, FieldValue]:
