@@ -311,12 +311,12 @@ def validate_publish(
         NotFoundError: a previous operation is unknown.
         DocumentError: the document was deleted, or previous spans several documents.
     """
-    log = f"log {entry.log_id} of {entry.public_key}"
     # 3. seq num follows the latest entry of the log
     expected_seq = 1 if state.latest_seq_num is None else state.latest_seq_num + 1
     if entry.seq_num != expected_seq:
         raise LogIntegrityError(
-            f"seq num {entry.seq_num} does not follow {log}: expected seq num {expected_seq}",
+            f"seq num {entry.seq_num} does not follow {_log_name(entry)}: expected seq num "
+            f"{expected_seq}",
             Reason.SEQ_NUM_MISMATCH,
         )
     # 4. the skiplink target is stored locally
@@ -325,7 +325,8 @@ def validate_publish(
         skiplink_target = state.log_hashes.get(lipmaa(entry.seq_num))
         if skiplink_target is None:
             raise LogIntegrityError(
-                f"skiplink target, entry {lipmaa(entry.seq_num)} of {log}, is not stored",
+                f"skiplink target, entry {lipmaa(entry.seq_num)} of {_log_name(entry)}, "
+                "is not stored",
                 Reason.SKIPLINK_MISSING,
             )
     # 5. payload hash and size match the operation bytes
@@ -345,12 +346,14 @@ def validate_publish(
     # 6. links equal the stored entries' hashes
     if entry.backlink is not None and state.log_hashes.get(entry.seq_num - 1) != entry.backlink:
         raise LogIntegrityError(
-            f"backlink {entry.backlink} is not the hash of entry {entry.seq_num - 1} of {log}",
+            f"backlink {entry.backlink} is not the hash of entry {entry.seq_num - 1} of "
+            f"{_log_name(entry)}",
             Reason.BACKLINK_MISMATCH,
         )
     if skiplink_target is not None and skiplink_target != entry.skiplink:
         raise LogIntegrityError(
-            f"skiplink {entry.skiplink} is not the hash of entry {lipmaa(entry.seq_num)} of {log}",
+            f"skiplink {entry.skiplink} is not the hash of entry {lipmaa(entry.seq_num)} of "
+            f"{_log_name(entry)}",
             Reason.SKIPLINK_MISMATCH,
         )
     # 7. the operation fits its schema
@@ -373,13 +376,34 @@ def validate_publish(
             )
     elif entry.seq_num != 1:
         raise LogIntegrityError(
-            f"expected log not found: {log} does not belong to document {document_id}; "
+            f"expected log not found: {_log_name(entry)} does not belong to document "
+            f"{document_id}; "
             "a new document (or an author's first operation on one) starts a new log at seq 1",
             Reason.LOG_NOT_FOUND,
         )
-    hashes = dict(state.log_hashes)
-    hashes[entry.seq_num] = entry.hash
-    tip = LogTip(log_id=entry.log_id, seq_num=entry.seq_num, hashes=hashes)
-    return PublishResult(
-        operation_id=entry.hash, document_id=document_id, next_args=next_args_in_log(tip)
-    )
+    return PublishResult(entry.hash, document_id, _next_args_after(entry, state.log_hashes))
+
+
+def _log_name(entry: Entry) -> str:
+    # Only for messages: built when an error is raised, not for every entry.
+    return f"log {entry.log_id} of {entry.public_key}"
+
+
+def _next_args_after(entry: Entry, log_hashes: Mapping[int, str]) -> NextArgs:
+    """``next_args_in_log`` of the log once ``entry`` is appended (the log's hashes plus its own).
+
+    Raises:
+        LogIntegrityError: as :func:`next_args_in_log`.
+    """
+    seq_num = entry.seq_num
+    if seq_num >= MAX_U64:
+        raise LogIntegrityError(
+            f"log {entry.log_id} reached the maximum seq num; start a new log",
+            Reason.MAX_SEQ_NUM_REACHED,
+        )
+    next_seq = seq_num + 1
+    skiplink = None
+    if is_skiplink_required(next_seq):
+        target = lipmaa(next_seq)
+        skiplink = entry.hash if target == seq_num else _hash_at(log_hashes, target, entry.log_id)
+    return NextArgs(entry.log_id, next_seq, entry.hash, skiplink)

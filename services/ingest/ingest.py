@@ -104,15 +104,17 @@ class _Checked:
         "settled",
     )
 
-    def __init__(self, entry: Entry, operation_bytes: bytes, operation: Operation) -> None:
+    def __init__(
+        self, entry: Entry, operation_bytes: bytes, operation: Operation, entry_id: bytes
+    ) -> None:
         self.entry = entry
         self.operation_bytes = operation_bytes
         self.operation = operation
         # Computed here, off the event loop when stage 1 runs on the pool: the payload hash and
-        # the raw public key and entry hash the store's keys are made of.
+        # the raw public key and entry hash (``entry_id``) the store's keys are made of.
         self.operation_hash = generate_hash(operation_bytes)
         self.key = bytes.fromhex(entry.public_key)
-        self.id = bytes.fromhex(entry.hash)
+        self.id = entry_id
         # Where the outcome goes: the future of a unary call, or a slot of a batch.
         self.future: asyncio.Future[PublishResult] | None = None
         self.batch: _Batch | None = None
@@ -236,14 +238,15 @@ class Ingest:
                 .about(limit=self.settings.max_operation_bytes)
                 .violation("operation")
             )
-        echo = self._stored_again(entry_bytes, operation_bytes)
+        entry_id = hash_bytes(entry_bytes)
+        echo = self._stored_again(entry_id, entry_bytes, operation_bytes)
         if echo is not None:
             return echo
         operation = decode_operation(operation_bytes)
         if self._supported is not None:
             self._check_supported(operation.schema_id)
         entry = self.decode_entry(entry_bytes)
-        return _Checked(entry, operation_bytes, operation)
+        return _Checked(entry, operation_bytes, operation, entry_id)
 
     def _check_supported(self, schema_id: str) -> None:
         """Refuse an operation of a schema outside the allow list (before its signature check).
@@ -260,8 +263,10 @@ class Ingest:
             "ask this node's operator to add it",
         ).about(schema_id=schema_id)
 
-    def _stored_again(self, entry_bytes: bytes, operation_bytes: bytes) -> PublishResult | None:
-        """The answer for an entry already stored (found by its hash), or None if it is new.
+    def _stored_again(
+        self, entry_id: bytes, entry_bytes: bytes, operation_bytes: bytes
+    ) -> PublishResult | None:
+        """The answer for an entry already stored (found by its hash, ``entry_id``), or None.
 
         Looked up before the signature is checked: the hash of the exact bytes names a stored
         entry, whose signature was verified when it was stored, so an entry sent again (a
@@ -272,7 +277,6 @@ class Ingest:
         Raises:
             LogIntegrityError: the operation is not the one the stored entry signs.
         """
-        entry_id = hash_bytes(entry_bytes)
         stored = self.store.operation_document(entry_id)
         if stored is None:
             return None
