@@ -459,6 +459,7 @@ async def _serve(settings: Settings, service: str) -> int:
     from pandanode.core.version import version
 
     from .node import Node
+    from .runtime.collector import settle_collector
     from .runtime.metrics import MetricsServer, metrics_enabled, serve_metrics
     from .runtime.service import EXIT_RESTART
     from .supervisor import SupervisorError
@@ -481,6 +482,7 @@ async def _serve(settings: Settings, service: str) -> int:
         if metrics is not None:
             metrics.stop()
         raise
+    settle_collector()
     http = f"; http on {node.http_address}" if node.http_address else ""
     where = f"; metrics on {metrics.address}" if metrics is not None else ""
     print(
