@@ -148,7 +148,13 @@ def operations_ingested(operations: Sequence[IngestedOperation], max_bytes: int)
 
     for operation in operations:
         body = operation.SerializeToString()
-        part = _OPERATIONS_TAG + _varint(len(body)) + body
+        size_of_body = len(body)
+        # Nearly every operation's event is 128 bytes to 16 KiB long: a two-byte varint.
+        if 0x80 <= size_of_body < 0x4000:
+            head = bytes(((size_of_body & 0x7F) | 0x80, size_of_body >> 7))
+        else:
+            head = _varint(size_of_body)
+        part = _OPERATIONS_TAG + head + body
         if len(part) > max_bytes:
             raise ValueError(
                 f"operation {operation.operation_id} needs {len(part)} bytes in an event, over "
