@@ -14,7 +14,7 @@ from pandanode.services.runtime.events import (
 def _operation(body_bytes: int, sequence: int) -> IngestedOperation:
     """An operation whose serialized event is ``body_bytes`` long."""
     operation = IngestedOperation(operation_id="0020" + "ab" * 32, sequence=sequence)
-    operation.entry = b"e" * max(0, body_bytes - operation.ByteSize() - 3)
+    operation.entry = b"e" * max(0, body_bytes - operation.ByteSize() - 6)
     while operation.ByteSize() < body_bytes:
         operation.entry += b"e"
     assert operation.ByteSize() == body_bytes
