@@ -137,12 +137,23 @@ class RocksStore:
                 batch.put(key, value)
         try:
             self._db.write(batch, write_opt=self._async)
-            if sync:
-                self._wal.sync()
         except Exception as err:
-            if self.write_error is None:
-                self.write_error = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            self._failed(err)
             raise
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
+        """Make every write so far durable: sync the write-ahead log (GIL released meanwhile)."""
+        try:
+            self._wal.sync()
+        except Exception as err:
+            self._failed(err)
+            raise
+
+    def _failed(self, err: Exception) -> None:
+        if self.write_error is None:
+            self.write_error = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
     def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Yield (key, value) of the keys with ``prefix``, from ``start`` on, in key order."""
