@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -56,16 +57,18 @@ class WalSync:
         self._newest = -1
         self._fd: int | None = None  # the newest WAL file, open
         self._listed: int | None = None  # the directory's mtime (ns) when listed, if settled
+        self._lock = threading.Lock()
         self.synced: list[str] = []
         """The WAL files the last :meth:`sync` synced (for tests and diagnostics)."""
 
     def sync(self) -> None:
         """``fdatasync`` every WAL file that may hold unsynced writes (GIL released)."""
-        if self._fd is not None and self._listed == os.stat(self._path).st_mtime_ns:
-            os.fdatasync(self._fd)
-            self.synced = self.synced[-1:]
-            return
-        self._sync_listed()
+        with self._lock:  # one writer syncs at a time; the lock only guards the kept descriptor
+            if self._fd is not None and self._listed == os.stat(self._path).st_mtime_ns:
+                os.fdatasync(self._fd)
+                self.synced = self.synced[-1:]
+                return
+            self._sync_listed()
 
     def _sync_listed(self) -> None:
         # Read before listing: a file created after this read changes it.
@@ -115,10 +118,11 @@ class WalSync:
 
     def close(self) -> None:
         """Close the descriptor kept open (the next :meth:`sync` lists the directory again)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        self._listed = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._listed = None
 
 
 class RocksStore:
