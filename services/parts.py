@@ -71,7 +71,9 @@ class IngestPart(Service):
             write_buffer_bytes=context.settings.store_write_buffer_bytes,
         )
         # Each commit is handed to the announcer in memory; its outbox is for recovery only.
-        self.announcer = Announcer(self.store, context.need_bus())
+        self.announcer = Announcer(
+            self.store, context.need_bus(), linger=context.settings.announce_linger
+        )
         self.ingest = Ingest(self.store, context.settings, on_committed=self.announcer.committed)
         await self.ingest.start()
         await self.announcer.start()

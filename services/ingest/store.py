@@ -28,6 +28,9 @@ Keys (``pk`` 32 raw bytes, ids 34 raw bytes, integers u64 big-endian)::
                          records after the cursor are the outbox; all of them together are the
                          store-order index replication reads (kept, not dropped once announced)
     C                 -> outbox cursor (u64): every entry at or below it was announced
+    P                 -> first(u64) ‖ last(u64): the commits being announced as one group
+                         (written with C before publishing a group of several commits, so
+                         the group is announced again as the same messages after a crash)
     N                 -> next store sequence (u64): each entry's position in store order
     V                 -> layout version (u64); missing: written before the store sequence was
                          kept per entry (migrated at open)
@@ -488,6 +491,25 @@ class LogStore(RocksStore, _Reads):
         (:meth:`entries_in_store_order`).
         """
         self._db.put(b"C", _U64.pack(cursor), write_opt=self._async)
+
+    def begin_announcing(self, cursor: int, first: int, last: int) -> None:
+        """Record that store sequences ``first``..``last`` are being announced as one group.
+
+        Written (not synced: it only has to outlive the process) before the group is
+        published, with the cursor, which is ``first - 1``; see :meth:`announcing`.
+        """
+        self._write({b"C": _U64.pack(cursor), b"P": _U64.pack(first) + _U64.pack(last)}, sync=False)
+
+    def announcing(self) -> tuple[int, int] | None:
+        """The (first, last) store sequences of the group announced last, if one was recorded.
+
+        Only meaningful while the cursor is ``first - 1``: the group may be in the stream, and
+        is to be announced again exactly so (same messages, same ids).
+        """
+        value = self._get(b"P")
+        if value is None or len(value) != 16:
+            return None
+        return int(_U64.unpack_from(value, 0)[0]), int(_U64.unpack_from(value, 8)[0])
 
     def entry_sequence(self, public_key: bytes, log_id: int, seq_num: int) -> int | None:
         """The store sequence of the entry at a log position (raw public key), if stored."""

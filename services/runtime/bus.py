@@ -321,7 +321,10 @@ class NatsBus:
                     headers={"Nats-Msg-Id": message.message_id},
                 )
             )
-        results = await asyncio.wait_for(asyncio.gather(*acks), timeout=_PUBLISH_TIMEOUT)
+        async with asyncio.timeout(_PUBLISH_TIMEOUT):
+            # One message (the usual case) is awaited as is: a gather costs a future and a
+            # callback per message, which counts when events trickle in one at a time.
+            results = [await acks[0]] if len(acks) == 1 else await asyncio.gather(*acks)
         return [int(ack.seq or 0) for ack in results]
 
     async def consume(

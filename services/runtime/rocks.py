@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -23,6 +25,9 @@ from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOption
 __all__ = ["DEFAULT_WRITE_BUFFER_BYTES", "RocksStore", "WalSync", "free_bytes"]
 
 _WAL_SUFFIX = ".log"
+# How long a directory must have been unchanged for its modification time to tell a change:
+# far more than a kernel clock tick (1-10 ms).
+_SETTLED_NS = 100_000_000
 _WRITE_BUFFERS = 2
 
 DEFAULT_WRITE_BUFFER_BYTES = 32 * 1024 * 1024
@@ -37,6 +42,12 @@ class WalSync:
     (synced) table file. So each call syncs the files from the newest one seen by the previous
     call on, and the directory when a new file appeared (its entry must be durable too).
 
+    Listing the directory costs more than the sync's system call on a fast disk, so while the
+    directory has not changed since it was listed (its modification time), only the newest file
+    is synced, through a descriptor kept open. A modification time is as coarse as the kernel's
+    clock tick: one equal to the listed one proves nothing if both fall in one tick, so that
+    shortcut is only taken once the listed directory had been unchanged for :data:`_SETTLED_NS`.
+
     Args:
         path: The database directory (RocksDB keeps its WAL there by default).
     """
@@ -44,11 +55,24 @@ class WalSync:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._newest = -1
+        self._fd: int | None = None  # the newest WAL file, open
+        self._listed: int | None = None  # the directory's mtime (ns) when listed, if settled
+        self._lock = threading.Lock()
         self.synced: list[str] = []
         """The WAL files the last :meth:`sync` synced (for tests and diagnostics)."""
 
     def sync(self) -> None:
         """``fdatasync`` every WAL file that may hold unsynced writes (GIL released)."""
+        with self._lock:  # one writer syncs at a time; the lock only guards the kept descriptor
+            if self._fd is not None and self._listed == os.stat(self._path).st_mtime_ns:
+                os.fdatasync(self._fd)
+                self.synced = self.synced[-1:]
+                return
+            self._sync_listed()
+
+    def _sync_listed(self) -> None:
+        # Read before listing: a file created after this read changes it.
+        changed = os.stat(self._path).st_mtime_ns
         logs = sorted(
             (int(name[: -len(_WAL_SUFFIX)]), name)
             for name in os.listdir(self._path)
@@ -58,13 +82,22 @@ class WalSync:
         for number, name in logs:
             if number < self._newest:
                 continue
+            if number == self._newest and self._fd is not None:
+                os.fdatasync(self._fd)
+                synced.append(name)
+                continue
             try:
                 fd = os.open(self._path / name, os.O_RDONLY)
             except FileNotFoundError:  # flushed to a table file and deleted meanwhile
                 continue
             try:
                 os.fdatasync(fd)
-            finally:
+            except BaseException:
+                os.close(fd)
+                raise
+            if number == logs[-1][0]:
+                self._keep(fd)
+            else:
                 os.close(fd)
             synced.append(name)
         if logs and logs[-1][0] > self._newest:
@@ -75,6 +108,21 @@ class WalSync:
                 os.close(directory)
             self._newest = logs[-1][0]
         self.synced = synced
+        settled = time.time_ns() - changed > _SETTLED_NS
+        self._listed = changed if settled and self._fd is not None else None
+
+    def _keep(self, fd: int) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = fd
+
+    def close(self) -> None:
+        """Close the descriptor kept open (the next :meth:`sync` lists the directory again)."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._listed = None
 
 
 class RocksStore:
@@ -119,6 +167,7 @@ class RocksStore:
         A store whose writes failed cannot flush; it is closed all the same (what was
         acknowledged is in its synced write-ahead log).
         """
+        self._wal.close()
         if self.write_error is None:
             self._db.close()
             return
@@ -137,12 +186,23 @@ class RocksStore:
                 batch.put(key, value)
         try:
             self._db.write(batch, write_opt=self._async)
-            if sync:
-                self._wal.sync()
         except Exception as err:
-            if self.write_error is None:
-                self.write_error = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            self._failed(err)
             raise
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
+        """Make every write so far durable: sync the write-ahead log (GIL released meanwhile)."""
+        try:
+            self._wal.sync()
+        except Exception as err:
+            self._failed(err)
+            raise
+
+    def _failed(self, err: Exception) -> None:
+        if self.write_error is None:
+            self.write_error = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
     def _scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Yield (key, value) of the keys with ``prefix``, from ``start`` on, in key order."""

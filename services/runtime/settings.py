@@ -109,6 +109,10 @@ class Settings:
         max_streams_per_client: Most streaming calls (watchers, PublishStream, Sync, log reads)
             one client address may hold at once in one service process, likewise.
         write_batch_max: Most entries committed together in one synced RocksDB write.
+        announce_linger: Seconds at least between two announcements of stored entries on the
+            event stream: commits made meanwhile are announced together, in one message (the
+            CPU of NATS and of every consumer goes by messages). A commit after a pause is
+            announced at once, any other at most this much later.
         read_log_page: Entries per ReadLog response message.
         log_heights_page_size: Log heights per GetLogHeights page when the request names no
             page size.
@@ -231,6 +235,7 @@ class Settings:
     max_concurrent_rpcs_per_client: int = 256
     max_streams_per_client: int = 64
     write_batch_max: int = 1000
+    announce_linger: float = 0.005
     read_log_page: int = 200
     log_heights_page_size: int = 10_000
     max_log_heights_page_size: int = 100_000

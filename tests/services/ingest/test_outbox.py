@@ -3,6 +3,7 @@ failures that are logged, retried and shown — never a silently dead task."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -18,8 +19,13 @@ from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.services.ingest.ingest import Ingest
 from pandanode.services.ingest.outbox import Announcer
 from pandanode.services.ingest.store import LogStore, StoredEntry
-from pandanode.services.runtime.bus import Bus, InMemoryBus, NatsBus, connect_bus
-from pandanode.services.runtime.events import OPERATIONS_INGESTED, parse_operations_ingested
+from pandanode.services.runtime.bus import Bus, Consumer, InMemoryBus, NatsBus, connect_bus
+from pandanode.services.runtime.events import (
+    OPERATIONS_INGESTED,
+    EventKind,
+    Outgoing,
+    parse_operations_ingested,
+)
 from pandanode.services.runtime.nats_server import EmbeddedNats, free_port
 from pandanode.services.runtime.settings import Settings
 from tests.services.support import (
@@ -54,6 +60,56 @@ class CountingStore(LogStore):
         return super().entry(public_key, log_id, seq_num)
 
 
+class GatedBus:
+    """A bus whose publishes each wait until the test lets one through; remembers every try."""
+
+    def __init__(self, inner: Bus) -> None:
+        self.inner = inner
+        self.attempts: list[list[str]] = []
+        """The message ids of every publish, in order (a retry is a new attempt)."""
+        self._passes = asyncio.Semaphore(0)
+
+    def let_through(self, count: int = 1) -> None:
+        """Let ``count`` more publishes through (waiting ones first)."""
+        for _ in range(count):
+            self._passes.release()
+
+    @property
+    def max_payload(self) -> int:
+        return self.inner.max_payload
+
+    async def publish(self, messages: Sequence[Outgoing]) -> list[int]:
+        self.attempts.append([message.message_id for message in messages])
+        await self._passes.acquire()
+        return await self.inner.publish(messages)
+
+    async def consume(
+        self,
+        kind: EventKind,
+        *,
+        start_sequence: int,
+        durable: str | None = None,
+        max_pending: int = 512,
+        detect_gaps: bool = False,
+    ) -> Consumer:
+        return await self.inner.consume(
+            kind,
+            start_sequence=start_sequence,
+            durable=durable,
+            max_pending=max_pending,
+            detect_gaps=detect_gaps,
+        )
+
+    async def delete_consumer(self, durable: str) -> None:
+        await self.inner.delete_consumer(durable)
+
+    async def last_sequence(self, kind: EventKind | None = None) -> int:
+        return await self.inner.last_sequence(kind)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 @dataclass
 class Running:
     store: LogStore
@@ -63,11 +119,16 @@ class Running:
 
 @asynccontextmanager
 async def running(
-    store: LogStore, bus: Bus, *, announce: bool = True, crash: bool = False
+    store: LogStore,
+    bus: Bus,
+    *,
+    announce: bool = True,
+    crash: bool = False,
+    linger: float | None = None,
 ) -> AsyncIterator[Running]:
     """Ingest with an announcer on ``store``; ``crash`` leaves without draining or closing
     anything gracefully (what kill -9 leaves behind: the store and the stream)."""
-    announcer = Announcer(store, bus)
+    announcer = Announcer(store, bus) if linger is None else Announcer(store, bus, linger=linger)
     ingest = Ingest(store, Settings(), on_committed=announcer.committed if announce else None)
     await ingest.start()
     if announce:
@@ -91,6 +152,14 @@ async def publish(ingest: Ingest, logs: Sequence[FieldDefinitionLog], seq_nums: 
     outcomes = await ingest.publish_many(items)
     assert all(not isinstance(outcome, Exception) for outcome in outcomes), outcomes
     return len(items)
+
+
+def sequences_by_message(bus: InMemoryBus) -> list[list[int]]:
+    """The store sequences each message in the bus carries, message by message."""
+    return [
+        [int(operation.sequence) for operation in parse_operations_ingested(m.payload).operations]
+        for m in bus.messages
+    ]
 
 
 async def announced(bus: Bus) -> list[int]:
@@ -306,3 +375,122 @@ async def test_kill_9_while_nats_is_down_loses_no_event_and_repeats_none(tmp_pat
         if process.process is not None and process.process.poll() is None:
             process.kill()
         await nats_server.stop()
+
+
+async def test_commits_made_while_an_announcement_is_in_flight_go_out_as_one_message(
+    tmp_path: Path,
+) -> None:
+    memory = InMemoryBus()
+    bus = GatedBus(memory)
+    logs = [FieldDefinitionLog(KeyPair(), log_id=log_id) for log_id in range(2)]
+    async with running(LogStore(tmp_path / "ingest"), bus, linger=0) as node:
+        count = await publish(node.ingest, logs, range(1, 2))
+
+        async def in_flight() -> bool:
+            return len(bus.attempts) == 1
+
+        await eventually(in_flight, what="the first commit being announced")
+        for seq_num in range(2, 5):  # three commits of two entries, while it is in flight
+            count += await publish(node.ingest, logs, range(seq_num, seq_num + 1))
+        bus.let_through(2)
+
+        async def announced_all() -> bool:
+            return node.store.outbox_cursor() == count
+
+        await eventually(announced_all, what="every commit announced")
+        assert len(node.store.outbox(0, 100)) == 4, "four commits"
+    assert sequences_by_message(memory) == [[1, 2], [3, 4, 5, 6, 7, 8]]
+
+
+async def test_commits_within_the_linger_go_out_together_and_one_after_a_pause_at_once(
+    tmp_path: Path,
+) -> None:
+    bus = InMemoryBus()
+    logs = [FieldDefinitionLog(KeyPair(), log_id=log_id) for log_id in range(2)]
+    async with running(LogStore(tmp_path / "ingest"), bus, linger=3600.0) as node:
+        count = await publish(node.ingest, logs, range(1, 2))
+
+        async def first_announced() -> bool:
+            return len(bus.messages) == 1
+
+        # The first commit after a pause does not wait for the (hour-long) linger.
+        await eventually(first_announced, what="the first commit announced at once")
+        count += await publish(node.ingest, logs, range(2, 3))
+        count += await publish(node.ingest, logs, range(3, 4))
+        assert len(bus.messages) == 1, "the next commits wait for the linger"
+        await node.announcer.drain()  # stopping the node does not wait for it
+        assert node.store.outbox_cursor() == count
+    assert sequences_by_message(bus) == [[1, 2], [3, 4, 5, 6]]
+
+
+async def test_a_group_cut_short_by_a_crash_is_announced_again_as_the_same_message(
+    tmp_path: Path,
+) -> None:
+    memory = InMemoryBus()
+    bus = GatedBus(memory)
+    logs = [FieldDefinitionLog(KeyPair(), log_id=log_id) for log_id in range(2)]
+    async with running(LogStore(tmp_path / "ingest"), bus, linger=0, crash=True) as node:
+        count = await publish(node.ingest, logs, range(1, 2))
+
+        async def in_flight() -> bool:
+            return len(bus.attempts) == 1
+
+        await eventually(in_flight, what="the first commit being announced")
+        count += await publish(node.ingest, logs, range(2, 3))
+        count += await publish(node.ingest, logs, range(3, 4))
+        bus.let_through(1)  # the first commit goes out; the next two, one group, are held
+
+        async def group_in_flight() -> bool:
+            return len(bus.attempts) == 2
+
+        await eventually(group_in_flight, what="the group of two commits being announced")
+    group = bus.attempts[1]
+    assert len(group) == 1, "one message for two commits"
+    assert sequences_by_message(memory) == [[1, 2]]
+
+    replay = InMemoryBus()
+    async with running(LogStore(tmp_path / "ingest"), replay) as node:
+
+        async def recovered() -> bool:
+            return node.store.outbox_cursor() == count
+
+        await eventually(recovered, what="the group announced from the outbox")
+    assert replay.message_ids == group, "the same message, with the same id"
+    assert sequences_by_message(replay) == [[3, 4, 5, 6]]
+
+
+async def test_a_group_announced_but_not_recorded_before_a_crash_is_announced_exactly_once(
+    tmp_path: Path, nats_bus: NatsBus
+) -> None:
+    bus = GatedBus(nats_bus)
+    logs = [FieldDefinitionLog(KeyPair(), log_id=log_id) for log_id in range(3)]
+    store = FlakyStore(tmp_path / "ingest")
+    store.full = True  # the process dies between JetStream's ack and the cursor write
+    async with running(store, bus, linger=0, crash=True) as node:
+        count = await publish(node.ingest, logs, range(1, 2))
+
+        async def in_flight() -> bool:
+            return len(bus.attempts) == 1
+
+        await eventually(in_flight, what="the first commit being announced")
+        count += await publish(node.ingest, logs, range(2, 3))
+        count += await publish(node.ingest, logs, range(3, 5))
+        bus.let_through(2)
+
+        async def published() -> bool:
+            return len(await announced(nats_bus)) == count
+
+        await eventually(published, what="every commit in the stream")
+        assert len(bus.attempts) == 2, "the commits made meanwhile went out as one group"
+        assert store.outbox_cursor() == 3, "recorded with the group: the commit before it"
+    messages = await nats_bus.last_sequence()
+
+    async with running(LogStore(tmp_path / "ingest"), nats_bus) as node:
+
+        async def recorded() -> bool:
+            return node.store.outbox_cursor() == count
+
+        await eventually(recorded, what="the re-announced group recorded")
+    # Re-published with the same message id: JetStream kept the first copy only.
+    assert await nats_bus.last_sequence() == messages
+    assert await announced(nats_bus) == list(range(1, count + 1))

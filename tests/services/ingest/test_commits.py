@@ -1,0 +1,95 @@
+"""Where the writer commits: a lone unary call on the event loop, anything more on the commit
+thread, and a slow disk never twice in a row on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pandanode.core import KeyPair
+from pandanode.services.ingest import ingest as ingest_module
+from pandanode.services.ingest.ingest import Ingest
+from pandanode.services.ingest.store import LogStore, WriteBatchView
+from pandanode.services.runtime.settings import Settings
+from tests.services.support import FieldDefinitionLog
+
+# What counts as slow, in these tests: far above what a commit takes on a busy machine.
+SLOW = 0.5
+
+
+class RecordingStore(LogStore):
+    """A log store that records the thread of each commit; ``slow`` commits take longer."""
+
+    slow = False
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.threads: list[str] = []
+
+    def commit(self, view: WriteBatchView, *, sync: bool = True) -> None:
+        self.threads.append(threading.current_thread().name)
+        super().commit(view, sync=sync)
+        if self.slow:
+            time.sleep(SLOW * 1.2)  # a disk that takes this long to sync
+
+
+@pytest.fixture
+async def ingest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ingest]:
+    monkeypatch.setattr(ingest_module, "_INLINE_SYNC", SLOW)
+    store = RecordingStore(tmp_path / "ingest")
+    ingest = Ingest(store, Settings())
+    await ingest.start()
+    try:
+        yield ingest
+    finally:
+        await ingest.stop()
+        store.close()
+
+
+def threads(ingest: Ingest) -> list[str]:
+    assert isinstance(ingest.store, RecordingStore)
+    return ingest.store.threads
+
+
+async def test_a_lone_unary_call_is_committed_on_the_event_loop(ingest: Ingest) -> None:
+    author = FieldDefinitionLog(KeyPair(), log_id=0)
+    for seq_num in range(1, 4):
+        request = author.entry(seq_num)
+        await ingest.publish(request.entry, request.operation)
+    assert threads(ingest) == [threading.current_thread().name] * 3
+
+
+async def test_calls_in_flight_together_are_committed_on_the_commit_thread(ingest: Ingest) -> None:
+    authors = [FieldDefinitionLog(KeyPair(), log_id=0) for _ in range(8)]
+    requests = [author.entry(1) for author in authors]
+    await asyncio.gather(*(ingest.publish(r.entry, r.operation) for r in requests))
+    assert threads(ingest), "committed"
+    assert all(name.startswith("commit") for name in threads(ingest))
+
+
+async def test_after_a_slow_commit_a_lone_call_is_committed_off_the_event_loop_until_one_is_fast(
+    ingest: Ingest,
+) -> None:
+    assert isinstance(ingest.store, RecordingStore)
+    author = FieldDefinitionLog(KeyPair(), log_id=0)
+    loop_thread = threading.current_thread().name
+
+    async def publish(seq_num: int) -> None:
+        request = author.entry(seq_num)
+        await ingest.publish(request.entry, request.operation)
+
+    ingest.store.slow = True
+    await publish(1)  # on the event loop: nothing said the disk was slow
+    await publish(2)  # on the commit thread
+    ingest.store.slow = False
+    await publish(3)  # still there: the last commit was slow
+    await publish(4)  # back on the event loop
+    assert threads(ingest)[0] == loop_thread
+    assert threads(ingest)[1].startswith("commit")
+    assert threads(ingest)[2].startswith("commit")
+    assert threads(ingest)[3] == loop_thread
