@@ -10,7 +10,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from pandanode.core import KeyPair, decode_operation, encode_operation, sign_and_encode_entry
+from pandanode.core import KeyPair, cbor, decode_operation, encode_operation, sign_and_encode_entry
 from pandanode.core.document import DocumentOperation, materialize
 from pandanode.core.errors import DocumentError, PandanodeError, Reason, SchemaError
 from pandanode.core.hash import generate_hash
@@ -97,7 +97,9 @@ def test_view_codec_round_trips_every_typed_value_exactly(
         fields=dict(sorted(fields.items())),
         appendable=flags[2],
     )
-    decoded = decode_view(encode_view(document))
+    encoded = encode_view(document)
+    assert encoded == cbor.dumps(cbor.loads(encoded))  # exactly as our own CBOR writer writes
+    decoded = decode_view(encoded)
     assert list(decoded.fields) == list(document.fields)
     for name, value in document.fields.items():
         assert _same_value(decoded.fields[name], value), name
