@@ -52,6 +52,7 @@ from .views import (
     build_view,
     change_kind,
     claimed_schema_id,
+    create_view,
     fold_into_view,
     linear_extension,
     operation_pins,
@@ -224,12 +225,12 @@ class UnitOfWork:
         all of them. When they are the CREATE and a line on top of it, folding gives the view
         a full build would, without walking the whole graph; anything else is rebuilt.
         """
-        create = next((op for op in fresh if op.id == document_id), None)
+        create = next((op for op in fresh if op.id == document_id and op.is_create), None)
         schema = None if create is None else self.registry.get(create.schema_id)
         if create is None or schema is None:
             return False
         try:
-            base = build_view([create], schema)
+            base = create_view(create, schema)
             line = linear_extension(base, [op for op in fresh if op is not create])
             if line is None:
                 return False

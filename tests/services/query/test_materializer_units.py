@@ -42,6 +42,7 @@ from pandanode.services.query.views import (
     affected_documents,
     build_view,
     change_kind,
+    create_view,
     fold_into_view,
     linear_extension,
     pinned_view_ids,
@@ -339,6 +340,23 @@ def test_build_view_is_materialize_with_typed_fields() -> None:
     assert first.fields == create_fields and first.view_id == create_id and not first.edited
     with pytest.raises(DocumentError):
         build_view(operations[1:], ALL_TYPES)
+    assert create_view(operations[0], ALL_TYPES) == build_view(operations[:1], ALL_TYPES)
+    with pytest.raises(ValueError, match="not a CREATE"):
+        create_view(operations[1], ALL_TYPES)
+
+
+@given(
+    st.dictionaries(st.sampled_from("abc"), st.integers(-(2**63), 2**63 - 1)),
+    st.sampled_from([PANDA, "33" * 32]),
+    OP_IDS,
+)
+def test_a_create_alone_gives_the_view_build_view_gives(
+    fields: dict[str, int], author: str, create_id: str
+) -> None:
+    create = DocumentOperation(
+        create_id, author, Operation(1, "create", SCHEMA, None, dict(sorted(fields.items())))
+    )
+    assert create_view(create, VENUE) == build_view([create], VENUE)
 
 
 def _blob(length: int, pieces: list[list[str]], *, deleted: bool = False) -> MaterializedDocument:
