@@ -407,6 +407,10 @@ class QueryStore(RocksStore, _Reads):
             :func:`decoded_size`, least recently used dropped first.
     """
 
+    bloom_filter_bits = 10
+    """The materializer's lookups mostly miss (is this operation stored? folded? is this
+    document pending?): a miss then skips the table files instead of reading their blocks."""
+
     def __init__(
         self,
         path: Path,
