@@ -52,6 +52,7 @@ from .views import (
     build_view,
     change_kind,
     claimed_schema_id,
+    create_view,
     fold_into_view,
     linear_extension,
     operation_pins,
@@ -122,8 +123,11 @@ class Engine:
         batch = self.store.begin()
         unit = UnitOfWork(self, batch)
         fresh = []
+        # A re-published operation (an outbox re-send after a crash) is stored already.
+        seen = batch.stored_operations([event.operation.operation_id for event in events])
         for event in events:
-            if batch.operation(event.operation.operation_id) is None:
+            if event.operation.operation_id not in seen:
+                seen.add(event.operation.operation_id)
                 batch.put_operation(event.operation, event.entry, event.decoded)
                 fresh.append(event)
                 unit.fresh.setdefault(event.operation.document_id, []).append(event.decoded)
@@ -194,9 +198,11 @@ class UnitOfWork:
     ) -> bool:
         """Fold new operations into the stored view if they extend it in a line."""
         batch = self.batch
-        previous = batch.document(document_id)
-        if previous is None or batch.is_pending_document(document_id):
+        if batch.is_pending_document(document_id):
             return False
+        previous = batch.document(document_id)
+        if previous is None:
+            return self._create_document(document_id, fresh, sequence)
         line = linear_extension(previous, fresh)
         schema = None if line is None else self.registry.get(previous.schema_id)
         if line is None or schema is None:
@@ -207,6 +213,32 @@ class UnitOfWork:
             return False  # the full rebuild reports it
         self._queue_waiting_views(fresh, sequence)
         self._store_document(previous, document, line, schema, sequence)
+        return True
+
+    def _create_document(
+        self, document_id: str, fresh: list[DocumentOperation], sequence: int
+    ) -> bool:
+        """Build a new document from its CREATE and fold the batch's other operations on top.
+
+        A document with neither a current view nor a pending mark has no stored operations
+        (storing one either materializes its document or marks it pending), so ``fresh`` is
+        all of them. When they are the CREATE and a line on top of it, folding gives the view
+        a full build would, without walking the whole graph; anything else is rebuilt.
+        """
+        create = next((op for op in fresh if op.id == document_id and op.is_create), None)
+        schema = None if create is None else self.registry.get(create.schema_id)
+        if create is None or schema is None:
+            return False
+        try:
+            base = create_view(create, schema)
+            line = linear_extension(base, [op for op in fresh if op is not create])
+            if line is None:
+                return False
+            document = fold_into_view(base, line, schema) if line else base
+        except PandanodeError:
+            return False  # the full rebuild reports it
+        self._queue_waiting_views(fresh, sequence)
+        self._store_document(None, document, fresh, schema, sequence)
         return True
 
     def _rebuild_document(self, document_id: str, sequence: int) -> None:

@@ -57,13 +57,11 @@ class IngestedEvent:
             ValueError: malformed ids.
             PandanodeError: operation bytes that do not decode.
         """
-        for value, length, name in (
-            (event.operation_id, 68, "operation_id"),
-            (event.document_id, 68, "document_id"),
-            (event.public_key, 64, "public_key"),
-        ):
-            if not is_hex(value, length, lowercase=True):
-                raise ValueError(f"event {sequence}: {name} is not {length} hex characters")
+        # The operation id is checked by DocumentOperation below (a YASMF hash).
+        if not is_hex(event.document_id, 68, lowercase=True):
+            raise ValueError(f"event {sequence}: document_id is not 68 hex characters")
+        if not is_hex(event.public_key, 64, lowercase=True):
+            raise ValueError(f"event {sequence}: public_key is not 64 hex characters")
         operation = StoredOperation(
             operation_id=event.operation_id,
             public_key=event.public_key,

@@ -72,6 +72,8 @@ _STORE_FAILURES = RateLimitedLog(log)
 DEFAULT_DURABLE: Final = "query"
 DEFAULT_BATCH_SIZE: Final = 256
 _FETCH_TIMEOUT: Final = 5.0
+INLINE_BYTES: Final = 4096
+"""Messages of at most this many bytes in all are applied on the event loop, not the thread."""
 DEFAULT_ACK_DELAY: Final = 0.05
 """Seconds an acknowledgement may wait for more messages to cover (see :meth:`_acknowledge`)."""
 
@@ -153,6 +155,15 @@ class Materializer:
     def checkpoint(self) -> int:
         """The stream sequence of the last message applied and committed."""
         return self.store.checkpoint()
+
+    @property
+    def settled(self) -> bool:
+        """Whether the listeners were told every committed change (no batch is in flight).
+
+        A batch's commit is visible in the store (and in :attr:`checkpoint`) a moment before
+        its listeners are called.
+        """
+        return self._in_flight is None
 
     @property
     def position(self) -> int:
@@ -261,12 +272,17 @@ class Materializer:
 
     async def _handle(self, messages: Sequence[Delivery]) -> None:
         assert self._engine is not None and self._consumer is not None
-        loop = asyncio.get_running_loop()
-        for events, last in parse_runs(messages, self.store.checkpoint(), self._batch_size):
+        if sum(len(message.payload) for message in messages) <= INLINE_BYTES:
+            # A message or two (e.g. one per unary Publish): handing it to the thread and back
+            # would cost more than applying it, and block the loop for about as long.
+            self._notify_all(*self._apply(messages))
+        else:
+            # Parsed and applied on the thread, so the loop stays free to answer reads; the
+            # commits are visible before their listeners are called, so waiters hold back.
+            loop = asyncio.get_running_loop()
             self._in_flight = loop.create_future()
             try:
-                applied = await loop.run_in_executor(self._pool, self._engine.apply, events, last)
-                self._notify(applied)
+                self._notify_all(*await loop.run_in_executor(self._pool, self._apply, messages))
             finally:
                 self._in_flight.set_result(None)
                 self._in_flight = None
@@ -276,6 +292,28 @@ class Materializer:
             if newest.stored_at:
                 metrics.materialization_lag_seconds.set(max(0.0, time.time() - newest.stored_at))
             await self._acknowledge(newest, len(messages))
+
+    def _apply(self, messages: Sequence[Delivery]) -> tuple[list[Applied], Exception | None]:
+        """Parse the messages after the checkpoint and apply them, a run of them per commit.
+
+        Returns:
+            What each committed run did, and the error that stopped the next one (if any):
+            the runs committed before it must still be told.
+        """
+        assert self._engine is not None
+        done: list[Applied] = []
+        try:
+            for events, last in parse_runs(messages, self.store.checkpoint(), self._batch_size):
+                done.append(self._engine.apply(events, last))
+        except Exception as err:
+            return done, err
+        return done, None
+
+    def _notify_all(self, done: list[Applied], error: Exception | None) -> None:
+        for applied in done:
+            self._notify(applied)
+        if error is not None:
+            raise error
 
     # -- acknowledgements -------------------------------------------------------------------
 

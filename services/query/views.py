@@ -26,6 +26,7 @@ __all__ = [
     "build_view",
     "change_kind",
     "claimed_schema_id",
+    "create_view",
     "fold_into_view",
     "linear_extension",
     "operation_pins",
@@ -89,6 +90,30 @@ def build_view(
         deleted=document.deleted,
         fields=fields,
         appendable=view_id is None and open_tip(document) is not None,
+    )
+
+
+def create_view(create: DocumentOperation, schema: Schema) -> MaterializedDocument:
+    """The current view of a document whose only operation is its CREATE.
+
+    Equal to ``build_view([create], schema)`` without building and walking a graph: the view
+    id is the CREATE's id, the fields are its fields typed, and the view can be appended to.
+
+    Raises:
+        ValueError: ``create`` is not a CREATE.
+        PandanodeError: a value does not fit the schema.
+    """
+    if not create.is_create:
+        raise ValueError(f"{create.id} is not a CREATE")
+    return MaterializedDocument(
+        document_id=create.id,
+        view_id=create.id,
+        schema_id=str(schema.id),
+        owner=create.public_key,
+        edited=False,
+        deleted=False,
+        fields=dict(sorted(typed_fields(create.fields, schema).items())),
+        appendable=True,
     )
 
 

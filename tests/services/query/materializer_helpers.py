@@ -52,11 +52,12 @@ async def stream_last_seq(bus: Bus) -> int:
 
 
 async def wait_caught_up(materializer: Materializer, bus: Bus, timeout: float = 15.0) -> None:
-    """Wait until the materializer has applied every event the stream holds now."""
+    """Wait until the materializer has applied every event the stream holds now, and told
+    its listeners."""
     target = await stream_last_seq(bus)
 
     async def caught_up() -> bool:
-        return materializer.checkpoint >= target
+        return materializer.checkpoint >= target and materializer.settled
 
     await eventually(
         caught_up, timeout=timeout, what=f"the materializer at stream sequence {target}"
