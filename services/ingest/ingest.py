@@ -66,7 +66,7 @@ from .reads import HaveSet, LogHeightsPage, missing_entry_batches, read_log_heig
 from .schemas import FIELD_DEFINITION, SCHEMA_DEFINITION, SchemaRegistry
 from .store import LogStore, StoredEntry, WriteBatchView
 
-__all__ = ["Ingest", "PublishOutcome"]
+__all__ = ["Ingest", "PublishOutcome", "commits_inline"]
 
 log = logging.getLogger(__name__)
 _WRITE_FAILURES = RateLimitedLog(log)
@@ -81,6 +81,25 @@ _BATCH_LATENCY = metrics.publish_latency_seconds.labels("batch")
 # A commit synced on the event loop must not stall it for long: after a slower one, commits go
 # to the commit thread until one is fast again (a disk stalling for seconds stalls only it).
 _INLINE_SYNC: Final = 0.01
+
+
+def commits_inline(batch: int, waiting: int, last_commit: float, idle: float) -> bool:
+    """Whether the writer commits a batch on the event loop rather than on the commit thread.
+
+    Only a lone unary call — a batch of one, the only call waiting — when calls come slower
+    than commits take: the writer was idle for longer than its last commit took, which was
+    fast. The event loop then stops for the sync (~0.2 ms on a fast disk) while nothing else
+    is waiting for it, and saves the hop to the commit thread and back, two thread wake-ups
+    which on a busy machine cost more than the sync. When calls come faster, the loop's time
+    during the sync goes to the next calls, so that they are committed together.
+
+    Args:
+        batch: Items in the batch.
+        waiting: Unary calls waiting for the writer.
+        last_commit: Seconds the last commit took.
+        idle: Seconds since the last commit ended.
+    """
+    return batch == 1 and waiting == 1 and last_commit < _INLINE_SYNC and idle > last_commit
 
 
 def _rejected(err: PandanodeError, count: int = 1) -> None:
@@ -201,6 +220,7 @@ class Ingest:
         self._closing = False
         self._unary_waiting = 0  # unary calls waiting for the writer
         self._last_sync = 0.0  # seconds the last commit took
+        self._committed_at = 0.0  # when it ended (perf_counter)
         self.decode_entry: Callable[[bytes], Entry] = decode_entry
         """Decodes an entry and verifies its signature: a seam for tests to count the checks."""
 
@@ -490,11 +510,8 @@ class Ingest:
 
         async def commit() -> None:
             nonlocal view, applied, stored
-            if len(batch) == 1 and self._unary_waiting == 1 and self._last_sync < _INLINE_SYNC:
-                # A lone unary call, nothing else waiting: written and synced here. The event
-                # loop stops for the sync (~0.2 ms), but the hop to the commit thread and back
-                # is two thread wake-ups, which on a busy machine cost more than the sync.
-                # With more in flight, the loop's time during the sync goes to the next calls.
+            idle = time.perf_counter() - self._committed_at
+            if commits_inline(len(batch), self._unary_waiting, self._last_sync, idle):
                 self._last_sync = self._commit(view)
             else:
                 self._last_sync = await loop.run_in_executor(self._commit_pool, self._commit, view)
@@ -542,7 +559,8 @@ class Ingest:
         """Write and sync a batch; return the seconds it took."""
         started = time.perf_counter()
         self.store.commit(view)
-        return time.perf_counter() - started
+        self._committed_at = time.perf_counter()
+        return self._committed_at - started
 
     def _resolve(self, applied: list[tuple[_Checked, PublishResult]]) -> None:
         for item, result in applied:
