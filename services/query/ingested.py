@@ -57,25 +57,26 @@ class IngestedEvent:
             ValueError: malformed ids.
             PandanodeError: operation bytes that do not decode.
         """
+        # Each read of a field of the message makes a new object: read each once.
+        operation_id, document_id = event.operation_id, event.document_id
+        public_key, data = event.public_key, event.operation
         # The operation id is checked by DocumentOperation below (a YASMF hash).
-        if not is_hex(event.document_id, 68, lowercase=True):
+        if not is_hex(document_id, 68, lowercase=True):
             raise ValueError(f"event {sequence}: document_id is not 68 hex characters")
-        if not is_hex(event.public_key, 64, lowercase=True):
+        if not is_hex(public_key, 64, lowercase=True):
             raise ValueError(f"event {sequence}: public_key is not 64 hex characters")
         operation = StoredOperation(
-            operation_id=event.operation_id,
-            public_key=event.public_key,
-            log_id=event.log_id,
-            seq_num=event.seq_num,
-            document_id=event.document_id,
-            schema_id=event.schema_id,
-            operation=event.operation,
+            operation_id,
+            public_key,
+            event.log_id,
+            event.seq_num,
+            document_id,
+            event.schema_id,
+            data,
         )
         # Ingest announces only operations that decode_operation accepted, so the bytes are
         # read without proving them canonical again (SECURITY.md: events are trusted).
-        decoded = DocumentOperation(
-            event.operation_id, event.public_key, decode_trusted_operation(event.operation)
-        )
+        decoded = DocumentOperation(operation_id, public_key, decode_trusted_operation(data))
         return cls(sequence, operation, event.entry, decoded)
 
     @classmethod

@@ -602,19 +602,14 @@ class StoreBatch(_Reads):
     def stored_operations(self, operation_ids: Sequence[str]) -> set[str]:
         """Which of these operations are stored (or put in this batch): one lookup for all."""
         keys = [b"O" + bytes.fromhex(op_id) for op_id in operation_ids]
-        stored = {
-            op_id for op_id, key in zip(operation_ids, keys, strict=True) if key in self.overlay
+        overlay = self.overlay  # operations are never deleted: a key here was put
+        return {
+            op_id
+            for op_id, key, value in zip(
+                operation_ids, keys, self._store._get_many(keys), strict=True
+            )
+            if value is not None or key in overlay
         }
-        rest = [
-            (op_id, key)
-            for op_id, key in zip(operation_ids, keys, strict=True)
-            if op_id not in stored
-        ]
-        values = self._store._get_many([key for _, key in rest])
-        stored.update(
-            op_id for (op_id, _), value in zip(rest, values, strict=True) if value is not None
-        )
-        return stored
 
     def is_folded(self, operation_id: str) -> bool:
         """Whether an operation is folded into its document's current view (with this batch)."""

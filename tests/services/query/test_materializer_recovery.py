@@ -34,7 +34,7 @@ from tests.services.ingest.helpers import (
     publish_schema,
     wait_for_stream_count,
 )
-from tests.services.support import NodeProcess, assert_checks_clean, node_settings
+from tests.services.support import NodeProcess, assert_checks_clean, eventually, node_settings
 
 from .materializer_helpers import (
     Feed,
@@ -189,7 +189,14 @@ async def test_rebuild_gives_the_same_store_for_any_batch_size(node: Node, tmp_p
     try:
         js = client.jetstream()
         bus = NatsBus(client, js)
-        await wait_caught_up(node.query, bus)
+        query = node.query
+
+        async def all_stored() -> bool:
+            # Publish answers once an entry is durable; its event is announced a moment later.
+            return all(query.store.operation(op.hash) is not None for op in operations)
+
+        await eventually(all_stored, what="every operation in the query store")
+        await wait_caught_up(query, bus)
         live = snapshot(node.query.store)
         # Other services' consumers (replication follows the peer events) stay as they are.
         before = {info.name for info in await js.consumers_info(STREAM_NAME)}
