@@ -15,6 +15,7 @@ from hypothesis import settings as hypothesis_settings
 
 from pandanode.services.node import Node
 from pandanode.services.runtime.settings import Settings
+from tests.faults.harness import ROUNDS, SEED, TALLY_PROPERTY, Tally
 from tests.interop.oracle_client import Oracle
 from tests.services.support import node_settings
 
@@ -69,6 +70,36 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     config.option.loadscopereorder = False  # collection order: the long bench smoke run first
     return SharedFixtureModules(config, log)
+
+
+# The fault suite's tallies (tests/faults), from the reports of this process or of the workers.
+_TALLIES: list[Tally] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the fault suite's tallies from the teardown reports."""
+    if report.when == "teardown":
+        for name, value in report.user_properties:
+            if name == TALLY_PROPERTY:
+                assert isinstance(value, dict)
+                _TALLIES.append(Tally(**value))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print each fault case's counts and the totals."""
+    if not _TALLIES:
+        return
+    terminalreporter.section(f"fault suite (seed {SEED}, {ROUNDS} rounds per case)")
+    for recorded in _TALLIES:
+        terminalreporter.write_line(recorded.line())
+    total = Tally(
+        "total",
+        faults=sum(t.faults for t in _TALLIES),
+        acknowledged=sum(t.acknowledged for t in _TALLIES),
+        lost=sum(t.lost for t in _TALLIES),
+        invalid=sum(t.invalid for t in _TALLIES),
+    )
+    terminalreporter.write_line(total.line())
 
 
 @pytest.fixture(scope="session")
