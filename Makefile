@@ -127,14 +127,15 @@ fuzz: $(STAMP)
 # Long runs, not part of `make test`: the tests marked `soak` (replication at scale), then the
 # fault suite (tests/faults: kill -9 of every process, nats-server restarts, a full disk,
 # SIGSTOP) for SOAK_ROUNDS rounds per case, where `make test` runs one; SOAK_SEED varies the
-# random points. Prints faults injected, entries acknowledged, lost and invalid (both 0).
+# random points. Prints faults injected, entries acknowledged, lost and invalid (both 0). One
+# test at a time (-n 0): the cases at scale take the whole machine.
 SOAK_ROUNDS ?= 20
 SOAK_SEED ?= 1
 
 soak: setup
-	$(BIN)/pytest -m soak -p no:cacheprovider $(ARGS)
+	$(BIN)/pytest -m soak -p no:cacheprovider -n 0 $(ARGS)
 	PANDANODE_FAULT_ROUNDS=$(SOAK_ROUNDS) PANDANODE_FAULT_SEED=$(SOAK_SEED) \
-		$(BIN)/pytest tests/faults -p no:cacheprovider $(ARGS)
+		$(BIN)/pytest tests/faults -p no:cacheprovider -n 0 $(ARGS)
 
 # Pin the image's dependencies by version and hash (deploy/Dockerfile installs exactly these).
 lock: $(STAMP)

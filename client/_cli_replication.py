@@ -16,6 +16,8 @@ _HINT = (
     "`pandanode up` runs replication; in a distributed deployment, `pandanode serve "
     "replication` behind the same address"
 )
+# What a session's failure reason means, where the reason alone leaves a person guessing.
+_EXPLAINED = {"PEER_UNREACHABLE": "the node could not connect to {address}"}
 
 
 async def sync(args: argparse.Namespace, output: Output) -> int:
@@ -28,8 +30,10 @@ async def sync(args: argparse.Namespace, output: Output) -> int:
     if output.json:
         output.emit(session.to_dict())
     elif session.error_reason:
+        explained = _EXPLAINED.get(session.error_reason, "").format(address=args.address)
         output.console.print(
             f"[red]sync with {escape(args.address)} failed:[/] {escape(session.error_reason)}"
+            + (f" ({escape(explained)})" if explained else "")
         )
     else:
         output.console.print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from hypothesis import settings as hypothesis_settings
 
 from pandanode.services.node import Node
 from pandanode.services.runtime.settings import Settings
+from tests.faults.harness import ROUNDS, SEED, TALLY_PROPERTY, Tally
 from tests.interop.oracle_client import Oracle
 from tests.services.support import node_settings
 
@@ -31,6 +33,73 @@ hypothesis_settings.register_profile(
     "default", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 hypothesis_settings.load_profile("default")
+
+
+# A fixture made once per module (or per session, defined in the test module itself), such as
+# the bench smoke run or a wheelhouse: its module's tests run on one xdist worker.
+_SHARED_FIXTURE = re.compile(r"@pytest\.fixture\(\s*scope=\"(?:module|package|class|session)\"")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (``make test``): tests go to the workers one by one, except that the
+    tests of a module with a shared fixture (:data:`_SHARED_FIXTURE`) go to one worker together,
+    so that fixture is made once, as in a run without workers.
+
+    xdist's own loadgroup reads ``xdist_group`` marks through node ids that pytest 9 no longer
+    lets a plugin change; this scheduler finds the groups by reading the test modules instead.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    root = Path(str(config.rootpath))
+
+    class SharedFixtureModules(LoadScopeScheduling):  # type: ignore[misc]  # untyped
+        def __init__(self, config: pytest.Config, log: Any) -> None:
+            super().__init__(config, log)
+            self._grouped: dict[str, bool] = {}
+
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            if module not in self._grouped:
+                path = root / module
+                text = path.read_text() if path.suffix == ".py" and path.is_file() else ""
+                self._grouped[module] = bool(_SHARED_FIXTURE.search(text))
+            return module if self._grouped[module] else nodeid
+
+    config.option.loadscopereorder = False  # collection order: the long bench smoke run first
+    return SharedFixtureModules(config, log)
+
+
+# The fault suite's tallies (tests/faults), from the reports of this process or of the workers.
+_TALLIES: list[Tally] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the fault suite's tallies from the teardown reports."""
+    if report.when == "teardown":
+        for name, value in report.user_properties:
+            if name == TALLY_PROPERTY:
+                assert isinstance(value, dict)
+                _TALLIES.append(Tally(**value))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print each fault case's counts and the totals."""
+    if not _TALLIES:
+        return
+    terminalreporter.section(f"fault suite (seed {SEED}, {ROUNDS} rounds per case)")
+    for recorded in _TALLIES:
+        terminalreporter.write_line(recorded.line())
+    total = Tally(
+        "total",
+        faults=sum(t.faults for t in _TALLIES),
+        acknowledged=sum(t.acknowledged for t in _TALLIES),
+        lost=sum(t.lost for t in _TALLIES),
+        invalid=sum(t.invalid for t in _TALLIES),
+    )
+    terminalreporter.write_line(total.line())
 
 
 @pytest.fixture(scope="session")

@@ -76,6 +76,7 @@ from .session import (
 __all__ = [
     "IN_FLIGHT_BATCHES",
     "LiveFeed",
+    "PeerUnreachableError",
     "SessionIO",
     "SessionRecord",
     "Transport",
@@ -121,8 +122,16 @@ def _size(items: tuple[ReceivedEntry, ...]) -> int:
     return sum(len(item.entry) + len(item.operation) + 16 for item in items)
 
 
+class PeerUnreachableError(ConnectionError):
+    """No connection to the peer's address could be made: the session never started."""
+
+
 class Transport(Protocol):
-    """One Sync stream, from one side."""
+    """One Sync stream, from one side.
+
+    :meth:`send` and :meth:`receive` raise :class:`ConnectionError` when the stream broke, and
+    :class:`PeerUnreachableError` when it could not be opened at all.
+    """
 
     async def send(self, message: pb.SyncMessage) -> None:
         """Send a message to the peer."""
@@ -314,6 +323,8 @@ class _Run:
                 await work()
             except asyncio.CancelledError:
                 raise
+            except PeerUnreachableError as err:
+                self.events.put_nowait(MessageInvalid("PEER_UNREACHABLE", str(err)))
             except ConnectionError as err:
                 self.events.put_nowait(MessageInvalid("STREAM_BROKEN", f"{name}: {err}"))
             except grpc.aio.AioRpcError as err:
@@ -569,6 +580,8 @@ class _Run:
                 try:
                     for action in actions:
                         await self.perform(action)
+                except PeerUnreachableError as err:
+                    self.events.put_nowait(MessageInvalid("PEER_UNREACHABLE", str(err)))
                 except ConnectionError as err:
                     self.events.put_nowait(MessageInvalid("STREAM_BROKEN", str(err)))
                 finally:

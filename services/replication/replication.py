@@ -53,7 +53,7 @@ from pandanode.services.runtime.events import (
 from pandanode.services.runtime.peers import PeerDialer
 from pandanode.services.runtime.settings import Settings
 
-from .driver import SessionIO, SessionRecord, Transport, run_session
+from .driver import PeerUnreachableError, SessionIO, SessionRecord, Transport, run_session
 from .ingest_client import IngestClient
 from .session import ANY_SCHEMA, Phase, ReceivedEntry, SessionConfig
 
@@ -87,6 +87,7 @@ NOT_COUNTED: Final = frozenset(
         "LIVE_DRIFT",
         "SELF_SYNC",
         "PEER_CLOSED",
+        "PEER_UNREACHABLE",
         "STREAM_BROKEN",
         "PEER_REFUSED",
         "TOO_MANY_SESSIONS",
@@ -205,6 +206,45 @@ class _CallTransport:
 
     async def close_send(self) -> None:
         await self._call.done_writing()
+
+
+class _UnreachableTransport:
+    """The dialer's side of a Sync call that could not be made: no connection to the peer."""
+
+    def __init__(self, address: str) -> None:
+        self._address = address
+
+    async def send(self, message: pb.SyncMessage) -> None:
+        raise PeerUnreachableError(f"no connection to {self._address}")
+
+    async def receive(self) -> pb.SyncMessage | None:
+        raise PeerUnreachableError(f"no connection to {self._address}")
+
+    async def close_send(self) -> None:
+        return None
+
+
+async def _connects(channel: grpc.aio.Channel, timeout: float) -> bool:
+    """Whether ``channel`` connects within ``timeout`` seconds.
+
+    False once gRPC gave up its first attempt (TRANSIENT_FAILURE: refused, no route, unknown
+    host, failed TLS handshake): the call would fail the same way, but as a broken stream.
+    """
+    deadline = time.monotonic() + timeout
+    state = channel.get_state(try_to_connect=True)
+    while state is not grpc.ChannelConnectivity.READY:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or state in (
+            grpc.ChannelConnectivity.TRANSIENT_FAILURE,
+            grpc.ChannelConnectivity.SHUTDOWN,
+        ):
+            return False
+        try:
+            await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+        except TimeoutError:
+            return False
+        state = channel.get_state(try_to_connect=True)
+    return True
 
 
 def replicated_schema_ids(
@@ -535,11 +575,15 @@ class Replication:
         ]
         try:
             async with self._dialer.channel(record.address, options) as channel:
+                config = self._config(live=live, expected=record.node_id)
+                if not await _connects(channel, self.settings.sync_idle_timeout):
+                    # Failed as PEER_UNREACHABLE (not STREAM_BROKEN), backed off as any failure.
+                    await self._run(config, _UnreachableTransport(record.address), record)
+                    return record
                 stub: ReplicationServiceAsyncStub = replication_pb2_grpc.ReplicationServiceStub(
                     channel
                 )
                 call = stub.Sync()  # type: ignore[call-arg]
-                config = self._config(live=live, expected=record.node_id)
                 try:
                     await self._run(config, _CallTransport(call), record)
                     return record

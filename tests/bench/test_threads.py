@@ -25,21 +25,21 @@ store.close()
 
 def test_the_ingest_process_is_the_descendant_holding_the_store_lock(tmp_path: Path) -> None:
     assert IngestMainThread(os.getpid(), tmp_path).pid() == os.getpid()  # nobody holds it
-    child = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", _HOLD_STORE, str(tmp_path)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "open"
-        main = IngestMainThread(os.getpid(), tmp_path)
-        assert main.pid() == child.pid
-        assert main.cpu()[0] == child.pid
-    finally:
-        assert child.stdin is not None
-        child.stdin.close()
-        child.wait(timeout=30)
+    ) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "open"
+            main = IngestMainThread(os.getpid(), tmp_path)
+            assert main.pid() == child.pid
+            assert main.cpu()[0] == child.pid
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()  # the child's read ends: it closes the store and exits
+            child.wait(timeout=30)
 
 
 def test_main_thread_cpu_leaves_out_other_threads() -> None:

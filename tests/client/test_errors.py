@@ -4,6 +4,7 @@ client-side problems are caught before anything is sent."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import grpc
@@ -175,7 +176,10 @@ async def test_unreachable_node_raises_a_connection_error() -> None:
 
 
 async def test_every_call_has_a_deadline() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
         await reader.read()  # accept the connection, never answer
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
@@ -188,6 +192,11 @@ async def test_every_call_has_a_deadline() -> None:
             assert time.monotonic() - started < 3
     finally:
         server.close()
+        for writer in accepted:  # closing the server leaves its connections open
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+        await server.wait_closed()
     assert isinstance(caught.value, TimeoutError)
 
 

@@ -49,9 +49,15 @@ async def test_pandanode_sync_and_sessions_print_json_and_tables(
     assert "done" in table.stdout
 
 
-async def test_pandanode_sync_with_a_node_that_is_not_there_fails_with_the_reason(
+async def test_pandanode_sync_with_a_node_that_is_not_there_fails_as_unreachable_naming_it(
     pandanode: Cli,
 ) -> None:
-    ran = await pandanode("sync", "127.0.0.1:1")
+    ran = await pandanode("sync", "127.0.0.1:1")  # nothing listens on port 1: refused
     assert ran.code != 0
-    assert "failed" in ran.stdout and "STREAM_BROKEN" in ran.stdout
+    assert ran.stdout.strip() == (
+        "sync with 127.0.0.1:1 failed: PEER_UNREACHABLE (the node could not connect to 127.0.0.1:1)"
+    )
+    listed = await pandanode("sessions", "--json")
+    [session] = listed.json()["sessions"]
+    assert session["address"] == "127.0.0.1:1" and session["state"] == "failed"
+    assert session["error_reason"] == "PEER_UNREACHABLE"

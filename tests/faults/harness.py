@@ -157,6 +157,10 @@ class Up:
         return self.log_path.read_text(errors="replace")
 
 
+# The name of a test's user property that carries its Tally (as a dict) in its report.
+TALLY_PROPERTY = "fault_tally"
+
+
 @dataclass
 class Tally:
     """What a case did and found: printed at the end, asserted to have lost nothing."""

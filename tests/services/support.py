@@ -7,11 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -228,24 +229,38 @@ async def gone(pids: Sequence[int]) -> None:
 
 
 class NodeProcess:
-    """``pandanode up`` (or ``serve``) as a subprocess, as a person would run it."""
+    """``pandanode up`` (or ``serve``) as a subprocess, as a person would run it.
+
+    What it prints is read as it comes by a thread of its own, which closes the pipe when the
+    output ends: the node never stalls on a full pipe, and no pipe is left open after it exited
+    (killed, restarted, or never closed by its test).
+    """
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self.args = args
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
+        self._printed = bytearray()
+        self._reader: threading.Thread | None = None
 
     def start(self) -> None:
+        """Start the node (again, after a kill: :meth:`output` is then the new run's)."""
         self.process = subprocess.Popen(
             [*PANDANODE, *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(self.env or {})},
         )
+        assert self.process.stdout is not None
+        self._printed = bytearray()
+        self._reader = threading.Thread(
+            target=_drain, args=(self.process.stdout, self._printed), daemon=True
+        )
+        self._reader.start()
 
     async def wait_serving(self, address: str, timeout: float = 30.0) -> None:
         assert self.process is not None
-        await wait_process_serving(self.process, address, timeout=timeout)
+        await wait_process_serving(self.process, address, timeout=timeout, output=self.output)
 
     def kill(self) -> None:
         """SIGKILL the node; wait until its child processes (killed with it) are gone too."""
@@ -263,15 +278,21 @@ class NodeProcess:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)
 
-    def output(self) -> str:
-        assert self.process is not None and self.process.stdout is not None
-        return self.process.stdout.read().decode()
+    def output(self, timeout: float = 30.0) -> str:
+        """All the node printed: waits until its output ends (it and its children exited)."""
+        assert self._reader is not None
+        self._reader.join(timeout)
+        assert not self._reader.is_alive(), f"the node still prints after {timeout} s"
+        return self._printed.decode(errors="replace")
 
     def close(self) -> None:
-        """The end of a test: kill the node (and its children) if it runs, close its output."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
+        """The end of a test: kill the node (and its children) if it runs."""
+        if self.process is not None and self.process.poll() is None:
             self.kill()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+
+
+def _drain(pipe: IO[bytes], into: bytearray) -> None:
+    """Append what ``pipe`` gives to ``into`` until it ends; then close it."""
+    with pipe:
+        for chunk in iter(lambda: pipe.read1(65536), b""):  # type: ignore[attr-defined]
+            into.extend(chunk)

@@ -196,10 +196,10 @@ async def test_pandanode_sync_works_on_the_nodes_machine_and_is_refused_from_ano
     port = up_everywhere
     local = await cli("--node", f"127.0.0.1:{port}", "sync", NOBODY, "--json")
     assert local.returncode != 0  # the session failed: nobody listens at NOBODY ...
-    assert "STREAM_BROKEN" in local.stdout, local.stdout + local.stderr  # ... but it ran
+    assert "PEER_UNREACHABLE" in local.stdout, local.stdout + local.stderr  # ... but it ran
     remote = await cli("--node", f"{OUTSIDE}:{port}", "sync", NOBODY)
     assert remote.returncode == 1, remote.stdout + remote.stderr
-    assert "admin method" in remote.stderr and "STREAM_BROKEN" not in remote.stdout
+    assert "admin method" in remote.stderr and "PEER_UNREACHABLE" not in remote.stdout
     # The replication process's own endpoint judges a caller from outside the same way.
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         endpoints = await node_pb2_grpc.NodeServiceStub(channel).GetEndpoints(

@@ -200,8 +200,6 @@ async def test_pandanode_check_refuses_a_data_directory_pandanode_up_runs_on(
         result = await asyncio.to_thread(run_cli, "--data-dir", str(data_dir))
     finally:
         assert process.terminate() == 0
-        assert process.process is not None and process.process.stdout is not None
-        process.process.stdout.close()
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "in use" in result.stderr and "stop the node first" in result.stderr

@@ -203,7 +203,13 @@ async def test_the_gateway_counts_each_websocket_client_by_its_own_address(
     settings = node_settings(tmp_path / "data", http_listen="0.0.0.0:0", max_streams_per_client=1)
     async with Node(settings) as node:
         async with Client.connect(node.address, key_pair=KeyPair()) as author:
-            await author.create_schema("venue", "A place", {"name": "str"})  # one EXISTING
+            venue = await author.create_schema("venue", "A place", {"name": "str"})  # one EXISTING
+
+            async def materialized() -> bool:
+                return any(str(schema.id) == venue for schema in await author.list_schemas())
+
+            # Else a busy query service may still send it as CREATED, after the subscription.
+            await eventually(materialized, what="the schema in the query service's view")
         port = node.http_address.rsplit(":", 1)[1]
         query = f"subscription {{ all_{WATCHED}(includeExisting: true) {{ kind }} }}"
 

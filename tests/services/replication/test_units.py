@@ -75,10 +75,17 @@ def test_failed_sessions_back_off_and_peer_ban_after_of_them_ban_the_peer(
 def test_failures_that_are_not_the_peers_fault_back_off_but_never_ban(tmp_path: Path) -> None:
     node = replication(tmp_path, KeyPair(), peer_ban_after=1)
     peer = KeyPair().public_key()
-    for reason in ("PEER_CLOSED", "INGEST_UNAVAILABLE", "PEER_ENDED_UNAVAILABLE", "STREAM_BROKEN"):
+    reasons = (
+        "PEER_CLOSED",
+        "INGEST_UNAVAILABLE",
+        "PEER_ENDED_UNAVAILABLE",
+        "STREAM_BROKEN",
+        "PEER_UNREACHABLE",
+    )
+    for reason in reasons:
         node._account(SessionRecord(initiator=True, node_id=peer), reason)
     assert not node.refused(peer)
-    assert node.peers[peer].consecutive == 4
+    assert node.peers[peer].consecutive == len(reasons)
 
 
 def test_a_completed_session_resets_the_back_off(tmp_path: Path) -> None:
