@@ -4,7 +4,8 @@ It consumes the event stream with a durable consumer of the bus
 (:mod:`pandanode.services.runtime.bus`) and applies whatever has arrived — whole messages, up
 to about a batch of operations, without waiting for more — in one RocksDB write batch together
 with the checkpoint (the stream sequence of the last applied message), then acknowledges. Each
-message holds one ingest commit's operations, applied in their order. Not waiting keeps the lag
+message holds the operations of the ingest commits announced together (one commit, or those
+made within ``announce_linger``), applied in their order. Not waiting keeps the lag
 low when events trickle in; under load batches fill up by themselves. Messages at or below the
 checkpoint are skipped, so a redelivery is harmless (and an operation already stored is skipped
 too, so a re-published batch is); on start (and after any failure) the durable consumer is
@@ -17,6 +18,11 @@ of the views are the query use cases' (:class:`~.service.Query` reads the store 
 After each commit, :meth:`Materializer.add_listener` callbacks receive the batch's
 :class:`~.model.DocumentChange` objects in stream order (one per document whose current view
 changed; changes within one batch are collapsed), and ``wait_for_*`` callers are woken.
+
+It stays one module (past 500 lines): the consumer loop, the choice between applying a batch on
+the event loop or on the apply thread, the checkpoint and the wake-ups of listeners and waiters
+share one ordering rule (apply, commit, then notify, per batch in stream order), which is easiest
+to keep when they sit side by side.
 """
 
 from __future__ import annotations
