@@ -21,6 +21,8 @@ from nats.aio.msg import Msg
 
 from pandanode.ingest.v1 import ingest_pb2 as pb
 from pandanode.ingest.v1 import ingest_pb2_grpc
+from pandanode.query.v1 import query_pb2 as q
+from pandanode.query.v1 import query_pb2_grpc
 from pandanode.services.runtime.events import (
     OPERATIONS_INGESTED,
     STREAM_NAME,
@@ -28,16 +30,20 @@ from pandanode.services.runtime.events import (
 )
 
 from .procs import NodeProcess
-from .workload import bench_schema
+from .workload import bench_schema, flatten, short_logs
 
 __all__ = [
     "CHANNEL_OPTIONS",
     "StreamRun",
     "UnaryRun",
+    "creates",
+    "paced_stream",
     "publish_setup",
     "publish_stream",
     "publish_unary",
     "wait_announced",
+    "wait_count",
+    "wait_schema",
 ]
 
 CHANNEL_OPTIONS = [
@@ -45,6 +51,7 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 ]
 _TIMEOUT = 120.0
+_PACED_TIMEOUT = 600.0
 
 
 @dataclass
@@ -216,3 +223,77 @@ async def wait_announced(nats_url: str, expected: int, timeout: float = 300.0) -
         return finished
     finally:
         await client.close()
+
+
+def creates(count: int, first: int = 0) -> list[pb.PublishRequest]:
+    """``count`` CREATEs of the benchmark schema (one-entry logs), numbered from ``first``."""
+    logs = short_logs(bench_schema().schema_id, count, 1, first=first)
+    return flatten(logs)
+
+
+async def paced_stream(
+    channel: grpc.aio.Channel,
+    requests: Sequence[pb.PublishRequest],
+    *,
+    rate: float,
+    batch: int,
+    on_ok: Callable[[str, float], None] | None = None,
+) -> dict[str, float]:
+    """Publish at ``rate`` entries/s in batches; the ``perf_counter`` each entry was answered OK.
+
+    Keys are the operation ids (for a CREATE: the document id). ``on_ok`` is called with each
+    as its answer arrives.
+    """
+    stub = ingest_pb2_grpc.IngestServiceStub(channel)
+    messages = [requests[i : i + batch] for i in range(0, len(requests), batch)]
+    start = time.perf_counter()
+
+    async def send() -> AsyncIterator[pb.PublishStreamRequest]:
+        for index, items in enumerate(messages):
+            due = start + index * batch / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing: the offered load is `rate`
+            yield pb.PublishStreamRequest(items=items)
+
+    ok_at: dict[str, float] = {}
+    async for response in stub.PublishStream(send(), timeout=_PACED_TIMEOUT):
+        now = time.perf_counter()
+        for result in response.results:
+            if not result.HasField("ok"):
+                raise RuntimeError(f"the node rejected an entry: {result.error.message}")
+            ok_at[result.ok.operation_id] = now
+            if on_ok is not None:
+                on_ok(result.ok.operation_id, now)
+    return ok_at
+
+
+async def wait_schema(channel: grpc.aio.Channel, schema_id: str, timeout: float = 60) -> None:
+    """Wait until the query service knows ``schema_id`` (it materializes it from the stream)."""
+    stub = query_pb2_grpc.QueryServiceStub(channel)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await stub.GetSchema(q.GetSchemaRequest(schema_id=schema_id), timeout=30)
+            return
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.02)  # poll: the query service is materializing the schema
+
+
+async def wait_count(channel: grpc.aio.Channel, schema_id: str, count: int) -> None:
+    """Wait until ListDocuments counts ``count`` documents of ``schema_id``."""
+    stub = query_pb2_grpc.QueryServiceStub(channel)
+    deadline = time.monotonic() + _PACED_TIMEOUT
+    while True:
+        response = await stub.ListDocuments(
+            q.ListDocumentsRequest(schema_id=schema_id, page_size=1), timeout=30
+        )
+        if response.total_size >= count:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{response.total_size} of {count} documents after {_PACED_TIMEOUT} s"
+            )
+        await asyncio.sleep(0.05)  # poll: the query service is materializing

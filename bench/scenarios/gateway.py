@@ -23,10 +23,9 @@ from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2 as q
 from pandanode.query.v1 import query_pb2_grpc
 
-from ..client import CHANNEL_OPTIONS, publish_setup
+from ..client import CHANNEL_OPTIONS, creates, paced_stream, publish_setup, wait_count, wait_schema
 from ..context import Context
 from ..registry import Option, ScenarioResult, scenario
-from .query import _creates, _paced_stream, _wait_count, _wait_schema
 
 __all__ = ["graphql_vs_grpc"]
 
@@ -97,9 +96,9 @@ async def _publish_all(
 async def graphql_vs_grpc(ctx: Context, out: ScenarioResult) -> None:
     """Load documents; time all_S over GraphQL and ListDocuments; publish both ways."""
     args = ctx.args
-    loaded = _creates(args.gateway_documents)
-    over_graphql = _creates(args.gateway_publishes, first=args.gateway_documents)
-    over_grpc = _creates(
+    loaded = creates(args.gateway_documents)
+    over_graphql = creates(args.gateway_publishes, first=args.gateway_documents)
+    over_grpc = creates(
         args.gateway_publishes, first=args.gateway_documents + args.gateway_publishes
     )
     async with (
@@ -108,10 +107,10 @@ async def graphql_vs_grpc(ctx: Context, out: ScenarioResult) -> None:
         httpx.AsyncClient(base_url=f"http://{node.http_address}", timeout=60) as http,
     ):
         schema_id = await publish_setup(channel, node)
-        await _wait_schema(channel, schema_id)
-        ok_at = await _paced_stream(channel, loaded, rate=1e9, batch=100)
+        await wait_schema(channel, schema_id)
+        ok_at = await paced_stream(channel, loaded, rate=1e9, batch=100)
         node.published += len(ok_at)
-        await _wait_count(channel, schema_id, args.gateway_documents)
+        await wait_count(channel, schema_id, args.gateway_documents)
         count = args.gateway_documents
         query = _all_query(schema_id)
 

@@ -34,12 +34,11 @@ from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2 as q
 from pandanode.query.v1 import query_pb2_grpc
 
-from ..client import CHANNEL_OPTIONS, publish_setup
+from ..client import CHANNEL_OPTIONS, publish_setup, wait_schema
 from ..context import Context
 from ..procs import NodeProcess
 from ..registry import Option, ScenarioResult, scenario
 from ..workload import bench_schema, create_fields
-from .query import _wait_schema
 
 __all__ = ["memory_under_large_updates", "memory_with_a_stalled_watcher", "rss_bytes"]
 
@@ -167,7 +166,7 @@ async def _run(
         grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel,
     ):
         await publish_setup(channel, node)
-        await _wait_schema(channel, schema.schema_id)
+        await wait_schema(channel, schema.schema_id)
         stub: ingest_pb2_grpc.IngestServiceAsyncStub
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         docs = [_Document(schema.schema_id, n, size) for n in range(documents)]

@@ -12,20 +12,17 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 
 import grpc
 import grpc.aio
 
-from pandanode.ingest.v1 import ingest_pb2 as pb
-from pandanode.ingest.v1 import ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2 as q
 from pandanode.query.v1 import query_pb2_grpc
 
-from ..client import CHANNEL_OPTIONS, publish_setup
+from ..client import CHANNEL_OPTIONS, creates, paced_stream, publish_setup, wait_count, wait_schema
 from ..context import Context
 from ..registry import Option, ScenarioResult, scenario
-from ..workload import bench_schema, flatten, short_logs
 
 __all__: list[str] = []
 
@@ -35,49 +32,6 @@ _TIMEOUT = 600.0
 _DELIVERY_WAIT = 120.0
 # Channels with equal options share one connection; this one gets its own.
 _OWN_CONNECTION = [*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
-
-
-def _creates(count: int, first: int = 0) -> list[pb.PublishRequest]:
-    """``count`` CREATEs of the benchmark schema (one-entry logs), numbered from ``first``."""
-    logs = short_logs(bench_schema().schema_id, count, 1, first=first)
-    return flatten(logs)
-
-
-async def _paced_stream(
-    channel: grpc.aio.Channel,
-    requests: Sequence[pb.PublishRequest],
-    *,
-    rate: float,
-    batch: int,
-    on_ok: Callable[[str, float], None] | None = None,
-) -> dict[str, float]:
-    """Publish at ``rate`` entries/s in batches; the ``perf_counter`` each entry was answered OK.
-
-    Keys are the operation ids (for a CREATE: the document id). ``on_ok`` is called with each
-    as its answer arrives.
-    """
-    stub = ingest_pb2_grpc.IngestServiceStub(channel)
-    messages = [requests[i : i + batch] for i in range(0, len(requests), batch)]
-    start = time.perf_counter()
-
-    async def send() -> AsyncIterator[pb.PublishStreamRequest]:
-        for index, items in enumerate(messages):
-            due = start + index * batch / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)  # pacing: the offered load is `rate`
-            yield pb.PublishStreamRequest(items=items)
-
-    ok_at: dict[str, float] = {}
-    async for response in stub.PublishStream(send(), timeout=_TIMEOUT):
-        now = time.perf_counter()
-        for result in response.results:
-            if not result.HasField("ok"):
-                raise RuntimeError(f"the node rejected an entry: {result.error.message}")
-            ok_at[result.ok.operation_id] = now
-            if on_ok is not None:
-                on_ok(result.ok.operation_id, now)
-    return ok_at
 
 
 class _Watcher:
@@ -158,7 +112,7 @@ class _ConsistentReader:
         self.failed = 0
 
     def on_ok(self, operation_id: str, _: float) -> None:
-        """Read every ``every``-th document published (a callback of :func:`_paced_stream`)."""
+        """Read every ``every``-th document published (a callback of :func:`paced_stream`)."""
         self._count += 1
         if self._count % self._every == 0:
             self._tasks.append(asyncio.create_task(self._read(operation_id)))
@@ -178,35 +132,6 @@ class _ConsistentReader:
     async def finish(self) -> None:
         """Wait for every read started."""
         await asyncio.gather(*self._tasks)
-
-
-async def _wait_schema(channel: grpc.aio.Channel, schema_id: str, timeout: float = 60) -> None:
-    """Wait until the query service knows ``schema_id`` (it materializes it from the stream)."""
-    stub = query_pb2_grpc.QueryServiceStub(channel)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            await stub.GetSchema(q.GetSchemaRequest(schema_id=schema_id), timeout=30)
-            return
-        except grpc.aio.AioRpcError as err:
-            if err.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.02)  # poll: the query service is materializing the schema
-
-
-async def _wait_count(channel: grpc.aio.Channel, schema_id: str, count: int) -> None:
-    """Wait until ListDocuments counts ``count`` documents of ``schema_id``."""
-    stub = query_pb2_grpc.QueryServiceStub(channel)
-    deadline = time.monotonic() + _TIMEOUT
-    while True:
-        response = await stub.ListDocuments(
-            q.ListDocumentsRequest(schema_id=schema_id, page_size=1), timeout=30
-        )
-        if response.total_size >= count:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{response.total_size} of {count} documents after {_TIMEOUT} s")
-        await asyncio.sleep(0.05)  # poll: the query service is materializing
 
 
 @scenario(
@@ -242,7 +167,7 @@ async def materialization_lag(ctx: Context, out: ScenarioResult) -> None:
     Publisher, watcher and reader each have their own connection.
     """
     rate = ctx.args.lag_rate or (ctx.baseline(PEAK) or 2000.0) / 2
-    requests = _creates(ctx.args.lag_documents)
+    requests = creates(ctx.args.lag_documents)
     async with (
         ctx.node(out) as node,
         grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel,
@@ -250,13 +175,13 @@ async def materialization_lag(ctx: Context, out: ScenarioResult) -> None:
         grpc.aio.insecure_channel(node.address, options=_OWN_CONNECTION) as read_channel,
     ):
         schema_id = await publish_setup(channel, node)
-        await _wait_schema(channel, schema_id)
+        await wait_schema(channel, schema_id)
         watcher = _Watcher(watch_channel, schema_id)
         reader = _ConsistentReader(read_channel, ctx.args.lag_read_every)
         try:
             await watcher.ready(60)
             start = time.perf_counter()
-            ok_at = await _paced_stream(channel, requests, rate=rate, batch=10, on_ok=reader.on_ok)
+            ok_at = await paced_stream(channel, requests, rate=rate, batch=10, on_ok=reader.on_ok)
             seconds = time.perf_counter() - start
             node.published += len(ok_at)
             complete = await watcher.wait_for(list(ok_at), _DELIVERY_WAIT)
@@ -308,23 +233,23 @@ async def materialization_lag(ctx: Context, out: ScenarioResult) -> None:
 async def read_latency(ctx: Context, out: ScenarioResult) -> None:
     """Load documents, then time GetDocument and ListDocuments one call at a time."""
     levels = sorted(int(n) for n in ctx.args.query_documents.split(",") if n.strip())
-    requests = _creates(levels[-1])
+    requests = creates(levels[-1])
     rng = random.Random(6)
     async with (
         ctx.node(out) as node,
         grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS) as channel,
     ):
         schema_id = await publish_setup(channel, node)
-        await _wait_schema(channel, schema_id)
+        await wait_schema(channel, schema_id)
         stub = query_pb2_grpc.QueryServiceStub(channel)
         loaded = 0
         document_ids: list[str] = []
         for level in levels:
-            ok_at = await _paced_stream(channel, requests[loaded:level], rate=1e9, batch=100)
+            ok_at = await paced_stream(channel, requests[loaded:level], rate=1e9, batch=100)
             document_ids.extend(ok_at)
             node.published += len(ok_at)
             loaded = level
-            await _wait_count(channel, schema_id, level)
+            await wait_count(channel, schema_id, level)
             latencies: list[float] = []
             until = time.perf_counter() + ctx.args.query_seconds
             while len(latencies) < ctx.args.query_calls and time.perf_counter() < until:
@@ -367,7 +292,7 @@ async def read_latency(ctx: Context, out: ScenarioResult) -> None:
 )
 async def watch_fanout(ctx: Context, out: ScenarioResult) -> None:
     """Open many watches (over several connections), publish, time every delivery."""
-    requests = _creates(ctx.args.watch_documents)
+    requests = creates(ctx.args.watch_documents)
     watchers: list[_Watcher] = []
     channels: list[grpc.aio.Channel] = []
     async with ctx.node(out) as node:
@@ -377,14 +302,14 @@ async def watch_fanout(ctx: Context, out: ScenarioResult) -> None:
             for _ in range(max(1, -(-ctx.args.watchers // 25))):
                 channels.append(grpc.aio.insecure_channel(node.address, options=options))
             schema_id = await publish_setup(channels[0], node)
-            await _wait_schema(channels[0], schema_id)
+            await wait_schema(channels[0], schema_id)
             for index in range(ctx.args.watchers):
                 watchers.append(_Watcher(channels[index % len(channels)], schema_id))
             await asyncio.gather(*(w.ready(120) for w in watchers))
             publisher = grpc.aio.insecure_channel(node.address, options=options)
             channels.append(publisher)
             start = time.perf_counter()
-            ok_at = await _paced_stream(publisher, requests, rate=ctx.args.watch_rate, batch=10)
+            ok_at = await paced_stream(publisher, requests, rate=ctx.args.watch_rate, batch=10)
             node.published += len(ok_at)
             ids = list(ok_at)
             complete = all(

@@ -78,3 +78,13 @@ def test_numbers_are_formatted_for_reading() -> None:
         "0.412",
         "0",
     ]
+
+
+def test_the_lag_scenario_runs_after_the_peak_it_offers_half_of() -> None:
+    import bench.scenarios  # noqa: F401  (registers the scenarios, in run order)
+    from bench.registry import REGISTRY
+    from bench.scenarios.query import PEAK
+
+    order = list(REGISTRY)
+    peak_scenario = PEAK.split("/")[0]
+    assert order.index(peak_scenario) < order.index("query.materialization_lag")
