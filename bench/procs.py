@@ -28,6 +28,7 @@ from pandanode.node.v1 import node_pb2, node_pb2_grpc
 from pandanode.services.runtime.nats_server import (
     NATS_CREDENTIALS_FILE,
     EmbeddedNats,
+    dies_with_parent_prefix,
     free_port,
     read_credentials,
     with_credentials,
@@ -222,7 +223,9 @@ class NodeProcess:
             self._nats = EmbeddedNats(store_dir=self.data_dir / "nats")
             await self._nats.start()
             command = ["serve", "ingest", "--nats", self._nats.url]
+        # A bench killed half-way must not leave its node running (and measured by the next).
         self._process = await asyncio.create_subprocess_exec(
+            *dies_with_parent_prefix(),
             sys.executable,
             "-m",
             "pandanode.services.cli",
@@ -368,6 +371,7 @@ class EchoProcess:
             RuntimeError: it exited or printed no port within ``timeout`` seconds.
         """
         self._process = await asyncio.create_subprocess_exec(
+            *dies_with_parent_prefix(),
             sys.executable,
             "-m",
             "bench.echo",
