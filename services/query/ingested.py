@@ -9,7 +9,7 @@ position of the last operation a committed checkpoint can hold).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -113,19 +113,19 @@ class IngestedEvent:
 
 def parse_runs(
     messages: Sequence[Delivery], after: int, limit: int
-) -> list[tuple[list[IngestedEvent], int]]:
+) -> Iterator[tuple[list[IngestedEvent], int]]:
     """The messages after stream sequence ``after``, parsed, in runs of about ``limit`` events.
 
     Each run is (its events, the stream sequence of its last message); a message is never cut.
+    Runs are parsed as they are asked for, so the first can be applied before the rest is read.
     """
-    runs: list[tuple[list[IngestedEvent], int]] = []
     events: list[IngestedEvent] = []
     last = after
     for message in messages:
         if message.sequence <= last:
             continue  # a redelivery of something applied already
         if events and len(events) >= limit:
-            runs.append((events, last))
+            yield events, last
             events = []
         last = message.sequence
         try:
@@ -137,5 +137,4 @@ def parse_runs(
                 quote(f"{type(err).__name__}: {err}"),
             )
     if last > after:
-        runs.append((events, last))
-    return runs
+        yield events, last

@@ -1,16 +1,19 @@
 """The materializer on batch messages (on the in-memory bus): operations of a message applied
 in order, positions strictly increasing and covered by the checkpoint, redeliveries skipped,
-acknowledgements coalesced."""
+acknowledgements coalesced, a large batch told run by run."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
-from pandanode.services.query.materializer import POSITIONS_PER_MESSAGE
+from pandanode.services.query.materializer import INLINE_BYTES, POSITIONS_PER_MESSAGE
+from pandanode.services.query.watch import Watch
 from pandanode.services.runtime.bus import Bus, Consumer, Delivery, InMemoryBus
 from pandanode.services.runtime.events import EventKind
+from tests.services.ingest.helpers import Author
 from tests.services.support import eventually
 
 from .materializer_helpers import Feed, Recorder, corpus, running_materializer, wait_caught_up
@@ -111,6 +114,39 @@ async def test_acknowledgements_do_not_wait_once_half_the_unacknowledged_limit_i
         sequences = [await feed.send_commit([operation]) for operation in operations[:6]]
         await wait_caught_up(materializer, bus)
         assert counting.acks == [s[-1] for s in sequences]
+
+
+async def test_a_watcher_that_keeps_up_is_not_cut_off_by_a_catch_up_larger_than_its_queue(
+    tmp_path: Path,
+) -> None:
+    author = Author()
+    pieces = [author.create("blob_piece_v1", {"data": bytes([i]) * 2000}) for i in range(64)]
+    bus = InMemoryBus()
+    feed = Feed(bus)
+    feed.learn(pieces)
+    # A backlog before the materializer starts: 8 commits of 8 pieces, over the inline limit
+    # together, so the catch-up is applied on the thread, a run (a commit here) at a time.
+    for start in range(0, len(pieces), 8):
+        await feed.send_commit(pieces[start : start + 8])
+    assert sum(len(message.payload) for message in bus.messages) > INLINE_BYTES
+    # Room for two runs of changes, not for the whole catch-up.
+    watch = Watch("blob_piece_v1", lambda _: True, max_queue=16)
+    seen: list[str] = []
+
+    async def keep_up() -> None:
+        async for batch in watch.batches([], snapshot_sequence=0):
+            seen.extend(event.document.document_id for event in batch if event.document)
+
+    reader = asyncio.create_task(keep_up())
+    try:
+        async with running_materializer(tmp_path / "query", bus, batch_size=8) as materializer:
+            materializer.add_listener(watch.on_change)
+            await wait_caught_up(materializer, bus)
+            await eventually(_async(lambda: len(seen) == len(pieces)), what="every piece seen")
+        assert seen == [piece.hash for piece in pieces]
+        assert not reader.done(), "the watch was cut off"
+    finally:
+        reader.cancel()
 
 
 def _async(check: Callable[[], object]) -> Callable[[], Awaitable[object]]:
