@@ -359,6 +359,11 @@ class Materializer:
             log.debug("acknowledging applied events failed: %s", err)
         finally:
             self._ack_task = None
+            # Messages applied while this acknowledgement was in flight set no timer of their
+            # own; without one they would wait for the next message, which may never come.
+            if self._to_ack is not None and self._ack_timer is None:
+                loop = asyncio.get_running_loop()
+                self._ack_timer = loop.call_later(self._ack_delay, self._ack_due)
 
     async def _flush_ack(self) -> None:
         """Acknowledge the newest applied message now (and, with it, every one before)."""

@@ -99,6 +99,51 @@ async def test_one_acknowledgement_covers_the_messages_applied_within_the_ack_de
         assert counting.acks == sorted(counting.acks)
 
 
+class _HeldAcks(_AckCounting):
+    """Acknowledgements that wait until the test releases them."""
+
+    def __init__(self, bus: InMemoryBus) -> None:
+        super().__init__(bus)
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def consume(self, kind: EventKind, **options: Any) -> Consumer:
+        consumer = await super().consume(kind, **options)
+        counted_ack = consumer.ack
+
+        async def ack(through: Delivery) -> None:
+            self.started.set()
+            await self.release.wait()
+            await counted_ack(through)
+
+        consumer.ack = ack  # type: ignore[method-assign]
+        return consumer
+
+
+async def test_messages_applied_while_an_acknowledgement_is_in_flight_are_acknowledged_too(
+    tmp_path: Path,
+) -> None:
+    operations = corpus()
+    bus = InMemoryBus()
+    held = _HeldAcks(bus)
+    feed = Feed(bus)
+    feed.learn(operations)
+    async with running_materializer(
+        tmp_path / "query", cast(Bus, held), batch_size=64, ack_delay=0.01
+    ) as materializer:
+        await feed.send_commit(operations[:1])
+        await asyncio.wait_for(held.started.wait(), timeout=10)
+        # Applied while the first acknowledgement waits; nothing comes after it.
+        later = await feed.send_commit(operations[1:2])
+        await wait_caught_up(materializer, bus)
+        held.release.set()
+
+        await eventually(
+            _async(lambda: held.acks and held.acks[-1] == later[-1]),
+            what="the message applied during the first acknowledgement acknowledged",
+        )
+
+
 async def test_acknowledgements_do_not_wait_once_half_the_unacknowledged_limit_is_reached(
     tmp_path: Path,
 ) -> None:
