@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from pandanode.services.node import Node
+from pandanode.services.runtime.nats_server import PORT_RANGE_VARIABLE
 from pandanode.services.runtime.settings import Settings
 from tests.faults.harness import ROUNDS, SEED, TALLY_PROPERTY, Tally
 from tests.interop.oracle_client import Oracle
@@ -28,6 +30,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 os.environ.setdefault("PANDANODE_LAN_DISCOVERY", "false")
 # Every node of the tests serves its HTTP gateway on a free port (never 2021 of a real node).
 os.environ.setdefault("PANDANODE_HTTP_LISTEN", "127.0.0.1:0")
+# A port a test picks (free_port) and hands to a process it starts is free only until someone
+# binds it. Under xdist each worker, and the processes it starts, pick such ports from a range
+# of its own below the system's ephemeral ports (32768-60999 by default), so neither the other
+# worker nor a port the system hands out (bind to port 0, an outgoing connection) can take one
+# first. Two runs side by side on one machine get different ranges, mostly (by their run id).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw") and _WORKER[2:].isdigit():
+    _RUN = zlib.crc32(os.environ.get("PYTEST_XDIST_TESTRUNUID", "").encode())
+    _SLOT = (_RUN % 3 * 2 + int(_WORKER[2:])) % 6
+    os.environ[PORT_RANGE_VARIABLE] = f"{20000 + 2000 * _SLOT}-{21999 + 2000 * _SLOT}"
 
 hypothesis_settings.register_profile(
     "default", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -47,6 +48,7 @@ __all__ = [
     "NATS_USERS_DIR",
     "EmbeddedNats",
     "JetStreamWatch",
+    "PORT_RANGE_VARIABLE",
     "NatsServerError",
     "cluster_of",
     "dies_with_parent_prefix",
@@ -92,11 +94,41 @@ def find_nats_server() -> str:
     return found
 
 
+PORT_RANGE_VARIABLE = "PANDANODE_PORT_RANGE"
+"""``first-last``: the ports :func:`free_port` hands out (the tests give each xdist worker its
+own, below the system's ephemeral ports, so no other process picks one of them)."""
+
+# The next port of the range to try, per range (a process steps through its range).
+_next_in_range: dict[tuple[int, int], int] = {}
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """Return a TCP port that is free on ``host`` right now.
+
+    The port is free only until someone else binds it: a port handed to another process may
+    be taken before that process binds it. Where :data:`PORT_RANGE_VARIABLE` is set, the port
+    comes from that range (each process starts at a random point and steps through it);
+    otherwise the system picks it.
+    """
+    bounds = os.environ.get(PORT_RANGE_VARIABLE, "")
+    if not bounds:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            return int(sock.getsockname()[1])
+    first, _, last = bounds.partition("-")
+    low, high = int(first), int(last)
+    size = high - low + 1
+    start = _next_in_range.get((low, high), low + random.randrange(size))
+    for step in range(size):
+        port = low + (start - low + step) % size
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _next_in_range[(low, high)] = low + (port - low + 1) % size
+        return port
+    raise OSError(f"no free port in {PORT_RANGE_VARIABLE}={bounds}")
 
 
 def service_credentials_file(data_dir: Path, service: str) -> Path:
@@ -142,7 +174,8 @@ class EmbeddedNats:
     Attributes:
         store_dir: Where JetStream keeps its streams.
         host: The address to listen on (loopback by default).
-        port: The port; 0 picks a free one at start.
+        port: The port; 0: the system picks one when the server starts (read back from
+            nats-server's ports file).
         monitor: ``host:port`` of nats-server's HTTP monitoring (``/varz``, ``/jsz``, …);
             empty or ``off``: no monitoring port.
         cluster_name: The name of the NATS cluster this server joins; empty: no cluster.
@@ -215,11 +248,17 @@ class EmbeddedNats:
     async def start(self, timeout: float = 20.0) -> None:
         """Start the server and wait until it accepts connections."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        if self.port == 0:
-            self.port = free_port(self.host)
         log_file = self.store_dir / "nats-server.log"
         pid_file = self.store_dir / "nats-server.pid"
         _kill_stale_server(pid_file)
+        # Port 0: nats-server binds a port the system picks (-1) and writes it to its ports
+        # file. A port picked here and bound there could be taken by another process between
+        # the two (the tests start nodes side by side).
+        pick = self.port == 0
+        ports_dir = self.store_dir / "ports"
+        if pick:
+            shutil.rmtree(ports_dir, ignore_errors=True)  # a killed server's file stays behind
+            ports_dir.mkdir()
         args = [
             *dies_with_parent_prefix(),
             find_nats_server(),
@@ -229,7 +268,8 @@ class EmbeddedNats:
             "--addr",
             self.host,
             "--port",
-            str(self.port),
+            "-1" if pick else str(self.port),
+            *(["--ports_file_dir", str(ports_dir)] if pick else []),
             *self._config_args(),
             "--log",
             str(log_file),
@@ -249,6 +289,14 @@ class EmbeddedNats:
             if self._process.poll() is not None:
                 tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
                 raise NatsServerError(f"nats-server exited with {self._process.returncode}: {tail}")
+            if self.port == 0:
+                self.port = _reported_port(ports_dir, self._process.pid)
+            if self.port == 0:
+                if time.monotonic() > deadline:
+                    await self.stop()
+                    raise NatsServerError(f"nats-server did not report its port: {ports_dir}")
+                await asyncio.sleep(0.02)  # poll: the server is starting
+                continue
             try:
                 _, writer = await asyncio.open_connection(self.host, self.port)
             except OSError:
@@ -339,6 +387,19 @@ class EmbeddedNats:
         if self._process is not None and self._process.poll() is None:
             with contextlib.suppress(Exception):
                 os.kill(self._process.pid, signal.SIGKILL)
+
+
+def _reported_port(ports_dir: Path, pid: int) -> int:
+    """The client port in the ports file of nats-server ``pid``, or 0 while there is none."""
+    # nats-server names the file <executable>_<pid>.ports and writes it once it listens.
+    for path in ports_dir.glob(f"*_{pid}.ports"):
+        try:
+            urls = json.loads(path.read_text())["nats"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0  # being written
+        if urls:
+            return int(str(urls[0]).rpartition(":")[2])
+    return 0
 
 
 def cluster_of(
