@@ -50,13 +50,18 @@ hypothesis_settings.load_profile("default")
 # A fixture made once per module (or per session, defined in the test module itself), such as
 # the bench smoke run or a wheelhouse: its module's tests run on one xdist worker.
 _SHARED_FIXTURE = re.compile(r"@pytest\.fixture\(\s*scope=\"(?:module|package|class|session)\"")
+# The fault cases each drive a node at full load while killing and stopping its processes:
+# they run one after another on one worker, as in a run without workers (two at once on a
+# 2-core machine starved a SIGSTOPped query process's catch-up past its 120 s deadline).
+_ONE_WORKER_DIRECTORIES = ("tests/faults/",)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``--dist loadgroup`` (``make test``): tests go to the workers one by one, except that the
     tests of a module with a shared fixture (:data:`_SHARED_FIXTURE`) go to one worker together,
-    so that fixture is made once, as in a run without workers.
+    so that fixture is made once, as in a run without workers, and so do the tests under each
+    of :data:`_ONE_WORKER_DIRECTORIES`.
 
     xdist's own loadgroup reads ``xdist_group`` marks through node ids that pytest 9 no longer
     lets a plugin change; this scheduler finds the groups by reading the test modules instead.
@@ -74,6 +79,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
+            for directory in _ONE_WORKER_DIRECTORIES:
+                if module.startswith(directory):
+                    return directory
             if module not in self._grouped:
                 path = root / module
                 text = path.read_text() if path.suffix == ".py" and path.is_file() else ""

@@ -56,6 +56,7 @@ __all__ = [
     "free_port",
     "load_or_create_credentials",
     "read_credentials",
+    "reported_port",
     "service_credentials_file",
     "with_credentials",
 ]
@@ -290,7 +291,7 @@ class EmbeddedNats:
                 tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
                 raise NatsServerError(f"nats-server exited with {self._process.returncode}: {tail}")
             if self.port == 0:
-                self.port = _reported_port(ports_dir, self._process.pid)
+                self.port = reported_port(self.store_dir, self._process.pid)
             if self.port == 0:
                 if time.monotonic() > deadline:
                     await self.stop()
@@ -389,10 +390,14 @@ class EmbeddedNats:
                 os.kill(self._process.pid, signal.SIGKILL)
 
 
-def _reported_port(ports_dir: Path, pid: int) -> int:
-    """The client port in the ports file of nats-server ``pid``, or 0 while there is none."""
+def reported_port(store_dir: Path, pid: int) -> int:
+    """The client port nats-server ``pid`` bound, started on port 0 with store ``store_dir``.
+
+    Returns:
+        The port its ports file names, or 0 while there is no such file (yet).
+    """
     # nats-server names the file <executable>_<pid>.ports and writes it once it listens.
-    for path in ports_dir.glob(f"*_{pid}.ports"):
+    for path in (store_dir / "ports").glob(f"*_{pid}.ports"):
         try:
             urls = json.loads(path.read_text())["nats"]
         except (OSError, ValueError, KeyError, TypeError):
