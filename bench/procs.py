@@ -31,6 +31,7 @@ from pandanode.services.runtime.nats_server import (
     dies_with_parent_prefix,
     free_port,
     read_credentials,
+    reported_port,
     with_credentials,
 )
 
@@ -252,6 +253,8 @@ class NodeProcess:
             if any(part.endswith(b"nats-server") for part in cmdline):
                 self.nats_pid = child
                 port = cmdline[cmdline.index(b"--port") + 1].decode()
+                if port == "-1":  # a port the system picked: nats-server's ports file names it
+                    port = str(reported_port(self.data_dir / "nats", child))
                 # `up`'s embedded server takes only the user of the data directory's
                 # credentials file.
                 user, password = read_credentials(self.data_dir / NATS_CREDENTIALS_FILE)

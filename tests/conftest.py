@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from pandanode.services.node import Node
+from pandanode.services.runtime.nats_server import PORT_RANGE_VARIABLE
 from pandanode.services.runtime.settings import Settings
 from tests.faults.harness import ROUNDS, SEED, TALLY_PROPERTY, Tally
 from tests.interop.oracle_client import Oracle
@@ -28,6 +30,16 @@ FIXTURES = Path(__file__).parent / "fixtures"
 os.environ.setdefault("PANDANODE_LAN_DISCOVERY", "false")
 # Every node of the tests serves its HTTP gateway on a free port (never 2021 of a real node).
 os.environ.setdefault("PANDANODE_HTTP_LISTEN", "127.0.0.1:0")
+# A port a test picks (free_port) and hands to a process it starts is free only until someone
+# binds it. Under xdist each worker, and the processes it starts, pick such ports from a range
+# of its own below the system's ephemeral ports (32768-60999 by default), so neither the other
+# worker nor a port the system hands out (bind to port 0, an outgoing connection) can take one
+# first. Two runs side by side on one machine get different ranges, mostly (by their run id).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw") and _WORKER[2:].isdigit():
+    _RUN = zlib.crc32(os.environ.get("PYTEST_XDIST_TESTRUNUID", "").encode())
+    _SLOT = (_RUN % 3 * 2 + int(_WORKER[2:])) % 6
+    os.environ[PORT_RANGE_VARIABLE] = f"{20000 + 2000 * _SLOT}-{21999 + 2000 * _SLOT}"
 
 hypothesis_settings.register_profile(
     "default", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -38,13 +50,18 @@ hypothesis_settings.load_profile("default")
 # A fixture made once per module (or per session, defined in the test module itself), such as
 # the bench smoke run or a wheelhouse: its module's tests run on one xdist worker.
 _SHARED_FIXTURE = re.compile(r"@pytest\.fixture\(\s*scope=\"(?:module|package|class|session)\"")
+# The fault cases each drive a node at full load while killing and stopping its processes:
+# they run one after another on one worker, as in a run without workers (two at once on a
+# 2-core machine starved a SIGSTOPped query process's catch-up past its 120 s deadline).
+_ONE_WORKER_DIRECTORIES = ("tests/faults/",)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """``--dist loadgroup`` (``make test``): tests go to the workers one by one, except that the
     tests of a module with a shared fixture (:data:`_SHARED_FIXTURE`) go to one worker together,
-    so that fixture is made once, as in a run without workers.
+    so that fixture is made once, as in a run without workers, and so do the tests under each
+    of :data:`_ONE_WORKER_DIRECTORIES`.
 
     xdist's own loadgroup reads ``xdist_group`` marks through node ids that pytest 9 no longer
     lets a plugin change; this scheduler finds the groups by reading the test modules instead.
@@ -62,6 +79,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
+            for directory in _ONE_WORKER_DIRECTORIES:
+                if module.startswith(directory):
+                    return directory
             if module not in self._grouped:
                 path = root / module
                 text = path.read_text() if path.suffix == ".py" and path.is_file() else ""

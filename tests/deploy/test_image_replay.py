@@ -13,12 +13,13 @@ libraries, the read-only root file system of compose) is not covered.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -54,11 +55,55 @@ def environment(stage: list[tuple[str, str]]) -> dict[str, str]:
     return values
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+# The supervisor's banner: its address, the merged metrics' port, the gateway's HTTP port.
+BANNER = re.compile(
+    r"pandanode listening on (?P<address>\S+) .*metrics on http://\S+:(?P<metrics>\d+)/metrics"
+    r".*HTTP \(GraphQL\) on http://\S+:(?P<http>\d+)"
+)
+
+
+class Output:
+    """A child's combined output, read as it comes (a full pipe would block the child)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self._process = process
+        self._stream = process.stdout
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            with self._lock:
+                self._lines.append(line)
+
+    def text(self) -> str:
+        """Everything read so far."""
+        with self._lock:
+            return "".join(self._lines)
+
+    def wait_for(self, pattern: re.Pattern[str], timeout: float) -> re.Match[str]:
+        """The first line that matches ``pattern``; fails with the output if the child exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                found = next(filter(None, map(pattern.search, self._lines)), None)
+            if found is not None:
+                return found
+            exited = self._process.poll()
+            if exited is not None:
+                self._thread.join(timeout=5)
+                pytest.fail(f"the node exited with {exited} at start:\n{self.text()[-5000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {pattern.pattern!r} within {timeout} s:\n{self.text()[-5000:]}")
+            time.sleep(0.05)  # poll interval of a bounded wait
+
+    def close(self) -> None:
+        """Wait for the end of the output (the child has exited) and close the pipe."""
+        self._thread.join(timeout=10)
+        self._stream.close()
 
 
 def base_python() -> str:
@@ -164,12 +209,10 @@ def test_replayed_image_runs_the_node_as_its_user_and_passes_its_health_check(
     os.chown(data, uid, uid if uid == IMAGE_UID else os.getegid())
 
     env = environment(stages(DOCKERFILE.read_text())[-1])
-    ports = {
-        name: free_port()
-        for name in ("PANDANODE_LISTEN", "PANDANODE_HTTP_LISTEN", "PANDANODE_METRICS_LISTEN")
-    }
-    for name, port in ports.items():
-        env[name] = f"0.0.0.0:{port}"
+    # Port 0 everywhere: the node binds ports the system picks and its banner says which (a
+    # port picked here could be taken by another test's process before the node binds it).
+    for name in ("PANDANODE_LISTEN", "PANDANODE_HTTP_LISTEN", "PANDANODE_METRICS_LISTEN"):
+        env[name] = "0.0.0.0:0"
     env |= {
         "PATH": f"{app_venv / 'bin'}:/usr/bin:/bin",
         "HOME": str(data),
@@ -186,13 +229,16 @@ def test_replayed_image_runs_the_node_as_its_user_and_passes_its_health_check(
         group=user,
         extra_groups=groups,
     )
+    output = Output(node)
     try:
-        deadline = time.monotonic() + 90
-        health = None
-        while time.monotonic() < deadline and node.poll() is None:
+        banner = output.wait_for(BANNER, timeout=90)
+        address, http, metrics = (banner[group] for group in ("address", "http", "metrics"))
+        health_env = {**env, "PANDANODE_LISTEN": f"127.0.0.1:{address.rpartition(':')[2]}"}
+        deadline = time.monotonic() + 60
+        while True:
             health = subprocess.run(
                 ["pandanode", "health"],
-                env=env,
+                env=health_env,
                 capture_output=True,
                 text=True,
                 check=False,
@@ -200,25 +246,23 @@ def test_replayed_image_runs_the_node_as_its_user_and_passes_its_health_check(
                 group=user,
                 extra_groups=groups,
             )
-            if health.returncode == 0:
+            if health.returncode == 0 or node.poll() is not None or time.monotonic() > deadline:
                 break
             time.sleep(0.2)  # poll interval of a bounded wait
-        assert health is not None and health.returncode == 0, (health, node.poll())
+        assert health.returncode == 0, (health, node.poll(), output.text()[-5000:])
         assert "SERVING" in health.stdout
 
-        http = ports["PANDANODE_HTTP_LISTEN"]
         with urllib.request.urlopen(f"http://127.0.0.1:{http}/graphql", timeout=10) as answer:
             assert answer.status == 200
-        metrics = ports["PANDANODE_METRICS_LISTEN"]
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as answer:
             assert b"pandanode" in answer.read()
         owners = {path.stat().st_uid for path in data.rglob("*")}
         assert owners == {uid}
 
         node.send_signal(signal.SIGTERM)
-        output, _ = node.communicate(timeout=60)
-        assert node.returncode == 0, output[-3000:]
+        assert node.wait(timeout=60) == 0, output.text()[-3000:]
     finally:
         if node.poll() is None:
             node.kill()
             node.wait()
+        output.close()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from dataclasses import dataclass
 
 from pandanode.services.health import default_address
 from pandanode.services.node import Node
+from pandanode.services.runtime.nats_server import free_port
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,7 @@ async def health(*args: str, env: dict[str, str] | None = None) -> Answer:
 
 
 def unused_address() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"
 
 
 async def test_health_exits_0_and_prints_serving_for_a_running_node(node: Node) -> None:

@@ -23,6 +23,7 @@ from pandanode.services.runtime.nats_server import (
     EmbeddedNats,
     load_or_create_credentials,
     read_credentials,
+    reported_port,
     with_credentials,
 )
 
@@ -128,8 +129,7 @@ async def test_up_s_services_connect_with_the_credentials_no_one_else_can(
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o600
     user, password = read_credentials(credentials)
     children = children_of(process.process.pid)
-    cmdline = Path(f"/proc/{children['nats-server']}/cmdline").read_bytes().split(b"\0")
-    url = f"nats://127.0.0.1:{cmdline[cmdline.index(b'--port') + 1].decode()}"
+    url = f"nats://127.0.0.1:{reported_port(data_dir / 'nats', children['nats-server'])}"
     assert await refused(url)
     assert await accepted(with_credentials(url, user, password))
     for pid in [process.process.pid, *children.values()]:

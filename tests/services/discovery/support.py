@@ -17,6 +17,7 @@ from pandanode.discovery.v1 import discovery_pb2_grpc
 from pandanode.events.v1.events_pb2 import PeerDiscovered, PeerLost
 from pandanode.services.node import Node
 from pandanode.services.runtime.events import STREAM_NAME
+from pandanode.services.runtime.nats_server import free_port
 from pandanode.services.runtime.settings import Settings
 from tests.services.support import node_settings
 
@@ -38,10 +39,18 @@ def fast_settings(data_dir: Path, **changes: Any) -> Settings:
 
 
 def free_udp_port() -> int:
-    """A UDP port nothing uses right now (each LAN test gets its own, so tests stay apart)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A UDP port nothing uses right now (each LAN test gets its own, so tests stay apart).
+
+    From the worker's own range (:func:`free_port`), so the other worker cannot take it.
+    """
+    while True:
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def node_id(node: Node) -> str:
