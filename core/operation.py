@@ -43,7 +43,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from dataclasses import fields as dataclass_fields
 from itertools import pairwise
 from typing import Any, Literal, TypeAlias, TypeGuard
 
@@ -62,6 +61,7 @@ from .cbor import (
     dumps,
     encode_float,
 )
+from .construct import slot_constructor
 from .errors import HashDecodeError, OperationDecodeError, Reason, SchemaIdError, quote
 from .hash import HASH_LENGTH, hash_from_hex
 from .schema_id import parse_schema_id
@@ -545,44 +545,21 @@ def _decode_canonical(data: bytes, *, verify: bool = True) -> Operation | None:
         fields, has_floats = read
         # cbor2 reads NaN payloads differently from the general reader: those are re-checked.
         if not verify and not (has_floats and any(v != v for v in fields.values())):
-            return _new_operation(action, schema_id, previous, fields)
+            return _new_operation(_VERSION, action, schema_id, previous, fields)
         if has_floats:
             wrapped = {k: _Float(v) if type(v) is float else v for k, v in items[-1].items()}
             check = [*items[:-1], wrapped]
     if not verify and action == "delete":
-        return _new_operation(action, schema_id, previous, fields)
+        return _new_operation(_VERSION, action, schema_id, previous, fields)
     try:
         if _cbor2_dumps(check, default=_write_float) != data:
             return None
     except Exception:
         return None
-    return _new_operation(action, schema_id, previous, fields)
+    return _new_operation(_VERSION, action, schema_id, previous, fields)
 
 
-# A frozen dataclass's __init__ sets each field through object.__setattr__; setting the slots
-# directly gives the same object in about half the time, which counts once per ingested entry.
-_OPERATION_SLOTS = tuple(
-    getattr(Operation, item.name).__set__ for item in dataclass_fields(Operation)
-)
-
-
-def _new_operation(
-    action: Action,
-    schema_id: str,
-    previous: tuple[str, ...] | None,
-    fields: dict[str, PlainValue] | None,
-    _new: Any = object.__new__,
-    _slots: tuple[Any, ...] = _OPERATION_SLOTS,
-) -> Operation:
-    """``Operation(1, action, schema_id, previous, fields)``, built without the __init__."""
-    operation: Operation = _new(Operation)
-    set_version, set_action, set_schema_id, set_previous, set_fields = _slots
-    set_version(operation, _VERSION)
-    set_action(operation, action)
-    set_schema_id(operation, schema_id)
-    set_previous(operation, previous)
-    set_fields(operation, fields)
-    return operation
+_new_operation = slot_constructor(Operation)
 
 
 def _canonical_previous(value: object) -> tuple[str, ...] | None:

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
+from pandanode.core.construct import slot_constructor
 from pandanode.core.entry import Entry, decode_entry
 from pandanode.core.errors import (
     LogIntegrityError,
@@ -101,6 +102,11 @@ def commits_inline(batch: int, waiting: int, last_commit: float, idle: float) ->
         idle: Seconds since the last commit ended.
     """
     return batch == 1 and waiting == 1 and last_commit < _INLINE_SYNC and idle > last_commit
+
+
+# Built once per entry: set slot by slot, not through the frozen dataclasses' __init__.
+_new_ref = slot_constructor(OperationRef)
+_new_state = slot_constructor(PublishState)
 
 
 def _decode_and_verify(entry_bytes: bytes, entry_hash: bytes) -> Entry:
@@ -628,17 +634,11 @@ class Ingest:
             ref = view.operation_document(bytes.fromhex(op_id))
             if ref is not None:
                 document = ref[0]
-                previous[op_id] = OperationRef(document.hex(), ref[1])
+                previous[op_id] = _new_ref(document.hex(), ref[1])
         deleted, author_log_id = (
             (False, None) if document is None else view.document_state(item.key, document)
         )
-        state = PublishState(
-            latest_seq_num=latest_seq_num,
-            log_hashes=hashes,
-            previous=previous,
-            document_deleted=deleted,
-            author_log_id=author_log_id,
-        )
+        state = _new_state(latest_seq_num, hashes, previous, deleted, author_log_id)
         result = validate_publish(
             entry,
             item.operation_bytes,
