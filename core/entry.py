@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from blake3 import blake3
 
+from .construct import slot_constructor
 from .errors import EntryDecodeError, HashDecodeError, Reason, SignatureError
 from .hash import HASH_LENGTH, decode_hash, hash_bytes, hash_from_hex
 from .keypair import KeyPair, verify_or_raise
@@ -65,12 +66,14 @@ class Entry:
         return self.raw
 
 
-def decode_entry(data: bytes, *, verify: bool = True) -> Entry:
+def decode_entry(data: bytes, *, verify: bool = True, entry_hash: bytes | None = None) -> Entry:
     """Decode a Bamboo entry and check every stateless rule, the signature included.
 
     Args:
         data: The encoded entry.
         verify: Check the Ed25519 signature (leave on unless it was checked elsewhere).
+        entry_hash: ``hash_bytes(data)``, when the caller computed it already (it is not
+            computed again; passing anything else gives the entry a wrong hash).
 
     Returns:
         The entry, with its hash.
@@ -134,7 +137,7 @@ def decode_entry(data: bytes, *, verify: bool = True) -> Entry:
     signature = data[offset:]
     if verify:
         verify_or_raise(data[1 : 1 + _PUBLIC_KEY_LENGTH], data[:offset], signature)
-    return Entry(
+    return _new_entry(
         data[1 : 1 + _PUBLIC_KEY_LENGTH].hex(),
         log_id,
         seq_num,
@@ -143,10 +146,13 @@ def decode_entry(data: bytes, *, verify: bool = True) -> Entry:
         payload_size,
         payload_hash,
         signature.hex(),
-        "0020" + blake3(data).hexdigest(),
+        "0020" + blake3(data).hexdigest() if entry_hash is None else entry_hash.hex(),
         data[0],
         data,
     )
+
+
+_new_entry = slot_constructor(Entry)
 
 
 def _unsigned_bytes(

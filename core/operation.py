@@ -61,6 +61,7 @@ from .cbor import (
     dumps,
     encode_float,
 )
+from .construct import slot_constructor
 from .errors import HashDecodeError, OperationDecodeError, Reason, SchemaIdError, quote
 from .hash import HASH_LENGTH, hash_from_hex
 from .schema_id import parse_schema_id
@@ -544,18 +545,21 @@ def _decode_canonical(data: bytes, *, verify: bool = True) -> Operation | None:
         fields, has_floats = read
         # cbor2 reads NaN payloads differently from the general reader: those are re-checked.
         if not verify and not (has_floats and any(v != v for v in fields.values())):
-            return Operation(_VERSION, action, schema_id, previous, fields)
+            return _new_operation(_VERSION, action, schema_id, previous, fields)
         if has_floats:
             wrapped = {k: _Float(v) if type(v) is float else v for k, v in items[-1].items()}
             check = [*items[:-1], wrapped]
     if not verify and action == "delete":
-        return Operation(_VERSION, action, schema_id, previous, fields)
+        return _new_operation(_VERSION, action, schema_id, previous, fields)
     try:
         if _cbor2_dumps(check, default=_write_float) != data:
             return None
     except Exception:
         return None
-    return Operation(_VERSION, action, schema_id, previous, fields)
+    return _new_operation(_VERSION, action, schema_id, previous, fields)
+
+
+_new_operation = slot_constructor(Operation)
 
 
 def _canonical_previous(value: object) -> tuple[str, ...] | None:

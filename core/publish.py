@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from .construct import slot_constructor
 from .entry import Entry
 from .errors import (
     DocumentError,
@@ -128,6 +129,10 @@ class PublishResult:
     operation_id: str
     document_id: str
     next_args: NextArgs
+
+
+_new_next_args = slot_constructor(NextArgs)
+_new_result = slot_constructor(PublishResult)
 
 
 @lru_cache(maxsize=4096)  # the same small seq nums over and over
@@ -381,7 +386,7 @@ def validate_publish(
             "a new document (or an author's first operation on one) starts a new log at seq 1",
             Reason.LOG_NOT_FOUND,
         )
-    return PublishResult(entry.hash, document_id, _next_args_after(entry, state.log_hashes))
+    return _new_result(entry.hash, document_id, _next_args_after(entry, state.log_hashes))
 
 
 def _log_name(entry: Entry) -> str:
@@ -406,4 +411,4 @@ def _next_args_after(entry: Entry, log_hashes: Mapping[int, str]) -> NextArgs:
     if is_skiplink_required(next_seq):
         target = lipmaa(next_seq)
         skiplink = entry.hash if target == seq_num else _hash_at(log_hashes, target, entry.log_id)
-    return NextArgs(entry.log_id, next_seq, entry.hash, skiplink)
+    return _new_next_args(entry.log_id, next_seq, entry.hash, skiplink)

@@ -23,10 +23,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
+from pandanode.core.construct import slot_constructor
 from pandanode.core.entry import Entry, decode_entry
 from pandanode.core.errors import (
     LogIntegrityError,
@@ -102,6 +104,16 @@ def commits_inline(batch: int, waiting: int, last_commit: float, idle: float) ->
     return batch == 1 and waiting == 1 and last_commit < _INLINE_SYNC and idle > last_commit
 
 
+# Built once per entry: set slot by slot, not through the frozen dataclasses' __init__.
+_new_ref = slot_constructor(OperationRef)
+_new_state = slot_constructor(PublishState)
+
+
+def _decode_and_verify(entry_bytes: bytes, entry_hash: bytes) -> Entry:
+    """Decode an entry whose hash is known, and verify its signature."""
+    return decode_entry(entry_bytes, entry_hash=entry_hash)
+
+
 def _rejected(err: PandanodeError, count: int = 1) -> None:
     """Count a rejection (the rare path, so per entry)."""
     metrics.entries_rejected.labels(err.reason.value).inc(count)
@@ -137,7 +149,7 @@ class _Checked:
         # Computed here, off the event loop when stage 1 runs on the pool: the payload hash and
         # the raw public key and entry hash (``entry_id``) the store's keys are made of.
         self.operation_hash = generate_hash(operation_bytes)
-        self.key = bytes.fromhex(entry.public_key)
+        self.key = entry.raw[1:33]  # the raw public key, which the entry's bytes hold
         self.id = entry_id
         # Where the outcome goes: the future of a unary call, or a slot of a batch.
         self.future: asyncio.Future[PublishResult] | None = None
@@ -213,7 +225,12 @@ class Ingest:
         self.schemas = SchemaRegistry(store)
         self._supported = settings.supported_schemas
         self._on_committed = on_committed
-        self._queue: asyncio.Queue[_Checked] = asyncio.Queue()
+        # Items waiting for the writer, in order; whole batches are added at once (an
+        # asyncio.Queue costs a put, a get and a task_done per item).
+        self._pending: deque[_Checked] = deque()
+        self._work = asyncio.Event()  # set when items were added
+        self._idle = asyncio.Event()  # set while nothing is pending or being written
+        self._idle.set()
         self._writer: asyncio.Task[None] | None = None
         self._verify_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="verify")
         self._commit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
@@ -221,8 +238,9 @@ class Ingest:
         self._unary_waiting = 0  # unary calls waiting for the writer
         self._last_sync = 0.0  # seconds the last commit took
         self._committed_at = 0.0  # when it ended (perf_counter)
-        self.decode_entry: Callable[[bytes], Entry] = decode_entry
-        """Decodes an entry and verifies its signature: a seam for tests to count the checks."""
+        self.decode_entry: Callable[[bytes, bytes], Entry] = _decode_and_verify
+        """Decodes an entry (its bytes, their hash) and verifies its signature: a seam for tests
+        to count the checks."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -234,7 +252,8 @@ class Ingest:
         """Finish what was accepted, then stop the writer (pending callers are answered)."""
         self._closing = True
         if self._writer is not None:
-            await self._queue.join()
+            while not self._idle.is_set():
+                await self._idle.wait()
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
@@ -272,7 +291,7 @@ class Ingest:
         operation = decode_operation(operation_bytes)
         if self._supported is not None:
             self._check_supported(operation.schema_id)
-        entry = self.decode_entry(entry_bytes)
+        entry = self.decode_entry(entry_bytes, entry_id)
         return _Checked(entry, operation_bytes, operation, entry_id)
 
     def _check_supported(self, schema_id: str) -> None:
@@ -348,7 +367,7 @@ class Ingest:
             return checked
         future: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
         checked.future = future
-        self._queue.put_nowait(checked)
+        self._enqueue((checked,))
         self._unary_waiting += 1
         try:
             result = await future
@@ -461,16 +480,16 @@ class Ingest:
                 None if isinstance(item, _Checked) else item for item in prepared
             ]
             batch = _Batch(outcomes, loop.create_future())
-            put = self._queue.put_nowait
+            checked: list[_Checked] = []
             for index, item in enumerate(prepared):
-                if isinstance(item, PandanodeError):
+                if isinstance(item, _Checked):
+                    item.batch = batch
+                    item.index = index
+                    checked.append(item)
+                elif isinstance(item, PandanodeError):
                     _rejected(item)
-                if not isinstance(item, _Checked):
-                    continue
-                item.batch = batch
-                item.index = index
-                batch.pending += 1
-                put(item)
+            batch.pending = len(checked)
+            self._enqueue(checked)
         finally:
             if enqueued is not None and not enqueued.done():
                 enqueued.set_result(None)
@@ -481,12 +500,29 @@ class Ingest:
 
     # -- the writer -------------------------------------------------------------------------
 
+    def _enqueue(self, items: Sequence[_Checked]) -> None:
+        """Hand checked items to the writer, in order."""
+        if not items:
+            return
+        self._pending.extend(items)
+        self._idle.clear()
+        self._work.set()
+
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        pending = self._pending
+        limit = self.settings.write_batch_max
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.settings.write_batch_max and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            if not pending:
+                self._idle.set()
+                self._work.clear()
+                await self._work.wait()
+                continue
+            if len(pending) <= limit:
+                batch = list(pending)
+                pending.clear()
+            else:
+                batch = [pending.popleft() for _ in range(limit)]
             try:
                 await self._apply_batch(loop, batch)
             except Exception as err:  # a store failure: nobody in this batch is acknowledged
@@ -497,9 +533,6 @@ class Ingest:
                     item.settle(
                         UnavailableError(f"the log store failed to write ({reason}); retry later")
                     )
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
 
     async def _apply_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Checked]) -> None:
         view = self.store.begin()
@@ -601,17 +634,11 @@ class Ingest:
             ref = view.operation_document(bytes.fromhex(op_id))
             if ref is not None:
                 document = ref[0]
-                previous[op_id] = OperationRef(document.hex(), ref[1])
+                previous[op_id] = _new_ref(document.hex(), ref[1])
         deleted, author_log_id = (
             (False, None) if document is None else view.document_state(item.key, document)
         )
-        state = PublishState(
-            latest_seq_num=latest_seq_num,
-            log_hashes=hashes,
-            previous=previous,
-            document_deleted=deleted,
-            author_log_id=author_log_id,
-        )
+        state = _new_state(latest_seq_num, hashes, previous, deleted, author_log_id)
         result = validate_publish(
             entry,
             item.operation_bytes,

@@ -286,6 +286,10 @@ class LogStore(RocksStore, _Reads):
     # fast path); nearly all are new, and a bloom filter answers such a miss without reading
     # the table files (measured 3-5 µs → ~1 µs per lookup at 50k entries).
     bloom_filter_bits = 10
+    # The same lookups mostly miss the memtables too (the entries of the last minutes): a
+    # filter over their keys answers a miss in ~0.45 µs instead of a skip-list seek (~0.8 µs
+    # at 60k entries, measured; more under load, where the seek's cache misses dominate).
+    memtable_bloom_ratio = 0.1
 
     def __init__(
         self,

@@ -139,6 +139,11 @@ class RocksStore:
     """Bits per key of a bloom filter in each table file (0: none); a store whose hot path
     looks up keys that are mostly absent sets it, so such a miss skips the table files."""
 
+    memtable_bloom_ratio: float = 0.0
+    """Share of each memtable's bytes given to a bloom filter over its whole keys (0: none);
+    a store whose hot path looks up keys that are mostly absent sets it, so such a miss skips
+    the memtable's skip list too, not only the table files."""
+
     def __init__(self, path: Path, *, write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES) -> None:
         path.mkdir(parents=True, exist_ok=True)
         options = Options(raw_mode=True)
@@ -151,6 +156,9 @@ class RocksStore:
             table = BlockBasedOptions()
             table.set_bloom_filter(self.bloom_filter_bits, False)
             options.set_block_based_table_factory(table)
+        if self.memtable_bloom_ratio:
+            options.set_memtable_prefix_bloom_ratio(self.memtable_bloom_ratio)
+            options.set_memtable_whole_key_filtering(True)
         self._db = Rdict(str(path), options=options)
         self._async = WriteOptions()
         self._wal = WalSync(path)

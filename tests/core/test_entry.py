@@ -1,3 +1,4 @@
+import dataclasses
 from typing import Any
 
 import pytest
@@ -123,6 +124,21 @@ def test_a_long_log_decodes_with_skiplinks_where_lipmaa_demands_them() -> None:
         assert entry.log_id == 300
         assert entry.backlink == hashes.get(seq - 1)
         assert entry.skiplink == (hashes[lipmaa(seq)] if is_skiplink_required(seq) else None)
+
+
+def test_a_decoded_entry_is_the_entry_its_constructor_makes_field_for_field() -> None:
+    for raw in make_log(KEY, 5, log_id=7):
+        entry = decode_entry(raw)
+        values = {item.name: getattr(entry, item.name) for item in dataclasses.fields(Entry)}
+        assert values == dataclasses.asdict(Entry(**values))
+        assert entry == Entry(**values) and hash(entry) == hash(Entry(**values))
+
+
+def test_an_entry_hash_passed_in_is_the_hash_decoding_computes() -> None:
+    for raw in make_log(KEY, 5):
+        given_hash = decode_entry(raw, entry_hash=bytes.fromhex(generate_hash(raw)))
+        assert given_hash == decode_entry(raw)
+        assert given_hash.hash == decode_entry(raw).hash == generate_hash(raw)
 
 
 def test_decode_rejects_seq_num_zero() -> None:

@@ -32,13 +32,14 @@ def verified(node: Node) -> Iterator[list[bytes]]:
     assert ingest is not None
     checked: list[bytes] = []
 
-    def counting(data: bytes) -> Entry:
+    def counting(data: bytes, entry_hash: bytes) -> Entry:
         checked.append(data)
-        return decode_entry(data)
+        return decode_entry(data, entry_hash=entry_hash)
 
+    seam = ingest.decode_entry
     ingest.decode_entry = counting
     yield checked
-    ingest.decode_entry = decode_entry
+    ingest.decode_entry = seam
 
 
 async def test_an_entry_sent_again_is_answered_as_the_first_time_without_a_signature_check(
