@@ -29,7 +29,6 @@ _WAL_SUFFIX = ".log"
 # far more than a kernel clock tick (1-10 ms).
 _SETTLED_NS = 100_000_000
 _WRITE_BUFFERS = 2
-_RECYCLED_LOGS = 1
 
 _MULTI_GET_FROM = 4
 """A MultiGet costs ~3 µs more than one lookup (~0.8 µs), and ~0.6 µs per key after that."""
@@ -42,11 +41,9 @@ class WalSync:
     """Makes what was written to a RocksDB durable by syncing its write-ahead log files.
 
     RocksDB appends to one WAL file at a time and starts a new one when a memtable is switched;
-    an older file is not written again under its number: once its memtable is flushed to a
-    (synced) table file it is deleted, or renamed to a new, higher number and written over
-    (recycled, see :class:`RocksStore`). So each call syncs the files from the newest one seen
-    by the previous call on, and the directory when a new file appeared (its entry must be
-    durable too).
+    an older file is not written again, and is deleted once its memtable is flushed to a
+    (synced) table file. So each call syncs the files from the newest one seen by the previous
+    call on, and the directory when a new file appeared (its entry must be durable too).
 
     Listing the directory costs more than the sync's system call on a fast disk, so while the
     directory has not changed since it was listed (its modification time), only the newest file
@@ -150,11 +147,6 @@ class RocksStore:
         # active one, and one being flushed to a table file).
         options.set_write_buffer_size(max(1, write_buffer_bytes // _WRITE_BUFFERS))
         options.set_max_write_buffer_number(_WRITE_BUFFERS)
-        # A write-ahead log whose memtable was flushed is kept and written over as the next
-        # log instead of a new file: its blocks are allocated and its size does not grow, so
-        # the fdatasync of each synced commit has no inode size to journal (on ext4 ~150 →
-        # ~100 µs). Its records carry their log's number, so recovery stops at old ones.
-        options.set_recycle_log_file_num(_RECYCLED_LOGS)
         if self.bloom_filter_bits:
             table = BlockBasedOptions()
             table.set_bloom_filter(self.bloom_filter_bits, False)

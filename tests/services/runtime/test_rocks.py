@@ -117,32 +117,3 @@ def test_after_a_quiet_spell_only_the_newest_log_is_synced_until_a_new_one_appea
         assert f"dir:{path}" in synced, "and the new log's directory entry"
     finally:
         store.close()
-
-
-def test_flushed_logs_are_written_over_as_new_logs_and_every_synced_write_survives(
-    tmp_path: Path, synced: list[str]
-) -> None:
-    path = tmp_path / "db"
-    store = _Store(path, write_buffer_bytes=256 * 1024)
-    inodes: dict[str, int] = {}
-    number = 0
-    try:
-        while len(inodes) < 4:  # until RocksDB has started three new logs
-            number += 1
-            assert number < 20_000, "no new write-ahead logs"
-            synced.clear()
-            store.put(b"k%d" % number, b"v" * 4096, sync=True)
-            newest = _wal_files(path)[-1]
-            if newest not in inodes:
-                inodes[newest] = os.stat(newest).st_ino
-                assert f"data:{newest}" in synced, "a new log is synced"
-                assert f"dir:{path}" in synced, "and so is its directory entry"
-        first, *later = inodes.values()
-        assert len(set(later)) < len(later) or first in later, "a log was recycled"
-    finally:
-        store.close()
-    reopened = _Store(path)
-    try:
-        assert all(reopened.get(b"k%d" % n) == b"v" * 4096 for n in range(1, number + 1))
-    finally:
-        reopened.close()
