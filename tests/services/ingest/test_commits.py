@@ -1,6 +1,6 @@
 """Where the writer commits: a lone unary call, when calls come slower than commits take, on
-the event loop; anything more on the commit thread; and a slow disk never twice in a row on
-the event loop."""
+the event loop (by the call itself when the writer is idle); anything more on the commit thread;
+and a slow disk never twice in a row on the event loop."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class RecordingStore(LogStore):
     """A log store that records the thread of each commit; ``slow`` commits take longer."""
 
     slow = False
+    delay = 0.0
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -38,6 +39,8 @@ class RecordingStore(LogStore):
         super().commit(view, sync=sync)
         if self.slow:
             time.sleep(SLOW * 1.2)  # a disk that takes this long to sync
+        elif self.delay:
+            time.sleep(self.delay)  # slower than the calls come, not slow
 
 
 @pytest.fixture
@@ -83,12 +86,37 @@ async def test_the_first_lone_unary_call_is_committed_on_the_event_loop(ingest: 
     assert ingest.store.operation_document(bytes.fromhex(result.operation_id)) is not None
 
 
-async def test_calls_in_flight_together_are_committed_on_the_commit_thread(ingest: Ingest) -> None:
+async def test_calls_in_flight_together_are_committed_together_on_the_commit_thread(
+    ingest: Ingest,
+) -> None:
+    assert isinstance(ingest.store, RecordingStore)
+    ingest.store.delay = SLOW / 10  # the calls after the first come faster than it commits
     authors = [FieldDefinitionLog(KeyPair(), log_id=0) for _ in range(8)]
     requests = [author.entry(1) for author in authors]
     await asyncio.gather(*(ingest.publish(r.entry, r.operation) for r in requests))
-    assert threads(ingest), "committed"
-    assert all(name.startswith("commit") for name in threads(ingest))
+    first, *rest = threads(ingest)
+    assert first == threading.current_thread().name, "the first found the writer idle"
+    assert len(rest) == 1, "the other seven in one commit"
+    assert rest[0].startswith("commit")
+
+
+async def test_a_call_that_finds_the_writer_idle_is_stored_and_handed_to_the_announcer(
+    tmp_path: Path,
+) -> None:
+    store = LogStore(tmp_path / "ingest")
+    handed: list[list[str]] = []
+    ingest = Ingest(
+        store, Settings(), on_committed=lambda ops: handed.append([op.operation_id for op in ops])
+    )
+    await ingest.start()
+    try:
+        request = FieldDefinitionLog(KeyPair(), log_id=0).entry(1)
+        result = await ingest.publish(request.entry, request.operation)
+        assert handed == [[result.operation_id]]
+        assert store.operation_document(bytes.fromhex(result.operation_id)) is not None
+    finally:
+        await ingest.stop()
+        store.close()
 
 
 async def test_after_a_slow_commit_lone_calls_are_committed_off_the_event_loop(
