@@ -138,7 +138,8 @@ class _ConsistentReader:
     "query.materialization_lag",
     title=(
         "Materialization lag under load: Publish OK → seen by a WatchDocuments subscriber, "
-        "and → answered by GetDocument with consistency"
+        "and → answered by GetDocument with consistency (PublishStream, --lag-batch entries "
+        "per message)"
     ),
     requires=("query",),
     options=(
@@ -156,6 +157,14 @@ class _ConsistentReader:
             10,
             "read every N-th document with GetDocument + consistency right after its OK",
             smoke=5,
+        ),
+        Option(
+            "--lag-batch",
+            int,
+            100,
+            "entries per PublishStream message (the stream peak it is half of is measured at "
+            "--stream-batch, 100)",
+            smoke=10,
         ),
         Option(
             "--lag-via",
@@ -187,6 +196,7 @@ async def materialization_lag(ctx: Context, out: ScenarioResult) -> None:
         ingest_address = node.ingest_address if direct else node.address
         query_address = node.endpoints.get(QUERY_SERVICE, node.address) if direct else node.address
         out.notes["via"] = ctx.args.lag_via
+        out.notes["entries_per_message"] = ctx.args.lag_batch
         async with (
             grpc.aio.insecure_channel(ingest_address, options=CHANNEL_OPTIONS) as channel,
             grpc.aio.insecure_channel(query_address, options=_OWN_CONNECTION) as watch_channel,
@@ -201,7 +211,7 @@ async def materialization_lag(ctx: Context, out: ScenarioResult) -> None:
                 cpu_before, client_before = node.cpu(), time.process_time()
                 start = time.perf_counter()
                 ok_at = await paced_stream(
-                    channel, requests, rate=rate, batch=10, on_ok=reader.on_ok
+                    channel, requests, rate=rate, batch=ctx.args.lag_batch, on_ok=reader.on_ok
                 )
                 seconds = time.perf_counter() - start
                 node.published += len(ok_at)
