@@ -52,11 +52,18 @@ async def test_changes_of_batch_messages_come_in_order_at_positions_the_checkpoi
 
 
 class _AckCounting:
-    """The in-memory bus, with every acknowledgement of its consumers recorded."""
+    """The in-memory bus, with every acknowledgement of its consumers recorded.
 
-    def __init__(self, bus: InMemoryBus) -> None:
+    With ``hold``, an acknowledgement waits until the test releases it.
+    """
+
+    def __init__(self, bus: InMemoryBus, *, hold: bool = False) -> None:
         self._bus = bus
         self.acks: list[int] = []
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+        if not hold:
+            self.release.set()
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._bus, name)
@@ -66,6 +73,8 @@ class _AckCounting:
         inner_ack = consumer.ack
 
         async def ack(through: Delivery) -> None:
+            self.started.set()
+            await self.release.wait()
             self.acks.append(through.sequence)
             await inner_ack(through)
 
@@ -99,33 +108,12 @@ async def test_one_acknowledgement_covers_the_messages_applied_within_the_ack_de
         assert counting.acks == sorted(counting.acks)
 
 
-class _HeldAcks(_AckCounting):
-    """Acknowledgements that wait until the test releases them."""
-
-    def __init__(self, bus: InMemoryBus) -> None:
-        super().__init__(bus)
-        self.release = asyncio.Event()
-        self.started = asyncio.Event()
-
-    async def consume(self, kind: EventKind, **options: Any) -> Consumer:
-        consumer = await super().consume(kind, **options)
-        counted_ack = consumer.ack
-
-        async def ack(through: Delivery) -> None:
-            self.started.set()
-            await self.release.wait()
-            await counted_ack(through)
-
-        consumer.ack = ack  # type: ignore[method-assign]
-        return consumer
-
-
 async def test_messages_applied_while_an_acknowledgement_is_in_flight_are_acknowledged_too(
     tmp_path: Path,
 ) -> None:
     operations = corpus()
     bus = InMemoryBus()
-    held = _HeldAcks(bus)
+    held = _AckCounting(bus, hold=True)
     feed = Feed(bus)
     feed.learn(operations)
     async with running_materializer(
