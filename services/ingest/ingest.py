@@ -187,13 +187,20 @@ class _Checked:
 
 
 def _rejected_item(item: _Checked, err: PandanodeError) -> None:
-    """Count a rejection by the log rules, and log it with the entry's author."""
+    """Name the entry in a rejection by the log rules, count it, and log it with its author."""
+    entry = item.entry
+    err.about(public_key=entry.public_key, log_id=entry.log_id, seq_num=entry.seq_num)
     metrics.entries_rejected.labels(err.reason.value).inc()
     log.debug(
         "entry rejected: %s",
         err.message[:200],
         extra={"reason": err.reason.value, "public_key": item.entry.public_key},
     )
+
+
+def _defines_schema(item: _Checked) -> bool:
+    """Whether the item's operation belongs to a schema or field definition document."""
+    return item.operation.schema_id in (SCHEMA_DEFINITION, FIELD_DEFINITION)
 
 
 class _Batch:
@@ -564,8 +571,6 @@ class Ingest:
         try:
             result, event = self._apply(item, view)
         except PandanodeError as err:
-            entry = item.entry
-            err.about(public_key=entry.public_key, log_id=entry.log_id, seq_num=entry.seq_num)
             _rejected_item(item, err)
             raise
         try:
@@ -573,12 +578,7 @@ class Ingest:
         except Exception as err:  # a store failure: not acknowledged
             raise _write_failed(err) from err
         if event is not None:
-            schema_documents = (
-                {result.document_id}
-                if item.operation.schema_id in (SCHEMA_DEFINITION, FIELD_DEFINITION)
-                else None
-            )
-            self._committed([event], schema_documents)
+            self._committed([event], {result.document_id} if _defines_schema(item) else None)
         return result
 
     def _committed(
@@ -628,8 +628,6 @@ class Ingest:
                     await commit()
                     result, event = self._apply(item, view)
             except PandanodeError as err:
-                entry = item.entry
-                err.about(public_key=entry.public_key, log_id=entry.log_id, seq_num=entry.seq_num)
                 _rejected_item(item, err)
                 item.settle(err)
                 continue
@@ -637,7 +635,7 @@ class Ingest:
             if event is None:
                 continue
             stored.append(event)
-            if item.operation.schema_id in (SCHEMA_DEFINITION, FIELD_DEFINITION):
+            if _defines_schema(item):
                 schema_documents.add(result.document_id)
         await commit()
 

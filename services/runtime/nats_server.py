@@ -41,7 +41,7 @@ from .nats_users import (
     users_block,
     with_credentials,
 )
-from .ports import PORT_RANGE_VARIABLE, free_port, reported_port
+from .ports import PORT_RANGE_VARIABLE, free_port, ports_file_dir, reported_port
 
 __all__ = [
     "NATS_CREDENTIALS_FILE",
@@ -219,7 +219,7 @@ class EmbeddedNats:
         # file. A port picked here and bound there could be taken by another process between
         # the two (the tests start nodes side by side).
         pick = self.port == 0
-        ports_dir = self.store_dir / "ports"
+        ports_dir = ports_file_dir(self.store_dir)
         if pick:
             shutil.rmtree(ports_dir, ignore_errors=True)  # a killed server's file stays behind
             ports_dir.mkdir()

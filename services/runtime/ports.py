@@ -13,7 +13,7 @@ import random
 import socket
 from pathlib import Path
 
-__all__ = ["PORT_RANGE_VARIABLE", "free_port", "reported_port"]
+__all__ = ["PORT_RANGE_VARIABLE", "free_port", "ports_file_dir", "reported_port"]
 
 PORT_RANGE_VARIABLE = "PANDANODE_PORT_RANGE"
 """``first-last``: the ports :func:`free_port` hands out (the tests give each xdist worker its
@@ -52,6 +52,11 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise OSError(f"no free port in {PORT_RANGE_VARIABLE}={bounds}")
 
 
+def ports_file_dir(store_dir: Path) -> Path:
+    """Where nats-server with store ``store_dir``, started on port 0, writes its ports file."""
+    return store_dir / "ports"
+
+
 def reported_port(store_dir: Path, pid: int) -> int:
     """The client port nats-server ``pid`` bound, started on port 0 with store ``store_dir``.
 
@@ -59,7 +64,7 @@ def reported_port(store_dir: Path, pid: int) -> int:
         The port its ports file names, or 0 while there is no such file (yet).
     """
     # nats-server names the file <executable>_<pid>.ports and writes it once it listens.
-    for path in (store_dir / "ports").glob(f"*_{pid}.ports"):
+    for path in ports_file_dir(store_dir).glob(f"*_{pid}.ports"):
         try:
             urls = json.loads(path.read_text())["nats"]
         except (OSError, ValueError, KeyError, TypeError):
