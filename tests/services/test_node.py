@@ -170,6 +170,16 @@ async def test_serve_ingest_alone_uses_an_external_nats_server(
         assert process.terminate() == 0
 
 
+def _lost_to_a_late_write(err: grpc.aio.AioRpcError) -> bool:
+    """Whether grpc.aio replaced the server's status with its own failed write (grpc#36066).
+
+    A write of the request iterator that Core rejects because the stream already ended makes
+    the aio client report INTERNAL "Internal error from Core" instead of the status the server
+    sent (grpc/grpc PR #43486, not released); which one wins is a race of the client's loop.
+    """
+    return err.code() is grpc.StatusCode.INTERNAL and err.details() == "Internal error from Core"
+
+
 async def stream_until_killed(
     address: str,
     authors: list[FieldDefinitionLog],
@@ -200,7 +210,7 @@ async def stream_until_killed(
                     kill()
                     killed.set()
         except grpc.aio.AioRpcError as err:
-            assert err.code() in codes
+            assert err.code() in codes or _lost_to_a_late_write(err), err
     assert killed.is_set(), "the stream ended before the kill"
     return acknowledged
 
