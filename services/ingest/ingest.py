@@ -84,8 +84,20 @@ _BATCH_LATENCY = metrics.publish_latency_seconds.labels("batch")
 # to the commit thread until one is fast again (a disk stalling for seconds stalls only it).
 _INLINE_SYNC: Final = 0.01
 
+# Once several unary calls were seen waiting together, more come together for a while (clients
+# with calls in flight send the next as soon as one is answered): for this long none is
+# committed on the event loop, which would answer them one at a time.
+_CONCURRENT_HOLD: Final = 0.05
 
-def commits_inline(batch: int, waiting: int, last_commit: float, idle: float) -> bool:
+# With unary calls in flight together, the writer waits up to this long for as many as its last
+# commit answered before it commits fewer: one commit (a thread hop and a sync) for all of them
+# instead of one for the first few and another for the rest.
+_GATHER: Final = 0.002
+
+
+def commits_inline(
+    batch: int, waiting: int, last_commit: float, idle: float, since_concurrent: float = 1e9
+) -> bool:
     """Whether the writer commits a batch on the event loop rather than on the commit thread.
 
     Only a lone unary call — a batch of one, the only call waiting — when calls come slower
@@ -100,8 +112,16 @@ def commits_inline(batch: int, waiting: int, last_commit: float, idle: float) ->
         waiting: Unary calls waiting for the writer.
         last_commit: Seconds the last commit took.
         idle: Seconds since the last commit ended.
+        since_concurrent: Seconds since several unary calls were last seen waiting together;
+            within ``_CONCURRENT_HOLD`` of that, calls are committed on the commit thread.
     """
-    return batch == 1 and waiting == 1 and last_commit < _INLINE_SYNC and idle > last_commit
+    return (
+        batch == 1
+        and waiting == 1
+        and last_commit < _INLINE_SYNC
+        and idle > last_commit
+        and since_concurrent > _CONCURRENT_HOLD
+    )
 
 
 # Built once per entry: set slot by slot, not through the frozen dataclasses' __init__.
@@ -203,6 +223,11 @@ def _defines_schema(item: _Checked) -> bool:
     return item.operation.schema_id in (SCHEMA_DEFINITION, FIELD_DEFINITION)
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class _Batch:
     """The outcomes of one batch, in order, and one future set when the last is known.
 
@@ -254,6 +279,9 @@ class Ingest:
         self._writing = False  # the writer is applying or committing a batch
         self._last_sync = 0.0  # seconds the last commit took
         self._committed_at = 0.0  # when it ended (perf_counter)
+        self._concurrent_at = -1e9  # when several unary calls last waited together
+        self._concurrency = 0  # the most unary calls seen waiting together lately
+        self._gathering: asyncio.Future[None] | None = None  # the writer waits for more calls
         self.decode_entry: Callable[[bytes, bytes], Entry] = _decode_and_verify
         """Decodes an entry (its bytes, their hash) and verifies its signature: a seam for tests
         to count the checks."""
@@ -381,10 +409,13 @@ class Ingest:
             raise
         if isinstance(checked, PublishResult):
             return checked
+        now = time.perf_counter()
         if (
             not self._writing
             and not self._pending
-            and commits_inline(1, 1, self._last_sync, time.perf_counter() - self._committed_at)
+            and commits_inline(
+                1, 1, self._last_sync, now - self._committed_at, now - self._concurrent_at
+            )
         ):
             # The writer is idle and nothing else waits for it: this call is the writer, so
             # it is applied, committed and answered without two hops through the event loop
@@ -396,6 +427,11 @@ class Ingest:
         checked.future = future
         self._enqueue((checked,))
         self._unary_waiting += 1
+        if self._unary_waiting > 1:
+            if now - self._concurrent_at > _CONCURRENT_HOLD:
+                self._concurrency = 0
+            self._concurrency = max(self._concurrency, self._unary_waiting)
+            self._concurrent_at = now
         try:
             result = await future
         finally:
@@ -534,6 +570,8 @@ class Ingest:
         self._pending.extend(items)
         self._idle.clear()
         self._work.set()
+        if self._gathering is not None:
+            _wake(self._gathering)
 
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -545,6 +583,8 @@ class Ingest:
                 self._work.clear()
                 await self._work.wait()
                 continue
+            if self._gathers():
+                await self._gather(loop, min(limit, self._concurrency))
             if len(pending) <= limit:
                 batch = list(pending)
                 pending.clear()
@@ -559,6 +599,35 @@ class Ingest:
                     item.settle(failure)
             finally:
                 self._writing = False
+
+    def _gathers(self) -> bool:
+        """Whether the writer waits for more unary calls before it commits.
+
+        When fewer wait than came together lately and only unary calls wait (a stream's batch
+        goes at once).
+        """
+        pending = self._pending
+        return (
+            len(pending) < self._concurrency
+            and time.perf_counter() - self._concurrent_at < _CONCURRENT_HOLD
+            and all(item.future is not None for item in pending)
+        )
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop, wanted: int) -> None:
+        """Wait until ``wanted`` items are pending, or anything but a unary call, or _GATHER."""
+        deadline = loop.time() + _GATHER
+        while len(self._pending) < wanted and self._gathers():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            # A future and a timer rather than wait_for, which costs a task per wait.
+            waiter = self._gathering = loop.create_future()
+            timer = loop.call_later(remaining, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._gathering = None
 
     def _publish_now(self, item: _Checked) -> PublishResult:
         """Apply and commit one item on the event loop, the writer being idle (no await).
@@ -604,8 +673,11 @@ class Ingest:
 
         async def commit() -> None:
             nonlocal view, applied, stored
-            idle = time.perf_counter() - self._committed_at
-            if commits_inline(len(batch), self._unary_waiting, self._last_sync, idle):
+            now = time.perf_counter()
+            idle = now - self._committed_at
+            if commits_inline(
+                len(batch), self._unary_waiting, self._last_sync, idle, now - self._concurrent_at
+            ):
                 self._last_sync = self._commit(view)
             else:
                 self._last_sync = await loop.run_in_executor(self._commit_pool, self._commit, view)

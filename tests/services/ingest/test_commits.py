@@ -75,6 +75,13 @@ def test_a_batch_of_several_or_more_calls_waiting_are_committed_on_the_thread() 
     assert not commits_inline(batch=1, waiting=0, last_commit=0.0002, idle=1.0), "a stream's"
 
 
+def test_a_lone_call_soon_after_calls_came_together_is_committed_on_the_thread() -> None:
+    assert not commits_inline(
+        batch=1, waiting=1, last_commit=0.0002, idle=1.0, since_concurrent=0.001
+    )
+    assert commits_inline(batch=1, waiting=1, last_commit=0.0002, idle=1.0, since_concurrent=60)
+
+
 def test_after_a_slow_commit_even_a_lone_call_is_committed_on_the_thread() -> None:
     assert not commits_inline(batch=1, waiting=1, last_commit=SLOW, idle=3600.0)
 
@@ -137,3 +144,40 @@ async def test_after_a_slow_commit_lone_calls_are_committed_off_the_event_loop(
     assert threads(ingest)[0] == threading.current_thread().name
     assert threads(ingest)[1].startswith("commit")
     assert threads(ingest)[2].startswith("commit")
+
+
+async def test_calls_that_keep_coming_together_are_gathered_into_one_commit(
+    ingest: Ingest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "_GATHER", SLOW)
+    monkeypatch.setattr(ingest_module, "_CONCURRENT_HOLD", 3600.0)
+    assert isinstance(ingest.store, RecordingStore)
+    ingest.store.delay = SLOW / 10  # the calls after the first come faster than it commits
+    authors = [FieldDefinitionLog(KeyPair(), log_id=0) for _ in range(9)]
+
+    async def publish(author: FieldDefinitionLog, seq_num: int, turns: int) -> None:
+        for _ in range(turns):  # arrives this many event-loop turns after the first
+            await asyncio.sleep(0)
+        request = author.entry(seq_num)
+        await ingest.publish(request.entry, request.operation)
+
+    # The first finds the writer idle; the other eight are committed together.
+    await asyncio.gather(*(publish(author, 1, 0) for author in authors))
+    assert len(threads(ingest)) == 2
+    # Eight again, one per turn: the writer waits for all eight instead of taking the first.
+    await asyncio.gather(*(publish(author, 2, turns) for turns, author in enumerate(authors[1:])))
+    assert len(threads(ingest)) == 3
+    assert threads(ingest)[2].startswith("commit"), "calls in flight together: on the thread"
+
+
+async def test_a_lone_call_does_not_wait_to_be_gathered(
+    ingest: Ingest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "_GATHER", 3600.0)
+    monkeypatch.setattr(ingest_module, "_CONCURRENT_HOLD", 0.0)
+    authors = [FieldDefinitionLog(KeyPair(), log_id=0) for _ in range(4)]
+    await asyncio.gather(*(ingest.publish(a.entry(1).entry, a.entry(1).operation) for a in authors))
+    # Calls came together, but not lately: the next one alone is answered at once.
+    request = authors[0].entry(2)
+    result = await asyncio.wait_for(ingest.publish(request.entry, request.operation), 30)
+    assert ingest.store.operation_document(bytes.fromhex(result.operation_id)) is not None
