@@ -19,7 +19,9 @@ help:
 	@echo "make bench  set up, then run the benchmarks (minutes; ARGS=\"--help\" for sizes)"
 	@echo "make fuzz   set up, then fuzz every parser FUZZ_SECONDS (300) each; ARGS=\"entry …\""
 
-$(STAMP): pyproject.toml
+# setup.py and core/_verify.c: the optional C extension, built into core/ by the editable install
+# (skipped, with a warning, where there is no C compiler: PyNaCl then checks signatures).
+$(STAMP): pyproject.toml setup.py core/_verify.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -e '.[node,dev]'

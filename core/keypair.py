@@ -92,7 +92,16 @@ def verify_or_raise(public_key: bytes, data: bytes, signature: bytes) -> None:
             return
     except (ValueError, nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError):
         pass
-    raise SignatureError(
+    raise invalid_signature()
+
+
+def invalid_signature() -> SignatureError:
+    """Return the error an entry whose signature does not verify is rejected with.
+
+    Built here only, so that an entry checked alone and one checked in a batch are rejected
+    alike; a new error each time, as a caller may add details to it.
+    """
+    return SignatureError(
         "signature invalid: the entry was not signed by the private key of its public key "
         "(or its bytes were changed after signing)",
         Reason.INVALID_SIGNATURE,

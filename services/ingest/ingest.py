@@ -2,10 +2,12 @@
 
 Publishing runs in two stages:
 
-1. *prepare* (pure): size limits, operation decoding, entry decoding with its signature check,
-   the payload hash and the raw ids the store's keys are made of. Every batch (PublishStream,
-   publish_many, any size) runs it on the two verification threads, since PyNaCl releases the
-   GIL; a unary Publish runs it inline (see :meth:`Ingest.publish`);
+1. *prepare* (pure): size limits, operation decoding, entry decoding, the signature check, the
+   payload hash and the raw ids the store's keys are made of. Every batch (PublishStream,
+   publish_many, any size) runs it on the two verification threads, each checking the
+   signatures of its part in one call that releases the GIL once (see
+   :mod:`pandanode.core.signatures`); a unary Publish runs it inline (see
+   :meth:`Ingest.publish`);
 2. *apply* (one writer task, group commit): the stateful rules of spec §4.3 against the store
    seen through the batch's overlay, then one synced RocksDB write for the whole batch. Only
    then are the callers answered, so an acknowledged entry is durable.
@@ -29,13 +31,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from pandanode.core.construct import slot_constructor
-from pandanode.core.entry import Entry, decode_entry
+from pandanode.core.entry import Entry, decode_entry, verify_entries
 from pandanode.core.errors import (
     LogIntegrityError,
     PandanodeError,
     Reason,
     SchemaNotFoundError,
     SchemaNotSupportedError,
+    SignatureError,
     quote,
 )
 from pandanode.core.hash import generate_hash, hash_bytes
@@ -127,11 +130,6 @@ def commits_inline(
 # Built once per entry: set slot by slot, not through the frozen dataclasses' __init__.
 _new_ref = slot_constructor(OperationRef)
 _new_state = slot_constructor(PublishState)
-
-
-def _decode_and_verify(entry_bytes: bytes, entry_hash: bytes) -> Entry:
-    """Decode an entry whose hash is known, and verify its signature."""
-    return decode_entry(entry_bytes, entry_hash=entry_hash)
 
 
 def _write_failed(err: Exception) -> UnavailableError:
@@ -282,9 +280,10 @@ class Ingest:
         self._concurrent_at = -1e9  # when several unary calls last waited together
         self._concurrency = 0  # the most unary calls seen waiting together lately
         self._gathering: asyncio.Future[None] | None = None  # the writer waits for more calls
-        self.decode_entry: Callable[[bytes, bytes], Entry] = _decode_and_verify
-        """Decodes an entry (its bytes, their hash) and verifies its signature: a seam for tests
-        to count the checks."""
+        self.verify_entries: Callable[[Sequence[Entry]], list[SignatureError | None]]
+        self.verify_entries = verify_entries
+        """Checks the signatures of decoded entries, all at once (None where valid, else the
+        error): every signature ingest checks goes through it, a seam for tests to count them."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -307,7 +306,14 @@ class Ingest:
 
     # -- publish ----------------------------------------------------------------------------
 
-    def _prepare(self, entry_bytes: bytes, operation_bytes: bytes) -> _Checked | PublishResult:
+    def _prepare(
+        self, entry_bytes: bytes, operation_bytes: bytes, *, verify: bool = True
+    ) -> _Checked | PublishResult:
+        """Check an item but for the log rules; ``verify=False`` leaves its signature unchecked.
+
+        Raises:
+            PandanodeError: the item is rejected.
+        """
         if len(entry_bytes) > self.settings.max_entry_bytes:
             raise (
                 InvalidRequestError(
@@ -335,7 +341,11 @@ class Ingest:
         operation = decode_operation(operation_bytes)
         if self._supported is not None:
             self._check_supported(operation.schema_id)
-        entry = self.decode_entry(entry_bytes, entry_id)
+        entry = decode_entry(entry_bytes, verify=False, entry_hash=entry_id)
+        if verify:
+            [error] = self.verify_entries((entry,))
+            if error is not None:
+                raise error
         return _Checked(entry, operation_bytes, operation, entry_id)
 
     def _check_supported(self, schema_id: str) -> None:
@@ -381,12 +391,29 @@ class Ingest:
     def _prepare_many(
         self, items: Sequence[tuple[bytes, bytes]]
     ) -> list[_Checked | PublishResult | PandanodeError]:
+        """Prepare a batch: one outcome per item, the signatures checked in one call at the end.
+
+        The signature check was the last step of :meth:`_prepare`, so an item is rejected for
+        the same reason, with the same error, as when checked alone.
+        """
         results: list[_Checked | PublishResult | PandanodeError] = []
+        unverified: list[_Checked] = []
+        positions: list[int] = []
         for entry_bytes, operation_bytes in items:
             try:
-                results.append(self._prepare(entry_bytes, operation_bytes))
+                prepared = self._prepare(entry_bytes, operation_bytes, verify=False)
             except PandanodeError as err:
                 results.append(err)
+                continue
+            if isinstance(prepared, _Checked):
+                unverified.append(prepared)
+                positions.append(len(results))
+            results.append(prepared)
+        if unverified:
+            errors = self.verify_entries([item.entry for item in unverified])
+            for position, error in zip(positions, errors, strict=True):
+                if error is not None:
+                    results[position] = error
         return results
 
     async def publish(self, entry: bytes, operation: bytes) -> PublishResult:
@@ -526,8 +553,9 @@ class Ingest:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            # Every batch is checked on the pool, split between its threads: PyNaCl releases the
-            # GIL, and the event loop stays free for the writer and the network meanwhile.
+            # Every batch is checked on the pool, split between its threads: each checks its
+            # signatures without the GIL, and the event loop stays free for the writer and the
+            # network meanwhile.
             if len(items) > 1:
                 half = (len(items) + 1) // 2
                 parts = await asyncio.gather(

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import sysconfig
 import venv
 import zipfile
 from importlib.metadata import version
@@ -98,6 +100,57 @@ def test_the_wheel_holds_the_files_of_the_linked_folders_not_symlinks(wheelhouse
         assert member in names
         with zipfile.ZipFile(wheel) as archive:
             assert archive.read(member) == (ROOT / source).read_bytes()
+
+
+def test_the_wheel_holds_the_signature_extension_and_its_stub(wheelhouse: Path) -> None:
+    (wheel,) = wheelhouse.glob("pandanode-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert "pandanode/core/_verify.pyi" in names
+    assert "pandanode/core/signatures.py" in names
+    if shutil.which(sysconfig.get_config_var("CC").split()[0]) is not None:
+        built = [n for n in names if n.startswith("pandanode/core/_verify.") and n.endswith(".so")]
+        assert len(built) == 1, names
+
+
+def test_without_a_c_compiler_the_wheel_builds_and_checks_signatures_with_pynacl(
+    wheelhouse: Path, tmp_path: Path
+) -> None:
+    # A copy of the sources: none of the extensions built here (core/*.so of the editable
+    # install, build/ of the wheelhouse's build) may stand in for the one that cannot be built.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("core", "services", "client", "protos", "src"):
+        shutil.copytree(
+            ROOT / name,
+            source / name,
+            symlinks=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.so", "node_modules"),
+        )
+    house = tmp_path / "house"
+    # CC names no compiler: the extension is optional (setup.py), so the build only warns.
+    env = {**_env(tmp_path), "CC": str(tmp_path / "no-such-cc")}
+    built = _run(
+        sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", source, "--no-deps",
+        "--no-build-isolation", "--wheel-dir", house, env=env,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = house.glob("pandanode-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert [n for n in archive.namelist() if n.endswith(".so")] == []
+    bin_dir = _fresh_venv(tmp_path / "venv", wheelhouse, str(wheel))
+    program = (
+        "from pandanode.core import KeyPair\n"
+        "from pandanode.core.signatures import NATIVE, verify_batch\n"
+        "key = KeyPair()\n"
+        "sig, pk = key.sign(b'm'), key.public_key_bytes()\n"
+        "print(NATIVE, verify_batch([(sig, b'm', pk), (sig, b'n', pk)]))"
+    )
+    probe = _run(bin_dir / "python", "-c", program, env=_env(tmp_path))
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout == "False [True, False]\n"
 
 
 async def test_the_wheel_without_the_node_extra_is_a_working_client(

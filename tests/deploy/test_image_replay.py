@@ -158,7 +158,7 @@ def build(root: Path) -> Path:
                     REPO / source,
                     target,
                     symlinks=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"),
                 )
             else:
                 shutil.copy2(REPO / source, target)
@@ -184,6 +184,10 @@ def build(root: Path) -> Path:
     (wheel,) = dist.glob("pandanode-*.whl")
     pip(app_venv, "install", "--no-deps", str(wheel))
     pip(app_venv, "check")
+    # As the Dockerfile checks: the wheel holds the C extension (the build stage has gcc).
+    subprocess.run(
+        [str(app_venv / "bin" / "python"), "-c", "import pandanode.core._verify"], check=True
+    )
     return app_venv
 
 

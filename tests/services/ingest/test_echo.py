@@ -3,13 +3,14 @@ echo costs a lookup); an entry whose hash is not stored is verified as always.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 
-from pandanode.core.entry import Entry, decode_entry
+from pandanode.core.entry import Entry, verify_entries
+from pandanode.core.errors import SignatureError
 from pandanode.services.node import Node
 
 from .helpers import (
@@ -32,14 +33,14 @@ def verified(node: Node) -> Iterator[list[bytes]]:
     assert ingest is not None
     checked: list[bytes] = []
 
-    def counting(data: bytes, entry_hash: bytes) -> Entry:
-        checked.append(data)
-        return decode_entry(data, entry_hash=entry_hash)
+    def counting(entries: Sequence[Entry]) -> list[SignatureError | None]:
+        checked.extend(entry.raw for entry in entries)
+        return verify_entries(entries)
 
-    seam = ingest.decode_entry
-    ingest.decode_entry = counting
+    seam = ingest.verify_entries
+    ingest.verify_entries = counting
     yield checked
-    ingest.decode_entry = seam
+    ingest.verify_entries = seam
 
 
 async def test_an_entry_sent_again_is_answered_as_the_first_time_without_a_signature_check(

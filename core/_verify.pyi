@@ -1,0 +1,3 @@
+from collections.abc import Iterable
+
+def verify_many(items: Iterable[tuple[bytes, bytes, bytes]], /) -> list[bool]: ...
