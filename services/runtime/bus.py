@@ -209,8 +209,9 @@ wait, a stream that delivered all along looked silent."""
 _CALL_TIMEOUT: Final = 10.0
 """Seconds a consumer's own NATS call (subscribe, acknowledge, unsubscribe) may take.
 
-They only queue bytes for the connection's writer, which never answers while the connection is
-being re-established (a forced flush waits for it without a bound in nats-py)."""
+They only queue bytes for the connection's writer, yet nats-py may wait for that writer without
+a bound (a forced flush has no timeout unless the connection sets one), e.g. while the
+connection is being re-established."""
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:
