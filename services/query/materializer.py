@@ -74,10 +74,20 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _STORE_FAILURES = RateLimitedLog(log)
+_ACK_FAILURES = RateLimitedLog(log)
+_STALL_CHECK_FAILURES = RateLimitedLog(log)
 
 DEFAULT_DURABLE: Final = "query"
 DEFAULT_BATCH_SIZE: Final = 256
 _FETCH_TIMEOUT: Final = 5.0
+DEFAULT_CALL_TIMEOUT: Final = 120.0
+"""Seconds one call to the bus may take in all before it counts as failed and is tried again.
+
+A backstop: the bus bounds each NATS request itself (re-creating the consumer is three of them,
+each retried up to 30 s while JetStream does not answer); nothing the materializer waits for on
+NATS may hang it without a line in the log."""
+_FIRST_BACKOFF: Final = 0.1
+_MAX_BACKOFF: Final = 5.0
 INLINE_BYTES: Final = 64 * 1024
 """Messages of at most this many bytes in all (~100 short entries, a few ms) are applied on the
 event loop, not on the thread.
@@ -102,6 +112,9 @@ class Materializer:
         durable: The name of the durable consumer; every query replica needs its own.
         batch_size: About how many operations to commit at once (whole messages).
         ack_delay: Seconds an acknowledgement waits to cover the messages applied meanwhile.
+        fetch_timeout: Seconds without a message after which the stream is asked whether
+            events were left undelivered (then the consumer is re-created at the checkpoint).
+        call_timeout: Seconds a call to the bus may take before it counts as failed.
     """
 
     def __init__(
@@ -112,11 +125,15 @@ class Materializer:
         durable: str = DEFAULT_DURABLE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         ack_delay: float = DEFAULT_ACK_DELAY,
+        fetch_timeout: float = _FETCH_TIMEOUT,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
     ) -> None:
         self.store = store
         self._bus = bus
         self._durable = durable
         self._batch_size = batch_size
+        self._fetch_timeout = fetch_timeout
+        self._call_timeout = call_timeout
         self._engine: Engine | None = None
         self._consumer: Consumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -143,7 +160,8 @@ class Materializer:
         """Position the durable consumer at the checkpoint and start applying events."""
         loop = asyncio.get_running_loop()
         self._engine = await loop.run_in_executor(self._pool, Engine, self.store)
-        self._consumer = await self._subscribe()
+        async with asyncio.timeout(self._call_timeout):
+            self._consumer = await self._subscribe()
         self._task = asyncio.create_task(self._run(), name="query-materializer")
 
     async def stop(self) -> None:
@@ -207,37 +225,43 @@ class Materializer:
 
     async def _unsubscribe(self) -> None:
         self._drop_ack()
-        if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                await self._consumer.close()
-            self._consumer = None
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                async with asyncio.timeout(self._call_timeout):
+                    await consumer.close()
+            except Exception as err:  # the next consumer replaces it (same durable name)
+                log.warning("closing the event consumer failed: %s", _brief(err))
 
     async def _run(self) -> None:
-        backoff = 0.1
+        backoff = _FIRST_BACKOFF
         while not self._stopping:
+            if self._consumer is None and not await self._resume():
+                await asyncio.sleep(backoff)  # back off before asking NATS / the store again
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            assert self._consumer is not None
             try:
-                assert self._consumer is not None
-                messages = await self._consumer.take(self._batch_size, _FETCH_TIMEOUT)
+                messages = await self._consumer.take(self._batch_size, self._fetch_timeout)
+            except TimeoutError:
+                self._lag_gauge.set(0)  # no events for a while: nothing is behind
+                metrics.materialization_lag_seconds.set(0.0)
+                await self._resume_if_stalled()
+                continue
+            except DeliveryGapError as err:
+                # A stalled process (SIGSTOP, a long pause) whose pushed messages NATS dropped:
+                # everything after the checkpoint comes again from a new consumer.
+                log.warning("%s: resuming from the checkpoint", err)
+                await self._unsubscribe()
+                continue
+            try:
                 # A batch being applied is finished even when stop() is called meanwhile.
                 self._applying = True
                 try:
                     await self._handle(messages)
                 finally:
                     self._applying = False
-                backoff = 0.1
-            except TimeoutError:
-                self._lag_gauge.set(0)  # no events for a while: nothing is behind
-                metrics.materialization_lag_seconds.set(0.0)
-                await self._resume_if_stalled()
-                continue
-            except asyncio.CancelledError:
-                raise
-            except DeliveryGapError as err:
-                # A stalled process (SIGSTOP, a long pause) whose pushed messages NATS dropped:
-                # everything after the checkpoint comes again from a new consumer.
-                log.warning("%s: resuming from the checkpoint", err)
-                with contextlib.suppress(Exception):
-                    await self._restart()
+                backoff = _FIRST_BACKOFF
             except Exception:
                 if self.store.write_error is not None:
                     # A full disk: one line now and then, not a traceback per retry; the
@@ -248,10 +272,36 @@ class Materializer:
                     )
                 else:
                     log.exception("materializing failed; resuming from the checkpoint")
+                await self._unsubscribe()
                 await asyncio.sleep(backoff)  # back off before retrying NATS / the store
-                backoff = min(backoff * 2, 5.0)
-                with contextlib.suppress(Exception):
-                    await self._restart()
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    async def _resume(self) -> bool:
+        """Reload the state from the store and re-create the consumer at the checkpoint.
+
+        Returns:
+            Whether it is consuming again; False (and a line in the log) when NATS or the store
+            failed, or did not answer within the call timeout: the caller tries again later.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            await self._unsubscribe()
+            self._engine = await loop.run_in_executor(self._pool, Engine, self.store)
+            async with asyncio.timeout(self._call_timeout):
+                self._consumer = await self._subscribe()
+        except Exception as err:
+            if self.store.write_error is not None:
+                _STORE_FAILURES.warning(
+                    "resuming failed, the query store cannot write: %s", self.store.write_error
+                )
+            else:
+                log.warning(
+                    "resuming from the checkpoint %d failed, trying again: %s",
+                    self.store.checkpoint(),
+                    _brief(err),
+                )
+            return False
+        return True
 
     async def _resume_if_stalled(self) -> None:
         """Re-create the consumer when the stream holds events it did not deliver.
@@ -260,9 +310,13 @@ class Materializer:
         cluster are lost in flight and would only come again after the consumer's ack wait.
         """
         try:
-            last = await self._bus.last_sequence(OPERATIONS_INGESTED)
-        except Exception:
-            return  # NATS is away: nothing to resume from yet
+            async with asyncio.timeout(self._call_timeout):
+                last = await self._bus.last_sequence(OPERATIONS_INGESTED)
+        except Exception as err:  # NATS is away: nothing to resume from yet
+            _STALL_CHECK_FAILURES.warning(
+                "asking the stream for its last event failed: %s", _brief(err)
+            )
+            return
         if last > self.store.checkpoint():
             log.warning(
                 "the stream holds events up to %d, applied up to %d, none delivered: "
@@ -270,17 +324,7 @@ class Materializer:
                 last,
                 self.store.checkpoint(),
             )
-            try:
-                await self._restart()
-            except Exception as err:  # the next quiet spell tries again
-                log.warning("resuming failed: %s", f"{type(err).__name__}: {err}"[:200])
-
-    async def _restart(self) -> None:
-        """Reload the state from the store and re-create the consumer at the checkpoint."""
-        loop = asyncio.get_running_loop()
-        await self._unsubscribe()
-        self._engine = await loop.run_in_executor(self._pool, Engine, self.store)
-        self._consumer = await self._subscribe()
+            await self._unsubscribe()  # the loop resumes (and retries that with back-off)
 
     async def _handle(self, messages: Sequence[Delivery]) -> None:
         assert self._engine is not None and self._consumer is not None
@@ -355,8 +399,6 @@ class Materializer:
     async def _flush_ack_later(self) -> None:
         try:
             await self._flush_ack()
-        except Exception as err:  # the next acknowledgement covers these messages too
-            log.debug("acknowledging applied events failed: %s", err)
         finally:
             self._ack_task = None
             # Messages applied while this acknowledgement was in flight set no timer of their
@@ -371,8 +413,16 @@ class Materializer:
             self._ack_timer.cancel()
             self._ack_timer = None
         newest, self._to_ack, self._unacked = self._to_ack, None, 0
-        if newest is not None and self._consumer is not None:
-            await self._consumer.ack(newest)
+        if newest is None or self._consumer is None:
+            return
+        try:
+            async with asyncio.timeout(self._call_timeout):
+                await self._consumer.ack(newest)
+        except Exception as err:
+            # What is applied stays applied (the checkpoint is committed); the next
+            # acknowledgement covers these messages too. Were none to get through, JetStream
+            # stops delivering at max_ack_pending and the quiet stream is resumed from.
+            _ACK_FAILURES.warning("acknowledging applied events failed: %s", _brief(err))
 
     def _drop_ack(self) -> None:
         """Forget a pending acknowledgement (its consumer is being closed)."""
@@ -468,6 +518,11 @@ class Materializer:
             if not await self.wait_for_operation(operation_id, max(0.0, deadline - loop.time())):
                 return False
         return True
+
+
+def _brief(err: BaseException) -> str:
+    """One line, of bounded length, naming an error (never a traceback)."""
+    return f"{type(err).__name__}: {err}"[:200]
 
 
 # -- rebuild --------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
@@ -122,12 +122,17 @@ class Consumer(Protocol):
         A message may come again after a failure (at-least-once); skip what is applied.
 
         Raises:
-            TimeoutError: nothing arrived within ``timeout`` seconds.
+            TimeoutError: nothing arrived within ``timeout`` seconds (that this process ran:
+                a process stopped meanwhile waits again once it runs).
         """
         ...
 
     async def ack(self, through: Delivery) -> None:
-        """Acknowledge every message up to and including ``through``."""
+        """Acknowledge every message up to and including ``through``.
+
+        Raises:
+            Exception: the acknowledgement could not be sent (TimeoutError after a bound).
+        """
         ...
 
     def queued(self) -> int:
@@ -195,6 +200,20 @@ class Bus(Protocol):
 # -- NATS JetStream ------------------------------------------------------------------------
 
 
+_LATE: Final = 1.0
+"""Seconds a take()'s timer may fire after it was due before the wait counts as overslept.
+
+A process that was stopped (SIGSTOP) or starved wakes with its timers overdue, and a timer runs
+before the bytes waiting in the socket are read (a few turns of the event loop): without a second
+wait, a stream that delivered all along looked silent."""
+_CALL_TIMEOUT: Final = 10.0
+"""Seconds a consumer's own NATS call (subscribe, acknowledge, unsubscribe) may take.
+
+They only queue bytes for the connection's writer, yet nats-py may wait for that writer without
+a bound (a forced flush has no timeout unless the connection sets one), e.g. while the
+connection is being re-established."""
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
@@ -221,18 +240,39 @@ class _NatsConsumer:
             waiter.set_result(None)
 
     async def open(self, config: ConsumerConfig) -> None:
-        await _retrying(lambda: self._open(config), "a new consumer")
+        attempts = 0
+
+        async def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and config.durable_name:
+                # An attempt whose answer timed out may have made the durable consumer: adding
+                # it again with this attempt's inbox would update it, and it would go on from
+                # what it pushed to the old inbox, never read.
+                with contextlib.suppress(NotFoundError):
+                    await self._bus.js.delete_consumer(STREAM_NAME, config.durable_name)
+            await self._open(config)
+
+        await _retrying(attempt, "a new consumer")
 
     async def _open(self, config: ConsumerConfig) -> None:
         client = self._bus.client
+        # Nothing an earlier attempt's consumer pushed counts: its numbering was its own.
+        self._messages.clear()
+        self._unacked.clear()
+        self._delivered = 0
         # A fresh inbox per attempt: a consumer made by an attempt whose answer timed out
         # pushes to the old one, which nobody reads (it is removed once inactive).
         deliver_subject = client.new_inbox()
-        # Listening before the consumer exists, so nothing it pushes is missed.
-        self._subscription = await client.subscribe(deliver_subject, cb=self.put)
-        config.deliver_subject = deliver_subject
         try:
+            # Listening before the consumer exists, so nothing it pushes is missed.
+            async with asyncio.timeout(_CALL_TIMEOUT):
+                self._subscription = await client.subscribe(deliver_subject, cb=self.put)
+            config.deliver_subject = deliver_subject
             info = await self._bus.js.add_consumer(STREAM_NAME, config)
+        except TimeoutError as err:
+            await self.close()
+            raise NatsTimeoutError() from err  # tried again by open()
         except BaseException:
             await self.close()
             raise
@@ -240,21 +280,16 @@ class _NatsConsumer:
 
     async def take(self, limit: int, timeout: float) -> list[Delivery]:
         if not self._messages:
-            loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _expire, waiter)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
+            await self._wait(timeout)
         deliveries = []
         for _ in range(min(limit, len(self._messages))):
             message = self._messages.popleft()
             metadata = message.metadata
             sequence = int(metadata.sequence.stream)
             delivered = int(metadata.sequence.consumer)
-            if self._detect_gaps and delivered > self._delivered + 1 and self._delivered:
+            # A consumer's deliveries are numbered from 1: the first one taken counts too (a
+            # consumer that lost its first pushes would otherwise skip them unnoticed).
+            if self._detect_gaps and delivered > self._delivered + 1:
                 missing = f"{self._delivered + 1}..{delivered - 1}"
                 self._messages.clear()
                 raise DeliveryGapError(
@@ -273,6 +308,31 @@ class _NatsConsumer:
             )
         return deliveries
 
+    async def _wait(self, timeout: float) -> None:
+        """Wait until a message arrives; TimeoutError after ``timeout`` seconds of this process.
+
+        A timer that fires late by over :data:`_LATE` (the process was stopped) waits once more,
+        so what arrived meanwhile is read before the stream counts as silent.
+        """
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        due = loop.time() + timeout
+        timer = loop.call_at(due, _expire, waiter)
+        try:
+            try:
+                await waiter
+            except TimeoutError:
+                if self._messages:
+                    return  # arrived after the timer fired, in the same turn of the loop
+                if loop.time() - due <= _LATE:
+                    raise
+                waiter = self._waiter = loop.create_future()
+                timer = loop.call_later(timeout, _expire, waiter)
+                await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
     def queued(self) -> int:
         return len(self._messages)
 
@@ -281,12 +341,14 @@ class _NatsConsumer:
         if message is None:
             return  # acknowledged already
         self._unacked = {s: m for s, m in self._unacked.items() if s > through.sequence}
-        await message.ack()  # AckPolicy.ALL: covers every message before it too
+        async with asyncio.timeout(_CALL_TIMEOUT):
+            await message.ack()  # AckPolicy.ALL: covers every message before it too
 
     async def close(self) -> None:
         if self._subscription is not None:
             with contextlib.suppress(Exception):
-                await self._subscription.unsubscribe()
+                async with asyncio.timeout(_CALL_TIMEOUT):
+                    await self._subscription.unsubscribe()
             self._subscription = None
         if self.name:
             with contextlib.suppress(Exception):

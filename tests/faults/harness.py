@@ -304,23 +304,30 @@ class Writer:
         self.errors[code.name] = self.errors.get(code.name, 0) + 1
 
     async def materialized(self, timeout: float = 60.0) -> None:
-        """Wait until the query service shows each log's last acknowledged operation (or later)."""
+        """Wait until the query service shows each log's last acknowledged operation (or later).
+
+        "Later" counts entries written while this waits too: a writer still running moves the
+        view on, and a catch-up may apply many of its entries at once (checked against the
+        entries known when the wait began, such a view was never seen and the wait timed out).
+        """
         async with grpc.aio.insecure_channel(self.address) as channel:
             stub = query_pb2_grpc.QueryServiceStub(channel)
             for index, log in enumerate(self.logs):
                 last = self.acked[index]
                 if last == 0:
                     continue
-                later = {log.hashes[seq] for seq in log.hashes if seq >= last}
 
-                async def shown(log: FieldDefinitionLog = log, later: set[str] = later) -> bool:
+                async def shown(log: FieldDefinitionLog = log, last: int = last) -> bool:
                     try:
                         response = await stub.GetDocument(
                             query_pb2.GetDocumentRequest(document_id=log.hashes[1]), timeout=5
                         )
                     except grpc.aio.AioRpcError:
                         return False
-                    return response.document.document_view_id in later
+                    view = response.document.document_view_id
+                    return any(
+                        log.hashes.get(seq) == view for seq in range(last, max(log.hashes) + 1)
+                    )
 
                 await eventually(
                     shown, timeout=timeout, what=f"log {index} materialized through seq {last}"

@@ -11,7 +11,11 @@ from pathlib import Path
 
 from pandanode.core import PinnedRelationList, decode_operation
 from pandanode.core.document import DocumentOperation
-from pandanode.services.query.materializer import DEFAULT_ACK_DELAY, Materializer
+from pandanode.services.query.materializer import (
+    DEFAULT_ACK_DELAY,
+    DEFAULT_CALL_TIMEOUT,
+    Materializer,
+)
 from pandanode.services.query.model import DocumentChange
 from pandanode.services.query.store import QueryStore
 from pandanode.services.runtime.bus import Bus
@@ -131,11 +135,19 @@ async def running_materializer(
     durable: str = "query",
     batch_size: int = 256,
     ack_delay: float = DEFAULT_ACK_DELAY,
+    fetch_timeout: float = 5.0,
+    call_timeout: float = DEFAULT_CALL_TIMEOUT,
 ) -> AsyncIterator[Materializer]:
     """A materializer over a query store at ``path``, stopped and closed afterwards."""
     store = QueryStore(path)
     materializer = Materializer(
-        store, bus, durable=durable, batch_size=batch_size, ack_delay=ack_delay
+        store,
+        bus,
+        durable=durable,
+        batch_size=batch_size,
+        ack_delay=ack_delay,
+        fetch_timeout=fetch_timeout,
+        call_timeout=call_timeout,
     )
     try:
         await materializer.start()
