@@ -9,7 +9,6 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,20 +29,9 @@ from tests.services.support import eventually
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
-    """A NATS server with JetStream of this test's own."""
-    started = EmbeddedNats(store_dir=tmp_path / "nats")
-    await started.start()
-    try:
-        yield started
-    finally:
-        await started.stop()
-
-
-@pytest.fixture
-async def bus(server: EmbeddedNats) -> AsyncIterator[NatsBus]:
-    """The bus on :func:`server`, with the event stream in place."""
-    connected = await connect_bus(server.url, name="bus-stalls")
+async def bus(nats_server: EmbeddedNats) -> AsyncIterator[NatsBus]:
+    """A bus on the test's own NATS server (``nats_server``), with the event stream in place."""
+    connected = await connect_bus(nats_server.url, name="bus-stalls")
     try:
         yield connected
     finally:
@@ -83,7 +71,7 @@ def _numbers(payloads: list[bytes]) -> list[int]:
 
 
 async def test_a_take_whose_process_was_frozen_past_its_timeout_reads_what_arrived_meanwhile(
-    server: EmbeddedNats, bus: NatsBus
+    nats_server: EmbeddedNats, bus: NatsBus
 ) -> None:
     consumer = await bus.consume(OPERATIONS_INGESTED, start_sequence=1)
     timeout = 0.3
@@ -93,7 +81,7 @@ async def test_a_take_whose_process_was_frozen_past_its_timeout_reads_what_arriv
 
     def publish_elsewhere() -> None:
         async def publish() -> None:
-            other = await connect_bus(server.url, name="publisher")
+            other = await connect_bus(nats_server.url, name="publisher")
             try:
                 await other.publish(_messages(1, 1))
             finally:
