@@ -96,6 +96,9 @@ The thread does not let reads run meanwhile (applying holds the GIL; the loop ge
 every switch interval, 5 ms), and handing a batch over and back costs two thread wake-ups,
 which on a busy machine wait for a core: in ``query.materialization_lag`` at 1,000/s (load
 ~17) a 4 KiB limit gave Publish OK → watched p50 116-153 ms, this one 20-21 ms."""
+ADMIT_WINDOW: Final = 0.001
+"""Seconds the materializer steps aside at a time, after a batch applied on the event loop,
+while the query service keeps receiving calls (see :meth:`Materializer._give_way`)."""
 DEFAULT_ACK_DELAY: Final = 0.05
 """Seconds an acknowledgement may wait for more messages to cover (see :meth:`_acknowledge`)."""
 
@@ -153,6 +156,10 @@ class Materializer:
         self._unacked = 0
         self._ack_timer: asyncio.TimerHandle | None = None
         self._ack_task: asyncio.Task[None] | None = None
+        # Calls the query service received (note_call), and how many it had when the
+        # materializer last stepped aside for them (see _give_way).
+        self._calls = 0
+        self._calls_seen = 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -258,10 +265,11 @@ class Materializer:
                 # A batch being applied is finished even when stop() is called meanwhile.
                 self._applying = True
                 try:
-                    await self._handle(messages)
+                    held = await self._handle(messages)
                 finally:
                     self._applying = False
                 backoff = _FIRST_BACKOFF
+                await self._give_way(held)
             except Exception:
                 if self.store.write_error is not None:
                     # A full disk: one line now and then, not a traceback per retry; the
@@ -326,13 +334,21 @@ class Materializer:
             )
             await self._unsubscribe()  # the loop resumes (and retries that with back-off)
 
-    async def _handle(self, messages: Sequence[Delivery]) -> None:
+    async def _handle(self, messages: Sequence[Delivery]) -> float:
+        """Apply and acknowledge ``messages``.
+
+        Returns:
+            Seconds the event loop was held applying them (0 when they went to the thread).
+        """
         assert self._engine is not None and self._consumer is not None
         runs = parse_runs(messages, self.store.checkpoint(), self._batch_size)
+        held = 0.0
         if sum(len(message.payload) for message in messages) <= INLINE_BYTES:
             # Handing a small batch to the thread and back would cost more than applying it.
+            began = time.perf_counter()
             for events, last in runs:
                 self._notify(self._engine.apply(events, last))
+            held = time.perf_counter() - began
         else:
             await self._apply_on_thread(runs)
         if messages:
@@ -341,6 +357,37 @@ class Materializer:
             if newest.stored_at:
                 metrics.materialization_lag_seconds.set(max(0.0, time.time() - newest.stored_at))
             await self._acknowledge(newest, len(messages))
+        return held
+
+    def note_call(self) -> None:
+        """Count a call the query service received (the materializer makes way for calls)."""
+        self._calls += 1
+
+    async def _give_way(self, held: float) -> None:
+        """Let the event loop serve calls after a batch that held it for ``held`` seconds.
+
+        A ``grpc.aio`` server takes in one new call per trip through its completion-queue
+        thread and the event loop. A batch applied on the loop holds it for ~10 ms (100
+        operations) and a message that arrived meanwhile is taken at once, so under load the
+        calls that came in during a batch were let in one or two per batch: reads with a
+        ``consistency`` token, answered as soon as they ran (their operation was applied
+        already), waited ~100 ms at p99 behind later batches (``query.materialization_lag``
+        at 3,900/s). So after each such batch every ready callback runs first; then, while
+        calls keep coming in (one within each :data:`ADMIT_WINDOW`), the materializer waits,
+        for at most as long as the batch held the loop: it keeps at least half of the loop
+        while behind, and pays nothing when no calls come.
+        """
+        await asyncio.sleep(0)  # what the batch made ready: woken reads, watch messages
+        if held <= 0 or self._calls == self._calls_seen:
+            self._calls_seen = self._calls
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + held
+        while True:
+            self._calls_seen = self._calls
+            await asyncio.sleep(ADMIT_WINDOW)  # the loop idles: calls are taken in meanwhile
+            if self._calls == self._calls_seen or loop.time() >= deadline:
+                return
 
     async def _apply_on_thread(self, runs: Iterator[tuple[list[IngestedEvent], int]]) -> None:
         """Parse and apply ``runs`` on the thread, telling each run's listeners before the next.

@@ -75,6 +75,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.GetDocumentRequest, context: Any
     ) -> pb.GetDocumentResponse:
         """One document by id or view id, relations resolved to the requested depth."""
+        self._query.materializer.note_call()
         try:
             await self._consistent(request, context)
             document = self._query.document(
@@ -89,6 +90,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.ListDocumentsRequest, context: Any
     ) -> pb.ListDocumentsResponse:
         """A page of a schema's documents, filtered and ordered."""
+        self._query.materializer.note_call()
         try:
             await self._consistent(request, context)
             page = self._query.list_documents(
@@ -115,6 +117,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         One message per batch of the watch: every change that queued up while the previous
         message was being written goes into the next one.
         """
+        self._query.materializer.note_call()
         try:
             await self._consistent(request, context)
             batches = self._query.watch(request.schema_id, predicates_from_pb(request.filters))
@@ -137,6 +140,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.ListSchemasRequest, context: Any
     ) -> pb.ListSchemasResponse:
         """A page of the schemas this node knows, by schema id."""
+        self._query.materializer.note_call()
         try:
             schemas, next_page_token = self._query.list_schemas(
                 request.page_size, request.page_token
@@ -151,6 +155,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.GetSchemaRequest, context: Any
     ) -> pb.GetSchemaResponse:
         """One schema with its fields."""
+        self._query.materializer.note_call()
         try:
             return pb.GetSchemaResponse(schema=schema_to_pb(self._query.schema(request.schema_id)))
         except PandanodeError as err:
@@ -160,6 +165,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.GetBlobRequest, context: Any
     ) -> AsyncIterator[pb.GetBlobResponse]:
         """A header (mime type, length), then the blob's bytes in chunks."""
+        self._query.materializer.note_call()
         try:
             await self._consistent(request, context)
             blob = self._query.blob(
@@ -180,6 +186,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
         self, request: pb.GetEntriesRequest, context: Any
     ) -> AsyncIterator[pb.GetEntriesResponse]:
         """Raw entries of one log with their operations, in pages."""
+        self._query.materializer.note_call()
         try:
             entries = self._query.entries(request.public_key, request.log_id, request.from_seq_num)
         except PandanodeError as err:
