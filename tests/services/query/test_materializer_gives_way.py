@@ -80,5 +80,6 @@ async def test_calls_that_keep_coming_run_between_batches_and_do_not_stop_the_ma
 
         assert materializer.checkpoint == sequences[-1]
         # The calls ran after every batch (one message each), not only once the backlog was
-        # applied: each checkpoint of the backlog was seen by one of them.
-        assert set(sequences) <= seen
+        # applied: each checkpoint before the last was seen by one of them (the last one may
+        # be reached while the caller waits for its next turn, just before it is cancelled).
+        assert set(sequences[:-1]) <= seen
