@@ -6,8 +6,6 @@ servicer); composed by :class:`~pandanode.services.node.Node` in one process.
 
 from __future__ import annotations
 
-from functools import partial
-
 from pandanode.discovery.v1 import discovery_pb2, discovery_pb2_grpc
 from pandanode.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from pandanode.query.v1 import query_pb2, query_pb2_grpc
@@ -19,7 +17,6 @@ from .discovery.servicer import DiscoveryServicer
 from .gateway.blobs import blobs_handler
 from .gateway.service import Gateway, HandlerFactory
 from .gateway.subscriptions import subscriptions_handler
-from .ingest.announcer_thread import AnnouncerThread
 from .ingest.ingest import Ingest
 from .ingest.outbox import Announcer
 from .ingest.servicer import IngestServicer
@@ -31,7 +28,6 @@ from .query.store import QueryStore
 from .query.token_secret import load_or_create_token_secret
 from .replication.replication import Replication
 from .replication.servicer import ReplicationServicer
-from .runtime.bus import NatsBus
 from .runtime.dial import Dial, insecure_dial
 from .runtime.service import Service, ServiceContext, store_restart_wanted, task_running
 from .runtime.settings import Settings
@@ -65,7 +61,7 @@ class IngestPart(Service):
     def __init__(self) -> None:
         self.store: LogStore | None = None
         self.ingest: Ingest | None = None
-        self.announcer: Announcer | AnnouncerThread | None = None
+        self.announcer: Announcer | None = None
         self.settings = Settings()
 
     async def start(self, context: ServiceContext) -> None:  # noqa: D102 - see Service
@@ -75,15 +71,9 @@ class IngestPart(Service):
             write_buffer_bytes=context.settings.store_write_buffer_bytes,
         )
         # Each commit is handed to the announcer in memory; its outbox is for recovery only.
-        bus = context.need_bus()
-        linger = context.settings.announce_linger
-        if isinstance(bus, NatsBus):
-            # On its own thread and NATS connection, off the event loop of the gRPC calls.
-            self.announcer = AnnouncerThread(
-                self.store, partial(bus.connect_again, "pandanode-announcer"), linger=linger
-            )
-        else:
-            self.announcer = Announcer(self.store, bus, linger=linger)
+        self.announcer = Announcer(
+            self.store, context.need_bus(), linger=context.settings.announce_linger
+        )
         self.ingest = Ingest(self.store, context.settings, on_committed=self.announcer.committed)
         await self.ingest.start()
         await self.announcer.start()

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -70,10 +70,6 @@ def _commit(operations: Sequence[IngestedOperation]) -> _Commit:
     return _Commit(operations[0].sequence, operations[-1].sequence, operations, size)
 
 
-def _call_now(callback: Callable[[], None]) -> None:
-    callback()
-
-
 def _finish(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -108,22 +104,11 @@ class Announcer:
         *,
         memory_budget: int = MEMORY_BUDGET,
         linger: float = LINGER,
-        notify: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
         self._budget = memory_budget
         self._linger = linger
-        # How committed() has the announcer's loop run a callback: at once when called on
-        # that loop, call_soon_threadsafe when called from another thread.
-        self._notify = notify or _call_now
-        # Commits handed over and not yet taken by the task: appended by committed(), which
-        # may run on another thread, taken only on the announcer's loop. The two byte counts
-        # are each written by one side only.
-        self._inbox: deque[_Commit] = deque()
-        self._handed_bytes = 0
-        self._taken_bytes = 0
-        self._waiting = False  # the task waits for commits: committed() must wake it
         self._published_at = float("-inf")  # the loop time the last publish from memory began
         self._in_flight: list[_Group] = []  # published again as is after a failure
         self._lingering: asyncio.Future[None] | None = None  # done: stop lingering
@@ -194,7 +179,6 @@ class Announcer:
         self._draining += 1
         try:
             while self._persisted < self._store.next_outbox_sequence() - 1:
-                self._take()
                 self._wake.set()
                 if self._lingering is not None and not self._lingering.done():
                     self._lingering.set_result(None)
@@ -203,40 +187,18 @@ class Announcer:
             self._draining -= 1
 
     def committed(self, operations: Sequence[IngestedOperation]) -> None:
-        """Take a commit's operations (store order) to announce; called by the writer.
-
-        It may be called from another thread than the announcer's: it only appends to the
-        inbox, and wakes the task only when it waits for commits (one that publishes or
-        lingers takes them when it is done).
-        """
+        """Take a commit's operations (store order) to announce; called by the writer."""
         if not operations:
             return
         commit = _commit(operations)
-        waiting = self._pending_bytes + self._handed_bytes - self._taken_bytes
-        if waiting + commit.size > self._budget:
-            # Not kept: the outbox has it, and the task reads it from there.
-            commit = _Commit(commit.first, commit.last, (), 0)
-        self._handed_bytes += commit.size
-        self._inbox.append(commit)
-        if self._waiting:
-            self._waiting = False
-            self._notify(self._wake.set)
-
-    def _take(self) -> None:
-        """Move the commits handed over into the queue (on the announcer's loop)."""
-        inbox = self._inbox
-        if not inbox:
-            return
-        while inbox:
-            commit = inbox.popleft()
-            self._taken_bytes += commit.size
-            self._latest = max(self._latest, commit.last)
-            if commit.operations:
-                self._pending.append(commit)
-                self._pending_bytes += commit.size
-            else:
-                self._recover_through = max(self._recover_through, commit.last)
+        self._latest = max(self._latest, commit.last)
         metrics.unannounced_entries.set(self._latest - self.announced)
+        if self._pending_bytes + commit.size <= self._budget:
+            self._pending.append(commit)
+            self._pending_bytes += commit.size
+        else:  # not kept: the outbox has it, and the task reads it from there
+            self._recover_through = max(self._recover_through, commit.last)
+        self._wake.set()
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:  # pragma: no cover - guard
@@ -266,10 +228,7 @@ class Announcer:
                 self._idle_timer = asyncio.get_running_loop().call_later(
                     self._linger, self._wake.set
                 )
-            self._waiting = True
-            if not self._inbox:  # read after the flag is set: a commit before it is seen here
-                await self._wake.wait()
-            self._waiting = False
+            await self._wake.wait()
             self._wake.clear()
 
     def _failed(self, err: Exception) -> None:
@@ -361,7 +320,6 @@ class Announcer:
         return [_Group(commit.last, self._messages(commit.operations)) for commit in commits]
 
     def _from_memory(self) -> list[_Commit]:
-        self._take()
         while self._pending and self._pending[0].last <= self.announced:
             self._pending_bytes -= self._pending.popleft().size
         if self._pending and self._pending[0].first > self.announced + 1:

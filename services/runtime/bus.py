@@ -359,29 +359,9 @@ class _NatsConsumer:
 class NatsBus:
     """The bus on a NATS connection with JetStream and the ``PANDANODE`` stream in place."""
 
-    def __init__(
-        self,
-        client: Client,
-        js: JetStreamContext,
-        reconnect: Callable[[str], Awaitable[NatsBus]] | None = None,
-    ) -> None:
+    def __init__(self, client: Client, js: JetStreamContext) -> None:
         self.client = client
         self.js = js
-        self._reconnect = reconnect
-
-    async def connect_again(self, name: str) -> NatsBus:
-        """Another connection to the same servers as the same user, named ``name``.
-
-        For an event loop of its own (a nats-py connection belongs to the loop that opened
-        it); it waits for the stream rather than managing it.
-
-        Raises:
-            UnavailableError: see :func:`connect_bus`.
-            RuntimeError: this bus was not opened by :func:`connect_bus`.
-        """
-        if self._reconnect is None:
-            raise RuntimeError("this bus cannot open another connection")
-        return await self._reconnect(name)
 
     @property
     def max_payload(self) -> int:
@@ -494,12 +474,6 @@ async def connect_bus(
         UnavailableError: NATS or JetStream did not answer within ``timeout`` seconds (or
             the stream did not appear, without ``manage_stream``).
     """
-
-    def reconnect(other: str) -> Awaitable[NatsBus]:
-        return connect_bus(
-            url, name=other, timeout=timeout, user=user, password=password, manage_stream=False
-        )
-
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     servers = [item.strip() for item in url.split(",") if item.strip()]
@@ -542,7 +516,7 @@ async def connect_bus(
                     await _ensure_stream(js, replicas)
                 else:
                     await js.stream_info(STREAM_NAME)  # NotFoundError until ingest made it
-                return NatsBus(client, js, reconnect)
+                return NatsBus(client, js)
             except NotFoundError:
                 last_error = LookupError(f"no stream {STREAM_NAME} yet (ingest creates it)")
                 await asyncio.sleep(0.1)  # poll: ingest is starting
