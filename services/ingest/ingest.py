@@ -282,6 +282,7 @@ class Ingest:
         self._concurrent_at = -1e9  # when several unary calls last waited together
         self._concurrency = 0  # the most unary calls seen waiting together lately
         self._gathering: asyncio.Future[None] | None = None  # the writer waits for more calls
+        self._gather_wanted = 0  # for this many pending items
         self.verify_entries: Callable[[Sequence[Entry]], list[SignatureError | None]]
         self.verify_entries = verify_entries
         """Checks the signatures of decoded entries, all at once (None where valid, else the
@@ -624,7 +625,11 @@ class Ingest:
         self._pending.extend(items)
         self._idle.clear()
         self._work.set()
-        if self._gathering is not None:
+        # The gathering writer is woken once: when as many as it waits for are pending, or a
+        # batch (which goes at once) came; not by each unary call before.
+        if self._gathering is not None and (
+            len(self._pending) >= self._gather_wanted or items[0].future is None
+        ):
             _wake(self._gathering)
 
     async def _write_loop(self) -> None:
@@ -675,6 +680,7 @@ class Ingest:
             if remaining <= 0:
                 return
             # A future and a timer rather than wait_for, which costs a task per wait.
+            self._gather_wanted = wanted
             waiter = self._gathering = loop.create_future()
             timer = loop.call_later(remaining, _wake, waiter)
             try:
