@@ -438,16 +438,15 @@ class Ingest:
             PandanodeError: the entry was rejected (nothing of it is stored).
         """
         self._refuse_if_unwritable()
-        # A call that will be committed on the event loop (see below) checks its signature
-        # here: measured at 1 call in flight, a hop to the pool per call cost more than the
-        # ~60 µs of verification it moves off the event loop (a future bridged back through the
-        # loop's self-pipe, and the pool thread waiting for the GIL after the signature check
-        # while the loop runs). A call that will wait for the writer with others leaves it to
-        # the writer, which checks the whole batch in one hop to a verification thread, with
-        # the GIL released, while the event loop serves the next calls.
+        # A lone call checks its signature here: measured at 1 call in flight, a hop to the
+        # pool per call cost more than the ~60 µs of verification it moves off the event loop
+        # (a future bridged back through the loop's self-pipe, and the pool thread waiting for
+        # the GIL after the signature check while the loop runs). A call that will wait for the
+        # writer with others leaves it to the writer, which checks the whole batch in one hop
+        # to a verification thread, with the GIL released, while the loop serves the next calls.
         started = time.perf_counter()
         try:
-            checked = self._prepare(entry, operation, verify=self._commits_now(started))
+            checked = self._prepare(entry, operation, verify=self._alone(started))
         except PandanodeError as err:
             _rejected(err)
             raise
@@ -482,6 +481,15 @@ class Ingest:
             self._unary_waiting -= 1
         _UNARY_LATENCY.observe(time.perf_counter() - started)
         return result
+
+    def _alone(self, now: float) -> bool:
+        """Whether a unary call arriving ``now`` finds no other call waiting or lately together."""
+        return (
+            not self._unary_waiting
+            and not self._pending
+            and not self._writing
+            and now - self._concurrent_at > _CONCURRENT_HOLD
+        )
 
     def _commits_now(self, now: float) -> bool:
         """Whether a unary call arriving ``now`` is committed at once on the event loop."""
