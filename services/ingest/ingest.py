@@ -164,6 +164,7 @@ class _Checked:
         "operation_bytes",
         "operation_hash",
         "settled",
+        "verified",
     )
 
     def __init__(
@@ -182,6 +183,7 @@ class _Checked:
         self.batch: _Batch | None = None
         self.index = 0
         self.settled = False
+        self.verified = False  # its signature was checked (else the writer checks it)
 
     def settle(self, outcome: PublishOutcome) -> None:
         """Hand the item's outcome to whoever waits for it (once)."""
@@ -280,6 +282,7 @@ class Ingest:
         self._concurrent_at = -1e9  # when several unary calls last waited together
         self._concurrency = 0  # the most unary calls seen waiting together lately
         self._gathering: asyncio.Future[None] | None = None  # the writer waits for more calls
+        self._gather_wanted = 0  # for this many pending items
         self.verify_entries: Callable[[Sequence[Entry]], list[SignatureError | None]]
         self.verify_entries = verify_entries
         """Checks the signatures of decoded entries, all at once (None where valid, else the
@@ -342,11 +345,21 @@ class Ingest:
         if self._supported is not None:
             self._check_supported(operation.schema_id)
         entry = decode_entry(entry_bytes, verify=False, entry_hash=entry_id)
+        checked = _Checked(entry, operation_bytes, operation, entry_id)
         if verify:
-            [error] = self.verify_entries((entry,))
-            if error is not None:
-                raise error
-        return _Checked(entry, operation_bytes, operation, entry_id)
+            self._verify(checked)
+        return checked
+
+    def _verify(self, item: _Checked) -> None:
+        """Check one item's signature on this thread.
+
+        Raises:
+            SignatureError: the signature is not valid.
+        """
+        [error] = self.verify_entries((item.entry,))
+        if error is not None:
+            raise error
+        item.verified = True
 
     def _check_supported(self, schema_id: str) -> None:
         """Refuse an operation of a schema outside the allow list (before its signature check).
@@ -411,8 +424,10 @@ class Ingest:
             results.append(prepared)
         if unverified:
             errors = self.verify_entries([item.entry for item in unverified])
-            for position, error in zip(positions, errors, strict=True):
-                if error is not None:
+            for position, item, error in zip(positions, unverified, errors, strict=True):
+                if error is None:
+                    item.verified = True
+                else:
                     results[position] = error
         return results
 
@@ -423,30 +438,31 @@ class Ingest:
             PandanodeError: the entry was rejected (nothing of it is stored).
         """
         self._refuse_if_unwritable()
-        # Checked inline, unlike batches: measured at 1, 16 and 64 calls in flight, a hop to the
+        # A lone call checks its signature here: measured at 1 call in flight, a hop to the
         # pool per call cost more than the ~60 µs of verification it moves off the event loop
         # (a future bridged back through the loop's self-pipe, and the pool thread waiting for
-        # the GIL after the signature check while the loop runs), both in calls/s and in the
-        # event loop's CPU per call.
+        # the GIL after the signature check while the loop runs). A call that will wait for the
+        # writer with others leaves it to the writer, which checks the whole batch in one hop
+        # to a verification thread, with the GIL released, while the loop serves the next calls.
         started = time.perf_counter()
         try:
-            checked = self._prepare(entry, operation)
+            checked = self._prepare(entry, operation, verify=self._alone(started))
         except PandanodeError as err:
             _rejected(err)
             raise
         if isinstance(checked, PublishResult):
             return checked
         now = time.perf_counter()
-        if (
-            not self._writing
-            and not self._pending
-            and commits_inline(
-                1, 1, self._last_sync, now - self._committed_at, now - self._concurrent_at
-            )
-        ):
+        if self._commits_now(now):
             # The writer is idle and nothing else waits for it: this call is the writer, so
             # it is applied, committed and answered without two hops through the event loop
             # (to the writer task and back), each of which also lets other work in between.
+            if not checked.verified:
+                try:
+                    self._verify(checked)
+                except PandanodeError as err:
+                    _rejected(err)
+                    raise
             result = self._publish_now(checked)
             _UNARY_LATENCY.observe(time.perf_counter() - started)
             return result
@@ -465,6 +481,25 @@ class Ingest:
             self._unary_waiting -= 1
         _UNARY_LATENCY.observe(time.perf_counter() - started)
         return result
+
+    def _alone(self, now: float) -> bool:
+        """Whether a unary call arriving ``now`` finds no other call waiting or lately together."""
+        return (
+            not self._unary_waiting
+            and not self._pending
+            and not self._writing
+            and now - self._concurrent_at > _CONCURRENT_HOLD
+        )
+
+    def _commits_now(self, now: float) -> bool:
+        """Whether a unary call arriving ``now`` is committed at once on the event loop."""
+        return (
+            not self._writing
+            and not self._pending
+            and commits_inline(
+                1, 1, self._last_sync, now - self._committed_at, now - self._concurrent_at
+            )
+        )
 
     async def publish_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[PublishOutcome]:
         """Publish a batch; one outcome per item, in order. Rejected items do not stop the rest."""
@@ -598,7 +633,11 @@ class Ingest:
         self._pending.extend(items)
         self._idle.clear()
         self._work.set()
-        if self._gathering is not None:
+        # The gathering writer is woken once: when as many as it waits for are pending, or a
+        # batch (which goes at once) came; not by each unary call before.
+        if self._gathering is not None and (
+            len(self._pending) >= self._gather_wanted or items[0].future is None
+        ):
             _wake(self._gathering)
 
     async def _write_loop(self) -> None:
@@ -649,6 +688,7 @@ class Ingest:
             if remaining <= 0:
                 return
             # A future and a timer rather than wait_for, which costs a task per wait.
+            self._gather_wanted = wanted
             waiter = self._gathering = loop.create_future()
             timer = loop.call_later(remaining, _wake, waiter)
             try:
@@ -692,7 +732,31 @@ class Ingest:
             # Build schemas before answering, so the next call can use them.
             self.schemas.refresh(schema_documents)
 
+    async def _verified(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_Checked]
+    ) -> list[_Checked]:
+        """``batch`` but the items whose signature is not valid, which are answered so.
+
+        The unary calls that left their signature to the writer are checked together, in one
+        hop to a verification thread.
+        """
+        unverified = [item for item in batch if not item.verified]
+        if not unverified:
+            return batch
+        entries = [item.entry for item in unverified]
+        errors = await loop.run_in_executor(self._verify_pool, self.verify_entries, entries)
+        for item, error in zip(unverified, errors, strict=True):
+            if error is None:
+                item.verified = True
+            else:
+                _rejected(error)
+                item.settle(error)
+        return [item for item in batch if item.verified]
+
     async def _apply_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Checked]) -> None:
+        batch = await self._verified(loop, batch)
+        if not batch:
+            return
         view = self.store.begin()
         applied: list[tuple[_Checked, PublishResult]] = []
         stored: list[IngestedOperation] = []

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from pandanode.core import KeyPair
+from pandanode.core.entry import Entry, verify_entries
+from pandanode.core.errors import Reason, SignatureError
 from pandanode.services.ingest import ingest as ingest_module
 from pandanode.services.ingest.ingest import Ingest, commits_inline
 from pandanode.services.ingest.store import LogStore, WriteBatchView
@@ -105,6 +107,60 @@ async def test_calls_in_flight_together_are_committed_together_on_the_commit_thr
     assert first == threading.current_thread().name, "the first found the writer idle"
     assert len(rest) == 1, "the other seven in one commit"
     assert rest[0].startswith("commit")
+
+
+def record_signature_checks(ingest: Ingest) -> list[tuple[str, int]]:
+    """Record the thread and the number of entries of each signature check of ``ingest``."""
+    checks: list[tuple[str, int]] = []
+
+    def recording(entries: Sequence[Entry]) -> list[SignatureError | None]:
+        checks.append((threading.current_thread().name, len(entries)))
+        return verify_entries(entries)
+
+    ingest.verify_entries = recording
+    return checks
+
+
+async def test_calls_in_flight_together_have_their_signatures_checked_together_off_the_loop(
+    ingest: Ingest,
+) -> None:
+    assert isinstance(ingest.store, RecordingStore)
+    ingest.store.delay = SLOW / 10  # the calls after the first come faster than it commits
+    checks = record_signature_checks(ingest)
+    authors = [FieldDefinitionLog(KeyPair(), log_id=0) for _ in range(8)]
+    requests = [author.entry(1) for author in authors]
+    await asyncio.gather(*(ingest.publish(r.entry, r.operation) for r in requests))
+    loop = threading.current_thread().name
+    first, second, *rest = checks
+    assert first == (loop, 1), "the first found the writer idle"
+    assert second == (loop, 1), "the second found no other call waiting"
+    assert len(rest) == 1, "the other six, waiting together, in one check"
+    thread, count = rest[0]
+    assert thread.startswith("verify")
+    assert count == 6
+
+
+async def test_a_forged_entry_among_calls_in_flight_together_is_rejected_as_alone(
+    ingest: Ingest,
+) -> None:
+    assert isinstance(ingest.store, RecordingStore)
+    ingest.store.delay = SLOW / 10  # the calls after the first come faster than it commits
+    authors = [FieldDefinitionLog(KeyPair(), log_id=0) for _ in range(6)]
+    requests = [(r.entry, r.operation) for r in (author.entry(1) for author in authors)]
+    forged = bytearray(requests[3][0])
+    forged[-1] ^= 0x01  # a bit of the signature
+    requests[3] = (bytes(forged), requests[3][1])
+    outcomes = await asyncio.gather(
+        *(ingest.publish(entry, operation) for entry, operation in requests),
+        return_exceptions=True,
+    )
+    rejected = outcomes.pop(3)
+    assert isinstance(rejected, SignatureError)
+    assert rejected.reason == Reason.INVALID_SIGNATURE
+    for outcome in outcomes:
+        assert not isinstance(outcome, BaseException), outcome
+        assert ingest.store.operation_document(bytes.fromhex(outcome.operation_id)) is not None
+    assert ingest.store.max_log_id(authors[3].key_pair.public_key()) is None, "nothing stored"
 
 
 async def test_a_call_that_finds_the_writer_idle_is_stored_and_handed_to_the_announcer(
