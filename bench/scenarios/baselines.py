@@ -36,6 +36,7 @@ __all__ = [
     "UNARY_LEVELS",
     "VERIFY",
     "VERIFY_COST",
+    "verify_probe",
 ]
 
 VERIFY = "baseline.verify/1 core/verifications/s"
@@ -67,6 +68,22 @@ def _verify_all(triples: list[tuple[bytes, bytes, bytes]]) -> None:
     for message, signature, public_key in triples:
         # The call pandanode.core's verification makes (VerifyKey.verify), minus the object.
         nacl.bindings.crypto_sign_open(signature + message, public_key)
+
+
+PROBE_SIGNATURES = 5_000
+"""Signatures one :func:`verify_probe` checks (~0.3–0.5 s on one core)."""
+
+
+def verify_probe(ctx: Context) -> float:
+    """The single-core verify rate right now (verifications/s), timed like ``baseline.verify``.
+
+    The machine's speed drifts by tens of percent within minutes (a VM sharing its host), so a
+    scenario compared with verification also measures it right before and after itself.
+    """
+    triples = ctx.cached("verify-probe", lambda: _signed_messages(PROBE_SIGNATURES))
+    start = time.perf_counter()
+    _verify_all(triples)
+    return len(triples) / (time.perf_counter() - start)
 
 
 @scenario(

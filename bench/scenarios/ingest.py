@@ -31,7 +31,7 @@ from ..procs import MIN_CPU_SECONDS, CpuTimes, NodeProcess
 from ..registry import Option, ScenarioResult, scenario
 from ..threads import IngestMainThread
 from ..workload import bench_schema, flatten, long_log, short_logs
-from .baselines import UNARY_LEVELS, VERIFY, echo_unary
+from .baselines import UNARY_LEVELS, VERIFY, echo_unary, verify_probe
 
 __all__ = ["long_log_entries", "short_log_entries"]
 
@@ -41,6 +41,28 @@ Logs = list[list[pb.PublishRequest]]
 HOP_LEVELS = (1, 16)
 
 MAIN_THREAD_CPU = "main-thread CPU µs/entry"
+NEXT_TO_IT = "verify 1 core, just before and after"
+"""Row of the verify rate measured around a stream run (the mean of both probes)."""
+
+
+def _rate_next_to_verify(
+    ctx: Context, out: ScenarioResult, row: str, entries: int, seconds: float, before: float
+) -> None:
+    """Record ``row``'s rate against the verify rate measured right before and after it.
+
+    ``baseline.verify`` runs minutes earlier; on a machine whose speed drifts, a ratio to the
+    mean of two probes around the run itself is the steadier figure (both are reported).
+    """
+    after = verify_probe(ctx)
+    out.metric(NEXT_TO_IT, "verifications/s", (before + after) / 2, "/s", "throughput")
+    out.metric(NEXT_TO_IT, "before", before, "/s", "throughput")
+    out.metric(NEXT_TO_IT, "after", after, "/s", "throughput")
+    out.rate(
+        f"{row}, vs verify next to it",
+        entries,
+        seconds,
+        baseline=f"{out.name}/{NEXT_TO_IT}/verifications/s",
+    )
 
 
 def _main_thread_per_entry(
@@ -78,6 +100,7 @@ def _stream_workload(ctx: Context) -> list[pb.PublishRequest]:
 
 
 async def _stream_and_announce(
+    ctx: Context,
     out: ScenarioResult,
     node: NodeProcess,
     channel: grpc.aio.Channel,
@@ -85,6 +108,7 @@ async def _stream_and_announce(
     batch: int,
 ) -> None:
     """Stream ``requests``; record durable and announced rates, batch latency and CPU/entry."""
+    probe = verify_probe(ctx)
     main = IngestMainThread(node.pid, node.data_dir)
     main_before = main.cpu()
     cpu = node.cpu()
@@ -95,6 +119,7 @@ async def _stream_and_announce(
     node.published += run.count
     out.rate("durable", run.count, run.seconds, baseline=VERIFY)
     out.rate("durable + announced", run.count, announced - run.started, baseline=VERIFY)
+    _rate_next_to_verify(ctx, out, "durable + announced", run.count, announced - run.started, probe)
     out.latency(
         f"batch of {batch}, saturated", run.latencies, series=f"{out.name} batch of {batch}"
     )
@@ -157,7 +182,7 @@ async def stream_short_logs(ctx: Context, out: ScenarioResult) -> None:
         grpc.aio.insecure_channel(node.ingest_address, options=CHANNEL_OPTIONS) as channel,
     ):
         await publish_setup(channel, node)
-        await _stream_and_announce(out, node, channel, requests, ctx.args.stream_batch)
+        await _stream_and_announce(ctx, out, node, channel, requests, ctx.args.stream_batch)
 
 
 @scenario(
