@@ -78,8 +78,12 @@ def test_figures_are_positive(smoke: tuple[dict[str, Any], str, Path]) -> None:
         assert scenario["metrics"], f"{name} recorded nothing"
         for metric in scenario["metrics"]:
             value = metric["value"]
-            # A latency from "Publish OK" may be negative (see below); every other figure is > 0.
-            positive = metric["kind"] != "latency" or not metric["row"].startswith("Publish OK")
+            # A latency from "Publish OK" may be negative (see below), and so may a hop's cost
+            # (the difference of two medians of 100 calls in a smoke run: noise can reverse
+            # it on a loaded machine); every other figure is > 0.
+            positive = (
+                metric["kind"] != "latency" or not metric["row"].startswith("Publish OK")
+            ) and metric["column"] != "hop µs/call"
             assert math.isfinite(value) and (value > 0 or not positive), f"{name} {metric}"
             if metric["baseline"] is not None:
                 assert metric["ratio"] is not None and metric["ratio"] > 0, f"{name} {metric}"
