@@ -36,6 +36,8 @@ __all__ = [
     "UNARY_LEVELS",
     "VERIFY",
     "VERIFY_COST",
+    "PROBE_ECHO_CALLS",
+    "EchoProbe",
     "verify_probe",
 ]
 
@@ -168,16 +170,10 @@ async def grpc_echo(ctx: Context, out: ScenarioResult) -> None:
             await unary(payload, timeout=30)  # connect and warm up
             for concurrency in UNARY_LEVELS:
                 calls = ctx.args.echo_calls
-                share = [
-                    calls // concurrency + (i < calls % concurrency) for i in range(concurrency)
-                ]
                 cpu = server.cpu()
-                start = time.perf_counter()
-                timed = await asyncio.gather(*(_unary_echo(unary, payload, n) for n in share))
-                seconds = time.perf_counter() - start
+                seconds, latencies = await _echo_calls(unary, payload, concurrency, calls)
                 row = f"unary c={concurrency}"
                 out.rate(row, calls, seconds, column="calls/s")
-                latencies = [t for worker in timed for t in worker]
                 out.latency(row, latencies, series=f"echo unary c={concurrency}")
                 used = server.cpu() - cpu
                 if used >= MIN_CPU_SECONDS:
@@ -204,6 +200,57 @@ async def grpc_echo(ctx: Context, out: ScenarioResult) -> None:
                     out.metric(row, "server CPU µs/entry", used / (count * per) * 1e6, "µs", "cost")
     finally:
         await server.stop()
+
+
+async def _echo_calls(
+    unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes],
+    payload: bytes,
+    concurrency: int,
+    calls: int,
+) -> tuple[float, list[float]]:
+    """``calls`` echo calls, ``concurrency`` in flight: the seconds, and each call's."""
+    share = [calls // concurrency + (i < calls % concurrency) for i in range(concurrency)]
+    start = time.perf_counter()
+    timed = await asyncio.gather(*(_unary_echo(unary, payload, n) for n in share))
+    return time.perf_counter() - start, [t for worker in timed for t in worker]
+
+
+PROBE_ECHO_CALLS = 1_000
+"""Echo calls one :meth:`EchoProbe.rate` makes (~0.2–0.7 s)."""
+
+
+class EchoProbe:
+    """The echo server kept running next to a node, to measure its rate around each run.
+
+    Like :func:`verify_probe`: ``baseline.grpc_echo`` runs minutes before the Publish scenarios,
+    and the machine's speed drifts meanwhile (echo c=1 measured 0.9k–2.1k calls/s within an
+    hour here). An idle echo process costs the node nothing.
+    """
+
+    def __init__(self) -> None:
+        self._server = EchoProcess()
+        self._channel: grpc.aio.Channel | None = None
+        self._payload = document_log(bench_schema().schema_id, KeyPair(), 0, 0, 1)[0]
+
+    async def __aenter__(self) -> EchoProbe:
+        await self._server.start()
+        self._channel = grpc.aio.insecure_channel(self._server.address, options=CHANNEL_OPTIONS)
+        await self.rate(1, 10)  # connect and warm up
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._channel is not None:
+            await self._channel.close(None)
+        await self._server.stop()
+
+    async def rate(self, concurrency: int, calls: int = PROBE_ECHO_CALLS) -> float:
+        """Unary echo calls/s right now at ``concurrency`` in flight."""
+        assert self._channel is not None
+        unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = self._channel.unary_unary(
+            UNARY, request_serializer=None, response_deserializer=None
+        )
+        seconds, _ = await _echo_calls(unary, self._payload.SerializeToString(), concurrency, calls)
+        return calls / seconds
 
 
 async def _unary_echo(

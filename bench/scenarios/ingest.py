@@ -31,7 +31,14 @@ from ..procs import MIN_CPU_SECONDS, CpuTimes, NodeProcess
 from ..registry import Option, ScenarioResult, scenario
 from ..threads import IngestMainThread
 from ..workload import bench_schema, flatten, long_log, short_logs
-from .baselines import UNARY_LEVELS, VERIFY, echo_unary, verify_probe
+from .baselines import (
+    PROBE_ECHO_CALLS,
+    UNARY_LEVELS,
+    VERIFY,
+    EchoProbe,
+    echo_unary,
+    verify_probe,
+)
 
 __all__ = ["long_log_entries", "short_log_entries"]
 
@@ -143,7 +150,9 @@ async def unary_short_logs(ctx: Context, out: ScenarioResult) -> None:
     per_level = math.ceil(ctx.args.unary_entries / ctx.args.short_log_length)
     levels = [(c, False) for c in UNARY_LEVELS] + [(c, True) for c in HOP_LEVELS]
     logs = short_log_entries(ctx, "unary-short-logs", per_level * len(levels))
+    probe_calls = min(PROBE_ECHO_CALLS, max(100, ctx.args.unary_entries // 3))
     async with (
+        EchoProbe() as echo,
         ctx.node(out) as node,
         grpc.aio.insecure_channel(node.ingest_address) as direct,
         grpc.aio.insecure_channel(node.address) as public,
@@ -152,6 +161,7 @@ async def unary_short_logs(ctx: Context, out: ScenarioResult) -> None:
         main = IngestMainThread(node.pid, node.data_dir)
         for index, (concurrency, hop) in enumerate(levels):
             level = logs[index * per_level : (index + 1) * per_level]
+            echo_before = await echo.rate(concurrency, probe_calls)
             main_before = main.cpu()
             cpu = node.cpu()
             run = await publish_unary(public if hop else direct, level, concurrency)
@@ -161,6 +171,17 @@ async def unary_short_logs(ctx: Context, out: ScenarioResult) -> None:
             row = f"c={concurrency}" + (" via public address" if hop else "")
             _main_thread_per_entry(out, row, main, main_before, run.count)
             out.rate(row, run.count, run.seconds, baseline=echo_unary(concurrency))
+            echo_row = f"echo c={concurrency}, just before and after {row}"
+            echo_after = await echo.rate(concurrency, probe_calls)
+            out.metric(echo_row, "calls/s", (echo_before + echo_after) / 2, "/s", "throughput")
+            out.metric(echo_row, "before", echo_before, "/s", "throughput")
+            out.metric(echo_row, "after", echo_after, "/s", "throughput")
+            out.rate(
+                f"{row}, vs echo next to it",
+                run.count,
+                run.seconds,
+                baseline=f"{out.name}/{echo_row}/calls/s",
+            )
             out.latency(row, run.latencies, series=f"Publish unary {row}")
             Context.cpu_per_entry(out, row, used, run.count)
         out.notes["direct_address"] = node.ingest_address != node.address
