@@ -52,6 +52,7 @@ CHANNEL_OPTIONS = [
 ]
 _TIMEOUT = 120.0
 _PACED_TIMEOUT = 600.0
+_CONSUMER_TIMEOUT = 60.0  # seconds a JetStream API request of the bench may take
 
 
 @dataclass
@@ -204,7 +205,9 @@ async def wait_announced(nats_url: str, expected: int, timeout: float = 300.0) -
                 reached.set()
 
     try:
-        js = client.jetstream()
+        # Creating the consumer is a JetStream API request; on a 3-node cluster under load
+        # (a smoke run next to the test suite) it outlasted nats-py's 5 s default.
+        js = client.jetstream(timeout=_CONSUMER_TIMEOUT)
         subscription = await js.subscribe(
             OPERATIONS_INGESTED.subject_filter,
             stream=STREAM_NAME,
