@@ -528,19 +528,20 @@ class Materializer:
             True once it is (at once if it is already), False after ``timeout`` seconds.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        in_flight = self._in_flight
-        if in_flight is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(in_flight), timeout)
-        if self.store.is_folded(operation_id):
-            return True
-        timeout = max(0.0, deadline - loop.time())
         future: asyncio.Future[None] = loop.create_future()
         waiters = self._operation_waiters.setdefault(operation_id, set())
         waiters.add(future)
         try:
-            await asyncio.wait_for(future, timeout)
+            # A run applied on the thread is in the store before its listeners are called (on
+            # the loop, once the thread is done), and meanwhile the next run may already be
+            # committed: the store alone does not say whether the change was told. So a folded
+            # operation counts only once no run is in flight, or once the run in flight when
+            # it was seen folded has been told (right after its future is resolved).
+            in_flight = self._in_flight
+            if not self.store.is_folded(operation_id):
+                await asyncio.wait_for(future, timeout)
+            elif in_flight is not None:
+                await asyncio.wait_for(asyncio.shield(in_flight), timeout)
             return True
         except TimeoutError:
             return False
